@@ -1,0 +1,154 @@
+//! `gridwalk`: the same core the app uses, for hall staff, scripts and tests.
+//!
+//! This is the edge of the system: the only place the clock is read and the only place errors
+//! become text and exit codes. Everything else is the core's. A command first checks what can be
+//! checked without the store (dates, positions), then opens the store; the core does every write
+//! of one command in one transaction, so a command that fails leaves the store as it was.
+
+mod args;
+mod reference;
+mod requests;
+mod table;
+mod visits;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use gridwalk_core::{ActionContext, Clock, CoreError, Store, SystemClock, Timestamp};
+use serde::Serialize;
+
+use args::{Cli, Command};
+
+/// What every command may need besides its own arguments.
+pub struct Env {
+    pub store_path: PathBuf,
+    pub json: bool,
+    /// The moment of this run: `--now`, or the system clock read once at start.
+    pub now: Timestamp,
+    pub acting_as: Option<String>,
+}
+
+impl Env {
+    /// Opens the existing store. Never creates one: only `init` does.
+    pub fn open(&self) -> Result<Store> {
+        Ok(Store::open(&self.store_path)?)
+    }
+
+    /// The context of an action taken now by the acting person on this store's device.
+    pub fn context(&self, store: &Store) -> ActionContext {
+        let identity = store.identity();
+        let actor = self.acting_as.clone().unwrap_or_else(|| identity.walker.clone());
+        ActionContext::new(actor, identity.device.clone(), self.now)
+    }
+
+    /// Prints `value` as JSON with `--json`, else the text `human` makes.
+    pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) -> Result<()> {
+        let mut text = if self.json {
+            serde_json::to_string_pretty(value)?
+        } else {
+            human()
+        };
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let mut out = std::io::stdout().lock();
+        // A reader that stops early (`gridwalk request list | head`) is not an error.
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        }
+    }
+}
+
+/// A failure that is not the core's, with its own code for `--json`.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// An input the user typed that cannot be used; the core's own error, so it carries the core's
+/// code (`invalid_input`).
+pub fn invalid(field: &str, message: impl Into<String>) -> CoreError {
+    CoreError::InvalidInput {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Reads a date or time typed by the user.
+pub fn parse_time(field: &str, text: &str, end_of_day: bool) -> Result<Timestamp, CoreError> {
+    gridwalk_core::time::parse_user_time(field, text, end_of_day).map(Timestamp)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let now = match &cli.now {
+        Some(text) => parse_time("now", text, false)?,
+        None => Timestamp(SystemClock.now()),
+    };
+    if cli.acting_as.as_deref().is_some_and(|w| w.trim().is_empty()) {
+        return Err(invalid("as", "the walker id is empty").into());
+    }
+    let env = Env {
+        store_path: cli.store,
+        json: cli.json,
+        now,
+        acting_as: cli.acting_as,
+    };
+    match cli.command {
+        Command::Init { device, walker } => reference::init(&env, device, walker),
+        Command::Import { kind, file } => reference::import(&env, kind, &file),
+        Command::Demo(demo) => reference::demo(&env, &demo),
+        Command::Visit(command) => visits::run(&env, command),
+        Command::Request(command) => requests::run(&env, command),
+        Command::Index(command) => reference::index(&env, command),
+        Command::Export(args::ExportCommand::Requests(export)) => requests::export(&env, export),
+        Command::Grids => reference::grids(&env),
+        Command::Households { grid } => reference::households(&env, &grid),
+        Command::Departments => reference::departments(&env),
+        Command::Categories => reference::categories(&env),
+    }
+}
+
+/// The stable code of an error: the core's when a core error is anywhere in the chain.
+fn error_code(err: &anyhow::Error) -> &'static str {
+    err.chain()
+        .find_map(|cause| {
+            cause
+                .downcast_ref::<CoreError>()
+                .map(CoreError::code)
+                .or_else(|| cause.downcast_ref::<Failure>().map(|f| f.code))
+        })
+        .unwrap_or("error")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    // `run` has returned, and with it dropped and closed the store, before anything is reported:
+    // a closed store leaves no write-ahead log behind.
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let message = format!("{err:#}");
+            if json {
+                let body = serde_json::json!({ "code": error_code(&err), "message": message });
+                eprintln!("{body}");
+            } else {
+                eprintln!("error: {message}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The one error type of the core. Every variant says, in the domain's words, what was wrong and
+//! what the user can do; `code()` gives a stable machine-readable code for the app boundary.
+
+use thiserror::Error;
+
+/// Everything that can go wrong inside the core.
+#[derive(Debug, Error)]
+pub enum CoreError {
+    #[error("unknown grid '{0}': import the area list first or check the grid id")]
+    UnknownGrid(String),
+    #[error("unknown {kind} '{id}'")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{id} already exists")]
+    AlreadyExists { id: String },
+    #[error("cannot {action} request {request}: it is '{status}'; {why}")]
+    InvalidTransition {
+        request: String,
+        action: &'static str,
+        status: &'static str,
+        why: &'static str,
+    },
+    #[error("invalid {field}: {message}")]
+    InvalidInput { field: String, message: String },
+    #[error("{file}, line {line}: {message}")]
+    BadImportRow {
+        file: String,
+        line: u64,
+        message: String,
+    },
+    #[error("cannot read {file}: {message}")]
+    ImportFile { file: String, message: String },
+    #[error("the store at {path} is not initialised: run `gridwalk init` first")]
+    NotInitialised { path: String },
+    #[error("document {id} is damaged: {message}")]
+    DamagedDocument { id: String, message: String },
+    #[error("document {id} may not change its {field}: a document's header is immutable")]
+    HeaderChanged { id: String, field: &'static str },
+    #[error("storage error: {0}")]
+    Storage(#[from] rusqlite::Error),
+    #[error("schema migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("Automerge error: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    #[error("document mapping error: {0}")]
+    Reconcile(#[from] autosurgeon::ReconcileError),
+    #[error("document mapping error: {0}")]
+    Hydrate(#[from] autosurgeon::HydrateError),
+    #[error("export failed: {0}")]
+    Export(String),
+    #[error("file error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CoreError {
+    /// A short, stable code for the app and CLI boundary (`{code, message}`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::UnknownGrid(_) => "unknown_grid",
+            CoreError::NotFound { .. } => "not_found",
+            CoreError::AlreadyExists { .. } => "already_exists",
+            CoreError::InvalidTransition { .. } => "invalid_transition",
+            CoreError::InvalidInput { .. } => "invalid_input",
+            CoreError::BadImportRow { .. } => "bad_import_row",
+            CoreError::ImportFile { .. } => "import_file",
+            CoreError::NotInitialised { .. } => "not_initialised",
+            CoreError::DamagedDocument { .. } => "damaged_document",
+            CoreError::HeaderChanged { .. } => "header_changed",
+            CoreError::Storage(_) => "storage",
+            CoreError::Migration(_) => "migration",
+            CoreError::Automerge(_) => "automerge",
+            CoreError::Reconcile(_) | CoreError::Hydrate(_) => "document_mapping",
+            CoreError::Export(_) => "export",
+            CoreError::Io(_) => "io",
+        }
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        CoreError::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -1,0 +1,149 @@
+//! The list indexes beside the documents. Every function here writes only derived rows: they can
+//! all be thrown away and rebuilt from the documents (`Store::rebuild_index`).
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::docs::{DocHeader, RequestBody, Reporter, VisitBody, VisitTarget};
+use crate::error::Result;
+use crate::lifecycle::RequestState;
+
+/// Text the full-text index holds for a request.
+pub(crate) fn request_search_text(body: &RequestBody) -> String {
+    format!("{}\n{}", body.place.address, body.description)
+}
+
+pub(crate) fn index_request(
+    conn: &Connection,
+    header: &DocHeader,
+    body: &RequestBody,
+    state: &RequestState,
+    event_count: usize,
+) -> Result<()> {
+    let household = match &body.reporter {
+        Reporter::Resident { household, .. } => household.clone(),
+        _ => None,
+    };
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO request_index (id, grid, micro_grid, status, category, urgency,
+            source, department, owner, level, deadline, resolved_at, rating, reopen_count,
+            created_at, created_by, updated_at, address, description, household, visit,
+            event_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+            ?19, ?20, ?21, ?22)",
+    )?
+    .execute(params![
+        header.id,
+        header.grid,
+        body.micro_grid,
+        state.status.as_str(),
+        body.category,
+        body.urgency.as_str(),
+        body.source.as_str(),
+        state.department,
+        state.owner,
+        state.level.map(|l| l.as_str()),
+        state.deadline.map(|d| d.millis()),
+        state.resolved_at.map(|d| d.millis()),
+        state.rating.map(|r| r.as_str()),
+        state.reopen_count,
+        header.created_at.millis(),
+        header.created_by,
+        state.updated_at.millis(),
+        body.place.address,
+        body.description,
+        household,
+        body.visit,
+        event_count as i64,
+    ])?;
+    conn.prepare_cached("DELETE FROM request_fts WHERE id = ?1")?
+        .execute([&header.id])?;
+    conn.prepare_cached("INSERT INTO request_fts (id, body) VALUES (?1, ?2)")?
+        .execute(params![header.id, request_search_text(body)])?;
+    Ok(())
+}
+
+pub(crate) fn index_visit(conn: &Connection, header: &DocHeader, body: &VisitBody) -> Result<()> {
+    let (target_kind, target_id) = match &body.target {
+        VisitTarget::Household { id } => ("household", Some(id.as_str())),
+        VisitTarget::Enterprise { id } => ("enterprise", Some(id.as_str())),
+        VisitTarget::Place { .. } => ("place", None),
+    };
+    let at = body.visited_at.millis();
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO visit_index (id, grid, micro_grid, target_kind, target_id, kind,
+            visited_at, created_by, walkers, notes, request_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        header.id,
+        header.grid,
+        body.micro_grid,
+        target_kind,
+        target_id,
+        body.kind.as_str(),
+        at,
+        header.created_by,
+        body.walkers.join(","),
+        body.notes,
+        body.requests_raised.len() as i64,
+    ])?;
+    conn.prepare_cached("DELETE FROM visit_walkers WHERE visit_id = ?1")?
+        .execute([&header.id])?;
+    let mut walker_row = conn.prepare_cached(
+        "INSERT OR IGNORE INTO visit_walkers (walker, visited_at, visit_id) VALUES (?1, ?2, ?3)",
+    )?;
+    for walker in &body.walkers {
+        walker_row.execute(params![walker, at, header.id])?;
+    }
+    let mut last = conn.prepare_cached(
+        "INSERT INTO last_visit (scope, id, grid, visited_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (scope, id) DO UPDATE SET visited_at = MAX(visited_at, excluded.visited_at)",
+    )?;
+    last.execute(params!["grid", header.grid, header.grid, at])?;
+    if let Some(id) = target_id {
+        last.execute(params![target_kind, id, header.grid, at])?;
+    }
+    Ok(())
+}
+
+/// Every derived row, in a fixed order, as text: two stores (or one store before and after a
+/// rebuild) have equal indexes exactly when their dumps are equal.
+pub(crate) fn dump(conn: &Connection) -> Result<Vec<String>> {
+    let queries = [
+        "SELECT 'request', * FROM request_index ORDER BY id",
+        "SELECT 'visit', * FROM visit_index ORDER BY id",
+        "SELECT 'visit_walker', * FROM visit_walkers ORDER BY walker, visited_at, visit_id",
+        "SELECT 'last_visit', * FROM last_visit ORDER BY scope, id",
+        "SELECT 'fts', id, body FROM request_fts ORDER BY id",
+    ];
+    let mut out = Vec::new();
+    for sql in queries {
+        let mut stmt = conn.prepare(sql)?;
+        let columns = stmt.column_count();
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let mut line = String::new();
+            for i in 0..columns {
+                let v: rusqlite::types::Value = row.get(i)?;
+                line.push_str(&format!("{v:?}|"));
+            }
+            out.push(line);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn clear(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "DELETE FROM request_index; DELETE FROM visit_index; DELETE FROM visit_walkers;
+         DELETE FROM last_visit; DELETE FROM request_fts;",
+    )?;
+    Ok(())
+}
+
+pub(crate) fn grid_of_request(conn: &Connection, id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT grid FROM request_index WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}

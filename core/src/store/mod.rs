@@ -1,0 +1,807 @@
+//! The local store: one SQLite file (WAL) holding every document as Automerge bytes, the list
+//! indexes beside them, the reference data and the outbox of changes a relay has not yet
+//! acknowledged.
+//!
+//! The rule that keeps a walker's records safe: one user action is one SQLite transaction. The
+//! new document bytes, the index rows and the outbox entry commit together or not at all, so a
+//! phone that dies mid-action comes back with either the whole action or none of it.
+
+mod index;
+pub mod query;
+mod reference;
+mod schema;
+
+use std::path::{Path, PathBuf};
+
+use automerge::{AutoCommit, ChangeHash};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+
+use crate::docs::{
+    self, DocHeader, DocKind, GeoPoint, Place, Reporter, RequestBody, RequestDocument, Source, Urgency,
+    VisitBody, VisitDocument, VisitKind, VisitTarget,
+};
+use crate::error::{CoreError, Result};
+use crate::lifecycle::{self, Action, LifecycleEvent, RequestState};
+use crate::time::Timestamp;
+use crate::ActionContext;
+
+pub use query::{RequestFilter, RequestSort, RequestSummary, VisitFilter, VisitSummary};
+pub use schema::LATEST_VERSION;
+
+/// After this many incremental chunks a document is saved whole again (compaction).
+const COMPACT_AFTER_CHUNKS: i64 = 32;
+
+/// Who this store belongs to: the device and the person using it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Identity {
+    pub device: String,
+    pub walker: String,
+}
+
+/// A visit as the walker enters it.
+#[derive(Debug, Clone)]
+pub struct NewVisit {
+    /// Leave empty for a fresh random id.
+    pub id: Option<String>,
+    pub grid: String,
+    pub micro_grid: Option<String>,
+    pub target: VisitTarget,
+    pub kind: VisitKind,
+    /// When the visit happened; the action's time when not given.
+    pub visited_at: Option<Timestamp>,
+    /// Other cadres who went; the acting walker is always listed first.
+    pub other_walkers: Vec<String>,
+    pub companions: Vec<String>,
+    pub notes: String,
+    pub gps: Option<GeoPoint>,
+}
+
+/// A request as it is raised.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub id: Option<String>,
+    pub grid: String,
+    pub micro_grid: Option<String>,
+    pub reporter: Reporter,
+    pub address: String,
+    pub gps: Option<GeoPoint>,
+    pub category: String,
+    pub description: String,
+    pub urgency: Urgency,
+    pub source: Source,
+    /// The visit it was raised on; the visit then lists it too, in the same transaction.
+    pub visit: Option<String>,
+}
+
+/// One event of a request's history, in fold order, with whether the fold applied it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    #[serde(flatten)]
+    pub event: LifecycleEvent,
+    pub applied: bool,
+}
+
+/// A request with everything known about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestView {
+    pub header: DocHeader,
+    pub body: RequestBody,
+    pub state: RequestState,
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VisitView {
+    pub header: DocHeader,
+    pub body: VisitBody,
+}
+
+/// One change waiting for a relay's acknowledgement.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub seq: i64,
+    pub doc_id: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What `check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub integrity: String,
+    pub documents: i64,
+    pub index_matches_documents: bool,
+    pub index_rows: usize,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    identity: Identity,
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a walker's phone may lose power, not only crash; a committed action must survive.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a new store file for this device and person. Refuses to overwrite one.
+    pub fn create(path: impl AsRef<Path>, identity: Identity) -> Result<Store> {
+        let path = path.as_ref();
+        if identity.device.trim().is_empty() || identity.walker.trim().is_empty() {
+            return Err(CoreError::invalid("identity", "device and walker ids must not be empty"));
+        }
+        if path.exists() {
+            return Err(CoreError::AlreadyExists {
+                id: format!("a store at {}", path.display()),
+            });
+        }
+        let mut conn = Connection::open(path)?;
+        configure(&conn)?;
+        schema::migrations().to_latest(&mut conn)?;
+        let tx = conn.transaction()?;
+        tx.execute("INSERT INTO meta (key, value) VALUES ('device', ?1)", [&identity.device])?;
+        tx.execute("INSERT INTO meta (key, value) VALUES ('walker', ?1)", [&identity.walker])?;
+        tx.commit()?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            identity,
+        })
+    }
+
+    /// Opens an existing store, bringing its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref();
+        let not_initialised = || CoreError::NotInitialised {
+            path: path.display().to_string(),
+        };
+        if !path.is_file() {
+            return Err(not_initialised());
+        }
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&conn)?;
+        let migrations = schema::migrations();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == 0 {
+            return Err(not_initialised());
+        }
+        if (version as usize) < LATEST_VERSION {
+            migrations.to_latest(&mut conn)?;
+        }
+        let get = |key: &str| -> Result<String> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?
+                .ok_or_else(not_initialised)
+        };
+        let identity = Identity {
+            device: get("device")?,
+            walker: get("walker")?,
+        };
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            identity,
+        })
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The raw connection, for benchmarks comparing against plain SQL and for tests.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A context for an action by this store's person on this device at `at`.
+    pub fn context(&self, at: impl Into<Timestamp>) -> ActionContext {
+        ActionContext::new(self.identity.walker.clone(), self.identity.device.clone(), at)
+    }
+
+    /// Runs `f` as one atomic unit: a transaction of its own, or a savepoint inside a `bulk`.
+    fn atomically<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let top = self.conn.is_autocommit();
+        // IMMEDIATE: take the write lock before reading the document, so two processes on one
+        // store never build on the same document state.
+        self.conn
+            .execute_batch(if top { "BEGIN IMMEDIATE" } else { "SAVEPOINT action" })?;
+        match f(&self.conn) {
+            Ok(value) => {
+                let end = if top { "COMMIT" } else { "RELEASE action" };
+                if let Err(e) = self.conn.execute_batch(end) {
+                    let _ = self.conn.execute_batch(if top {
+                        "ROLLBACK"
+                    } else {
+                        "ROLLBACK TO action; RELEASE action"
+                    });
+                    return Err(e.into());
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch(if top {
+                    "ROLLBACK"
+                } else {
+                    "ROLLBACK TO action; RELEASE action"
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs many actions in one transaction (imports, the demo generator). Each action inside is
+    /// still atomic on its own through a savepoint.
+    pub fn bulk<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    // ----- documents on disk -----------------------------------------------------------------
+
+    fn load_automerge(conn: &Connection, id: &str) -> Result<Option<(DocKind, String, AutoCommit)>> {
+        let row: Option<(String, String, Vec<u8>, i64)> = conn
+            .prepare_cached("SELECT kind, grid, snapshot, chunk_count FROM documents WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()?;
+        let Some((kind, grid, snapshot, chunks)) = row else {
+            return Ok(None);
+        };
+        let damaged = |message: String| CoreError::DamagedDocument {
+            id: id.to_string(),
+            message,
+        };
+        let kind = DocKind::parse(&kind).ok_or_else(|| damaged(format!("unknown kind {kind}")))?;
+        let mut doc = AutoCommit::load(&snapshot).map_err(|e| damaged(e.to_string()))?;
+        if chunks > 0 {
+            let mut stmt =
+                conn.prepare_cached("SELECT bytes FROM doc_chunks WHERE doc_id = ?1 ORDER BY seq")?;
+            let mut rows = stmt.query([id])?;
+            while let Some(row) = rows.next()? {
+                let bytes: Vec<u8> = row.get(0)?;
+                doc.load_incremental(&bytes).map_err(|e| damaged(e.to_string()))?;
+            }
+        }
+        Ok(Some((kind, grid, doc)))
+    }
+
+    fn commit_changes(doc: &mut AutoCommit, at: Timestamp, message: &str) {
+        docs::commit(doc, at, message);
+    }
+
+    fn insert_new_document(
+        conn: &Connection,
+        header: &DocHeader,
+        doc: &mut AutoCommit,
+        updated_at: Timestamp,
+        to_outbox: bool,
+    ) -> Result<()> {
+        let bytes = doc.save();
+        let inserted = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO documents (id, kind, grid, snapshot, chunk_count, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+            )?
+            .execute(params![header.id, header.kind.as_str(), header.grid, bytes, updated_at.millis()])?;
+        if inserted == 0 {
+            return Err(CoreError::AlreadyExists {
+                id: header.id.clone(),
+            });
+        }
+        if to_outbox {
+            Self::push_outbox(conn, &header.id, &bytes, updated_at)?;
+        }
+        Ok(())
+    }
+
+    fn push_outbox(conn: &Connection, id: &str, bytes: &[u8], at: Timestamp) -> Result<()> {
+        conn.prepare_cached("INSERT INTO outbox (doc_id, bytes, created_at) VALUES (?1, ?2, ?3)")?
+            .execute(params![id, bytes, at.millis()])?;
+        Ok(())
+    }
+
+    /// Saves the changes made to `doc` since `before` as one incremental chunk; compacts the
+    /// document into a fresh snapshot once enough chunks have piled up.
+    fn save_changes(
+        conn: &Connection,
+        id: &str,
+        doc: &mut AutoCommit,
+        before: &[ChangeHash],
+        updated_at: Timestamp,
+        to_outbox: bool,
+    ) -> Result<bool> {
+        let bytes = doc.save_after(before);
+        if bytes.is_empty() {
+            return Ok(false);
+        }
+        let chunks: i64 = conn
+            .prepare_cached("SELECT chunk_count FROM documents WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        if chunks + 1 >= COMPACT_AFTER_CHUNKS {
+            let snapshot = doc.save();
+            conn.prepare_cached("DELETE FROM doc_chunks WHERE doc_id = ?1")?.execute([id])?;
+            conn.prepare_cached(
+                "UPDATE documents SET snapshot = ?2, chunk_count = 0,
+                    updated_at = MAX(updated_at, ?3) WHERE id = ?1",
+            )?
+            .execute(params![id, snapshot, updated_at.millis()])?;
+        } else {
+            conn.prepare_cached("INSERT INTO doc_chunks (doc_id, seq, bytes) VALUES (?1, ?2, ?3)")?
+                .execute(params![id, chunks + 1, bytes])?;
+            conn.prepare_cached(
+                "UPDATE documents SET chunk_count = ?2, updated_at = MAX(updated_at, ?3) WHERE id = ?1",
+            )?
+            .execute(params![id, chunks + 1, updated_at.millis()])?;
+        }
+        if to_outbox {
+            Self::push_outbox(conn, id, &bytes, updated_at)?;
+        }
+        Ok(true)
+    }
+
+    fn reindex(conn: &Connection, kind: DocKind, doc: &AutoCommit) -> Result<()> {
+        match kind {
+            DocKind::Request => {
+                let req = RequestDocument::from_automerge(doc.clone());
+                let header = req.header()?;
+                let body = req.body()?;
+                let events = req.events()?;
+                let state = lifecycle::fold(&events).ok_or_else(|| CoreError::DamagedDocument {
+                    id: header.id.clone(),
+                    message: "the request has no 'collected' event".into(),
+                })?;
+                index::index_request(conn, &header, &body, &state, events.len())
+            }
+            DocKind::Visit => {
+                let header = docs::read_header(doc)?;
+                let body: VisitBody = autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?;
+                index::index_visit(conn, &header, &body)
+            }
+        }
+    }
+
+    // ----- user actions ------------------------------------------------------------------------
+
+    /// 走访: records a visit. One transaction: document, index rows, last-visit dates, outbox.
+    pub fn record_visit(&self, ctx: &ActionContext, visit: NewVisit) -> Result<String> {
+        self.atomically(|conn| {
+            reference::require_grid(conn, &visit.grid)?;
+            if let Some(mg) = &visit.micro_grid {
+                reference::require_micro_grid(conn, &visit.grid, mg)?;
+            }
+            match &visit.target {
+                VisitTarget::Household { id } => reference::require_household_in(conn, id, &visit.grid)?,
+                VisitTarget::Enterprise { id } => reference::require_enterprise_in(conn, id, &visit.grid)?,
+                VisitTarget::Place { address } => {
+                    if address.trim().is_empty() {
+                        return Err(CoreError::invalid("address", "a visit to a place needs its address"));
+                    }
+                }
+            }
+            if let Some(gps) = &visit.gps {
+                gps.validate()?;
+            }
+            let mut walkers = vec![ctx.actor.clone()];
+            for w in &visit.other_walkers {
+                if !walkers.contains(w) {
+                    walkers.push(w.clone());
+                }
+            }
+            let id = visit.id.clone().unwrap_or_else(|| ctx.new_id());
+            let body = VisitBody {
+                target: visit.target.clone(),
+                micro_grid: visit.micro_grid.clone(),
+                kind: visit.kind,
+                visited_at: visit.visited_at.unwrap_or(ctx.at),
+                walkers,
+                companions: visit.companions.clone(),
+                notes: visit.notes.clone(),
+                requests_raised: Vec::new(),
+                gps: visit.gps,
+            };
+            let mut doc = VisitDocument::create(ctx, &id, &visit.grid, &body)?;
+            let header = doc.header()?;
+            Self::commit_changes(doc.automerge(), ctx.at, "record visit");
+            Self::insert_new_document(conn, &header, doc.automerge(), ctx.at, true)?;
+            index::index_visit(conn, &header, &body)?;
+            Ok(id)
+        })
+    }
+
+    /// 诉求: raises a request (its first event is `Collected`). When raised on a visit, the visit
+    /// lists it too, in the same transaction.
+    pub fn raise_request(&self, ctx: &ActionContext, request: NewRequest) -> Result<String> {
+        self.atomically(|conn| {
+            reference::require_grid(conn, &request.grid)?;
+            if let Some(mg) = &request.micro_grid {
+                reference::require_micro_grid(conn, &request.grid, mg)?;
+            }
+            if crate::model::category(&request.category).is_none() {
+                let known: Vec<_> = crate::model::CATEGORIES.iter().map(|c| c.code).collect();
+                return Err(CoreError::invalid(
+                    "category",
+                    format!("'{}' is not a category; use one of {}", request.category, known.join(", ")),
+                ));
+            }
+            if request.description.trim().is_empty() {
+                return Err(CoreError::invalid("description", "say what the resident asks for"));
+            }
+            if let Some(gps) = &request.gps {
+                gps.validate()?;
+            }
+            match &request.reporter {
+                Reporter::Resident { household: Some(h), .. } => reference::require_household(conn, h)?,
+                Reporter::Enterprise { id, .. } => reference::require_enterprise(conn, id)?,
+                _ => {}
+            }
+            let id = request.id.clone().unwrap_or_else(|| ctx.new_id());
+            let body = RequestBody {
+                reporter: request.reporter.clone(),
+                place: Place {
+                    address: request.address.clone(),
+                    gps: request.gps,
+                },
+                micro_grid: request.micro_grid.clone(),
+                category: request.category.clone(),
+                description: request.description.clone(),
+                urgency: request.urgency,
+                source: request.source,
+                visit: request.visit.clone(),
+            };
+            let mut doc = RequestDocument::create(ctx, &id, &request.grid, &body)?;
+            let header = doc.header()?;
+            Self::commit_changes(doc.automerge(), ctx.at, "raise request");
+            Self::insert_new_document(conn, &header, doc.automerge(), ctx.at, true)?;
+            let state = doc.state()?;
+            index::index_request(conn, &header, &body, &state, 1)?;
+
+            if let Some(visit_id) = &request.visit {
+                let visit_missing = || CoreError::NotFound {
+                    kind: "visit",
+                    id: visit_id.clone(),
+                };
+                let Some((DocKind::Visit, visit_grid, mut am)) = Self::load_automerge(conn, visit_id)? else {
+                    return Err(visit_missing());
+                };
+                if visit_grid != request.grid {
+                    return Err(CoreError::invalid(
+                        "visit",
+                        format!("visit {visit_id} was in grid {visit_grid}, not in {}", request.grid),
+                    ));
+                }
+                am.set_actor(docs::actor_for_device(&ctx.device));
+                let before = am.get_heads();
+                let mut visit = VisitDocument::from_automerge(am);
+                visit.add_raised_request(&id)?;
+                let am = visit.automerge();
+                Self::commit_changes(am, ctx.at, "raise request on visit");
+                Self::save_changes(conn, visit_id, am, &before, ctx.at, true)?;
+                Self::reindex(conn, DocKind::Visit, am)?;
+            }
+            Ok(id)
+        })
+    }
+
+    /// Applies one lifecycle action to a request: checked against the current state, appended,
+    /// saved and re-indexed in one transaction.
+    pub fn act(&self, ctx: &ActionContext, request_id: &str, action: Action) -> Result<LifecycleEvent> {
+        self.atomically(|conn| {
+            let Some((DocKind::Request, _, mut am)) = Self::load_automerge(conn, request_id)? else {
+                return Err(CoreError::NotFound {
+                    kind: "request",
+                    id: request_id.to_string(),
+                });
+            };
+            match &action {
+                Action::Assigned { assignment } | Action::Reassigned { assignment, .. } => {
+                    reference::require_department(conn, &assignment.department)?;
+                }
+                Action::Escalated {
+                    department: Some(d), ..
+                } => reference::require_department(conn, d)?,
+                Action::Triaged {
+                    decision: lifecycle::TriageDecision::MergeInto { target },
+                } => {
+                    if index::grid_of_request(conn, target)?.is_none() {
+                        return Err(CoreError::NotFound {
+                            kind: "request to merge into",
+                            id: target.clone(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+            am.set_actor(docs::actor_for_device(&ctx.device));
+            let before = am.get_heads();
+            let mut doc = RequestDocument::from_automerge(am);
+            let event = doc.apply(ctx, action)?;
+            let message = event.action.verb();
+            let am = doc.automerge();
+            Self::commit_changes(am, ctx.at, message);
+            Self::save_changes(conn, request_id, am, &before, ctx.at, true)?;
+            Self::reindex(conn, DocKind::Request, am)?;
+            Ok(event)
+        })
+    }
+
+    // ----- reading documents -------------------------------------------------------------------
+
+    pub fn request(&self, id: &str) -> Result<RequestView> {
+        let Some((DocKind::Request, _, am)) = Self::load_automerge(&self.conn, id)? else {
+            return Err(CoreError::NotFound {
+                kind: "request",
+                id: id.to_string(),
+            });
+        };
+        let doc = RequestDocument::from_automerge(am);
+        let mut events = doc.events()?;
+        lifecycle::fold_order(&mut events);
+        let state = doc.state()?;
+        let history = events
+            .into_iter()
+            .map(|event| HistoryEntry {
+                applied: !state.not_applied.contains(&event.id),
+                event,
+            })
+            .collect();
+        Ok(RequestView {
+            header: doc.header()?,
+            body: doc.body()?,
+            state,
+            history,
+        })
+    }
+
+    pub fn visit(&self, id: &str) -> Result<VisitView> {
+        let Some((DocKind::Visit, _, am)) = Self::load_automerge(&self.conn, id)? else {
+            return Err(CoreError::NotFound {
+                kind: "visit",
+                id: id.to_string(),
+            });
+        };
+        let doc = VisitDocument::from_automerge(am);
+        Ok(VisitView {
+            header: doc.header()?,
+            body: doc.body()?,
+        })
+    }
+
+    /// The whole document as one Automerge save (what a relay or an export receives).
+    pub fn document_bytes(&self, id: &str) -> Result<Vec<u8>> {
+        match Self::load_automerge(&self.conn, id)? {
+            Some((_, _, mut am)) => Ok(am.save()),
+            None => Err(CoreError::NotFound {
+                kind: "document",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    /// Heads of a document, for comparing replicas.
+    pub fn document_heads(&self, id: &str) -> Result<Vec<ChangeHash>> {
+        match Self::load_automerge(&self.conn, id)? {
+            Some((_, _, mut am)) => {
+                let mut heads = am.get_heads();
+                heads.sort();
+                Ok(heads)
+            }
+            None => Err(CoreError::NotFound {
+                kind: "document",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    pub fn document_ids(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT id FROM documents ORDER BY id")?;
+        let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
+    // ----- changes from elsewhere --------------------------------------------------------------
+
+    /// Merges Automerge changes for a document received from another replica (through a relay,
+    /// or in tests directly). Creates the document if it is new here. A change that would alter
+    /// an existing header is refused and nothing is stored. Received changes do not go into the
+    /// outbox: they came from outside.
+    pub fn apply_remote(&self, id: &str, bytes: &[u8]) -> Result<bool> {
+        self.atomically(|conn| {
+            let now = |am: &AutoCommit| -> Result<Timestamp> { Ok(docs::read_header(am)?.created_at) };
+            match Self::load_automerge(conn, id)? {
+                Some((kind, _, mut am)) => {
+                    let old = docs::read_header(&am)?;
+                    let before = am.get_heads();
+                    am.load_incremental(bytes).map_err(|e| CoreError::DamagedDocument {
+                        id: id.to_string(),
+                        message: e.to_string(),
+                    })?;
+                    let new = docs::read_header(&am)?;
+                    check_header_unchanged(&old, &new)?;
+                    let updated = Self::latest_time(kind, &am).unwrap_or(now(&am)?);
+                    let changed = Self::save_changes(conn, id, &mut am, &before, updated, false)?;
+                    if changed {
+                        Self::reindex(conn, kind, &am)?;
+                    }
+                    Ok(changed)
+                }
+                None => {
+                    let mut am = AutoCommit::load(bytes).map_err(|e| CoreError::DamagedDocument {
+                        id: id.to_string(),
+                        message: e.to_string(),
+                    })?;
+                    let header = docs::read_header(&am)?;
+                    if header.id != id {
+                        return Err(CoreError::DamagedDocument {
+                            id: id.to_string(),
+                            message: format!("its header names another document, {}", header.id),
+                        });
+                    }
+                    let updated = Self::latest_time(header.kind, &am).unwrap_or(header.created_at);
+                    Self::insert_new_document(conn, &header, &mut am, updated, false)?;
+                    Self::reindex(conn, header.kind, &am)?;
+                    Ok(true)
+                }
+            }
+        })
+    }
+
+    fn latest_time(kind: DocKind, am: &AutoCommit) -> Option<Timestamp> {
+        match kind {
+            DocKind::Request => RequestDocument::from_automerge(am.clone())
+                .state()
+                .ok()
+                .map(|s| s.updated_at),
+            DocKind::Visit => docs::read_header(am).ok().map(|h| h.created_at),
+        }
+    }
+
+    /// Stores a document built elsewhere (the demo generator) as if it had arrived by sync.
+    pub fn import_document(&self, doc: &mut AutoCommit) -> Result<()> {
+        let header = docs::read_header(doc)?;
+        let bytes = doc.save();
+        self.apply_remote(&header.id, &bytes).map(|_| ())
+    }
+
+    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, doc_id, bytes FROM outbox ORDER BY seq LIMIT ?1")?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(OutboxEntry {
+                    seq: r.get(0)?,
+                    doc_id: r.get(1)?,
+                    bytes: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn outbox_len(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?)
+    }
+
+    /// Forgets outbox entries up to and including `seq`, once a relay has stored them durably.
+    pub fn acknowledge_outbox(&self, up_to_seq: i64) -> Result<usize> {
+        Ok(self.conn.execute("DELETE FROM outbox WHERE seq <= ?1", [up_to_seq])?)
+    }
+
+    // ----- index maintenance -----------------------------------------------------------------
+
+    /// Throws the list indexes away and rebuilds them from the documents, in one transaction.
+    pub fn rebuild_index(&self) -> Result<usize> {
+        self.atomically(|conn| {
+            index::clear(conn)?;
+            let ids: Vec<String> = conn
+                .prepare("SELECT id FROM documents ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in &ids {
+                if let Some((kind, _, am)) = Self::load_automerge(conn, id)? {
+                    Self::reindex(conn, kind, &am)?;
+                }
+            }
+            Ok(ids.len())
+        })
+    }
+
+    /// Every index row as text, in a fixed order (for comparing stores and rebuilds).
+    pub fn index_dump(&self) -> Result<Vec<String>> {
+        index::dump(&self.conn)
+    }
+
+    /// Checks SQLite's integrity and that the index is exactly what the documents imply. Changes
+    /// nothing: the rebuild it compares against is rolled back.
+    pub fn check(&self) -> Result<CheckReport> {
+        let integrity: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        let documents: i64 = self.conn.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| {
+            let current = index::dump(&self.conn)?;
+            index::clear(&self.conn)?;
+            let ids: Vec<String> = self
+                .conn
+                .prepare("SELECT id FROM documents")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in &ids {
+                if let Some((kind, _, am)) = Self::load_automerge(&self.conn, id)? {
+                    Self::reindex(&self.conn, kind, &am)?;
+                }
+            }
+            let rebuilt = index::dump(&self.conn)?;
+            Ok::<_, CoreError>((current.len(), current == rebuilt))
+        })();
+        self.conn.execute_batch("ROLLBACK")?;
+        let (index_rows, index_matches_documents) = result?;
+        Ok(CheckReport {
+            integrity,
+            documents,
+            index_matches_documents,
+            index_rows,
+        })
+    }
+
+    /// Saves every document whole again and drops its incremental chunks.
+    pub fn compact(&self) -> Result<usize> {
+        self.atomically(|conn| {
+            let ids: Vec<String> = conn
+                .prepare("SELECT id FROM documents WHERE chunk_count > 0")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in &ids {
+                if let Some((_, _, mut am)) = Self::load_automerge(conn, id)? {
+                    let snapshot = am.save();
+                    conn.execute("DELETE FROM doc_chunks WHERE doc_id = ?1", [id])?;
+                    conn.execute(
+                        "UPDATE documents SET snapshot = ?2, chunk_count = 0 WHERE id = ?1",
+                        params![id, snapshot],
+                    )?;
+                }
+            }
+            Ok(ids.len())
+        })
+    }
+}
+
+fn check_header_unchanged(old: &DocHeader, new: &DocHeader) -> Result<()> {
+    let field = if old.id != new.id {
+        "id"
+    } else if old.kind != new.kind {
+        "kind"
+    } else if old.grid != new.grid {
+        "grid"
+    } else if old.created_at != new.created_at {
+        "created_at"
+    } else if old.created_by != new.created_by {
+        "created_by"
+    } else {
+        return Ok(());
+    };
+    Err(CoreError::HeaderChanged {
+        id: old.id.clone(),
+        field,
+    })
+}
