@@ -280,6 +280,7 @@ impl RequestDocument {
         doc.put_object(ROOT, "events", ObjType::List)?;
         let mut this = RequestDocument { doc };
         this.append_event(ctx, Action::Collected, 1)?;
+        commit(&mut this.doc, ctx.at, "raise request");
         Ok(this)
     }
 
@@ -359,7 +360,11 @@ impl RequestDocument {
         if self.doc.get_actor() != &actor {
             self.doc.set_actor(actor);
         }
-        self.append_event(ctx, action, lamport)
+        let event = self.append_event(ctx, action, lamport)?;
+        // One action is one Automerge change: never leave a transaction open that a clone or a
+        // merge could commit behind our back.
+        commit(&mut self.doc, ctx.at, event.action.verb());
+        Ok(event)
     }
 
     fn append_event(&mut self, ctx: &ActionContext, action: Action, lamport: u64) -> Result<LifecycleEvent> {
@@ -433,6 +438,7 @@ impl VisitDocument {
         };
         let mut doc = new_doc(ctx, &header)?;
         reconcile_prop(&mut doc, ROOT, "body", body)?;
+        commit(&mut doc, ctx.at, "record visit");
         Ok(VisitDocument { doc })
     }
 
@@ -500,4 +506,60 @@ impl VisitDocument {
 /// Reads only the header of any Gridwalk document.
 pub fn read_header(doc: &AutoCommit) -> Result<DocHeader> {
     header_of(doc)
+}
+
+/// Decodes bytes received from elsewhere into Automerge changes, strictly: every byte must
+/// belong to a well-formed document or change chunk with a valid checksum. (Automerge's own
+/// `load_incremental` forgives a truncated tail, which is right for reading our own disk after a
+/// crash but wrong for input from the network: half a push must be refused, not half-applied.)
+pub fn decode_changes_strict(bytes: &[u8]) -> Result<Vec<automerge::Change>> {
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    let bad = |message: String| CoreError::invalid("changes", message);
+    if bytes.is_empty() {
+        return Err(bad("no changes in the body".into()));
+    }
+    let mut changes = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if rest.len() < 9 || rest[..4] != MAGIC {
+            return Err(bad("not Automerge data (bad chunk header)".into()));
+        }
+        let chunk_type = rest[8];
+        // The chunk length is an unsigned LEB128 number after the type byte.
+        let mut len: u64 = 0;
+        let mut shift = 0;
+        let mut pos = 9;
+        loop {
+            let Some(&b) = rest.get(pos) else {
+                return Err(bad("truncated chunk header".into()));
+            };
+            if shift > 56 {
+                return Err(bad("chunk length out of range".into()));
+            }
+            len |= u64::from(b & 0x7f) << shift;
+            pos += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|&e| e <= rest.len())
+            .ok_or_else(|| bad("truncated chunk".into()))?;
+        let chunk = &rest[..end];
+        match chunk_type {
+            0 => {
+                let doc = automerge::Automerge::load(chunk).map_err(|e| bad(format!("bad document chunk: {e}")))?;
+                changes.extend(doc.get_changes(&[]));
+            }
+            1 | 2 => {
+                changes.push(automerge::Change::try_from(chunk).map_err(|e| bad(format!("bad change: {e}")))?);
+            }
+            other => return Err(bad(format!("unsupported chunk type {other}"))),
+        }
+        rest = &rest[end..];
+    }
+    Ok(changes)
 }

@@ -11,6 +11,7 @@ pub mod export;
 pub mod import;
 pub mod lifecycle;
 pub mod model;
+pub mod photo;
 pub mod store;
 pub mod time;
 

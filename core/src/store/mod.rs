@@ -7,9 +7,10 @@
 //! phone that dies mid-action comes back with either the whole action or none of it.
 
 mod index;
+mod photos;
 pub mod query;
 mod reference;
-mod schema;
+pub mod schema;
 
 use std::path::{Path, PathBuf};
 
@@ -626,43 +627,44 @@ impl Store {
     /// an existing header is refused and nothing is stored. Received changes do not go into the
     /// outbox: they came from outside.
     pub fn apply_remote(&self, id: &str, bytes: &[u8]) -> Result<bool> {
+        let changes = docs::decode_changes_strict(bytes)?;
         self.atomically(|conn| {
-            let now = |am: &AutoCommit| -> Result<Timestamp> { Ok(docs::read_header(am)?.created_at) };
-            match Self::load_automerge(conn, id)? {
-                Some((kind, _, mut am)) => {
-                    let old = docs::read_header(&am)?;
-                    let before = am.get_heads();
-                    am.load_incremental(bytes).map_err(|e| CoreError::DamagedDocument {
-                        id: id.to_string(),
-                        message: e.to_string(),
-                    })?;
-                    let new = docs::read_header(&am)?;
-                    check_header_unchanged(&old, &new)?;
-                    let updated = Self::latest_time(kind, &am).unwrap_or(now(&am)?);
-                    let changed = Self::save_changes(conn, id, &mut am, &before, updated, false)?;
-                    if changed {
-                        Self::reindex(conn, kind, &am)?;
-                    }
-                    Ok(changed)
-                }
-                None => {
-                    let mut am = AutoCommit::load(bytes).map_err(|e| CoreError::DamagedDocument {
-                        id: id.to_string(),
-                        message: e.to_string(),
-                    })?;
+            let damaged = |message: String| CoreError::DamagedDocument {
+                id: id.to_string(),
+                message,
+            };
+            let existing = Self::load_automerge(conn, id)?;
+            let is_new = existing.is_none();
+            let (mut am, old_header) = match existing {
+                Some((_, _, am)) => {
                     let header = docs::read_header(&am)?;
-                    if header.id != id {
-                        return Err(CoreError::DamagedDocument {
-                            id: id.to_string(),
-                            message: format!("its header names another document, {}", header.id),
-                        });
-                    }
-                    let updated = Self::latest_time(header.kind, &am).unwrap_or(header.created_at);
-                    Self::insert_new_document(conn, &header, &mut am, updated, false)?;
-                    Self::reindex(conn, header.kind, &am)?;
-                    Ok(true)
+                    (am, Some(header))
                 }
+                None => (AutoCommit::new(), None),
+            };
+            let before = am.get_heads();
+            am.apply_changes(changes.iter().cloned()).map_err(|e| damaged(e.to_string()))?;
+            if !am.get_missing_deps(&[]).is_empty() {
+                return Err(damaged("the changes build on changes this device has not received".into()));
             }
+            let header = docs::read_header(&am).map_err(|e| damaged(format!("no readable header: {e}")))?;
+            if header.id != id {
+                return Err(damaged(format!("its header names another document, {}", header.id)));
+            }
+            if let Some(old) = &old_header {
+                check_header_unchanged(old, &header)?;
+            }
+            let updated = Self::latest_time(header.kind, &am).unwrap_or(header.created_at);
+            if is_new {
+                Self::insert_new_document(conn, &header, &mut am, updated, false)?;
+                Self::reindex(conn, header.kind, &am)?;
+                return Ok(true);
+            }
+            let changed = Self::save_changes(conn, id, &mut am, &before, updated, false)?;
+            if changed {
+                Self::reindex(conn, header.kind, &am)?;
+            }
+            Ok(changed)
         })
     }
 

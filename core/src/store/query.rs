@@ -273,14 +273,16 @@ impl Store {
     pub fn places_by_last_visit(&self, grid: &str, now: Timestamp, stale_days: i64) -> Result<Vec<VisitedPlace>> {
         let cutoff = now.millis() - stale_days * 86_400_000;
         let mut stmt = self.conn.prepare_cached(
-            "SELECT h.id, 'household', h.grid, h.head_name, h.address, lv.visited_at
-               FROM households h LEFT JOIN last_visit lv ON lv.scope = 'household' AND lv.id = h.id
-              WHERE h.grid = ?1
-             UNION ALL
-             SELECT e.id, 'enterprise', e.grid, e.name, e.address, lv.visited_at
-               FROM enterprises e LEFT JOIN last_visit lv ON lv.scope = 'enterprise' AND lv.id = e.id
-              WHERE e.grid = ?1
-             ORDER BY 6 IS NOT NULL, 6, 1",
+            "SELECT id, kind, grid, name, address, last FROM (
+                SELECT h.id AS id, 'household' AS kind, h.grid AS grid, h.head_name AS name,
+                       h.address AS address, lv.visited_at AS last
+                  FROM households h LEFT JOIN last_visit lv ON lv.scope = 'household' AND lv.id = h.id
+                 WHERE h.grid = ?1
+                UNION ALL
+                SELECT e.id, 'enterprise', e.grid, e.name, e.address, lv.visited_at
+                  FROM enterprises e LEFT JOIN last_visit lv ON lv.scope = 'enterprise' AND lv.id = e.id
+                 WHERE e.grid = ?1)
+             ORDER BY last IS NOT NULL, last, id",
         )?;
         let rows = stmt.query_map([grid], |r| {
             let last: Option<i64> = r.get(5)?;

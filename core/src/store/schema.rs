@@ -160,9 +160,29 @@ INSERT INTO request_fts (id, body)
     SELECT id, address || char(10) || description FROM request_index;
 "#;
 
+/// Version 3: photos (issue 4). One row per stored photo, with its thumbnail; the files are
+/// content-addressed beside the store. `acknowledged_at` is set when the relay has confirmed it
+/// holds the photo durably: only then may garbage collection delete a photo no document needs.
+const V3: &str = r#"
+CREATE TABLE photos (
+    hash TEXT PRIMARY KEY CHECK (length(hash) = 64),
+    bytes INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    thumb_hash TEXT NOT NULL CHECK (length(thumb_hash) = 64),
+    thumb_bytes INTEGER NOT NULL,
+    thumb_width INTEGER NOT NULL,
+    thumb_height INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    acknowledged_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX photos_by_thumb ON photos(thumb_hash);
+CREATE INDEX photos_unacknowledged ON photos(created_at) WHERE acknowledged_at IS NULL;
+"#;
+
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 2;
+pub const LATEST_VERSION: usize = 3;

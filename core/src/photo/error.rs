@@ -1,0 +1,94 @@
+//! What can go wrong with a photo. Messages are in English and say what the user can do; the app
+//! translates them by [`PhotoError::code`], which never changes once released.
+
+use thiserror::Error;
+
+use crate::error::CoreError;
+
+#[derive(Debug, Error)]
+pub enum PhotoError {
+    #[error("the file is empty (0 bytes): choose the photo again, or take it again")]
+    Empty,
+
+    #[error("this file is not an image (it contains {looks_like}): choose a photo in JPEG, PNG or WebP format")]
+    NotAnImage { looks_like: &'static str },
+
+    #[error("{format} images are not supported: {advice}")]
+    UnsupportedFormat {
+        /// The format's common name, e.g. "HEIC".
+        format: String,
+        advice: &'static str,
+    },
+
+    #[error(
+        "the {format} image is {width} × {height} pixels, more than the {limit_megapixels} megapixels \
+         a photo may have: take the photo at a lower resolution or shrink it first"
+    )]
+    TooLarge {
+        format: &'static str,
+        width: u64,
+        height: u64,
+        limit_megapixels: u64,
+    },
+
+    #[error("the {format} file is damaged or incomplete ({detail}): copy it again from the camera, or take the photo again")]
+    Damaged { format: &'static str, detail: String },
+
+    #[error("not enough memory to open this {width} × {height} image: close other apps and try again")]
+    OutOfMemory { width: u32, height: u32 },
+
+    #[error("could not write the photo as JPEG: {0}")]
+    Encode(String),
+
+    #[error("invalid photo settings: {0}")]
+    InvalidOptions(String),
+
+    #[error("photo {hash} is not stored on this device: sync to fetch it from the service hall")]
+    BlobMissing { hash: String },
+
+    #[error("the stored file of photo {hash} is damaged (its content no longer matches its id): sync to fetch it again")]
+    BlobCorrupt { hash: String },
+
+    #[error("'{hash}' is not a photo id: a photo id is 64 lowercase hexadecimal characters")]
+    BadHash { hash: String },
+
+    #[error("photo {hash} is not attached to {doc}")]
+    NotAttached { hash: String, doc: String },
+
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+impl PhotoError {
+    /// A short, stable code for the app and CLI boundary. Errors that come from the rest of the
+    /// core keep the core's code, so one table of codes covers both.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PhotoError::Empty => "photo_empty",
+            PhotoError::NotAnImage { .. } => "photo_not_an_image",
+            PhotoError::UnsupportedFormat { .. } => "photo_unsupported_format",
+            PhotoError::TooLarge { .. } => "photo_too_large",
+            PhotoError::Damaged { .. } => "photo_damaged",
+            PhotoError::OutOfMemory { .. } => "photo_out_of_memory",
+            PhotoError::Encode(_) => "photo_encode",
+            PhotoError::InvalidOptions(_) => "invalid_input",
+            PhotoError::BlobMissing { .. } => "photo_missing",
+            PhotoError::BlobCorrupt { .. } => "photo_corrupt",
+            PhotoError::BadHash { .. } => "photo_bad_id",
+            PhotoError::NotAttached { .. } => "photo_not_attached",
+            PhotoError::Core(e) => e.code(),
+        }
+    }
+}
+
+impl From<std::io::Error> for PhotoError {
+    fn from(e: std::io::Error) -> Self {
+        PhotoError::Core(CoreError::Io(e))
+    }
+}
+
+impl From<rusqlite::Error> for PhotoError {
+    fn from(e: rusqlite::Error) -> Self {
+        PhotoError::Core(CoreError::Storage(e))
+    }
+}

@@ -1,0 +1,434 @@
+//! Photos in the store: the files beside the SQLite file, their rows, and the document changes
+//! that attach and remove them.
+//!
+//! Adding a photo is one user action and so one transaction: the files are written (each whole or
+//! not at all) while the transaction holds the write lock, then the row and the document change
+//! commit together. If the action fails after the files were written, they are left without a row
+//! and the next garbage collection removes them; a row never names a file that was not written
+//! first. Because the files are written under the write lock, a garbage collection (which holds
+//! that lock too) never sees a file whose row is about to be committed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::Store;
+use crate::docs::{self, DocKind};
+use crate::error::CoreError;
+use crate::lifecycle::Action;
+use crate::photo::attach::{self, PhotoRef};
+use crate::photo::blobs::{validate_hash, BlobStore};
+use crate::photo::{
+    ingest, Attachment, ExportedPhoto, GcReport, IngestOptions, IngestedPhoto, PhotoError, RequestExport, Role,
+    StoredPhoto,
+};
+use crate::time::Timestamp;
+use crate::ActionContext;
+
+type PhotoResult<T> = Result<T, PhotoError>;
+
+impl Store {
+    /// The folder holding this store's photo files: beside the store file, named after it
+    /// (`town.gridwalk` → `town.gridwalk-blobs/`), like SQLite's own `-wal` file. Two stores in
+    /// one folder therefore never share, or collect, each other's photos.
+    pub fn blob_dir(&self) -> PathBuf {
+        let mut name = self
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "gridwalk".into());
+        name.push("-blobs");
+        self.path.with_file_name(name)
+    }
+
+    fn blobs(&self) -> BlobStore {
+        BlobStore::new(self.blob_dir())
+    }
+
+    /// `atomically` for photo actions, whose steps can fail with photo errors (a file that could
+    /// not be written) as well as core ones. Any error rolls the transaction back and is returned
+    /// as it was.
+    fn photo_action<T>(&self, f: impl FnOnce(&Connection) -> PhotoResult<T>) -> PhotoResult<T> {
+        let mut photo_error = None;
+        let result = self.atomically(|conn| match f(conn) {
+            Ok(value) => Ok(value),
+            Err(PhotoError::Core(e)) => Err(e),
+            Err(e) => {
+                photo_error = Some(e);
+                // Only makes `atomically` roll back; the photo error above is what is returned.
+                Err(CoreError::Export("photo action failed".into()))
+            }
+        });
+        match (result, photo_error) {
+            (_, Some(e)) => Err(e),
+            (result, None) => result.map_err(PhotoError::from),
+        }
+    }
+
+    /// Reads, shrinks and stores a photo file, and attaches it to a visit or request: the
+    /// convenience the app and the CLI use. The document is checked first, so a wrong id is
+    /// reported before the photo is decoded; decoding happens outside the transaction, so the
+    /// store is not locked while it runs.
+    pub fn add_photo_file(
+        &self,
+        ctx: &ActionContext,
+        doc_id: &str,
+        bytes: &[u8],
+        options: &IngestOptions,
+        attachment: &Attachment,
+    ) -> PhotoResult<(IngestedPhoto, PhotoRef)> {
+        if Self::load_kind(&self.conn, doc_id)?.is_none() {
+            return Err(not_found(doc_id).into());
+        }
+        let photo = ingest(bytes, options)?;
+        let entry = self.add_photo(ctx, doc_id, &photo, attachment)?;
+        Ok((photo, entry))
+    }
+
+    /// Stores an ingested photo and attaches it to a visit or a request, in one transaction.
+    /// Adding the same photo again attaches it again (say, as "after" as well as "before") but
+    /// stores its files once.
+    pub fn add_photo(
+        &self,
+        ctx: &ActionContext,
+        doc_id: &str,
+        photo: &IngestedPhoto,
+        attachment: &Attachment,
+    ) -> PhotoResult<PhotoRef> {
+        let caption = attachment
+            .caption
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string);
+        if let Some(gps) = &attachment.gps {
+            gps.validate()?;
+        }
+        let entry = PhotoRef {
+            hash: photo.full.hash.clone(),
+            role: attachment.role,
+            caption,
+            added_at: ctx.at,
+            added_by: ctx.actor.clone(),
+            gps: attachment.gps,
+            removed: false,
+            removed_at: None,
+            removed_by: None,
+        };
+        let blobs = self.blobs();
+        self.photo_action(|conn| {
+            let Some((kind, _, mut am)) = Self::load_automerge(conn, doc_id)? else {
+                return Err(not_found(doc_id).into());
+            };
+            blobs.put(&photo.full.hash, &photo.full.bytes)?;
+            blobs.put(&photo.thumb.hash, &photo.thumb.bytes)?;
+            conn.prepare_cached(
+                "INSERT INTO photos (hash, bytes, width, height, thumb_hash, thumb_bytes, thumb_width,
+                     thumb_height, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (hash) DO NOTHING",
+            )?
+            .execute(params![
+                photo.full.hash,
+                photo.full.bytes.len() as i64,
+                photo.full.width,
+                photo.full.height,
+                photo.thumb.hash,
+                photo.thumb.bytes.len() as i64,
+                photo.thumb.width,
+                photo.thumb.height,
+                ctx.at.millis(),
+            ])?;
+            am.set_actor(docs::actor_for_device(&ctx.device));
+            let before = am.get_heads();
+            attach::attach(&mut am, &entry)?;
+            let message = format!("add {} photo", entry.role.as_str());
+            Self::commit_changes(&mut am, ctx.at, &message);
+            Self::save_changes(conn, doc_id, &mut am, &before, ctx.at, true)?;
+            Self::reindex(conn, kind, &am)?;
+            Ok(entry.clone())
+        })
+    }
+
+    /// Marks a photo as removed from a visit or request (only the entries with `role`, when
+    /// given). The entry stays in the record, with who removed it and when. Refused when the
+    /// photo is not attached there.
+    pub fn remove_photo(
+        &self,
+        ctx: &ActionContext,
+        doc_id: &str,
+        hash: &str,
+        role: Option<Role>,
+    ) -> PhotoResult<usize> {
+        validate_hash(hash)?;
+        self.photo_action(|conn| {
+            let Some((kind, _, mut am)) = Self::load_automerge(conn, doc_id)? else {
+                return Err(not_found(doc_id).into());
+            };
+            am.set_actor(docs::actor_for_device(&ctx.device));
+            let before = am.get_heads();
+            let marked = attach::mark_removed(&mut am, hash, role, ctx.at, &ctx.actor)?;
+            if marked == 0 {
+                return Err(PhotoError::NotAttached {
+                    hash: hash.to_string(),
+                    doc: doc_id.to_string(),
+                });
+            }
+            Self::commit_changes(&mut am, ctx.at, "remove photo");
+            Self::save_changes(conn, doc_id, &mut am, &before, ctx.at, true)?;
+            Self::reindex(conn, kind, &am)?;
+            Ok(marked)
+        })
+    }
+
+    /// Every photo entry of a visit or request, removed ones included, oldest first.
+    pub fn photos_of(&self, doc_id: &str) -> PhotoResult<Vec<PhotoRef>> {
+        let Some((_, _, am)) = Self::load_automerge(&self.conn, doc_id)? else {
+            return Err(not_found(doc_id).into());
+        };
+        Ok(attach::photos(&am)?)
+    }
+
+    /// The row of a stored photo, if this device has it.
+    pub fn stored_photo(&self, hash: &str) -> PhotoResult<Option<StoredPhoto>> {
+        validate_hash(hash)?;
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT hash, bytes, width, height, thumb_hash, thumb_bytes, thumb_width, thumb_height,
+                        created_at, acknowledged_at
+                 FROM photos WHERE hash = ?1",
+            )?
+            .query_row([hash], |r| {
+                Ok((
+                    StoredPhoto {
+                        hash: r.get(0)?,
+                        bytes: r.get::<_, i64>(1)? as u64,
+                        width: r.get(2)?,
+                        height: r.get(3)?,
+                        thumb_hash: r.get(4)?,
+                        thumb_bytes: r.get::<_, i64>(5)? as u64,
+                        thumb_width: r.get(6)?,
+                        thumb_height: r.get(7)?,
+                        created_at: Timestamp(chrono::DateTime::UNIX_EPOCH),
+                        acknowledged_at: None,
+                    },
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, Option<i64>>(9)?,
+                ))
+            })
+            .optional()?;
+        let Some((mut photo, created, acknowledged)) = row else {
+            return Ok(None);
+        };
+        photo.created_at = Timestamp::from_millis(created)?;
+        photo.acknowledged_at = acknowledged.map(Timestamp::from_millis).transpose()?;
+        Ok(Some(photo))
+    }
+
+    /// Where a stored photo's file is, for showing it without copying it.
+    pub fn photo_path(&self, hash: &str) -> PhotoResult<PathBuf> {
+        self.blobs().path(hash)
+    }
+
+    /// A stored photo's JPEG bytes, checked against its id.
+    pub fn photo_bytes(&self, hash: &str) -> PhotoResult<Vec<u8>> {
+        self.blobs().read(hash)
+    }
+
+    /// The thumbnail of a stored photo, checked against its id.
+    pub fn thumbnail_bytes(&self, hash: &str) -> PhotoResult<Vec<u8>> {
+        let photo = self
+            .stored_photo(hash)?
+            .ok_or_else(|| PhotoError::BlobMissing { hash: hash.to_string() })?;
+        self.blobs().read(&photo.thumb_hash)
+    }
+
+    /// Photos the relay has not acknowledged yet, oldest first: what sync uploads.
+    pub fn unacknowledged_photos(&self) -> PhotoResult<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT hash FROM photos WHERE acknowledged_at IS NULL ORDER BY created_at, hash")?;
+        let hashes = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(hashes)
+    }
+
+    /// Records that the relay holds this photo durably (called by sync), at `at`. Returns false
+    /// when this device has no such photo. A second acknowledgement keeps the first time.
+    pub fn mark_blob_acknowledged(&self, hash: &str, at: Timestamp) -> PhotoResult<bool> {
+        validate_hash(hash)?;
+        let changed = self.conn.execute(
+            "UPDATE photos SET acknowledged_at = COALESCE(acknowledged_at, ?2) WHERE hash = ?1",
+            params![hash, at.millis()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// Deletes the photos that no document needs any more (no live entry, no `Resolved` event
+    /// names them) and that the relay has acknowledged, so a photo is never lost before the hall
+    /// has it. Files with no row, left by actions that failed, go too. One transaction: the files
+    /// are deleted while it holds the write lock, so no photo can be added meanwhile.
+    pub fn collect_garbage(&self) -> PhotoResult<GcReport> {
+        let blobs = self.blobs();
+        self.photo_action(|conn| {
+            let mut report = GcReport::default();
+            let rows: Vec<(String, String, i64, i64, bool)> = conn
+                .prepare("SELECT hash, thumb_hash, bytes, thumb_bytes, acknowledged_at IS NOT NULL FROM photos")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                .collect::<Result<_, _>>()?;
+            let needed = if rows.is_empty() {
+                BTreeSet::new()
+            } else {
+                Self::referenced_photos(conn)?
+            };
+            let mut keep_files: BTreeSet<String> = BTreeSet::new();
+            let mut doomed: Vec<(String, String, u64)> = Vec::new();
+            for (hash, thumb, bytes, thumb_bytes, acknowledged) in rows {
+                if needed.contains(&hash) {
+                    keep_files.insert(hash);
+                    keep_files.insert(thumb);
+                } else if !acknowledged {
+                    report.kept_unacknowledged.push(hash.clone());
+                    keep_files.insert(hash);
+                    keep_files.insert(thumb);
+                } else {
+                    doomed.push((hash, thumb, (bytes + thumb_bytes) as u64));
+                }
+            }
+            for (hash, _, bytes) in &doomed {
+                conn.execute("DELETE FROM photos WHERE hash = ?1", [hash])?;
+                report.deleted.push(hash.clone());
+                report.bytes_freed += bytes;
+            }
+            // Every file that no remaining row names is deleted: the doomed photos and their
+            // thumbnails (unless a kept photo shares the thumbnail), and strays.
+            let doomed_files: BTreeSet<&String> = doomed.iter().flat_map(|(h, t, _)| [h, t]).collect();
+            let (on_disk, temps) = blobs.scan()?;
+            for hash in on_disk {
+                if keep_files.contains(&hash) {
+                    continue;
+                }
+                blobs.remove(&hash)?;
+                if !doomed_files.contains(&hash) {
+                    report.stray_files_removed += 1;
+                }
+            }
+            for temp in temps {
+                std::fs::remove_file(temp)?;
+                report.stray_files_removed += 1;
+            }
+            Ok(report)
+        })
+    }
+
+    /// The hashes every document on this device needs. Reads every document: collection is rare
+    /// (after a sync), and a document is the only place that knows its photos, including those
+    /// attached on other phones and merged in by sync.
+    fn referenced_photos(conn: &Connection) -> Result<BTreeSet<String>, CoreError> {
+        let ids: Vec<String> = conn
+            .prepare("SELECT id FROM documents")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut needed = BTreeSet::new();
+        for id in ids {
+            if let Some((_, _, am)) = Self::load_automerge(conn, &id)? {
+                needed.extend(attach::referenced_hashes(&am)?);
+            }
+        }
+        Ok(needed)
+    }
+
+    /// Writes a request and its photos into `dir` (created if missing; it must be empty): the
+    /// request with its whole history as `request.json`, its Automerge document as
+    /// `request.automerge` (the record as signed by its changes, for audits), and each photo it
+    /// shows (live "before" and "after" photos, and photos named by `Resolved` events) as
+    /// `NN-role-<id prefix>.jpg`. Photos not on this device are listed as missing, not fatal.
+    pub fn export_request_with_photos(&self, request_id: &str, dir: &Path) -> PhotoResult<RequestExport> {
+        let view = self.request(request_id)?;
+        let Some((_, _, mut am)) = Self::load_automerge(&self.conn, request_id)? else {
+            return Err(not_found(request_id).into());
+        };
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            return Err(CoreError::invalid(
+                "folder",
+                format!("{} is not empty: choose a new or empty folder", dir.display()),
+            )
+            .into());
+        }
+        std::fs::create_dir_all(dir)?;
+
+        let mut items: Vec<ExportedPhoto> = attach::live_photos(&am)?
+            .into_iter()
+            .map(|p| ExportedPhoto {
+                file: None,
+                hash: p.hash,
+                role: p.role,
+                caption: p.caption,
+                added_at: Some(p.added_at),
+                added_by: Some(p.added_by),
+                gps: p.gps,
+            })
+            .collect();
+        let listed: BTreeSet<String> = items.iter().map(|p| p.hash.clone()).collect();
+        let mut from_events: BTreeSet<String> = BTreeSet::new();
+        for entry in &view.history {
+            if let Action::Resolved { photos, .. } = &entry.event.action {
+                for hash in photos {
+                    if !listed.contains(hash) && from_events.insert(hash.clone()) {
+                        items.push(ExportedPhoto {
+                            file: None,
+                            hash: hash.clone(),
+                            role: Role::After,
+                            caption: None,
+                            added_at: Some(entry.event.at),
+                            added_by: Some(entry.event.by.clone()),
+                            gps: None,
+                        });
+                    }
+                }
+            }
+        }
+
+        let blobs = self.blobs();
+        let mut missing = Vec::new();
+        for (i, item) in items.iter_mut().enumerate() {
+            let bytes = match validate_hash(&item.hash).and_then(|()| blobs.read(&item.hash)) {
+                Ok(bytes) => bytes,
+                Err(PhotoError::BlobMissing { .. } | PhotoError::BadHash { .. }) => {
+                    missing.push(item.hash.clone());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let name = format!("{:02}-{}-{}.jpg", i + 1, item.role.as_str(), &item.hash[..12]);
+            std::fs::write(dir.join(&name), bytes)?;
+            item.file = Some(name);
+        }
+        let json = serde_json::json!({ "request": view, "photos": items, "missing": missing });
+        let text = serde_json::to_string_pretty(&json).map_err(|e| CoreError::Export(e.to_string()))?;
+        std::fs::write(dir.join("request.json"), text)?;
+        std::fs::write(dir.join("request.automerge"), am.save())?;
+        Ok(RequestExport {
+            request: request_id.to_string(),
+            dir: dir.to_path_buf(),
+            photos: items,
+            missing,
+        })
+    }
+
+    fn load_kind(conn: &Connection, id: &str) -> Result<Option<DocKind>, CoreError> {
+        let kind: Option<String> = conn
+            .prepare_cached("SELECT kind FROM documents WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        Ok(kind.and_then(|k| DocKind::parse(&k)))
+    }
+}
+
+fn not_found(id: &str) -> CoreError {
+    CoreError::NotFound {
+        kind: "visit or request",
+        id: id.to_string(),
+    }
+}

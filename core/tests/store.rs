@@ -1,0 +1,405 @@
+//! The local store: document round trips, one action = one transaction, migrations, index
+//! rebuilds, search, and merging changes from other replicas.
+
+use automerge::AutoCommit;
+use chrono::{Duration, TimeZone, Utc};
+use gridwalk_core::docs::{
+    GeoPoint, Place, Reporter, RequestBody, RequestDocument, Source, Urgency, VisitBody, VisitDocument, VisitKind,
+    VisitTarget,
+};
+use gridwalk_core::lifecycle::{Action, Assignment, Status, TriageDecision};
+use gridwalk_core::model::{Area, AreaKind, Department, Household, Level};
+use gridwalk_core::store::{schema, Identity, NewRequest, NewVisit, RequestFilter, Store, VisitFilter};
+use gridwalk_core::{ActionContext, CoreError, Timestamp};
+
+fn t(day: i64) -> Timestamp {
+    Timestamp(Utc.with_ymd_and_hms(2026, 10, 1, 9, 0, 0).unwrap() + Duration::days(day))
+}
+
+fn store_in(dir: &tempfile::TempDir, name: &str, device: &str) -> Store {
+    let store = Store::create(dir.path().join(name), Identity { device: device.into(), walker: "w1".into() }).unwrap();
+    let area = |id: &str, kind, parent: Option<&str>| Area {
+        id: id.into(),
+        kind,
+        name: format!("{id} 名"),
+        parent: parent.map(Into::into),
+        enterprise_grid: false,
+    };
+    store.put_area(&area("street", AreaKind::Town, None)).unwrap();
+    store.put_area(&area("v1", AreaKind::Village, Some("street"))).unwrap();
+    store.put_area(&area("g1", AreaKind::Grid, Some("v1"))).unwrap();
+    store.put_area(&area("g2", AreaKind::Grid, Some("v1"))).unwrap();
+    store.put_area(&area("g1-m1", AreaKind::MicroGrid, Some("g1"))).unwrap();
+    for (id, grid) in [("h1", "g1"), ("h2", "g1"), ("h3", "g2")] {
+        store
+            .put_household(&Household {
+                id: id.into(),
+                grid: grid.into(),
+                micro_grid: None,
+                address: format!("马厩村{id}号"),
+                head_name: "王建国".into(),
+                phone: None,
+                members: 3,
+                tags: vec!["独居老人".into()],
+            })
+            .unwrap();
+    }
+    store.put_department(&Department { id: "dept-urban".into(), name: "城建办".into(), level: Level::Town }).unwrap();
+    store
+}
+
+fn streetlight(grid: &str, visit: Option<String>) -> NewRequest {
+    NewRequest {
+        id: None,
+        grid: grid.into(),
+        micro_grid: None,
+        reporter: Reporter::Resident { name: "王建国".into(), phone: Some("13800000000".into()), household: Some("h1".into()) },
+        address: "马厩村第3组".into(),
+        gps: Some(GeoPoint { lat: 30.7, lon: 121.0, accuracy_m: Some(10.0) }),
+        category: "streetlight".into(),
+        description: "村道路灯不亮已有一周，晚上出行不便".into(),
+        urgency: Urgency::High,
+        source: if visit.is_some() { Source::Visit } else { Source::WalkIn },
+        visit,
+    }
+}
+
+fn visit_to(household: &str) -> NewVisit {
+    NewVisit {
+        id: None,
+        grid: "g1".into(),
+        micro_grid: Some("g1-m1".into()),
+        target: VisitTarget::Household { id: household.into() },
+        kind: VisitKind::Daily,
+        visited_at: None,
+        other_walkers: vec!["w2".into()],
+        companions: vec!["村书记".into()],
+        notes: "身体健康".into(),
+        gps: None,
+    }
+}
+
+fn file_rows(store: &Store, table: &str) -> i64 {
+    store.connection().query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn documents_round_trip_through_autosurgeon_and_automerge_bytes() {
+    let ctx = ActionContext::new("w1", "phone-1", t(0));
+    let body = RequestBody {
+        reporter: Reporter::Enterprise { id: "e1".into(), contact: Some("李经理".into()) },
+        place: Place { address: "工业园区兴业路8号".into(), gps: Some(GeoPoint { lat: 30.1, lon: 121.2, accuracy_m: None }) },
+        micro_grid: Some("g1-m1".into()),
+        category: "enterprise_service".into(),
+        description: "消防审批卡在验收环节".into(),
+        urgency: Urgency::Urgent,
+        source: Source::Phone,
+        visit: None,
+    };
+    let mut doc = RequestDocument::create(&ctx, "r1", "g1", &body).unwrap();
+    let bytes = doc.automerge().save();
+    let loaded = RequestDocument::load(&bytes, None).unwrap();
+    assert_eq!(loaded.body().unwrap(), body);
+    let header = loaded.header().unwrap();
+    assert_eq!((header.id.as_str(), header.grid.as_str(), header.created_by.as_str()), ("r1", "g1", "w1"));
+    assert_eq!(header.created_at, t(0));
+
+    for target in [VisitTarget::Household { id: "h1".into() }, VisitTarget::Enterprise { id: "e1".into() }, VisitTarget::Place { address: "菜场".into() }] {
+        for kind in [VisitKind::Daily, VisitKind::Sweep, VisitKind::EveningTalk] {
+            let body = VisitBody {
+                target: target.clone(),
+                micro_grid: None,
+                kind,
+                visited_at: t(1),
+                walkers: vec!["w1".into(), "w2".into()],
+                companions: vec![],
+                notes: "昼访夜谈".into(),
+                requests_raised: vec!["r1".into()],
+                gps: None,
+            };
+            let mut v = VisitDocument::create(&ctx, "v1", "g1", &body).unwrap();
+            let again = VisitDocument::load(&v.automerge().save(), None).unwrap();
+            assert_eq!(again.body().unwrap(), body);
+        }
+    }
+    // The bytes are standard Automerge: a plain document sees the header as a map.
+    let plain = AutoCommit::load(&bytes).unwrap();
+    use automerge::ReadDoc;
+    assert!(plain.get(automerge::ROOT, "header").unwrap().is_some());
+}
+
+#[test]
+fn one_action_is_one_transaction_and_a_refused_action_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(&dir, "a.db", "phone-1");
+    let visit = store.record_visit(&store.context(t(0)), visit_to("h1")).unwrap();
+    let request = store.raise_request(&store.context(t(0)), streetlight("g1", Some(visit.clone()))).unwrap();
+    // The visit now lists the request, in the same transaction.
+    assert_eq!(store.visit(&visit).unwrap().body.requests_raised, vec![request.clone()]);
+    assert_eq!(file_rows(&store, "outbox"), 3, "visit, request, and the visit's change");
+
+    let before_docs = file_rows(&store, "documents");
+    let before_outbox = file_rows(&store, "outbox");
+    let before_index = store.index_dump().unwrap();
+    // A request on a visit of another grid fails after the request document was built: nothing
+    // of it may remain.
+    let err = store.raise_request(&store.context(t(1)), streetlight("g2", Some(visit.clone()))).unwrap_err();
+    assert!(matches!(err, CoreError::InvalidInput { .. }), "{err}");
+    let err = store.raise_request(&store.context(t(1)), streetlight("nowhere", None)).unwrap_err();
+    assert!(matches!(err, CoreError::UnknownGrid(_)));
+    let err = store.act(&store.context(t(1)), &request, Action::Resolved { note: "".into(), photos: vec![] }).unwrap_err();
+    assert!(matches!(err, CoreError::InvalidInput { .. }));
+    let err = store
+        .act(&store.context(t(1)), &request, Action::FeedbackGiven { note: "已告知".into() })
+        .unwrap_err();
+    assert!(matches!(err, CoreError::InvalidTransition { .. }));
+    let err = store.act(&store.context(t(1)), &request, Action::Triaged { decision: TriageDecision::Accept }).and_then(|_| {
+        store.act(
+            &store.context(t(1)),
+            &request,
+            Action::Assigned { assignment: Assignment { department: "no-such-office".into(), person: None, deadline: t(9), level: Level::Town } },
+        )
+    });
+    assert!(matches!(err, Err(CoreError::NotFound { kind: "department", .. })));
+    assert_eq!(file_rows(&store, "documents"), before_docs);
+    assert_eq!(file_rows(&store, "outbox"), before_outbox + 1, "only the accepted triage went out");
+    assert_ne!(store.index_dump().unwrap(), before_index, "the accepted triage changed the index");
+    assert_eq!(store.request(&request).unwrap().state.status, Status::Accepted);
+}
+
+#[test]
+fn lists_filter_sort_and_search_chinese_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(&dir, "a.db", "phone-1");
+    let mut ids = Vec::new();
+    for day in 0..5 {
+        ids.push(store.raise_request(&store.context(t(day)), streetlight("g1", None)).unwrap());
+    }
+    let mut other = streetlight("g2", None);
+    other.category = "environment".into();
+    other.description = "河道漂浮垃圾较多，希望安排保洁".into();
+    other.reporter = Reporter::Anonymous;
+    let river = store.raise_request(&store.context(t(6)), other).unwrap();
+
+    let page = store.list_requests(&RequestFilter { grids: vec!["g1".into()], ..Default::default() }).unwrap();
+    assert_eq!(page.len(), 5);
+    assert_eq!(page[0].id, ids[4], "newest first");
+    let two = store.list_requests(&RequestFilter { grids: vec!["g1".into()], limit: 2, offset: 2, ..Default::default() }).unwrap();
+    assert_eq!(two.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![ids[2].clone(), ids[1].clone()]);
+
+    // Two characters (below a trigram) and longer phrases both find Chinese text.
+    let hits = |text: &str| {
+        store
+            .list_requests(&RequestFilter { text: Some(text.into()), limit: 100, ..Default::default() })
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hits("河道").len(), 1);
+    assert_eq!(hits("漂浮垃圾"), vec![river.clone()]);
+    assert_eq!(hits("路灯").len(), 5);
+    assert_eq!(hits("路灯不亮已有").len(), 5);
+    assert!(hits("不存在的词").is_empty());
+    assert!(hits("50%").is_empty(), "LIKE wildcards are escaped");
+
+    // Overdue: assigned with a deadline that has passed at the moment asked.
+    store.act(&store.context(t(1)), &ids[0], Action::Triaged { decision: TriageDecision::Accept }).unwrap();
+    store
+        .act(&store.context(t(1)), &ids[0], Action::Assigned { assignment: Assignment { department: "dept-urban".into(), person: None, deadline: t(3), level: Level::Town } })
+        .unwrap();
+    let overdue = |at| store.list_requests(&RequestFilter { overdue_at: Some(at), ..Default::default() }).unwrap();
+    assert!(overdue(t(2)).is_empty());
+    assert_eq!(overdue(t(4)).len(), 1);
+    assert_eq!(store.count_requests(&RequestFilter { department: Some("dept-urban".into()), ..Default::default() }).unwrap(), 1);
+    assert_eq!(store.count_requests(&RequestFilter { statuses: vec![Status::New], ..Default::default() }).unwrap(), 5);
+}
+
+#[test]
+fn visits_are_listed_and_last_visit_dates_mark_the_unvisited() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(&dir, "a.db", "phone-1");
+    let mut v = visit_to("h1");
+    v.visited_at = Some(t(0));
+    store.record_visit(&store.context(t(0)), v.clone()).unwrap();
+    v.visited_at = Some(t(20));
+    store.record_visit(&store.context(t(20)), v).unwrap();
+    let places = store.places_by_last_visit("g1", t(25), 14).unwrap();
+    let h1 = places.iter().find(|p| p.id == "h1").unwrap();
+    assert_eq!(h1.last_visited_at, Some(t(20).millis()));
+    assert!(!h1.overdue_for_visit);
+    let h2 = places.iter().find(|p| p.id == "h2").unwrap();
+    assert!(h2.overdue_for_visit && h2.last_visited_at.is_none());
+    assert_eq!(places[0].id, "h2", "never-visited first");
+    assert_eq!(store.list_visits(&VisitFilter { walker: Some("w2".into()), ..Default::default() }).unwrap().len(), 2);
+    assert_eq!(store.list_visits(&VisitFilter { target: Some("h1".into()), from: Some(t(10)), ..Default::default() }).unwrap().len(), 1);
+    assert_eq!(store.grid_last_visits().unwrap(), vec![("g1".to_string(), t(20).millis())]);
+    // Visiting a household of another grid is refused.
+    let mut wrong = visit_to("h3");
+    wrong.micro_grid = None;
+    assert!(store.record_visit(&store.context(t(21)), wrong).is_err());
+}
+
+#[test]
+fn rebuilding_the_index_from_documents_gives_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store_in(&dir, "a.db", "phone-1");
+    let cfg = gridwalk_core::demo::DemoConfig {
+        seed: 3,
+        villages: 2,
+        households: 120,
+        enterprises: 6,
+        enterprise_grids: 1,
+        requests: 80,
+        visits: 150,
+        until: t(0).0,
+        days: 200,
+    };
+    gridwalk_core::demo::generate(&mut store, &cfg).unwrap();
+    let before = store.index_dump().unwrap();
+    assert!(before.len() > 300);
+    // Damage the index in several ways, then rebuild.
+    store
+        .connection()
+        .execute_batch(
+            "DELETE FROM request_index WHERE rowid % 3 = 0; UPDATE visit_index SET notes = 'x';
+             DELETE FROM last_visit; DELETE FROM request_fts WHERE rowid % 2 = 0;",
+        )
+        .unwrap();
+    assert!(!store.check().unwrap().index_matches_documents);
+    let documents = store.rebuild_index().unwrap();
+    assert_eq!(documents as i64, file_rows(&store, "documents"));
+    assert_eq!(store.index_dump().unwrap(), before);
+    let report = store.check().unwrap();
+    assert!(report.index_matches_documents && report.integrity == "ok");
+}
+
+#[test]
+fn migrations_run_from_an_empty_file_and_from_version_one() {
+    // From empty: a fresh store is at the latest version and passes SQLite's own validation.
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(&dir, "new.db", "phone-1");
+    let version: i64 = store.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version as usize, gridwalk_core::store::LATEST_VERSION);
+    assert!(schema::migrations().validate().is_ok());
+
+    // From version 1: copy a real store's version-1 tables into a file made at version 1, then
+    // open it. The migration must fill the last-visit and search tables from what v1 indexed.
+    let mut source = store_in(&dir, "source.db", "phone-1");
+    gridwalk_core::demo::generate(
+        &mut source,
+        &gridwalk_core::demo::DemoConfig {
+            seed: 5,
+            villages: 1,
+            households: 60,
+            enterprises: 3,
+            enterprise_grids: 1,
+            requests: 40,
+            visits: 60,
+            until: t(0).0,
+            days: 100,
+        },
+    )
+    .unwrap();
+    let expected = source.index_dump().unwrap();
+    drop(source);
+    let old_path = dir.path().join("v1.db");
+    {
+        let mut conn = rusqlite::Connection::open(&old_path).unwrap();
+        schema::migrations().to_version(&mut conn, 1).unwrap();
+        conn.execute("ATTACH DATABASE ?1 AS src", [dir.path().join("source.db").to_str().unwrap()]).unwrap();
+        for table in [
+            "meta", "areas", "households", "enterprises", "departments", "work_groups", "walkers", "walker_grids",
+            "documents", "doc_chunks", "outbox", "request_index", "visit_index", "visit_walkers",
+        ] {
+            conn.execute(&format!("INSERT INTO main.{table} SELECT * FROM src.{table}"), []).unwrap();
+        }
+        conn.execute("DETACH DATABASE src", []).unwrap();
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, 1);
+    }
+    let upgraded = Store::open(&old_path).unwrap();
+    let v: i64 = upgraded.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(v as usize, gridwalk_core::store::LATEST_VERSION);
+    let migrated = upgraded.index_dump().unwrap();
+    // Rows of tables added after v2 (none yet beyond it) would differ; v2's must match exactly.
+    let v2_rows = |rows: &[String]| rows.iter().filter(|r| r.starts_with("Text(\"last_visit\")") || r.starts_with("Text(\"fts\")")).cloned().collect::<Vec<_>>();
+    assert!(!v2_rows(&migrated).is_empty());
+    assert_eq!(v2_rows(&migrated), v2_rows(&expected));
+    assert_eq!(migrated, expected);
+    assert!(upgraded.check().unwrap().index_matches_documents);
+}
+
+#[test]
+fn changes_from_another_replica_merge_and_reindex_but_a_moved_header_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let phone = store_in(&dir, "phone.db", "phone-1");
+    let hall = store_in(&dir, "hall.db", "hall-pc");
+    let id = phone.raise_request(&phone.context(t(0)), streetlight("g1", None)).unwrap();
+    for entry in phone.outbox(100).unwrap() {
+        hall.apply_remote(&entry.doc_id, &entry.bytes).unwrap();
+    }
+    // Applying the same changes twice changes nothing.
+    for entry in phone.outbox(100).unwrap() {
+        assert!(!hall.apply_remote(&entry.doc_id, &entry.bytes).unwrap());
+    }
+    hall.act(&hall.context(t(1)), &id, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
+    let hall_changes = hall.outbox(100).unwrap();
+    assert_eq!(hall_changes.len(), 1, "received changes do not go back out");
+    phone.apply_remote(&id, &hall_changes[0].bytes).unwrap();
+    assert_eq!(phone.request(&id).unwrap().state.status, Status::Accepted);
+    assert_eq!(phone.document_heads(&id).unwrap(), hall.document_heads(&id).unwrap());
+
+    // A forged change that moves the document to another grid is refused; nothing changes.
+    let mut forged = AutoCommit::load(&hall.document_bytes(&id).unwrap()).unwrap();
+    let before_heads = forged.get_heads();
+    forged.set_actor(automerge::ActorId::from(b"intruder".as_slice()));
+    let mut header: gridwalk_core::docs::DocHeader = autosurgeon::hydrate_prop(&forged, automerge::ROOT, "header").unwrap();
+    header.grid = "g2".into();
+    autosurgeon::reconcile_prop(&mut forged, automerge::ROOT, "header", &header).unwrap();
+    let bytes = forged.save_after(&before_heads);
+    let dump = phone.index_dump().unwrap();
+    let err = phone.apply_remote(&id, &bytes).unwrap_err();
+    assert!(matches!(err, CoreError::HeaderChanged { field: "grid", .. }), "{err}");
+    assert_eq!(phone.index_dump().unwrap(), dump);
+    // Bytes that are not Automerge are refused too.
+    assert!(phone.apply_remote(&id, b"not automerge").is_err());
+    assert!(phone.apply_remote("new-doc", b"\x85o\x4a\x83garbage").is_err());
+    assert_eq!(phone.index_dump().unwrap(), dump);
+}
+
+#[test]
+fn many_edits_compact_into_a_snapshot_without_losing_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(&dir, "a.db", "phone-1");
+    let id = store.raise_request(&store.context(t(0)), streetlight("g1", None)).unwrap();
+    store.act(&store.context(t(0)), &id, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
+    for i in 0..70 {
+        store.act(&store.context(t(0)), &id, Action::Progress { note: format!("第{i}次进展") }).unwrap();
+    }
+    let chunks: i64 = store.connection().query_row("SELECT chunk_count FROM documents WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+    assert!(chunks < 32, "compacted along the way, {chunks} chunks left");
+    assert_eq!(store.request(&id).unwrap().history.len(), 72);
+    store.compact().unwrap();
+    assert_eq!(file_rows(&store, "doc_chunks"), 0);
+    assert_eq!(store.request(&id).unwrap().history.len(), 72);
+    assert!(store.check().unwrap().index_matches_documents);
+}
+
+#[test]
+fn opening_a_missing_or_foreign_file_is_a_clear_error_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.db");
+    assert!(matches!(Store::open(&missing), Err(CoreError::NotInitialised { .. })));
+    assert!(!missing.exists());
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "这不是数据库").unwrap();
+    assert!(Store::open(&text).is_err());
+    assert_eq!(std::fs::read_to_string(&text).unwrap(), "这不是数据库");
+    let existing = dir.path().join("a.db");
+    drop(store_in(&dir, "a.db", "p"));
+    assert!(matches!(
+        Store::create(&existing, Identity { device: "d".into(), walker: "w".into() }),
+        Err(CoreError::AlreadyExists { .. })
+    ));
+}
