@@ -1,1 +1,34 @@
-fn main(){}
+//! `gridwalk-bench`: benchmark commands that print JSON. Each measures Gridwalk side by side, in
+//! the same run, against the anchor its issue names. They are commands, not timed tests: these
+//! machines are noisy, so figures are medians over many runs and read as ratios.
+
+mod p4;
+mod photo;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "gridwalk-bench", about = "Gridwalk benchmarks (JSON on stdout)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// P4: first page of requests by grid + status on a small and a large town, against raw SQL;
+    /// and one request creation against a raw INSERT of the same bytes.
+    P4(p4::Args),
+    /// Photo ingest (issue 4) against ImageMagick and libvips on the same file.
+    Photo(photo::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let report = match cli.command {
+        Command::P4(args) => p4::run(&args)?,
+        Command::Photo(args) => photo::run(&args)?,
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

@@ -21,7 +21,12 @@ use gridwalk_core::model::Level;
 )]
 pub struct Cli {
     /// The store file.
-    #[arg(long, global = true, env = "GRIDWALK_STORE", default_value = "gridwalk.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "GRIDWALK_STORE",
+        default_value = "gridwalk.db"
+    )]
     pub store: PathBuf,
     /// Print exactly one JSON value to stdout (and errors as JSON to stderr).
     #[arg(long, global = true)]
@@ -79,25 +84,27 @@ pub enum Command {
     Categories,
 }
 
+/// The demo town's size; each number left out is that of the street the seeds describe
+/// (`DemoConfig::street`).
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    #[arg(long, default_value_t = 3)]
-    pub villages: usize,
-    #[arg(long, default_value_t = 600)]
-    pub households: usize,
-    #[arg(long, default_value_t = 30)]
-    pub enterprises: usize,
-    #[arg(long, default_value_t = 1)]
-    pub enterprise_grids: usize,
-    #[arg(long, default_value_t = 300)]
-    pub requests: usize,
-    #[arg(long, default_value_t = 1500)]
-    pub visits: usize,
+    #[arg(long)]
+    pub villages: Option<usize>,
+    #[arg(long)]
+    pub households: Option<usize>,
+    #[arg(long)]
+    pub enterprises: Option<usize>,
+    #[arg(long)]
+    pub enterprise_grids: Option<usize>,
+    #[arg(long)]
+    pub requests: Option<usize>,
+    #[arg(long)]
+    pub visits: Option<usize>,
     /// How many days of activity, ending now.
-    #[arg(long, default_value_t = 365)]
-    pub days: i64,
+    #[arg(long)]
+    pub days: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -445,7 +452,7 @@ pub struct ExportRequestsArgs {
 
 /// A clap value parser from one of the core's `parse` functions; `expected` lists the values
 /// the error message offers.
-fn choice<T>(
+fn choice<T: 'static>(
     parse: fn(&str) -> Option<T>,
     expected: &'static str,
 ) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {

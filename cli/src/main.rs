@@ -40,7 +40,10 @@ impl Env {
     /// The context of an action taken now by the acting person on this store's device.
     pub fn context(&self, store: &Store) -> ActionContext {
         let identity = store.identity();
-        let actor = self.acting_as.clone().unwrap_or_else(|| identity.walker.clone());
+        let actor = self
+            .acting_as
+            .clone()
+            .unwrap_or_else(|| identity.walker.clone());
         ActionContext::new(actor, identity.device.clone(), self.now)
     }
 
@@ -58,7 +61,7 @@ impl Env {
         // A reader that stops early (`gridwalk request list | head`) is not an error.
         match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            other => Ok(other?),
+            result => Ok(result?),
         }
     }
 }
@@ -88,8 +91,10 @@ pub fn invalid(field: &str, message: impl Into<String>) -> CoreError {
 }
 
 /// Reads a date or time typed by the user.
-pub fn parse_time(field: &str, text: &str, end_of_day: bool) -> Result<Timestamp, CoreError> {
-    gridwalk_core::time::parse_user_time(field, text, end_of_day).map(Timestamp)
+pub fn parse_time(field: &str, text: &str, end_of_day: bool) -> Result<Timestamp> {
+    Ok(Timestamp(gridwalk_core::time::parse_user_time(
+        field, text, end_of_day,
+    )?))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -97,7 +102,11 @@ fn run(cli: Cli) -> Result<()> {
         Some(text) => parse_time("now", text, false)?,
         None => Timestamp(SystemClock.now()),
     };
-    if cli.acting_as.as_deref().is_some_and(|w| w.trim().is_empty()) {
+    if cli
+        .acting_as
+        .as_deref()
+        .is_some_and(|w| w.trim().is_empty())
+    {
         return Err(invalid("as", "the walker id is empty").into());
     }
     let env = Env {
@@ -133,6 +142,23 @@ fn error_code(err: &anyhow::Error) -> &'static str {
         .unwrap_or("error")
 }
 
+/// The error and its causes in one line. The core's wrapping errors already print their cause
+/// (`file error: {0}`) and also report it as their source, so a cause whose text the line
+/// already holds is left out rather than said twice.
+fn error_message(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts
+            .last()
+            .is_some_and(|previous| previous.contains(&text))
+        {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
@@ -141,7 +167,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let message = format!("{err:#}");
+            let message = error_message(&err);
             if json {
                 let body = serde_json::json!({ "code": error_code(&err), "message": message });
                 eprintln!("{body}");
@@ -150,5 +176,27 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_said_once_and_the_code_is_the_cores() {
+        let err = anyhow::Error::from(CoreError::Io(std::io::Error::other("disk full")));
+        assert_eq!(error_message(&err), "file error: disk full");
+        assert_eq!(error_code(&err), "io");
+        let err = anyhow::Error::from(Failure {
+            code: "check_failed",
+            message: "the index does not match".into(),
+        })
+        .context("checking the store");
+        assert_eq!(
+            error_message(&err),
+            "checking the store: the index does not match"
+        );
+        assert_eq!(error_code(&err), "check_failed");
     }
 }

@@ -85,9 +85,16 @@ impl Table {
                 .iter()
                 .zip(&widths)
                 .enumerate()
-                .map(|(i, (cell, w))| if i == last { cell.clone() } else { pad(cell, *w) })
+                .map(|(i, (cell, w))| {
+                    if i == last {
+                        cell.clone()
+                    } else {
+                        pad(cell, *w)
+                    }
+                })
                 .collect();
-            text.join("  ")
+            // An empty last cell would otherwise leave the separator dangling at the end.
+            text.join("  ").trim_end().to_string()
         };
         let mut out = vec![line(&self.header)];
         out.extend(self.rows.iter().map(|row| line(row)));

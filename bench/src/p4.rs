@@ -1,0 +1,574 @@
+//! P4 (issue 2): the first page (50) of a grid's requests in one status, newest change first, on
+//! a small and a large town, each measured against the same SQL written by hand on the same
+//! file; and one request creation (document, index, full-text row and outbox entry in one
+//! transaction) against a plain INSERT of the same document bytes.
+//!
+//! The goals, from the issue: the large town's page costs at most twice the small town's, and
+//! the API costs at most 1.5 times the raw SQL. Both sides of every comparison run on the same
+//! connection, interleaved, so drift (thermal, other tenants, the page cache) hits both alike.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use chrono::{DateTime, TimeZone, Utc};
+use gridwalk_core::demo::{self, DemoConfig};
+use gridwalk_core::docs::{GeoPoint, Reporter, Source, Urgency};
+use gridwalk_core::lifecycle::Status;
+use gridwalk_core::store::{Identity, NewRequest, RequestFilter, RequestSort, LATEST_VERSION};
+use gridwalk_core::{ActionContext, Store};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+/// The page size of the issue's acceptance.
+const PAGE: usize = 50;
+
+/// The same page as `Store::list_requests` asks for, written as a person would write it by hand.
+const RAW_SQL: &str = "SELECT id, grid, status, category, urgency, department, owner, deadline, \
+     updated_at, created_at, address, description FROM request_index \
+     WHERE grid = ?1 AND status = ?2 ORDER BY updated_at DESC, id LIMIT 50";
+
+/// The statement `list_requests` builds for this filter (see `core/src/store/query.rs`). It is
+/// used only to show its query plan next to the raw one; the timings call the API itself.
+const API_SQL_FOR_PLAN: &str = "SELECT id, grid, status, category, urgency, department, owner, \
+     deadline, updated_at, created_at, address, description FROM request_index \
+     WHERE grid IN (?1) AND status IN (?2) ORDER BY updated_at DESC, id LIMIT 50 OFFSET 0";
+
+/// Bump when the towns this benchmark asks the generator for change, so that a kept town from an
+/// older shape is not reused by mistake.
+const TOWN_SHAPE: u32 = 1;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Request counts of the towns to compare, smallest first.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    scales: Vec<usize>,
+    /// Timed repetitions of each query, per town.
+    #[arg(long, default_value_t = 200)]
+    iterations: usize,
+    /// Timed request creations (and as many raw inserts).
+    #[arg(long, default_value_t = 200)]
+    creations: usize,
+    /// Seed of the generated towns.
+    #[arg(long, default_value_t = 4)]
+    seed: u64,
+    /// Keep generated towns here, by scale and seed, and reuse them on the next run. Each run
+    /// works on a copy, so the kept town never changes.
+    #[arg(long)]
+    keep_dir: Option<PathBuf>,
+    /// Tiny towns and few repetitions, to check in CI that the benchmark runs; the figures mean
+    /// little.
+    #[arg(long)]
+    smoke: bool,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<Value> {
+    let (scales, iterations, creations) = if args.smoke {
+        (vec![200, 2000], 20, 10)
+    } else {
+        (args.scales.clone(), args.iterations, args.creations)
+    };
+    ensure!(scales.len() >= 2, "give at least two scales, smallest first");
+    ensure!(
+        scales.windows(2).all(|w| w[0] < w[1]),
+        "give the scales smallest first, without repeats"
+    );
+    ensure!(iterations > 0 && creations > 0, "iterations and creations must be positive");
+
+    // Work copies live beside the kept towns when there are some, so copying them stays on one
+    // disk and the timed writes hit the same file system the towns are kept on.
+    if let Some(dir) = &args.keep_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let work = match &args.keep_dir {
+        Some(dir) => tempfile::Builder::new().prefix("p4-work-").tempdir_in(dir)?,
+        None => tempfile::Builder::new().prefix("p4-work-").tempdir()?,
+    };
+
+    let grids = grids_for(scales[0]);
+    let mut scale_reports = Vec::new();
+    let mut api_medians = Vec::new();
+    let mut raw_medians = Vec::new();
+    let mut api_over_raw_ok = true;
+    let mut largest_town = None;
+    for &requests in &scales {
+        let town = prepare_town(requests, grids, args.seed, args.keep_dir.as_deref(), work.path())?;
+        let store = Store::open(&town.path)
+            .with_context(|| format!("opening the town at {}", town.path.display()))?;
+        let target = pick_target(store.connection())?;
+        let timing = time_first_page(&store, &target, iterations)?;
+        let api = Stats::of(&timing.api);
+        let raw = Stats::of(&timing.raw);
+        let api_over_raw = api.median / raw.median;
+        api_over_raw_ok &= api_over_raw <= 1.5;
+        api_medians.push(api.median);
+        raw_medians.push(raw.median);
+        scale_reports.push(json!({
+            "requests": requests,
+            "generate_seconds": round(town.generate_seconds, 2),
+            "generated_this_run": town.generated_now,
+            "town": town.demo,
+            "file_mb": round(std::fs::metadata(&town.path)?.len() as f64 / 1e6, 1),
+            "grid": target.grid,
+            "status": target.status.as_str(),
+            "matches": target.matches,
+            "page_rows": timing.page_rows,
+            "api_us": api.to_json(),
+            "raw_sql_us": raw.to_json(),
+            "api_over_raw": round(api_over_raw, 3),
+            "plan": {
+                "raw": query_plan(store.connection(), RAW_SQL, &target)?,
+                "api": query_plan(store.connection(), API_SQL_FOR_PLAN, &target)?,
+            },
+        }));
+        drop(store);
+        largest_town = Some((requests, town, target));
+    }
+
+    // One creation is measured on the largest town: its indexes are the deepest, so that is
+    // where a user action costs the most.
+    let (town_requests, town, target) = largest_town.expect("at least two scales");
+    let store = Store::open(&town.path)?;
+    let create = time_creation(&store, &target.grid, creations)?;
+    let create_api = Stats::of(&create.api);
+    let create_raw = Stats::of(&create.raw);
+
+    let large_over_small = api_medians[api_medians.len() - 1] / api_medians[0];
+    let raw_large_over_small = raw_medians[raw_medians.len() - 1] / raw_medians[0];
+    let journal_mode: String = store.connection().pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    let synchronous: i64 = store.connection().pragma_query_value(None, "synchronous", |r| r.get(0))?;
+    Ok(json!({
+        "benchmark": "p4",
+        "machine": {
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+            "work_dir_fs": file_system_of(work.path()),
+            "sqlite": rusqlite::version(),
+        },
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "smoke": args.smoke,
+        "seed": args.seed,
+        "iterations": iterations,
+        "grids_per_town": grids,
+        "scales": scale_reports,
+        "ratio_large_over_small_api": round(large_over_small, 3),
+        "ratio_large_over_small_raw": round(raw_large_over_small, 3),
+        "goals": {
+            "large_over_small_le_2": large_over_small <= 2.0,
+            "api_over_raw_le_1_5": api_over_raw_ok,
+        },
+        "create": {
+            "town_requests": town_requests,
+            "grid": target.grid,
+            "creations": creations,
+            "journal_mode": journal_mode,
+            // SQLite reports 2 for FULL: every commit waits for the disk.
+            "synchronous": synchronous,
+            "document_bytes": Stats::of(&create.sizes).median as u64,
+            "api_us": create_api.to_json(),
+            "raw_insert_us": create_raw.to_json(),
+            "ratio": round(create_api.median / create_raw.median, 3),
+        },
+    }))
+}
+
+// ----- towns ---------------------------------------------------------------------------------
+
+/// The end of the generated year. Fixed, so a kept town is the same town on every run.
+fn until() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 6, 30, 0, 0, 0).single().expect("a valid date")
+}
+
+/// Requests per grid in the smallest town. A page of 50 in one status needs about this many: the
+/// commonest status holds roughly half of a grid's requests, and the pair chosen should fill the
+/// page with room to spare.
+const SMALLEST_TOWN_REQUESTS_PER_GRID: usize = 200;
+
+/// How many grids every town of a run has. The issue compares a full first page on a small and
+/// on a large town, so the small town must have a grid and status with at least 50 requests. The
+/// street of `DemoConfig::street` has 47 grids, about 21 requests per grid at 1,000 requests and
+/// so never more than a dozen or so in one status: its page would hold a fraction of the rows the
+/// large town's does and the ratio would measure page sizes, not scaling. So all towns of a run
+/// share one shape with fewer grids, and only the number of requests differs between them.
+fn grids_for(smallest_scale: usize) -> usize {
+    (smallest_scale / SMALLEST_TOWN_REQUESTS_PER_GRID).clamp(1, 40)
+}
+
+fn town_config(requests: usize, grids: usize, seed: u64) -> DemoConfig {
+    let mut cfg = DemoConfig::street(seed, until());
+    cfg.requests = requests;
+    // The generator puts 50 households in a grid and at least one grid in each village.
+    cfg.villages = grids;
+    cfg.households = grids * 50;
+    // Enterprise grids would add grids without households; the list works the same on them.
+    cfg.enterprise_grids = 0;
+    cfg.enterprises = 0;
+    // Few plain visits, so that generating the town is mostly generating its requests. (Requests
+    // raised on a visit still bring theirs: the generator makes them alongside.)
+    cfg.visits = requests.min(2000);
+    cfg
+}
+
+struct Town {
+    /// This run's working copy.
+    path: PathBuf,
+    generate_seconds: f64,
+    generated_now: bool,
+    demo: Value,
+}
+
+/// Gives a working copy of the town with `requests` requests: generated now, or copied from
+/// `keep_dir` when an earlier run left it there.
+fn prepare_town(
+    requests: usize,
+    grids: usize,
+    seed: u64,
+    keep_dir: Option<&Path>,
+    work: &Path,
+) -> anyhow::Result<Town> {
+    let name = format!("p4-town-v{LATEST_VERSION}-shape{TOWN_SHAPE}-g{grids}-r{requests}-s{seed}");
+    let path = work.join(format!("{name}.sqlite"));
+    if let Some(dir) = keep_dir {
+        let kept = dir.join(format!("{name}.sqlite"));
+        let sidecar = dir.join(format!("{name}.json"));
+        if kept.is_file() && sidecar.is_file() {
+            let meta: Value = serde_json::from_slice(&std::fs::read(&sidecar)?)?;
+            copy_database(&kept, &path)?;
+            return Ok(Town {
+                path,
+                generate_seconds: meta["generate_seconds"].as_f64().unwrap_or(f64::NAN),
+                generated_now: false,
+                demo: meta["town"].clone(),
+            });
+        }
+    }
+
+    let started = Instant::now();
+    let mut store = Store::create(
+        &path,
+        Identity {
+            device: "bench-device".into(),
+            // A walker the demo town has: the creations below act as them.
+            walker: "w001".into(),
+        },
+    )?;
+    let report = demo::generate(&mut store, &town_config(requests, grids, seed))?;
+    // Closing the only connection checkpoints the WAL into the file, so the file alone is the
+    // whole town and can be copied.
+    drop(store);
+    let generate_seconds = started.elapsed().as_secs_f64();
+    let demo = serde_json::to_value(&report)?;
+
+    if let Some(dir) = keep_dir {
+        // Copy under a temporary name and rename, so an interrupted run never leaves half a town
+        // that a later run would trust.
+        let partial = dir.join(format!("{name}.sqlite.partial"));
+        copy_database(&path, &partial)?;
+        std::fs::rename(&partial, dir.join(format!("{name}.sqlite")))?;
+        let meta = json!({ "generate_seconds": generate_seconds, "town": demo });
+        std::fs::write(dir.join(format!("{name}.json")), serde_json::to_vec_pretty(&meta)?)?;
+    }
+    Ok(Town {
+        path,
+        generate_seconds,
+        generated_now: true,
+        demo,
+    })
+}
+
+/// Copies a closed SQLite file, with its WAL should one have been left behind.
+fn copy_database(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    let wal = |p: &Path| PathBuf::from(format!("{}-wal", p.display()));
+    if wal(from).is_file() {
+        std::fs::copy(wal(from), wal(to))?;
+    }
+    Ok(())
+}
+
+// ----- the first page --------------------------------------------------------------------------
+
+struct Target {
+    grid: String,
+    status: Status,
+    matches: i64,
+}
+
+/// Chooses the grid and status to list, from the index alone and deterministically: a pair that
+/// fills the page if there is one, preferring the statuses a list is usually opened on (with an
+/// office, or rated), then the most rows, then the grid's id.
+fn pick_target(conn: &Connection) -> anyhow::Result<Target> {
+    let (grid, status, matches): (String, String, i64) = conn
+        .query_row(
+            "SELECT grid, status, COUNT(*) AS n FROM request_index GROUP BY grid, status
+             ORDER BY n >= ?1 DESC, status IN ('assigned', 'rated') DESC, n DESC, grid, status
+             LIMIT 1",
+            [PAGE as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?
+        .context("the town has no requests")?;
+    let status = Status::parse(&status).with_context(|| format!("unknown status {status} in the index"))?;
+    Ok(Target { grid, status, matches })
+}
+
+struct PageTiming {
+    api: Vec<f64>,
+    raw: Vec<f64>,
+    page_rows: usize,
+}
+
+fn time_first_page(store: &Store, target: &Target, iterations: usize) -> anyhow::Result<PageTiming> {
+    let filter = RequestFilter {
+        grids: vec![target.grid.clone()],
+        statuses: vec![target.status],
+        sort: RequestSort::UpdatedDesc,
+        limit: PAGE,
+        ..Default::default()
+    };
+    let conn = store.connection();
+    let status = target.status.as_str();
+
+    // Both sides must list the same requests in the same order, or the comparison means nothing.
+    let api_ids: Vec<String> = store.list_requests(&filter)?.into_iter().map(|r| r.id).collect();
+    let mut raw_ids = Vec::with_capacity(PAGE);
+    raw_page(conn, &target.grid, status, &mut raw_ids)?;
+    if api_ids != raw_ids {
+        bail!(
+            "list_requests and the raw SQL disagree on grid {} status {status}: {api_ids:?} against {raw_ids:?}",
+            target.grid
+        );
+    }
+    let page_rows = api_ids.len();
+
+    let api_once = || -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        // The caller's whole cost: the query, the summaries and freeing them again.
+        let rows = store.list_requests(&filter)?;
+        black_box(&rows);
+        drop(rows);
+        Ok(started.elapsed())
+    };
+    let raw_once = |ids: &mut Vec<String>| -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        raw_page(conn, &target.grid, status, ids)?;
+        Ok(started.elapsed())
+    };
+
+    let warm_up = (iterations / 10).max(5);
+    for _ in 0..warm_up {
+        api_once()?;
+        raw_once(&mut raw_ids)?;
+    }
+    let mut api = Vec::with_capacity(iterations);
+    let mut raw = Vec::with_capacity(iterations);
+    for i in 0..iterations {
+        // Alternate which side goes first, so neither always runs on the other's warm caches.
+        if i % 2 == 0 {
+            api.push(micros(api_once()?));
+            raw.push(micros(raw_once(&mut raw_ids)?));
+        } else {
+            raw.push(micros(raw_once(&mut raw_ids)?));
+            api.push(micros(api_once()?));
+        }
+    }
+
+    // And they must still agree after the run.
+    let api_ids: Vec<String> = store.list_requests(&filter)?.into_iter().map(|r| r.id).collect();
+    ensure!(api_ids == raw_ids, "list_requests and the raw SQL disagree after the timed run");
+    Ok(PageTiming { api, raw, page_rows })
+}
+
+/// The hand-written page: every column read into a local of its type, as a caller of plain SQL
+/// would, and the ids kept so the two sides can be compared.
+fn raw_page(conn: &Connection, grid: &str, status: &str, ids: &mut Vec<String>) -> rusqlite::Result<()> {
+    // Clearing here frees the previous page inside the timed call, as dropping its summaries
+    // does on the API side.
+    ids.clear();
+    let mut stmt = conn.prepare_cached(RAW_SQL)?;
+    let mut rows = stmt.query(params![grid, status])?;
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let grid: String = r.get(1)?;
+        let status: String = r.get(2)?;
+        let category: String = r.get(3)?;
+        let urgency: String = r.get(4)?;
+        let department: Option<String> = r.get(5)?;
+        let owner: String = r.get(6)?;
+        let deadline: Option<i64> = r.get(7)?;
+        let updated_at: i64 = r.get(8)?;
+        let created_at: i64 = r.get(9)?;
+        let address: String = r.get(10)?;
+        let description: String = r.get(11)?;
+        black_box((
+            &grid,
+            &status,
+            &category,
+            &urgency,
+            &department,
+            &owner,
+            deadline,
+            updated_at,
+            created_at,
+            &address,
+            &description,
+        ));
+        ids.push(id);
+    }
+    Ok(())
+}
+
+/// SQLite's plan for `sql` with the target bound, one line per step.
+fn query_plan(conn: &Connection, sql: &str, target: &Target) -> anyhow::Result<Vec<String>> {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+    let rows = stmt.query_map(params![target.grid, target.status.as_str()], |r| r.get::<_, String>(3))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ----- one creation ------------------------------------------------------------------------------
+
+struct CreateTiming {
+    api: Vec<f64>,
+    raw: Vec<f64>,
+    sizes: Vec<f64>,
+}
+
+fn time_creation(store: &Store, grid: &str, creations: usize) -> anyhow::Result<CreateTiming> {
+    let conn = store.connection();
+    // A resident of the grid reports it, so the creation also checks the household, as a
+    // walker's report does. (Should the grid have no households, any household stands in.)
+    let (household, household_grid, head, address): (String, String, String, String) = conn.query_row(
+        "SELECT id, grid, head_name, address FROM households ORDER BY grid = ?1 DESC, id LIMIT 1",
+        [grid],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    // The plain table the raw inserts go to: in the same file, on the same connection, so it
+    // shares the journal mode, the synchronous setting and the disk.
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS bench_raw (id TEXT PRIMARY KEY, bytes BLOB NOT NULL)")?;
+    let insert_raw = |id: &str, bytes: &[u8]| -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        // One transaction per insert, taken the way the store takes its own.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let inserted = conn
+            .prepare_cached("INSERT INTO bench_raw (id, bytes) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![id, bytes]));
+        match inserted {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                conn.execute_batch("ROLLBACK")?;
+                return Err(e.into());
+            }
+        }
+        Ok(started.elapsed())
+    };
+
+    // Seeded ids, one moment per creation after the generated year: reruns make the same
+    // documents.
+    let mut ctx = ActionContext::seeded(&store.identity().walker, &store.identity().device, until(), 0x9411);
+    let request = |i: usize| NewRequest {
+        id: None,
+        grid: household_grid.clone(),
+        micro_grid: None,
+        reporter: Reporter::Resident {
+            name: head.clone(),
+            phone: None,
+            household: Some(household.clone()),
+        },
+        address: address.clone(),
+        gps: Some(GeoPoint {
+            lat: 30.75,
+            lon: 121.05,
+            accuracy_m: Some(15.0),
+        }),
+        category: "streetlight".into(),
+        description: format!("{address}一带路灯不亮已有一周，晚上出行不便，老人担心摔倒。（第{i}次）"),
+        urgency: Urgency::Normal,
+        source: Source::WalkIn,
+        visit: None,
+    };
+
+    let warm_up = (creations / 10).max(3);
+    let mut timing = CreateTiming {
+        api: Vec::with_capacity(creations),
+        raw: Vec::with_capacity(creations),
+        sizes: Vec::with_capacity(creations),
+    };
+    for i in 0..warm_up + creations {
+        ctx.at(until() + chrono::Duration::seconds(i as i64 + 1));
+        let new = request(i);
+        let started = Instant::now();
+        let id = store.raise_request(&ctx, new)?;
+        let api = started.elapsed();
+        // The raw side stores exactly the bytes the document came to, under the same id.
+        let bytes = store.document_bytes(&id)?;
+        let raw = insert_raw(&id, &bytes)?;
+        if i >= warm_up {
+            timing.api.push(micros(api));
+            timing.raw.push(micros(raw));
+            timing.sizes.push(bytes.len() as f64);
+        }
+    }
+    Ok(timing)
+}
+
+// ----- figures -----------------------------------------------------------------------------------
+
+struct Stats {
+    median: f64,
+    p90: f64,
+    min: f64,
+    samples: usize,
+}
+
+impl Stats {
+    fn of(samples: &[f64]) -> Stats {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        // Nearest rank: a figure that was actually measured, not an interpolation.
+        let rank = |q: f64| sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+        Stats {
+            median: rank(0.5),
+            p90: rank(0.9),
+            min: sorted[0],
+            samples: sorted.len(),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "median": round(self.median, 1),
+            "p90": round(self.p90, 1),
+            "min": round(self.min, 1),
+            "samples": self.samples,
+        })
+    }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (x * scale).round() / scale
+}
+
+/// The file system type `path` lives on (from `/proc/mounts`), because the cost of a durable
+/// commit depends on it more than on anything in Gridwalk: tmpfs makes fsync free.
+fn file_system_of(path: &Path) -> Option<String> {
+    let path = path.canonicalize().ok()?;
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let _device = fields.next()?;
+            let mount_point = fields.next()?;
+            let fs_type = fields.next()?;
+            path.starts_with(mount_point).then(|| (mount_point.len(), fs_type.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, fs_type)| fs_type)
+}

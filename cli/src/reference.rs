@@ -1,0 +1,239 @@
+//! The store itself and its reference data: `init`, `import`, `demo`, `index`, and the lists of
+//! grids, households, departments and categories.
+
+use std::path::Path;
+
+use anyhow::Result;
+use gridwalk_core::demo::{self, DemoConfig};
+use gridwalk_core::import::{import_file, ImportKind};
+use gridwalk_core::model::{Level, CATEGORIES};
+use gridwalk_core::store::Identity;
+use gridwalk_core::{CoreError, Store};
+use serde::Serialize;
+
+use crate::args::{DemoArgs, IndexCommand};
+use crate::table::{time_text, Table};
+use crate::{Env, Failure};
+
+/// The seeds' rule: every grid and household is walked at least once every two weeks.
+const VISIT_EVERY_DAYS: i64 = 14;
+
+pub fn init(env: &Env, device: String, walker: String) -> Result<()> {
+    let identity = Identity { device, walker };
+    let store = Store::create(&env.store_path, identity)?;
+    let identity = store.identity();
+    env.emit(
+        &serde_json::json!({ "store": store.path(), "device": identity.device, "walker": identity.walker }),
+        || {
+            format!(
+                "created {} for walker {} on device {}",
+                store.path().display(),
+                identity.walker,
+                identity.device
+            )
+        },
+    )
+}
+
+pub fn import(env: &Env, kind: ImportKind, file: &Path) -> Result<()> {
+    let mut store = env.open()?;
+    let report = import_file(&mut store, kind, file)?;
+    env.emit(&report, || {
+        format!("imported {} rows from {}", report.rows, report.file)
+    })
+}
+
+pub fn demo(env: &Env, args: &DemoArgs) -> Result<()> {
+    let street = DemoConfig::street(args.seed, env.now.0);
+    let config = DemoConfig {
+        villages: args.villages.unwrap_or(street.villages),
+        households: args.households.unwrap_or(street.households),
+        enterprises: args.enterprises.unwrap_or(street.enterprises),
+        enterprise_grids: args.enterprise_grids.unwrap_or(street.enterprise_grids),
+        requests: args.requests.unwrap_or(street.requests),
+        visits: args.visits.unwrap_or(street.visits),
+        days: args.days.unwrap_or(street.days),
+        ..street
+    };
+    let mut store = env.open()?;
+    let report = demo::generate(&mut store, &config)?;
+    env.emit(&report, || {
+        format!(
+            "demo town: {} grids, {} micro-grids, {} households, {} enterprises, {} walkers, {} departments, {} visits, {} requests",
+            report.grids,
+            report.micro_grids,
+            report.households,
+            report.enterprises,
+            report.walkers,
+            report.departments,
+            report.visits,
+            report.requests
+        )
+    })
+}
+
+pub fn index(env: &Env, command: IndexCommand) -> Result<()> {
+    let store = env.open()?;
+    match command {
+        IndexCommand::Rebuild => {
+            let documents = store.rebuild_index()?;
+            env.emit(&serde_json::json!({ "documents": documents }), || {
+                format!("rebuilt the index from {documents} documents")
+            })
+        }
+        IndexCommand::Check => {
+            let report = store.check()?;
+            env.emit(&report, || {
+                format!(
+                    "integrity: {}\ndocuments: {}\nindex rows: {}\nindex matches documents: {}",
+                    report.integrity,
+                    report.documents,
+                    report.index_rows,
+                    if report.index_matches_documents {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                )
+            })?;
+            if report.integrity != "ok" {
+                return Err(Failure {
+                    code: "check_failed",
+                    message: format!("the database is damaged: {}", report.integrity),
+                }
+                .into());
+            }
+            if !report.index_matches_documents {
+                return Err(Failure {
+                    code: "check_failed",
+                    message: "the index does not match the documents; run `gridwalk index rebuild`"
+                        .into(),
+                }
+                .into());
+            }
+            Ok(())
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct GridRow {
+    id: String,
+    name: String,
+    parent: Option<String>,
+    enterprise_grid: bool,
+    last_visited_at: Option<i64>,
+    overdue_for_visit: bool,
+}
+
+pub fn grids(env: &Env) -> Result<()> {
+    let store = env.open()?;
+    let last_visits = store.grid_last_visits()?;
+    let cutoff = env.now.millis() - VISIT_EVERY_DAYS * 86_400_000;
+    let rows: Vec<GridRow> = store
+        .grids()?
+        .into_iter()
+        .map(|area| {
+            let last = last_visits
+                .iter()
+                .find(|(id, _)| *id == area.id)
+                .map(|(_, at)| *at);
+            GridRow {
+                overdue_for_visit: last.is_none_or(|t| t < cutoff),
+                last_visited_at: last,
+                id: area.id,
+                name: area.name,
+                parent: area.parent,
+                enterprise_grid: area.enterprise_grid,
+            }
+        })
+        .collect();
+    env.emit(&rows, || {
+        let mut table = Table::new(&["", "ID", "NAME", "PARENT", "TYPE", "LAST VISIT"]);
+        for g in &rows {
+            table.row(vec![
+                visit_mark(g.overdue_for_visit),
+                g.id.clone(),
+                g.name.clone(),
+                g.parent.clone().unwrap_or_default(),
+                if g.enterprise_grid {
+                    "企业网格"
+                } else {
+                    "网格"
+                }
+                .to_string(),
+                time_text(g.last_visited_at),
+            ]);
+        }
+        format!(
+            "{}\n{} grids; {}",
+            table.render(),
+            rows.len(),
+            visit_legend()
+        )
+    })
+}
+
+fn visit_mark(overdue: bool) -> String {
+    if overdue { "*" } else { "" }.to_string()
+}
+
+fn visit_legend() -> String {
+    format!("* not visited within {VISIT_EVERY_DAYS} days")
+}
+
+pub fn households(env: &Env, grid: &str) -> Result<()> {
+    let store = env.open()?;
+    if !store.grids()?.iter().any(|a| a.id == grid) {
+        return Err(CoreError::UnknownGrid(grid.to_string()).into());
+    }
+    let places = store.places_by_last_visit(grid, env.now, VISIT_EVERY_DAYS)?;
+    env.emit(&places, || {
+        let mut table = Table::new(&["", "ID", "KIND", "NAME", "ADDRESS", "LAST VISIT"]);
+        for p in &places {
+            table.row(vec![
+                visit_mark(p.overdue_for_visit),
+                p.id.clone(),
+                p.kind.clone(),
+                p.name.clone(),
+                p.address.clone(),
+                time_text(p.last_visited_at),
+            ]);
+        }
+        let due = places.iter().filter(|p| p.overdue_for_visit).count();
+        format!(
+            "{}\n{} households and enterprises, {due} due for a visit; {}",
+            table.render(),
+            places.len(),
+            visit_legend()
+        )
+    })
+}
+
+pub fn departments(env: &Env) -> Result<()> {
+    let store = env.open()?;
+    let departments = store.departments()?;
+    env.emit(&departments, || {
+        let mut table = Table::new(&["ID", "NAME", "LEVEL"]);
+        for d in &departments {
+            let level = match d.level {
+                Level::Village => "village 村级",
+                Level::Town => "town 镇级",
+                Level::County => "county 县级",
+            };
+            table.row(vec![d.id.clone(), d.name.clone(), level.to_string()]);
+        }
+        table.render()
+    })
+}
+
+/// The categories are fixed in the core, so this needs no store.
+pub fn categories(env: &Env) -> Result<()> {
+    env.emit(&CATEGORIES, || {
+        let mut table = Table::new(&["CODE", "类别", "CATEGORY"]);
+        for c in CATEGORIES {
+            table.row(vec![c.code.to_string(), c.zh.to_string(), c.en.to_string()]);
+        }
+        table.render()
+    })
+}
