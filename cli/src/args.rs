@@ -82,6 +82,9 @@ pub enum Command {
     Departments,
     /// List the request categories and their codes.
     Categories,
+    /// Photos of visits and requests (before / after), and their export.
+    #[command(subcommand)]
+    Photo(crate::photo_cmd::PhotoCommand),
 }
 
 /// The demo town's size; each number left out is that of the street the seeds describe
@@ -226,6 +229,7 @@ pub enum RequestCommand {
     /// Raise it to a higher tier (三级联动).
     Escalate {
         id: String,
+        /// village, town or county (三级联动).
         #[arg(long, value_parser = choice(Level::parse, "village, town or county"))]
         level: Level,
         #[arg(long)]
@@ -303,6 +307,7 @@ pub struct RaiseArgs {
     pub category: String,
     #[arg(long)]
     pub description: String,
+    /// low, normal, high or urgent.
     #[arg(long, default_value = "normal", value_parser = choice(Urgency::parse, "low, normal, high or urgent"))]
     pub urgency: Urgency,
     /// Where the problem is; the reporter's household address when not given.
@@ -355,6 +360,7 @@ pub struct AssignmentArgs {
     /// A date means the end of that day.
     #[arg(long, value_name = "DATE")]
     pub deadline: String,
+    /// village, town or county (三级联动).
     #[arg(long, value_parser = choice(Level::parse, "village, town or county"))]
     pub level: Level,
 }
@@ -365,7 +371,8 @@ pub struct RequestFilterArgs {
     /// Requests of this grid; repeat for more.
     #[arg(long = "grid", value_name = "GRID")]
     pub grids: Vec<String>,
-    /// Requests in this status; repeat or separate with commas.
+    /// Requests in this status (new, accepted, assigned, resolved, feedback_given, rated, closed,
+    /// rejected, merged, reopened); repeat or separate with commas.
     #[arg(
         long = "status",
         value_name = "STATUS",

@@ -6,6 +6,7 @@
 //! of one command in one transaction, so a command that fails leaves the store as it was.
 
 mod args;
+mod photo_cmd;
 mod reference;
 mod requests;
 mod table;
@@ -127,6 +128,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Households { grid } => reference::households(&env, &grid),
         Command::Departments => reference::departments(&env),
         Command::Categories => reference::categories(&env),
+        Command::Photo(command) => photo_cmd::run(&env, command),
     }
 }
 

@@ -36,20 +36,41 @@ pub enum CoreError {
     #[error("document {id} may not change its {field}: a document's header is immutable")]
     HeaderChanged { id: String, field: &'static str },
     #[error("storage error: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(rusqlite::Error),
     #[error("schema migration failed: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
+    Migration(rusqlite_migration::Error),
     #[error("Automerge error: {0}")]
-    Automerge(#[from] automerge::AutomergeError),
+    Automerge(automerge::AutomergeError),
     #[error("document mapping error: {0}")]
-    Reconcile(#[from] autosurgeon::ReconcileError),
+    Reconcile(autosurgeon::ReconcileError),
     #[error("document mapping error: {0}")]
-    Hydrate(#[from] autosurgeon::HydrateError),
+    Hydrate(autosurgeon::HydrateError),
     #[error("export failed: {0}")]
     Export(String),
     #[error("file error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
 }
+
+// The wrapped errors are written into the message and deliberately not exposed as `source()`:
+// a printer that walks the error chain would otherwise say the same cause twice.
+macro_rules! wrap {
+    ($($variant:ident($ty:ty)),* $(,)?) => {$(
+        impl From<$ty> for CoreError {
+            fn from(e: $ty) -> Self {
+                CoreError::$variant(e)
+            }
+        }
+    )*};
+}
+
+wrap!(
+    Storage(rusqlite::Error),
+    Migration(rusqlite_migration::Error),
+    Automerge(automerge::AutomergeError),
+    Reconcile(autosurgeon::ReconcileError),
+    Hydrate(autosurgeon::HydrateError),
+    Io(std::io::Error),
+);
 
 impl CoreError {
     /// A short, stable code for the app and CLI boundary (`{code, message}`).

@@ -83,12 +83,30 @@ fn all_matching(store: &Store, filter: &RequestFilter) -> Result<Vec<RequestSumm
 /// renamed, so a failed export never leaves half a file.
 pub fn export_requests(store: &Store, filter: &RequestFilter, format: ExportFormat, path: &Path) -> Result<ExportReport> {
     let rows = all_matching(store, filter)?;
-    let tmp = path.with_extension("partial");
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| CoreError::Export(format!("{} is not a file name", path.display())))?;
+    let mut tmp_name = file_name.to_os_string();
+    tmp_name.push(".partial");
+    let tmp = path.with_file_name(tmp_name);
+    let written = write_rows(store, &rows, format, &tmp).and_then(|()| Ok(std::fs::rename(&tmp, path)?));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CoreError::Export(format!("cannot write {}: {e}", path.display())));
+    }
+    Ok(ExportReport {
+        file: path.display().to_string(),
+        format,
+        requests: rows.len(),
+    })
+}
+
+fn write_rows(store: &Store, rows: &[RequestSummary], format: ExportFormat, tmp: &Path) -> Result<()> {
     match format {
         ExportFormat::Csv => {
-            let mut w = csv::Writer::from_path(&tmp).map_err(|e| CoreError::Export(e.to_string()))?;
+            let mut w = csv::Writer::from_path(tmp).map_err(|e| CoreError::Export(e.to_string()))?;
             w.write_record(HEADERS).map_err(|e| CoreError::Export(e.to_string()))?;
-            for r in &rows {
+            for r in rows {
                 w.write_record(row(r)).map_err(|e| CoreError::Export(e.to_string()))?;
             }
             w.flush()?;
@@ -110,7 +128,7 @@ pub fn export_requests(store: &Store, filter: &RequestFilter, format: ExportForm
                         .map_err(|e| CoreError::Export(e.to_string()))?;
                 }
             }
-            book.save(&tmp).map_err(|e| CoreError::Export(e.to_string()))?;
+            book.save(tmp).map_err(|e| CoreError::Export(e.to_string()))?;
         }
         ExportFormat::Json => {
             let views = rows
@@ -118,13 +136,8 @@ pub fn export_requests(store: &Store, filter: &RequestFilter, format: ExportForm
                 .map(|r| store.request(&r.id))
                 .collect::<Result<Vec<_>>>()?;
             let text = serde_json::to_string_pretty(&views).map_err(|e| CoreError::Export(e.to_string()))?;
-            std::fs::write(&tmp, text)?;
+            std::fs::write(tmp, text)?;
         }
     }
-    std::fs::rename(&tmp, path)?;
-    Ok(ExportReport {
-        file: path.display().to_string(),
-        format,
-        requests: rows.len(),
-    })
+    Ok(())
 }

@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod photo;
 pub mod store;
+pub mod sync;
 pub mod time;
 
 use std::sync::Mutex;

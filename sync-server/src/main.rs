@@ -1,14 +1,134 @@
-//! `gridwalk-relay`, the service hall's relay. Its sync protocol, enrolment and storage are the
-//! subject of issue 3; until they land this binary says so plainly instead of pretending to
-//! serve.
+//! `gridwalk-relay`: run the relay, and manage it from the hall's server.
 
-use std::process::ExitCode;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-fn main() -> ExitCode {
-    eprintln!(
-        "gridwalk-relay {}: the relay server is not built yet (issue 3). \
-         Use the `gridwalk` command line on a local store meanwhile.",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(2)
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use gridwalk_core::SystemClock;
+use gridwalk_relay::http::{router, AppState, Metrics};
+use gridwalk_relay::relay::Relay;
+use gridwalk_relay::store::{Role, SqliteRelayStore};
+
+#[derive(Parser)]
+#[command(name = "gridwalk-relay", version, about = "The service hall's Gridwalk relay")]
+struct Cli {
+    /// Where the relay keeps its database.
+    #[arg(long, global = true, env = "GRIDWALK_RELAY_DATA", default_value = "relay-data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve devices over HTTP.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8470")]
+        listen: SocketAddr,
+    },
+    /// Create a one-time code that enrols one device.
+    Enroll {
+        /// A name people recognise, e.g. "王芳的手机".
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["walker", "hall", "admin"], default_value = "walker")]
+        role: String,
+        /// Grids a walker's device may see (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        grids: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List enrolled devices with their last contact.
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device: its token is refused from the next request on.
+    Revoke { device_id: String },
+    /// Write a consistent copy of the relay's database while it keeps serving.
+    Backup { to: PathBuf },
+    /// Counts of devices, documents and changes.
+    Stats,
+}
+
+fn open_relay(data_dir: &Path) -> Result<Relay> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let store = SqliteRelayStore::open(&data_dir.join("relay.db")).context("cannot open the relay database")?;
+    Ok(Relay::new(Box::new(store), Arc::new(SystemClock)))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let relay = open_relay(&cli.data_dir)?;
+    match cli.command {
+        Command::Serve { listen } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+                .init();
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let state = Arc::new(AppState { relay, metrics: Metrics::default() });
+                let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                // Tests and scripts read this line to learn the port when asked for port 0.
+                println!("listening on http://{}", listener.local_addr()?);
+                use std::io::Write;
+                std::io::stdout().flush()?;
+                axum::serve(listener, router(state))
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
+                Ok::<_, anyhow::Error>(())
+            })?;
+        }
+        Command::Enroll { name, role, grids, json } => {
+            let role = Role::parse(&role).expect("clap checked the role");
+            let code = relay.create_enrollment(&name, role, &grids).map_err(|e| anyhow::anyhow!(e.message))?;
+            if json {
+                println!("{}", serde_json::json!({ "code": code, "name": name, "role": role.as_str(), "grids": grids, "expires_in_hours": relay.limits.enrollment_ttl_hours }));
+            } else {
+                println!("{code}");
+                eprintln!("enrolment code for {name} ({}), valid once for {} hours", role.as_str(), relay.limits.enrollment_ttl_hours);
+            }
+        }
+        Command::Devices { json } => {
+            let devices = relay.devices().map_err(|e| anyhow::anyhow!(e.message))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&devices)?);
+            } else {
+                for d in devices {
+                    let fmt = |t: Option<i64>| t.and_then(chrono::DateTime::from_timestamp_millis).map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{}\t{}\t{}\t{}\tlast contact {}{}",
+                        d.id,
+                        d.name,
+                        d.role,
+                        d.grids.join(","),
+                        fmt(d.last_seen_at),
+                        if d.revoked_at.is_some() { "\tREVOKED" } else { "" }
+                    );
+                }
+            }
+        }
+        Command::Revoke { device_id } => {
+            if !relay.revoke(&device_id).map_err(|e| anyhow::anyhow!(e.message))? {
+                bail!("no active device {device_id}");
+            }
+            println!("revoked {device_id}");
+        }
+        Command::Backup { to } => {
+            if to.exists() {
+                bail!("{} exists; choose a new file name", to.display());
+            }
+            relay.backup(&to).map_err(|e| anyhow::anyhow!(e.message))?;
+            println!("backed up to {}", to.display());
+        }
+        Command::Stats => {
+            println!("{}", serde_json::to_string_pretty(&relay.stats().map_err(|e| anyhow::anyhow!(e.message))?)?);
+        }
+    }
+    Ok(())
 }

@@ -142,18 +142,28 @@ impl Store {
                 id: format!("a store at {}", path.display()),
             });
         }
-        let mut conn = Connection::open(path)?;
-        configure(&conn)?;
-        schema::migrations().to_latest(&mut conn)?;
-        let tx = conn.transaction()?;
-        tx.execute("INSERT INTO meta (key, value) VALUES ('device', ?1)", [&identity.device])?;
-        tx.execute("INSERT INTO meta (key, value) VALUES ('walker', ?1)", [&identity.walker])?;
-        tx.commit()?;
-        Ok(Store {
-            conn,
-            path: path.to_path_buf(),
-            identity,
-        })
+        // The store is built under a temporary name and renamed into place once complete, so a
+        // crash during creation never leaves a half-made store that can be neither opened nor
+        // created again.
+        let mut staging_name = path.file_name().unwrap_or_default().to_os_string();
+        staging_name.push(".creating");
+        let staging = path.with_file_name(staging_name);
+        for leftover in [&staging, &staging.with_extension("creating-wal"), &staging.with_extension("creating-shm")] {
+            let _ = std::fs::remove_file(leftover);
+        }
+        {
+            let mut conn = Connection::open(&staging)?;
+            configure(&conn)?;
+            schema::migrations().to_latest(&mut conn)?;
+            let tx = conn.transaction()?;
+            tx.execute("INSERT INTO meta (key, value) VALUES ('device', ?1)", [&identity.device])?;
+            tx.execute("INSERT INTO meta (key, value) VALUES ('walker', ?1)", [&identity.walker])?;
+            tx.commit()?;
+            // Closing checkpoints the WAL into the main file, so the rename moves everything.
+            conn.close().map_err(|(_, e)| e)?;
+        }
+        std::fs::rename(&staging, path)?;
+        Store::open(path)
     }
 
     /// Opens an existing store, bringing its schema up to date.

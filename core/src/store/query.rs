@@ -271,6 +271,7 @@ impl Store {
     /// Households and enterprises of a grid with their last visit; those not visited within
     /// `stale_days` of `now` are marked (and listed first).
     pub fn places_by_last_visit(&self, grid: &str, now: Timestamp, stale_days: i64) -> Result<Vec<VisitedPlace>> {
+        super::reference::require_grid(&self.conn, grid)?;
         let cutoff = now.millis() - stale_days * 86_400_000;
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, kind, grid, name, address, last FROM (

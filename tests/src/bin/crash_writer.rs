@@ -35,7 +35,9 @@ fn parse_args() -> Result<Args> {
     while let Some(arg) = args.next() {
         if arg == "--start" {
             let value = args.next().context(usage)?;
-            start = value.parse().with_context(|| format!("--start {value}: not a number"))?;
+            start = value
+                .parse()
+                .with_context(|| format!("--start {value}: not a number"))?;
         } else {
             positional.push(arg);
         }
@@ -43,7 +45,9 @@ fn parse_args() -> Result<Args> {
     let [store, count] = <[String; 2]>::try_from(positional).map_err(|_| anyhow::anyhow!(usage))?;
     Ok(Args {
         store: PathBuf::from(store),
-        count: count.parse().with_context(|| format!("count {count}: not a number"))?,
+        count: count
+            .parse()
+            .with_context(|| format!("count {count}: not a number"))?,
         start,
     })
 }
@@ -67,7 +71,11 @@ fn open_or_create(path: &Path) -> Result<Store> {
         return Store::open(path).with_context(|| format!("opening {}", path.display()));
     }
     let staging = sibling(path, ".creating");
-    for leftover in [staging.clone(), sibling(&staging, "-wal"), sibling(&staging, "-shm")] {
+    for leftover in [
+        staging.clone(),
+        sibling(&staging, "-wal"),
+        sibling(&staging, "-shm"),
+    ] {
         match std::fs::remove_file(&leftover) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("removing {}", leftover.display()))

@@ -1,0 +1,157 @@
+//! The sync protocol between devices and the relay, shared by both sides.
+//!
+//! Small control messages (enrolment, errors) are JSON. The two that carry documents — push and
+//! pull — are postcard-encoded binary bodies (`application/x-gridwalk`): Automerge bytes travel as
+//! they are, with a few bytes of framing, so a sync costs about what changed and no base64.
+//!
+//! * `POST /v1/enroll` — JSON [`EnrollRequest`] → [`EnrollResponse`]. No token needed: the
+//!   one-time code is the credential.
+//! * `POST /v1/push` — [`PushRequest`] → [`PushResponse`]. Batched changes for many documents.
+//!   The relay answers only after they are durable; pushing the same changes again is harmless.
+//! * `GET /v1/pull?cursor=C&limit=N` — [`PullResponse`]: everything in the device's grids since a
+//!   relay-issued cursor, in pages. A device with no cursor (or a document it has never had)
+//!   receives compact snapshots instead of every change.
+//! * Errors: a 4xx/5xx status with JSON [`ErrorBody`] `{code, message}`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const BINARY_CONTENT_TYPE: &str = "application/x-gridwalk";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub code: String,
+    pub device_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub device_id: String,
+    /// The device's secret; the relay keeps only its hash.
+    pub token: String,
+    pub role: String,
+    /// The grids this device may read and write (empty for hall and admin: all grids).
+    pub grids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// Changes to one document: Automerge change (or document) chunks, concatenated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocChanges {
+    pub doc_id: String,
+    #[serde(with = "serde_bytes_compat")]
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushRequest {
+    pub version: u32,
+    pub docs: Vec<DocChanges>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// Changes the relay had not seen before and now holds durably.
+    pub stored: u32,
+    /// Changes it already had.
+    pub duplicates: u32,
+    /// The relay's clock when it stored them (milliseconds since the epoch).
+    pub received_at: i64,
+}
+
+/// When the relay first saw a change; the change is named by its Automerge hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub hash: [u8; 32],
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PulledDoc {
+    pub doc_id: String,
+    /// A whole compacted document rather than single changes.
+    pub snapshot: bool,
+    #[serde(with = "serde_bytes_compat")]
+    pub bytes: Vec<u8>,
+    pub receipts: Vec<Receipt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullResponse {
+    pub version: u32,
+    pub docs: Vec<PulledDoc>,
+    /// Where the next pull starts. Opaque to the device.
+    pub cursor: String,
+    /// More pages wait behind this one.
+    pub more: bool,
+}
+
+/// Encodes a binary protocol message.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    postcard::to_stdvec(message).expect("protocol messages always encode")
+}
+
+/// Decodes a binary protocol message; anything malformed is an input error, never a panic.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| CoreError::invalid("body", format!("not a valid sync message: {e}")))
+}
+
+/// Byte vectors as one length-prefixed run: serde writes a plain `Vec<u8>` element by element,
+/// which postcard would frame byte by byte.
+mod serde_bytes_compat {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_messages_round_trip_with_little_framing() {
+        let msg = PushRequest {
+            version: PROTOCOL_VERSION,
+            docs: vec![DocChanges { doc_id: "a".repeat(36), bytes: vec![7; 1000] }],
+        };
+        let bytes = encode(&msg);
+        assert!(bytes.len() < 1000 + 36 + 8, "{} bytes", bytes.len());
+        assert_eq!(decode::<PushRequest>(&bytes).unwrap(), msg);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for junk in [&b""[..], b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", b"\x01\x01\xff\xff\xff\xff\x0f"] {
+            assert!(decode::<PushRequest>(junk).is_err());
+        }
+    }
+}

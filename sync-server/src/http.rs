@@ -1,0 +1,194 @@
+//! The relay over HTTP (axum). Handlers only translate between HTTP and [`Relay`]; every
+//! decision is made there. Bodies are limited, errors are JSON `{code, message}` with a 4xx
+//! status, and every request carries an id into the logs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gridwalk_core::sync::protocol::{self, EnrollRequest, ErrorBody, PushRequest, BINARY_CONTENT_TYPE};
+use serde::Deserialize;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::relay::{Relay, RelayError};
+
+/// The largest body the relay reads (a day's work for one walker is far below this).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub pushes: AtomicU64,
+    pub pulls: AtomicU64,
+    pub changes_stored: AtomicU64,
+    pub client_errors: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+pub struct AppState {
+    pub relay: Relay,
+    pub metrics: Metrics,
+}
+
+struct ApiError(RelayError);
+
+impl From<RelayError> for ApiError {
+    fn from(e: RelayError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, Json(ErrorBody { code: self.0.code.to_string(), message: self.0.message })).into_response()
+    }
+}
+
+fn binary(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(BINARY_CONTENT_TYPE))], bytes).into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, RelayError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| RelayError::new(401, "unauthorized", "this call needs the device token (Authorization: Bearer …)"))
+}
+
+/// Runs blocking relay work (SQLite, Automerge) off the async workers.
+async fn blocking<T: Send + 'static>(state: &Arc<AppState>, f: impl FnOnce(&Relay) -> Result<T, RelayError> + Send + 'static) -> Result<T, RelayError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || f(&state.relay))
+        .await
+        .map_err(|_| RelayError::new(500, "internal", "the relay failed while handling this request"))?
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let m = &state.metrics;
+    let mut text = String::new();
+    for (name, help, v) in [
+        ("gridwalk_relay_requests_total", "HTTP requests handled", &m.requests),
+        ("gridwalk_relay_pushes_total", "pushes stored", &m.pushes),
+        ("gridwalk_relay_pulls_total", "pull pages served", &m.pulls),
+        ("gridwalk_relay_changes_stored_total", "new changes stored", &m.changes_stored),
+        ("gridwalk_relay_client_errors_total", "requests refused with a 4xx status", &m.client_errors),
+        ("gridwalk_relay_server_errors_total", "requests failed with a 5xx status", &m.server_errors),
+        ("gridwalk_relay_body_bytes_received_total", "request body bytes", &m.bytes_in),
+        ("gridwalk_relay_body_bytes_sent_total", "response body bytes of pulls", &m.bytes_out),
+    ] {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", v.load(Ordering::Relaxed)));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn enroll(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: EnrollRequest = serde_json::from_slice(&body)
+        .map_err(|e| RelayError::new(400, "bad_body", format!("expected JSON {{code, device_name}}: {e}")))?;
+    let resp = blocking(&state, move |relay| relay.enroll(&req)).await?;
+    Ok(Json(resp).into_response())
+}
+
+async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    state.metrics.bytes_in.fetch_add(body.len() as u64, Ordering::Relaxed);
+    let resp = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        let req: PushRequest = protocol::decode(&body).map_err(|e| RelayError::new(400, "bad_body", e.to_string()))?;
+        relay.push(&device, &req)
+    })
+    .await?;
+    state.metrics.pushes.fetch_add(1, Ordering::Relaxed);
+    state.metrics.changes_stored.fetch_add(u64::from(resp.stored), Ordering::Relaxed);
+    Ok(binary(protocol::encode(&resp)))
+}
+
+#[derive(Deserialize)]
+struct PullQuery {
+    #[serde(default)]
+    cursor: String,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    500
+}
+
+async fn pull(State(state): State<Arc<AppState>>, headers: HeaderMap, query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let Query(q) = query.map_err(|e| RelayError::new(400, "bad_query", e.body_text()))?;
+    let resp = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        relay.pull(&device, &q.cursor, q.limit)
+    })
+    .await?;
+    let bytes = protocol::encode(&resp);
+    state.metrics.pulls.fetch_add(1, Ordering::Relaxed);
+    state.metrics.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    Ok(binary(bytes))
+}
+
+async fn count_outcomes(State(state): State<Arc<AppState>>, req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
+    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let resp = next.run(req).await;
+    if resp.status().is_client_error() {
+        state.metrics.client_errors.fetch_add(1, Ordering::Relaxed);
+    } else if resp.status().is_server_error() {
+        state.metrics.server_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    resp
+}
+
+/// Turns axum's own refusals (body too large, wrong method, unknown path) into the relay's JSON
+/// error shape.
+async fn json_errors(req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if resp.status().is_success() || is_json {
+        return resp;
+    }
+    let status = resp.status();
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes; sync in smaller batches")),
+        StatusCode::NOT_FOUND => ("not_found", "no such endpoint".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not take that method".to_string()),
+        s => ("bad_request", s.canonical_reason().unwrap_or("bad request").to_string()),
+    };
+    (status, Json(ErrorBody { code: code.into(), message })).into_response()
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/enroll", post(enroll))
+        .route("/v1/push", post(push))
+        .route("/v1/pull", get(pull))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_outcomes))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,357 @@
+//! The relay's logic, free of HTTP: enrolment, authentication, push and pull. The HTTP layer
+//! (`http.rs`) and the deterministic in-memory tests both drive this same code.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use automerge::AutoCommit;
+use gridwalk_core::docs::{self, DocHeader};
+use gridwalk_core::sync::protocol::{
+    DocChanges, EnrollRequest, EnrollResponse, PullResponse, PulledDoc, PushRequest, PushResponse, Receipt, PROTOCOL_VERSION,
+};
+use gridwalk_core::Clock;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::store::{Device, DocWrite, Enrollment, NewChange, RelayStore, Role, StoreError};
+
+/// Limits that keep one device from exhausting the relay.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_docs_per_push: usize,
+    /// A document's full saved size after a push.
+    pub max_document_bytes: usize,
+    pub max_pull_page: usize,
+    pub enrollment_ttl_hours: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_docs_per_push: 5_000,
+            max_document_bytes: 4 * 1024 * 1024,
+            max_pull_page: 2_000,
+            enrollment_ttl_hours: 24,
+        }
+    }
+}
+
+/// An error as a device sees it: an HTTP status, a stable code and an explanation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RelayError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl RelayError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        RelayError { status, code, message: message.into() }
+    }
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(400, code, message)
+    }
+    fn unauthorized() -> Self {
+        Self::new(401, "unauthorized", "unknown or revoked device token; enrol this device again")
+    }
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", message)
+    }
+}
+
+impl From<StoreError> for RelayError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "relay storage failed");
+        RelayError::new(503, "storage_unavailable", "the relay could not reach its storage; try again shortly")
+    }
+}
+
+pub type RelayResult<T> = Result<T, RelayError>;
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Letters that cannot be mistaken for one another when read aloud or typed on a phone.
+const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+
+fn random_code() -> String {
+    let mut bytes = [0u8; 10];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| CODE_ALPHABET[*b as usize % CODE_ALPHABET.len()] as char).collect()
+}
+
+fn normalise_code(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
+pub struct Relay {
+    store: Mutex<Box<dyn RelayStore>>,
+    clock: Arc<dyn Clock>,
+    pub limits: Limits,
+}
+
+/// A cursor says where a device's next pull begins.
+#[derive(Debug, Clone, PartialEq)]
+enum Cursor {
+    /// Handing out whole documents, ordered by id, up to change `high_water`.
+    Snapshots { high_water: i64, after_id: String },
+    /// Handing out changes after `seq`.
+    Changes { seq: i64 },
+}
+
+impl Cursor {
+    fn parse(text: &str) -> RelayResult<Option<Cursor>> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let bad = || RelayError::bad("bad_cursor", format!("'{text}' is not a cursor this relay issued"));
+        if let Some(rest) = text.strip_prefix('c') {
+            let seq = rest.parse::<i64>().map_err(|_| bad())?;
+            return if seq >= 0 { Ok(Some(Cursor::Changes { seq })) } else { Err(bad()) };
+        }
+        if let Some(rest) = text.strip_prefix('s') {
+            let (hw, after) = rest.split_once(':').ok_or_else(bad)?;
+            let high_water = hw.parse::<i64>().map_err(|_| bad())?;
+            return Ok(Some(Cursor::Snapshots { high_water, after_id: after.to_string() }));
+        }
+        Err(bad())
+    }
+    fn text(&self) -> String {
+        match self {
+            Cursor::Snapshots { high_water, after_id } => format!("s{high_water}:{after_id}"),
+            Cursor::Changes { seq } => format!("c{seq}"),
+        }
+    }
+}
+
+impl Relay {
+    pub fn new(store: Box<dyn RelayStore>, clock: Arc<dyn Clock>) -> Self {
+        Relay { store: Mutex::new(store), clock, limits: Limits::default() }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Box<dyn RelayStore>> {
+        // A panic while holding the lock cannot leave SQLite half-written (its transaction rolls
+        // back), so a poisoned lock is safe to reuse.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a one-time enrolment code for a device (admin, on the relay machine).
+    pub fn create_enrollment(&self, device_name: &str, role: Role, grids: &[String]) -> RelayResult<String> {
+        if device_name.trim().is_empty() {
+            return Err(RelayError::bad("invalid_input", "the device needs a name"));
+        }
+        if role == Role::Walker && grids.is_empty() {
+            return Err(RelayError::bad("invalid_input", "a walker's device needs at least one grid"));
+        }
+        let code = random_code();
+        let now = self.now();
+        let expires = now + self.limits.enrollment_ttl_hours * 3_600_000;
+        let e = Enrollment { device_name: device_name.to_string(), role, grids: grids.to_vec() };
+        self.store().create_enrollment(&sha256(normalise_code(&code).as_bytes()), &e, now, expires)?;
+        Ok(code)
+    }
+
+    pub fn enroll(&self, req: &EnrollRequest) -> RelayResult<EnrollResponse> {
+        let code = normalise_code(&req.code);
+        if code.is_empty() {
+            return Err(RelayError::bad("invalid_input", "type the enrolment code shown at the hall"));
+        }
+        let mut id_bytes = [0u8; 8];
+        rand::rng().fill_bytes(&mut id_bytes);
+        let device_id = format!("dev-{}", hex::encode(id_bytes));
+        let mut token_bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut token_bytes);
+        let token = hex::encode(token_bytes);
+        let enrolled = self
+            .store()
+            .redeem_enrollment(&sha256(code.as_bytes()), &device_id, &sha256(token.as_bytes()), self.now())?;
+        match enrolled {
+            Some(e) => {
+                tracing::info!(device = %device_id, name = %e.device_name, role = e.role.as_str(), "device enrolled");
+                Ok(EnrollResponse { device_id, token, role: e.role.as_str().to_string(), grids: e.grids })
+            }
+            None => Err(RelayError::new(401, "bad_enrollment_code", "this enrolment code is unknown, used or expired; ask the hall for a new one")),
+        }
+    }
+
+    pub fn authenticate(&self, token: &str) -> RelayResult<Device> {
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RelayError::unauthorized());
+        }
+        let mut store = self.store();
+        let device = store.device_by_token(&sha256(token.as_bytes()))?.ok_or_else(RelayError::unauthorized)?;
+        store.touch_device(&device.id, self.now())?;
+        Ok(device)
+    }
+
+    /// Validates every document of a push, then stores all of it in one durable transaction.
+    /// Nothing is stored unless everything is valid.
+    pub fn push(&self, device: &Device, req: &PushRequest) -> RelayResult<PushResponse> {
+        if req.version != PROTOCOL_VERSION {
+            return Err(RelayError::bad("protocol_version", format!("this relay speaks protocol {PROTOCOL_VERSION}, the device sent {}", req.version)));
+        }
+        if req.docs.len() > self.limits.max_docs_per_push {
+            return Err(RelayError::new(413, "too_many_documents", format!("at most {} documents per push", self.limits.max_docs_per_push)));
+        }
+        let mut seen = HashSet::new();
+        for d in &req.docs {
+            if !seen.insert(d.doc_id.as_str()) {
+                return Err(RelayError::bad("duplicate_document", format!("document {} appears twice in one push", d.doc_id)));
+            }
+        }
+        let received_at = self.now();
+        let mut store = self.store();
+        let mut writes = Vec::with_capacity(req.docs.len());
+        let mut duplicates = 0u32;
+        for d in &req.docs {
+            let (write, dup) = self.prepare_write(&mut **store, device, d)?;
+            duplicates += dup;
+            if let Some(w) = write {
+                writes.push(w);
+            }
+        }
+        let stored = store.store_push(&writes, &device.id, received_at)?;
+        Ok(PushResponse { stored, duplicates: duplicates + (writes.iter().map(|w| w.new_changes.len() as u32).sum::<u32>() - stored), received_at })
+    }
+
+    fn prepare_write(&self, store: &mut dyn RelayStore, device: &Device, d: &DocChanges) -> RelayResult<(Option<DocWrite>, u32)> {
+        let doc_err = |code: &'static str, m: String| RelayError::bad(code, format!("document {}: {m}", d.doc_id));
+        if d.doc_id.is_empty() || d.doc_id.len() > 100 {
+            return Err(doc_err("invalid_document_id", "a document id has 1 to 100 characters".into()));
+        }
+        let changes = docs::decode_changes_strict(&d.bytes).map_err(|e| doc_err("not_automerge", e.to_string()))?;
+        let existing = store.load_doc(&d.doc_id)?;
+        let (mut doc, old_header) = match &existing {
+            Some(stored) => {
+                if !device.may_see(&stored.grid) {
+                    return Err(RelayError::forbidden(format!("document {} is in grid {}, outside this device's grids", d.doc_id, stored.grid)));
+                }
+                let doc = AutoCommit::load(&stored.snapshot)
+                    .map_err(|e| RelayError::new(500, "damaged_document", format!("stored document {} does not load: {e}", d.doc_id)))?;
+                let header = docs::read_header(&doc).ok();
+                (doc, header)
+            }
+            None => (AutoCommit::new(), None),
+        };
+        let mut fresh = Vec::new();
+        let mut dup = 0;
+        for c in &changes {
+            if doc.get_change_by_hash(&c.hash()).is_some() {
+                dup += 1;
+            } else {
+                fresh.push(NewChange { hash: c.hash().0, bytes: c.raw_bytes().to_vec() });
+            }
+        }
+        if fresh.is_empty() {
+            return Ok((None, dup));
+        }
+        doc.apply_changes(changes.iter().cloned()).map_err(|e| doc_err("not_automerge", e.to_string()))?;
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return Err(doc_err("missing_dependencies", "these changes build on changes the relay does not have; push older changes first".into()));
+        }
+        let header: DocHeader = docs::read_header(&doc).map_err(|e| doc_err("no_header", format!("no readable document header: {e}")))?;
+        if header.id != d.doc_id {
+            return Err(doc_err("header_mismatch", format!("the header names document {}", header.id)));
+        }
+        if let Some(old) = &old_header {
+            if old.grid != header.grid || old.kind != header.kind || old.created_at != header.created_at || old.created_by != header.created_by {
+                return Err(doc_err("header_changed", "a document's header cannot change".into()));
+            }
+        }
+        if !device.may_see(&header.grid) {
+            return Err(RelayError::forbidden(format!("document {} is in grid {}, outside this device's grids", d.doc_id, header.grid)));
+        }
+        let snapshot = doc.save();
+        if snapshot.len() > self.limits.max_document_bytes {
+            return Err(RelayError::new(413, "document_too_large", format!("document {} would grow past {} bytes", d.doc_id, self.limits.max_document_bytes)));
+        }
+        Ok((
+            Some(DocWrite { id: d.doc_id.clone(), grid: header.grid.clone(), kind: header.kind.as_str().to_string(), snapshot, new_changes: fresh }),
+            dup,
+        ))
+    }
+
+    /// One page of everything in the device's grids after `cursor`.
+    pub fn pull(&self, device: &Device, cursor: &str, limit: usize) -> RelayResult<PullResponse> {
+        let limit = limit.clamp(1, self.limits.max_pull_page);
+        let mut store = self.store();
+        let scope = device.scope();
+        let cursor = match Cursor::parse(cursor)? {
+            Some(c) => c,
+            None => Cursor::Snapshots { high_water: store.max_seq()?, after_id: String::new() },
+        };
+        match cursor {
+            Cursor::Snapshots { high_water, after_id } => {
+                let page = store.docs_after(&after_id, scope, limit)?;
+                let full = page.len() == limit;
+                let mut docs = Vec::with_capacity(page.len());
+                for d in &page {
+                    let receipts = store.receipts(&d.id)?.into_iter().map(|(hash, received_at)| Receipt { hash, received_at }).collect();
+                    docs.push(PulledDoc { doc_id: d.id.clone(), snapshot: true, bytes: d.snapshot.clone(), receipts });
+                }
+                let next = if full {
+                    Cursor::Snapshots { high_water, after_id: page.last().map(|d| d.id.clone()).unwrap_or_default() }
+                } else {
+                    Cursor::Changes { seq: high_water }
+                };
+                let more = full || store.max_seq()? > high_water;
+                Ok(PullResponse { version: PROTOCOL_VERSION, docs, cursor: next.text(), more })
+            }
+            Cursor::Changes { seq } => {
+                let rows = store.changes_since(seq, scope, limit)?;
+                let more = rows.len() == limit;
+                let next_seq = rows.last().map(|r| r.seq).unwrap_or(seq);
+                let mut docs: Vec<PulledDoc> = Vec::new();
+                let mut snapshotted: HashSet<String> = HashSet::new();
+                for row in rows {
+                    if snapshotted.contains(&row.doc_id) {
+                        continue;
+                    }
+                    let stored = store.load_doc(&row.doc_id)?;
+                    // A document the device has never had arrives whole and compact.
+                    if let Some(stored) = stored.filter(|s| s.first_seq > seq) {
+                        let receipts = store.receipts(&stored.id)?.into_iter().map(|(hash, received_at)| Receipt { hash, received_at }).collect();
+                        snapshotted.insert(stored.id.clone());
+                        docs.push(PulledDoc { doc_id: stored.id, snapshot: true, bytes: stored.snapshot, receipts });
+                        continue;
+                    }
+                    match docs.last_mut() {
+                        Some(last) if last.doc_id == row.doc_id && !last.snapshot => {
+                            last.bytes.extend_from_slice(&row.bytes);
+                            last.receipts.push(Receipt { hash: row.hash, received_at: row.received_at });
+                        }
+                        _ => docs.push(PulledDoc {
+                            doc_id: row.doc_id,
+                            snapshot: false,
+                            bytes: row.bytes,
+                            receipts: vec![Receipt { hash: row.hash, received_at: row.received_at }],
+                        }),
+                    }
+                }
+                Ok(PullResponse { version: PROTOCOL_VERSION, docs, cursor: Cursor::Changes { seq: next_seq }.text(), more })
+            }
+        }
+    }
+
+    pub fn devices(&self) -> RelayResult<Vec<crate::store::DeviceInfo>> {
+        Ok(self.store().devices()?)
+    }
+
+    pub fn revoke(&self, id: &str) -> RelayResult<bool> {
+        Ok(self.store().revoke(id, self.now())?)
+    }
+
+    pub fn backup(&self, to: &std::path::Path) -> RelayResult<()> {
+        Ok(self.store().backup(to)?)
+    }
+
+    pub fn stats(&self) -> RelayResult<crate::store::Stats> {
+        Ok(self.store().stats()?)
+    }
+}

@@ -1,0 +1,461 @@
+//! Where the relay keeps devices, enrolment codes, documents and changes.
+//!
+//! Storage sits behind [`RelayStore`] so the relay can move from its embedded SQLite file onto
+//! PostgreSQL when one hall server is no longer enough; the relay logic only ever talks to the
+//! trait. Every write that acknowledges a push is committed with `synchronous = FULL` before the
+//! call returns.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite_migration::{Migrations, M};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("relay storage: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("relay schema migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Walker,
+    Hall,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Walker => "walker",
+            Role::Hall => "hall",
+            Role::Admin => "admin",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "walker" => Some(Role::Walker),
+            "hall" => Some(Role::Hall),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An enrolled, authenticated device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// For walkers, the grids it may see; hall and admin devices see every grid.
+    pub grids: Vec<String>,
+}
+
+impl Device {
+    pub fn may_see(&self, grid: &str) -> bool {
+        self.role != Role::Walker || self.grids.iter().any(|g| g == grid)
+    }
+    /// `None` means every grid.
+    pub fn scope(&self) -> Option<&[String]> {
+        (self.role == Role::Walker).then_some(self.grids.as_slice())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub grids: Vec<String>,
+    pub enrolled_at: i64,
+    pub last_seen_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A pending enrolment.
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    pub device_name: String,
+    pub role: Role,
+    pub grids: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredDoc {
+    pub id: String,
+    pub grid: String,
+    pub kind: String,
+    pub snapshot: Vec<u8>,
+    pub first_seq: i64,
+    pub last_seq: i64,
+}
+
+/// One new change to store.
+#[derive(Debug, Clone)]
+pub struct NewChange {
+    pub hash: [u8; 32],
+    pub bytes: Vec<u8>,
+}
+
+/// Everything a push writes for one document.
+#[derive(Debug, Clone)]
+pub struct DocWrite {
+    pub id: String,
+    pub grid: String,
+    pub kind: String,
+    pub snapshot: Vec<u8>,
+    pub new_changes: Vec<NewChange>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChangeRow {
+    pub seq: i64,
+    pub doc_id: String,
+    pub hash: [u8; 32],
+    pub bytes: Vec<u8>,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stats {
+    pub devices: i64,
+    pub revoked_devices: i64,
+    pub documents: i64,
+    pub changes: i64,
+    pub change_bytes: i64,
+    pub snapshot_bytes: i64,
+}
+
+pub trait RelayStore: Send {
+    fn create_enrollment(&mut self, code_hash: &[u8; 32], e: &Enrollment, created_at: i64, expires_at: i64) -> StoreResult<()>;
+    /// Marks the code used and creates the device, atomically; `None` if the code is unknown,
+    /// used or expired.
+    fn redeem_enrollment(&mut self, code_hash: &[u8; 32], device_id: &str, token_hash: &[u8; 32], now: i64) -> StoreResult<Option<Enrollment>>;
+    fn device_by_token(&mut self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>>;
+    fn touch_device(&mut self, id: &str, now: i64) -> StoreResult<()>;
+    fn devices(&mut self) -> StoreResult<Vec<DeviceInfo>>;
+    fn revoke(&mut self, id: &str, now: i64) -> StoreResult<bool>;
+    fn load_doc(&mut self, id: &str) -> StoreResult<Option<StoredDoc>>;
+    /// Writes a push in one durable transaction; returns how many changes were new.
+    fn store_push(&mut self, writes: &[DocWrite], device: &str, received_at: i64) -> StoreResult<u32>;
+    fn max_seq(&mut self) -> StoreResult<i64>;
+    fn changes_since(&mut self, after_seq: i64, scope: Option<&[String]>, limit: usize) -> StoreResult<Vec<ChangeRow>>;
+    fn docs_after(&mut self, after_id: &str, scope: Option<&[String]>, limit: usize) -> StoreResult<Vec<StoredDoc>>;
+    fn receipts(&mut self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>>;
+    fn backup(&mut self, to: &Path) -> StoreResult<()>;
+    fn stats(&mut self) -> StoreResult<Stats>;
+}
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE devices (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE,
+    enrolled_at INTEGER NOT NULL,
+    last_seen_at INTEGER,
+    revoked_at INTEGER
+);
+CREATE TABLE device_grids (
+    device_id TEXT NOT NULL REFERENCES devices(id),
+    grid TEXT NOT NULL,
+    PRIMARY KEY (device_id, grid)
+) WITHOUT ROWID;
+CREATE TABLE enrollments (
+    code_hash BLOB PRIMARY KEY,
+    device_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    grids TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER,
+    device_id TEXT
+);
+CREATE TABLE docs (
+    id TEXT PRIMARY KEY,
+    grid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    snapshot BLOB NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL
+);
+CREATE INDEX docs_by_grid ON docs(grid, id);
+CREATE TABLE changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL,
+    grid TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    bytes BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    UNIQUE (doc_id, hash)
+);
+CREATE INDEX changes_by_grid_seq ON changes(grid, seq);
+"#;
+
+pub struct SqliteRelayStore {
+    conn: Connection,
+}
+
+impl SqliteRelayStore {
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // A push is acknowledged only once it would survive a power cut.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Migrations::new(vec![M::up(SCHEMA_V1)]).to_latest(&mut conn)?;
+        Ok(SqliteRelayStore { conn })
+    }
+
+    fn grids_of(&self, device_id: &str) -> StoreResult<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached("SELECT grid FROM device_grids WHERE device_id = ?1 ORDER BY grid")?;
+        let grids = stmt.query_map([device_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(grids)
+    }
+}
+
+fn scope_clause(scope: Option<&[String]>, column: &str, first_param: usize) -> (String, Vec<rusqlite::types::Value>) {
+    match scope {
+        None => (String::new(), Vec::new()),
+        Some(grids) => {
+            let placeholders: Vec<String> = (0..grids.len()).map(|i| format!("?{}", first_param + i)).collect();
+            let clause = if grids.is_empty() {
+                " AND 0".to_string()
+            } else {
+                format!(" AND {column} IN ({})", placeholders.join(", "))
+            };
+            (clause, grids.iter().cloned().map(rusqlite::types::Value::Text).collect())
+        }
+    }
+}
+
+fn hash_from(v: Vec<u8>) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    if v.len() == 32 {
+        h.copy_from_slice(&v);
+    }
+    h
+}
+
+impl RelayStore for SqliteRelayStore {
+    fn create_enrollment(&mut self, code_hash: &[u8; 32], e: &Enrollment, created_at: i64, expires_at: i64) -> StoreResult<()> {
+        self.conn.execute(
+            "INSERT INTO enrollments (code_hash, device_name, role, grids, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![&code_hash[..], e.device_name, e.role.as_str(), e.grids.join(","), created_at, expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn redeem_enrollment(&mut self, code_hash: &[u8; 32], device_id: &str, token_hash: &[u8; 32], now: i64) -> StoreResult<Option<Enrollment>> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let row: Option<(String, String, String)> = tx
+            .query_row(
+                "SELECT device_name, role, grids FROM enrollments
+                 WHERE code_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+                params![&code_hash[..], now],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((name, role, grids)) = row else {
+            return Ok(None);
+        };
+        let role = Role::parse(&role).unwrap_or(Role::Walker);
+        let grids: Vec<String> = grids.split(',').filter(|g| !g.is_empty()).map(str::to_string).collect();
+        tx.execute(
+            "UPDATE enrollments SET used_at = ?2, device_id = ?3 WHERE code_hash = ?1",
+            params![&code_hash[..], now, device_id],
+        )?;
+        tx.execute(
+            "INSERT INTO devices (id, name, role, token_hash, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![device_id, name, role.as_str(), &token_hash[..], now],
+        )?;
+        for g in &grids {
+            tx.execute("INSERT INTO device_grids (device_id, grid) VALUES (?1, ?2)", params![device_id, g])?;
+        }
+        tx.commit()?;
+        Ok(Some(Enrollment { device_name: name, role, grids }))
+    }
+
+    fn device_by_token(&mut self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
+        let row: Option<(String, String, String)> = self
+            .conn
+            .prepare_cached("SELECT id, name, role FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL")?
+            .query_row([&token_hash[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((id, name, role)) = row else {
+            return Ok(None);
+        };
+        let grids = self.grids_of(&id)?;
+        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids }))
+    }
+
+    fn touch_device(&mut self, id: &str, now: i64) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("UPDATE devices SET last_seen_at = ?2 WHERE id = ?1")?
+            .execute(params![id, now])?;
+        Ok(())
+    }
+
+    fn devices(&mut self) -> StoreResult<Vec<DeviceInfo>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, name, role, enrolled_at, last_seen_at, revoked_at FROM devices ORDER BY enrolled_at, id",
+        )?;
+        let mut devices: Vec<DeviceInfo> = stmt
+            .query_map([], |r| {
+                Ok(DeviceInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    role: r.get(2)?,
+                    grids: Vec::new(),
+                    enrolled_at: r.get(3)?,
+                    last_seen_at: r.get(4)?,
+                    revoked_at: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        for d in &mut devices {
+            d.grids = self.grids_of(&d.id)?;
+        }
+        Ok(devices)
+    }
+
+    fn revoke(&mut self, id: &str, now: i64) -> StoreResult<bool> {
+        Ok(self
+            .conn
+            .execute("UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now])?
+            > 0)
+    }
+
+    fn load_doc(&mut self, id: &str) -> StoreResult<Option<StoredDoc>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok(StoredDoc {
+                    id: r.get(0)?,
+                    grid: r.get(1)?,
+                    kind: r.get(2)?,
+                    snapshot: r.get(3)?,
+                    first_seq: r.get(4)?,
+                    last_seq: r.get(5)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn store_push(&mut self, writes: &[DocWrite], device: &str, received_at: i64) -> StoreResult<u32> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut stored = 0u32;
+        for w in writes {
+            let mut first: Option<i64> = None;
+            let mut last: Option<i64> = None;
+            for c in &w.new_changes {
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO changes (doc_id, grid, hash, bytes, received_at, device_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![w.id, w.grid, &c.hash[..], c.bytes, received_at, device])?;
+                if inserted > 0 {
+                    stored += 1;
+                    let seq = tx.last_insert_rowid();
+                    first.get_or_insert(seq);
+                    last = Some(seq);
+                }
+            }
+            let Some(last) = last else { continue };
+            let first = first.unwrap_or(last);
+            tx.prepare_cached(
+                "INSERT INTO docs (id, grid, kind, snapshot, first_seq, last_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, last_seq = excluded.last_seq",
+            )?
+            .execute(params![w.id, w.grid, w.kind, w.snapshot, first, last])?;
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    fn max_seq(&mut self) -> StoreResult<i64> {
+        Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)
+    }
+
+    fn changes_since(&mut self, after_seq: i64, scope: Option<&[String]>, limit: usize) -> StoreResult<Vec<ChangeRow>> {
+        let (clause, mut values) = scope_clause(scope, "grid", 3);
+        let sql = format!(
+            "SELECT seq, doc_id, hash, bytes, received_at FROM changes WHERE seq > ?1{clause} ORDER BY seq LIMIT ?2"
+        );
+        let mut all = vec![rusqlite::types::Value::Integer(after_seq), rusqlite::types::Value::Integer(limit as i64)];
+        all.append(&mut values);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(all), |r| {
+                Ok(ChangeRow {
+                    seq: r.get(0)?,
+                    doc_id: r.get(1)?,
+                    hash: hash_from(r.get(2)?),
+                    bytes: r.get(3)?,
+                    received_at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn docs_after(&mut self, after_id: &str, scope: Option<&[String]>, limit: usize) -> StoreResult<Vec<StoredDoc>> {
+        let (clause, mut values) = scope_clause(scope, "grid", 3);
+        let sql = format!(
+            "SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs WHERE id > ?1{clause} ORDER BY id LIMIT ?2"
+        );
+        let mut all = vec![rusqlite::types::Value::Text(after_id.to_string()), rusqlite::types::Value::Integer(limit as i64)];
+        all.append(&mut values);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(all), |r| {
+                Ok(StoredDoc {
+                    id: r.get(0)?,
+                    grid: r.get(1)?,
+                    kind: r.get(2)?,
+                    snapshot: r.get(3)?,
+                    first_seq: r.get(4)?,
+                    last_seq: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn receipts(&mut self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT hash, received_at FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+        let rows = stmt
+            .query_map([doc_id], |r| Ok((hash_from(r.get(0)?), r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn backup(&mut self, to: &Path) -> StoreResult<()> {
+        // VACUUM INTO writes a consistent copy while the relay keeps serving.
+        self.conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+        Ok(())
+    }
+
+    fn stats(&mut self) -> StoreResult<Stats> {
+        let one = |sql: &str| -> StoreResult<i64> { Ok(self.conn.query_row(sql, [], |r| r.get(0))?) };
+        Ok(Stats {
+            devices: one("SELECT COUNT(*) FROM devices WHERE revoked_at IS NULL")?,
+            revoked_devices: one("SELECT COUNT(*) FROM devices WHERE revoked_at IS NOT NULL")?,
+            documents: one("SELECT COUNT(*) FROM docs")?,
+            changes: one("SELECT COUNT(*) FROM changes")?,
+            change_bytes: one("SELECT COALESCE(SUM(LENGTH(bytes)), 0) FROM changes")?,
+            snapshot_bytes: one("SELECT COALESCE(SUM(LENGTH(snapshot)), 0) FROM docs")?,
+        })
+    }
+}
