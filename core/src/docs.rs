@@ -229,6 +229,17 @@ pub fn commit(doc: &mut AutoCommit, at: Timestamp, message: &str) {
     );
 }
 
+/// A change's message names the lifecycle event it carries, so the relay's receipt time of the
+/// change can be shown next to that event.
+fn event_message(verb: &str, event_id: &str) -> String {
+    format!("{verb} #{event_id}")
+}
+
+/// The event id a change's message names, if any.
+pub fn event_of_message(message: &str) -> Option<&str> {
+    message.rsplit_once(" #").map(|(_, id)| id)
+}
+
 /// The Automerge actor for a device: stable, so that one device's changes form one sequence.
 pub fn actor_for_device(device: &str) -> ActorId {
     ActorId::from(device.as_bytes())
@@ -279,8 +290,8 @@ impl RequestDocument {
         reconcile_prop(&mut doc, ROOT, "body", body)?;
         doc.put_object(ROOT, "events", ObjType::List)?;
         let mut this = RequestDocument { doc };
-        this.append_event(ctx, Action::Collected, 1)?;
-        commit(&mut this.doc, ctx.at, "raise request");
+        let collected = this.append_event(ctx, Action::Collected, 1)?;
+        commit(&mut this.doc, ctx.at, &event_message("raise request", &collected.id));
         Ok(this)
     }
 
@@ -313,6 +324,18 @@ impl RequestDocument {
 
     pub fn body(&self) -> Result<RequestBody> {
         Ok(hydrate_prop(&self.doc, ROOT, "body")?)
+    }
+
+    /// Which change carried which event: event id → change hash.
+    pub fn event_changes(&mut self) -> Vec<(String, automerge::ChangeHash)> {
+        self.doc
+            .get_changes(&[])
+            .iter()
+            .filter_map(|c| {
+                let id = event_of_message(c.message()?)?;
+                Some((id.to_string(), c.hash()))
+            })
+            .collect()
     }
 
     /// All events in the document's list order (not the fold order).
@@ -363,7 +386,7 @@ impl RequestDocument {
         let event = self.append_event(ctx, action, lamport)?;
         // One action is one Automerge change: never leave a transaction open that a clone or a
         // merge could commit behind our back.
-        commit(&mut self.doc, ctx.at, event.action.verb());
+        commit(&mut self.doc, ctx.at, &event_message(event.action.verb(), &event.id));
         Ok(event)
     }
 

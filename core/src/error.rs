@@ -49,6 +49,14 @@ pub enum CoreError {
     Export(String),
     #[error("file error: {0}")]
     Io(std::io::Error),
+    #[error("the relay refused: {message} ({code})")]
+    Relay { status: u16, code: String, message: String },
+    #[error("cannot reach the relay: {0}")]
+    Network(String),
+    #[error("this device has not joined a relay: run `gridwalk join` with the hall's address and code")]
+    NotJoined,
+    #[error("sync was cancelled")]
+    Cancelled,
 }
 
 // The wrapped errors are written into the message and deliberately not exposed as `source()`:
@@ -92,6 +100,10 @@ impl CoreError {
             CoreError::Reconcile(_) | CoreError::Hydrate(_) => "document_mapping",
             CoreError::Export(_) => "export",
             CoreError::Io(_) => "io",
+            CoreError::Relay { .. } => "relay_refused",
+            CoreError::Network(_) => "network",
+            CoreError::NotJoined => "not_joined",
+            CoreError::Cancelled => "cancelled",
         }
     }
 

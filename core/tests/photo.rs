@@ -658,6 +658,7 @@ fn peak_memory_of_one_ingest_is_one_decoded_image_plus_the_resizer() {
     let intermediate = 1600 * h * 3;
     let output = 1600 * 1200 * 3;
     let bound = (decoded + intermediate + output) * 11 / 10 + (4 << 20);
+    eprintln!("one 12 MP ingest: peak heap {} MB (bound {} MB)", peak >> 20, bound >> 20);
     assert!(peak <= bound, "one 12 MP ingest held {} MB; the bound is {} MB", peak >> 20, bound >> 20);
     // And it is not just a loose bound: the image itself must have been decoded once.
     assert!(peak >= decoded, "peak {peak} below one decoded image");
@@ -719,12 +720,12 @@ fn adding_photos_stores_files_rows_and_document_entries_in_one_action() {
     let report = f.store.check().unwrap();
     assert!(report.index_matches_documents);
 
-    // Reopening the store finds everything (the schema is at version 3).
+    // Reopening the store finds everything. The photo table arrived with schema version 3.
     let path = f.store.path().to_path_buf();
     drop(f.store);
     let store = Store::open(&path).unwrap();
     assert_eq!(store.photos_of(&f.request).unwrap().len(), 2);
-    assert_eq!(gridwalk_core::store::LATEST_VERSION, 3);
+    assert!(gridwalk_core::store::LATEST_VERSION >= 3);
 }
 
 #[test]

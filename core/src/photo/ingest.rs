@@ -15,7 +15,7 @@
 
 use std::io::Cursor;
 
-use fast_image_resize::images::Image as ResizeImage;
+use fast_image_resize::images::{Image as ResizeImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::metadata::Orientation;
 use image::{ColorType, DynamicImage, ImageBuffer, ImageDecoder, Luma, Rgb};
@@ -149,21 +149,22 @@ pub fn ingest(bytes: &[u8], options: &IngestOptions) -> Result<IngestedPhoto, Ph
     } = decoded;
 
     let (full_w, full_h) = fit(source_width, source_height, options.max_long_side);
-    let small = resize(pixels, source_width, source_height, full_w, full_h, gray)?;
+    // The decoded image is dropped as soon as the small one exists.
+    let small = match resize(&pixels, source_width, source_height, full_w, full_h, gray)? {
+        Some(small) => small,
+        None => pixels,
+    };
     let upright = orient(small, full_w, full_h, gray, orientation);
     let (up_w, up_h) = (upright.width(), upright.height());
 
     let (thumb_w, thumb_h) = fit(up_w, up_h, options.thumb_long_side);
-    let thumb_pixels = resize(
-        upright.as_bytes().to_vec(),
-        up_w,
-        up_h,
-        thumb_w,
-        thumb_h,
-        gray,
-    )?;
+    let thumb_pixels = resize(upright.as_bytes(), up_w, up_h, thumb_w, thumb_h, gray)?;
     let full = encode(upright.as_bytes(), up_w, up_h, gray, options.quality)?;
-    let thumb = encode(&thumb_pixels, thumb_w, thumb_h, gray, options.quality)?;
+    let thumb = match &thumb_pixels {
+        Some(pixels) => encode(pixels, thumb_w, thumb_h, gray, options.quality)?,
+        // A photo no larger than a thumbnail is its own thumbnail: the same bytes, one file.
+        None => full.clone(),
+    };
     Ok(IngestedPhoto {
         full,
         thumb,
@@ -493,19 +494,19 @@ fn fit(width: u32, height: u32, long: u32) -> (u32, u32) {
 }
 
 /// Lanczos3 (the filter ImageMagick and libvips use for downsizing by default), SIMD where the
-/// CPU has it. Consumes the source so the large buffer is freed as soon as it is read.
-fn resize(src: Vec<u8>, sw: u32, sh: u32, dw: u32, dh: u32, gray: bool) -> Result<Vec<u8>, PhotoError> {
+/// CPU has it. `None` when the size does not change.
+fn resize(src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32, gray: bool) -> Result<Option<Vec<u8>>, PhotoError> {
     if (sw, sh) == (dw, dh) {
-        return Ok(src);
+        return Ok(None);
     }
     let pixel = if gray { PixelType::U8 } else { PixelType::U8x3 };
-    let src = ResizeImage::from_vec_u8(sw, sh, src, pixel).map_err(|e| PhotoError::Encode(e.to_string()))?;
+    let src = ImageRef::new(sw, sh, src, pixel).map_err(|e| PhotoError::Encode(e.to_string()))?;
     let mut dst = ResizeImage::new(dw, dh, pixel);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     Resizer::new()
         .resize(&src, &mut dst, &options)
         .map_err(|e| PhotoError::Encode(e.to_string()))?;
-    Ok(dst.into_vec())
+    Ok(Some(dst.into_vec()))
 }
 
 fn orient(pixels: Vec<u8>, w: u32, h: u32, gray: bool, orientation: Orientation) -> DynamicImage {

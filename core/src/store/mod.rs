@@ -11,6 +11,7 @@ mod photos;
 pub mod query;
 mod reference;
 pub mod schema;
+mod sync_state;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,7 @@ use crate::ActionContext;
 
 pub use query::{RequestFilter, RequestSort, RequestSummary, VisitFilter, VisitSummary};
 pub use schema::LATEST_VERSION;
+pub use sync_state::RelayLink;
 
 /// After this many incremental chunks a document is saved whole again (compaction).
 const COMPACT_AFTER_CHUNKS: i64 = 32;
@@ -81,6 +83,8 @@ pub struct HistoryEntry {
     #[serde(flatten)]
     pub event: LifecycleEvent,
     pub applied: bool,
+    /// When the relay first saw this event (milliseconds), once it has.
+    pub relay_received_at: Option<i64>,
 }
 
 /// A request with everything known about it.
@@ -565,17 +569,25 @@ impl Store {
                 id: id.to_string(),
             });
         };
-        let doc = RequestDocument::from_automerge(am);
+        let mut doc = RequestDocument::from_automerge(am);
         let mut events = doc.events()?;
         lifecycle::fold_order(&mut events);
         let state = doc.state()?;
+        let carriers: std::collections::HashMap<String, ChangeHash> = doc.event_changes().into_iter().collect();
         let history = events
             .into_iter()
-            .map(|event| HistoryEntry {
-                applied: !state.not_applied.contains(&event.id),
-                event,
+            .map(|event| {
+                let relay_received_at = match carriers.get(&event.id) {
+                    Some(hash) => self.receipt_of(&hash.0)?,
+                    None => None,
+                };
+                Ok(HistoryEntry {
+                    applied: !state.not_applied.contains(&event.id),
+                    relay_received_at,
+                    event,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(RequestView {
             header: doc.header()?,
             body: doc.body()?,
@@ -709,6 +721,11 @@ impl Store {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    /// How many distinct documents have changes waiting to go up.
+    pub fn outbox_docs(&self) -> Result<usize> {
+        Ok(self.conn.query_row("SELECT COUNT(DISTINCT doc_id) FROM outbox", [], |r| r.get::<_, i64>(0))? as usize)
     }
 
     pub fn outbox_len(&self) -> Result<i64> {

@@ -180,9 +180,20 @@ CREATE INDEX photos_by_thumb ON photos(thumb_hash);
 CREATE INDEX photos_unacknowledged ON photos(created_at) WHERE acknowledged_at IS NULL;
 "#;
 
+/// Version 4: when the relay first saw each change (shown beside device time), looked up by the
+/// change's Automerge hash.
+const V4: &str = r#"
+CREATE TABLE relay_receipts (
+    hash BLOB PRIMARY KEY,
+    doc_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX relay_receipts_by_doc ON relay_receipts(doc_id);
+"#;
+
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 3;
+pub const LATEST_VERSION: usize = 4;

@@ -1,4 +1,4 @@
-//! Sync with the service hall's relay: the protocol both sides speak, and (with issue 3) the
-//! device's client.
+//! Sync with the service hall's relay: the protocol both sides speak, and the device's client.
 
+pub mod client;
 pub mod protocol;

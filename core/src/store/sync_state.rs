@@ -1,0 +1,124 @@
+//! What the store keeps for sync: the relay it joined, the pull cursor, relay receipt times, and
+//! applying a pulled page in one transaction.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::Store;
+use crate::error::Result;
+use crate::sync::protocol::PulledDoc;
+
+/// The relay this device joined.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RelayLink {
+    pub url: String,
+    pub device_id: String,
+    #[serde(skip)]
+    pub token: String,
+    pub role: String,
+    pub grids: Vec<String>,
+}
+
+impl Store {
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub(crate) fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
+            .execute(params![key, value])?;
+        Ok(())
+    }
+
+    /// Remembers the relay this device enrolled with.
+    pub fn set_relay_link(&self, link: &RelayLink) -> Result<()> {
+        self.atomically(|_| {
+            self.set_meta("relay_url", &link.url)?;
+            self.set_meta("relay_device_id", &link.device_id)?;
+            self.set_meta("relay_token", &link.token)?;
+            self.set_meta("relay_role", &link.role)?;
+            self.set_meta("relay_grids", &link.grids.join(","))?;
+            // A new relay means a new history of cursors.
+            self.conn.execute("DELETE FROM meta WHERE key = 'relay_cursor'", [])?;
+            Ok(())
+        })
+    }
+
+    pub fn relay_link(&self) -> Result<Option<RelayLink>> {
+        let (Some(url), Some(device_id), Some(token)) =
+            (self.meta("relay_url")?, self.meta("relay_device_id")?, self.meta("relay_token")?)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(RelayLink {
+            url,
+            device_id,
+            token,
+            role: self.meta("relay_role")?.unwrap_or_default(),
+            grids: self
+                .meta("relay_grids")?
+                .unwrap_or_default()
+                .split(',')
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }))
+    }
+
+    pub fn pull_cursor(&self) -> Result<String> {
+        Ok(self.meta("relay_cursor")?.unwrap_or_default())
+    }
+
+    /// When the last sync finished (milliseconds), if ever.
+    pub fn last_sync(&self) -> Result<Option<i64>> {
+        Ok(self.meta("last_sync_at")?.and_then(|v| v.parse().ok()))
+    }
+
+    pub fn set_last_sync(&self, at_millis: i64) -> Result<()> {
+        self.set_meta("last_sync_at", &at_millis.to_string())
+    }
+
+    /// Applies one pulled page — every document, its receipts and the new cursor — in one
+    /// transaction: a device that dies mid-page simply pulls the page again.
+    pub fn apply_pull_page(&self, docs: &[PulledDoc], cursor: &str) -> Result<usize> {
+        self.atomically(|conn| {
+            let mut changed = 0;
+            for d in docs {
+                if self.apply_remote(&d.doc_id, &d.bytes)? {
+                    changed += 1;
+                }
+                let mut insert = conn.prepare_cached(
+                    "INSERT OR IGNORE INTO relay_receipts (hash, doc_id, received_at) VALUES (?1, ?2, ?3)",
+                )?;
+                for r in &d.receipts {
+                    insert.execute(params![&r.hash[..], d.doc_id, r.received_at])?;
+                }
+            }
+            self.set_meta("relay_cursor", cursor)?;
+            Ok(changed)
+        })
+    }
+
+    /// Records receipts for changes this device pushed itself (the push response's time).
+    pub fn record_receipts(&self, doc_id: &str, hashes: &[[u8; 32]], received_at: i64) -> Result<()> {
+        let mut insert = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO relay_receipts (hash, doc_id, received_at) VALUES (?1, ?2, ?3)")?;
+        for h in hashes {
+            insert.execute(params![&h[..], doc_id, received_at])?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn receipt_of(&self, hash: &[u8; 32]) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT received_at FROM relay_receipts WHERE hash = ?1")?
+            .query_row([&hash[..]], |r| r.get(0))
+            .optional()?)
+    }
+}

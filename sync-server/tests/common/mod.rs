@@ -1,0 +1,125 @@
+//! Shared by the sync tests: devices with the same reference data, and random offline work.
+#![allow(dead_code)]
+
+use chrono::{Duration, TimeZone, Utc};
+use gridwalk_core::docs::{Reporter, Source, Urgency, VisitKind, VisitTarget};
+use gridwalk_core::lifecycle::{self, Action, Assignment, Rating, TriageDecision};
+use gridwalk_core::model::{Area, AreaKind, Department, Household, Level};
+use gridwalk_core::store::{Identity, NewRequest, NewVisit, RequestFilter, Store};
+use gridwalk_core::Timestamp;
+use rand::seq::IndexedRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+pub const GRIDS: [&str; 2] = ["g1", "g2"];
+
+pub fn t(minutes: i64) -> Timestamp {
+    Timestamp(Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap() + Duration::minutes(minutes))
+}
+
+/// A device's store with the town's reference data (which every device gets from the hall).
+pub fn device_store(dir: &std::path::Path, device: &str, walker: &str) -> Store {
+    let store = Store::create(dir.join(format!("{device}.db")), Identity { device: device.into(), walker: walker.into() }).unwrap();
+    let area = |id: &str, kind, parent: Option<&str>| Area { id: id.into(), kind, name: id.into(), parent: parent.map(Into::into), enterprise_grid: false };
+    store.put_area(&area("street", AreaKind::Town, None)).unwrap();
+    store.put_area(&area("v1", AreaKind::Village, Some("street"))).unwrap();
+    for g in GRIDS {
+        store.put_area(&area(g, AreaKind::Grid, Some("v1"))).unwrap();
+        for h in 0..5 {
+            store
+                .put_household(&Household {
+                    id: format!("{g}-h{h}"),
+                    grid: g.into(),
+                    micro_grid: None,
+                    address: format!("{g} 第{h}户"),
+                    head_name: "王芳".into(),
+                    phone: None,
+                    members: 2,
+                    tags: vec![],
+                })
+                .unwrap();
+        }
+    }
+    store.put_department(&Department { id: "dept-urban".into(), name: "城建办".into(), level: Level::Town }).unwrap();
+    store
+}
+
+fn candidates(p: u32, minutes: i64) -> Vec<Action> {
+    vec![
+        Action::Triaged { decision: TriageDecision::Accept },
+        Action::Triaged { decision: TriageDecision::Reject { reason: "不属于受理范围".into() } },
+        Action::Assigned { assignment: Assignment { department: "dept-urban".into(), person: None, deadline: t(minutes + 7 * 1440), level: Level::Town } },
+        Action::Progress { note: format!("进展{p}") },
+        Action::Resolved { note: "已修好".into(), photos: vec![] },
+        Action::FeedbackGiven { note: "已告知".into() },
+        Action::Rated { rating: [Rating::Satisfied, Rating::Basically, Rating::NotSatisfied][p as usize % 3], comment: String::new() },
+        Action::Reopened { reason: "又坏了".into() },
+        Action::Closed { note: "归档".into() },
+    ]
+}
+
+/// One random piece of offline work in `grid`: a visit, a request, or a lifecycle step on a
+/// request this device holds.
+pub fn random_edit(store: &Store, rng: &mut ChaCha8Rng, grid: &str, minutes: i64) {
+    let ctx = store.context(t(minutes));
+    match rng.random_range(0..10) {
+        0..=2 => {
+            let h = rng.random_range(0..5);
+            store
+                .record_visit(
+                    &ctx,
+                    NewVisit {
+                        id: None,
+                        grid: grid.into(),
+                        micro_grid: None,
+                        target: VisitTarget::Household { id: format!("{grid}-h{h}") },
+                        kind: *[VisitKind::Daily, VisitKind::Sweep, VisitKind::EveningTalk].choose(rng).unwrap(),
+                        visited_at: None,
+                        other_walkers: vec![],
+                        companions: vec![],
+                        notes: format!("走访记录 {minutes}"),
+                        gps: None,
+                    },
+                )
+                .unwrap();
+        }
+        3..=4 => {
+            store
+                .raise_request(
+                    &ctx,
+                    NewRequest {
+                        id: None,
+                        grid: grid.into(),
+                        micro_grid: None,
+                        reporter: Reporter::Anonymous,
+                        address: format!("{grid} 村道"),
+                        gps: None,
+                        category: "streetlight".into(),
+                        description: format!("路灯不亮 {minutes}"),
+                        urgency: Urgency::Normal,
+                        source: Source::Visit,
+                        visit: None,
+                    },
+                )
+                .unwrap();
+        }
+        _ => {
+            let requests = store.list_requests(&RequestFilter { grids: vec![grid.into()], limit: 200, ..Default::default() }).unwrap();
+            let Some(r) = requests.choose(rng) else { return };
+            let state = store.request(&r.id).unwrap().state;
+            let valid: Vec<Action> = candidates(rng.random(), minutes).into_iter().filter(|a| lifecycle::check(&state, a).is_ok()).collect();
+            if let Some(a) = valid.choose(rng) {
+                store.act(&ctx, &r.id, a.clone()).unwrap();
+            }
+        }
+    }
+}
+
+/// Everything a device derives, for comparing replicas: per document its heads, and the index.
+pub fn fingerprint(store: &Store) -> (Vec<(String, Vec<automerge::ChangeHash>)>, Vec<String>) {
+    let docs = store.document_ids().unwrap().into_iter().map(|id| {
+        let heads = store.document_heads(&id).unwrap();
+        (id, heads)
+    });
+    (docs.collect(), store.index_dump().unwrap())
+}
