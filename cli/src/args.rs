@@ -82,6 +82,21 @@ pub enum Command {
     Departments,
     /// List the request categories and their codes.
     Categories,
+    /// Enrol this device with the hall's relay using a one-time code.
+    Join {
+        /// The relay's address, e.g. http://192.168.1.10:8470
+        #[arg(long)]
+        relay: String,
+        #[arg(long)]
+        code: String,
+        /// How the hall will see this device; the store's device id when left out.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Send what is waiting and receive what is new, with a progress line.
+    Sync,
+    /// The joined relay, what is still waiting to go up, and the last sync.
+    SyncStatus,
     /// Photos of visits and requests (before / after), and their export.
     #[command(subcommand)]
     Photo(crate::photo_cmd::PhotoCommand),

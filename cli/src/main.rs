@@ -9,6 +9,7 @@ mod args;
 mod photo_cmd;
 mod reference;
 mod requests;
+mod sync_cmd;
 mod table;
 mod visits;
 
@@ -129,6 +130,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Departments => reference::departments(&env),
         Command::Categories => reference::categories(&env),
         Command::Photo(command) => photo_cmd::run(&env, command),
+        Command::Join { relay, code, name } => sync_cmd::join(&env, &relay, &code, name),
+        Command::Sync => sync_cmd::sync(&env),
+        Command::SyncStatus => sync_cmd::status(&env),
     }
 }
 

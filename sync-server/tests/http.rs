@@ -1,0 +1,218 @@
+//! The real relay process over real loopback HTTP: enrolment, convergence, access, bad input,
+//! and a relay killed with SIGKILL mid-work and restarted.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+
+use common::{device_store, fingerprint, random_edit};
+use gridwalk_core::store::{RequestFilter, Store};
+use gridwalk_core::sync::client;
+use gridwalk_core::CoreError;
+use rand::Rng;
+use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
+
+const RELAY: &str = env!("CARGO_BIN_EXE_gridwalk-relay");
+
+struct RelayProcess {
+    child: Child,
+    url: String,
+    data: PathBuf,
+}
+
+impl RelayProcess {
+    fn start(data: &Path, port: u16) -> RelayProcess {
+        let mut child = Command::new(RELAY)
+            .args(["--data-dir", data.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the relay");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        RelayProcess { child, url, data: data.to_path_buf() }
+    }
+
+    fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn admin(&self, args: &[&str]) -> String {
+        let out = Command::new(RELAY).arg("--data-dir").arg(&self.data).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn enroll(&self, name: &str, role: &str, grids: &str) -> String {
+        let mut args = vec!["enroll", "--name", name, "--role", role];
+        if !grids.is_empty() {
+            args.extend(["--grids", grids]);
+        }
+        self.admin(&args).trim().to_string()
+    }
+
+    fn kill(&mut self) {
+        // Child::kill sends SIGKILL: no graceful shutdown, as when the hall PC loses power.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn sync(store: &Store) -> gridwalk_core::Result<client::Progress> {
+    client::sync_over_http(store, &AtomicBool::new(false), &mut |_| {})
+}
+
+#[test]
+fn devices_converge_through_a_real_relay_even_when_it_is_killed_and_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let mut relay = RelayProcess::start(&data, 0);
+    let port = relay.port();
+    let mut devices = Vec::new();
+    for i in 0..3 {
+        let store = device_store(dir.path(), &format!("phone-{i}"), &format!("w{i}"));
+        let code = relay.enroll(&format!("phone-{i}"), "walker", "g1");
+        client::join(&store, &relay.url, &code, &format!("phone-{i}")).unwrap();
+        devices.push(store);
+    }
+    let hall = device_store(dir.path(), "hall-pc", "hall-1");
+    client::join(&hall, &relay.url, &relay.enroll("hall-pc", "hall", ""), "hall-pc").unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(2026);
+    let mut minute = 0;
+    for round in 0..4 {
+        for _ in 0..15 {
+            minute += 1;
+            let d = rng.random_range(0..devices.len());
+            random_edit(&devices[d], &mut rng, "g1", minute);
+        }
+        for d in &devices {
+            if rng.random_bool(0.7) {
+                sync(d).unwrap();
+            }
+        }
+        if round == 1 {
+            // Power cut at the hall; the relay comes back on the same port and data.
+            relay.kill();
+            assert!(matches!(sync(&devices[0]), Err(CoreError::Network(_))));
+            relay = RelayProcess::start(&data, port);
+        }
+    }
+    for _ in 0..2 {
+        for d in devices.iter().chain([&hall]) {
+            sync(d).unwrap();
+        }
+    }
+    let expected = fingerprint(&devices[0]);
+    assert!(expected.0.len() > 5);
+    for d in devices.iter().skip(1).chain([&hall]) {
+        assert_eq!(fingerprint(d), expected);
+    }
+    let stats: serde_json::Value = serde_json::from_str(&relay.admin(&["stats"])).unwrap();
+    assert_eq!(stats["documents"].as_u64().unwrap() as usize, expected.0.len());
+}
+
+#[test]
+fn every_endpoint_enforces_tokens_and_grids_and_refuses_bad_input_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&dir.path().join("relay"), 0);
+    let http = reqwest::blocking::Client::new();
+    let a = device_store(dir.path(), "phone-a", "wa");
+    let b = device_store(dir.path(), "phone-b", "wb");
+    let link_a = client::join(&a, &relay.url, &relay.enroll("phone-a", "walker", "g1"), "phone-a").unwrap();
+    let link_b = client::join(&b, &relay.url, &relay.enroll("phone-b", "walker", "g2"), "phone-b").unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    for m in 0..15 {
+        random_edit(&a, &mut rng, "g1", m);
+        random_edit(&b, &mut rng, "g2", m);
+    }
+    sync(&a).unwrap();
+    sync(&b).unwrap();
+    sync(&a).unwrap();
+    let grids = |s: &Store| s.list_requests(&RequestFilter { limit: 1000, ..Default::default() }).unwrap().into_iter().all(|r| r.grid == "g1");
+    assert!(grids(&a), "walker A holds only grid g1");
+
+    // A code works once.
+    let code = relay.enroll("once", "walker", "g1");
+    let spare = device_store(dir.path(), "spare", "w9");
+    client::join(&spare, &relay.url, &code, "once").unwrap();
+    let again = client::join(&spare, &relay.url, &code, "twice").unwrap_err();
+    assert!(matches!(again, CoreError::Relay { status: 401, .. }), "{again}");
+
+    let expect_json_error = |resp: reqwest::blocking::Response, status: u16| {
+        assert_eq!(resp.status().as_u16(), status);
+        let body: serde_json::Value = resp.json().expect("errors are JSON");
+        assert!(body["code"].is_string() && body["message"].is_string(), "{body}");
+        body["code"].as_str().unwrap().to_string()
+    };
+    let pull = |token: Option<&str>| {
+        let mut req = http.get(format!("{}/v1/pull?cursor=&limit=10", relay.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().unwrap()
+    };
+    let push = |token: &str, body: Vec<u8>| http.post(format!("{}/v1/push", relay.url)).bearer_auth(token).body(body).send().unwrap();
+    // No, unknown and malformed tokens.
+    expect_json_error(pull(None), 401);
+    expect_json_error(pull(Some(&"ab".repeat(32))), 401);
+    expect_json_error(pull(Some("../../etc/passwd")), 401);
+    expect_json_error(push(&"ab".repeat(32), vec![1, 2, 3]), 401);
+    // B's phone cannot write A's grid.
+    let a_doc = a.list_requests(&RequestFilter { limit: 1, ..Default::default() }).unwrap()[0].id.clone();
+    let forged = gridwalk_core::sync::protocol::encode(&gridwalk_core::sync::protocol::PushRequest {
+        version: gridwalk_core::sync::protocol::PROTOCOL_VERSION,
+        docs: vec![gridwalk_core::sync::protocol::DocChanges { doc_id: a_doc.clone(), bytes: a.document_bytes(&a_doc).unwrap() }],
+    });
+    assert_eq!(expect_json_error(push(&link_b.token, forged), 403), "forbidden");
+    // Bad bodies and cursors.
+    expect_json_error(push(&link_a.token, b"\xff\xfe garbage".to_vec()), 400);
+    expect_json_error(push(&link_a.token, Vec::new()), 400);
+    expect_json_error(http.get(format!("{}/v1/pull?cursor=zz&limit=5", relay.url)).bearer_auth(&link_a.token).send().unwrap(), 400);
+    expect_json_error(http.get(format!("{}/v1/pull?limit=lots", relay.url)).bearer_auth(&link_a.token).send().unwrap(), 400);
+    expect_json_error(push(&link_a.token, vec![0u8; 33 * 1024 * 1024]), 413);
+    expect_json_error(http.post(format!("{}/v1/enroll", relay.url)).body("{not json").send().unwrap(), 400);
+    expect_json_error(http.get(format!("{}/v1/nothing-here", relay.url)).send().unwrap(), 404);
+    // Still serving.
+    assert_eq!(http.get(format!("{}/health", relay.url)).send().unwrap().status().as_u16(), 200);
+    let metrics = http.get(format!("{}/metrics", relay.url)).send().unwrap().text().unwrap();
+    assert!(metrics.contains("gridwalk_relay_client_errors_total"), "{metrics}");
+
+    // Revocation takes effect on the very next request.
+    relay.admin(&["revoke", &link_b.device_id]);
+    assert!(matches!(sync(&b), Err(CoreError::Relay { status: 401, .. })));
+    let devices: serde_json::Value = serde_json::from_str(&relay.admin(&["devices", "--json"])).unwrap();
+    assert!(devices.as_array().unwrap().iter().any(|d| d["id"] == link_b.device_id.as_str() && d["revoked_at"].is_number()));
+
+    // The relay's files hold no token and no code in plain text.
+    let backup = dir.path().join("backup.db");
+    relay.admin(&["backup", backup.to_str().unwrap()]);
+    for file in std::fs::read_dir(dir.path().join("relay")).unwrap().map(|e| e.unwrap().path()).chain([backup]) {
+        let bytes = std::fs::read(&file).unwrap();
+        for secret in [&link_a.token, &link_b.token, &code] {
+            assert!(!contains(&bytes, secret.as_bytes()), "{} holds a secret", file.display());
+            assert!(!contains(&bytes, &hex_decode(secret)), "{} holds a secret's bytes", file.display());
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Vec::new();
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
