@@ -94,7 +94,11 @@ pub enum Command {
         name: Option<String>,
     },
     /// Send what is waiting and receive what is new, with a progress line.
-    Sync,
+    Sync {
+        /// First queue every document whole, e.g. to fill a new relay from this store.
+        #[arg(long)]
+        resend_all: bool,
+    },
     /// The joined relay, what is still waiting to go up, and the last sync.
     SyncStatus,
     /// Photos of visits and requests (before / after), and their export.
@@ -456,6 +460,15 @@ pub enum IndexCommand {
 pub enum ExportCommand {
     /// Export the requests matching the filters.
     Requests(ExportRequestsArgs),
+    /// Write the reference lists (areas, households, enterprises, departments, walkers) as CSV
+    /// files that `gridwalk import` reads: what a walker's phone is given at the hall.
+    Reference {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Only these grids (and the areas above them); every grid when left out.
+        #[arg(long = "grid")]
+        grids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -125,13 +125,23 @@ fn run(cli: Cli) -> Result<()> {
         Command::Request(command) => requests::run(&env, command),
         Command::Index(command) => reference::index(&env, command),
         Command::Export(args::ExportCommand::Requests(export)) => requests::export(&env, export),
+        Command::Export(args::ExportCommand::Reference { out, grids }) => {
+            let store = env.open()?;
+            let report = gridwalk_core::export::export_reference(&store, &out, &grids)?;
+            env.emit(&report, || {
+                format!(
+                    "wrote {}: {} areas, {} households, {} enterprises, {} departments, {} walkers",
+                    report.dir, report.areas, report.households, report.enterprises, report.departments, report.walkers
+                )
+            })
+        }
         Command::Grids => reference::grids(&env),
         Command::Households { grid } => reference::households(&env, &grid),
         Command::Departments => reference::departments(&env),
         Command::Categories => reference::categories(&env),
         Command::Photo(command) => photo_cmd::run(&env, command),
         Command::Join { relay, code, name } => sync_cmd::join(&env, &relay, &code, name),
-        Command::Sync => sync_cmd::sync(&env),
+        Command::Sync { resend_all } => sync_cmd::sync(&env, resend_all),
         Command::SyncStatus => sync_cmd::status(&env),
     }
 }

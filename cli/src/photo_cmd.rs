@@ -76,7 +76,7 @@ fn parse_role(text: &str) -> Result<Role, String> {
 /// the photo error's own code.
 fn reported(err: PhotoError) -> anyhow::Error {
     match err {
-        PhotoError::Core(core) => core.into(),
+        PhotoError::Core(core) => (*core).into(),
         other => Failure {
             code: other.code(),
             message: other.to_string(),

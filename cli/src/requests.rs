@@ -386,12 +386,14 @@ fn describe_request(view: &RequestView, env: &Env) -> String {
         ),
         ("updated", s.updated_at.display()),
     ]);
-    let mut history = Table::new(&["#", "DEVICE TIME", "BY", "DEVICE", "APPLIED", "ACTION"]);
+    // Device clocks may be wrong, so the relay's first receipt of each step is shown beside it.
+    let mut history = Table::new(&["#", "DEVICE TIME", "RELAY RECEIVED", "BY", "DEVICE", "APPLIED", "ACTION"]);
     for (i, entry) in view.history.iter().enumerate() {
         let e = &entry.event;
         history.row(vec![
             (i + 1).to_string(),
             e.at.display(),
+            entry.relay_received_at.map(|t| time_text(Some(t))).unwrap_or_else(|| "not yet".into()),
             e.by.clone(),
             e.device.clone(),
             if entry.applied { "yes" } else { "NOT APPLIED" }.to_string(),

@@ -19,8 +19,14 @@ pub fn join(env: &Env, relay: &str, code: &str, name: Option<String>) -> Result<
     })
 }
 
-pub fn sync(env: &Env) -> Result<()> {
-    let store = env.open()?;
+pub fn sync(env: &Env, resend_all: bool) -> Result<()> {
+    let mut store = env.open()?;
+    if store.relay_link()?.is_none() {
+        return Err(gridwalk_core::CoreError::NotJoined.into());
+    }
+    if resend_all {
+        store.requeue_all_documents(env.now)?;
+    }
     let cancel = AtomicBool::new(false);
     let json = env.json;
     let mut on_progress = |p: &client::Progress| {

@@ -141,3 +141,101 @@ fn write_rows(store: &Store, rows: &[RequestSummary], format: ExportFormat, tmp:
     }
     Ok(())
 }
+
+/// What `export_reference` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferenceExport {
+    pub dir: String,
+    pub areas: usize,
+    pub households: usize,
+    pub enterprises: usize,
+    pub departments: usize,
+    pub walkers: usize,
+}
+
+/// Writes the reference lists a device needs — areas, households, enterprises, departments,
+/// walkers — as CSV files in the same shape `gridwalk import` reads. With `grids`, only those
+/// grids (and the villages and town above them) are included: what a walker's phone should hold.
+pub fn export_reference(store: &Store, dir: &Path, grids: &[String]) -> Result<ReferenceExport> {
+    use std::collections::BTreeSet;
+    std::fs::create_dir_all(dir)?;
+    let areas = store.areas()?;
+    let wanted_grids: BTreeSet<String> = if grids.is_empty() {
+        store.grids()?.into_iter().map(|a| a.id).collect()
+    } else {
+        for g in grids {
+            if !areas.iter().any(|a| &a.id == g && a.kind == crate::model::AreaKind::Grid) {
+                return Err(CoreError::UnknownGrid(g.clone()));
+            }
+        }
+        grids.iter().cloned().collect()
+    };
+    // Keep each wanted grid, its micro-grids, and every area above it.
+    let mut keep: BTreeSet<String> = wanted_grids.clone();
+    for a in &areas {
+        if a.kind == crate::model::AreaKind::MicroGrid && a.parent.as_ref().is_some_and(|p| wanted_grids.contains(p)) {
+            keep.insert(a.id.clone());
+        }
+    }
+    for g in &wanted_grids {
+        let mut parent = areas.iter().find(|a| &a.id == g).and_then(|a| a.parent.clone());
+        while let Some(p) = parent {
+            keep.insert(p.clone());
+            parent = areas.iter().find(|a| a.id == p).and_then(|a| a.parent.clone());
+        }
+    }
+    let csv_err = |e: csv::Error| CoreError::Export(e.to_string());
+    let write = |name: &str, header: &[&str], rows: Vec<Vec<String>>| -> Result<usize> {
+        let path = dir.join(name);
+        let mut w = csv::Writer::from_path(&path).map_err(csv_err)?;
+        w.write_record(header).map_err(csv_err)?;
+        let n = rows.len();
+        for r in rows {
+            w.write_record(r).map_err(csv_err)?;
+        }
+        w.flush()?;
+        Ok(n)
+    };
+    // Parents before children, so the file imports in order.
+    let depth = |k: crate::model::AreaKind| k as u8;
+    let mut kept: Vec<&crate::model::Area> = areas.iter().filter(|a| keep.contains(&a.id)).collect();
+    kept.sort_by_key(|a| (depth(a.kind), a.id.clone()));
+    let areas_n = write(
+        "areas.csv",
+        &["id", "kind", "name", "parent", "enterprise_grid"],
+        kept.iter()
+            .map(|a| vec![a.id.clone(), a.kind.as_str().into(), a.name.clone(), a.parent.clone().unwrap_or_default(), u8::from(a.enterprise_grid).to_string()])
+            .collect(),
+    )?;
+    let mut households = Vec::new();
+    let mut enterprises = Vec::new();
+    for g in &wanted_grids {
+        for h in store.households(g)? {
+            households.push(vec![h.id, h.grid, h.micro_grid.unwrap_or_default(), h.address, h.head_name, h.phone.unwrap_or_default(), h.members.to_string(), h.tags.join(";")]);
+        }
+        for e in store.enterprises(g)? {
+            enterprises.push(vec![e.id, e.grid, e.name, e.address, e.contact.unwrap_or_default(), e.phone.unwrap_or_default(), e.scale.unwrap_or_default(), e.tags.join(";")]);
+        }
+    }
+    let households_n = write("households.csv", &["id", "grid", "micro_grid", "address", "head_name", "phone", "members", "tags"], households)?;
+    let enterprises_n = write("enterprises.csv", &["id", "grid", "name", "address", "contact", "phone", "scale", "tags"], enterprises)?;
+    let departments_n = write(
+        "departments.csv",
+        &["id", "name", "level"],
+        store.departments()?.into_iter().map(|d| vec![d.id, d.name, d.level.as_str().into()]).collect(),
+    )?;
+    let walkers_n = write(
+        "walkers.csv",
+        &["id", "name", "phone", "role", "work_group", "grids"],
+        store
+            .walkers()?
+            .into_iter()
+            .filter(|w| grids.is_empty() || w.grids.iter().any(|g| wanted_grids.contains(g)))
+            .map(|w| {
+                let gs: Vec<String> = w.grids.into_iter().filter(|g| wanted_grids.contains(g)).collect();
+                vec![w.id, w.name, w.phone.unwrap_or_default(), w.role.as_str().into(), String::new(), gs.join(";")]
+            })
+            .collect(),
+    )?;
+    Ok(ReferenceExport { dir: dir.display().to_string(), areas: areas_n, households: households_n, enterprises: enterprises_n, departments: departments_n, walkers: walkers_n })
+}

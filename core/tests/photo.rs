@@ -725,7 +725,8 @@ fn adding_photos_stores_files_rows_and_document_entries_in_one_action() {
     drop(f.store);
     let store = Store::open(&path).unwrap();
     assert_eq!(store.photos_of(&f.request).unwrap().len(), 2);
-    assert!(gridwalk_core::store::LATEST_VERSION >= 3);
+    let version: i64 = store.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert!(version >= 3, "the store is at schema version {version}");
 }
 
 #[test]

@@ -288,7 +288,7 @@ impl Relay {
         };
         match cursor {
             Cursor::Snapshots { high_water, after_id } => {
-                let page = store.docs_after(&after_id, scope, limit)?;
+                let page = store.docs_after(&after_id, scope, &device.id, limit)?;
                 let full = page.len() == limit;
                 let mut docs = Vec::with_capacity(page.len());
                 for d in &page {
@@ -304,9 +304,13 @@ impl Relay {
                 Ok(PullResponse { version: PROTOCOL_VERSION, docs, cursor: next.text(), more })
             }
             Cursor::Changes { seq } => {
-                let rows = store.changes_since(seq, scope, limit)?;
+                // A device is never sent back the changes it pushed itself.
+                let rows = store.changes_since(seq, scope, &device.id, limit)?;
                 let more = rows.len() == limit;
-                let next_seq = rows.last().map(|r| r.seq).unwrap_or(seq);
+                // With nothing more to send, the cursor moves past everything, the device's own
+                // changes included, so the next pull does not scan them again. The store lock is
+                // held, so no push can slip in between the two reads.
+                let next_seq = if more { rows.last().map(|r| r.seq).unwrap_or(seq) } else { store.max_seq()?.max(seq) };
                 let mut docs: Vec<PulledDoc> = Vec::new();
                 let mut snapshotted: HashSet<String> = HashSet::new();
                 for row in rows {

@@ -144,8 +144,11 @@ pub trait RelayStore: Send {
     /// Writes a push in one durable transaction; returns how many changes were new.
     fn store_push(&mut self, writes: &[DocWrite], device: &str, received_at: i64) -> StoreResult<u32>;
     fn max_seq(&mut self) -> StoreResult<i64>;
-    fn changes_since(&mut self, after_seq: i64, scope: Option<&[String]>, limit: usize) -> StoreResult<Vec<ChangeRow>>;
-    fn docs_after(&mut self, after_id: &str, scope: Option<&[String]>, limit: usize) -> StoreResult<Vec<StoredDoc>>;
+    /// Changes after `after_seq` in `scope`, leaving out those `except_device` pushed itself.
+    fn changes_since(&mut self, after_seq: i64, scope: Option<&[String]>, except_device: &str, limit: usize) -> StoreResult<Vec<ChangeRow>>;
+    /// Documents after `after_id` in `scope`, leaving out those made only of `except_device`'s
+    /// own changes.
+    fn docs_after(&mut self, after_id: &str, scope: Option<&[String]>, except_device: &str, limit: usize) -> StoreResult<Vec<StoredDoc>>;
     fn receipts(&mut self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>>;
     fn backup(&mut self, to: &Path) -> StoreResult<()>;
     fn stats(&mut self) -> StoreResult<Stats>;
@@ -386,12 +389,17 @@ impl RelayStore for SqliteRelayStore {
         Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)
     }
 
-    fn changes_since(&mut self, after_seq: i64, scope: Option<&[String]>, limit: usize) -> StoreResult<Vec<ChangeRow>> {
-        let (clause, mut values) = scope_clause(scope, "grid", 3);
+    fn changes_since(&mut self, after_seq: i64, scope: Option<&[String]>, except_device: &str, limit: usize) -> StoreResult<Vec<ChangeRow>> {
+        let (clause, mut values) = scope_clause(scope, "grid", 4);
         let sql = format!(
-            "SELECT seq, doc_id, hash, bytes, received_at FROM changes WHERE seq > ?1{clause} ORDER BY seq LIMIT ?2"
+            "SELECT seq, doc_id, hash, bytes, received_at FROM changes
+             WHERE seq > ?1 AND device_id != ?3{clause} ORDER BY seq LIMIT ?2"
         );
-        let mut all = vec![rusqlite::types::Value::Integer(after_seq), rusqlite::types::Value::Integer(limit as i64)];
+        let mut all = vec![
+            rusqlite::types::Value::Integer(after_seq),
+            rusqlite::types::Value::Integer(limit as i64),
+            rusqlite::types::Value::Text(except_device.to_string()),
+        ];
         all.append(&mut values);
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt
@@ -408,12 +416,19 @@ impl RelayStore for SqliteRelayStore {
         Ok(rows)
     }
 
-    fn docs_after(&mut self, after_id: &str, scope: Option<&[String]>, limit: usize) -> StoreResult<Vec<StoredDoc>> {
-        let (clause, mut values) = scope_clause(scope, "grid", 3);
+    fn docs_after(&mut self, after_id: &str, scope: Option<&[String]>, except_device: &str, limit: usize) -> StoreResult<Vec<StoredDoc>> {
+        let (clause, mut values) = scope_clause(scope, "grid", 4);
         let sql = format!(
-            "SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs WHERE id > ?1{clause} ORDER BY id LIMIT ?2"
+            "SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs
+             WHERE id > ?1{clause}
+               AND EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = docs.id AND c.device_id != ?3)
+             ORDER BY id LIMIT ?2"
         );
-        let mut all = vec![rusqlite::types::Value::Text(after_id.to_string()), rusqlite::types::Value::Integer(limit as i64)];
+        let mut all = vec![
+            rusqlite::types::Value::Text(after_id.to_string()),
+            rusqlite::types::Value::Integer(limit as i64),
+            rusqlite::types::Value::Text(except_device.to_string()),
+        ];
         all.append(&mut values);
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt

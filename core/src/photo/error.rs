@@ -55,8 +55,10 @@ pub enum PhotoError {
     #[error("photo {hash} is not attached to {doc}")]
     NotAttached { hash: String, doc: String },
 
+    /// An error of the rest of the core (storage, a record that does not exist...). Boxed so
+    /// that every `Result` with a photo error stays small.
     #[error(transparent)]
-    Core(#[from] CoreError),
+    Core(Box<CoreError>),
 }
 
 impl PhotoError {
@@ -81,14 +83,20 @@ impl PhotoError {
     }
 }
 
+impl From<CoreError> for PhotoError {
+    fn from(e: CoreError) -> Self {
+        PhotoError::Core(Box::new(e))
+    }
+}
+
 impl From<std::io::Error> for PhotoError {
     fn from(e: std::io::Error) -> Self {
-        PhotoError::Core(CoreError::Io(e))
+        CoreError::Io(e).into()
     }
 }
 
 impl From<rusqlite::Error> for PhotoError {
     fn from(e: rusqlite::Error) -> Self {
-        PhotoError::Core(CoreError::Storage(e))
+        CoreError::Storage(e).into()
     }
 }

@@ -732,6 +732,20 @@ impl Store {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?)
     }
 
+    /// Puts every document, whole, into the outbox: for a store whose documents never went
+    /// through a relay (an imported or generated town) or a hall moving to a new relay. Pushing
+    /// what a relay already has costs bytes, never correctness.
+    pub fn requeue_all_documents(&mut self, at: Timestamp) -> Result<usize> {
+        self.bulk(|store| {
+            let ids = store.document_ids()?;
+            for id in &ids {
+                let bytes = store.document_bytes(id)?;
+                Self::push_outbox(&store.conn, id, &bytes, at)?;
+            }
+            Ok(ids.len())
+        })
+    }
+
     /// Forgets outbox entries up to and including `seq`, once a relay has stored them durably.
     pub fn acknowledge_outbox(&self, up_to_seq: i64) -> Result<usize> {
         Ok(self.conn.execute("DELETE FROM outbox WHERE seq <= ?1", [up_to_seq])?)

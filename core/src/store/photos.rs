@@ -53,7 +53,7 @@ impl Store {
         let mut photo_error = None;
         let result = self.atomically(|conn| match f(conn) {
             Ok(value) => Ok(value),
-            Err(PhotoError::Core(e)) => Err(e),
+            Err(PhotoError::Core(e)) => Err(*e),
             Err(e) => {
                 photo_error = Some(e);
                 // Only makes `atomically` roll back; the photo error above is what is returned.
