@@ -275,7 +275,7 @@ fn rebuilding_the_index_from_documents_gives_the_same_rows() {
 }
 
 #[test]
-fn migrations_run_from_an_empty_file_and_from_version_one() {
+fn migrations_run_from_an_empty_file_and_from_every_earlier_version() {
     // From empty: a fresh store is at the latest version and passes SQLite's own validation.
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(&dir, "new.db", "phone-1");
@@ -283,8 +283,9 @@ fn migrations_run_from_an_empty_file_and_from_version_one() {
     assert_eq!(version as usize, gridwalk_core::store::LATEST_VERSION);
     assert!(schema::migrations().validate().is_ok());
 
-    // From version 1: copy a real store's version-1 tables into a file made at version 1, then
-    // open it. The migration must fill the last-visit and search tables from what v1 indexed.
+    // From each earlier version: copy a real store's tables of that version into a file made at
+    // that version, then open it. From version 1 the migrations must fill the last-visit and
+    // search tables from what version 1 indexed.
     let mut source = store_in(&dir, "source.db", "phone-1");
     gridwalk_core::demo::generate(
         &mut source,
@@ -303,31 +304,44 @@ fn migrations_run_from_an_empty_file_and_from_version_one() {
     .unwrap();
     let expected = source.index_dump().unwrap();
     drop(source);
-    let old_path = dir.path().join("v1.db");
-    {
-        let mut conn = rusqlite::Connection::open(&old_path).unwrap();
-        schema::migrations().to_version(&mut conn, 1).unwrap();
-        conn.execute("ATTACH DATABASE ?1 AS src", [dir.path().join("source.db").to_str().unwrap()]).unwrap();
-        for table in [
-            "meta", "areas", "households", "enterprises", "departments", "work_groups", "walkers", "walker_grids",
-            "documents", "doc_chunks", "outbox", "request_index", "visit_index", "visit_walkers",
-        ] {
-            conn.execute(&format!("INSERT INTO main.{table} SELECT * FROM src.{table}"), []).unwrap();
+    // Every earlier version, the one just before the latest included, upgrades to the same index.
+    for version in 1..gridwalk_core::store::LATEST_VERSION {
+        let old_path = dir.path().join(format!("v{version}.db"));
+        {
+            let mut conn = rusqlite::Connection::open(&old_path).unwrap();
+            schema::migrations().to_version(&mut conn, version).unwrap();
+            conn.execute("ATTACH DATABASE ?1 AS src", [dir.path().join("source.db").to_str().unwrap()]).unwrap();
+            // Copy what existed at that version: plain tables row for row, the search table
+            // through its columns (its shadow tables belong to SQLite).
+            let tables: Vec<String> = conn
+                .prepare("SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'request_fts%' AND name != 'sqlite_sequence'")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for table in &tables {
+                conn.execute(&format!("INSERT INTO main.{table} SELECT * FROM src.{table}"), []).unwrap();
+            }
+            if tables.iter().any(|t| t == "last_visit") {
+                conn.execute("INSERT INTO main.request_fts (id, body) SELECT id, body FROM src.request_fts", []).unwrap();
+            }
+            conn.execute("DETACH DATABASE src", []).unwrap();
+            let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+            assert_eq!(v as usize, version);
         }
-        conn.execute("DETACH DATABASE src", []).unwrap();
-        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(v, 1);
+        let upgraded = Store::open(&old_path).unwrap();
+        let v: i64 = upgraded.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v as usize, gridwalk_core::store::LATEST_VERSION, "from version {version}");
+        let migrated = upgraded.index_dump().unwrap();
+        // Version 2 fills last-visit dates and the search index from what version 1 indexed.
+        let derived = |rows: &[String]| rows.iter().filter(|r| r.starts_with("Text(\"last_visit\")") || r.starts_with("Text(\"fts\")")).cloned().collect::<Vec<_>>();
+        assert!(!derived(&migrated).is_empty());
+        assert_eq!(derived(&migrated), derived(&expected), "from version {version}");
+        assert_eq!(migrated, expected, "from version {version}");
+        assert!(upgraded.check().unwrap().index_matches_documents);
+        assert_eq!(upgraded.outbox_len().unwrap(), 0);
     }
-    let upgraded = Store::open(&old_path).unwrap();
-    let v: i64 = upgraded.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(v as usize, gridwalk_core::store::LATEST_VERSION);
-    let migrated = upgraded.index_dump().unwrap();
-    // Rows of tables added after v2 (none yet beyond it) would differ; v2's must match exactly.
-    let v2_rows = |rows: &[String]| rows.iter().filter(|r| r.starts_with("Text(\"last_visit\")") || r.starts_with("Text(\"fts\")")).cloned().collect::<Vec<_>>();
-    assert!(!v2_rows(&migrated).is_empty());
-    assert_eq!(v2_rows(&migrated), v2_rows(&expected));
-    assert_eq!(migrated, expected);
-    assert!(upgraded.check().unwrap().index_matches_documents);
 }
 
 #[test]
