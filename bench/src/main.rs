@@ -4,6 +4,7 @@
 
 mod p4;
 mod photo;
+mod sync;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,8 @@ enum Command {
     P4(p4::Args),
     /// Photo ingest (issue 4) against ImageMagick and libvips on the same file.
     Photo(photo::Args),
+    /// Sync (issue 3): hall burst, a new device's pull and a no-op sync, against samod.
+    Sync(sync::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,6 +31,7 @@ fn main() -> anyhow::Result<()> {
     let report = match cli.command {
         Command::P4(args) => p4::run(&args)?,
         Command::Photo(args) => photo::run(&args)?,
+        Command::Sync(args) => sync::run(&args)?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

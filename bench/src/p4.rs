@@ -65,7 +65,9 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<Value> {
     let (scales, iterations, creations) = if args.smoke {
-        (vec![200, 2000], 20, 10)
+        // A debug build generates about a hundred requests a second, so the larger town stays at
+        // a thousand for the smoke run to finish well within a minute.
+        (vec![200, 1000], 20, 10)
     } else {
         (args.scales.clone(), args.iterations, args.creations)
     };
@@ -87,50 +89,58 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
     };
 
     let grids = grids_for(scales[0]);
-    let mut scale_reports = Vec::new();
-    let mut api_medians = Vec::new();
-    let mut raw_medians = Vec::new();
-    let mut api_over_raw_ok = true;
-    let mut largest_town = None;
+    let mut cases = Vec::new();
     for &requests in &scales {
         let town = prepare_town(requests, grids, args.seed, args.keep_dir.as_deref(), work.path())?;
         let store = Store::open(&town.path)
             .with_context(|| format!("opening the town at {}", town.path.display()))?;
         let target = pick_target(store.connection())?;
-        let timing = time_first_page(&store, &target, iterations)?;
+        cases.push(Case {
+            requests,
+            town,
+            store,
+            target,
+        });
+    }
+    let timings = time_first_pages(&cases, iterations)?;
+
+    let mut scale_reports = Vec::new();
+    let mut api_medians = Vec::new();
+    let mut raw_medians = Vec::new();
+    let mut api_over_raw_ok = true;
+    for (case, timing) in cases.iter().zip(&timings) {
         let api = Stats::of(&timing.api);
         let raw = Stats::of(&timing.raw);
         let api_over_raw = api.median / raw.median;
         api_over_raw_ok &= api_over_raw <= 1.5;
         api_medians.push(api.median);
         raw_medians.push(raw.median);
+        let conn = case.store.connection();
         scale_reports.push(json!({
-            "requests": requests,
-            "generate_seconds": round(town.generate_seconds, 2),
-            "generated_this_run": town.generated_now,
-            "town": town.demo,
-            "file_mb": round(std::fs::metadata(&town.path)?.len() as f64 / 1e6, 1),
-            "grid": target.grid,
-            "status": target.status.as_str(),
-            "matches": target.matches,
+            "requests": case.requests,
+            "generate_seconds": round(case.town.generate_seconds, 2),
+            "generated_this_run": case.town.generated_now,
+            "town": case.town.demo,
+            "file_mb": round(std::fs::metadata(&case.town.path)?.len() as f64 / 1e6, 1),
+            "grid": case.target.grid,
+            "status": case.target.status.as_str(),
+            "matches": case.target.matches,
             "page_rows": timing.page_rows,
             "api_us": api.to_json(),
             "raw_sql_us": raw.to_json(),
             "api_over_raw": round(api_over_raw, 3),
             "plan": {
-                "raw": query_plan(store.connection(), RAW_SQL, &target)?,
-                "api": query_plan(store.connection(), API_SQL_FOR_PLAN, &target)?,
+                "raw": query_plan(conn, RAW_SQL, &case.target)?,
+                "api": query_plan(conn, API_SQL_FOR_PLAN, &case.target)?,
             },
         }));
-        drop(store);
-        largest_town = Some((requests, town, target));
     }
 
     // One creation is measured on the largest town: its indexes are the deepest, so that is
     // where a user action costs the most.
-    let (town_requests, town, target) = largest_town.expect("at least two scales");
-    let store = Store::open(&town.path)?;
-    let create = time_creation(&store, &target.grid, creations)?;
+    let largest = cases.last().expect("at least two scales");
+    let store = &largest.store;
+    let create = time_creation(store, &largest.target.grid, creations)?;
     let create_api = Stats::of(&create.api);
     let create_raw = Stats::of(&create.raw);
 
@@ -168,8 +178,8 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
             "api_over_raw_le_1_5": api_over_raw_ok,
         },
         "create": {
-            "town_requests": town_requests,
-            "grid": target.grid,
+            "town_requests": largest.requests,
+            "grid": largest.target.grid,
             "creations": creations,
             "journal_mode": journal_mode,
             "synchronous": synchronous,
@@ -321,81 +331,116 @@ fn pick_target(conn: &Connection) -> anyhow::Result<Target> {
     Ok(Target { grid, status, matches })
 }
 
+/// One town of the run, open for the whole of it.
+struct Case {
+    requests: usize,
+    town: Town,
+    store: Store,
+    target: Target,
+}
+
 struct PageTiming {
     api: Vec<f64>,
     raw: Vec<f64>,
     page_rows: usize,
 }
 
-fn time_first_page(store: &Store, target: &Target, iterations: usize) -> anyhow::Result<PageTiming> {
-    let filter = RequestFilter {
-        grids: vec![target.grid.clone()],
-        statuses: vec![target.status],
-        sort: RequestSort::UpdatedDesc,
-        limit: PAGE,
-        ..Default::default()
-    };
-    let conn = store.connection();
-    let status = target.status.as_str();
+/// Times the first page on every town, the API and the raw SQL side by side. The towns take turns
+/// within each iteration rather than one after the other: the ratio between towns is a goal, and
+/// timing them minutes apart would let the machine's drift (other work on it, its clock speed)
+/// into that ratio as well.
+fn time_first_pages(cases: &[Case], iterations: usize) -> anyhow::Result<Vec<PageTiming>> {
+    let filters: Vec<RequestFilter> = cases
+        .iter()
+        .map(|case| RequestFilter {
+            grids: vec![case.target.grid.clone()],
+            statuses: vec![case.target.status],
+            sort: RequestSort::UpdatedDesc,
+            limit: PAGE,
+            ..Default::default()
+        })
+        .collect();
+    // The raw side keeps each town's last page of ids here, to compare with the API's.
+    let mut raw_ids: Vec<Vec<String>> = cases.iter().map(|_| Vec::with_capacity(PAGE)).collect();
 
     // Both sides must list the same requests in the same order, or the comparison means nothing.
-    let api_ids: Vec<String> = store.list_requests(&filter)?.into_iter().map(|r| r.id).collect();
-    let mut raw_ids = Vec::with_capacity(PAGE);
-    raw_page(conn, &target.grid, status, &mut raw_ids)?;
-    if api_ids != raw_ids {
-        bail!(
-            "list_requests and the raw SQL disagree on grid {} status {status}: {api_ids:?} against {raw_ids:?}",
-            target.grid
-        );
+    let agree = |k: usize, raw_ids: &[String]| -> anyhow::Result<usize> {
+        let case = &cases[k];
+        let api_ids: Vec<String> = case.store.list_requests(&filters[k])?.into_iter().map(|r| r.id).collect();
+        if api_ids != raw_ids {
+            bail!(
+                "list_requests and the raw SQL disagree on grid {} status {} of the {}-request town: \
+                 {api_ids:?} against {raw_ids:?}",
+                case.target.grid,
+                case.target.status.as_str(),
+                case.requests
+            );
+        }
+        Ok(api_ids.len())
+    };
+    let mut page_rows = Vec::new();
+    for (k, ids) in raw_ids.iter_mut().enumerate() {
+        raw_page(cases[k].store.connection(), &cases[k].target, ids)?;
+        page_rows.push(agree(k, ids)?);
     }
-    let page_rows = api_ids.len();
 
-    let api_once = || -> anyhow::Result<Duration> {
+    let api_once = |k: usize| -> anyhow::Result<f64> {
         let started = Instant::now();
         // The caller's whole cost: the query, the summaries and freeing them again.
-        let rows = store.list_requests(&filter)?;
+        let rows = cases[k].store.list_requests(&filters[k])?;
         black_box(&rows);
         drop(rows);
-        Ok(started.elapsed())
+        Ok(micros(started.elapsed()))
     };
-    let raw_once = |ids: &mut Vec<String>| -> anyhow::Result<Duration> {
+    let raw_once = |k: usize, ids: &mut Vec<String>| -> anyhow::Result<f64> {
         let started = Instant::now();
-        raw_page(conn, &target.grid, status, ids)?;
-        Ok(started.elapsed())
+        raw_page(cases[k].store.connection(), &cases[k].target, ids)?;
+        Ok(micros(started.elapsed()))
     };
 
     let warm_up = (iterations / 10).max(5);
-    for _ in 0..warm_up {
-        api_once()?;
-        raw_once(&mut raw_ids)?;
-    }
-    let mut api = Vec::with_capacity(iterations);
-    let mut raw = Vec::with_capacity(iterations);
-    for i in 0..iterations {
-        // Alternate which side goes first, so neither always runs on the other's warm caches.
-        if i % 2 == 0 {
-            api.push(micros(api_once()?));
-            raw.push(micros(raw_once(&mut raw_ids)?));
-        } else {
-            raw.push(micros(raw_once(&mut raw_ids)?));
-            api.push(micros(api_once()?));
+    let mut timings: Vec<PageTiming> = page_rows
+        .into_iter()
+        .map(|page_rows| PageTiming {
+            api: Vec::with_capacity(iterations),
+            raw: Vec::with_capacity(iterations),
+            page_rows,
+        })
+        .collect();
+    for i in 0..warm_up + iterations {
+        for j in 0..cases.len() {
+            // Rotate which town goes first, and within a town which side goes first, so that
+            // none always runs on caches another has just warmed (or cooled).
+            let k = (i + j) % cases.len();
+            let (api, raw) = if (i + k) % 2 == 0 {
+                let api = api_once(k)?;
+                (api, raw_once(k, &mut raw_ids[k])?)
+            } else {
+                let raw = raw_once(k, &mut raw_ids[k])?;
+                (api_once(k)?, raw)
+            };
+            if i >= warm_up {
+                timings[k].api.push(api);
+                timings[k].raw.push(raw);
+            }
         }
     }
 
     // And they must still agree after the run.
-    let api_ids: Vec<String> = store.list_requests(&filter)?.into_iter().map(|r| r.id).collect();
-    ensure!(api_ids == raw_ids, "list_requests and the raw SQL disagree after the timed run");
-    Ok(PageTiming { api, raw, page_rows })
+    for (k, ids) in raw_ids.iter().enumerate() {
+        agree(k, ids)?;
+    }
+    Ok(timings)
 }
 
 /// The hand-written page: every column read into a local of its type, as a caller of plain SQL
 /// would, and the ids kept so the two sides can be compared.
-fn raw_page(conn: &Connection, grid: &str, status: &str, ids: &mut Vec<String>) -> rusqlite::Result<()> {
+fn raw_page(conn: &Connection, target: &Target, ids: &mut Vec<String>) -> rusqlite::Result<()> {
     // Clearing here frees the previous page inside the timed call, as dropping its summaries
     // does on the API side.
     ids.clear();
     let mut stmt = conn.prepare_cached(RAW_SQL)?;
-    let mut rows = stmt.query(params![grid, status])?;
+    let mut rows = stmt.query(params![target.grid, target.status.as_str()])?;
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
         let grid: String = r.get(1)?;

@@ -33,8 +33,19 @@ pub fn sync(env: &Env, resend_all: bool) -> Result<()> {
         if !json {
             // One line rewritten in place: a progress bar for a terminal.
             eprint!(
-                "\rsync: up {}/{} documents ({} bytes), down {} documents ({} bytes)   ",
-                p.docs_pushed, p.docs_to_push, p.bytes_pushed, p.docs_pulled, p.bytes_pulled
+                "\rsync: up {}/{} documents ({} bytes), down {} documents ({} bytes); photos up {}/{} ({}/{} bytes), down {}/{} ({} bytes)   ",
+                p.docs_pushed,
+                p.docs_to_push,
+                p.bytes_pushed,
+                p.docs_pulled,
+                p.bytes_pulled,
+                p.photos_uploaded,
+                p.photos_to_upload,
+                p.photo_bytes_up,
+                p.photo_bytes_to_upload,
+                p.photos_downloaded,
+                p.photos_to_download,
+                p.photo_bytes_down
             );
             let _ = std::io::stderr().flush();
         }
@@ -42,6 +53,12 @@ pub fn sync(env: &Env, resend_all: bool) -> Result<()> {
     let progress = client::sync_over_http(&store, &cancel, &mut on_progress)?;
     if !json {
         eprintln!();
+        if progress.photos_waiting > 0 {
+            eprintln!("{} photos are not on the relay yet (their phone has not synced them); the next sync fetches them", progress.photos_waiting);
+        }
+        for problem in &progress.photo_problems {
+            eprintln!("photo {} not synced: {} ({}); the next sync tries again", problem.hash, problem.message, problem.code);
+        }
     }
     store.set_last_sync(env.now.millis())?;
     env.emit(&progress, || format!("sync finished at {}", time_text(Some(env.now.millis()))))

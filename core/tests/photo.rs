@@ -903,3 +903,93 @@ fn a_request_exports_with_its_photos() {
     let err = f.store.export_request_with_photos(&f.request, &out).unwrap_err();
     assert_eq!(err.code(), "invalid_input");
 }
+
+// ----- photos received by sync --------------------------------------------------------------------------
+
+/// A second device's store beside the fixture's, with the same areas (as the hall's would be).
+fn other_device(f: &Fixture, name: &str) -> Store {
+    let store = Store::create(f.dir.path().join(format!("{name}.gridwalk")), Identity { device: name.into(), walker: "hall-1".into() }).unwrap();
+    for (id, kind, parent) in [("caoqiao", AreaKind::Town, None), ("mashe", AreaKind::Village, Some("caoqiao")), ("mashe-1", AreaKind::Grid, Some("mashe"))] {
+        store.put_area(&Area { id: id.into(), kind, name: id.into(), parent: parent.map(str::to_string), enterprise_grid: false }).unwrap();
+    }
+    store
+}
+
+#[test]
+fn a_document_merged_in_names_the_photos_this_device_still_needs() {
+    let f = fixture();
+    let source = jpeg(Jpeg::Rgb(&photo_like(900, 600)), false, None, false);
+    let (photo, _) = f.store.add_photo_file(&f.store.context(t(1)), &f.request, &source, &IngestOptions::default(), &before("灯杆")).unwrap();
+    assert!(f.store.wanted_photos().unwrap().is_empty(), "the phone that took it has it");
+
+    let hall = other_device(&f, "hall");
+    hall.apply_remote(&f.request, &f.store.document_bytes(&f.request).unwrap()).unwrap();
+    assert_eq!(hall.wanted_photos().unwrap(), vec![photo.full.hash.clone()]);
+
+    // Stored as received: the same bytes under the same id, a thumbnail made here, and the
+    // relay's time as its acknowledgement, so it is never uploaded back.
+    let stored = hall.store_received_photo(&photo.full.hash, &photo.full.bytes, t(30)).unwrap();
+    assert_eq!((stored.width, stored.height, stored.bytes), (photo.full.width, photo.full.height, photo.full.bytes.len() as u64));
+    assert_eq!(stored.acknowledged_at, Some(t(30)));
+    assert_eq!(hall.photo_bytes(&photo.full.hash).unwrap(), photo.full.bytes);
+    let thumb = decode(&hall.thumbnail_bytes(&photo.full.hash).unwrap());
+    assert_eq!((thumb.width(), thumb.height()), (photo.thumb.width, photo.thumb.height));
+    assert!(mad(&thumb.to_rgb8(), &decode(&photo.thumb.bytes).to_rgb8()) < 3.0, "the thumbnail shows the same picture");
+    assert!(hall.wanted_photos().unwrap().is_empty());
+    assert!(hall.unacknowledged_photos().unwrap().is_empty());
+    // Receiving it again changes nothing.
+    assert_eq!(hall.store_received_photo(&photo.full.hash, &photo.full.bytes, t(40)).unwrap().acknowledged_at, Some(t(30)));
+
+    // A removed entry is no longer needed on a device, but the relay still lets it travel: the
+    // record names it.
+    f.store.remove_photo(&f.store.context(t(2)), &f.request, &photo.full.hash, None).unwrap();
+    let doc = automerge::AutoCommit::load(&f.store.document_bytes(&f.request).unwrap()).unwrap();
+    assert!(attach::referenced_hashes(&doc).unwrap().is_empty());
+    assert_eq!(attach::blob_references(&doc).unwrap(), vec![photo.full.hash.clone()]);
+}
+
+#[test]
+fn received_bytes_that_are_not_the_named_photo_are_refused_and_nothing_is_stored() {
+    let f = fixture();
+    let hall = other_device(&f, "hall");
+    let jpeg_bytes = jpeg(Jpeg::Rgb(&quadrants(64, 48)), false, None, false);
+    let png = png_rgba(&image::RgbaImage::from_pixel(40, 30, image::Rgba([1, 2, 3, 255])));
+    let bomb = png_claiming(50_000, 50_000);
+    let cases: Vec<(&str, String, Vec<u8>, &str)> = vec![
+        ("bytes under another id", content_hash(b"something else"), jpeg_bytes.clone(), "photo_corrupt"),
+        ("a PNG is not a stored photo", content_hash(&png), png, "photo_unsupported_format"),
+        ("a decompression bomb under its own id", content_hash(&bomb), bomb, "photo_unsupported_format"),
+        ("a cut-off JPEG", content_hash(&jpeg_bytes[..jpeg_bytes.len() / 2]), jpeg_bytes[..jpeg_bytes.len() / 2].to_vec(), "photo_damaged"),
+        ("not an id", "../../etc/passwd".into(), jpeg_bytes.clone(), "photo_bad_id"),
+    ];
+    for (what, hash, bytes, code) in cases {
+        let err = hall.store_received_photo(&hash, &bytes, t(1)).unwrap_err();
+        assert_eq!(err.code(), code, "{what}: {err}");
+    }
+    assert!(blob_files(&hall).is_empty());
+    assert_eq!(photo_rows(&hall), 0);
+}
+
+#[test]
+fn a_store_from_before_photo_sync_learns_which_photos_it_lacks_when_upgraded() {
+    let f = fixture();
+    let source = jpeg(Jpeg::Rgb(&quadrants(300, 200)), false, None, false);
+    let (photo, _) = f.store.add_photo_file(&f.store.context(t(1)), &f.request, &source, &IngestOptions::default(), &before("x")).unwrap();
+    let hall = other_device(&f, "hall");
+    hall.apply_remote(&f.request, &f.store.document_bytes(&f.request).unwrap()).unwrap();
+    drop(hall);
+    // A store at version 4 (before photo sync) holding that document: its identity and its
+    // document rows copied from the hall's store, which has no list of wanted photos yet.
+    let old = f.dir.path().join("old.gridwalk");
+    {
+        let mut conn = rusqlite::Connection::open(&old).unwrap();
+        gridwalk_core::store::schema::migrations().to_version(&mut conn, 4).unwrap();
+        conn.execute("ATTACH DATABASE ?1 AS src", [f.dir.path().join("hall.gridwalk").to_str().unwrap()]).unwrap();
+        for table in ["meta", "documents", "doc_chunks"] {
+            conn.execute(&format!("INSERT INTO main.{table} SELECT * FROM src.{table}"), []).unwrap();
+        }
+        conn.execute("DETACH DATABASE src", []).unwrap();
+    }
+    let upgraded = Store::open(&old).unwrap();
+    assert_eq!(upgraded.wanted_photos().unwrap(), vec![photo.full.hash]);
+}

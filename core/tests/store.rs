@@ -324,7 +324,20 @@ fn migrations_run_from_an_empty_file_and_from_every_earlier_version() {
                 conn.execute(&format!("INSERT INTO main.{table} SELECT * FROM src.{table}"), []).unwrap();
             }
             if tables.iter().any(|t| t == "last_visit") {
-                conn.execute("INSERT INTO main.request_fts (id, body) SELECT id, body FROM src.request_fts", []).unwrap();
+                // Versions 2 to 5 keyed the search entries by request id; later ones by rowid.
+                let fts_columns: Vec<String> = conn
+                    .prepare("SELECT name FROM pragma_table_info('request_fts')")
+                    .unwrap()
+                    .query_map([], |r| r.get(0))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let copy = if fts_columns.iter().any(|c| c == "id") {
+                    "INSERT INTO main.request_fts (id, body) SELECT r.id, f.body FROM src.request_fts f JOIN src.request_index r ON r.rowid = f.rowid"
+                } else {
+                    "INSERT INTO main.request_fts (rowid, body) SELECT rowid, body FROM src.request_fts"
+                };
+                conn.execute(copy, []).unwrap();
             }
             conn.execute("DETACH DATABASE src", []).unwrap();
             let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();

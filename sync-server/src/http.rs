@@ -6,16 +6,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use gridwalk_core::sync::protocol::{self, EnrollRequest, ErrorBody, PushRequest, BINARY_CONTENT_TYPE};
 use serde::Deserialize;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::blobs::ByteRange;
 use crate::relay::{Relay, RelayError};
 
 /// The largest body the relay reads (a day's work for one walker is far below this).
@@ -31,6 +32,8 @@ pub struct Metrics {
     pub server_errors: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    pub blob_bytes_in: AtomicU64,
+    pub blob_bytes_out: AtomicU64,
 }
 
 pub struct AppState {
@@ -89,6 +92,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         ("gridwalk_relay_server_errors_total", "requests failed with a 5xx status", &m.server_errors),
         ("gridwalk_relay_body_bytes_received_total", "request body bytes", &m.bytes_in),
         ("gridwalk_relay_body_bytes_sent_total", "response body bytes of pulls", &m.bytes_out),
+        ("gridwalk_relay_blob_bytes_received_total", "blob (photo) bytes uploaded", &m.blob_bytes_in),
+        ("gridwalk_relay_blob_bytes_sent_total", "blob (photo) bytes downloaded", &m.blob_bytes_out),
     ] {
         text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", v.load(Ordering::Relaxed)));
     }
@@ -142,6 +147,74 @@ async fn pull(State(state): State<Arc<AppState>>, headers: HeaderMap, query: Res
     Ok(binary(bytes))
 }
 
+/// `GET /v1/blobs/{hash}/status`
+async fn blob_status(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(hash): Path<String>) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let status = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        relay.blob_status(&device, &hash)
+    })
+    .await?;
+    Ok(Json(status).into_response())
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    offset: u64,
+    total: u64,
+}
+
+/// `PUT /v1/blobs/{hash}?offset=N&total=T`. The whole chunk is read before anything is written,
+/// so a request cut off mid-body changes nothing.
+async fn upload_blob(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let Query(q) = query.map_err(|e| RelayError::new(400, "bad_query", format!("{}; expected ?offset=N&total=T", e.body_text())))?;
+    let len = body.len() as u64;
+    let status = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        relay.put_blob(&device, &hash, q.offset, q.total, &body)
+    })
+    .await?;
+    state.metrics.blob_bytes_in.fetch_add(len, Ordering::Relaxed);
+    Ok(Json(status).into_response())
+}
+
+/// `GET /v1/blobs/{hash}`, whole (200) or one `Range` of it (206).
+async fn download_blob(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(hash): Path<String>) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let range = match headers.get(header::RANGE) {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(ByteRange::parse).ok_or_else(|| {
+            RelayError::new(400, "bad_range", "the Range header must be one range: bytes=a-b, bytes=a- or bytes=-n")
+        })?),
+    };
+    let slice = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        relay.read_blob(&device, &hash, range)
+    })
+    .await?;
+    state.metrics.blob_bytes_out.fetch_add(slice.bytes.len() as u64, Ordering::Relaxed);
+    let mut resp = slice_response(range.is_some(), slice.start, slice.total, slice.bytes);
+    resp.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    Ok(resp)
+}
+
+fn slice_response(ranged: bool, start: u64, total: u64, bytes: Vec<u8>) -> Response {
+    let content_type = (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if !ranged {
+        return ([content_type], bytes).into_response();
+    }
+    let end = start + bytes.len() as u64 - 1;
+    let content_range = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).expect("digits are a valid header");
+    (StatusCode::PARTIAL_CONTENT, [content_type, (header::CONTENT_RANGE, content_range)], bytes).into_response()
+}
+
 async fn count_outcomes(State(state): State<Arc<AppState>>, req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let resp = next.run(req).await;
@@ -169,7 +242,14 @@ async fn json_errors(req: Request<axum::body::Body>, next: axum::middleware::Nex
         StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes; sync in smaller batches")),
         StatusCode::NOT_FOUND => ("not_found", "no such endpoint".to_string()),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not take that method".to_string()),
-        s => ("bad_request", s.canonical_reason().unwrap_or("bad request").to_string()),
+        s => {
+            // axum's own refusals (a path that is not UTF-8, a body cut off) say what was wrong
+            // in a line of text; that line is the message.
+            let text = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&text).trim().to_string();
+            let reason = s.canonical_reason().unwrap_or("bad request");
+            ("bad_request", if text.is_empty() { reason.to_string() } else { text })
+        }
     };
     (status, Json(ErrorBody { code: code.into(), message })).into_response()
 }
@@ -181,6 +261,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/enroll", post(enroll))
         .route("/v1/push", post(push))
         .route("/v1/pull", get(pull))
+        .route("/v1/blobs/{hash}", put(upload_blob).get(download_blob))
+        .route("/v1/blobs/{hash}/status", get(blob_status))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_outcomes))

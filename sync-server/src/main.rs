@@ -48,7 +48,9 @@ enum Command {
     },
     /// Revoke a device: its token is refused from the next request on.
     Revoke { device_id: String },
-    /// Write a consistent copy of the relay's database while it keeps serving.
+    /// Write a consistent copy of the relay's database while it keeps serving. Photos are files
+    /// under `<data-dir>/relay.db-blobs/` that never change once written; copy that folder with
+    /// ordinary file tools (its `partial/` subfolder holds unfinished uploads and may be left out).
     Backup { to: PathBuf },
     /// Counts of devices, documents and changes.
     Stats,

@@ -6,13 +6,17 @@ use std::sync::{Arc, Mutex};
 
 use automerge::AutoCommit;
 use gridwalk_core::docs::{self, DocHeader};
+use gridwalk_core::photo::attach;
+use gridwalk_core::photo::blobs::validate_hash;
 use gridwalk_core::sync::protocol::{
-    DocChanges, EnrollRequest, EnrollResponse, PullResponse, PulledDoc, PushRequest, PushResponse, Receipt, PROTOCOL_VERSION,
+    BlobStatus, DocChanges, EnrollRequest, EnrollResponse, PullResponse, PulledDoc, PushRequest, PushResponse, Receipt,
+    MAX_BLOB_BYTES, PROTOCOL_VERSION,
 };
 use gridwalk_core::Clock;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::blobs::{BlobError, BlobFiles, BlobSlice, ByteRange};
 use crate::store::{Device, DocWrite, Enrollment, NewChange, RelayStore, Role, StoreError};
 
 /// Limits that keep one device from exhausting the relay.
@@ -23,6 +27,8 @@ pub struct Limits {
     pub max_document_bytes: usize,
     pub max_pull_page: usize,
     pub enrollment_ttl_hours: i64,
+    /// The largest blob (photo) accepted.
+    pub max_blob_bytes: u64,
 }
 
 impl Default for Limits {
@@ -32,6 +38,7 @@ impl Default for Limits {
             max_document_bytes: 4 * 1024 * 1024,
             max_pull_page: 2_000,
             enrollment_ttl_hours: 24,
+            max_blob_bytes: MAX_BLOB_BYTES,
         }
     }
 }
@@ -57,6 +64,25 @@ impl RelayError {
     }
     fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, "forbidden", message)
+    }
+}
+
+impl From<BlobError> for RelayError {
+    fn from(e: BlobError) -> Self {
+        let message = e.to_string();
+        match e {
+            BlobError::BadId(_) => RelayError::bad("bad_blob_id", message),
+            BlobError::WrongOffset { .. } => RelayError::new(409, "wrong_offset", message),
+            BlobError::TooLarge { .. } => RelayError::new(413, "blob_too_large", message),
+            BlobError::BadChunk(_) => RelayError::bad("bad_chunk", message),
+            BlobError::HashMismatch => RelayError::bad("hash_mismatch", message),
+            BlobError::NotFound => RelayError::new(404, "blob_not_found", message),
+            BlobError::RangeNotSatisfiable { .. } => RelayError::new(416, "range_not_satisfiable", message),
+            BlobError::Io(e) => {
+                tracing::error!(error = %e, "relay blob storage failed");
+                RelayError::new(503, "storage_unavailable", "the relay could not write or read its photo files; try again shortly")
+            }
+        }
     }
 }
 
@@ -89,6 +115,8 @@ fn normalise_code(code: &str) -> String {
 pub struct Relay {
     store: Mutex<Box<dyn RelayStore>>,
     clock: Arc<dyn Clock>,
+    /// Photo files; `None` when the store has no place for them and none was given.
+    blobs: Option<BlobFiles>,
     pub limits: Limits,
 }
 
@@ -127,8 +155,21 @@ impl Cursor {
 }
 
 impl Relay {
+    /// A relay over `store`, keeping photo files where the store keeps them by default.
     pub fn new(store: Box<dyn RelayStore>, clock: Arc<dyn Clock>) -> Self {
-        Relay { store: Mutex::new(store), clock, limits: Limits::default() }
+        let blobs = store.blob_dir().map(BlobFiles::new);
+        Relay { store: Mutex::new(store), clock, blobs, limits: Limits::default() }
+    }
+
+    /// Keeps photo files under `dir` instead.
+    pub fn with_blob_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.blobs = Some(BlobFiles::new(dir));
+        self
+    }
+
+    /// Where photo files are kept, if anywhere.
+    pub fn blob_dir(&self) -> Option<&std::path::Path> {
+        self.blobs.as_ref().map(BlobFiles::root)
     }
 
     fn now(&self) -> i64 {
@@ -271,8 +312,18 @@ impl Relay {
         if snapshot.len() > self.limits.max_document_bytes {
             return Err(RelayError::new(413, "document_too_large", format!("document {} would grow past {} bytes", d.doc_id, self.limits.max_document_bytes)));
         }
+        // The photos it names decide who may upload and read them, so a document whose photo
+        // list or events cannot be read is refused rather than stored with no photos.
+        let blob_refs = attach::blob_references(&doc).map_err(|e| doc_err("bad_photo_list", format!("its photos or events cannot be read: {e}")))?;
         Ok((
-            Some(DocWrite { id: d.doc_id.clone(), grid: header.grid.clone(), kind: header.kind.as_str().to_string(), snapshot, new_changes: fresh }),
+            Some(DocWrite {
+                id: d.doc_id.clone(),
+                grid: header.grid.clone(),
+                kind: header.kind.as_str().to_string(),
+                snapshot,
+                new_changes: fresh,
+                blob_refs,
+            }),
             dup,
         ))
     }
@@ -343,6 +394,51 @@ impl Relay {
         }
     }
 
+    /// Checks a blob id and that a document in the device's grids names it, and returns the
+    /// relay's photo files. The id is checked first, so a malformed one (a path, say) is
+    /// refused before anything is looked up; an id no document in scope names gets the same
+    /// 403 whether or not the relay holds it, so a device learns nothing about other grids.
+    fn blob_access(&self, device: &Device, hash: &str) -> RelayResult<&BlobFiles> {
+        validate_hash(hash).map_err(|_| RelayError::from(BlobError::BadId(hash.chars().take(80).collect())))?;
+        let blobs = self
+            .blobs
+            .as_ref()
+            .ok_or_else(|| RelayError::new(503, "no_blob_storage", "this relay has no place for photos configured"))?;
+        if !self.store().blob_referenced(hash, device.scope())? {
+            return Err(RelayError::forbidden(format!(
+                "no document in this device's grids names blob {hash}; push the document that names a photo before the photo"
+            )));
+        }
+        Ok(blobs)
+    }
+
+    fn blob_status_of(&self, held: crate::blobs::HeldBlob) -> BlobStatus {
+        BlobStatus { size_received: held.size, complete: held.complete, checked_at: self.now() }
+    }
+
+    /// What the relay holds of a blob.
+    pub fn blob_status(&self, device: &Device, hash: &str) -> RelayResult<BlobStatus> {
+        let blobs = self.blob_access(device, hash)?;
+        Ok(self.blob_status_of(blobs.status(hash)?))
+    }
+
+    /// Stores the bytes of a blob of `total` bytes from `offset` on, durably, and finishes the
+    /// blob (hash checked) when they are its last.
+    pub fn put_blob(&self, device: &Device, hash: &str, offset: u64, total: u64, bytes: &[u8]) -> RelayResult<BlobStatus> {
+        let blobs = self.blob_access(device, hash)?;
+        let held = blobs.append(hash, offset, total, bytes, self.limits.max_blob_bytes)?;
+        if held.complete && offset + bytes.len() as u64 == total {
+            tracing::info!(device = %device.id, blob = %hash, bytes = total, "blob stored");
+        }
+        Ok(self.blob_status_of(held))
+    }
+
+    /// Part (or all) of a complete blob.
+    pub fn read_blob(&self, device: &Device, hash: &str, range: Option<ByteRange>) -> RelayResult<BlobSlice> {
+        let blobs = self.blob_access(device, hash)?;
+        Ok(blobs.read(hash, range)?)
+    }
+
     pub fn devices(&self) -> RelayResult<Vec<crate::store::DeviceInfo>> {
         Ok(self.store().devices()?)
     }
@@ -402,6 +498,15 @@ impl gridwalk_core::sync::client::Transport for InMemoryTransport<'_> {
             Outgoing::Pull { cursor, limit } => {
                 let resp = self.relay.pull(&device, cursor, *limit).map_err(to_core)?;
                 Incoming::Pulled(protocol::decode(&protocol::encode(&resp))?)
+            }
+            Outgoing::BlobStatus { hash } => Incoming::BlobStatus(self.relay.blob_status(&device, hash).map_err(to_core)?),
+            Outgoing::BlobUpload { hash, offset, total, bytes } => {
+                Incoming::BlobStatus(self.relay.put_blob(&device, hash, *offset, *total, bytes).map_err(to_core)?)
+            }
+            Outgoing::BlobDownload { hash, offset, max_len } => {
+                let last = offset.saturating_add((*max_len).max(1) - 1);
+                let slice = self.relay.read_blob(&device, hash, Some(ByteRange::FromTo(*offset, last))).map_err(to_core)?;
+                Incoming::BlobBytes(protocol::BlobBytes { start: slice.start, total: slice.total, bytes: slice.bytes })
             }
         };
         if self.drop_replies.get(n).copied().unwrap_or(false) {

@@ -5,7 +5,7 @@
 //! trait. Every write that acknowledges a push is committed with `synchronous = FULL` before the
 //! call returns.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use rusqlite_migration::{Migrations, M};
@@ -110,6 +110,9 @@ pub struct DocWrite {
     pub kind: String,
     pub snapshot: Vec<u8>,
     pub new_changes: Vec<NewChange>,
+    /// The blob (photo) ids the document names after this push: they replace what it named
+    /// before.
+    pub blob_refs: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,8 +153,17 @@ pub trait RelayStore: Send {
     /// own changes.
     fn docs_after(&mut self, after_id: &str, scope: Option<&[String]>, except_device: &str, limit: usize) -> StoreResult<Vec<StoredDoc>>;
     fn receipts(&mut self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>>;
+    /// Whether a document in `scope` (`None`: any grid) names this blob.
+    fn blob_referenced(&mut self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool>;
     fn backup(&mut self, to: &Path) -> StoreResult<()>;
     fn stats(&mut self) -> StoreResult<Stats>;
+    /// Where this store keeps blob (photo) files by default. A store that lives in a file keeps
+    /// them beside it, so a relay opened on a data directory finds its photos there; a store on
+    /// a database server has no such place and the relay is given one
+    /// ([`crate::relay::Relay::with_blob_dir`]).
+    fn blob_dir(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 const SCHEMA_V1: &str = r#"
@@ -201,8 +213,42 @@ CREATE TABLE changes (
 CREATE INDEX changes_by_grid_seq ON changes(grid, seq);
 "#;
 
+/// Version 2: which documents name which blobs (photos), with the document's grid, so the relay
+/// can tell whether a device's grids entitle it to a photo without reading documents. Filled
+/// from the documents already stored by the hook below.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE blob_refs (
+    hash TEXT NOT NULL CHECK (length(hash) = 64),
+    doc_id TEXT NOT NULL,
+    grid TEXT NOT NULL,
+    PRIMARY KEY (hash, grid, doc_id)
+) WITHOUT ROWID;
+CREATE INDEX blob_refs_by_doc ON blob_refs(doc_id);
+"#;
+
+fn fill_blob_refs(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
+    let docs: Vec<(String, String, Vec<u8>)> = tx
+        .prepare("SELECT id, grid, snapshot FROM docs")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, grid, snapshot) in docs {
+        // Every stored document loaded when it was pushed; one that no longer does names no
+        // photos rather than stopping the relay from starting.
+        let Ok(doc) = automerge::AutoCommit::load(&snapshot) else {
+            tracing::warn!(doc = %id, "a stored document does not load; its photos are not indexed");
+            continue;
+        };
+        let hashes = gridwalk_core::photo::attach::blob_references(&doc).unwrap_or_default();
+        for hash in hashes {
+            tx.execute("INSERT OR IGNORE INTO blob_refs (hash, doc_id, grid) VALUES (?1, ?2, ?3)", params![hash, id, grid])?;
+        }
+    }
+    Ok(())
+}
+
 pub struct SqliteRelayStore {
     conn: Connection,
+    path: PathBuf,
 }
 
 impl SqliteRelayStore {
@@ -212,8 +258,8 @@ impl SqliteRelayStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // A push is acknowledged only once it would survive a power cut.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        Migrations::new(vec![M::up(SCHEMA_V1)]).to_latest(&mut conn)?;
-        Ok(SqliteRelayStore { conn })
+        Migrations::new(vec![M::up(SCHEMA_V1), M::up_with_hook(SCHEMA_V2, fill_blob_refs)]).to_latest(&mut conn)?;
+        Ok(SqliteRelayStore { conn, path: path.to_path_buf() })
     }
 
     fn grids_of(&self, device_id: &str) -> StoreResult<Vec<String>> {
@@ -380,6 +426,11 @@ impl RelayStore for SqliteRelayStore {
                  ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, last_seq = excluded.last_seq",
             )?
             .execute(params![w.id, w.grid, w.kind, w.snapshot, first, last])?;
+            tx.prepare_cached("DELETE FROM blob_refs WHERE doc_id = ?1")?.execute([&w.id])?;
+            let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO blob_refs (hash, doc_id, grid) VALUES (?1, ?2, ?3)")?;
+            for hash in &w.blob_refs {
+                insert.execute(params![hash, w.id, w.grid])?;
+            }
         }
         tx.commit()?;
         Ok(stored)
@@ -454,6 +505,20 @@ impl RelayStore for SqliteRelayStore {
             .query_map([doc_id], |r| Ok((hash_from(r.get(0)?), r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         Ok(rows)
+    }
+
+    fn blob_referenced(&mut self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool> {
+        let (clause, mut values) = scope_clause(scope, "grid", 2);
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM blob_refs WHERE hash = ?1{clause})");
+        let mut all = vec![rusqlite::types::Value::Text(hash.to_string())];
+        all.append(&mut values);
+        Ok(self.conn.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(all), |r| r.get(0))?)
+    }
+
+    fn blob_dir(&self) -> Option<PathBuf> {
+        let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "relay".into());
+        name.push("-blobs");
+        Some(self.path.with_file_name(name))
     }
 
     fn backup(&mut self, to: &Path) -> StoreResult<()> {

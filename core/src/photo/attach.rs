@@ -146,3 +146,26 @@ pub fn referenced_hashes(doc: &AutoCommit) -> Result<Vec<String>> {
     hashes.dedup();
     Ok(hashes)
 }
+
+/// Every photo hash the document names anywhere: all entries of its photo lists, removed ones
+/// included, and the photos of its `Resolved` events. The relay keeps these as the document's
+/// blob references and lets a device upload or read a photo only when a document in its grids
+/// names it. Removed entries count because a photo can be removed on the phone before it was
+/// ever synced, and the record keeps who added it; the relay must still accept that upload.
+/// Strings that are not photo ids (a hostile device can write anything into a document) are
+/// left out, so they can never name a file.
+pub fn blob_references(doc: &AutoCommit) -> Result<Vec<String>> {
+    let mut hashes: Vec<String> = photos(doc)?.into_iter().map(|p| p.hash).collect();
+    if let Some((Value::Object(ObjType::List), _)) = doc.get(ROOT, "events")? {
+        let events: Vec<LifecycleEvent> = hydrate_prop(doc, ROOT, "events")?;
+        for event in events {
+            if let Action::Resolved { photos, .. } = event.action {
+                hashes.extend(photos);
+            }
+        }
+    }
+    hashes.retain(|h| super::blobs::validate_hash(h).is_ok());
+    hashes.sort();
+    hashes.dedup();
+    Ok(hashes)
+}

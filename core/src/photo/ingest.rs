@@ -175,6 +175,44 @@ pub fn ingest(bytes: &[u8], options: &IngestOptions) -> Result<IngestedPhoto, Ph
     })
 }
 
+/// A photo another device already ingested (received by sync): its size and a thumbnail made
+/// here, since thumbnails stay on the device that shows them and never travel.
+#[derive(Debug, Clone)]
+pub struct ReceivedPhoto {
+    pub width: u32,
+    pub height: u32,
+    pub thumb: EncodedJpeg,
+}
+
+/// Reads a stored-format photo (a JPEG this pipeline wrote, received from the relay) and makes
+/// its thumbnail, leaving the photo's own bytes untouched: they are its id. The same guards as
+/// [`ingest`] apply (only JPEG, the pixel limit checked before decoding), because the bytes come
+/// from another device and a hostile one could send a decompression bomb under a valid id.
+pub fn thumbnail_of_received(bytes: &[u8], options: &IngestOptions) -> Result<ReceivedPhoto, PhotoError> {
+    options.validate()?;
+    let format = sniff(bytes)?;
+    if format != SourceFormat::Jpeg {
+        return Err(PhotoError::UnsupportedFormat {
+            format: format!("a stored photo in {}", format.name()),
+            advice: "stored photos are always JPEG; sync again to fetch this photo from the service hall",
+        });
+    }
+    let Decoded { pixels, width, height, gray, orientation } = decode_jpeg(bytes, options)?;
+    if orientation == Orientation::NoTransforms && width.max(height) <= options.thumb_long_side {
+        // As in `ingest`: a photo no larger than a thumbnail is its own thumbnail.
+        return Ok(ReceivedPhoto {
+            width,
+            height,
+            thumb: EncodedJpeg { bytes: bytes.to_vec(), width, height, hash: content_hash(bytes) },
+        });
+    }
+    let (thumb_w, thumb_h) = fit(width, height, options.thumb_long_side);
+    let small = resize(&pixels, width, height, thumb_w, thumb_h, gray)?.unwrap_or(pixels);
+    let upright = orient(small, thumb_w, thumb_h, gray, orientation);
+    let thumb = encode(upright.as_bytes(), upright.width(), upright.height(), gray, options.quality)?;
+    Ok(ReceivedPhoto { width, height, thumb })
+}
+
 // ----- recognising the format ----------------------------------------------------------------------
 
 const HEIC_ADVICE: &str = "set the camera to save photos as JPEG (on an iPhone: Settings › Camera › \

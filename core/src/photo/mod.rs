@@ -15,7 +15,9 @@ pub mod ingest;
 pub use attach::{PhotoRef, Role};
 pub use blobs::BlobStore;
 pub use error::PhotoError;
-pub use ingest::{content_hash, ingest, EncodedJpeg, IngestOptions, IngestedPhoto, SourceFormat};
+pub use ingest::{
+    content_hash, ingest, thumbnail_of_received, EncodedJpeg, IngestOptions, IngestedPhoto, ReceivedPhoto, SourceFormat,
+};
 
 use serde::Serialize;
 
@@ -54,7 +56,8 @@ pub struct GcReport {
     pub deleted: Vec<String>,
     /// Photos no document needs that are kept until the relay acknowledges them.
     pub kept_unacknowledged: Vec<String>,
-    /// Files with no row (left by an action that was rolled back) and interrupted writes.
+    /// Files with no row (left by an action that was rolled back), interrupted writes, and
+    /// interrupted downloads of photos no document needs any more.
     pub stray_files_removed: usize,
     pub bytes_freed: u64,
 }

@@ -23,42 +23,58 @@ pub(crate) fn index_request(
         Reporter::Resident { household, .. } => household.clone(),
         _ => None,
     };
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO request_index (id, grid, micro_grid, status, category, urgency,
-            source, department, owner, level, deadline, resolved_at, rating, reopen_count,
-            created_at, created_by, updated_at, address, description, household, visit,
-            event_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22)",
-    )?
-    .execute(params![
-        header.id,
-        header.grid,
-        body.micro_grid,
-        state.status.as_str(),
-        body.category,
-        body.urgency.as_str(),
-        body.source.as_str(),
-        state.department,
-        state.owner,
-        state.level.map(|l| l.as_str()),
-        state.deadline.map(|d| d.millis()),
-        state.resolved_at.map(|d| d.millis()),
-        state.rating.map(|r| r.as_str()),
-        state.reopen_count,
-        header.created_at.millis(),
-        header.created_by,
-        state.updated_at.millis(),
-        body.place.address,
-        body.description,
-        household,
-        body.visit,
-        event_count as i64,
-    ])?;
-    conn.prepare_cached("DELETE FROM request_fts WHERE id = ?1")?
-        .execute([&header.id])?;
-    conn.prepare_cached("INSERT INTO request_fts (id, body) VALUES (?1, ?2)")?
-        .execute(params![header.id, request_search_text(body)])?;
+    // An upsert, not INSERT OR REPLACE: the row keeps its rowid, which keys its search entry.
+    let rowid: i64 = conn
+        .prepare_cached(
+            "INSERT INTO request_index (id, grid, micro_grid, status, category, urgency,
+                source, department, owner, level, deadline, resolved_at, rating, reopen_count,
+                created_at, created_by, updated_at, address, description, household, visit,
+                event_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                ?19, ?20, ?21, ?22)
+             ON CONFLICT (id) DO UPDATE SET grid = excluded.grid, micro_grid = excluded.micro_grid,
+                status = excluded.status, category = excluded.category, urgency = excluded.urgency,
+                source = excluded.source, department = excluded.department, owner = excluded.owner,
+                level = excluded.level, deadline = excluded.deadline,
+                resolved_at = excluded.resolved_at, rating = excluded.rating,
+                reopen_count = excluded.reopen_count, created_at = excluded.created_at,
+                created_by = excluded.created_by, updated_at = excluded.updated_at,
+                address = excluded.address, description = excluded.description,
+                household = excluded.household, visit = excluded.visit,
+                event_count = excluded.event_count
+             RETURNING rowid",
+        )?
+        .query_row(
+            params![
+                header.id,
+                header.grid,
+                body.micro_grid,
+                state.status.as_str(),
+                body.category,
+                body.urgency.as_str(),
+                body.source.as_str(),
+                state.department,
+                state.owner,
+                state.level.map(|l| l.as_str()),
+                state.deadline.map(|d| d.millis()),
+                state.resolved_at.map(|d| d.millis()),
+                state.rating.map(|r| r.as_str()),
+                state.reopen_count,
+                header.created_at.millis(),
+                header.created_by,
+                state.updated_at.millis(),
+                body.place.address,
+                body.description,
+                household,
+                body.visit,
+                event_count as i64,
+            ],
+            |r| r.get(0),
+        )?;
+    conn.prepare_cached("DELETE FROM request_fts WHERE rowid = ?1")?
+        .execute([rowid])?;
+    conn.prepare_cached("INSERT INTO request_fts (rowid, body) VALUES (?1, ?2)")?
+        .execute(params![rowid, request_search_text(body)])?;
     Ok(())
 }
 
@@ -114,7 +130,7 @@ pub(crate) fn dump(conn: &Connection) -> Result<Vec<String>> {
         "SELECT 'visit', * FROM visit_index ORDER BY id",
         "SELECT 'visit_walker', * FROM visit_walkers ORDER BY walker, visited_at, visit_id",
         "SELECT 'last_visit', * FROM last_visit ORDER BY scope, id",
-        "SELECT 'fts', id, body FROM request_fts ORDER BY id",
+        "SELECT 'fts', r.id, f.body FROM request_fts f JOIN request_index r ON r.rowid = f.rowid ORDER BY r.id",
     ];
     let mut out = Vec::new();
     for sql in queries {

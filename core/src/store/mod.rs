@@ -680,11 +680,15 @@ impl Store {
             if is_new {
                 Self::insert_new_document(conn, &header, &mut am, updated, false)?;
                 Self::reindex(conn, header.kind, &am)?;
+                Self::note_wanted_photos(conn, &am)?;
                 return Ok(true);
             }
             let changed = Self::save_changes(conn, id, &mut am, &before, updated, false)?;
             if changed {
                 Self::reindex(conn, header.kind, &am)?;
+                // Photos attached elsewhere arrive with the document that names them; the next
+                // photo download fetches them.
+                Self::note_wanted_photos(conn, &am)?;
             }
             Ok(changed)
         })

@@ -265,19 +265,106 @@ impl Store {
         Ok(changed > 0)
     }
 
+    /// Where photo downloads that have not finished keep their bytes: one file per photo, named
+    /// by its id, beside the blob folder (`town.gridwalk-partial/`). A download cut off by a lost
+    /// connection or a dead battery resumes from the end of its file.
+    pub fn partial_dir(&self) -> PathBuf {
+        let mut name = self
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "gridwalk".into());
+        name.push("-partial");
+        self.path.with_file_name(name)
+    }
+
+    /// Photos that documents on this device name (live entries and `Resolved` evidence) and that
+    /// it does not hold: what sync downloads, in the order they became known.
+    pub fn wanted_photos(&self) -> PhotoResult<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT hash FROM photo_wanted WHERE hash NOT IN (SELECT hash FROM photos) ORDER BY rowid",
+        )?;
+        let hashes = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(hashes)
+    }
+
+    /// Records which of the photos `doc` needs this device lacks. A document whose photo list or
+    /// events cannot be read names no photos here; reading it elsewhere reports the damage.
+    pub(super) fn note_wanted_photos(conn: &Connection, doc: &automerge::AutoCommit) -> rusqlite::Result<()> {
+        let hashes = match attach::referenced_hashes(doc) {
+            Ok(hashes) => hashes,
+            Err(e) => {
+                tracing::warn!(error = %e, "a document's photos could not be read");
+                return Ok(());
+            }
+        };
+        let mut insert = conn.prepare_cached(
+            "INSERT OR IGNORE INTO photo_wanted (hash)
+             SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM photos WHERE hash = ?1)",
+        )?;
+        for hash in hashes {
+            insert.execute([hash])?;
+        }
+        Ok(())
+    }
+
+    /// Stores a photo received from the relay: the JPEG exactly as its author's device made it
+    /// (its bytes are its id), and a thumbnail made here from it. The relay holds the photo, so
+    /// it is recorded as acknowledged at `received_at` and never uploaded back. Refuses bytes
+    /// that do not have this id, and anything that is not a photo this pipeline could have made.
+    pub fn store_received_photo(&self, hash: &str, bytes: &[u8], received_at: Timestamp) -> PhotoResult<StoredPhoto> {
+        validate_hash(hash)?;
+        if crate::photo::content_hash(bytes) != hash {
+            return Err(PhotoError::BlobCorrupt { hash: hash.to_string() });
+        }
+        // Decoding happens before the transaction, so the store is not locked while it runs.
+        let received = crate::photo::thumbnail_of_received(bytes, &IngestOptions::default())?;
+        let blobs = self.blobs();
+        self.photo_action(|conn| {
+            blobs.put(hash, bytes)?;
+            blobs.put(&received.thumb.hash, &received.thumb.bytes)?;
+            conn.prepare_cached(
+                "INSERT INTO photos (hash, bytes, width, height, thumb_hash, thumb_bytes, thumb_width,
+                     thumb_height, created_at, acknowledged_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                 ON CONFLICT (hash) DO NOTHING",
+            )?
+            .execute(params![
+                hash,
+                bytes.len() as i64,
+                received.width,
+                received.height,
+                received.thumb.hash,
+                received.thumb.bytes.len() as i64,
+                received.thumb.width,
+                received.thumb.height,
+                received_at.millis(),
+            ])?;
+            conn.execute("DELETE FROM photo_wanted WHERE hash = ?1", [hash])?;
+            Ok(())
+        })?;
+        self.stored_photo(hash)?.ok_or_else(|| PhotoError::BlobMissing { hash: hash.to_string() })
+    }
+
     /// Deletes the photos that no document needs any more (no live entry, no `Resolved` event
     /// names them) and that the relay has acknowledged, so a photo is never lost before the hall
     /// has it. Files with no row, left by actions that failed, go too. One transaction: the files
     /// are deleted while it holds the write lock, so no photo can be added meanwhile.
     pub fn collect_garbage(&self) -> PhotoResult<GcReport> {
         let blobs = self.blobs();
+        let partial_dir = self.partial_dir();
         self.photo_action(|conn| {
             let mut report = GcReport::default();
             let rows: Vec<(String, String, i64, i64, bool)> = conn
                 .prepare("SELECT hash, thumb_hash, bytes, thumb_bytes, acknowledged_at IS NOT NULL FROM photos")?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
                 .collect::<Result<_, _>>()?;
-            let needed = if rows.is_empty() {
+            let partials: Vec<std::path::PathBuf> = match std::fs::read_dir(&partial_dir) {
+                Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            let needed = if rows.is_empty() && partials.is_empty() {
                 BTreeSet::new()
             } else {
                 Self::referenced_photos(conn)?
@@ -316,6 +403,16 @@ impl Store {
             }
             for temp in temps {
                 std::fs::remove_file(temp)?;
+                report.stray_files_removed += 1;
+            }
+            // Interrupted downloads of photos that no document needs any more, or that are
+            // stored whole by now. Those still needed stay, for the next sync to resume.
+            for path in partials {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if needed.contains(&name) && !keep_files.contains(&name) {
+                    continue;
+                }
+                std::fs::remove_file(&path)?;
                 report.stray_files_removed += 1;
             }
             Ok(report)

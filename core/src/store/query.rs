@@ -164,7 +164,7 @@ fn where_clause(filter: &RequestFilter, params: &mut Vec<Value>) -> Result<Strin
             // A quoted FTS5 string is matched as a phrase of trigrams: a substring search.
             let phrase = format!("\"{}\"", text.replace('"', "\"\""));
             let p = placeholders(vec![Value::Text(phrase)], params);
-            clauses.push(format!("id IN (SELECT id FROM request_fts WHERE request_fts MATCH {p})"));
+            clauses.push(format!("rowid IN (SELECT rowid FROM request_fts WHERE request_fts MATCH {p})"));
         } else {
             // Trigrams cannot match one or two characters (路灯); scan the text instead.
             let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");

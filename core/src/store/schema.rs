@@ -1,7 +1,7 @@
 //! The store's schema, as migrations applied by `rusqlite_migration` (the version lives in
 //! SQLite's `user_version`). Never edit a released migration: add a new one.
 
-use rusqlite_migration::{Migrations, M};
+use rusqlite_migration::{HookResult, Migrations, M};
 
 /// Version 1: reference data, documents with their incremental chunks, the outbox and the list
 /// indexes.
@@ -191,9 +191,42 @@ CREATE TABLE relay_receipts (
 CREATE INDEX relay_receipts_by_doc ON relay_receipts(doc_id);
 "#;
 
+/// Version 5: photos this device's documents need but it does not hold yet (attached on another
+/// device and merged in by sync), so a sync downloads exactly those without reading every
+/// document. Filled as pulled documents are applied; for a store that already holds documents,
+/// the hook below fills it once from all of them.
+const V5: &str = r#"
+CREATE TABLE photo_wanted (hash TEXT PRIMARY KEY CHECK (length(hash) = 64));
+"#;
+
+fn fill_photo_wanted(tx: &rusqlite::Transaction) -> HookResult {
+    let ids: Vec<String> = tx
+        .prepare("SELECT id FROM documents")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        // A document that does not load is reported by `check`; it must not stop the upgrade.
+        let Ok(Some((_, _, doc))) = super::Store::load_automerge(tx, &id) else {
+            continue;
+        };
+        super::Store::note_wanted_photos(tx, &doc)?;
+    }
+    Ok(())
+}
+
+/// Version 6: the search index is keyed by the request row's rowid instead of an unindexed id
+/// column, so replacing one request's entry is a lookup rather than a scan of every entry (at a
+/// hundred thousand requests the scan made each new request cost tens of milliseconds).
+const V6: &str = r#"
+DROP TABLE request_fts;
+CREATE VIRTUAL TABLE request_fts USING fts5(body, tokenize = 'trigram');
+INSERT INTO request_fts (rowid, body)
+    SELECT rowid, address || char(10) || description FROM request_index;
+"#;
+
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up_with_hook(V5, fill_photo_wanted), M::up(V6)])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 4;
+pub const LATEST_VERSION: usize = 6;

@@ -6,22 +6,45 @@
 //! real one is [`HttpTransport`] (reqwest), tests use an in-memory relay. Everything a session
 //! knows lives in the store (outbox, cursor), so a sync that is cut off anywhere resumes where it
 //! stopped by simply running again.
+//!
+//! A sync runs in four phases: push the outbox, pull pages, upload the photos the relay has not
+//! acknowledged, download the photos local documents name that this device lacks. Documents go
+//! first because they are small and are what the hall works from; photos follow, and a photo
+//! the relay refuses or does not have yet is noted in [`Progress`] and skipped, so one bad photo
+//! never holds up the rest. Photo transfers resume too: an upload asks the relay what it already
+//! holds and sends the rest; a download keeps its bytes in a partial file (see
+//! [`Store::partial_dir`]) and asks the relay only for the bytes after its end.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::protocol::{self, DocChanges, EnrollRequest, EnrollResponse, ErrorBody, PullResponse, PushRequest, PushResponse, PROTOCOL_VERSION};
+use super::protocol::{
+    self, BlobBytes, BlobStatus, DocChanges, EnrollRequest, EnrollResponse, ErrorBody, PullResponse, PushRequest, PushResponse,
+    MAX_BLOB_BYTES, PROTOCOL_VERSION,
+};
 use crate::error::{CoreError, Result};
+use crate::photo::blobs::validate_hash;
+use crate::photo::{content_hash, PhotoError};
 use crate::store::{RelayLink, Store};
+use crate::time::Timestamp;
 
 /// What the session wants sent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
     Push(PushRequest),
     Pull { cursor: String, limit: usize },
+    /// What does the relay hold of this blob? Answered with [`Incoming::BlobStatus`].
+    BlobStatus { hash: String },
+    /// The bytes of a blob of `total` bytes from `offset` on. Answered with
+    /// [`Incoming::BlobStatus`].
+    BlobUpload { hash: String, offset: u64, total: u64, bytes: Vec<u8> },
+    /// Up to `max_len` bytes of a blob from `offset` on. Answered with [`Incoming::BlobBytes`].
+    BlobDownload { hash: String, offset: u64, max_len: u64 },
 }
 
 /// What came back.
@@ -29,9 +52,28 @@ pub enum Outgoing {
 pub enum Incoming {
     Pushed(PushResponse),
     Pulled(PullResponse),
+    BlobStatus(BlobStatus),
+    BlobBytes(BlobBytes),
 }
 
-/// Progress for a progress bar: documents and bytes each way.
+/// Which way a photo was going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+/// A photo this sync could not move, and why. It stays queued: the next sync tries again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhotoProblem {
+    pub hash: String,
+    pub direction: Direction,
+    pub code: String,
+    pub message: String,
+}
+
+/// Progress for a progress bar: documents and bytes each way, then photos and their bytes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Progress {
     pub docs_to_push: usize,
@@ -40,7 +82,24 @@ pub struct Progress {
     pub docs_pulled: usize,
     pub bytes_pulled: u64,
     pub pages_pulled: usize,
-    /// Both directions are finished.
+    /// Photos the relay has not acknowledged, and their size, as the upload phase began.
+    pub photos_to_upload: usize,
+    pub photo_bytes_to_upload: u64,
+    /// Photos the relay now holds (including those it turned out to have already).
+    pub photos_uploaded: usize,
+    /// Photo bytes the relay accepted from this sync: only what it did not already hold.
+    pub photo_bytes_up: u64,
+    /// Photos local documents name that this device lacked as the download phase began.
+    pub photos_to_download: usize,
+    pub photos_downloaded: usize,
+    /// Photo bytes received in this sync: only what an interrupted download had not kept.
+    pub photo_bytes_down: u64,
+    /// Photos the relay does not have yet (their device has not uploaded them): a later sync
+    /// fetches them.
+    pub photos_waiting: usize,
+    /// Photos refused or damaged on the way; each is tried again by the next sync.
+    pub photo_problems: Vec<PhotoProblem>,
+    /// Every phase is finished.
     pub done: bool,
 }
 
@@ -59,37 +118,132 @@ impl Default for SessionLimits {
     }
 }
 
+/// Photo bytes per upload or download request. Small enough that a chunk crosses weak hall
+/// Wi-Fi in a second or two, so an interruption costs little; large enough that a 1600 px photo
+/// takes only a few requests.
+pub const DEFAULT_BLOB_CHUNK: usize = 256 * 1024;
+
+/// How often one photo may be sent back to ask the relay's status again (after a 409 or a
+/// range that no longer fits) before it is given up for this sync.
+const BLOB_RETRIES: u32 = 3;
+
 enum Phase {
     Push,
     /// Waiting for the relay to acknowledge the batch up to this outbox sequence number.
     AwaitPush { up_to: i64, docs: usize, hashes: Vec<(String, Vec<[u8; 32]>)> },
     Pull,
     AwaitPull,
+    /// Taking the next photo to upload.
+    Uploads,
+    UploadStatus { hash: String },
+    UploadFrom { hash: String, offset: u64 },
+    /// Waiting for the relay's status of an upload; `sent` bytes from `offset` went with the
+    /// request (none for a plain status question).
+    AwaitUpload { hash: String, offset: u64, sent: u64 },
+    /// Taking the next photo to download.
+    Downloads,
+    DownloadStatus { hash: String },
+    DownloadFrom { hash: String, offset: u64, total: u64, checked_at: i64 },
+    AwaitDownloadStatus { hash: String },
+    AwaitDownload { hash: String, offset: u64, total: u64, checked_at: i64 },
     Done,
 }
 
 pub struct SyncSession<'s> {
     store: &'s Store,
     limits: SessionLimits,
+    blob_chunk: usize,
     phase: Phase,
     progress: Progress,
+    uploads: Option<VecDeque<String>>,
+    /// The photo being uploaded, read once rather than once per chunk.
+    upload_bytes: Option<(String, Vec<u8>)>,
+    downloads: Option<VecDeque<String>>,
+    blob_retries: u32,
+}
+
+/// A photo error as a sync error: the core's own errors keep their kind, the rest (a damaged
+/// file, say) become input errors that name the photo.
+fn core_error(e: PhotoError) -> CoreError {
+    match e {
+        PhotoError::Core(e) => *e,
+        other => CoreError::invalid("photo", other.to_string()),
+    }
 }
 
 impl<'s> SyncSession<'s> {
     pub fn new(store: &'s Store, limits: SessionLimits) -> Result<Self> {
         let docs_to_push = store.outbox_docs()?;
-        Ok(SyncSession { store, limits, phase: Phase::Push, progress: Progress { docs_to_push, ..Progress::default() } })
+        Ok(SyncSession {
+            store,
+            limits,
+            blob_chunk: DEFAULT_BLOB_CHUNK,
+            phase: Phase::Push,
+            progress: Progress { docs_to_push, ..Progress::default() },
+            uploads: None,
+            upload_bytes: None,
+            downloads: None,
+            blob_retries: 0,
+        })
+    }
+
+    /// Photo bytes per request (at least 1).
+    pub fn with_blob_chunk(mut self, bytes: usize) -> Self {
+        self.blob_chunk = bytes.max(1);
+        self
     }
 
     pub fn progress(&self) -> &Progress {
         &self.progress
     }
 
+    fn partial_path(&self, hash: &str) -> PathBuf {
+        self.store.partial_dir().join(hash)
+    }
+
+    fn problem(&mut self, hash: &str, direction: Direction, code: &str, message: impl Into<String>) {
+        let message = message.into();
+        tracing::warn!(photo = %hash, ?direction, code, %message, "photo not synced");
+        self.progress.photo_problems.push(PhotoProblem { hash: hash.to_string(), direction, code: code.to_string(), message });
+    }
+
+    /// The bytes of the photo being uploaded, read from the store the first time.
+    fn upload_bytes(&mut self, hash: &str) -> std::result::Result<&[u8], PhotoError> {
+        if self.upload_bytes.as_ref().is_none_or(|(h, _)| h != hash) {
+            let bytes = self.store.photo_bytes(hash)?;
+            self.upload_bytes = Some((hash.to_string(), bytes));
+        }
+        Ok(self.upload_bytes.as_ref().map(|(_, b)| b.as_slice()).unwrap_or_default())
+    }
+
+    /// Stores a downloaded photo whose bytes are all in its partial file. Returns false (and
+    /// deletes the file) when they are not the photo the id names.
+    fn finish_download(&mut self, hash: &str, checked_at: i64) -> Result<bool> {
+        let path = self.partial_path(hash);
+        let bytes = std::fs::read(&path)?;
+        if content_hash(&bytes) != hash {
+            std::fs::remove_file(&path)?;
+            return Ok(false);
+        }
+        match self.store.store_received_photo(hash, &bytes, Timestamp::from_millis(checked_at)?) {
+            Ok(_) => self.progress.photos_downloaded += 1,
+            Err(e @ PhotoError::Core(_)) => return Err(core_error(e)),
+            // Bytes with the right id that are no photo: another device uploaded garbage under
+            // an id a document names. Nothing is stored; the hall has to look at that record.
+            Err(e) => self.problem(hash, Direction::Down, e.code(), e.to_string()),
+        }
+        std::fs::remove_file(&path)?;
+        Ok(true)
+    }
+
     /// The next message to send, or `None` when the sync is complete.
     pub fn next_request(&mut self) -> Result<Option<Outgoing>> {
         loop {
-            match self.phase {
+            // The phase is taken out to be matched by value; every arm puts the next one back.
+            match std::mem::replace(&mut self.phase, Phase::Done) {
                 Phase::Push => {
+                    // Stays here should reading the outbox fail.
+                    self.phase = Phase::Push;
                     let entries = self.store.outbox(self.limits.push_entries)?;
                     if entries.is_empty() {
                         self.phase = Phase::Pull;
@@ -129,7 +283,90 @@ impl<'s> SyncSession<'s> {
                     self.phase = Phase::AwaitPull;
                     return Ok(Some(Outgoing::Pull { cursor: self.store.pull_cursor()?, limit: self.limits.pull_page }));
                 }
-                Phase::AwaitPush { .. } | Phase::AwaitPull => {
+                Phase::Uploads => {
+                    self.phase = Phase::Uploads;
+                    if self.uploads.is_none() {
+                        let hashes = self.store.unacknowledged_photos().map_err(core_error)?;
+                        self.progress.photos_to_upload = hashes.len();
+                        for h in &hashes {
+                            if let Some(p) = self.store.stored_photo(h).map_err(core_error)? {
+                                self.progress.photo_bytes_to_upload += p.bytes;
+                            }
+                        }
+                        self.uploads = Some(hashes.into());
+                    }
+                    match self.uploads.as_mut().and_then(VecDeque::pop_front) {
+                        Some(hash) => {
+                            self.blob_retries = 0;
+                            self.phase = Phase::UploadStatus { hash };
+                        }
+                        None => {
+                            self.upload_bytes = None;
+                            self.phase = Phase::Downloads;
+                        }
+                    }
+                }
+                Phase::UploadStatus { hash } => {
+                    self.phase = Phase::AwaitUpload { hash: hash.clone(), offset: 0, sent: 0 };
+                    return Ok(Some(Outgoing::BlobStatus { hash }));
+                }
+                Phase::UploadFrom { hash, offset } => {
+                    let chunk = self.blob_chunk as u64;
+                    let bytes = match self.upload_bytes(&hash) {
+                        Ok(bytes) => bytes,
+                        Err(e @ PhotoError::Core(_)) => return Err(core_error(e)),
+                        Err(e) => {
+                            // The photo's file is gone or damaged on this device: nothing to send.
+                            self.problem(&hash, Direction::Up, e.code(), e.to_string());
+                            self.phase = Phase::Uploads;
+                            continue;
+                        }
+                    };
+                    let total = bytes.len() as u64;
+                    if offset >= total {
+                        let message = format!("the relay holds {offset} bytes of a {total}-byte photo but not the photo");
+                        self.problem(&hash, Direction::Up, "relay_out_of_step", message);
+                        self.phase = Phase::Uploads;
+                        continue;
+                    }
+                    let end = (offset + chunk).min(total);
+                    let part = bytes[offset as usize..end as usize].to_vec();
+                    self.phase = Phase::AwaitUpload { hash: hash.clone(), offset, sent: end - offset };
+                    return Ok(Some(Outgoing::BlobUpload { hash, offset, total, bytes: part }));
+                }
+                Phase::Downloads => {
+                    self.phase = Phase::Downloads;
+                    if self.downloads.is_none() {
+                        let hashes = self.store.wanted_photos().map_err(core_error)?;
+                        self.progress.photos_to_download = hashes.len();
+                        self.downloads = Some(hashes.into());
+                    }
+                    match self.downloads.as_mut().and_then(VecDeque::pop_front) {
+                        Some(hash) => {
+                            self.blob_retries = 0;
+                            self.phase = Phase::DownloadStatus { hash };
+                        }
+                        None => {
+                            self.phase = Phase::Done;
+                            self.progress.done = true;
+                        }
+                    }
+                }
+                Phase::DownloadStatus { hash } => {
+                    self.phase = Phase::AwaitDownloadStatus { hash: hash.clone() };
+                    return Ok(Some(Outgoing::BlobStatus { hash }));
+                }
+                Phase::DownloadFrom { hash, offset, total, checked_at } => {
+                    let max_len = (self.blob_chunk as u64).min(total - offset);
+                    self.phase = Phase::AwaitDownload { hash: hash.clone(), offset, total, checked_at };
+                    return Ok(Some(Outgoing::BlobDownload { hash, offset, max_len }));
+                }
+                awaiting @ (Phase::AwaitPush { .. }
+                | Phase::AwaitPull
+                | Phase::AwaitUpload { .. }
+                | Phase::AwaitDownloadStatus { .. }
+                | Phase::AwaitDownload { .. }) => {
+                    self.phase = awaiting;
                     return Err(CoreError::invalid("sync", "a reply is still awaited"));
                 }
                 Phase::Done => return Ok(None),
@@ -155,16 +392,137 @@ impl<'s> SyncSession<'s> {
                 self.progress.docs_pulled += page.docs.len();
                 self.progress.bytes_pulled += bytes as u64;
                 self.progress.pages_pulled += 1;
-                if page.more {
-                    self.phase = Phase::Pull;
-                } else {
-                    self.phase = Phase::Done;
-                    self.progress.done = true;
+                self.phase = if page.more { Phase::Pull } else { Phase::Uploads };
+            }
+            (Phase::AwaitUpload { hash, offset, sent }, Incoming::BlobStatus(status)) => {
+                if status.complete {
+                    self.progress.photo_bytes_up += sent;
+                    self.store
+                        .mark_blob_acknowledged(&hash, Timestamp::from_millis(status.checked_at)?)
+                        .map_err(core_error)?;
+                    self.progress.photos_uploaded += 1;
+                    self.phase = Phase::Uploads;
+                    return Ok(());
+                }
+                if sent > 0 {
+                    if status.size_received == offset + sent {
+                        self.progress.photo_bytes_up += sent;
+                    } else {
+                        // The relay holds something other than what it just accepted (another
+                        // device uploading the same photo at once, say): start from its status,
+                        // but not forever.
+                        self.blob_retries += 1;
+                        if self.blob_retries > BLOB_RETRIES {
+                            let message = format!("the relay holds {} bytes after accepting bytes up to {}", status.size_received, offset + sent);
+                            self.problem(&hash, Direction::Up, "relay_out_of_step", message);
+                            self.phase = Phase::Uploads;
+                            return Ok(());
+                        }
+                    }
+                }
+                self.phase = Phase::UploadFrom { hash, offset: status.size_received };
+            }
+            (Phase::AwaitDownloadStatus { hash }, Incoming::BlobStatus(status)) => {
+                self.phase = Phase::Downloads;
+                if !status.complete {
+                    self.progress.photos_waiting += 1;
+                    return Ok(());
+                }
+                let total = status.size_received;
+                if total == 0 || total > MAX_BLOB_BYTES {
+                    self.problem(&hash, Direction::Down, "blob_too_large", format!("the relay offers a photo of {total} bytes"));
+                    return Ok(());
+                }
+                let path = self.partial_path(&hash);
+                let mut have = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                if have > total {
+                    std::fs::remove_file(&path)?;
+                    have = 0;
+                }
+                // A download that received every byte but stopped before storing them (the
+                // battery died) needs no request at all.
+                if have == total && self.finish_download(&hash, status.checked_at)? {
+                    return Ok(());
+                }
+                let offset = if have == total { 0 } else { have };
+                self.phase = Phase::DownloadFrom { hash, offset, total, checked_at: status.checked_at };
+            }
+            (Phase::AwaitDownload { hash, offset, total, checked_at }, Incoming::BlobBytes(part)) => {
+                let path = self.partial_path(&hash);
+                let len = part.bytes.len() as u64;
+                if part.start != offset || part.total != total || len == 0 || offset + len > total {
+                    let message = format!(
+                        "asked for bytes from {offset} of {total}, received {len} from {} of {}",
+                        part.start, part.total
+                    );
+                    self.problem(&hash, Direction::Down, "relay_out_of_step", message);
+                    let _ = std::fs::remove_file(&path);
+                    self.phase = Phase::Downloads;
+                    return Ok(());
+                }
+                std::fs::create_dir_all(self.store.partial_dir())?;
+                let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+                file.write_all(&part.bytes)?;
+                // On disk before it counts: a resumed download trusts the file's length.
+                file.sync_data()?;
+                drop(file);
+                self.progress.photo_bytes_down += len;
+                if offset + len < total {
+                    self.phase = Phase::DownloadFrom { hash, offset: offset + len, total, checked_at };
+                    return Ok(());
+                }
+                self.phase = Phase::Downloads;
+                if !self.finish_download(&hash, checked_at)? {
+                    self.problem(&hash, Direction::Down, "hash_mismatch", "the downloaded bytes do not have the photo's SHA-256; nothing was kept");
                 }
             }
             (phase, _) => {
                 self.phase = phase;
                 return Err(CoreError::invalid("sync", "a reply that does not answer the last request"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Digests a refusal of the last request. A relay's refusal of one photo (forbidden, not
+    /// there yet, out of step) is noted and the session moves on to the next photo; anything
+    /// else, and every refusal of a document message, ends the sync with the error.
+    pub fn handle_refusal(&mut self, error: CoreError) -> Result<()> {
+        let CoreError::Relay { status, code, message } = &error else {
+            return Err(error);
+        };
+        // A device the relay no longer knows, or a relay in trouble, stops the whole sync.
+        if *status == 401 || *status >= 500 {
+            return Err(error);
+        }
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::AwaitUpload { hash, .. } => {
+                if *status == 409 && self.blob_retries < BLOB_RETRIES {
+                    // Someone else's bytes or a lost reply moved the relay on: ask again.
+                    self.blob_retries += 1;
+                    self.phase = Phase::UploadStatus { hash };
+                } else {
+                    self.problem(&hash, Direction::Up, code, message.clone());
+                    self.phase = Phase::Uploads;
+                }
+            }
+            Phase::AwaitDownloadStatus { hash } | Phase::AwaitDownload { hash, .. } => {
+                if *status == 404 {
+                    self.progress.photos_waiting += 1;
+                    self.phase = Phase::Downloads;
+                } else if *status == 416 && self.blob_retries < BLOB_RETRIES {
+                    // The partial file no longer fits the relay's blob: start it again.
+                    self.blob_retries += 1;
+                    let _ = std::fs::remove_file(self.partial_path(&hash));
+                    self.phase = Phase::DownloadStatus { hash };
+                } else {
+                    self.problem(&hash, Direction::Down, code, message.clone());
+                    self.phase = Phase::Downloads;
+                }
+            }
+            phase => {
+                self.phase = phase;
+                return Err(error);
             }
         }
         Ok(())
@@ -200,7 +558,17 @@ pub fn run(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<Progress> {
-    let mut session = SyncSession::new(store, limits)?;
+    run_session(SyncSession::new(store, limits)?, transport, retry, cancel, on_progress)
+}
+
+/// [`run`] for a session set up by the caller (a smaller photo chunk, say).
+pub fn run_session(
+    mut session: SyncSession<'_>,
+    transport: &mut dyn Transport,
+    retry: Retry,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Progress> {
     on_progress(session.progress());
     while let Some(message) = session.next_request()? {
         let mut delay = retry.first_delay;
@@ -210,16 +578,19 @@ pub fn run(
                 return Err(CoreError::Cancelled);
             }
             match transport.send(&message) {
-                Ok(reply) => break reply,
+                Ok(reply) => break Ok(reply),
                 Err(CoreError::Network(_)) | Err(CoreError::Relay { status: 500..=599, .. }) if attempt + 1 < retry.attempts => {
                     attempt += 1;
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(retry.max_delay);
                 }
-                Err(e) => return Err(e),
+                Err(e) => break Err(e),
             }
         };
-        session.handle(reply)?;
+        match reply {
+            Ok(reply) => session.handle(reply)?,
+            Err(e) => session.handle_refusal(e)?,
+        }
         on_progress(session.progress());
     }
     Ok(session.progress().clone())
@@ -264,32 +635,92 @@ fn refusal(resp: reqwest::blocking::Response) -> CoreError {
     }
 }
 
+impl HttpTransport {
+    /// The URL of a blob, for an id checked to be a photo id: nothing else ever reaches a path.
+    fn blob_url(&self, hash: &str, suffix: &str) -> Result<String> {
+        validate_hash(hash).map_err(|e| CoreError::invalid("photo", e.to_string()))?;
+        Ok(format!("{}/v1/blobs/{hash}{suffix}", self.base))
+    }
+}
+
+/// A reply's body when its status is a success, the relay's refusal otherwise.
+fn success(resp: reqwest::blocking::Response) -> Result<reqwest::blocking::Response> {
+    if resp.status().is_success() {
+        Ok(resp)
+    } else {
+        Err(refusal(resp))
+    }
+}
+
+/// `bytes a-b/total` → (a, total).
+fn content_range(value: &str) -> Option<(u64, u64)> {
+    let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, _) = range.split_once('-')?;
+    Some((start.trim().parse().ok()?, total.trim().parse().ok()?))
+}
+
 impl Transport for HttpTransport {
     fn send(&mut self, message: &Outgoing) -> Result<Incoming> {
-        let resp = match message {
-            Outgoing::Push(req) => self
-                .client
-                .post(format!("{}/v1/push", self.base))
-                .bearer_auth(&self.token)
-                .header(reqwest::header::CONTENT_TYPE, protocol::BINARY_CONTENT_TYPE)
-                .body(protocol::encode(req))
-                .send(),
-            Outgoing::Pull { cursor, limit } => self
-                .client
-                .get(format!("{}/v1/pull", self.base))
-                .bearer_auth(&self.token)
-                .query(&[("cursor", cursor.as_str()), ("limit", &limit.to_string())])
-                .send(),
+        match message {
+            Outgoing::Push(req) => {
+                let resp = self
+                    .client
+                    .post(format!("{}/v1/push", self.base))
+                    .bearer_auth(&self.token)
+                    .header(reqwest::header::CONTENT_TYPE, protocol::BINARY_CONTENT_TYPE)
+                    .body(protocol::encode(req))
+                    .send()
+                    .map_err(network)?;
+                Ok(Incoming::Pushed(protocol::decode(&success(resp)?.bytes().map_err(network)?)?))
+            }
+            Outgoing::Pull { cursor, limit } => {
+                let resp = self
+                    .client
+                    .get(format!("{}/v1/pull", self.base))
+                    .bearer_auth(&self.token)
+                    .query(&[("cursor", cursor.as_str()), ("limit", &limit.to_string())])
+                    .send()
+                    .map_err(network)?;
+                Ok(Incoming::Pulled(protocol::decode(&success(resp)?.bytes().map_err(network)?)?))
+            }
+            Outgoing::BlobStatus { hash } => {
+                let resp = self.client.get(self.blob_url(hash, "/status")?).bearer_auth(&self.token).send().map_err(network)?;
+                Ok(Incoming::BlobStatus(success(resp)?.json().map_err(network)?))
+            }
+            Outgoing::BlobUpload { hash, offset, total, bytes } => {
+                let resp = self
+                    .client
+                    .put(self.blob_url(hash, "")?)
+                    .bearer_auth(&self.token)
+                    .query(&[("offset", offset), ("total", total)])
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(bytes.clone())
+                    .send()
+                    .map_err(network)?;
+                Ok(Incoming::BlobStatus(success(resp)?.json().map_err(network)?))
+            }
+            Outgoing::BlobDownload { hash, offset, max_len } => {
+                let last = offset + max_len.max(&1) - 1;
+                let resp = self
+                    .client
+                    .get(self.blob_url(hash, "")?)
+                    .bearer_auth(&self.token)
+                    .header(reqwest::header::RANGE, format!("bytes={offset}-{last}"))
+                    .send()
+                    .map_err(network)?;
+                let resp = success(resp)?;
+                let partial = resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+                let range = resp.headers().get(reqwest::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(content_range);
+                let bytes = resp.bytes().map_err(network)?.to_vec();
+                let (start, total) = match (partial, range) {
+                    (true, Some(range)) => range,
+                    // A whole blob (a relay that ignored the range): it starts at 0.
+                    (false, _) => (0, bytes.len() as u64),
+                    (true, None) => return Err(CoreError::Network("a partial reply without a Content-Range".into())),
+                };
+                Ok(Incoming::BlobBytes(BlobBytes { start, total, bytes }))
+            }
         }
-        .map_err(network)?;
-        if !resp.status().is_success() {
-            return Err(refusal(resp));
-        }
-        let body = resp.bytes().map_err(network)?;
-        Ok(match message {
-            Outgoing::Push(_) => Incoming::Pushed(protocol::decode(&body)?),
-            Outgoing::Pull { .. } => Incoming::Pulled(protocol::decode(&body)?),
-        })
     }
 }
 

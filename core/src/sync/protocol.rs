@@ -12,6 +12,28 @@
 //!   relay-issued cursor, in pages. A device with no cursor (or a document it has never had)
 //!   receives compact snapshots instead of every change.
 //! * Errors: a 4xx/5xx status with JSON [`ErrorBody`] `{code, message}`.
+//!
+//! Photos and other blobs travel on their own, after the documents that name them, because a
+//! photo is a thousand times larger than a day's changes and must be able to stop and resume
+//! anywhere. A blob is addressed by the SHA-256 of its bytes; `{hash}` must be exactly 64
+//! lowercase hexadecimal characters, anything else is refused with 400 before the relay looks at
+//! its disk. A device may upload, ask about or read a blob only if a document in its grids names
+//! it (in its photo list, removed entries included, or as a `Resolved` event's evidence), so a
+//! device pushes its documents before their photos; otherwise the answer is 403.
+//!
+//! * `GET /v1/blobs/{hash}/status` — JSON [`BlobStatus`]: how many bytes the relay holds and
+//!   whether the blob is complete (verified and stored).
+//! * `PUT /v1/blobs/{hash}?offset=N&total=T` — the body is the blob's bytes from `offset`, of a
+//!   blob of `total` bytes (at most [`MAX_BLOB_BYTES`]). `offset` must equal what the relay
+//!   already holds, otherwise 409 `wrong_offset` (ask the status again and send the rest). Each
+//!   chunk is on disk before the answer, a JSON [`BlobStatus`], so an upload cut off by a dropped
+//!   connection or a relay that lost power resumes from what the status says. When the last byte
+//!   arrives the relay checks the SHA-256: a mismatch is refused with 400 `hash_mismatch` and
+//!   everything received for the blob is discarded. Uploading a blob the relay already has is
+//!   answered with its complete status and changes nothing.
+//! * `GET /v1/blobs/{hash}` — the blob's bytes; with `Range: bytes=a-b` (or `a-`, or `-n`) only
+//!   that part, as 206 with `Content-Range: bytes a-b/total`, so a download resumes where it
+//!   stopped. 404 while the blob is not complete on the relay; 416 for a range past its end.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +113,32 @@ pub struct PullResponse {
     pub cursor: String,
     /// More pages wait behind this one.
     pub more: bool,
+}
+
+/// The largest blob (photo) the relay accepts. A stored photo is a JPEG of at most 1600 px, far
+/// below this; the limit only keeps a hostile device from filling the relay's disk in one go.
+pub const MAX_BLOB_BYTES: u64 = 20 * 1024 * 1024;
+
+/// What the relay holds of one blob (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlobStatus {
+    /// Bytes held: of a partial upload, or the whole blob's size once complete.
+    pub size_received: u64,
+    /// The blob is whole, its hash checked, and durable on the relay.
+    pub complete: bool,
+    /// The relay's clock when it answered (milliseconds since the epoch): a device records it as
+    /// the moment the relay confirmed it holds the photo.
+    pub checked_at: i64,
+}
+
+/// Part of a blob, as a download receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobBytes {
+    /// Where in the blob `bytes` begin.
+    pub start: u64,
+    /// The whole blob's size.
+    pub total: u64,
+    pub bytes: Vec<u8>,
 }
 
 /// Encodes a binary protocol message.
