@@ -12,3 +12,5 @@ cargo run -q -p gridwalk-bench -- p4 --smoke > target/bench-p4-smoke.json
 echo "benchmark smoke: p4 ok"
 cargo run -q -p gridwalk-bench -- photo --smoke > target/bench-photo-smoke.json
 echo "benchmark smoke: photo ok"
+cargo run -q -p gridwalk-bench -- sync --smoke > target/bench-sync-smoke.json
+echo "benchmark smoke: sync ok"

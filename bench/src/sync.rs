@@ -23,7 +23,7 @@
 //!   "on the wire" includes HTTP headers and websocket framing alike, and both pay the same hop.
 //! - P1 rounds alternate between the two systems, so drift hits both alike.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,7 +47,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rusqlite::{Connection, OpenFlags};
-use samod::{BackoffConfig, DialError, Dialer, DocumentId, PeerId, Repo, SearchState, Transport};
+use samod::{BackoffConfig, DialError, Dialer, DocumentId, PeerId, Repo, RepoEvent, RepoObserver, Transport};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -238,17 +238,26 @@ fn p1(cfg: &Cfg, rt: &Runtime, proxy: &Proxy, relay_bin: &Path, work: &Path) -> 
     let setup_started = Instant::now();
     let template = p1_template(cfg, proxy, relay_bin, work)?;
     let setup_seconds = setup_started.elapsed().as_secs_f64();
+    eprintln!("p1: set up {} devices in {setup_seconds:.1} s", cfg.devices);
 
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for round in 0..cfg.rounds {
         // Alternate which system goes first, so neither always runs on a warmer machine.
+        let mut run_ours = || -> anyhow::Result<()> {
+            let r = p1_ours_round(cfg, &template, proxy, relay_bin, work, round)?;
+            eprintln!("p1 round {round}: gridwalk converged in {:.0} ms", r.ms);
+            ours.push(r);
+            Ok(())
+        };
         if round % 2 == 0 {
-            ours.push(p1_ours_round(cfg, &template, proxy, relay_bin, work, round)?);
-            theirs.push(rt.block_on(p1_samod_round(cfg, &template, proxy))?);
-        } else {
-            theirs.push(rt.block_on(p1_samod_round(cfg, &template, proxy))?);
-            ours.push(p1_ours_round(cfg, &template, proxy, relay_bin, work, round)?);
+            run_ours()?;
+        }
+        let r = rt.block_on(p1_samod_round(cfg, &template, proxy))?;
+        eprintln!("p1 round {round}: samod converged in {:.0} ms", r.ms);
+        theirs.push(r);
+        if round % 2 == 1 {
+            run_ours()?;
         }
     }
 
@@ -293,17 +302,17 @@ fn p1(cfg: &Cfg, rt: &Runtime, proxy: &Proxy, relay_bin: &Path, work: &Path) -> 
             "wire_bytes": ours.iter().map(|r| r.wire.to_json()).collect::<Vec<_>>(),
             "median_wire_bytes": ours_wire,
             "wire_over_payload": round3(ours_wire / payload as f64),
-            "sync_sessions": ours.iter().map(|r| r.extra).collect::<Vec<_>>(),
+            "sync_sessions": ours.iter().map(|r| r.extra.clone()).collect::<Vec<_>>(),
         },
         "samod": {
-            "how": "samod 0.16 in this process (tokio, in-memory storage): an axum websocket server repo holding the grid's history; each device a repo that synced the history before the day, made the same day of work offline (the same Automerge bytes), then dials the server; every device is told every document id and waits on search() and changes() until each has the final heads",
+            "how": "samod 0.16 in this process (tokio, in-memory storage): an axum websocket server repo holding the grid's history; each device a repo that synced the history before the day, made the same day of work offline (the same Automerge bytes), then dials the server; every device is told every document id, waits until the server has announced each one to it (its observer's DocumentOpened), finds it and follows changes() until it has the final heads",
             "converge_ms": theirs.iter().map(|r| round2(r.ms)).collect::<Vec<_>>(),
             "median_ms": round2(theirs_ms),
             "wire_bytes": theirs.iter().map(|r| r.wire.to_json()).collect::<Vec<_>>(),
             "median_wire_bytes": theirs_wire,
             "wire_over_payload": round3(theirs_wire / payload as f64),
-            "wait_fallbacks": theirs.iter().map(|r| r.extra).collect::<Vec<_>>(),
-            "wait_fallbacks_note": "times a device's wait for a document fell back to searching or checking again after 500 ms without news; more than a few would mean the waiting, not samod, set its time",
+            "wait_fallbacks": theirs.iter().map(|r| r.extra.clone()).collect::<Vec<_>>(),
+            "wait_fallbacks_note": "times a device's wait for a document fell back from being told (announcement, change notification) to asking or looking again; searches or retries in any number would mean the waiting, not samod, set its time",
         },
         "ratios": {
             "samod_over_gridwalk_time": round2(theirs_ms / ours_ms),
@@ -534,8 +543,8 @@ fn p1_template(cfg: &Cfg, proxy: &Proxy, relay_bin: &Path, work: &Path) -> anyho
 struct RoundResult {
     ms: f64,
     wire: Wire,
-    /// Ours: sync sessions run by all devices together. samod: wait fallbacks.
-    extra: u64,
+    /// Ours: sync sessions run by all devices together. samod: how often its waits fell back.
+    extra: Value,
 }
 
 fn p1_ours_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy, relay_bin: &Path, work: &Path, round: usize) -> anyhow::Result<RoundResult> {
@@ -604,7 +613,7 @@ fn p1_ours_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy, relay_bin: &Pa
     relay.stop()?;
 
     // Untimed: every device must now hold exactly the expected documents at the expected heads.
-    let sessions = results.iter().map(|(_, s)| s).sum();
+    let sessions: u64 = results.iter().map(|(_, s)| s).sum();
     for (store, _) in &results {
         let ids = store.document_ids()?;
         ensure!(
@@ -620,7 +629,7 @@ fn p1_ours_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy, relay_bin: &Pa
     }
     drop(results);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(RoundResult { ms, wire, extra: sessions })
+    Ok(RoundResult { ms, wire, extra: json!(sessions) })
 }
 
 /// A websocket dialer for samod's devices: tokio-tungstenite over plain TCP (samod's own
@@ -662,37 +671,99 @@ fn sorted_heads(doc: &Automerge) -> Vec<ChangeHash> {
     heads
 }
 
-/// Waits until `repo` holds document `id` at `expected` heads. It searches (the device knows the
-/// id, as an app would from an index document), then follows the document's changes. If 500 ms
-/// pass with no news it searches or checks again, and counts that in `fallbacks`, so a missed
-/// notification can only slow samod down by that much and shows in the report.
-async fn converge(repo: Repo, id: DocumentId, expected: Arc<Vec<ChangeHash>>, fallbacks: Arc<AtomicU64>) -> anyhow::Result<()> {
-    const QUIET: Duration = Duration::from_millis(500);
-    loop {
-        let (mut state, mut states) = repo.search(id.clone()).map_err(|_| anyhow::anyhow!("samod repo stopped"))?;
-        let handle = loop {
-            if let SearchState::Found(handle) = state {
-                break Some(handle);
+/// The documents a samod repo has opened (spawned an actor for), told by its observer: a
+/// device learns of a document the server announces to it without asking for it.
+#[derive(Default)]
+struct Opened {
+    inner: Mutex<OpenedInner>,
+}
+
+#[derive(Default)]
+struct OpenedInner {
+    seen: HashSet<DocumentId>,
+    waiting: HashMap<DocumentId, Vec<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Opened {
+    /// Resolves once the repo has opened `id` (at once if it already has).
+    async fn wait(&self, id: &DocumentId) {
+        let rx = {
+            let mut inner = self.inner.lock().unwrap();
+            if inner.seen.contains(id) {
+                return;
             }
-            match tokio::time::timeout(QUIET, states.next()).await {
-                Ok(Some(next)) => state = next,
-                Ok(None) => bail!("samod repo stopped"),
-                Err(_) => {
-                    fallbacks.fetch_add(1, Ordering::Relaxed);
-                    break None;
-                }
-            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            inner.waiting.entry(id.clone()).or_default().push(tx);
+            rx
         };
-        let Some(handle) = handle else { continue };
-        // Subscribe before looking, so a change between the look and the wait is not missed.
-        let mut changes = handle.changes();
-        loop {
-            if handle.with_document(|d| sorted_heads(d)) == *expected {
-                return Ok(());
+        let _ = rx.await;
+    }
+}
+
+struct OpenedObserver(Arc<Opened>);
+
+impl RepoObserver for OpenedObserver {
+    fn observe(&self, event: &RepoEvent) {
+        if let RepoEvent::DocumentOpened { document_id } = event {
+            let mut inner = self.0.inner.lock().unwrap();
+            inner.seen.insert(document_id.clone());
+            for tx in inner.waiting.remove(document_id).unwrap_or_default() {
+                let _ = tx.send(());
             }
-            if tokio::time::timeout(QUIET, changes.next()).await.is_err() {
-                fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counts of the times a samod device's wait fell back from being told to asking or looking.
+#[derive(Default)]
+struct Fallbacks {
+    /// A find ended with the document unavailable, so the device waited 500 ms to try again.
+    unavailable: AtomicU64,
+    /// A second passed with no change notification, so the device looked at the heads again.
+    rechecks: AtomicU64,
+}
+
+impl Fallbacks {
+    fn to_json(&self) -> Value {
+        json!({
+            "retries_after_unavailable": self.unavailable.load(Ordering::Relaxed),
+            "rechecks_after_1s_without_change": self.rechecks.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Waits until `repo` holds document `id` at `expected` heads.
+///
+/// In the burst (`announced`), the device waits to be told of the document: samod's server, with
+/// its default share policy, announces every document it holds to every connected peer, so this
+/// is samod's own path, and the waiting adds no requests of its own (searching for documents the
+/// server does not have yet makes it answer "unavailable" and the device ask again, which slows
+/// the server down). Once the repo has opened the document, `find` returns it from memory, and
+/// the device follows its changes until the heads match. Before the burst (the history everyone
+/// synced earlier) the device simply finds each document. The fallbacks only guard against a
+/// missed notification, and are counted in the report.
+async fn converge(repo: Repo, opened: Arc<Opened>, announced: bool, id: DocumentId, expected: Arc<Vec<ChangeHash>>, fallbacks: Arc<Fallbacks>) -> anyhow::Result<()> {
+    const QUIET: Duration = Duration::from_secs(1);
+    let handle = loop {
+        if announced {
+            opened.wait(&id).await;
+        }
+        match repo.find(id.clone()).await.map_err(|_| anyhow::anyhow!("samod repo stopped"))? {
+            Some(handle) => break handle,
+            None => {
+                fallbacks.unavailable.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
+        }
+    };
+    // Subscribe before looking, so a change between the look and the wait is not missed.
+    let mut changes = handle.changes();
+    loop {
+        if handle.with_document(|d| sorted_heads(d)) == *expected {
+            return Ok(());
+        }
+        if tokio::time::timeout(QUIET, changes.next()).await.is_err() {
+            fallbacks.rechecks.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -725,17 +796,26 @@ async fn p1_samod_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy) -> anyh
     let server_task = tokio::spawn(async move { axum::serve(listener, app).await });
     proxy.set_upstream(addr);
     let url = url::Url::parse(&format!("ws://{}/", proxy.addr))?;
-    let fallbacks = Arc::new(AtomicU64::new(0));
+    let fallbacks = Arc::new(Fallbacks::default());
 
     // Untimed: each device syncs the grid's history, as ours did before the day, then goes
     // offline and makes the same day of work from the same bytes.
     let mut devices = Vec::new();
     let mut new_handles = Vec::new();
     for (i, outbox) in template.outboxes.iter().enumerate() {
-        let repo = Repo::build_tokio().with_peer_id(PeerId::from(format!("phone-{i:02}"))).load().await;
+        let seen = Arc::new(Opened::default());
+        let repo = Repo::build_tokio()
+            .with_peer_id(PeerId::from(format!("phone-{i:02}")))
+            .with_observer(OpenedObserver(seen.clone()))
+            .load()
+            .await;
         let dialer = repo.dial(BackoffConfig::default(), Arc::new(WsDialer { url: url.clone() })).map_err(stopped)?;
         dialer.established().await.map_err(|e| anyhow::anyhow!("samod dial failed: {e:?}"))?;
-        let waits = template.history.iter().zip(&history_heads).map(|((id, _), heads)| converge(repo.clone(), ids[id].clone(), heads.clone(), fallbacks.clone()));
+        let waits = template
+            .history
+            .iter()
+            .zip(&history_heads)
+            .map(|((id, _), heads)| converge(repo.clone(), seen.clone(), false, ids[id].clone(), heads.clone(), fallbacks.clone()));
         futures::future::try_join_all(waits).await?;
         dialer.close();
         // The day's chunks of each document, concatenated in the order they were written.
@@ -756,33 +836,58 @@ async fn p1_samod_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy) -> anyh
                 new_handles.push(handle);
             }
         }
-        devices.push(repo);
+        devices.push((repo, seen));
     }
     ensure!(ids.len() == template.expected.len(), "samod got {} documents, {} expected", ids.len(), template.expected.len());
     let expected: Arc<Vec<(DocumentId, Arc<Vec<ChangeHash>>)>> =
         Arc::new(template.expected.iter().map(|(id, heads)| (ids[id].clone(), Arc::new(heads.clone()))).collect());
     // Let the setup connections close before the burst, so their goodbyes are not counted.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    fallbacks.store(0, Ordering::Relaxed);
+    let fallbacks = Arc::new(Fallbacks::default());
 
+    let converged = Arc::new(AtomicUsize::new(0));
     proxy.reset();
     let began = Instant::now();
     let mut dialers = Vec::new();
     let mut tasks = Vec::new();
-    for repo in &devices {
+    for (repo, seen) in &devices {
         dialers.push(repo.dial(BackoffConfig::default(), Arc::new(WsDialer { url: url.clone() })).map_err(stopped)?);
-        let (repo, expected, fallbacks) = (repo.clone(), expected.clone(), fallbacks.clone());
+        let (repo, seen, expected, fallbacks, converged) = (repo.clone(), seen.clone(), expected.clone(), fallbacks.clone(), converged.clone());
         tasks.push(tokio::spawn(async move {
-            let waits = expected.iter().map(|(id, heads)| converge(repo.clone(), id.clone(), heads.clone(), fallbacks.clone()));
+            let waits = expected.iter().map(|(id, heads)| {
+                let converged = converged.clone();
+                let wait = converge(repo.clone(), seen.clone(), true, id.clone(), heads.clone(), fallbacks.clone());
+                async move {
+                    wait.await?;
+                    converged.fetch_add(1, Ordering::Relaxed);
+                    Ok::<_, anyhow::Error>(())
+                }
+            });
             futures::future::try_join_all(waits).await.map(|_| ())
         }));
     }
+    // A long burst says how far it has got, on stderr, so a stuck run can be told from a slow one.
+    let reporter = {
+        let (converged, fallbacks, total) = (converged.clone(), fallbacks.clone(), expected.len() * devices.len());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                eprintln!(
+                    "samod burst: {}/{total} document copies converged after {:.0} s (fallbacks {})",
+                    converged.load(Ordering::Relaxed),
+                    began.elapsed().as_secs_f64(),
+                    fallbacks.to_json()
+                );
+            }
+        })
+    };
     let all = futures::future::join_all(tasks);
     let results = tokio::time::timeout(cfg.samod_timeout, all)
         .await
         .map_err(|_| anyhow::anyhow!("samod had not converged after {:?}", cfg.samod_timeout))?;
     let ms = began.elapsed().as_secs_f64() * 1000.0;
     let wire = proxy.wire();
+    reporter.abort();
     for r in results {
         r??;
     }
@@ -791,12 +896,12 @@ async fn p1_samod_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy) -> anyh
         dialer.close();
     }
     drop(new_handles);
-    for repo in &devices {
+    for (repo, _) in &devices {
         repo.stop().await;
     }
     server.stop().await;
     server_task.abort();
-    Ok(RoundResult { ms, wire, extra: fallbacks.load(Ordering::Relaxed) })
+    Ok(RoundResult { ms, wire, extra: fallbacks.to_json() })
 }
 
 // ----- P2 and P3: a new device pulls everything, then syncs with nothing to do -------------------
