@@ -426,7 +426,7 @@ fn time_first_pages(cases: &[Case], iterations: usize) -> anyhow::Result<Vec<Pag
             // Rotate which town goes first, and within a town which side goes first, so that
             // none always runs on caches another has just warmed (or cooled).
             let k = (i + j) % cases.len();
-            let (api, raw) = if (i + k) % 2 == 0 {
+            let (api, raw) = if (i + k).is_multiple_of(2) {
                 let api = api_once(k)?;
                 (api, raw_once(k, &mut raw_ids[k])?)
             } else {

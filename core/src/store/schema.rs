@@ -234,9 +234,15 @@ CREATE INDEX request_page_by_grid_status ON request_index(
     category, urgency, department, owner, deadline, created_at, address, description);
 "#;
 
+/// Version 8: re-indexing a visit deletes its walker rows by visit id; without an index on it that
+/// scanned every walker row of every visit (22 ms a visit at 78k rows).
+const V8: &str = r#"
+CREATE INDEX visit_walkers_by_visit ON visit_walkers(visit_id);
+"#;
+
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up_with_hook(V5, fill_photo_wanted), M::up(V6), M::up(V7)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up_with_hook(V5, fill_photo_wanted), M::up(V6), M::up(V7), M::up(V8)])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 7;
+pub const LATEST_VERSION: usize = 8;
