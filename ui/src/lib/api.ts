@@ -1,0 +1,329 @@
+// The one way the UI talks to the core: the command contract of docs/app-commands.md.
+// In the Tauri app every command goes through the single Tauri command `call`; in a browser
+// (gridwalk-bridge) it is `POST /api/<cmd>` at the page's own origin.
+
+import { invoke } from '@tauri-apps/api/core';
+
+// ---------------------------------------------------------------------------------------------
+// Types (mirroring docs/app-commands.md)
+
+export type ApiError = { code: string; message: string };
+
+export type Progress = {
+  docs_to_push: number;
+  docs_pushed: number;
+  bytes_pushed: number;
+  docs_pulled: number;
+  bytes_pulled: number;
+  pages_pulled: number;
+  photos_to_upload: number;
+  photo_bytes_to_upload: number;
+  photos_uploaded: number;
+  photo_bytes_up: number;
+  photos_to_download: number;
+  photos_downloaded: number;
+  photo_bytes_down: number;
+  photos_waiting: number;
+  done: boolean;
+  fraction: number;
+};
+
+export type Role = 'walker' | 'hall' | 'admin';
+
+export type AppStatus = {
+  enrolled: boolean;
+  device_name: string | null;
+  walker: { id: string; name: string } | null;
+  role: Role | null;
+  relay_url: string | null;
+  grids: string[];
+  online: boolean;
+  syncing: boolean;
+  progress: Progress | null;
+  last_sync_at: number | null;
+  last_error: ApiError | null;
+  pending_documents: number;
+  pending_photos: number;
+  now: number;
+};
+
+export type Category = { code: string; zh: string; en: string };
+export type Department = { id: string; name: string; level: string };
+export type WalkerRef = { id: string; name: string; grids: string[] };
+export type Reference = { categories: Category[]; departments: Department[]; walkers: WalkerRef[] };
+
+export type GridSummary = {
+  id: string;
+  name: string;
+  village: string | null;
+  enterprise_grid: boolean;
+  households: number;
+  enterprises: number;
+  stale_places: number;
+};
+
+export type PlaceKind = 'household' | 'enterprise';
+export type Place = {
+  id: string;
+  kind: PlaceKind;
+  name: string;
+  address: string;
+  micro_grid: string | null;
+  tags: string[];
+  phone: string | null;
+  last_visited_at: number | null;
+  stale: boolean;
+};
+
+export type Gps = { lat: number; lon: number; accuracy_m?: number };
+export type VisitKind = 'daily' | 'sweep' | 'evening_talk';
+export const VISIT_KINDS: VisitKind[] = ['daily', 'sweep', 'evening_talk'];
+
+export type VisitTarget = { kind: PlaceKind; id: string } | { kind: 'place'; address: string };
+export type NewVisitArgs = {
+  grid: string;
+  target: VisitTarget;
+  kind: VisitKind;
+  companions: string[];
+  other_walkers: string[];
+  notes: string;
+  gps?: Gps;
+};
+export type VisitSummary = {
+  id: string;
+  grid: string;
+  target_kind: string;
+  target_id: string | null;
+  kind: VisitKind;
+  visited_at: number;
+  created_by: string;
+  walkers: string[];
+  notes: string;
+  request_count: number;
+};
+
+export type Urgency = 'low' | 'normal' | 'high' | 'urgent';
+export const URGENCIES: Urgency[] = ['low', 'normal', 'high', 'urgent'];
+
+export type Reporter =
+  | { kind: 'anonymous' }
+  | { kind: 'resident'; name: string; phone?: string; household?: string };
+export type NewRequestArgs = {
+  grid: string;
+  category: string;
+  description: string;
+  urgency: Urgency;
+  address: string;
+  reporter: Reporter;
+  gps?: Gps;
+  visit?: string;
+};
+
+export const STATUSES = [
+  'new',
+  'accepted',
+  'assigned',
+  'resolved',
+  'feedback_given',
+  'rated',
+  'closed',
+  'rejected',
+  'merged',
+  'reopened',
+] as const;
+export type Status = (typeof STATUSES)[number];
+
+export type RequestRow = {
+  id: string;
+  grid: string;
+  status: string;
+  category: string;
+  urgency: Urgency;
+  department: string | null;
+  owner: string | null;
+  deadline: number | null;
+  updated_at: number;
+  created_at: number;
+  address: string;
+  description: string;
+  overdue: boolean;
+};
+
+export type PhotoRole = 'before' | 'after';
+export type PhotoRef = { hash: string; role: PhotoRole; removed: boolean; here: boolean };
+
+export type HistoryEvent = {
+  id: string;
+  type: string;
+  at: number;
+  relay_received_at: number | null;
+  actor: string;
+  device: string;
+  applied: boolean;
+  details: Record<string, unknown>;
+};
+
+export type RequestDetail = RequestRow & {
+  reporter: Reporter | { kind: 'enterprise'; id: string; contact?: string };
+  source: 'visit' | 'walk_in' | 'phone';
+  visit: string | null;
+  assignee: string | null;
+  level: string | null;
+  rating: string | null;
+  created_by: string;
+  photos: PhotoRef[];
+  history: HistoryEvent[];
+  allowed: string[];
+};
+
+export type Rating = 'satisfied' | 'basically' | 'not_satisfied';
+export const RATINGS: Rating[] = ['satisfied', 'basically', 'not_satisfied'];
+
+export type ActionArgs =
+  | { type: 'feedback_given'; note: string }
+  | { type: 'rated'; rating: Rating; comment: string }
+  | { type: 'progress'; note: string }
+  | {
+      type: 'triaged';
+      decision:
+        | { kind: 'accept' }
+        | { kind: 'merge_into'; target: string }
+        | { kind: 'reject'; reason: string }
+        | { kind: 'solved_on_spot'; note: string };
+    }
+  | { type: 'assigned'; department: string; person?: string; deadline: number; level: 'village' | 'town' | 'county' }
+  | { type: 'resolved'; note: string }
+  | { type: 'reopened'; reason: string }
+  | { type: 'closed'; note: string };
+
+export type RequestsArgs = {
+  grid?: string;
+  statuses?: string[];
+  text?: string;
+  overdue_only?: boolean;
+  limit?: number;
+  offset?: number;
+};
+
+export type Draft<T = unknown> = { value: T | null; updated_at: number | null };
+
+// ---------------------------------------------------------------------------------------------
+// Transport
+
+export type Transport = (cmd: string, args: Record<string, unknown>) => Promise<unknown>;
+
+declare global {
+  interface Window {
+    __TAURI_INTERNALS__?: unknown;
+  }
+}
+
+/** Turn whatever a failed call produced into `{code, message}`. */
+export function toApiError(e: unknown, fallbackCode = 'unknown'): ApiError {
+  if (e && typeof e === 'object') {
+    const o = e as Record<string, unknown>;
+    if (typeof o.code === 'string') {
+      return { code: o.code, message: typeof o.message === 'string' ? o.message : String(o.code) };
+    }
+    if (typeof o.message === 'string') return { code: fallbackCode, message: o.message };
+  }
+  if (typeof e === 'string') {
+    // A Tauri command may reject with a JSON string.
+    try {
+      const parsed = JSON.parse(e);
+      if (parsed && typeof parsed === 'object' && typeof parsed.code === 'string') return toApiError(parsed, fallbackCode);
+    } catch {
+      /* plain text */
+    }
+    return { code: fallbackCode, message: e };
+  }
+  return { code: fallbackCode, message: String(e) };
+}
+
+export function isTauri(): boolean {
+  return typeof window !== 'undefined' && window.__TAURI_INTERNALS__ !== undefined && window.__TAURI_INTERNALS__ !== null;
+}
+
+async function tauriTransport(cmd: string, args: Record<string, unknown>): Promise<unknown> {
+  try {
+    return await invoke('call', { cmd, args });
+  } catch (e) {
+    throw toApiError(e);
+  }
+}
+
+async function fetchTransport(cmd: string, args: Record<string, unknown>): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch('/api/' + cmd, {
+      method: 'POST',
+      body: JSON.stringify(args ?? {}),
+      headers: { 'content-type': 'application/json' },
+    });
+  } catch (e) {
+    // The bridge itself is not answering (not the relay: that is reported as `network`).
+    throw { code: 'transport', message: e instanceof Error ? e.message : String(e) } satisfies ApiError;
+  }
+  const text = await res.text();
+  let body: unknown = null;
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = text;
+    }
+  }
+  if (!res.ok) {
+    const err = toApiError(body, 'http_' + res.status);
+    if (!err.message) err.message = res.statusText || 'HTTP ' + res.status;
+    throw err;
+  }
+  return body;
+}
+
+/** The transport picked by the environment; tests may replace it with `setTransport`. */
+const defaultTransport: Transport = (cmd, args) => (isTauri() ? tauriTransport(cmd, args) : fetchTransport(cmd, args));
+let transport: Transport = defaultTransport;
+
+/** Replace the transport (unit tests only); `null` restores the real one. */
+export function setTransport(t: Transport | null): void {
+  transport = t ?? defaultTransport;
+}
+
+/** Call one command. Rejects with `{code, message}`. */
+export async function call<T = unknown>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
+  try {
+    return (await transport(cmd, args)) as T;
+  } catch (e) {
+    throw toApiError(e);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed wrappers, one per command
+
+export const api = {
+  status: () => call<AppStatus>('status', {}),
+  enroll: (args: { relay_url: string; code: string; device_name: string }) => call<AppStatus>('enroll', args),
+  syncNow: () => call<AppStatus>('sync_now', {}),
+
+  reference: () => call<Reference>('reference', {}),
+  grids: () => call<GridSummary[]>('grids', {}),
+  places: (args: { grid: string; query?: string }) => call<Place[]>('places', args),
+
+  recordVisit: (args: NewVisitArgs) => call<{ id: string }>('record_visit', args),
+  visits: (args: { grid?: string; target?: string; limit?: number } = {}) => call<VisitSummary[]>('visits', args),
+
+  raiseRequest: (args: NewRequestArgs) => call<{ id: string }>('raise_request', args),
+  addPhoto: (args: { doc_id: string; role: PhotoRole; file_name: string; data_base64: string }) =>
+    call<PhotoRef>('add_photo', args),
+  requests: (args: RequestsArgs = {}) => call<{ items: RequestRow[]; total: number }>('requests', args),
+  request: (id: string) => call<RequestDetail>('request', { id }),
+  act: (id: string, action: ActionArgs) => call<RequestDetail>('act', { id, action }),
+  photo: (hash: string, thumbnail: boolean) =>
+    call<{ mime: string; data_base64: string }>('photo', { hash, thumbnail }),
+
+  draftGet: <T = unknown>(key: string) => call<Draft<T>>('draft_get', { key }),
+  draftPut: (key: string, value: unknown) => call<Record<string, never>>('draft_put', { key, value }),
+  draftDelete: (key: string) => call<Record<string, never>>('draft_delete', { key }),
+};

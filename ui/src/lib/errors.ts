@@ -1,0 +1,21 @@
+// Error codes to sentences in the user's language; unknown codes show the core's message.
+
+import { has, t } from './i18n.svelte';
+import { toApiError } from './api';
+
+export function errorText(e: unknown): string {
+  const err = toApiError(e);
+  if (err.code === 'invalid_input') {
+    // The core's message reads "invalid <field>: <what>"; name the field when we know it.
+    const m = /^invalid ([a-z_]+)/.exec(err.message || '');
+    if (m && has('field.' + m[1])) return t('error.invalid_input_field', { field: t('field.' + m[1]) });
+  }
+  if (err.code === 'relay_refused') {
+    // "the relay refused: <message> (<relay code>)": prefer the relay's own code when we know it.
+    const m = /\(([a-z_]+)\)\s*$/.exec(err.message || '');
+    if (m && has('error.' + m[1])) return t('error.' + m[1]);
+  }
+  if (has('error.' + err.code)) return t('error.' + err.code);
+  if (/^photo_/.test(err.code)) return t('error.photo_other');
+  return err.message || err.code;
+}

@@ -1,0 +1,61 @@
+// A request's history event, told in the user's language: the action's fields as label/value lines.
+
+import { formatDateTime } from './format';
+import { has, label, t } from './i18n.svelte';
+import { departmentName, walkerName } from './reference.svelte';
+
+export type DetailLine = { key: string; label: string; value: string };
+
+function fieldLabel(key: string): string {
+  return has('field.' + key) ? t('field.' + key) : key;
+}
+
+function scalar(key: string, v: unknown): string {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'boolean') return v ? t('common.yes') : t('common.no');
+  if (key === 'deadline' || key.endsWith('_at')) return typeof v === 'number' ? formatDateTime(v) : String(v);
+  if (key === 'department') return departmentName(String(v));
+  if (key === 'person' || key === 'assignee' || key === 'owner') return walkerName(String(v));
+  if (key === 'rating') return label('rating', String(v));
+  if (key === 'level') return label('level', String(v));
+  return String(v);
+}
+
+/** The lines worth showing for one event's `details` (the action's fields). */
+export function describeDetails(details: unknown): DetailLine[] {
+  const out: DetailLine[] = [];
+  walk(details, out);
+  return out.filter((l) => l.value !== '');
+}
+
+function walk(details: unknown, out: DetailLine[]): void {
+  if (!details || typeof details !== 'object' || Array.isArray(details)) return;
+  for (const [key, v] of Object.entries(details as Record<string, unknown>)) {
+    if (key === 'type') continue; // the event's type, shown as its title
+    if (key === 'decision' && v && typeof v === 'object') {
+      // 研判: {kind: 'reject', reason} (or tagged `decision` inside)
+      const d = v as Record<string, unknown>;
+      const kind = String(d.kind ?? d.decision ?? d.type ?? '');
+      out.push({ key, label: fieldLabel('decision'), value: label('triage', kind) });
+      walk(Object.fromEntries(Object.entries(d).filter(([k]) => !['kind', 'decision', 'type'].includes(k))), out);
+      continue;
+    }
+    if (key === 'decision' && typeof v === 'string' && has('triage.' + v)) {
+      out.push({ key, label: fieldLabel('decision'), value: label('triage', v) });
+      continue;
+    }
+    if (key === 'photos' && Array.isArray(v)) {
+      if (v.length) out.push({ key, label: fieldLabel('photos'), value: t('history.photoCount', { n: v.length }) });
+      continue;
+    }
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      walk(v, out); // e.g. `assignment: {department, person, deadline, level}`
+      continue;
+    }
+    if (Array.isArray(v)) {
+      out.push({ key, label: fieldLabel(key), value: v.map((x) => scalar(key, x)).join('、') });
+      continue;
+    }
+    out.push({ key, label: fieldLabel(key), value: scalar(key, v) });
+  }
+}

@@ -1,0 +1,53 @@
+// Request list logic that lives in the UI: status groups for the filter, overdue and ordering.
+
+import type { RequestRow } from './api';
+
+export const STATUS_GROUPS = {
+  all: [] as string[],
+  open: ['new', 'accepted', 'assigned', 'reopened'],
+  resolved: ['resolved'],
+  feedback: ['feedback_given'],
+  done: ['rated', 'closed'],
+  not_taken: ['rejected', 'merged'],
+} as const;
+export type StatusGroup = keyof typeof STATUS_GROUPS;
+export const STATUS_GROUP_NAMES = Object.keys(STATUS_GROUPS) as StatusGroup[];
+
+/** Statuses in which a deadline no longer matters. */
+const FINISHED = new Set(['resolved', 'feedback_given', 'rated', 'closed', 'rejected', 'merged']);
+
+/** The `statuses` argument for a group (undefined = all). */
+export function statusesFor(group: StatusGroup): string[] | undefined {
+  const s = STATUS_GROUPS[group];
+  return s.length ? [...s] : undefined;
+}
+
+/** Overdue: the core says so, or (between two status refreshes) the deadline has just passed. */
+export function isOverdue(row: Pick<RequestRow, 'overdue' | 'deadline' | 'status'>, now: number): boolean {
+  if (row.overdue) return true;
+  return row.deadline !== null && row.deadline < now && !FINISHED.has(row.status);
+}
+
+/** Overdue first, then by deadline (soonest first, none last), then newest. Stable. */
+export function sortRequests<T extends Pick<RequestRow, 'overdue' | 'deadline' | 'status' | 'created_at'>>(
+  rows: T[],
+  now: number,
+): T[] {
+  return rows
+    .map((r, i) => ({ r, i, o: isOverdue(r, now) }))
+    .sort((a, b) => {
+      if (a.o !== b.o) return a.o ? -1 : 1;
+      const da = a.r.deadline ?? Infinity;
+      const db = b.r.deadline ?? Infinity;
+      if (da !== db) return da < db ? -1 : 1;
+      if (a.r.created_at !== b.r.created_at) return b.r.created_at - a.r.created_at;
+      return a.i - b.i;
+    })
+    .map((x) => x.r);
+}
+
+/** A place not visited within 14 days (the core computes `stale`; this is the same rule). */
+export const STALE_DAYS = 14;
+export function isStale(lastVisitedAt: number | null, now: number): boolean {
+  return lastVisitedAt === null || now - lastVisitedAt > STALE_DAYS * 24 * 3600 * 1000;
+}

@@ -1,0 +1,66 @@
+// The device's AppStatus, polled every second while a sync runs and every five seconds otherwise.
+
+import { api, toApiError, type ApiError, type AppStatus } from './api';
+
+export const FAST_POLL_MS = 1000;
+export const SLOW_POLL_MS = 5000;
+
+export const app = $state<{ status: AppStatus | null; error: ApiError | null; loaded: boolean }>({
+  status: null,
+  error: null,
+  loaded: false,
+});
+
+let timer: ReturnType<typeof setTimeout> | undefined;
+let running = false;
+
+export function setStatus(s: AppStatus): void {
+  app.status = s;
+  app.error = null;
+  app.loaded = true;
+}
+
+export async function refreshStatus(): Promise<AppStatus | null> {
+  try {
+    const s = await api.status();
+    setStatus(s);
+    return s;
+  } catch (e) {
+    app.error = toApiError(e);
+    app.loaded = true;
+    return null;
+  }
+}
+
+export function nextPollDelay(s: AppStatus | null): number {
+  return s?.syncing ? FAST_POLL_MS : SLOW_POLL_MS;
+}
+
+async function tick() {
+  if (!running) return;
+  await refreshStatus();
+  if (!running) return;
+  timer = setTimeout(tick, nextPollDelay(app.status));
+}
+
+export function startPolling(): void {
+  if (running) return;
+  running = true;
+  void tick();
+}
+
+export function stopPolling(): void {
+  running = false;
+  clearTimeout(timer);
+}
+
+/** Poll soon (after a sync was started, for instance). */
+export function pollSoon(ms = 300): void {
+  if (!running) return;
+  clearTimeout(timer);
+  timer = setTimeout(tick, ms);
+}
+
+export function pendingCount(s: AppStatus | null): number {
+  return s ? (s.pending_documents || 0) + (s.pending_photos || 0) : 0;
+}

@@ -1,0 +1,9 @@
+import { afterEach } from 'vitest';
+import { setTransport } from '../lib/api';
+import { setLang } from '../lib/i18n.svelte';
+
+afterEach(() => {
+  setTransport(null);
+  setLang('zh-CN');
+  localStorage.clear();
+});
