@@ -1,0 +1,129 @@
+import { fireEvent, render, screen, waitFor } from '@testing-library/svelte';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { RequestDetail as Detail } from '../lib/api';
+import { setLang } from '../lib/i18n.svelte';
+import { refs } from '../lib/reference.svelte';
+import RequestDetail from '../screens/RequestDetail.svelte';
+import { stubTransport } from './stub';
+
+const T0 = Date.UTC(2026, 10, 1, 2, 0); // 10:00 Shanghai
+
+function detail(over: Partial<Detail> = {}): Detail {
+  return {
+    id: 'r-1',
+    grid: 'g1',
+    status: 'resolved',
+    category: 'streetlight',
+    urgency: 'normal',
+    department: 'dept-urban',
+    owner: null,
+    deadline: T0 + 7 * 86400_000,
+    updated_at: T0,
+    created_at: T0,
+    address: '三组 12 号',
+    description: '路灯不亮',
+    overdue: false,
+    reporter: { kind: 'anonymous' },
+    source: 'visit',
+    visit: 'v-1',
+    assignee: null,
+    level: 'town',
+    rating: null,
+    created_by: 'w1',
+    photos: [
+      { hash: 'aaa', role: 'before', removed: false, here: true },
+      { hash: 'bbb', role: 'before', removed: false, here: false },
+      { hash: 'ccc', role: 'before', removed: true, here: true },
+    ],
+    history: [
+      { id: 'e1', type: 'collected', at: T0, relay_received_at: T0 + 3600_000, actor: 'w1', device: 'phone-1', applied: true, details: {} },
+      { id: 'e3', type: 'resolved', at: T0 + 2 * 86400_000, relay_received_at: null, actor: 's1', device: 'hall-pc', applied: true, details: { note: '已更换灯泡' } },
+      { id: 'e2', type: 'rated', at: T0 + 86400_000, relay_received_at: T0 + 86400_000, actor: 'w2', device: 'phone-2', applied: false, details: { rating: 'satisfied', comment: '' } },
+    ],
+    allowed: ['feedback_given'],
+    ...over,
+  };
+}
+
+describe('request detail', () => {
+  beforeEach(() => {
+    refs.reference = {
+      categories: [{ code: 'streetlight', zh: '路灯', en: 'Streetlight' }],
+      departments: [{ id: 'dept-urban', name: '城建办', level: 'town' }],
+      walkers: [{ id: 'w1', name: '张桂英', grids: ['g1'] }],
+    };
+  });
+
+  it('shows fields, photos (placeholder when not here yet) and the full timeline', async () => {
+    const stub = stubTransport({
+      request: () => detail(),
+      photo: (a) => {
+        if (a.hash === 'bbb') throw { code: 'photo_not_here_yet', message: 'not here' };
+        return { mime: 'image/jpeg', data_base64: '/9j/' };
+      },
+    });
+    render(RequestDetail, { props: { id: 'r-1' } });
+    expect((await screen.findByTestId('detail-category')).textContent).toBe('路灯');
+    expect(screen.getByTestId('detail-office').textContent).toBe('城建办');
+    expect(screen.getByTestId('detail-status').textContent).toBe('已办结');
+
+    await waitFor(() => expect(screen.getAllByTestId('photo-thumb').map((e) => e.dataset.state)).toEqual(['ok', 'not_here']));
+    expect(screen.getByTestId('photo-not-here').textContent).toContain('照片还没同步到本机');
+    expect(stub.of('photo')).toEqual([
+      { hash: 'aaa', thumbnail: true },
+      { hash: 'bbb', thumbnail: true },
+    ]);
+
+    const events = screen.getAllByTestId('timeline-event');
+    expect(events.map((e) => e.dataset.type)).toEqual(['collected', 'rated', 'resolved']);
+    expect(events[0].textContent).toContain('收集');
+    expect(events[0].textContent).toContain('张桂英');
+    expect(events[0].textContent).toContain('2026-11-01 10:00');
+    expect(events[0].textContent).toContain('2026-11-01 11:00');
+    expect(events[1].dataset.applied).toBe('false');
+    expect(events[1].className).toContain('unapplied');
+    expect(events[1].textContent).toContain('未生效');
+    expect(events[2].textContent).toContain('已更换灯泡');
+    expect(events[2].textContent).toContain('未上传');
+
+    // Only the actions the core allows are offered.
+    expect(screen.getByTestId('feedback-submit')).toBeTruthy();
+    expect(screen.queryByTestId('rating-submit')).toBeNull();
+  });
+
+  it('records feedback and then the resident’s rating with act', async () => {
+    let current = detail();
+    const stub = stubTransport({
+      request: () => current,
+      photo: () => ({ mime: 'image/jpeg', data_base64: '/9j/' }),
+      act: (a) => {
+        const action = a.action as { type: string };
+        current =
+          action.type === 'feedback_given'
+            ? detail({ status: 'feedback_given', allowed: ['rated'] })
+            : detail({ status: 'rated', rating: 'basically', allowed: [] });
+        return current;
+      },
+    });
+    render(RequestDetail, { props: { id: 'r-1' } });
+    await fireEvent.input(await screen.findByTestId('feedback-note'), { target: { value: '路灯已修好' } });
+    await fireEvent.click(screen.getByTestId('feedback-submit'));
+    await screen.findByTestId('rating-submit');
+    expect(stub.of('act')).toEqual([{ id: 'r-1', action: { type: 'feedback_given', note: '路灯已修好' } }]);
+
+    await fireEvent.click(screen.getByTestId('rating-basically'));
+    await fireEvent.input(screen.getByTestId('rating-comment'), { target: { value: '还行' } });
+    await fireEvent.click(screen.getByTestId('rating-submit'));
+    await waitFor(() => expect(screen.getByTestId('detail-rating').textContent).toBe('基本满意'));
+    expect(stub.of('act')[1]).toEqual({ id: 'r-1', action: { type: 'rated', rating: 'basically', comment: '还行' } });
+  });
+
+  it('speaks English when asked', async () => {
+    setLang('en');
+    stubTransport({ request: () => detail(), photo: () => ({ mime: 'image/jpeg', data_base64: '/9j/' }) });
+    render(RequestDetail, { props: { id: 'r-1' } });
+    expect((await screen.findByTestId('detail-category')).textContent).toBe('Streetlight');
+    expect(screen.getByTestId('detail-status').textContent).toBe('Resolved');
+    expect(screen.getAllByTestId('timeline-relay-time')[2].textContent).toContain('Not yet at the hall');
+  });
+});
