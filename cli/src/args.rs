@@ -80,6 +80,10 @@ pub enum Command {
     },
     /// List the departments (责任科室) requests can be assigned to.
     Departments,
+    /// Publish grid rosters (网格名册): each grid's reference lists as a document that the next
+    /// sync carries to the devices of that grid.
+    #[command(subcommand)]
+    Roster(RosterCommand),
     /// List the request categories and their codes.
     Categories,
     /// Enrol this device with the hall's relay using a one-time code.
@@ -104,6 +108,19 @@ pub enum Command {
     /// Photos of visits and requests (before / after), and their export.
     #[command(subcommand)]
     Photo(crate::photo_cmd::PhotoCommand),
+    /// Reports: the dashboard, the list behind a figure, the monthly list (驻网办事清单).
+    #[command(subcommand)]
+    Report(crate::report_cmd::ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RosterCommand {
+    /// Publish the rosters of the given grids, or of every grid.
+    Publish {
+        /// Grids to publish (comma-separated); every grid when left out.
+        #[arg(long, value_delimiter = ',')]
+        grid: Vec<String>,
+    },
 }
 
 /// The demo town's size; each number left out is that of the street the seeds describe

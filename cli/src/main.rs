@@ -8,6 +8,7 @@
 mod args;
 mod photo_cmd;
 mod reference;
+mod report_cmd;
 mod requests;
 mod sync_cmd;
 mod table;
@@ -138,8 +139,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Grids => reference::grids(&env),
         Command::Households { grid } => reference::households(&env, &grid),
         Command::Departments => reference::departments(&env),
+        Command::Roster(args::RosterCommand::Publish { grid }) => reference::publish_rosters(&env, &grid),
         Command::Categories => reference::categories(&env),
         Command::Photo(command) => photo_cmd::run(&env, command),
+        Command::Report(command) => report_cmd::run(&env, command),
         Command::Join { relay, code, name } => sync_cmd::join(&env, &relay, &code, name),
         Command::Sync { resend_all } => sync_cmd::sync(&env, resend_all),
         Command::SyncStatus => sync_cmd::status(&env),

@@ -227,6 +227,17 @@ pub fn departments(env: &Env) -> Result<()> {
     })
 }
 
+pub fn publish_rosters(env: &Env, grids: &[String]) -> Result<()> {
+    let store = env.open()?;
+    let report = store.publish_rosters(&env.context(&store), grids)?;
+    env.emit(&report, || {
+        format!(
+            "rosters published: {} new, {} changed, {} unchanged; the next sync sends them",
+            report.created, report.updated, report.unchanged
+        )
+    })
+}
+
 /// The categories are fixed in the core, so this needs no store.
 pub fn categories(env: &Env) -> Result<()> {
     env.emit(&CATEGORIES, || {

@@ -23,6 +23,8 @@ pub const DOC_SCHEMA: u64 = 1;
 pub enum DocKind {
     Visit,
     Request,
+    /// A grid's reference lists (网格名册), published by the hall; see [`crate::roster`].
+    Roster,
 }
 
 impl DocKind {
@@ -30,12 +32,14 @@ impl DocKind {
         match self {
             DocKind::Visit => "visit",
             DocKind::Request => "request",
+            DocKind::Roster => "roster",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "visit" => Some(DocKind::Visit),
             "request" => Some(DocKind::Request),
+            "roster" => Some(DocKind::Roster),
             _ => None,
         }
     }
@@ -260,7 +264,7 @@ pub struct VisitDocument {
     doc: AutoCommit,
 }
 
-fn new_doc(ctx: &ActionContext, header: &DocHeader) -> Result<AutoCommit> {
+pub(crate) fn new_doc(ctx: &ActionContext, header: &DocHeader) -> Result<AutoCommit> {
     let mut doc = AutoCommit::new().with_actor(actor_for_device(&ctx.device));
     reconcile_prop(&mut doc, ROOT, "header", header)?;
     Ok(doc)

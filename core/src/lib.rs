@@ -12,6 +12,8 @@ pub mod import;
 pub mod lifecycle;
 pub mod model;
 pub mod photo;
+pub mod roster;
+pub mod search;
 pub mod store;
 pub mod sync;
 pub mod time;

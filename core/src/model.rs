@@ -3,11 +3,12 @@
 //! their work groups and devices. These are reference data kept in plain SQLite tables: they are
 //! maintained at the hall and imported from lists, not edited concurrently on the doorstep.
 
+use autosurgeon::{Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
 /// A level of the area hierarchy. 县/市 is above the street and is not modelled: one relay serves
 /// one street or town.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Reconcile, Hydrate)]
 #[serde(rename_all = "snake_case")]
 pub enum AreaKind {
     /// 镇 / 街道
@@ -40,8 +41,9 @@ impl AreaKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile, Hydrate)]
 pub struct Area {
+    #[key]
     pub id: String,
     pub kind: AreaKind,
     pub name: String,
@@ -50,8 +52,9 @@ pub struct Area {
     pub enterprise_grid: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile, Hydrate)]
 pub struct Household {
+    #[key]
     pub id: String,
     pub grid: String,
     pub micro_grid: Option<String>,
@@ -63,8 +66,9 @@ pub struct Household {
     pub tags: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile, Hydrate)]
 pub struct Enterprise {
+    #[key]
     pub id: String,
     pub grid: String,
     pub name: String,
@@ -107,14 +111,15 @@ impl Level {
 }
 
 /// 责任科室: an office or department that requests are assigned to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile, Hydrate)]
 pub struct Department {
+    #[key]
     pub id: String,
     pub name: String,
     pub level: Level,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Reconcile, Hydrate)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// 网格员 / 驻网干部 on foot.
@@ -148,8 +153,9 @@ impl Role {
 }
 
 /// A cadre: 网格员, 驻网干部, hall staff or leader.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile, Hydrate)]
 pub struct Walker {
+    #[key]
     pub id: String,
     pub name: String,
     pub phone: Option<String>,

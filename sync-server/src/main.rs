@@ -38,6 +38,9 @@ enum Command {
         /// Grids a walker's device may see (comma-separated or repeated).
         #[arg(long, value_delimiter = ',')]
         grids: Vec<String>,
+        /// The walker (person) the device is for, e.g. "w001"; her phone records in her name.
+        #[arg(long)]
+        walker: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -86,11 +89,11 @@ fn main() -> Result<()> {
                 Ok::<_, anyhow::Error>(())
             })?;
         }
-        Command::Enroll { name, role, grids, json } => {
+        Command::Enroll { name, role, grids, walker, json } => {
             let role = Role::parse(&role).expect("clap checked the role");
-            let code = relay.create_enrollment(&name, role, &grids).map_err(|e| anyhow::anyhow!(e.message))?;
+            let code = relay.create_enrollment_for(&name, role, &grids, walker.as_deref()).map_err(|e| anyhow::anyhow!(e.message))?;
             if json {
-                println!("{}", serde_json::json!({ "code": code, "name": name, "role": role.as_str(), "grids": grids, "expires_in_hours": relay.limits.enrollment_ttl_hours }));
+                println!("{}", serde_json::json!({ "code": code, "name": name, "role": role.as_str(), "grids": grids, "walker": walker, "expires_in_hours": relay.limits.enrollment_ttl_hours }));
             } else {
                 println!("{code}");
                 eprintln!("enrolment code for {name} ({}), valid once for {} hours", role.as_str(), relay.limits.enrollment_ttl_hours);

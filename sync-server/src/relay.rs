@@ -184,6 +184,15 @@ impl Relay {
 
     /// Creates a one-time enrolment code for a device (admin, on the relay machine).
     pub fn create_enrollment(&self, device_name: &str, role: Role, grids: &[String]) -> RelayResult<String> {
+        self.create_enrollment_for(device_name, role, grids, None)
+    }
+
+    /// Like [`Relay::create_enrollment`], naming the walker (person) the device is for; the
+    /// device learns it when it enrols, so her phone knows whose records it writes.
+    pub fn create_enrollment_for(&self, device_name: &str, role: Role, grids: &[String], walker: Option<&str>) -> RelayResult<String> {
+        if walker.is_some_and(|w| w.trim().is_empty() || w.contains(',')) {
+            return Err(RelayError::bad("invalid_input", "a walker id must not be empty or contain a comma"));
+        }
         if device_name.trim().is_empty() {
             return Err(RelayError::bad("invalid_input", "the device needs a name"));
         }
@@ -193,7 +202,7 @@ impl Relay {
         let code = random_code();
         let now = self.now();
         let expires = now + self.limits.enrollment_ttl_hours * 3_600_000;
-        let e = Enrollment { device_name: device_name.to_string(), role, grids: grids.to_vec() };
+        let e = Enrollment { device_name: device_name.to_string(), role, grids: grids.to_vec(), walker: walker.map(|w| w.trim().to_string()) };
         self.store().create_enrollment(&sha256(normalise_code(&code).as_bytes()), &e, now, expires)?;
         Ok(code)
     }
@@ -215,7 +224,7 @@ impl Relay {
         match enrolled {
             Some(e) => {
                 tracing::info!(device = %device_id, name = %e.device_name, role = e.role.as_str(), "device enrolled");
-                Ok(EnrollResponse { device_id, token, role: e.role.as_str().to_string(), grids: e.grids })
+                Ok(EnrollResponse { device_id, token, role: e.role.as_str().to_string(), grids: e.grids, walker: e.walker })
             }
             None => Err(RelayError::new(401, "bad_enrollment_code", "this enrolment code is unknown, used or expired; ask the hall for a new one")),
         }

@@ -83,6 +83,8 @@ pub struct Enrollment {
     pub device_name: String,
     pub role: Role,
     pub grids: Vec<String>,
+    /// The walker (person) the device is for, so the app knows whose phone it is.
+    pub walker: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +228,12 @@ CREATE TABLE blob_refs (
 CREATE INDEX blob_refs_by_doc ON blob_refs(doc_id);
 "#;
 
+/// Version 3: an enrolment (and the device it made) may name the walker it is for.
+const SCHEMA_V3: &str = r#"
+ALTER TABLE enrollments ADD COLUMN walker TEXT;
+ALTER TABLE devices ADD COLUMN walker TEXT;
+"#;
+
 fn fill_blob_refs(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
     let docs: Vec<(String, String, Vec<u8>)> = tx
         .prepare("SELECT id, grid, snapshot FROM docs")?
@@ -258,7 +266,7 @@ impl SqliteRelayStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // A push is acknowledged only once it would survive a power cut.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        Migrations::new(vec![M::up(SCHEMA_V1), M::up_with_hook(SCHEMA_V2, fill_blob_refs)]).to_latest(&mut conn)?;
+        Migrations::new(vec![M::up(SCHEMA_V1), M::up_with_hook(SCHEMA_V2, fill_blob_refs), M::up(SCHEMA_V3)]).to_latest(&mut conn)?;
         Ok(SqliteRelayStore { conn, path: path.to_path_buf() })
     }
 
@@ -295,24 +303,24 @@ fn hash_from(v: Vec<u8>) -> [u8; 32] {
 impl RelayStore for SqliteRelayStore {
     fn create_enrollment(&mut self, code_hash: &[u8; 32], e: &Enrollment, created_at: i64, expires_at: i64) -> StoreResult<()> {
         self.conn.execute(
-            "INSERT INTO enrollments (code_hash, device_name, role, grids, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![&code_hash[..], e.device_name, e.role.as_str(), e.grids.join(","), created_at, expires_at],
+            "INSERT INTO enrollments (code_hash, device_name, role, grids, created_at, expires_at, walker)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![&code_hash[..], e.device_name, e.role.as_str(), e.grids.join(","), created_at, expires_at, e.walker],
         )?;
         Ok(())
     }
 
     fn redeem_enrollment(&mut self, code_hash: &[u8; 32], device_id: &str, token_hash: &[u8; 32], now: i64) -> StoreResult<Option<Enrollment>> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let row: Option<(String, String, String)> = tx
+        let row: Option<(String, String, String, Option<String>)> = tx
             .query_row(
-                "SELECT device_name, role, grids FROM enrollments
+                "SELECT device_name, role, grids, walker FROM enrollments
                  WHERE code_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
                 params![&code_hash[..], now],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let Some((name, role, grids)) = row else {
+        let Some((name, role, grids, walker)) = row else {
             return Ok(None);
         };
         let role = Role::parse(&role).unwrap_or(Role::Walker);
@@ -322,14 +330,14 @@ impl RelayStore for SqliteRelayStore {
             params![&code_hash[..], now, device_id],
         )?;
         tx.execute(
-            "INSERT INTO devices (id, name, role, token_hash, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![device_id, name, role.as_str(), &token_hash[..], now],
+            "INSERT INTO devices (id, name, role, token_hash, enrolled_at, walker) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![device_id, name, role.as_str(), &token_hash[..], now, walker],
         )?;
         for g in &grids {
             tx.execute("INSERT INTO device_grids (device_id, grid) VALUES (?1, ?2)", params![device_id, g])?;
         }
         tx.commit()?;
-        Ok(Some(Enrollment { device_name: name, role, grids }))
+        Ok(Some(Enrollment { device_name: name, role, grids, walker }))
     }
 
     fn device_by_token(&mut self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {

@@ -6,10 +6,12 @@
 //! new document bytes, the index rows and the outbox entry commit together or not at all, so a
 //! phone that dies mid-action comes back with either the whole action or none of it.
 
+mod drafts;
 mod index;
 mod photos;
 pub mod query;
 mod reference;
+mod roster;
 pub mod schema;
 mod sync_state;
 
@@ -29,6 +31,7 @@ use crate::time::Timestamp;
 use crate::ActionContext;
 
 pub use query::{RequestFilter, RequestSort, RequestSummary, VisitFilter, VisitSummary};
+pub use roster::PublishReport;
 pub use schema::LATEST_VERSION;
 pub use sync_state::RelayLink;
 
@@ -393,6 +396,10 @@ impl Store {
                 let body: VisitBody = autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?;
                 index::index_visit(conn, &header, &body)
             }
+            // A roster feeds the reference tables, not the lists; it is written into them only
+            // when it arrives from elsewhere (see `apply_remote`), so rebuilding the lists on the
+            // hall never overwrites the tables the roster was published from.
+            DocKind::Roster => Ok(()),
         }
     }
 
@@ -680,12 +687,18 @@ impl Store {
             if is_new {
                 Self::insert_new_document(conn, &header, &mut am, updated, false)?;
                 Self::reindex(conn, header.kind, &am)?;
+                if header.kind == DocKind::Roster {
+                    Self::apply_roster(conn, &am)?;
+                }
                 Self::note_wanted_photos(conn, &am)?;
                 return Ok(true);
             }
             let changed = Self::save_changes(conn, id, &mut am, &before, updated, false)?;
             if changed {
                 Self::reindex(conn, header.kind, &am)?;
+                if header.kind == DocKind::Roster {
+                    Self::apply_roster(conn, &am)?;
+                }
                 // Photos attached elsewhere arrive with the document that names them; the next
                 // photo download fetches them.
                 Self::note_wanted_photos(conn, &am)?;
@@ -701,6 +714,9 @@ impl Store {
                 .ok()
                 .map(|s| s.updated_at),
             DocKind::Visit => docs::read_header(am).ok().map(|h| h.created_at),
+            DocKind::Roster => autosurgeon::hydrate_prop::<_, crate::roster::RosterBody, _, _>(am, automerge::ROOT, "body")
+                .ok()
+                .map(|b| b.published_at),
         }
     }
 

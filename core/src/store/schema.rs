@@ -240,9 +240,29 @@ const V8: &str = r#"
 CREATE INDEX visit_walkers_by_visit ON visit_walkers(visit_id);
 "#;
 
+/// Version 9: half-filled forms (drafts) kept in the store, so a form survives the app being
+/// killed at any moment. A draft is the UI's own JSON; it never syncs.
+const V9: &str = r#"
+CREATE TABLE drafts (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#;
+
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up_with_hook(V5, fill_photo_wanted), M::up(V6), M::up(V7), M::up(V8)])
+    Migrations::new(vec![
+        M::up(V1),
+        M::up(V2),
+        M::up(V3),
+        M::up(V4),
+        M::up_with_hook(V5, fill_photo_wanted),
+        M::up(V6),
+        M::up(V7),
+        M::up(V8),
+        M::up(V9),
+    ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 8;
+pub const LATEST_VERSION: usize = 9;

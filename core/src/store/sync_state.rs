@@ -16,6 +16,8 @@ pub struct RelayLink {
     pub token: String,
     pub role: String,
     pub grids: Vec<String>,
+    /// The walker the hall enrolled this device for, if it named one.
+    pub walker: Option<String>,
 }
 
 impl Store {
@@ -42,6 +44,7 @@ impl Store {
             self.set_meta("relay_token", &link.token)?;
             self.set_meta("relay_role", &link.role)?;
             self.set_meta("relay_grids", &link.grids.join(","))?;
+            self.set_meta("relay_walker", link.walker.as_deref().unwrap_or(""))?;
             // A new relay means a new history of cursors.
             self.conn.execute("DELETE FROM meta WHERE key = 'relay_cursor'", [])?;
             Ok(())
@@ -66,7 +69,17 @@ impl Store {
                 .filter(|g| !g.is_empty())
                 .map(str::to_string)
                 .collect(),
+            walker: self.meta("relay_walker")?.filter(|w| !w.is_empty()),
         }))
+    }
+
+    /// The name this device was enrolled under (what the hall sees), when it was given one.
+    pub fn device_name(&self) -> Result<Option<String>> {
+        self.meta("device_name")
+    }
+
+    pub fn set_device_name(&self, name: &str) -> Result<()> {
+        self.set_meta("device_name", name)
     }
 
     pub fn pull_cursor(&self) -> Result<String> {

@@ -726,6 +726,14 @@ impl Transport for HttpTransport {
 
 /// Enrols this device with a relay using a one-time code from the hall, and remembers the relay.
 pub fn join(store: &Store, relay_url: &str, code: &str, device_name: &str) -> Result<RelayLink> {
+    let link = enroll(relay_url, code, device_name)?;
+    store.set_relay_link(&link)?;
+    Ok(link)
+}
+
+/// Presents an enrolment code to a relay and returns the link it grants, without a store: a new
+/// app learns from it whose device it is before it creates its store.
+pub fn enroll(relay_url: &str, code: &str, device_name: &str) -> Result<RelayLink> {
     let base = relay_url.trim_end_matches('/');
     let resp = http_client()?
         .post(format!("{base}/v1/enroll"))
@@ -736,9 +744,7 @@ pub fn join(store: &Store, relay_url: &str, code: &str, device_name: &str) -> Re
         return Err(refusal(resp));
     }
     let body: EnrollResponse = resp.json().map_err(network)?;
-    let link = RelayLink { url: base.to_string(), device_id: body.device_id, token: body.token, role: body.role, grids: body.grids };
-    store.set_relay_link(&link)?;
-    Ok(link)
+    Ok(RelayLink { url: base.to_string(), device_id: body.device_id, token: body.token, role: body.role, grids: body.grids, walker: body.walker })
 }
 
 /// Syncs with the joined relay over HTTP.
@@ -751,4 +757,21 @@ pub fn sync_over_http(store: &Store, cancel: &AtomicBool, on_progress: &mut dyn 
 /// Documents waiting in the outbox (distinct), for "still waiting to go up".
 pub fn pending_documents(store: &Store) -> Result<BTreeSet<String>> {
     Ok(store.outbox(usize::MAX >> 1)?.into_iter().map(|e| e.doc_id).collect())
+}
+
+/// Whether the relay answers its `/health` within a couple of seconds: the app's online mark
+/// and its cue to start syncing by itself.
+pub fn relay_reachable(relay_url: &str) -> bool {
+    let Ok(client) = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(3))
+        .build()
+    else {
+        return false;
+    };
+    client
+        .get(format!("{}/health", relay_url.trim_end_matches('/')))
+        .send()
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
 }

@@ -56,6 +56,9 @@ pub struct EnrollResponse {
     pub role: String,
     /// The grids this device may read and write (empty for hall and admin: all grids).
     pub grids: Vec<String>,
+    /// The walker the hall enrolled this device for, when it named one.
+    #[serde(default)]
+    pub walker: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

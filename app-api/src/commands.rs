@@ -1,0 +1,568 @@
+//! One function per command; each parses its arguments, calls the core once and shapes the
+//! answer. Domain rules stay in the core: what is here is translation.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use gridwalk_core::docs::{GeoPoint, Reporter, Source, Urgency, VisitKind, VisitTarget};
+use gridwalk_core::lifecycle::{self, Action, Assignment, Rating, Status, TriageDecision};
+use gridwalk_core::model::{Level, CATEGORIES};
+use gridwalk_core::photo::{attach, Attachment, IngestOptions};
+use gridwalk_core::search::place_matches;
+use gridwalk_core::store::{Identity, NewRequest, NewVisit, RequestFilter, RequestSort, Store, VisitFilter};
+use gridwalk_core::sync::client;
+use gridwalk_core::time::Timestamp;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::dto::*;
+use crate::{App, CommandError, CommandResult, STORE_FILE};
+
+/// A household or enterprise not visited within this many days is marked (every grid walked
+/// within 14 days, as the seeds ask).
+const STALE_DAYS: i64 = 14;
+
+pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Value> {
+    match name {
+        "status" => out(status(app)?),
+        "enroll" => out(enroll(app, parse(args)?)?),
+        "sync_now" => {
+            app.sync.request();
+            out(status(app)?)
+        }
+        "reference" => out(reference(app)?),
+        "grids" => out(grids(app)?),
+        "places" => out(places(app, parse(args)?)?),
+        "record_visit" => out(record_visit(app, parse(args)?)?),
+        "visits" => out(visits(app, parse(args)?)?),
+        "raise_request" => out(raise_request(app, parse(args)?)?),
+        "add_photo" => out(add_photo(app, parse(args)?)?),
+        "requests" => out(requests(app, parse(args)?)?),
+        "request" => {
+            let a: IdArgs = parse(args)?;
+            out(request_detail(app, &*app.store()?, &a.id)?)
+        }
+        "act" => out(act(app, parse(args)?)?),
+        "photo" => out(photo(app, parse(args)?)?),
+        "draft_get" => {
+            let a: DraftKeyArgs = parse(args)?;
+            let draft = app.store()?.draft(&a.key)?;
+            Ok(match draft {
+                Some((text, at)) => json!({
+                    "value": serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+                    "updated_at": at,
+                }),
+                None => json!({ "value": null, "updated_at": null }),
+            })
+        }
+        "draft_put" => {
+            let a: DraftPutArgs = parse(args)?;
+            app.store()?.put_draft(&a.key, &a.value.to_string(), app.now())?;
+            Ok(json!({}))
+        }
+        "draft_delete" => {
+            let a: DraftKeyArgs = parse(args)?;
+            app.store()?.delete_draft(&a.key)?;
+            Ok(json!({}))
+        }
+        other => Err(CommandError::new("unknown_command", format!("there is no command '{other}'"))),
+    }
+}
+
+fn parse<T: DeserializeOwned>(args: Value) -> CommandResult<T> {
+    // A command without arguments may be sent `null`.
+    let args = if args.is_null() { json!({}) } else { args };
+    serde_json::from_value(args).map_err(|e| CommandError::new("bad_arguments", e.to_string()))
+}
+
+fn out<T: Serialize>(value: T) -> CommandResult<Value> {
+    serde_json::to_value(value).map_err(|e| CommandError::new("internal", e.to_string()))
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> CommandError {
+    CommandError::new("invalid_input", format!("invalid {field}: {}", message.into()))
+}
+
+// ----- device and sync -------------------------------------------------------------------------
+
+pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
+    let sync = app.sync.snapshot();
+    let now = app.now().millis();
+    let guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(store) = guard.as_ref() else {
+        return Ok(AppStatus {
+            enrolled: false,
+            device_name: None,
+            walker: None,
+            role: None,
+            relay_url: None,
+            grids: vec![],
+            online: false,
+            syncing: false,
+            progress: None,
+            last_sync_at: None,
+            last_error: None,
+            pending_documents: 0,
+            pending_photos: 0,
+            now,
+        });
+    };
+    let link = store.relay_link()?;
+    let identity = store.identity().clone();
+    let walker_name = store
+        .walkers()?
+        .into_iter()
+        .find(|w| w.id == identity.walker)
+        .map(|w| w.name)
+        .unwrap_or_else(|| identity.walker.clone());
+    Ok(AppStatus {
+        enrolled: link.is_some(),
+        device_name: store.device_name()?,
+        walker: Some(WalkerRef { id: identity.walker.clone(), name: walker_name }),
+        role: link.as_ref().map(|l| l.role.clone()),
+        relay_url: link.as_ref().map(|l| l.url.clone()),
+        grids: link.as_ref().map(|l| l.grids.clone()).unwrap_or_default(),
+        online: sync.online,
+        syncing: sync.syncing,
+        progress: sync.progress.as_ref().map(ProgressDto::of),
+        last_sync_at: store.last_sync()?,
+        last_error: sync.last_error,
+        pending_documents: client::pending_documents(store)?.len(),
+        pending_photos: store.unacknowledged_photos()?.len(),
+        now,
+    })
+}
+
+fn enroll(app: &App, a: EnrollArgs) -> CommandResult<AppStatus> {
+    let relay_url = a.relay_url.trim().trim_end_matches('/').to_string();
+    if !(relay_url.starts_with("http://") || relay_url.starts_with("https://")) {
+        return Err(invalid("relay_url", "the relay's address starts with http:// or https://"));
+    }
+    let device_name = a.device_name.trim();
+    if device_name.is_empty() {
+        return Err(invalid("device_name", "give this device a name the hall will recognise"));
+    }
+    {
+        let guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = guard.as_ref() {
+            if store.relay_link()?.is_some() {
+                return Err(CommandError::new("already_enrolled", "this device is already enrolled with a relay"));
+            }
+        }
+    }
+    // The relay says whose device this is; only then can the store be created in her name.
+    let link = client::enroll(&relay_url, a.code.trim(), device_name)?;
+    let path = app.data_dir.join(STORE_FILE);
+    let mut guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
+    let store = match guard.take() {
+        Some(store) => store,
+        None => Store::create(
+            &path,
+            Identity { device: link.device_id.clone(), walker: link.walker.clone().unwrap_or_else(|| device_name.to_string()) },
+        )?,
+    };
+    store.set_relay_link(&link)?;
+    store.set_device_name(device_name)?;
+    *guard = Some(store);
+    drop(guard);
+    app.sync.request();
+    status(app)
+}
+
+// ----- reference lists -------------------------------------------------------------------------
+
+fn reference(app: &App) -> CommandResult<ReferenceDto> {
+    let store = app.store()?;
+    Ok(ReferenceDto {
+        categories: CATEGORIES
+            .iter()
+            .map(|c| CategoryDto { code: c.code.into(), zh: c.zh.into(), en: c.en.into() })
+            .collect(),
+        departments: store
+            .departments()?
+            .into_iter()
+            .map(|d| DepartmentDto { id: d.id, name: d.name, level: d.level.as_str().into() })
+            .collect(),
+        walkers: store.walkers()?.into_iter().map(|w| WalkerDto { id: w.id, name: w.name, grids: w.grids }).collect(),
+    })
+}
+
+/// The grids this device works in: its enrolled grids, or every grid for the hall.
+fn my_grids(store: &Store) -> CommandResult<Vec<String>> {
+    let enrolled = store.relay_link()?.map(|l| l.grids).unwrap_or_default();
+    Ok(store.grids()?.into_iter().map(|g| g.id).filter(|g| enrolled.is_empty() || enrolled.contains(g)).collect())
+}
+
+fn grids(app: &App) -> CommandResult<Vec<GridSummary>> {
+    let store = app.store()?;
+    let areas = store.areas()?;
+    let mine = my_grids(&store)?;
+    let now = app.now();
+    let mut out = Vec::new();
+    for area in areas.iter().filter(|a| mine.contains(&a.id)) {
+        let places = store.places_by_last_visit(&area.id, now, STALE_DAYS)?;
+        out.push(GridSummary {
+            id: area.id.clone(),
+            name: area.name.clone(),
+            village: area.parent.as_ref().and_then(|p| areas.iter().find(|a| &a.id == p)).map(|a| a.name.clone()),
+            enterprise_grid: area.enterprise_grid,
+            households: places.iter().filter(|p| p.kind == "household").count(),
+            enterprises: places.iter().filter(|p| p.kind == "enterprise").count(),
+            stale_places: places.iter().filter(|p| p.overdue_for_visit).count(),
+        });
+    }
+    Ok(out)
+}
+
+fn places(app: &App, a: PlacesArgs) -> CommandResult<Vec<PlaceDto>> {
+    let store = app.store()?;
+    let query = a.query.unwrap_or_default();
+    let households: HashMap<String, _> = store.households(&a.grid)?.into_iter().map(|h| (h.id.clone(), h)).collect();
+    let enterprises: HashMap<String, _> = store.enterprises(&a.grid)?.into_iter().map(|e| (e.id.clone(), e)).collect();
+    let mut out = Vec::new();
+    for p in store.places_by_last_visit(&a.grid, app.now(), STALE_DAYS)? {
+        let (micro_grid, tags, phone) = match p.kind.as_str() {
+            "household" => households
+                .get(&p.id)
+                .map(|h| (h.micro_grid.clone(), h.tags.clone(), h.phone.clone()))
+                .unwrap_or_default(),
+            _ => enterprises.get(&p.id).map(|e| (None, e.tags.clone(), e.phone.clone())).unwrap_or_default(),
+        };
+        let tag_text = tags.join(" ");
+        if !place_matches(&query, &[&p.name, &p.address, &p.id, &tag_text]) {
+            continue;
+        }
+        out.push(PlaceDto {
+            id: p.id,
+            kind: p.kind,
+            name: p.name,
+            address: p.address,
+            micro_grid,
+            tags,
+            phone,
+            last_visited_at: p.last_visited_at,
+            stale: p.overdue_for_visit,
+        });
+    }
+    Ok(out)
+}
+
+// ----- visits ----------------------------------------------------------------------------------
+
+fn gps(g: Option<GpsArgs>) -> Option<GeoPoint> {
+    g.map(|g| GeoPoint { lat: g.lat, lon: g.lon, accuracy_m: g.accuracy_m })
+}
+
+fn record_visit(app: &App, a: NewVisitArgs) -> CommandResult<Value> {
+    let store = app.store()?;
+    let kind = VisitKind::parse(&a.kind).ok_or_else(|| invalid("kind", format!("'{}' is not daily, sweep or evening_talk", a.kind)))?;
+    let micro_grid = match &a.target {
+        TargetArgs::Household { id } => store.households(&a.grid)?.into_iter().find(|h| &h.id == id).and_then(|h| h.micro_grid),
+        _ => None,
+    };
+    let target = match a.target {
+        TargetArgs::Household { id } => VisitTarget::Household { id },
+        TargetArgs::Enterprise { id } => VisitTarget::Enterprise { id },
+        TargetArgs::Place { address } => VisitTarget::Place { address },
+    };
+    let ctx = context(app, &store);
+    let id = store.record_visit(
+        &ctx,
+        NewVisit {
+            id: None,
+            grid: a.grid,
+            micro_grid,
+            target,
+            kind,
+            visited_at: None,
+            other_walkers: a.other_walkers,
+            companions: a.companions.into_iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect(),
+            notes: a.notes,
+            gps: gps(a.gps),
+        },
+    )?;
+    Ok(json!({ "id": id }))
+}
+
+fn visits(app: &App, a: VisitsArgs) -> CommandResult<Value> {
+    let store = app.store()?;
+    let list = store.list_visits(&VisitFilter {
+        grid: a.grid,
+        target: a.target,
+        limit: a.limit.unwrap_or(50).min(500),
+        ..VisitFilter::default()
+    })?;
+    out(list)
+}
+
+fn context(app: &App, store: &Store) -> gridwalk_core::ActionContext {
+    let identity = store.identity();
+    gridwalk_core::ActionContext::new(identity.walker.clone(), identity.device.clone(), app.now())
+}
+
+// ----- requests --------------------------------------------------------------------------------
+
+fn raise_request(app: &App, a: NewRequestArgs) -> CommandResult<Value> {
+    let store = app.store()?;
+    let urgency = Urgency::parse(&a.urgency).ok_or_else(|| invalid("urgency", format!("'{}' is not low, normal, high or urgent", a.urgency)))?;
+    let reporter = match a.reporter {
+        ReporterArgs::Anonymous => Reporter::Anonymous,
+        ReporterArgs::Resident { name, phone, household } => Reporter::Resident {
+            name: name.trim().to_string(),
+            phone: phone.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()),
+            household: household.filter(|h| !h.is_empty()),
+        },
+    };
+    let ctx = context(app, &store);
+    let id = store.raise_request(
+        &ctx,
+        NewRequest {
+            id: None,
+            grid: a.grid,
+            micro_grid: None,
+            reporter,
+            address: a.address.trim().to_string(),
+            gps: gps(a.gps),
+            category: a.category,
+            description: a.description.trim().to_string(),
+            urgency,
+            source: if a.visit.is_some() { Source::Visit } else { Source::WalkIn },
+            visit: a.visit,
+        },
+    )?;
+    Ok(json!({ "id": id }))
+}
+
+fn add_photo(app: &App, a: AddPhotoArgs) -> CommandResult<PhotoRefDto> {
+    let store = app.store()?;
+    let role = attach::Role::parse(&a.role).ok_or_else(|| invalid("role", "a photo is 'before' or 'after'"))?;
+    // A data: URL prefix is accepted, since that is what a file reader hands the UI.
+    let data = a.data_base64.split_once(";base64,").map(|(_, d)| d).unwrap_or(&a.data_base64);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| invalid("data_base64", format!("the photo of '{}' is not valid base64: {e}", a.file_name)))?;
+    let ctx = context(app, &store);
+    let (_, entry) = store.add_photo_file(
+        &ctx,
+        &a.doc_id,
+        &bytes,
+        &IngestOptions::default(),
+        &Attachment { role, caption: None, gps: None },
+    )?;
+    app.sync.nudge();
+    Ok(PhotoRefDto { hash: entry.hash, role: entry.role.as_str().into(), removed: false, here: true })
+}
+
+fn status_is_open(status: &str) -> bool {
+    Status::parse(status).is_some_and(|s| s.is_open())
+}
+
+fn row(s: gridwalk_core::store::RequestSummary, now: i64) -> RequestRow {
+    let overdue = status_is_open(&s.status) && s.deadline.is_some_and(|d| d < now);
+    RequestRow {
+        id: s.id,
+        grid: s.grid,
+        status: s.status,
+        category: s.category,
+        urgency: s.urgency,
+        department: s.department,
+        owner: s.owner,
+        deadline: s.deadline,
+        updated_at: s.updated_at,
+        created_at: s.created_at,
+        address: s.address,
+        description: s.description,
+        overdue,
+    }
+}
+
+fn requests(app: &App, a: RequestsArgs) -> CommandResult<RequestPage> {
+    let store = app.store()?;
+    let now = app.now();
+    let grids = match a.grid {
+        Some(g) => vec![g],
+        None => store.relay_link()?.map(|l| l.grids).unwrap_or_default(),
+    };
+    let statuses = a
+        .statuses
+        .iter()
+        .map(|s| Status::parse(s).ok_or_else(|| invalid("statuses", format!("'{s}' is not a status"))))
+        .collect::<CommandResult<Vec<_>>>()?;
+    let text = a.text.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    let limit = a.limit.unwrap_or(50).clamp(1, 500);
+    let offset = a.offset.unwrap_or(0);
+    let base = RequestFilter { grids, statuses, text, ..RequestFilter::default() };
+    // Overdue first (the longest overdue at the top), then the rest, most recently changed first.
+    let overdue_filter = RequestFilter { overdue_at: Some(now), sort: RequestSort::DeadlineAsc, limit: offset + limit, ..base.clone() };
+    let overdue = store.list_requests(&overdue_filter)?;
+    let overdue_total = store.count_requests(&overdue_filter)?;
+    if a.overdue_only {
+        let items = overdue.into_iter().skip(offset).take(limit).map(|s| row(s, now.millis())).collect();
+        return Ok(RequestPage { items, total: overdue_total });
+    }
+    let total = store.count_requests(&base)?;
+    let mut items: Vec<RequestRow> = overdue.into_iter().map(|s| row(s, now.millis())).collect();
+    if items.len() < offset + limit {
+        // Rows after the overdue ones; overdue rows are skipped here since they came first.
+        let rest = store.list_requests(&RequestFilter {
+            sort: RequestSort::UpdatedDesc,
+            limit: offset + limit + overdue_total as usize,
+            ..base
+        })?;
+        items.extend(rest.into_iter().map(|s| row(s, now.millis())).filter(|r| !r.overdue));
+    }
+    let items = items.into_iter().skip(offset).take(limit).collect();
+    Ok(RequestPage { items, total })
+}
+
+/// Every action type the UI may offer, with a stand-in of each to ask the core whether the
+/// request's current state allows it.
+fn candidate_actions(now: Timestamp) -> Vec<(&'static str, Action)> {
+    vec![
+        ("triaged", Action::Triaged { decision: TriageDecision::Accept }),
+        (
+            "assigned",
+            Action::Assigned {
+                assignment: Assignment {
+                    department: "any".into(),
+                    person: None,
+                    deadline: Timestamp::from_millis(now.millis() + 86_400_000).unwrap_or(now),
+                    level: Level::Town,
+                },
+            },
+        ),
+        ("progress", Action::Progress { note: "-".into() }),
+        ("resolved", Action::Resolved { note: "-".into(), photos: vec![] }),
+        ("feedback_given", Action::FeedbackGiven { note: "-".into() }),
+        ("rated", Action::Rated { rating: Rating::Satisfied, comment: String::new() }),
+        ("reopened", Action::Reopened { reason: "-".into() }),
+        ("closed", Action::Closed { note: "-".into() }),
+    ]
+}
+
+pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResult<RequestDetail> {
+    let view = store.request(id)?;
+    let now = app.now();
+    let names: HashMap<String, String> = store.walkers()?.into_iter().map(|w| (w.id, w.name)).collect();
+    let name_of = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
+    let state = &view.state;
+    let photos = attach_list(store, id)?;
+    let history = view
+        .history
+        .iter()
+        .map(|h| {
+            let mut details = serde_json::to_value(&h.event.action).unwrap_or(Value::Null);
+            let kind = details.get("type").and_then(Value::as_str).unwrap_or("unknown").to_string();
+            if let Some(map) = details.as_object_mut() {
+                map.remove("type");
+            }
+            HistoryDto {
+                id: h.event.id.clone(),
+                kind,
+                at: h.event.at.millis(),
+                relay_received_at: h.relay_received_at,
+                actor: name_of(&h.event.by),
+                device: h.event.device.clone(),
+                applied: h.applied,
+                details,
+            }
+        })
+        .collect();
+    let allowed = candidate_actions(now)
+        .into_iter()
+        .filter(|(_, action)| lifecycle::check(state, action).is_ok())
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let row = RequestRow {
+        id: view.header.id.clone(),
+        grid: view.header.grid.clone(),
+        status: state.status.as_str().into(),
+        category: view.body.category.clone(),
+        urgency: view.body.urgency.as_str().into(),
+        department: state.department.clone(),
+        owner: name_of(&state.owner),
+        deadline: state.deadline.map(|d| d.millis()),
+        updated_at: state.updated_at.millis(),
+        created_at: view.header.created_at.millis(),
+        address: view.body.place.address.clone(),
+        description: view.body.description.clone(),
+        overdue: state.is_overdue(now),
+    };
+    let reporter = match &view.body.reporter {
+        Reporter::Anonymous => json!({ "kind": "anonymous" }),
+        Reporter::Resident { name, phone, household } => json!({ "kind": "resident", "name": name, "phone": phone, "household": household }),
+        Reporter::Enterprise { id, contact } => json!({ "kind": "enterprise", "id": id, "contact": contact }),
+    };
+    Ok(RequestDetail {
+        row,
+        reporter,
+        source: view.body.source.as_str().into(),
+        visit: view.body.visit.clone(),
+        assignee: state.assignee.as_deref().map(name_of),
+        level: state.level.map(|l| l.as_str().into()),
+        rating: state.rating.map(|r| r.as_str().into()),
+        created_by: name_of(&view.header.created_by),
+        photos,
+        history,
+        allowed,
+    })
+}
+
+fn attach_list(store: &Store, id: &str) -> CommandResult<Vec<PhotoRefDto>> {
+    let mut out = Vec::new();
+    for p in store.photos_of(id)? {
+        let here = store.stored_photo(&p.hash)?.is_some();
+        out.push(PhotoRefDto { hash: p.hash, role: p.role.as_str().into(), removed: p.removed, here });
+    }
+    Ok(out)
+}
+
+fn act(app: &App, a: ActArgs) -> CommandResult<RequestDetail> {
+    let store = app.store()?;
+    let action = match a.action {
+        ActionArgs::FeedbackGiven { note } => Action::FeedbackGiven { note },
+        ActionArgs::Rated { rating, comment } => Action::Rated {
+            rating: Rating::parse(&rating)
+                .ok_or_else(|| invalid("rating", format!("'{rating}' is not satisfied, basically or not_satisfied")))?,
+            comment,
+        },
+        ActionArgs::Progress { note } => Action::Progress { note },
+        ActionArgs::Triaged { decision } => Action::Triaged {
+            decision: match decision {
+                DecisionArgs::Accept => TriageDecision::Accept,
+                DecisionArgs::MergeInto { target } => TriageDecision::MergeInto { target },
+                DecisionArgs::Reject { reason } => TriageDecision::Reject { reason },
+                DecisionArgs::SolvedOnSpot { note } => TriageDecision::SolvedOnSpot { note },
+            },
+        },
+        ActionArgs::Assigned { department, person, deadline, level } => Action::Assigned {
+            assignment: Assignment {
+                department,
+                person: person.filter(|p| !p.trim().is_empty()),
+                deadline: Timestamp::from_millis(deadline)?,
+                level: Level::parse(&level).ok_or_else(|| invalid("level", format!("'{level}' is not village, town or county")))?,
+            },
+        },
+        ActionArgs::Resolved { note } => Action::Resolved { note, photos: vec![] },
+        ActionArgs::Reopened { reason } => Action::Reopened { reason },
+        ActionArgs::Closed { note } => Action::Closed { note },
+    };
+    let ctx = context(app, &store);
+    store.act(&ctx, &a.id, action)?;
+    app.sync.nudge();
+    request_detail(app, &store, &a.id)
+}
+
+fn photo(app: &App, a: PhotoArgs) -> CommandResult<Value> {
+    let store = app.store()?;
+    gridwalk_core::photo::blobs::validate_hash(&a.hash)?;
+    if store.stored_photo(&a.hash)?.is_none() {
+        return Err(CommandError::new(
+            "photo_not_here_yet",
+            format!("photo {} has not reached this device yet; the next sync brings it", a.hash),
+        ));
+    }
+    let bytes = if a.thumbnail { store.thumbnail_bytes(&a.hash)? } else { store.photo_bytes(&a.hash)? };
+    Ok(json!({ "mime": "image/jpeg", "data_base64": base64::engine::general_purpose::STANDARD.encode(bytes) }))
+}

@@ -1,0 +1,345 @@
+//! The shapes that cross the boundary (see `docs/app-commands.md`). Only these types are
+//! serialised to the UI; core types stay inside.
+
+use gridwalk_core::sync::client::Progress;
+use serde::{Deserialize, Serialize};
+
+use crate::CommandError;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WalkerRef {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgressDto {
+    #[serde(flatten)]
+    pub progress: Progress,
+    /// 0..1 for a progress bar; 1 once every phase is done.
+    pub fraction: f64,
+}
+
+impl ProgressDto {
+    pub fn of(progress: &Progress) -> Self {
+        ProgressDto { progress: progress.clone(), fraction: fraction(progress) }
+    }
+}
+
+/// How far a sync has come, for a progress bar: documents pushed, photo bytes uploaded and photos
+/// downloaded each count, weighed by their share of the work; the pull counts once it has
+/// started. Reaches 1 only when the session says every phase is done.
+pub fn fraction(p: &Progress) -> f64 {
+    if p.done {
+        return 1.0;
+    }
+    // One "unit" per document, per 64 KiB of photo upload and per photo download.
+    const PHOTO_UNIT: f64 = 64.0 * 1024.0;
+    let total = p.docs_to_push as f64 + (p.photo_bytes_to_upload as f64 / PHOTO_UNIT) + p.photos_to_download as f64 + 1.0;
+    let done = p.docs_pushed.min(p.docs_to_push) as f64
+        + (p.photo_bytes_up.min(p.photo_bytes_to_upload) as f64 / PHOTO_UNIT)
+        + p.photos_downloaded.min(p.photos_to_download) as f64
+        + if p.pages_pulled > 0 { 1.0 } else { 0.0 };
+    (done / total).clamp(0.0, 0.99)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppStatus {
+    pub enrolled: bool,
+    pub device_name: Option<String>,
+    pub walker: Option<WalkerRef>,
+    pub role: Option<String>,
+    pub relay_url: Option<String>,
+    pub grids: Vec<String>,
+    pub online: bool,
+    pub syncing: bool,
+    pub progress: Option<ProgressDto>,
+    pub last_sync_at: Option<i64>,
+    pub last_error: Option<CommandError>,
+    pub pending_documents: usize,
+    pub pending_photos: usize,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EnrollArgs {
+    pub relay_url: String,
+    pub code: String,
+    pub device_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CategoryDto {
+    pub code: String,
+    pub zh: String,
+    pub en: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DepartmentDto {
+    pub id: String,
+    pub name: String,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WalkerDto {
+    pub id: String,
+    pub name: String,
+    pub grids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferenceDto {
+    pub categories: Vec<CategoryDto>,
+    pub departments: Vec<DepartmentDto>,
+    pub walkers: Vec<WalkerDto>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GridSummary {
+    pub id: String,
+    pub name: String,
+    pub village: Option<String>,
+    pub enterprise_grid: bool,
+    pub households: usize,
+    pub enterprises: usize,
+    pub stale_places: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PlacesArgs {
+    pub grid: String,
+    #[serde(default)]
+    pub query: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlaceDto {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub address: String,
+    pub micro_grid: Option<String>,
+    pub tags: Vec<String>,
+    pub phone: Option<String>,
+    pub last_visited_at: Option<i64>,
+    pub stale: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct GpsArgs {
+    pub lat: f64,
+    pub lon: f64,
+    #[serde(default)]
+    pub accuracy_m: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TargetArgs {
+    Household { id: String },
+    Enterprise { id: String },
+    Place { address: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewVisitArgs {
+    pub grid: String,
+    pub target: TargetArgs,
+    pub kind: String,
+    #[serde(default)]
+    pub companions: Vec<String>,
+    #[serde(default)]
+    pub other_walkers: Vec<String>,
+    #[serde(default)]
+    pub notes: String,
+    #[serde(default)]
+    pub gps: Option<GpsArgs>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct VisitsArgs {
+    #[serde(default)]
+    pub grid: Option<String>,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReporterArgs {
+    Anonymous,
+    Resident {
+        name: String,
+        #[serde(default)]
+        phone: Option<String>,
+        #[serde(default)]
+        household: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewRequestArgs {
+    pub grid: String,
+    pub category: String,
+    pub description: String,
+    pub urgency: String,
+    #[serde(default)]
+    pub address: String,
+    pub reporter: ReporterArgs,
+    #[serde(default)]
+    pub gps: Option<GpsArgs>,
+    #[serde(default)]
+    pub visit: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AddPhotoArgs {
+    pub doc_id: String,
+    pub role: String,
+    #[serde(default)]
+    pub file_name: String,
+    pub data_base64: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhotoRefDto {
+    pub hash: String,
+    pub role: String,
+    pub removed: bool,
+    /// The photo's file is on this device (it may still be on its way from the relay).
+    pub here: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestsArgs {
+    #[serde(default)]
+    pub grid: Option<String>,
+    #[serde(default)]
+    pub statuses: Vec<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub overdue_only: bool,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub offset: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRow {
+    pub id: String,
+    pub grid: String,
+    pub status: String,
+    pub category: String,
+    pub urgency: String,
+    pub department: Option<String>,
+    pub owner: String,
+    pub deadline: Option<i64>,
+    pub updated_at: i64,
+    pub created_at: i64,
+    pub address: String,
+    pub description: String,
+    pub overdue: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestPage {
+    pub items: Vec<RequestRow>,
+    pub total: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryDto {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub at: i64,
+    pub relay_received_at: Option<i64>,
+    /// The actor's name when this device knows it, else their id.
+    pub actor: String,
+    pub device: String,
+    pub applied: bool,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestDetail {
+    #[serde(flatten)]
+    pub row: RequestRow,
+    pub reporter: serde_json::Value,
+    pub source: String,
+    pub visit: Option<String>,
+    pub assignee: Option<String>,
+    pub level: Option<String>,
+    pub rating: Option<String>,
+    pub created_by: String,
+    pub photos: Vec<PhotoRefDto>,
+    pub history: Vec<HistoryDto>,
+    pub allowed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdArgs {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DecisionArgs {
+    Accept,
+    MergeInto { target: String },
+    Reject { reason: String },
+    SolvedOnSpot { note: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ActionArgs {
+    FeedbackGiven { note: String },
+    Rated {
+        rating: String,
+        #[serde(default)]
+        comment: String,
+    },
+    Progress { note: String },
+    Triaged { decision: DecisionArgs },
+    Assigned {
+        department: String,
+        #[serde(default)]
+        person: Option<String>,
+        deadline: i64,
+        level: String,
+    },
+    Resolved { note: String },
+    Reopened { reason: String },
+    Closed { note: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActArgs {
+    pub id: String,
+    pub action: ActionArgs,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PhotoArgs {
+    pub hash: String,
+    #[serde(default)]
+    pub thumbnail: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DraftKeyArgs {
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DraftPutArgs {
+    pub key: String,
+    pub value: serde_json::Value,
+}

@@ -1,0 +1,171 @@
+//! The background sync: a thread with its own connection to the device's store. Every few seconds
+//! it asks the relay's `/health` (the online mark) and, when the relay answers, syncs if anything
+//! is waiting to go up, if someone asked, or if the last sync is a minute old. Progress is kept
+//! for the UI's progress bar.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gridwalk_core::store::Store;
+use gridwalk_core::sync::client::{self, Progress};
+use gridwalk_core::Clock;
+
+use crate::CommandError;
+
+/// How often the worker looks at the relay and how often it syncs with nothing waiting.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncSettings {
+    pub check_every: Duration,
+    pub refresh_every: Duration,
+    /// Whether to sync by itself at all (tests of the commands alone turn it off).
+    pub automatic: bool,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings { check_every: Duration::from_secs(3), refresh_every: Duration::from_secs(60), automatic: true }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SyncSnapshot {
+    pub online: bool,
+    pub syncing: bool,
+    pub progress: Option<Progress>,
+    pub last_error: Option<CommandError>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<SyncSnapshot>,
+    /// Someone asked for a sync now (the button, or a new enrolment).
+    requested: Mutex<bool>,
+    wake: Condvar,
+    stop: AtomicBool,
+    cancel: AtomicBool,
+}
+
+pub(crate) struct SyncHandle {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SyncHandle {
+    pub fn start(store_path: PathBuf, clock: Arc<dyn Clock>, settings: SyncSettings) -> SyncHandle {
+        let shared = Arc::new(Shared::default());
+        let thread = if settings.automatic {
+            let worker = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("gridwalk-sync".into())
+                    .spawn(move || run(worker, store_path, clock, settings))
+                    .expect("the sync thread starts"),
+            )
+        } else {
+            None
+        };
+        SyncHandle { shared, thread: Mutex::new(thread) }
+    }
+
+    pub fn snapshot(&self) -> SyncSnapshot {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Asks for a sync as soon as the relay answers.
+    pub fn request(&self) {
+        *self.shared.requested.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.shared.wake.notify_all();
+    }
+
+    /// Something new waits to go up: look at the relay now rather than at the next tick.
+    pub fn nudge(&self) {
+        self.shared.wake.notify_all();
+    }
+
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.cancel.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(shared: Arc<Shared>, path: PathBuf, clock: Arc<dyn Clock>, settings: SyncSettings) {
+    let mut store: Option<Store> = None;
+    let mut last_success: Option<Instant> = None;
+    loop {
+        // Sleep until the next tick, or until someone asks or nudges.
+        {
+            let requested = shared.requested.lock().unwrap_or_else(|p| p.into_inner());
+            if !*requested {
+                let _ = shared.wake.wait_timeout(requested, settings.check_every);
+            }
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if store.is_none() && path.exists() {
+            match Store::open(&path) {
+                Ok(s) => store = Some(s),
+                Err(e) => tracing::warn!("the sync worker cannot open the store: {e}"),
+            }
+        }
+        let Some(s) = store.as_ref() else { continue };
+        let link = match s.relay_link() {
+            Ok(Some(link)) => link,
+            _ => continue,
+        };
+        let online = client::relay_reachable(&link.url);
+        let requested = std::mem::take(&mut *shared.requested.lock().unwrap_or_else(|p| p.into_inner()));
+        {
+            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.online = online;
+            if !online && requested {
+                state.last_error = Some(CommandError::new("relay_unreachable", format!("the relay at {} does not answer", link.url)));
+            }
+        }
+        if !online {
+            continue;
+        }
+        let waiting = client::pending_documents(s).map(|d| !d.is_empty()).unwrap_or(false)
+            || s.unacknowledged_photos().map(|p| !p.is_empty()).unwrap_or(false)
+            || s.wanted_photos().map(|p| !p.is_empty()).unwrap_or(false);
+        let stale = last_success.is_none_or(|t| t.elapsed() >= settings.refresh_every);
+        if !(requested || waiting || stale) {
+            continue;
+        }
+        {
+            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.syncing = true;
+            state.progress = Some(Progress::default());
+        }
+        shared.cancel.store(false, Ordering::SeqCst);
+        let progress_state = shared.clone();
+        let result = client::sync_over_http(s, &shared.cancel, &mut |p: &Progress| {
+            progress_state.state.lock().unwrap_or_else(|p| p.into_inner()).progress = Some(p.clone());
+        });
+        let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.syncing = false;
+        match result {
+            Ok(progress) => {
+                tracing::info!(pushed = progress.docs_pushed, pulled = progress.docs_pulled, at = %clock.now(), "sync finished");
+                state.progress = Some(progress);
+                state.last_error = None;
+                if let Err(e) = s.set_last_sync(gridwalk_core::time::Timestamp::from(clock.now()).millis()) {
+                    tracing::warn!("cannot record the sync time: {e}");
+                }
+                last_success = Some(Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!("sync failed: {e}");
+                state.online = !matches!(e, gridwalk_core::CoreError::Network(_));
+                state.last_error = Some(e.into());
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The app's commands against a real relay over loopback HTTP: a hall store filled with a small
+//! demo town publishes its rosters, a walker's app enrols with a code, receives only her grid,
+//! records a visit and a request with a photo, keeps working while the relay is down, and
+//! everything reaches the hall once the relay is back. No command is stubbed.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::TimeZone;
+use gridwalk_app_api::{App, SyncSettings};
+use gridwalk_core::demo::{generate, DemoConfig};
+use gridwalk_core::store::{Identity, RequestFilter, Store};
+use gridwalk_core::sync::client;
+use gridwalk_core::{SystemClock, Timestamp};
+use gridwalk_relay::http::{router, AppState, Metrics};
+use gridwalk_relay::relay::Relay;
+use gridwalk_relay::store::SqliteRelayStore;
+use serde_json::{json, Value};
+
+struct RelayServer {
+    addr: SocketAddr,
+    dir: std::path::PathBuf,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl RelayServer {
+    fn start(dir: &std::path::Path, addr: Option<SocketAddr>) -> RelayServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let store = SqliteRelayStore::open(&dir.join("relay.db")).unwrap();
+        let relay = Relay::new(Box::new(store), Arc::new(SystemClock));
+        let state = Arc::new(AppState { relay, metrics: Metrics::default() });
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+        RelayServer { addr, dir: dir.to_path_buf(), runtime: Some(runtime) }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn relay(&self) -> Relay {
+        Relay::new(Box::new(SqliteRelayStore::open(&self.dir.join("relay.db")).unwrap()), Arc::new(SystemClock))
+    }
+
+    fn stop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from(chrono::Utc::now())
+}
+
+fn hall(dir: &std::path::Path, relay: &RelayServer) -> Store {
+    let mut hall = Store::create(dir.join("hall.db"), Identity { device: "hall-pc".into(), walker: "staff".into() }).unwrap();
+    let until = chrono::Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let cfg = DemoConfig { villages: 2, households: 80, enterprises: 6, enterprise_grids: 1, requests: 60, visits: 40, days: 60, ..DemoConfig::street(11, until) };
+    generate(&mut hall, &cfg).unwrap();
+    hall.publish_rosters(&hall.context(now()), &[]).unwrap();
+    let code = relay.relay().create_enrollment("hall", gridwalk_relay::store::Role::Hall, &[]).unwrap();
+    client::join(&hall, &relay.url(), &code, "hall").unwrap();
+    hall.requeue_all_documents(now()).unwrap();
+    client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    hall
+}
+
+fn wait_for(app: &App, what: &str, mut ok: impl FnMut(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let status = app.call("status", json!({})).unwrap();
+        if ok(&status) {
+            return status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}; last status {status:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn tiny_jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+fn settings() -> SyncSettings {
+    SyncSettings { check_every: Duration::from_millis(100), ..SyncSettings::default() }
+}
+
+#[test]
+fn a_walker_app_enrols_receives_her_grid_works_offline_and_reaches_the_hall() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("relay")).unwrap();
+    let mut relay = RelayServer::start(&dir.path().join("relay"), None);
+    let hall = hall(dir.path(), &relay);
+    let grid = hall.grids().unwrap().into_iter().find(|g| !g.enterprise_grid).unwrap().id;
+    let walker = hall.walkers().unwrap().into_iter().find(|w| w.grids.contains(&grid)).unwrap();
+    let code = relay.relay().create_enrollment_for("王芳的手机", gridwalk_relay::store::Role::Walker, &[grid.clone()], Some(&walker.id)).unwrap();
+
+    let app = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
+    let before = app.call("status", json!({})).unwrap();
+    assert_eq!(before["enrolled"], false);
+    assert_eq!(app.call("grids", json!({})).unwrap_err().code, "not_enrolled");
+    let bad = app.call("enroll", json!({"relay_url": relay.url(), "code": "WRONG-CODE", "device_name": "x"})).unwrap_err();
+    assert_eq!(bad.code, "bad_enrollment_code");
+    let status = app.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "王芳的手机"})).unwrap();
+    assert_eq!(status["enrolled"], true);
+    assert_eq!(status["walker"]["id"], walker.id.as_str());
+    wait_for(&app, "the first sync", |s| s["last_sync_at"].is_number());
+
+    // Her grid's roster arrived: her grid, its households, named walkers; no other grid.
+    let grids = app.call("grids", json!({})).unwrap();
+    assert_eq!(grids.as_array().unwrap().len(), 1, "{grids}");
+    assert_eq!(grids[0]["id"], grid.as_str());
+    assert_eq!(grids[0]["households"].as_u64().unwrap() as usize, hall.households(&grid).unwrap().len());
+    let status = app.call("status", json!({})).unwrap();
+    assert_eq!(status["walker"]["name"], walker.name.as_str());
+    let requests = app.call("requests", json!({"limit": 500})).unwrap();
+    let expected = hall.count_requests(&RequestFilter { grids: vec![grid.clone()], ..RequestFilter::default() }).unwrap();
+    assert_eq!(requests["total"].as_i64().unwrap(), expected);
+    assert!(requests["items"].as_array().unwrap().iter().all(|r| r["grid"] == grid.as_str()));
+
+    // Search by pinyin initials of a household head's name.
+    let household = hall.households(&grid).unwrap().into_iter().next().unwrap();
+    let initials = gridwalk_core::search::pinyin_initials(&household.head_name);
+    let found = app.call("places", json!({"grid": grid, "query": initials})).unwrap();
+    assert!(found.as_array().unwrap().iter().any(|p| p["id"] == household.id.as_str()), "{initials} → {found}");
+
+    // The relay goes away; the walker keeps working.
+    let addr = relay.addr;
+    relay.stop();
+    wait_for(&app, "the offline mark", |s| s["online"] == false);
+    let visit = app
+        .call("record_visit", json!({"grid": grid, "target": {"kind": "household", "id": household.id}, "kind": "daily", "companions": ["村医李"], "notes": "门口路灯坏了"}))
+        .unwrap();
+    let visit_id = visit["id"].as_str().unwrap().to_string();
+    let raised = app
+        .call(
+            "raise_request",
+            json!({"grid": grid, "category": "streetlight", "description": "门口路灯不亮一周了", "urgency": "normal",
+                   "address": household.address, "reporter": {"kind": "resident", "name": household.head_name}, "visit": visit_id}),
+        )
+        .unwrap();
+    let request_id = raised["id"].as_str().unwrap().to_string();
+    let photo = app.call("add_photo", json!({"doc_id": request_id, "role": "before", "file_name": "lamp.jpg", "data_base64": base64_of(&tiny_jpeg())})).unwrap();
+    assert_eq!(photo["here"], true);
+    let waiting = app.call("status", json!({})).unwrap();
+    assert!(waiting["pending_documents"].as_u64().unwrap() >= 2, "{waiting}");
+    assert_eq!(waiting["pending_photos"], 1);
+    let detail = app.call("request", json!({"id": request_id})).unwrap();
+    assert_eq!(detail["history"][0]["type"], "collected");
+    assert!(detail["history"][0]["relay_received_at"].is_null());
+
+    // The relay comes back on the same address: the app syncs by itself.
+    relay = RelayServer::start(&dir.path().join("relay"), Some(addr));
+    let done = wait_for(&app, "everything to go up", |s| {
+        s["online"] == true && s["pending_documents"] == 0 && s["pending_photos"] == 0 && s["syncing"] == false
+    });
+    assert_eq!(done["progress"]["fraction"], 1.0);
+    let detail = app.call("request", json!({"id": request_id})).unwrap();
+    assert!(detail["history"][0]["relay_received_at"].is_number(), "{detail:#}");
+
+    // The hall receives the request, the visit and the photo.
+    client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let at_hall = hall.request(&request_id).unwrap();
+    assert_eq!(at_hall.body.description, "门口路灯不亮一周了");
+    assert_eq!(hall.visit(&visit_id).unwrap().body.notes, "门口路灯坏了");
+    let hash = photo["hash"].as_str().unwrap();
+    assert!(hall.stored_photo(hash).unwrap().is_some());
+    relay.stop();
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn bad_commands_and_arguments_get_clear_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("relay")).unwrap();
+    let mut relay = RelayServer::start(&dir.path().join("relay"), None);
+    let hall = hall(dir.path(), &relay);
+    let grid = hall.grids().unwrap().into_iter().find(|g| !g.enterprise_grid).unwrap().id;
+    let code = relay.relay().create_enrollment("phone", gridwalk_relay::store::Role::Walker, &[grid.clone()]).unwrap();
+    let app = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
+    assert_eq!(app.call("enroll", json!({"relay_url": "ftp://x", "code": code, "device_name": "p"})).unwrap_err().code, "invalid_input");
+    app.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "p"})).unwrap();
+    wait_for(&app, "the first sync", |s| s["last_sync_at"].is_number());
+    let known = app.call("requests", json!({})).unwrap()["total"].clone();
+    assert_eq!(app.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "p"})).unwrap_err().code, "already_enrolled");
+    assert_eq!(app.call("no_such_thing", json!({})).unwrap_err().code, "unknown_command");
+    assert_eq!(app.call("request", json!({"idd": 1})).unwrap_err().code, "bad_arguments");
+    assert_eq!(app.call("request", json!({"id": "missing"})).unwrap_err().code, "not_found");
+    let err = app
+        .call("raise_request", json!({"grid": grid, "category": "nonsense", "description": "x", "urgency": "normal", "reporter": {"kind": "anonymous"}}))
+        .unwrap_err();
+    assert_eq!(err.code, "invalid_input", "{err:?}");
+    let err = app
+        .call("raise_request", json!({"grid": grid, "category": "streetlight", "description": "x", "urgency": "now!", "reporter": {"kind": "anonymous"}}))
+        .unwrap_err();
+    assert_eq!(err.code, "invalid_input");
+    assert_eq!(app.call("photo", json!({"hash": "../../etc/passwd"})).unwrap_err().code, "photo_bad_id");
+    let after = app.call("requests", json!({})).unwrap();
+    assert_eq!(after["total"], known, "nothing was written by the refused commands");
+    assert_eq!(app.call("status", json!({})).unwrap()["pending_documents"], 0);
+
+    // Drafts: saved, read back after the app restarts, deleted.
+    app.call("draft_put", json!({"key": "request:new", "value": {"description": "半句话"}})).unwrap();
+    drop(app);
+    let app = App::open(dir.path().join("phone"), Arc::new(SystemClock), SyncSettings { automatic: false, ..settings() }).unwrap();
+    let draft = app.call("draft_get", json!({"key": "request:new"})).unwrap();
+    assert_eq!(draft["value"]["description"], "半句话");
+    app.call("draft_delete", json!({"key": "request:new"})).unwrap();
+    assert!(app.call("draft_get", json!({"key": "request:new"})).unwrap()["value"].is_null());
+    relay.stop();
+}
+
+#[test]
+fn on_the_doorstep_feedback_and_rating_work_offline_and_the_hall_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("relay")).unwrap();
+    let mut relay = RelayServer::start(&dir.path().join("relay"), None);
+    let hall = hall(dir.path(), &relay);
+    let resolved = hall
+        .list_requests(&RequestFilter { statuses: vec![gridwalk_core::lifecycle::Status::Resolved], limit: 1, ..RequestFilter::default() })
+        .unwrap()
+        .pop()
+        .expect("the demo town has a resolved request");
+    let code = relay.relay().create_enrollment("phone", gridwalk_relay::store::Role::Walker, &[resolved.grid.clone()]).unwrap();
+    let app = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
+    app.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "p"})).unwrap();
+    wait_for(&app, "the first sync", |s| s["last_sync_at"].is_number());
+    let addr = relay.addr;
+    relay.stop();
+    let detail = app.call("request", json!({"id": resolved.id})).unwrap();
+    assert!(detail["allowed"].as_array().unwrap().iter().any(|a| a == "feedback_given"), "{}", detail["allowed"]);
+    app.call("act", json!({"id": resolved.id, "action": {"type": "feedback_given", "note": "已告知路灯修好"}})).unwrap();
+    let rated = app.call("act", json!({"id": resolved.id, "action": {"type": "rated", "rating": "satisfied", "comment": "很快"}})).unwrap();
+    assert_eq!(rated["status"], "rated");
+    assert_eq!(rated["rating"], "satisfied");
+    let refused = app.call("act", json!({"id": resolved.id, "action": {"type": "rated", "rating": "satisfied", "comment": ""}})).unwrap_err();
+    assert_eq!(refused.code, "invalid_transition");
+
+    relay = RelayServer::start(&dir.path().join("relay"), Some(addr));
+    wait_for(&app, "the rating to go up", |s| s["pending_documents"] == 0 && s["online"] == true && s["syncing"] == false);
+    client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(hall.request(&resolved.id).unwrap().state.status, gridwalk_core::lifecycle::Status::Rated);
+    relay.stop();
+}
