@@ -28,22 +28,15 @@ export function isOverdue(row: Pick<RequestRow, 'overdue' | 'deadline' | 'status
   return row.deadline !== null && row.deadline < now && !FINISHED.has(row.status);
 }
 
-/** Overdue first, then by deadline (soonest first, none last), then newest. Stable. */
-export function sortRequests<T extends Pick<RequestRow, 'overdue' | 'deadline' | 'status' | 'created_at'>>(
-  rows: T[],
-  now: number,
-): T[] {
-  return rows
-    .map((r, i) => ({ r, i, o: isOverdue(r, now) }))
-    .sort((a, b) => {
-      if (a.o !== b.o) return a.o ? -1 : 1;
-      const da = a.r.deadline ?? Infinity;
-      const db = b.r.deadline ?? Infinity;
-      if (da !== db) return da < db ? -1 : 1;
-      if (a.r.created_at !== b.r.created_at) return b.r.created_at - a.r.created_at;
-      return a.i - b.i;
-    })
-    .map((x) => x.r);
+/**
+ * Overdue first, keeping the core's order otherwise (a stable partition). The core already sends
+ * overdue rows first; this keeps a row that became overdue since the page was loaded at the top.
+ */
+export function overdueFirst<T extends Pick<RequestRow, 'overdue' | 'deadline' | 'status'>>(rows: T[], now: number): T[] {
+  const late: T[] = [];
+  const rest: T[] = [];
+  for (const r of rows) (isOverdue(r, now) ? late : rest).push(r);
+  return [...late, ...rest];
 }
 
 /** A place not visited within 14 days (the core computes `stale`; this is the same rule). */

@@ -4,7 +4,7 @@ import { errorText } from '../lib/errors';
 import { describeDetails } from '../lib/history';
 import { setLang } from '../lib/i18n.svelte';
 import { buildRequestArgs, type RequestDraft } from '../lib/requestDraft';
-import { isOverdue, isStale, sortRequests, statusesFor } from '../lib/requests';
+import { isOverdue, isStale, overdueFirst, statusesFor } from '../lib/requests';
 import { refs } from '../lib/reference.svelte';
 import { nextPollDelay, pendingCount } from '../lib/status.svelte';
 import type { AppStatus } from '../lib/api';
@@ -28,15 +28,16 @@ describe('overdue and ordering', () => {
     expect(isOverdue(row('a', { deadline: now + 1 }), now)).toBe(false);
     expect(isOverdue(row('a', {}), now)).toBe(false);
   });
-  it('sorts overdue first, then by deadline, then newest', () => {
+  it('puts overdue rows first and keeps the core’s order otherwise', () => {
     const rows = [
-      row('no-deadline-old', { created_at: now - 5 * D }),
-      row('later', { deadline: now + 5 * D }),
-      row('no-deadline-new', { created_at: now - D }),
-      row('overdue', { deadline: now - D }),
-      row('sooner', { deadline: now + D }),
+      row('a', { overdue: true, deadline: now - 3 * D }),
+      row('b', { deadline: now + 5 * D }),
+      row('c', {}),
+      row('just-late', { deadline: now - 1 }),
+      row('d', { deadline: now + D }),
+      row('done-late', { deadline: now - D, status: 'closed' }),
     ];
-    expect(sortRequests(rows, now).map((r) => r.id)).toEqual(['overdue', 'sooner', 'later', 'no-deadline-new', 'no-deadline-old']);
+    expect(overdueFirst(rows, now).map((r) => r.id)).toEqual(['a', 'just-late', 'b', 'c', 'd', 'done-late']);
   });
   it('status groups', () => {
     expect(statusesFor('all')).toBeUndefined();
