@@ -19,3 +19,6 @@ export function errorText(e: unknown): string {
   if (/^photo_/.test(err.code)) return t('error.photo_other');
   return err.message || err.code;
 }
+
+/** A message to show, kept as a function so it follows a change of language. */
+export type Msg = (() => string) | null;

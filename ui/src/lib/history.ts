@@ -13,7 +13,11 @@ function fieldLabel(key: string): string {
 function scalar(key: string, v: unknown): string {
   if (v === null || v === undefined) return '';
   if (typeof v === 'boolean') return v ? t('common.yes') : t('common.no');
-  if (key === 'deadline' || key.endsWith('_at')) return typeof v === 'number' ? formatDateTime(v) : String(v);
+  if (key === 'deadline' || key.endsWith('_at')) {
+    // Milliseconds, or (as the core's own event fields serialise) an RFC 3339 string.
+    const ms = typeof v === 'number' ? v : Date.parse(String(v));
+    return Number.isFinite(ms) ? formatDateTime(ms) : String(v);
+  }
   if (key === 'department') return departmentName(String(v));
   if (key === 'person' || key === 'assignee' || key === 'owner') return walkerName(String(v));
   if (key === 'rating') return label('rating', String(v));

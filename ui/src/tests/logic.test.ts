@@ -53,7 +53,7 @@ describe('overdue and ordering', () => {
 
 describe('error sentences', () => {
   it('maps known codes in both languages and falls back to the message', () => {
-    expect(errorText({ code: 'network', message: 'cannot reach the relay: refused' })).toContain('连不上服务中心');
+    expect(errorText({ code: 'network', message: 'cannot reach the relay: refused' })).toBe('连不上服务中心，请到有信号的地方再试。');
     expect(errorText({ code: 'photo_not_here_yet', message: '' })).toBe('照片还没同步到本机。');
     expect(errorText({ code: 'photo_something_new', message: 'x' })).toBe('照片处理出错。');
     expect(errorText({ code: 'weird_new_code', message: 'the core says why' })).toBe('the core says why');
@@ -74,6 +74,8 @@ describe('history details', () => {
     expect(describeDetails({ rating: 'basically', comment: '' })).toEqual([{ key: 'rating', label: '评价', value: '基本满意' }]);
     const assigned = describeDetails({ assignment: { department: 'dept-urban', person: 'w1', deadline: Date.UTC(2026, 10, 30, 2), level: 'town' } });
     expect(assigned.map((l) => l.value)).toEqual(['城建办', '张桂英', '2026-11-30 10:00', '镇级']);
+    // The bridge sends the core's event fields as they are: a deadline is an RFC 3339 string there.
+    expect(describeDetails({ assignment: { deadline: '2026-11-30T08:53:04.465Z' } })[0].value).toBe('2026-11-30 16:53');
     expect(describeDetails({ decision: { kind: 'reject', reason: '不属于本村' } }).map((l) => l.value)).toEqual(['不予受理', '不属于本村']);
     expect(describeDetails({ type: 'resolved', note: 'x', photos: ['h1', 'h2'] }).map((l) => l.value)).toEqual(['x', '2 张']);
     refs.reference = null;
