@@ -97,10 +97,18 @@ export type VisitSummary = {
   kind: VisitKind;
   visited_at: number;
   created_by: string;
-  walkers: string[];
+  /** The contract leaves the type open: the bridge sends a comma-separated string today. */
+  walkers: string[] | string;
   notes: string;
   request_count: number;
 };
+
+/** A visit's walkers as a list, whichever way the core sent them. */
+export function visitWalkers(v: Pick<VisitSummary, 'walkers'>): string[] {
+  if (Array.isArray(v.walkers)) return v.walkers.map(String);
+  if (typeof v.walkers === 'string') return v.walkers.split(/[,，、\s]+/).filter(Boolean);
+  return [];
+}
 
 export type Urgency = 'low' | 'normal' | 'high' | 'urgent';
 export const URGENCIES: Urgency[] = ['low', 'normal', 'high', 'urgent'];

@@ -6,7 +6,7 @@ export type FlashText = () => string;
 export const flash = $state<{ text: FlashText | null; kind: 'ok' | 'error'; seq: number }>({ text: null, kind: 'ok', seq: 0 });
 let timer: ReturnType<typeof setTimeout> | undefined;
 
-export function showFlash(text: FlashText, kind: 'ok' | 'error' = 'ok', ms = 4000): void {
+export function showFlash(text: FlashText, kind: 'ok' | 'error' = 'ok', ms = 3000): void {
   flash.text = text;
   flash.kind = kind;
   flash.seq++;

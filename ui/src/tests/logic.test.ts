@@ -7,7 +7,7 @@ import { buildRequestArgs, type RequestDraft } from '../lib/requestDraft';
 import { isOverdue, isStale, overdueFirst, statusesFor } from '../lib/requests';
 import { refs } from '../lib/reference.svelte';
 import { nextPollDelay, pendingCount } from '../lib/status.svelte';
-import type { AppStatus } from '../lib/api';
+import { visitWalkers, type AppStatus } from '../lib/api';
 
 const D = 24 * 3600_000;
 const now = Date.UTC(2026, 10, 22, 4);
@@ -150,5 +150,14 @@ describe('status polling', () => {
     expect(nextPollDelay(null)).toBe(5000);
     expect(pendingCount(s)).toBe(5);
     expect(pendingCount(null)).toBe(0);
+  });
+});
+
+describe('visit walkers', () => {
+  it('accepts a list or a comma-separated string', () => {
+    expect(visitWalkers({ walkers: ['w1', 'w2'] })).toEqual(['w1', 'w2']);
+    expect(visitWalkers({ walkers: 'w1,w2' })).toEqual(['w1', 'w2']);
+    expect(visitWalkers({ walkers: 'w001' })).toEqual(['w001']);
+    expect(visitWalkers({ walkers: '' })).toEqual([]);
   });
 });
