@@ -38,6 +38,24 @@ const api = (cmd, args = {}) =>
   );
 const id = (t) => page.getByTestId(t);
 const step = (s) => console.log('--', s);
+// Every visible control is at least 44×44 CSS px (a checkbox counts by its label).
+async function checkTargets(screen) {
+  const small = await page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll('button, a[href], input, select, textarea')) {
+      const box = el.getBoundingClientRect();
+      if (box.width === 0 || box.height === 0 || el.classList.contains('visually-hidden')) continue;
+      let target = box;
+      if (el.type === 'checkbox' || el.type === 'radio') {
+        const label = el.closest('label');
+        if (label) target = label.getBoundingClientRect();
+      }
+      if (target.height < 44 || target.width < 44) out.push(`${el.dataset.testid ?? el.tagName.toLowerCase()} ${Math.round(target.width)}×${Math.round(target.height)}`);
+    }
+    return out;
+  });
+  if (small.length) problems.push(`small touch targets on ${screen}: ${small.join(', ')}`);
+}
 
 try {
   await page.goto(BASE);
@@ -62,14 +80,17 @@ try {
   await page.waitForFunction(() => document.querySelector('[data-testid=sync-progress]')?.getAttribute('data-syncing') === 'false' && !/还没有|Never/.test(document.querySelector('[data-testid=sync-last]')?.textContent ?? ''), null, { timeout: 120000 });
   step('sync done: fraction ' + (await id('sync-progress').getAttribute('data-fraction')));
   await shot('sync-done');
+  await checkTargets('sync-done');
 
   step('grids');
   await id('tab-grids').click();
   await id('grid-item').first().waitFor();
   await shot('grids');
+  await checkTargets('grids');
   await id('grid-item').first().click();
   await id('place-item').first().waitFor();
   await shot('places');
+  await checkTargets('places');
   const total = await id('place-item').count();
   await id('place-search').fill('zgy');
   await page.waitForTimeout(600);
@@ -78,6 +99,10 @@ try {
   await id('place-search').fill('');
   await page.waitForTimeout(400);
   await id('place-item').first().click();
+  await id('screen-place').waitFor();
+  await id('place-visits').or(id('place-no-visits')).first().waitFor();
+  await shot('place');
+  await checkTargets('place');
   await id('visit-new').click();
 
   step('visit');
@@ -91,6 +116,7 @@ try {
   await page.waitForFunction(() => document.querySelector('[data-testid=visit-notes]')?.value === '了解家庭近况，反映路灯不亮。', null, { timeout: 5000 });
   step('visit draft survived a reload');
   await shot('visit-form');
+  await checkTargets('visit-form');
   await id('visit-submit').click();
   await id('visit-raise-request').click();
 
@@ -105,6 +131,7 @@ try {
   await id('request-photo-input').setInputFiles([{ name: 'streetlight.png', mimeType: 'image/png', buffer: png }]);
   await id('request-photo-remove').waitFor();
   await shot('request-form');
+  await checkTargets('request-form');
   await id('request-submit').click();
   await id('screen-request').waitFor();
   await id('request-timeline').waitFor();
@@ -112,6 +139,7 @@ try {
   await page.waitForFunction(() => document.querySelector('[data-testid=photo-thumb]')?.getAttribute('data-state') !== 'loading');
   step('photo thumb: ' + (await id('photo-thumb').first().getAttribute('data-state')));
   await shot('request-detail', true);
+  await checkTargets('request-detail');
   const requestId = await id('screen-request').getAttribute('data-request-id');
 
   step('the hall handles it (through the API), the walker reports back and records the rating');
@@ -121,10 +149,12 @@ try {
   await page.reload();
   await id('feedback-note').fill('路灯已经修好，晚上亮了。');
   await shot('feedback');
+  await checkTargets('feedback');
   await id('feedback-submit').click();
   await id('rating-satisfied').click();
   await id('rating-comment').fill('修得很快');
   await shot('rating');
+  await checkTargets('rating');
   await id('rating-submit').click();
   await id('detail-rating').waitFor();
   step('status now ' + (await id('detail-status').getAttribute('data-status')) + ', events ' + (await id('timeline-event').count()));
@@ -135,6 +165,7 @@ try {
   await id('request-item').first().waitFor();
   step('requests: ' + (await id('request-total').getAttribute('data-total')) + ', overdue first: ' + (await id('request-item').first().getAttribute('data-overdue')));
   await shot('requests');
+  await checkTargets('requests');
   await id('request-filter-feedback').click();
   await page.waitForTimeout(600);
   step('to be rated: ' + (await id('request-item').count()));
