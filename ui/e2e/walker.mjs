@@ -1,0 +1,230 @@
+// End to end in Debian's Chromium at phone size (390 × 844), against the real core and a real
+// relay process: no mocked IPC. Each device is a `gridwalk-bridge` (browser mode: the built UI
+// plus the same App::call the Tauri window uses) with its own data directory.
+//
+// A walker enrols, records a visit, raises a request with a photo from it, loses the relay,
+// records more while offline, gets the relay back, watches the progress bar reach 100%, and a
+// second device of the same grid then sees all of it. Screenshots of every key screen go to
+// target/test-output/.
+//
+// Run: node ui/e2e/walker.mjs   (scripts/test.sh does, after building the UI and the workspace)
+import { chromium } from 'playwright-core';
+import { deflateSync } from 'node:zlib';
+import { join } from 'node:path';
+import {
+  BIN, OUT, ROOT, assert, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
+} from '../../tests/e2e/lib.mjs';
+
+const GRID = 'v01-g01';
+
+/** A small PNG (a photo of a dark streetlight, roughly), made here so the test needs no file. */
+function png(width, height) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const rows = [];
+  for (let y = 0; y < height; y++) {
+    const row = Buffer.alloc(1 + width * 3);
+    for (let x = 0; x < width; x++) {
+      const lamp = (x - width / 2) ** 2 + (y - height / 3) ** 2 < 60;
+      row[1 + x * 3] = lamp ? 250 : 20 + (x % 40);
+      row[2 + x * 3] = lamp ? 230 : 30 + (y % 50);
+      row[3 + x * 3] = lamp ? 120 : 60;
+    }
+    rows.push(row);
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8;
+  ihdr[9] = 2;
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(Buffer.concat(rows))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+async function device(dir, name) {
+  return startListening(join(BIN, 'gridwalk-bridge'), [
+    '--data-dir', join(dir, name), '--listen', '127.0.0.1:0', '--ui', join(ROOT, 'ui/dist'), '--check-every-s', '0.5',
+  ]);
+}
+
+const tid = (id) => `[data-testid="${id}"]`;
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(OUT, `walker-${name}.png`), fullPage: true });
+}
+
+async function enrol(page, relayUrl, code, deviceName) {
+  await page.locator(tid('enroll-relay')).fill(relayUrl);
+  await page.locator(tid('enroll-code')).fill(code);
+  await page.locator(tid('enroll-device')).fill(deviceName);
+  await page.locator(tid('enroll-submit')).click();
+  await page.locator(tid('app-shell')).waitFor({ timeout: 30000 });
+  await page.locator(`${tid('grid-item')}[data-grid-id="${GRID}"]`).waitFor({ timeout: 30000 });
+}
+
+async function main() {
+  const dir = tempDir('walker');
+  const relayDir = join(dir, 'relay');
+  let relay = await startRelay(relayDir);
+  const port = new URL(relay.url).port;
+  const devices = [];
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  try {
+    hallWithTown(dir, relayDir, relay.url);
+    const phone1 = await device(dir, 'phone1');
+    const phone2 = await device(dir, 'phone2');
+    devices.push(phone1, phone2);
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, locale: 'zh-CN', hasTouch: true });
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('page error:', e.message));
+
+    // 1. Enrol.
+    await page.goto(phone1.url);
+    await page.locator(tid('screen-enroll')).waitFor();
+    await shot(page, '01-enroll');
+    await enrol(page, relay.url, relayCli(relayDir, 'enroll', '--name', '王芳的手机', '--grids', GRID, '--walker', 'w001'), '王芳的手机');
+    await shot(page, '02-grids');
+
+    // 2. Record a visit at the first household.
+    await page.locator(`${tid('grid-item')}[data-grid-id="${GRID}"]`).click();
+    await page.locator(tid('place-item')).first().waitFor();
+    await shot(page, '03-places');
+    const placeId = await page.locator(tid('place-item')).first().getAttribute('data-place-id');
+    await page.locator(tid('place-item')).first().click();
+    await page.locator(tid('visit-new')).click();
+    await page.locator(tid('visit-kind-daily')).click();
+    await page.locator(tid('visit-notes')).fill('张大爷说门口路灯坏了一周');
+    await shot(page, '04-visit');
+    await page.locator(tid('visit-submit')).click();
+    await page.locator(tid('visit-done')).waitFor();
+    const visitId = await page.locator(tid('visit-done')).getAttribute('data-visit-id');
+    assert(visitId, 'the visit has an id');
+
+    // 3. Raise a request from it, with a photo.
+    await page.locator(tid('visit-raise-request')).click();
+    await page.locator(tid('screen-request-new')).waitFor();
+    await page.locator(tid('request-category')).selectOption('streetlight');
+    const description = `门口路灯不亮 ${Date.now()}`;
+    await page.locator(tid('request-description')).fill(description);
+    await page.locator(tid('request-photo-input')).setInputFiles({ name: 'lamp.png', mimeType: 'image/png', buffer: png(320, 240) });
+    await page.locator(tid('request-photo-list')).waitFor();
+    await shot(page, '05-request-form');
+    await page.locator(tid('request-submit')).click();
+    await page.locator(tid('screen-request')).waitFor({ timeout: 30000 });
+    await page.locator(tid('request-timeline')).waitFor();
+    await page.locator(tid('photo-thumb')).first().waitFor({ timeout: 30000 });
+    await shot(page, '06-request-detail');
+    const requestId = page.url().split('#/request/')[1];
+    assert(requestId, 'the request detail is open');
+
+    // Everything goes up by itself while the relay is there.
+    await page.locator(tid('pending-count') + '[data-count="0"]').waitFor({ timeout: 60000 });
+
+    // 4. The relay goes away; the walker works on.
+    await stop(relay.child);
+    await page.locator(tid('online-mark') + '[data-online="false"]').waitFor({ timeout: 30000 });
+    await page.locator(tid('tab-grids')).click();
+    await page.locator(`${tid('grid-item')}[data-grid-id="${GRID}"]`).click();
+    await page.locator(tid('place-item')).nth(1).click();
+    await page.locator(tid('visit-new')).click();
+    await page.locator(tid('visit-kind-evening_talk')).click();
+    await page.locator(tid('visit-notes')).fill('夜谈：邻里纠纷已调解（离线记录）');
+    await page.locator(tid('visit-submit')).click();
+    await page.locator(tid('visit-done')).waitFor();
+    const offlineVisitId = await page.locator(tid('visit-done')).getAttribute('data-visit-id');
+    await page.locator(tid('tab-requests')).click();
+    await page.locator(tid('request-new')).click();
+    await page.locator(tid('request-category')).selectOption('environment');
+    const offlineDescription = `垃圾桶满溢（离线） ${Date.now()}`;
+    await page.locator(tid('request-description')).fill(offlineDescription);
+    await page.locator(tid('request-address')).fill('马社村3组');
+    await page.locator(tid('request-photo-input')).setInputFiles({ name: 'bin.png', mimeType: 'image/png', buffer: png(640, 480) });
+    await page.locator(tid('request-photo-list')).waitFor();
+    await page.locator(tid('request-submit')).click();
+    await page.locator(tid('screen-request')).waitFor({ timeout: 30000 });
+    const offlineRequestId = page.url().split('#/request/')[1];
+    const waiting = Number(await page.locator(tid('pending-count')).getAttribute('data-count'));
+    assert(waiting >= 2, `things wait to go up while offline (pending ${waiting})`);
+    await page.locator(tid('tab-sync')).click();
+    await page.locator(tid('screen-sync')).waitFor();
+    await shot(page, '07-offline-sync');
+
+    // 5. The relay is back: the app syncs by itself and the bar reaches 100%.
+    relay = await startRelay(relayDir, port);
+    await page.locator(tid('online-mark') + '[data-online="true"]').waitFor({ timeout: 30000 });
+    await page.locator(tid('sync-progress') + '[data-fraction="1"]').waitFor({ timeout: 60000 });
+    await page.locator(tid('pending-count') + '[data-count="0"]').waitFor({ timeout: 60000 });
+    await shot(page, '08-synced');
+
+    // English: no Chinese left in the UI's own text (data from the town is Chinese and stays).
+    await page.locator(tid('lang-en')).click();
+    await page.locator(tid('tab-requests')).click();
+    await page.locator(tid('screen-requests')).waitFor();
+    await shot(page, '09-requests-en');
+    await page.locator(tid('tab-sync')).click();
+    const syncText = await page.locator(tid('screen-sync')).innerText();
+    const chineseOutsideData = syncText.replace(/王芳的手机|王芳/g, '').match(/[\u4e00-\u9fff]/);
+    assert(!chineseOutsideData, `English sync screen has no Chinese of its own: ${syncText}`);
+    await page.locator(tid('lang-zh')).click();
+
+    // 6. A second device of the same grid sees everything.
+    const context2 = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, locale: 'zh-CN', hasTouch: true });
+    const page2 = await context2.newPage();
+    await page2.goto(phone2.url);
+    await enrol(page2, relay.url, relayCli(relayDir, 'enroll', '--name', '李强的手机', '--grids', GRID, '--walker', 'w002'), '李强的手机');
+    await page2.locator(tid('tab-requests')).click();
+    await page2.locator(tid('request-search')).fill(description.split(' ')[1]);
+    await page2.locator(`${tid('request-item')}`).first().waitFor({ timeout: 30000 });
+    await page2.goto(`${phone2.url}/#/request/${requestId}`);
+    await page2.locator(tid('detail-description')).filter({ hasText: description }).waitFor({ timeout: 30000 });
+    await page2.locator(tid('photo-thumb') + ' img').first().waitFor({ timeout: 60000 });
+    await shot2(page2, '10-second-device-request');
+    await page2.goto(`${phone2.url}/#/request/${offlineRequestId}`);
+    await page2.locator(tid('detail-description')).filter({ hasText: offlineDescription }).waitFor({ timeout: 30000 });
+    await page2.goto(`${phone2.url}/#/place/${GRID}/${placeId}`);
+    await page2.locator(tid('place-visit')).first().waitFor({ timeout: 30000 });
+    await shot2(page2, '11-second-device-place');
+    // The relay holds both visits too: the second device's status shows nothing missing.
+    const status2 = await (await fetch(`${phone2.url}/api/visits`, { method: 'POST', body: JSON.stringify({ grid: GRID, limit: 500 }) })).json();
+    const ids = status2.map((v) => v.id);
+    assert(ids.includes(visitId) && ids.includes(offlineVisitId), 'both visits reached the second device');
+    console.log('walker e2e: ok (enrol, visit, request with photo, offline work, sync to 100%, second device sees all)');
+  } finally {
+    await browser.close();
+    for (const d of devices) await stop(d.child);
+    await stop(relay.child);
+  }
+}
+
+async function shot2(page, name) {
+  await page.screenshot({ path: join(OUT, `walker-${name}.png`), fullPage: true });
+}
+
+main().catch(async (e) => {
+  console.error(e);
+  await sleep(100);
+  process.exit(1);
+});
