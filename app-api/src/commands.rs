@@ -66,21 +66,26 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
             app.store()?.delete_draft(&a.key)?;
             Ok(json!({}))
         }
-        other => Err(CommandError::new("unknown_command", format!("there is no command '{other}'"))),
+        // The hall console's and the meetings' commands live in their own modules.
+        other => crate::meetings::dispatch(app, other, args),
     }
 }
 
-fn parse<T: DeserializeOwned>(args: Value) -> CommandResult<T> {
+pub(crate) fn unknown(name: &str) -> CommandResult<Value> {
+    Err(CommandError::new("unknown_command", format!("there is no command '{name}'")))
+}
+
+pub(crate) fn parse<T: DeserializeOwned>(args: Value) -> CommandResult<T> {
     // A command without arguments may be sent `null`.
     let args = if args.is_null() { json!({}) } else { args };
     serde_json::from_value(args).map_err(|e| CommandError::new("bad_arguments", e.to_string()))
 }
 
-fn out<T: Serialize>(value: T) -> CommandResult<Value> {
+pub(crate) fn out<T: Serialize>(value: T) -> CommandResult<Value> {
     serde_json::to_value(value).map_err(|e| CommandError::new("internal", e.to_string()))
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> CommandError {
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> CommandError {
     CommandError::new("invalid_input", format!("invalid {field}: {}", message.into()))
 }
 
@@ -293,10 +298,20 @@ fn visits(app: &App, a: VisitsArgs) -> CommandResult<Value> {
         limit: a.limit.unwrap_or(50).min(500),
         ..VisitFilter::default()
     })?;
+    // The index keeps a visit's walkers as one comma-joined column; the UI gets a list.
+    let list: Vec<Value> = list
+        .into_iter()
+        .map(|v| {
+            let walkers: Vec<&str> = v.walkers.split(',').filter(|w| !w.is_empty()).collect();
+            let mut value = serde_json::to_value(&v).unwrap_or(Value::Null);
+            value["walkers"] = json!(walkers);
+            value
+        })
+        .collect();
     out(list)
 }
 
-fn context(app: &App, store: &Store) -> gridwalk_core::ActionContext {
+pub(crate) fn context(app: &App, store: &Store) -> gridwalk_core::ActionContext {
     let identity = store.identity();
     gridwalk_core::ActionContext::new(identity.walker.clone(), identity.device.clone(), app.now())
 }

@@ -9,6 +9,8 @@
 
 mod commands;
 mod dto;
+mod hall;
+mod meetings;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -97,12 +99,12 @@ impl App {
         commands::dispatch(self, name, args)
     }
 
-    fn now(&self) -> gridwalk_core::time::Timestamp {
+    pub(crate) fn now(&self) -> gridwalk_core::time::Timestamp {
         gridwalk_core::time::Timestamp::from(self.clock.now())
     }
 
     /// The store, or `not_enrolled` before the device has joined a relay.
-    fn store(&self) -> CommandResult<StoreGuard<'_>> {
+    pub(crate) fn store(&self) -> CommandResult<StoreGuard<'_>> {
         let guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             return Err(CommandError::new("not_enrolled", "this device has not been enrolled with a relay yet"));
@@ -117,7 +119,7 @@ impl Drop for App {
     }
 }
 
-struct StoreGuard<'a>(MutexGuard<'a, Option<Store>>);
+pub(crate) struct StoreGuard<'a>(MutexGuard<'a, Option<Store>>);
 
 impl std::ops::Deref for StoreGuard<'_> {
     type Target = Store;
