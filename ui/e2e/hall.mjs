@@ -1,0 +1,340 @@
+// The hall console end to end, in Debian's Chromium, against the real core and a real relay: no
+// mocked IPC. Two `gridwalk-bridge` devices: a walker's phone (390 × 844) and the hall PC
+// (1366 × 768, enrolled with the hall role).
+//
+// A walker raises a request (and a duplicate of it) on her phone; it syncs; on the hall PC it
+// appears in the inbox, the duplicate is merged into it (suggested by `duplicates`), it is
+// accepted, assigned to an office with a deadline and resolved with an "after" photo; the phone
+// receives the resolution, the walker reports back and records the resident's rating; the hall's
+// dashboard resolution rate (and satisfaction rate) move by exactly one request. The monthly list
+// is shown, exported to XLSX (downloaded, and saved on the hall PC) and laid out for printing; a
+// grid meeting is recorded when the app has the meeting commands.
+//
+// Screenshots: target/test-output/hall-*.png
+// Run: node ui/e2e/hall.mjs   (after `cd ui && npm run build` and
+//      `cargo build -p gridwalk-bridge -p gridwalk-cli -p gridwalk-relay`)
+import { chromium } from 'playwright-core';
+import { existsSync, readFileSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
+import { join } from 'node:path';
+import {
+  BIN, OUT, ROOT, assert, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
+} from '../../tests/e2e/lib.mjs';
+
+const GRID = 'v01-g01';
+const tid = (id) => `[data-testid="${id}"]`;
+
+function device(dir, name) {
+  return startListening(join(BIN, 'gridwalk-bridge'), [
+    '--data-dir', join(dir, name), '--listen', '127.0.0.1:0', '--ui', join(ROOT, 'ui/dist'), '--check-every-s', '0.5',
+  ]);
+}
+
+async function api(dev, cmd, args = {}) {
+  const res = await fetch(`${dev.url}/api/${cmd}`, { method: 'POST', body: JSON.stringify(args), headers: { 'content-type': 'application/json' } });
+  const body = await res.json();
+  if (!res.ok) {
+    const err = new Error(`${cmd}: ${body.code}: ${body.message}`);
+    err.code = body.code;
+    throw err;
+  }
+  return body;
+}
+
+/** Asks a device to sync and waits until a sync that started after now has finished. */
+async function syncNow(dev, what) {
+  const before = (await api(dev, 'status')).last_sync_at ?? 0;
+  await sleep(5); // a sync finishing in this same millisecond would not be told apart
+  await api(dev, 'sync_now');
+  const start = Date.now();
+  for (;;) {
+    const s = await api(dev, 'status');
+    if ((s.last_sync_at ?? 0) > before && !s.syncing && s.pending_documents === 0 && s.pending_photos === 0) return s;
+    if (Date.now() - start > 60000) throw new Error(`timed out syncing (${what}): ${JSON.stringify(s.last_error)}`);
+    await sleep(200);
+  }
+}
+
+async function until(what, fn, ms = 60000) {
+  const start = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(300);
+  }
+}
+
+/** A small PNG (the repaired streetlight), made here so the test needs no file. */
+function png(width, height) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const rows = [];
+  for (let y = 0; y < height; y++) {
+    const row = Buffer.alloc(1 + width * 3);
+    for (let x = 0; x < width; x++) {
+      const lamp = (x - width / 2) ** 2 + (y - height / 3) ** 2 < 120;
+      row[1 + x * 3] = lamp ? 255 : 60 + (x % 50);
+      row[2 + x * 3] = lamp ? 250 : 90 + (y % 60);
+      row[3 + x * 3] = lamp ? 200 : 140;
+    }
+    rows.push(row);
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8;
+  ihdr[9] = 2;
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(Buffer.concat(rows))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+function pct(rate) {
+  return (Math.round(rate * 1000) / 10).toFixed(1).replace(/\.0$/, '') + '%';
+}
+
+async function main() {
+  const dir = tempDir('hall');
+  const relayDir = join(dir, 'relay');
+  const relay = await startRelay(relayDir);
+  const devices = [];
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  try {
+    hallWithTown(dir, relayDir, relay.url);
+    const phone = await device(dir, 'phone');
+    const hall = await device(dir, 'hall-pc');
+    devices.push(phone, hall);
+
+    // 1. The walker's phone, enrolled for her grid; she raises a request and, a little later, a
+    //    neighbour's report of the same streetlight.
+    await api(phone, 'enroll', { relay_url: relay.url, code: relayCli(relayDir, 'enroll', '--name', '王芳的手机', '--grids', GRID, '--walker', 'w001'), device_name: '王芳的手机' });
+    await until('the phone\'s first sync', async () => (await api(phone, 'status')).last_sync_at);
+    const stamp = Date.now() % 100000;
+    const description = `马社村3组门口路灯不亮一周了 ${stamp}`;
+    const { id } = await api(phone, 'raise_request', {
+      grid: GRID, category: 'streetlight', description, urgency: 'normal', address: '马社村3组12号门口',
+      reporter: { kind: 'resident', name: '张大爷' },
+    });
+    const { id: dupId } = await api(phone, 'raise_request', {
+      grid: GRID, category: 'streetlight', description: `3组门口路灯坏了晚上不亮 ${stamp}`, urgency: 'normal', address: '马社村3组12号',
+      reporter: { kind: 'anonymous' },
+    });
+    await syncNow(phone, 'phone up');
+
+    // 2. The hall PC enrols in the browser at 1366 × 768 with the hall role.
+    const ctx = await browser.newContext({ viewport: { width: 1366, height: 768 }, locale: 'zh-CN', acceptDownloads: true });
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => console.error('hall page error:', e.message));
+    await page.goto(hall.url);
+    await page.locator(tid('enroll-relay')).fill(relay.url);
+    await page.locator(tid('enroll-code')).fill(relayCli(relayDir, 'enroll', '--name', 'hall-pc', '--role', 'hall'));
+    await page.locator(tid('enroll-device')).fill('hall-pc');
+    await page.locator(tid('enroll-submit')).click();
+    await page.locator(tid('app-shell') + '[data-layout="desktop"]').waitFor({ timeout: 30000 });
+    await page.locator(tid('side-nav')).waitFor();
+    assert(!(await page.locator(tid('tab-grids')).count()), 'no bottom tabs on the hall PC');
+    await until('the hall PC to receive the request', async () => {
+      await api(hall, 'sync_now');
+      return (await api(hall, 'inbox', { limit: 500 })).items.some((r) => r.id === id) && (await api(hall, 'request', { id: dupId }).catch(() => null));
+    });
+    await syncNow(hall, 'hall first');
+    const before = (await api(hall, 'dashboard', { scope: { kind: 'all' } })).figures;
+
+    // 3. The inbox shows both, newest first, with the first receiver as owner.
+    await page.locator(tid('nav-inbox')).click();
+    await page.locator(tid('inbox-refresh')).click();
+    const row = page.locator(`${tid('inbox-item')}[data-request-id="${id}"]`);
+    await row.waitFor({ timeout: 30000 });
+    await page.locator(`${tid('inbox-item')}[data-request-id="${dupId}"]`).waitFor();
+    const owner = await row.locator(tid('inbox-owner')).innerText();
+    assert(owner.trim().length > 0, 'the inbox shows the first receiver');
+    await page.screenshot({ path: join(OUT, 'hall-inbox.png'), fullPage: true });
+
+    // 4. The duplicate: merge, into the request the suggestions name first.
+    await page.locator(`${tid('inbox-item')}[data-request-id="${dupId}"] ${tid('inbox-open')}`).click();
+    await page.locator(tid('triage-panel')).waitFor();
+    await page.locator(tid('triage-merge_into')).click();
+    const suggestion = page.locator(tid('duplicate-item')).first();
+    await suggestion.waitFor();
+    assert((await suggestion.getAttribute('data-request-id')) === id, 'the original is the first suggested duplicate');
+    await suggestion.locator('input').check();
+    await page.locator(tid('triage-submit')).click();
+    await page.locator(tid('hall-status') + '[data-status="merged"]').waitFor();
+
+    // 5. The original: accept, assign (office, person, deadline, level), resolve with an after photo.
+    await page.goto(`${hall.url}/#/hall/request/${id}`);
+    await page.locator(tid('triage-panel')).waitFor();
+    await page.locator(tid('triage-accept')).click();
+    await page.locator(tid('triage-submit')).click();
+    await page.locator(tid('hall-status') + '[data-status="accepted"]').waitFor();
+    const office = await page.locator(`${tid('assign-department')} option`).nth(1).getAttribute('value');
+    await page.locator(tid('assign-department')).selectOption(office);
+    await page.locator(tid('assign-person')).fill('李师傅');
+    await page.locator(tid('assign-level')).selectOption('village');
+    await page.locator(tid('assign-submit')).click();
+    await page.locator(tid('hall-status') + '[data-status="assigned"]').waitFor();
+    await page.locator(tid('progress-note')).fill('已联系村电工，明天上门');
+    await page.locator(tid('progress-submit')).click();
+    await page.locator(`${tid('timeline-event')}[data-type="progress"]`).waitFor();
+    await page.locator(tid('resolve-note')).fill('更换灯头，路灯已恢复照明');
+    await page.locator(tid('resolve-photo-input')).setInputFiles({ name: 'after.png', mimeType: 'image/png', buffer: png(320, 240) });
+    await page.locator(tid('resolve-submit')).click();
+    await page.locator(tid('hall-status') + '[data-status="resolved"]').waitFor();
+    await page.locator(tid('photo-thumb')).first().waitFor();
+    const detail = await api(hall, 'request', { id });
+    assert(detail.photos.some((p) => p.role === 'after'), 'the after photo is on the request');
+    assert(detail.department === office && detail.level === 'village', 'assigned to the office at village level');
+
+    // 6. The dashboard's resolution rate moved by exactly this request.
+    const expected = { num: before.resolved + 1, den: before.handled + 1 };
+    await page.locator(tid('nav-dashboard')).click();
+    const kpi = page.locator(tid('kpi-resolution_rate'));
+    await page.locator(`${tid('kpi-resolution_rate')}[data-num="${expected.num}"][data-den="${expected.den}"]`).waitFor({ timeout: 30000 });
+    const shown = await kpi.getAttribute('data-value');
+    assert(shown === pct(expected.num / expected.den), `resolution rate ${shown}, expected ${pct(expected.num / expected.den)} (was ${pct(before.resolved / before.handled)})`);
+    console.log(`resolution rate: ${before.resolved}/${before.handled} = ${pct(before.resolved / before.handled)} → ${expected.num}/${expected.den} = ${shown}`);
+    // It drills down to the list behind it, which holds this request.
+    await kpi.click();
+    await page.locator(`${tid('drill-total')}[data-total="${expected.num}"]`).waitFor();
+    await page.locator(tid('chart-trend') + ' canvas').waitFor();
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(OUT, 'hall-dashboard.png'), fullPage: true });
+    const drill = await api(hall, 'drill', { scope: { kind: 'all' }, what: 'requests', measure: 'resolved', slice: { by: 'all' }, limit: 500 });
+    assert(drill.ids.includes(id), 'the resolved list holds the request');
+
+    // 7. The phone receives the resolution; the walker reports back and records the rating.
+    await syncNow(hall, 'hall up');
+    await until('the phone to see the resolution', async () => {
+      await syncNow(phone, 'phone down');
+      return (await api(phone, 'request', { id })).status === 'resolved';
+    });
+    const pctx = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, locale: 'zh-CN', hasTouch: true });
+    const ppage = await pctx.newPage();
+    ppage.on('pageerror', (e) => console.error('phone page error:', e.message));
+    await ppage.goto(`${phone.url}/#/request/${id}`);
+    await ppage.locator(tid('detail-status') + '[data-status="resolved"]').waitFor({ timeout: 30000 });
+    await ppage.locator(tid('feedback-note')).fill('已告知张大爷路灯修好了');
+    await ppage.locator(tid('feedback-submit')).click();
+    await ppage.locator(tid('detail-status') + '[data-status="feedback_given"]').waitFor();
+    await ppage.locator(tid('rating-satisfied')).click();
+    await ppage.locator(tid('rating-submit')).click();
+    await ppage.locator(tid('detail-status') + '[data-status="rated"]').waitFor();
+    await ppage.screenshot({ path: join(OUT, 'hall-phone-rated.png'), fullPage: true });
+    await syncNow(phone, 'phone rating up');
+    await until('the hall to see the rating', async () => {
+      await syncNow(hall, 'hall down');
+      return (await api(hall, 'request', { id })).status === 'rated';
+    });
+    const after = (await api(hall, 'dashboard', { scope: { kind: 'all' } })).figures;
+    assert(after.resolved === before.resolved + 1 && after.handled === before.handled + 1, 'still resolved after feedback and a satisfied rating');
+    assert(after.rated === before.rated + 1 && after.satisfied === before.satisfied + 1, 'the rating counts towards satisfaction');
+    await page.locator(tid('dash-refresh')).click();
+    await page.locator(`${tid('kpi-satisfaction_rate')}[data-num="${before.satisfied + 1}"][data-den="${before.rated + 1}"]`).waitFor();
+
+    // 8. The monthly list: on screen, exported (downloaded and saved on this PC), printable.
+    await page.locator(tid('nav-monthly')).click();
+    await page.locator(`${tid('monthly-row')}[data-request-id="${id}"][data-completion="resolved"]`).waitFor({ timeout: 30000 });
+    await page.locator(tid('monthly-scope')).selectOption(`grid:${GRID}`);
+    await page.locator(`${tid('monthly-row')}[data-request-id="${id}"]`).waitFor();
+    const [download] = await Promise.all([page.waitForEvent('download'), page.locator(tid('monthly-export')).click()]);
+    assert(download.suggestedFilename().endsWith('.xlsx'), `an XLSX file: ${download.suggestedFilename()}`);
+    const saved = await page.locator(tid('monthly-saved')).getAttribute('data-path');
+    assert(saved && existsSync(saved) && saved.startsWith(join(dir, 'hall-pc', 'exports')), `saved on the hall PC: ${saved}`);
+    const downloaded = readFileSync(await download.path());
+    assert(downloaded.equals(readFileSync(saved)), 'the download is the saved file');
+    assert(downloaded.subarray(0, 2).toString() === 'PK', 'an XLSX is a zip');
+    await page.screenshot({ path: join(OUT, 'hall-monthly.png'), fullPage: true });
+    await page.emulateMedia({ media: 'print' });
+    assert(!(await page.locator(tid('side-nav')).isVisible()), 'no navigation on the printed page');
+    await page.pdf({ path: join(OUT, 'hall-monthly.pdf'), format: 'A4', landscape: true, printBackground: true, preferCSSPageSize: true });
+    await page.screenshot({ path: join(OUT, 'hall-monthly-print.png'), fullPage: true });
+    await page.emulateMedia({ media: 'screen' });
+
+    // 9. The overdue view and the admin lists open.
+    await page.locator(tid('nav-overdue')).click();
+    await page.locator(tid('screen-overdue')).waitFor();
+    await page.locator(tid('nav-admin')).click();
+    await page.locator(tid('admin-walker')).first().waitFor();
+
+    // 10. A grid deliberation meeting (网格议事会), if this build has the meeting commands.
+    let meetings = true;
+    try {
+      await api(hall, 'meetings', {});
+    } catch (e) {
+      if (e.code !== 'unknown_command') throw e;
+      meetings = false;
+    }
+    if (!meetings) {
+      console.log('NOTE: the meeting commands (record_meeting, meetings, meeting) are not in this build yet: the meeting part of this test was skipped.');
+    } else {
+      await page.locator(tid('nav-meetings')).click();
+      await page.locator(tid('meeting-new')).click();
+      await page.locator(tid('screen-meeting-new')).waitFor();
+      await page.locator(tid('meeting-grid')).selectOption(GRID);
+      await page.locator(tid('meeting-place')).fill('马社村村委会');
+      await page.locator(tid('meeting-topic-input')).fill('3组路灯与闲置太阳能路灯再利用');
+      const names = page.locator(tid('participant-name'));
+      await names.nth(0).fill('陈指导员');
+      await names.nth(1).fill('王网格长');
+      await names.nth(2).fill('张大爷');
+      await page.locator(tid('participant-add')).click();
+      await names.nth(3).fill('李科长');
+      await page.locator(tid('participant-role')).nth(3).selectOption('department_head');
+      await page.locator(tid('participant-department')).fill('村建办');
+      await page.locator(`${tid('meeting-request')}[data-request-id="${id}"]`).check();
+      await page.locator(tid('decision-text')).first().fill('利用闲置太阳能路灯约50盏，覆盖3组主干道');
+      await page.locator(tid('decision-request')).first().selectOption(id);
+      await page.locator(tid('meeting-submit')).click();
+      await page.locator(tid('screen-meeting')).waitFor({ timeout: 30000 });
+      await page.locator(tid('meeting-decision')).first().waitFor();
+      await page.screenshot({ path: join(OUT, 'hall-meeting.png'), fullPage: true });
+      const history = (await api(hall, 'request', { id })).history;
+      assert(history.some((h) => h.type === 'meeting_decision'), 'the decision is an event on the request');
+    }
+
+    // English: the hall's own words have no Chinese left.
+    await page.locator(tid('nav-sync')).click();
+    await page.locator(tid('lang-en')).click();
+    await page.locator(tid('nav-inbox')).click();
+    await page.locator(tid('screen-inbox')).waitFor();
+    const nav = await page.locator(tid('side-nav')).innerText();
+    assert(!/[\u4e00-\u9fff]/.test(nav), `English navigation: ${nav}`);
+    await page.locator(tid('nav-sync')).click();
+    await page.locator(tid('lang-zh')).click();
+
+    console.log(`hall e2e: ok (inbox, merge, accept, assign, progress, resolve with photo, phone feedback + rating, dashboard rate, monthly list + XLSX + print${meetings ? ', meeting' : ''})`);
+  } finally {
+    await browser.close();
+    for (const d of devices) await stop(d.child);
+    await stop(relay.child);
+  }
+}
+
+main().catch(async (e) => {
+  console.error(e);
+  await sleep(100);
+  process.exit(1);
+});
