@@ -4,6 +4,7 @@
 
 mod p4;
 mod photo;
+mod report;
 mod sync;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,9 @@ enum Command {
     Photo(photo::Args),
     /// Sync (issue 3): hall burst, a new device's pull and a no-op sync, against samod.
     Sync(sync::Args),
+    /// Reports (issue 6): the dashboard and the monthly list on a small and a large town, and the
+    /// grid's figures from documents beside them.
+    Report(report::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         Command::P4(args) => p4::run(&args)?,
         Command::Photo(args) => photo::run(&args)?,
         Command::Sync(args) => sync::run(&args)?,
+        Command::Report(args) => report::run(&args)?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

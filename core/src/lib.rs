@@ -12,6 +12,7 @@ pub mod import;
 pub mod lifecycle;
 pub mod model;
 pub mod photo;
+pub mod report;
 pub mod roster;
 pub mod search;
 pub mod store;

@@ -1,0 +1,737 @@
+//! Reports for the hall console and the leader: the dashboard (办结率, on-time and satisfaction
+//! rates, counts by category, office and grid, the monthly trend, visit coverage), the list behind
+//! every figure, and the monthly list (驻网办事清单) with its XLSX export.
+//!
+//! Everything here is computed from the index tables (`request_index`, `last_visit`) and the
+//! reference tables (`areas`, `households`, `enterprises`, `departments`), never by loading a
+//! document, so a report costs what the rows it reads cost. The moment "now" is always a
+//! parameter: nothing here reads a clock.
+//!
+//! # The request set of a report
+//!
+//! A dashboard looks at the requests of its [`Scope`] (the whole store, one village's grids, or
+//! one grid) whose creation time lies in `[from, to)` when those bounds are given. Every figure
+//! is counted over that set; "resolved in month m" is also counted within it.
+//!
+//! # Definitions
+//!
+//! A request's state comes from the lifecycle fold as the index holds it:
+//!
+//! - **resolved (已办结)**: it has a resolution time (`resolved_at`): resolved by an office or solved
+//!   on the spot at triage, and not reopened since. Feedback, a satisfied rating or closing after
+//!   the resolution keep it resolved; reopening (by the hall or a "not satisfied" rating) takes it
+//!   back out until it is resolved again.
+//! - **handled (受理)**: accepted for handling — it is resolved, or it is open after triage
+//!   (`accepted`, `assigned`, `reopened`). Requests still waiting for triage (`new`), rejected,
+//!   merged into another request, and closed after a rejection or merge are not handled.
+//! - **办结率 (resolution rate)** = resolved / handled.
+//! - **on time (按期办结)**: resolved with a deadline, and resolved at or before that deadline (the
+//!   deadline of the latest assignment). **On-time rate** = on time / resolved with a deadline;
+//!   requests solved on the spot have no deadline and are in neither count.
+//! - **rated**: the request has a rating (its latest applied one). **满意率 (satisfaction rate)** =
+//!   rated satisfied or basically satisfied / rated.
+//! - **overdue (逾期)**: still open (`new`, `accepted`, `assigned`, `reopened`) with a deadline before
+//!   `now` (as `RequestState::is_overdue`).
+//! - **months** are calendar months in China Standard Time (UTC+8, which has had no daylight
+//!   saving since 1991), keyed `YYYY-MM`.
+//! - **visit coverage**: a grid, household or enterprise is covered when its latest visit is at
+//!   or after `now - 14 days` ([`COVERAGE_DAYS`]). Household grids and enterprise grids
+//!   (企业网格) are counted separately.
+//!
+//! Every number in a [`Dashboard`] names the list behind it as a [`Drill`]; [`drill`] returns
+//! that list (request ids, or grid, household or enterprise ids) with the same predicates.
+
+mod monthly;
+
+pub use monthly::{
+    monthly_list, write_monthly_xlsx, Completion, GridSummary, Month, MonthlyList, MonthlyRow, XlsxReport,
+    GRID_HEADERS, SUMMARY_HEADERS, SUMMARY_SHEET,
+};
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value;
+use rusqlite::OptionalExtension;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::model::category;
+use crate::store::Store;
+use crate::time::Timestamp;
+
+/// A grid, household or enterprise is covered when visited within this many days before `now`.
+pub const COVERAGE_DAYS: i64 = 14;
+
+/// China Standard Time, in milliseconds east of UTC: months of reports are calendar months there.
+pub(crate) const CST_OFFSET_MS: i64 = 8 * 3_600_000;
+
+/// Which part of the street a report covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+pub enum Scope {
+    /// Everything in the store: the whole street or town.
+    All,
+    /// The grids whose parent is this village (村/社区).
+    Village(String),
+    /// One grid (household or enterprise grid).
+    Grid(String),
+}
+
+/// What a dashboard is asked for.
+#[derive(Debug, Clone)]
+pub struct DashboardQuery {
+    pub scope: Scope,
+    /// Only requests created at or after this moment.
+    pub from: Option<Timestamp>,
+    /// Only requests created before this moment.
+    pub to: Option<Timestamp>,
+    /// The moment overdue and coverage are judged at.
+    pub now: Timestamp,
+}
+
+impl DashboardQuery {
+    pub fn new(scope: Scope, now: Timestamp) -> Self {
+        DashboardQuery { scope, from: None, to: None, now }
+    }
+}
+
+/// The counts one set of requests gives, with the three rates derived from them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Figures {
+    /// Every request of the set (raised).
+    pub total: i64,
+    /// Waiting for triage (待研判).
+    pub untriaged: i64,
+    /// Accepted for handling: the resolution rate's denominator.
+    pub handled: i64,
+    pub resolved: i64,
+    /// Handled and not resolved (in progress, 办理中).
+    pub unresolved: i64,
+    /// Resolved, with a deadline: the on-time rate's denominator.
+    pub resolved_with_deadline: i64,
+    pub on_time: i64,
+    pub late: i64,
+    pub rated: i64,
+    /// Satisfied or basically satisfied.
+    pub satisfied: i64,
+    pub not_satisfied: i64,
+    pub overdue: i64,
+    /// resolved / handled (办结率); `None` when nothing was handled.
+    pub resolution_rate: Option<f64>,
+    /// on_time / resolved_with_deadline.
+    pub on_time_rate: Option<f64>,
+    /// satisfied / rated (满意率).
+    pub satisfaction_rate: Option<f64>,
+}
+
+fn ratio(num: i64, den: i64) -> Option<f64> {
+    (den > 0).then(|| num as f64 / den as f64)
+}
+
+impl Figures {
+    fn add(&mut self, o: &Figures) {
+        self.total += o.total;
+        self.untriaged += o.untriaged;
+        self.handled += o.handled;
+        self.resolved += o.resolved;
+        self.unresolved += o.unresolved;
+        self.resolved_with_deadline += o.resolved_with_deadline;
+        self.on_time += o.on_time;
+        self.late += o.late;
+        self.rated += o.rated;
+        self.satisfied += o.satisfied;
+        self.not_satisfied += o.not_satisfied;
+        self.overdue += o.overdue;
+    }
+
+    fn finish(mut self) -> Self {
+        self.resolution_rate = ratio(self.resolved, self.handled);
+        self.on_time_rate = ratio(self.on_time, self.resolved_with_deadline);
+        self.satisfaction_rate = ratio(self.satisfied, self.rated);
+        self
+    }
+
+    /// The count a measure gives.
+    pub fn get(&self, measure: Measure) -> i64 {
+        match measure {
+            Measure::Total => self.total,
+            Measure::Untriaged => self.untriaged,
+            Measure::Handled => self.handled,
+            Measure::Resolved => self.resolved,
+            Measure::Unresolved => self.unresolved,
+            Measure::ResolvedWithDeadline => self.resolved_with_deadline,
+            Measure::OnTime => self.on_time,
+            Measure::Late => self.late,
+            Measure::Rated => self.rated,
+            Measure::Satisfied => self.satisfied,
+            Measure::NotSatisfied => self.not_satisfied,
+            Measure::Overdue => self.overdue,
+        }
+    }
+}
+
+/// One row of a breakdown (by category, office or grid).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Breakdown {
+    /// Category code, department id or grid id; `None` for requests with no office yet.
+    pub key: Option<String>,
+    /// For people: the category's Chinese label, the office's or the grid's name.
+    pub label: String,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// One month of the trend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonthPoint {
+    /// `YYYY-MM`, China Standard Time.
+    pub month: String,
+    /// Raised that month (and their handled, resolved... counts now): `Slice::Month`.
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// Requests of the set resolved that month, whenever raised: `Slice::ResolvedInMonth`.
+    pub resolved_in_month: i64,
+}
+
+/// Visit coverage at `now`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Coverage {
+    pub days: i64,
+    /// Visits at or after this moment (milliseconds) count.
+    pub since: i64,
+    /// Household grids in scope.
+    pub grids: i64,
+    pub grids_not_walked: i64,
+    pub enterprise_grids: i64,
+    pub enterprise_grids_not_walked: i64,
+    pub households: i64,
+    pub households_not_visited: i64,
+    pub enterprises: i64,
+    pub enterprises_not_visited: i64,
+}
+
+/// The leader's dashboard for one scope and period.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dashboard {
+    pub scope: Scope,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub now: i64,
+    pub figures: Figures,
+    pub by_category: Vec<Breakdown>,
+    pub by_department: Vec<Breakdown>,
+    pub by_grid: Vec<Breakdown>,
+    pub by_month: Vec<MonthPoint>,
+    pub coverage: Coverage,
+}
+
+/// Which count of a request set (see the module documentation for each definition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    Total,
+    Untriaged,
+    Handled,
+    Resolved,
+    Unresolved,
+    ResolvedWithDeadline,
+    OnTime,
+    Late,
+    Rated,
+    Satisfied,
+    NotSatisfied,
+    Overdue,
+}
+
+pub const ALL_MEASURES: [Measure; 12] = [
+    Measure::Total,
+    Measure::Untriaged,
+    Measure::Handled,
+    Measure::Resolved,
+    Measure::Unresolved,
+    Measure::ResolvedWithDeadline,
+    Measure::OnTime,
+    Measure::Late,
+    Measure::Rated,
+    Measure::Satisfied,
+    Measure::NotSatisfied,
+    Measure::Overdue,
+];
+
+impl Measure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::Total => "total",
+            Measure::Untriaged => "untriaged",
+            Measure::Handled => "handled",
+            Measure::Resolved => "resolved",
+            Measure::Unresolved => "unresolved",
+            Measure::ResolvedWithDeadline => "resolved_with_deadline",
+            Measure::OnTime => "on_time",
+            Measure::Late => "late",
+            Measure::Rated => "rated",
+            Measure::Satisfied => "satisfied",
+            Measure::NotSatisfied => "not_satisfied",
+            Measure::Overdue => "overdue",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        ALL_MEASURES.iter().copied().find(|m| m.as_str() == s.trim().replace('-', "_"))
+    }
+
+    /// The predicate on a `request_index` row, as SQL. `now` is the parameter holding `now`.
+    fn sql(self, now: &str) -> String {
+        const HANDLED: &str = "(status IN ('accepted', 'assigned', 'reopened') OR resolved_at IS NOT NULL)";
+        match self {
+            Measure::Total => "1".into(),
+            Measure::Untriaged => "status = 'new'".into(),
+            Measure::Handled => HANDLED.into(),
+            Measure::Resolved => "resolved_at IS NOT NULL".into(),
+            Measure::Unresolved => "(status IN ('accepted', 'assigned', 'reopened') AND resolved_at IS NULL)".into(),
+            Measure::ResolvedWithDeadline => "(resolved_at IS NOT NULL AND deadline IS NOT NULL)".into(),
+            Measure::OnTime => "(resolved_at IS NOT NULL AND deadline IS NOT NULL AND resolved_at <= deadline)".into(),
+            Measure::Late => "(resolved_at IS NOT NULL AND deadline IS NOT NULL AND resolved_at > deadline)".into(),
+            Measure::Rated => "rating IS NOT NULL".into(),
+            Measure::Satisfied => "rating IN ('satisfied', 'basically')".into(),
+            Measure::NotSatisfied => "rating = 'not_satisfied'".into(),
+            Measure::Overdue => format!(
+                "(status IN ('new', 'accepted', 'assigned', 'reopened') AND deadline IS NOT NULL AND deadline < {now})"
+            ),
+        }
+    }
+}
+
+/// Which part of a dashboard's request set a figure counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "by", content = "key")]
+pub enum Slice {
+    /// The whole set (the headline figures).
+    All,
+    Category(String),
+    /// An office; `None`: not assigned to any office yet.
+    Department(Option<String>),
+    Grid(String),
+    /// Raised in this month (`YYYY-MM`).
+    Month(String),
+    /// Resolved in this month (`YYYY-MM`).
+    ResolvedInMonth(String),
+}
+
+/// The list behind one figure of a dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "what")]
+pub enum Drill {
+    /// Requests: `measure` within `slice`, e.g. the overdue requests of one office.
+    Requests { measure: Measure, slice: Slice },
+    /// Household grids not walked within the coverage window.
+    GridsNotWalked,
+    EnterpriseGridsNotWalked,
+    HouseholdsNotVisited,
+    EnterprisesNotVisited,
+}
+
+/// What a drill returns: ids of requests (oldest first), or of grids, households or enterprises
+/// (least recently visited first, never visited first of all).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrillList {
+    /// `request`, `grid`, `household` or `enterprise`.
+    pub kind: &'static str,
+    pub ids: Vec<String>,
+}
+
+// ----- SQL building --------------------------------------------------------------------------
+
+/// A statement's text with its positional parameters.
+#[derive(Default)]
+struct Sql {
+    params: Vec<Value>,
+}
+
+impl Sql {
+    /// Adds a parameter; its placeholder.
+    fn bind(&mut self, v: impl Into<Value>) -> String {
+        self.params.push(v.into());
+        format!("?{}", self.params.len())
+    }
+
+    fn bind_list(&mut self, values: &[String]) -> String {
+        values
+            .iter()
+            .map(|v| self.bind(v.clone()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The grids a scope names, `None` for all. Checks that the village or grid exists.
+pub(crate) fn scope_grids(store: &Store, scope: &Scope) -> Result<Option<Vec<String>>> {
+    let conn = store.connection();
+    match scope {
+        Scope::All => Ok(None),
+        Scope::Grid(g) => {
+            let kind: Option<String> = conn
+                .prepare_cached("SELECT kind FROM areas WHERE id = ?1")?
+                .query_row([g], |r| r.get(0))
+                .optional()?;
+            if kind.as_deref() != Some("grid") {
+                return Err(CoreError::UnknownGrid(g.clone()));
+            }
+            Ok(Some(vec![g.clone()]))
+        }
+        Scope::Village(v) => {
+            let kind: Option<String> = conn
+                .prepare_cached("SELECT kind FROM areas WHERE id = ?1")?
+                .query_row([v], |r| r.get(0))
+                .optional()?;
+            if kind.as_deref() != Some("village") {
+                return Err(CoreError::NotFound { kind: "village", id: v.clone() });
+            }
+            let grids = conn
+                .prepare_cached("SELECT id FROM areas WHERE parent = ?1 AND kind = 'grid' ORDER BY id")?
+                .query_map([v], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(Some(grids))
+        }
+    }
+}
+
+/// `grid IN (...)` for the scope (or nothing), on `column`.
+fn scope_clause(sql: &mut Sql, grids: &Option<Vec<String>>, column: &str) -> Option<String> {
+    grids.as_ref().map(|g| {
+        if g.is_empty() {
+            "0".to_string()
+        } else {
+            format!("{column} IN ({})", sql.bind_list(g))
+        }
+    })
+}
+
+/// The request set's conditions: scope and creation period.
+fn set_clauses(sql: &mut Sql, grids: &Option<Vec<String>>, q: &DashboardQuery) -> Vec<String> {
+    let mut clauses = Vec::new();
+    clauses.extend(scope_clause(sql, grids, "grid"));
+    // The unary plus keeps SQLite from answering a grid's request set through the index on
+    // creation time alone (a scan of the whole period across every grid) when the scope names
+    // grids; a whole-street query has no grid condition and may still use it.
+    let created = if grids.is_some() { "+created_at" } else { "created_at" };
+    if let Some(from) = q.from {
+        clauses.push(format!("{created} >= {}", sql.bind(from.millis())));
+    }
+    if let Some(to) = q.to {
+        clauses.push(format!("{created} < {}", sql.bind(to.millis())));
+    }
+    clauses
+}
+
+fn where_sql(clauses: &[String]) -> String {
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
+/// SQL giving a millisecond column's month, `YYYY-MM` in China Standard Time.
+fn month_sql(column: &str) -> String {
+    format!("strftime('%Y-%m', ({column} + {CST_OFFSET_MS}) / 1000, 'unixepoch')")
+}
+
+/// The first moment of a `YYYY-MM` month and of the month after it (milliseconds).
+pub(crate) fn month_bounds(month: &str) -> Result<(i64, i64)> {
+    let m = Month::parse(month)?;
+    Ok(m.bounds())
+}
+
+// ----- the dashboard -------------------------------------------------------------------------
+
+/// The dashboard for `q`, from the index.
+pub fn dashboard(store: &Store, q: &DashboardQuery) -> Result<Dashboard> {
+    check_period(q)?;
+    let conn = store.connection();
+    let grids = scope_grids(store, &q.scope)?;
+
+    // One pass over the set, grouped by everything a breakdown needs.
+    let mut sql = Sql::default();
+    let now = sql.bind(q.now.millis());
+    let clauses = set_clauses(&mut sql, &grids, q);
+    let sums: Vec<String> = ALL_MEASURES
+        .iter()
+        .map(|m| format!("SUM(CASE WHEN {} THEN 1 ELSE 0 END)", m.sql(&now)))
+        .collect();
+    let text = format!(
+        "SELECT grid, category, department, {month}, {sums} FROM request_index {where_sql}
+         GROUP BY grid, category, department, 4",
+        month = month_sql("created_at"),
+        sums = sums.join(", "),
+        where_sql = where_sql(&clauses),
+    );
+    let mut total = Figures::default();
+    let mut by_category: BTreeMap<String, Figures> = BTreeMap::new();
+    let mut by_department: BTreeMap<Option<String>, Figures> = BTreeMap::new();
+    let mut by_grid: BTreeMap<String, Figures> = BTreeMap::new();
+    let mut by_month: BTreeMap<String, Figures> = BTreeMap::new();
+    {
+        let mut stmt = conn.prepare_cached(&text)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
+        while let Some(r) = rows.next()? {
+            let grid: String = r.get(0)?;
+            let cat: String = r.get(1)?;
+            let dept: Option<String> = r.get(2)?;
+            let month: String = r.get(3)?;
+            let mut f = Figures::default();
+            let counts: Vec<i64> = (0..ALL_MEASURES.len())
+                .map(|i| r.get(4 + i))
+                .collect::<rusqlite::Result<_>>()?;
+            let mut c = counts.into_iter();
+            f.total = c.next().unwrap_or(0);
+            f.untriaged = c.next().unwrap_or(0);
+            f.handled = c.next().unwrap_or(0);
+            f.resolved = c.next().unwrap_or(0);
+            f.unresolved = c.next().unwrap_or(0);
+            f.resolved_with_deadline = c.next().unwrap_or(0);
+            f.on_time = c.next().unwrap_or(0);
+            f.late = c.next().unwrap_or(0);
+            f.rated = c.next().unwrap_or(0);
+            f.satisfied = c.next().unwrap_or(0);
+            f.not_satisfied = c.next().unwrap_or(0);
+            f.overdue = c.next().unwrap_or(0);
+            total.add(&f);
+            by_category.entry(cat).or_default().add(&f);
+            by_department.entry(dept).or_default().add(&f);
+            by_grid.entry(grid).or_default().add(&f);
+            by_month.entry(month).or_default().add(&f);
+        }
+    }
+
+    // Resolutions by the month they happened in.
+    let mut sql = Sql::default();
+    let mut clauses = set_clauses(&mut sql, &grids, q);
+    clauses.push("resolved_at IS NOT NULL".into());
+    let text = format!(
+        "SELECT {month}, COUNT(*) FROM request_index {where_sql} GROUP BY 1",
+        month = month_sql("resolved_at"),
+        where_sql = where_sql(&clauses),
+    );
+    let mut resolved_in: BTreeMap<String, i64> = BTreeMap::new();
+    {
+        let mut stmt = conn.prepare_cached(&text)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (m, n) = row?;
+            resolved_in.insert(m, n);
+        }
+    }
+    let mut months: Vec<String> = by_month.keys().chain(resolved_in.keys()).cloned().collect();
+    months.sort();
+    months.dedup();
+    let by_month = months
+        .into_iter()
+        .map(|m| MonthPoint {
+            figures: by_month.get(&m).cloned().unwrap_or_default().finish(),
+            resolved_in_month: resolved_in.get(&m).copied().unwrap_or(0),
+            month: m,
+        })
+        .collect();
+
+    let by_category = by_category
+        .into_iter()
+        .map(|(code, f)| Breakdown {
+            label: category(&code).map(|c| c.zh.to_string()).unwrap_or_else(|| code.clone()),
+            key: Some(code),
+            figures: f.finish(),
+        })
+        .collect();
+    let mut dept_name = conn.prepare_cached("SELECT name FROM departments WHERE id = ?1")?;
+    let by_department = by_department
+        .into_iter()
+        .map(|(id, f)| {
+            let label = match &id {
+                Some(id) => dept_name.query_row([id], |r| r.get(0)).optional()?.unwrap_or_else(|| id.clone()),
+                None => "未交办".to_string(),
+            };
+            Ok(Breakdown { key: id, label, figures: f.finish() })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut area_name = conn.prepare_cached("SELECT name FROM areas WHERE id = ?1")?;
+    let by_grid = by_grid
+        .into_iter()
+        .map(|(id, f)| {
+            let label = area_name.query_row([&id], |r| r.get(0)).optional()?.unwrap_or_else(|| id.clone());
+            Ok(Breakdown { key: Some(id), label, figures: f.finish() })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    Ok(Dashboard {
+        scope: q.scope.clone(),
+        from: q.from.map(|t| t.millis()),
+        to: q.to.map(|t| t.millis()),
+        now: q.now.millis(),
+        figures: total.finish(),
+        by_category,
+        by_department,
+        by_grid,
+        by_month,
+        coverage: coverage(store, &grids, q.now)?,
+    })
+}
+
+fn check_period(q: &DashboardQuery) -> Result<()> {
+    if let (Some(from), Some(to)) = (q.from, q.to) {
+        if from >= to {
+            return Err(CoreError::invalid("period", "the period's start must come before its end"));
+        }
+    }
+    Ok(())
+}
+
+fn coverage(store: &Store, grids: &Option<Vec<String>>, now: Timestamp) -> Result<Coverage> {
+    let conn = store.connection();
+    let since = now.millis() - COVERAGE_DAYS * 86_400_000;
+    let mut out = Coverage { days: COVERAGE_DAYS, since, ..Default::default() };
+
+    let mut sql = Sql::default();
+    let since_p = sql.bind(since);
+    let mut clauses = vec!["a.kind = 'grid'".to_string()];
+    clauses.extend(scope_clause(&mut sql, grids, "a.id"));
+    let text = format!(
+        "SELECT a.enterprise_grid, COUNT(*),
+                SUM(CASE WHEN lv.visited_at IS NULL OR lv.visited_at < {since_p} THEN 1 ELSE 0 END)
+           FROM areas a LEFT JOIN last_visit lv ON lv.scope = 'grid' AND lv.id = a.id
+          {} GROUP BY a.enterprise_grid",
+        where_sql(&clauses)
+    );
+    let mut stmt = conn.prepare_cached(&text)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |r| {
+        Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    for row in rows {
+        let (enterprise, n, stale) = row?;
+        if enterprise {
+            out.enterprise_grids = n;
+            out.enterprise_grids_not_walked = stale;
+        } else {
+            out.grids = n;
+            out.grids_not_walked = stale;
+        }
+    }
+
+    for (table, scope) in [("households", "household"), ("enterprises", "enterprise")] {
+        let mut sql = Sql::default();
+        let since_p = sql.bind(since);
+        let clauses: Vec<String> = scope_clause(&mut sql, grids, "p.grid").into_iter().collect();
+        let text = format!(
+            "SELECT COUNT(*),
+                    COALESCE(SUM(CASE WHEN lv.visited_at IS NULL OR lv.visited_at < {since_p} THEN 1 ELSE 0 END), 0)
+               FROM {table} p LEFT JOIN last_visit lv ON lv.scope = '{scope}' AND lv.id = p.id {}",
+            where_sql(&clauses)
+        );
+        let (n, stale): (i64, i64) = conn
+            .prepare_cached(&text)?
+            .query_row(rusqlite::params_from_iter(sql.params.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if scope == "household" {
+            out.households = n;
+            out.households_not_visited = stale;
+        } else {
+            out.enterprises = n;
+            out.enterprises_not_visited = stale;
+        }
+    }
+    Ok(out)
+}
+
+// ----- drilling down -------------------------------------------------------------------------
+
+/// The list behind one figure of the dashboard `q` gives.
+pub fn drill(store: &Store, q: &DashboardQuery, what: &Drill) -> Result<DrillList> {
+    check_period(q)?;
+    let conn = store.connection();
+    let grids = scope_grids(store, &q.scope)?;
+    let (kind, text, params) = match what {
+        Drill::Requests { measure, slice } => {
+            let mut sql = Sql::default();
+            let mut clauses = set_clauses(&mut sql, &grids, q);
+            // `now` is bound only where it is used: SQLite counts parameters by the highest used.
+            let now = if *measure == Measure::Overdue { sql.bind(q.now.millis()) } else { String::new() };
+            clauses.push(measure.sql(&now));
+            match slice {
+                Slice::All => {}
+                Slice::Category(c) => clauses.push(format!("category = {}", sql.bind(c.clone()))),
+                Slice::Department(Some(d)) => clauses.push(format!("department = {}", sql.bind(d.clone()))),
+                Slice::Department(None) => clauses.push("department IS NULL".into()),
+                Slice::Grid(g) => clauses.push(format!("grid = {}", sql.bind(g.clone()))),
+                Slice::Month(m) => {
+                    let (start, end) = month_bounds(m)?;
+                    clauses.push(format!("created_at >= {} AND created_at < {}", sql.bind(start), sql.bind(end)));
+                }
+                Slice::ResolvedInMonth(m) => {
+                    let (start, end) = month_bounds(m)?;
+                    clauses.push(format!("resolved_at >= {} AND resolved_at < {}", sql.bind(start), sql.bind(end)));
+                }
+            }
+            let text = format!(
+                "SELECT id FROM request_index {} ORDER BY created_at, id",
+                where_sql(&clauses)
+            );
+            ("request", text, sql.params)
+        }
+        Drill::GridsNotWalked | Drill::EnterpriseGridsNotWalked => {
+            let mut sql = Sql::default();
+            let since = sql.bind(q.now.millis() - COVERAGE_DAYS * 86_400_000);
+            let enterprise = i64::from(*what == Drill::EnterpriseGridsNotWalked);
+            let mut clauses = vec![
+                "a.kind = 'grid'".to_string(),
+                format!("a.enterprise_grid = {enterprise}"),
+                format!("(lv.visited_at IS NULL OR lv.visited_at < {since})"),
+            ];
+            clauses.extend(scope_clause(&mut sql, &grids, "a.id"));
+            let text = format!(
+                "SELECT a.id FROM areas a LEFT JOIN last_visit lv ON lv.scope = 'grid' AND lv.id = a.id
+                  {} ORDER BY lv.visited_at IS NOT NULL, lv.visited_at, a.id",
+                where_sql(&clauses)
+            );
+            ("grid", text, sql.params)
+        }
+        Drill::HouseholdsNotVisited | Drill::EnterprisesNotVisited => {
+            let (table, scope) = if *what == Drill::HouseholdsNotVisited {
+                ("households", "household")
+            } else {
+                ("enterprises", "enterprise")
+            };
+            let mut sql = Sql::default();
+            let since = sql.bind(q.now.millis() - COVERAGE_DAYS * 86_400_000);
+            let mut clauses = vec![format!("(lv.visited_at IS NULL OR lv.visited_at < {since})")];
+            clauses.extend(scope_clause(&mut sql, &grids, "p.grid"));
+            let text = format!(
+                "SELECT p.id FROM {table} p LEFT JOIN last_visit lv ON lv.scope = '{scope}' AND lv.id = p.id
+                  {} ORDER BY lv.visited_at IS NOT NULL, lv.visited_at, p.id",
+                where_sql(&clauses)
+            );
+            (scope, text, sql.params)
+        }
+    };
+    let mut stmt = conn.prepare(&text)?;
+    let ids = stmt
+        .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(DrillList { kind, ids })
+}
+
+/// The Chinese name of a request status, as lists and exports show it.
+pub fn status_label(status: &str) -> &'static str {
+    match status {
+        "new" => "待研判",
+        "accepted" => "已受理",
+        "assigned" => "办理中",
+        "resolved" => "已办结",
+        "feedback_given" => "已反馈",
+        "rated" => "已评价",
+        "closed" => "已归档",
+        "rejected" => "不予受理",
+        "merged" => "已合并",
+        "reopened" => "重新办理",
+        _ => "未知",
+    }
+}
