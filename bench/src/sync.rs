@@ -197,7 +197,8 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
     if let Some(dir) = &args.keep_dir {
         std::fs::create_dir_all(dir)?;
     }
-    // Two workers, as many as the machine has cores: samod's repos and the proxy share them.
+    // The proxy's runtime: two workers, as many as the machine has cores. samod runs on a runtime
+    // of its own per round (see `p1`).
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let proxy = Proxy::start(&rt)?;
 
@@ -211,14 +212,14 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
         "wire": "every byte of both directions through a counting TCP proxy in front of the server: HTTP headers and bodies for ours, the websocket upgrade and frames for samod",
     });
     if args.scenarios.iter().any(|s| s == "p1") {
-        report["p1_hall_burst"] = p1(&cfg, &rt, &proxy, &relay_bin, work.path())?;
+        report["p1_hall_burst"] = p1(&cfg, &proxy, &relay_bin, work.path())?;
     }
     if args.scenarios.iter().any(|s| s == "p2") {
         let (p2, p3) = p2_and_p3(&cfg, &proxy, &relay_bin, &cli_bin, work.path(), args.keep_dir.as_deref())?;
         report["p2_new_device_pull"] = p2;
         report["p3_noop_sync"] = p3;
     }
-    drop(rt);
+    rt.shutdown_timeout(Duration::from_secs(10));
     report["load_average_at_end"] = json!(load_average());
     Ok(report)
 }
@@ -244,7 +245,7 @@ struct P1Template {
     edits_made: usize,
 }
 
-fn p1(cfg: &Cfg, rt: &Runtime, proxy: &Proxy, relay_bin: &Path, work: &Path) -> anyhow::Result<Value> {
+fn p1(cfg: &Cfg, proxy: &Proxy, relay_bin: &Path, work: &Path) -> anyhow::Result<Value> {
     let setup_started = Instant::now();
     let template = p1_template(cfg, proxy, relay_bin, work)?;
     let setup_seconds = setup_started.elapsed().as_secs_f64();
@@ -264,7 +265,12 @@ fn p1(cfg: &Cfg, rt: &Runtime, proxy: &Proxy, relay_bin: &Path, work: &Path) -> 
             run_ours()?;
         }
         if round < cfg.samod_rounds {
-            let r = rt.block_on(p1_samod_round(cfg, &template, proxy))?;
+            // Each samod round runs on a runtime of its own, so a round stopped at its time
+            // limit can be torn down whole: nothing of it keeps running into the next round.
+            let samod_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let r = samod_rt.block_on(p1_samod_round(cfg, &template, proxy));
+            samod_rt.shutdown_timeout(Duration::from_secs(10));
+            let r = r?;
             eprintln!("p1 round {round}: samod {} in {:.0} ms", if r.finished { "converged" } else { "was stopped unconverged" }, r.ms);
             theirs.push(r);
         }
@@ -945,10 +951,14 @@ async fn p1_samod_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy) -> anyh
         dialer.close();
     }
     drop(new_handles);
-    for (repo, _) in &devices {
-        repo.stop().await;
+    // A samod stopped at its time limit is still working through its backlog and may take as
+    // long again to stop; its runtime is shut down instead (see `p1`).
+    if finished {
+        for (repo, _) in &devices {
+            repo.stop().await;
+        }
+        server.stop().await;
     }
-    server.stop().await;
     server_task.abort();
     Ok(RoundResult {
         ms,
