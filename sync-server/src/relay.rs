@@ -372,17 +372,19 @@ impl Relay {
                 // held, so no push can slip in between the two reads.
                 let next_seq = if more { rows.last().map(|r| r.seq).unwrap_or(seq) } else { store.max_seq()?.max(seq) };
                 let mut docs: Vec<PulledDoc> = Vec::new();
-                let mut snapshotted: HashSet<String> = HashSet::new();
+                let mut whole: HashSet<String> = HashSet::new();
                 for row in rows {
-                    if snapshotted.contains(&row.doc_id) {
+                    if whole.contains(&row.doc_id) {
                         continue;
                     }
                     let stored = store.load_doc(&row.doc_id)?;
-                    // A document the device has never had arrives whole and compact.
+                    // A document the device has never had arrives whole, in whichever form is
+                    // smaller: its compact snapshot, or all its changes (a document made today
+                    // of a change or two is smaller as changes, which are also what the device
+                    // applies most cheaply).
                     if let Some(stored) = stored.filter(|s| s.first_seq > seq) {
-                        let receipts = store.receipts(&stored.id)?.into_iter().map(|(hash, received_at)| Receipt { hash, received_at }).collect();
-                        snapshotted.insert(stored.id.clone());
-                        docs.push(PulledDoc { doc_id: stored.id, snapshot: true, bytes: stored.snapshot, receipts });
+                        whole.insert(stored.id.clone());
+                        docs.push(Self::whole_document(&mut **store, stored)?);
                         continue;
                     }
                     match docs.last_mut() {
@@ -401,6 +403,22 @@ impl Relay {
                 Ok(PullResponse { version: PROTOCOL_VERSION, docs, cursor: Cursor::Changes { seq: next_seq }.text(), more })
             }
         }
+    }
+
+    /// A document for a device that has never had it: its snapshot, or all its changes when
+    /// they take fewer bytes.
+    fn whole_document(store: &mut dyn RelayStore, stored: crate::store::StoredDoc) -> RelayResult<PulledDoc> {
+        let changes = store.doc_changes(&stored.id)?;
+        let receipts = changes.iter().map(|c| Receipt { hash: c.hash, received_at: c.received_at }).collect();
+        let change_bytes: usize = changes.iter().map(|c| c.bytes.len()).sum();
+        if change_bytes <= stored.snapshot.len() {
+            let mut bytes = Vec::with_capacity(change_bytes);
+            for c in &changes {
+                bytes.extend_from_slice(&c.bytes);
+            }
+            return Ok(PulledDoc { doc_id: stored.id, snapshot: false, bytes, receipts });
+        }
+        Ok(PulledDoc { doc_id: stored.id, snapshot: true, bytes: stored.snapshot, receipts })
     }
 
     /// Checks a blob id and that a document in the device's grids names it, and returns the

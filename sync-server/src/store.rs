@@ -142,6 +142,7 @@ pub trait RelayStore: Send {
     /// used or expired.
     fn redeem_enrollment(&mut self, code_hash: &[u8; 32], device_id: &str, token_hash: &[u8; 32], now: i64) -> StoreResult<Option<Enrollment>>;
     fn device_by_token(&mut self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>>;
+    /// Records the device's last contact, to within [`LAST_SEEN_RESOLUTION_MS`].
     fn touch_device(&mut self, id: &str, now: i64) -> StoreResult<()>;
     fn devices(&mut self) -> StoreResult<Vec<DeviceInfo>>;
     fn revoke(&mut self, id: &str, now: i64) -> StoreResult<bool>;
@@ -155,6 +156,9 @@ pub trait RelayStore: Send {
     /// own changes.
     fn docs_after(&mut self, after_id: &str, scope: Option<&[String]>, except_device: &str, limit: usize) -> StoreResult<Vec<StoredDoc>>;
     fn receipts(&mut self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>>;
+    /// Every change of a document, in the order the relay received them (an order in which
+    /// each change's dependencies come before it).
+    fn doc_changes(&mut self, doc_id: &str) -> StoreResult<Vec<ChangeRow>>;
     /// Whether a document in `scope` (`None`: any grid) names this blob.
     fn blob_referenced(&mut self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool>;
     fn backup(&mut self, to: &Path) -> StoreResult<()>;
@@ -253,6 +257,9 @@ fn fill_blob_refs(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult 
     }
     Ok(())
 }
+
+/// How stale a device's last contact time may get before a request writes it again.
+pub const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
 
 pub struct SqliteRelayStore {
     conn: Connection,
@@ -354,9 +361,11 @@ impl RelayStore for SqliteRelayStore {
     }
 
     fn touch_device(&mut self, id: &str, now: i64) -> StoreResult<()> {
+        // To the minute: a device's every request would otherwise be a durable write (an fsync)
+        // before the relay could answer, even a pull with nothing to send.
         self.conn
-            .prepare_cached("UPDATE devices SET last_seen_at = ?2 WHERE id = ?1")?
-            .execute(params![id, now])?;
+            .prepare_cached("UPDATE devices SET last_seen_at = ?2 WHERE id = ?1 AND (last_seen_at IS NULL OR last_seen_at <= ?2 - ?3)")?
+            .execute(params![id, now, LAST_SEEN_RESOLUTION_MS])?;
         Ok(())
     }
 
@@ -511,6 +520,24 @@ impl RelayStore for SqliteRelayStore {
             .prepare_cached("SELECT hash, received_at FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
         let rows = stmt
             .query_map([doc_id], |r| Ok((hash_from(r.get(0)?), r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn doc_changes(&mut self, doc_id: &str) -> StoreResult<Vec<ChangeRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, doc_id, hash, bytes, received_at FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+        let rows = stmt
+            .query_map([doc_id], |r| {
+                Ok(ChangeRow {
+                    seq: r.get(0)?,
+                    doc_id: r.get(1)?,
+                    hash: hash_from(r.get(2)?),
+                    bytes: r.get(3)?,
+                    received_at: r.get(4)?,
+                })
+            })?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }

@@ -253,3 +253,34 @@ fn a_new_device_receives_compact_snapshots_and_relay_receipt_times() {
     let progress = sync(&fresh, &relay, &fresh_token, small_pages()).unwrap();
     assert_eq!((progress.docs_pushed, progress.docs_pulled), (0, 0));
 }
+
+#[test]
+fn a_document_new_to_a_synced_device_arrives_in_its_smaller_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay_in(dir.path());
+    let (a, b) = (device_store(dir.path(), "phone-a", "wa"), device_store(dir.path(), "phone-b", "wb"));
+    let (token_a, token_b) = (enrol(&relay, "phone-a", Role::Walker, &["g1"]), enrol(&relay, "phone-b", Role::Walker, &["g1"]));
+    // b has synced (it holds a changes cursor) before a makes anything.
+    sync(&b, &relay, &token_b, small_pages()).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for m in 0..20 {
+        random_edit(&a, &mut rng, "g1", m);
+    }
+    sync(&a, &relay, &token_a, small_pages()).unwrap();
+    let cursor = b.pull_cursor().unwrap();
+    assert!(cursor.starts_with('c'), "{cursor}");
+    let device = relay.authenticate(&token_b).unwrap();
+    let page = relay.pull(&device, &cursor, 2000).unwrap();
+    assert_eq!(page.docs.len(), a.document_ids().unwrap().len(), "each new document once");
+    for d in &page.docs {
+        let snapshot = a.document_bytes(&d.doc_id).unwrap();
+        let changes = gridwalk_core::docs::decode_changes_strict(&d.bytes).unwrap();
+        assert_eq!(changes.len(), d.receipts.len(), "a receipt for each change of {}", d.doc_id);
+        if !d.snapshot {
+            assert!(d.bytes.len() <= snapshot.len() + 64, "{}: {} bytes of changes against a {}-byte snapshot", d.doc_id, d.bytes.len(), snapshot.len());
+        }
+    }
+    assert!(page.docs.iter().any(|d| !d.snapshot), "a document made of a change or two travels as its changes");
+    sync(&b, &relay, &token_b, small_pages()).unwrap();
+    assert_eq!(fingerprint(&b), fingerprint(&a));
+}
