@@ -25,6 +25,8 @@ pub enum DocKind {
     Request,
     /// A grid's reference lists (网格名册), published by the hall; see [`crate::roster`].
     Roster,
+    /// A grid meeting or service day (议事); see [`crate::meeting`].
+    Meeting,
 }
 
 impl DocKind {
@@ -33,6 +35,7 @@ impl DocKind {
             DocKind::Visit => "visit",
             DocKind::Request => "request",
             DocKind::Roster => "roster",
+            DocKind::Meeting => "meeting",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -40,6 +43,7 @@ impl DocKind {
             "visit" => Some(DocKind::Visit),
             "request" => Some(DocKind::Request),
             "roster" => Some(DocKind::Roster),
+            "meeting" => Some(DocKind::Meeting),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod export;
 pub mod import;
 pub mod lifecycle;
+pub mod meeting;
 pub mod model;
 pub mod photo;
 pub mod report;

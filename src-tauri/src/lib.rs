@@ -1,30 +1,54 @@
-//! The boundary between the Tauri app and the core. The Tauri shell itself arrives with issue 5;
-//! what is here already is the rule every command will follow: errors cross the boundary as
-//! `{code, message}`, with the stable code from the core so the UI can say it in Chinese.
+//! The Tauri shell. It opens the window, finds the app's data directory, and forwards the UI's
+//! one command, `call(cmd, args)`, to `gridwalk_app_api::App::call`, the same function the
+//! browser bridge serves. Errors cross as `{code, message}`. Only this crate knows Tauri.
 
-use gridwalk_core::CoreError;
-use serde::Serialize;
+use std::sync::Arc;
 
-/// An error as the UI receives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CommandError {
-    /// Stable, machine-readable; the UI maps it to a sentence in the user's language.
-    pub code: String,
-    /// The core's English explanation, for logs and for codes the UI does not know yet.
-    pub message: String,
+use gridwalk_app_api::{App, CommandError, SyncSettings};
+use gridwalk_core::SystemClock;
+use serde_json::Value;
+use tauri::Manager;
+
+pub use gridwalk_app_api::CommandError as BoundaryError;
+
+/// The UI's only door into the core.
+#[tauri::command]
+async fn call(app: tauri::State<'_, Arc<App>>, cmd: String, args: Value) -> Result<Value, CommandError> {
+    let app = Arc::clone(&app);
+    // The core blocks (SQLite, photo decoding, the relay client): keep it off the async runtime.
+    tauri::async_runtime::spawn_blocking(move || app.call(&cmd, args))
+        .await
+        .map_err(|e| CommandError::new("internal", format!("the command stopped: {e}")))?
 }
 
-impl From<CoreError> for CommandError {
-    fn from(e: CoreError) -> Self {
-        CommandError {
-            code: e.code().to_string(),
-            message: e.to_string(),
-        }
-    }
+#[cfg_attr(mobile, tauri::mobile_entry_point)]
+pub fn run() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    tauri::Builder::default()
+        .setup(|tauri_app| {
+            // GRIDWALK_DATA_DIR lets the run script and the tests give each device its own folder.
+            let data_dir = match std::env::var_os("GRIDWALK_DATA_DIR") {
+                Some(dir) => dir.into(),
+                None => tauri_app.path().app_data_dir()?,
+            };
+            let app = App::open(&data_dir, Arc::new(SystemClock), SyncSettings::default())
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+            tracing::info!(data_dir = %data_dir.display(), "gridwalk app started");
+            tauri_app.manage(Arc::new(app));
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![call])
+        .run(tauri::generate_context!())
+        .expect("the Tauri app runs");
 }
 
 #[cfg(test)]
 mod tests {
+    use gridwalk_core::CoreError;
+
     use super::*;
 
     #[test]
@@ -34,5 +58,6 @@ mod tests {
         assert!(e.message.contains("g9"));
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["code"], "unknown_grid");
+        assert_eq!(json.as_object().unwrap().len(), 2, "only code and message cross: {json}");
     }
 }

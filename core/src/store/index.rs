@@ -131,6 +131,7 @@ pub(crate) fn dump(conn: &Connection) -> Result<Vec<String>> {
         "SELECT 'visit_walker', * FROM visit_walkers ORDER BY walker, visited_at, visit_id",
         "SELECT 'last_visit', * FROM last_visit ORDER BY scope, id",
         "SELECT 'fts', r.id, f.body FROM request_fts f JOIN request_index r ON r.rowid = f.rowid ORDER BY r.id",
+        "SELECT 'meeting', * FROM meeting_index ORDER BY id",
     ];
     let mut out = Vec::new();
     for sql in queries {
@@ -152,7 +153,7 @@ pub(crate) fn dump(conn: &Connection) -> Result<Vec<String>> {
 pub(crate) fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "DELETE FROM request_index; DELETE FROM visit_index; DELETE FROM visit_walkers;
-         DELETE FROM last_visit; DELETE FROM request_fts;",
+         DELETE FROM last_visit; DELETE FROM request_fts; DELETE FROM meeting_index;",
     )?;
     Ok(())
 }
@@ -162,4 +163,27 @@ pub(crate) fn grid_of_request(conn: &Connection, id: &str) -> Result<Option<Stri
         .prepare_cached("SELECT grid FROM request_index WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?)
+}
+
+pub(crate) fn index_meeting(conn: &Connection, header: &DocHeader, body: &crate::meeting::MeetingBody) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meeting_index (id, grid, kind, held_at, place, topic, participants, requests, decisions, created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, held_at = excluded.held_at, place = excluded.place,
+            topic = excluded.topic, participants = excluded.participants, requests = excluded.requests,
+            decisions = excluded.decisions",
+    )?
+    .execute(rusqlite::params![
+        header.id,
+        header.grid,
+        body.kind.as_str(),
+        body.held_at.millis(),
+        body.place,
+        body.topic,
+        body.participants.len() as i64,
+        body.requests.len() as i64,
+        body.decisions.len() as i64,
+        header.created_by,
+    ])?;
+    Ok(())
 }

@@ -8,6 +8,7 @@
 
 mod drafts;
 mod index;
+mod meetings;
 mod photos;
 pub mod query;
 mod reference;
@@ -31,6 +32,7 @@ use crate::time::Timestamp;
 use crate::ActionContext;
 
 pub use query::{RequestFilter, RequestSort, RequestSummary, VisitFilter, VisitSummary};
+pub use meetings::{MeetingSummary, MeetingView};
 pub use roster::PublishReport;
 pub use schema::LATEST_VERSION;
 pub use sync_state::RelayLink;
@@ -400,6 +402,11 @@ impl Store {
             // when it arrives from elsewhere (see `apply_remote`), so rebuilding the lists on the
             // hall never overwrites the tables the roster was published from.
             DocKind::Roster => Ok(()),
+            DocKind::Meeting => {
+                let header = docs::read_header(doc)?;
+                let body: crate::meeting::MeetingBody = autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?;
+                index::index_meeting(conn, &header, &body)
+            }
         }
     }
 
@@ -717,6 +724,7 @@ impl Store {
             DocKind::Roster => autosurgeon::hydrate_prop::<_, crate::roster::RosterBody, _, _>(am, automerge::ROOT, "body")
                 .ok()
                 .map(|b| b.published_at),
+            DocKind::Meeting => docs::read_header(am).ok().map(|h| h.created_at),
         }
     }
 

@@ -250,6 +250,23 @@ CREATE TABLE drafts (
 );
 "#;
 
+/// Version 10: meetings (议事会, 驻网办事日) listed from an index like visits and requests.
+const V10: &str = r#"
+CREATE TABLE meeting_index (
+    id TEXT PRIMARY KEY,
+    grid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    held_at INTEGER NOT NULL,
+    place TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    participants INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    decisions INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE INDEX meeting_by_grid_time ON meeting_index(grid, held_at DESC);
+"#;
+
 pub fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -261,8 +278,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V7),
         M::up(V8),
         M::up(V9),
+        M::up(V10),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 9;
+pub const LATEST_VERSION: usize = 10;
