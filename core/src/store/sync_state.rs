@@ -98,6 +98,11 @@ impl Store {
     /// Applies one pulled page — every document, its receipts and the new cursor — in one
     /// transaction: a device that dies mid-page simply pulls the page again.
     pub fn apply_pull_page(&self, docs: &[PulledDoc], cursor: &str) -> Result<usize> {
+        // A no-op sync ends with an empty page at the cursor the device already holds; writing
+        // it would cost a transaction and an fsync for nothing.
+        if docs.is_empty() && self.pull_cursor()? == cursor {
+            return Ok(0);
+        }
         self.atomically(|conn| {
             let mut changed = 0;
             for d in docs {
