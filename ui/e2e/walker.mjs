@@ -9,57 +9,12 @@
 //
 // Run: node ui/e2e/walker.mjs   (scripts/test.sh does, after building the UI and the workspace)
 import { chromium } from 'playwright-core';
-import { deflateSync } from 'node:zlib';
 import { join } from 'node:path';
 import {
-  BIN, OUT, ROOT, assert, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
+  BIN, OUT, ROOT, assert, png, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
 } from '../../tests/e2e/lib.mjs';
 
 const GRID = 'v01-g01';
-
-/** A small PNG (a photo of a dark streetlight, roughly), made here so the test needs no file. */
-function png(width, height) {
-  const crcTable = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (buf) => {
-    let c = 0xffffffff;
-    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  };
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type), data]);
-    const sum = Buffer.alloc(4);
-    sum.writeUInt32BE(crc(body));
-    return Buffer.concat([len, body, sum]);
-  };
-  const rows = [];
-  for (let y = 0; y < height; y++) {
-    const row = Buffer.alloc(1 + width * 3);
-    for (let x = 0; x < width; x++) {
-      const lamp = (x - width / 2) ** 2 + (y - height / 3) ** 2 < 60;
-      row[1 + x * 3] = lamp ? 250 : 20 + (x % 40);
-      row[2 + x * 3] = lamp ? 230 : 30 + (y % 50);
-      row[3 + x * 3] = lamp ? 120 : 60;
-    }
-    rows.push(row);
-  }
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8;
-  ihdr[9] = 2;
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(Buffer.concat(rows))),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
-}
 
 async function device(dir, name) {
   return startListening(join(BIN, 'gridwalk-bridge'), [
