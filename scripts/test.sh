@@ -28,4 +28,5 @@ echo "benchmark smoke: photo ok"
 cargo run -q -p gridwalk-bench -- sync --smoke > target/bench-sync-smoke.json
 echo "benchmark smoke: sync ok"
 cargo run -q -p gridwalk-bench -- report --smoke > target/bench-report-smoke.json
+cargo run -q -p gridwalk-bench -- report --smoke --shape busy > target/bench-report-busy-smoke.json
 echo "benchmark smoke: report ok"

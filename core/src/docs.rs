@@ -544,18 +544,44 @@ pub fn read_header(doc: &AutoCommit) -> Result<DocHeader> {
 /// `load_incremental` forgives a truncated tail, which is right for reading our own disk after a
 /// crash but wrong for input from the network: half a push must be refused, not half-applied.)
 pub fn decode_changes_strict(bytes: &[u8]) -> Result<Vec<automerge::Change>> {
+    let bad = |message: String| CoreError::invalid("changes", message);
+    let mut changes = Vec::new();
+    for (chunk_type, chunk) in split_chunks(bytes)? {
+        match chunk_type {
+            0 => {
+                let doc = automerge::Automerge::load(chunk).map_err(|e| bad(format!("bad document chunk: {e}")))?;
+                changes.extend(doc.get_changes(&[]));
+            }
+            _ => {
+                changes.push(automerge::Change::try_from(chunk).map_err(|e| bad(format!("bad change: {e}")))?);
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// The chunk type of an Automerge document chunk (a saved document).
+pub const DOCUMENT_CHUNK: u8 = 0;
+
+/// Splits received bytes into Automerge chunks by their headers, without decoding them: every
+/// byte must belong to a chunk with the Automerge magic, a known type (document, change or
+/// compressed change) and a length that fits. Checksums are checked when the chunks are decoded.
+pub fn split_chunks(bytes: &[u8]) -> Result<Vec<(u8, &[u8])>> {
     const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
     let bad = |message: String| CoreError::invalid("changes", message);
     if bytes.is_empty() {
         return Err(bad("no changes in the body".into()));
     }
-    let mut changes = Vec::new();
+    let mut chunks = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
         if rest.len() < 9 || rest[..4] != MAGIC {
             return Err(bad("not Automerge data (bad chunk header)".into()));
         }
         let chunk_type = rest[8];
+        if chunk_type > 2 {
+            return Err(bad(format!("unsupported chunk type {chunk_type}")));
+        }
         // The chunk length is an unsigned LEB128 number after the type byte.
         let mut len: u64 = 0;
         let mut shift = 0;
@@ -579,18 +605,8 @@ pub fn decode_changes_strict(bytes: &[u8]) -> Result<Vec<automerge::Change>> {
             .and_then(|l| pos.checked_add(l))
             .filter(|&e| e <= rest.len())
             .ok_or_else(|| bad("truncated chunk".into()))?;
-        let chunk = &rest[..end];
-        match chunk_type {
-            0 => {
-                let doc = automerge::Automerge::load(chunk).map_err(|e| bad(format!("bad document chunk: {e}")))?;
-                changes.extend(doc.get_changes(&[]));
-            }
-            1 | 2 => {
-                changes.push(automerge::Change::try_from(chunk).map_err(|e| bad(format!("bad change: {e}")))?);
-            }
-            other => return Err(bad(format!("unsupported chunk type {other}"))),
-        }
+        chunks.push((chunk_type, &rest[..end]));
         rest = &rest[end..];
     }
-    Ok(changes)
+    Ok(chunks)
 }

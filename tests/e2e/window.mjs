@@ -143,8 +143,15 @@ async function main() {
     await wd.click('[data-testid=request-submit]');
     await wd.find('[data-testid=screen-request]', 20000);
 
-    // The app syncs by itself; nothing is left waiting to go up.
-    await wd.waitFor('the request to reach the relay', async () => (await wd.attr('[data-testid=pending-count]', 'data-count')) === '0');
+    // The app syncs by itself. The pending count alone cannot tell: it may still read 0 from
+    // before the request was saved. The relay's receipt time on the timeline can: the detail
+    // screen loads again after each sync.
+    await wd.waitFor(
+      'the relay receipt on the timeline',
+      async () => (await wd.attr('[data-testid=timeline-relay-time]', 'data-received')) === 'yes',
+      60000,
+    );
+    await wd.waitFor('nothing left to go up', async () => (await wd.attr('[data-testid=pending-count]', 'data-count')) === '0');
     await wd.screenshot('window-request-synced.png');
 
     // On the relay: the hall pulls it from there.

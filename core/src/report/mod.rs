@@ -409,17 +409,22 @@ fn scope_clause(sql: &mut Sql, grids: &Option<Vec<String>>, column: &str) -> Opt
 
 /// The request set's conditions: scope and creation period.
 fn set_clauses(sql: &mut Sql, grids: &Option<Vec<String>>, q: &DashboardQuery) -> Vec<String> {
+    period_clauses(sql, grids, q.from.map(|t| t.millis()), q.to.map(|t| t.millis()))
+}
+
+/// Scope, and creation in `[from, to)` (milliseconds) where given.
+fn period_clauses(sql: &mut Sql, grids: &Option<Vec<String>>, from: Option<i64>, to: Option<i64>) -> Vec<String> {
     let mut clauses = Vec::new();
     clauses.extend(scope_clause(sql, grids, "grid"));
     // The unary plus keeps SQLite from answering a grid's request set through the index on
     // creation time alone (a scan of the whole period across every grid) when the scope names
     // grids; a whole-street query has no grid condition and may still use it.
     let created = if grids.is_some() { "+created_at" } else { "created_at" };
-    if let Some(from) = q.from {
-        clauses.push(format!("{created} >= {}", sql.bind(from.millis())));
+    if let Some(from) = from {
+        clauses.push(format!("{created} >= {}", sql.bind(from)));
     }
-    if let Some(to) = q.to {
-        clauses.push(format!("{created} < {}", sql.bind(to.millis())));
+    if let Some(to) = to {
+        clauses.push(format!("{created} < {}", sql.bind(to)));
     }
     clauses
 }
@@ -445,19 +450,198 @@ pub(crate) fn month_bounds(month: &str) -> Result<(i64, i64)> {
 
 // ----- the dashboard -------------------------------------------------------------------------
 
-/// The dashboard for `q`, from the index.
-pub fn dashboard(store: &Store, q: &DashboardQuery) -> Result<Dashboard> {
-    check_period(q)?;
-    let conn = store.connection();
-    let grids = scope_grids(store, &q.scope)?;
+/// How a creation period is counted: whole months from the running counts (`request_tally`),
+/// and the part-months at either end, if any, from the request rows themselves.
+#[derive(Debug, Default, PartialEq)]
+struct PeriodPlan {
+    /// Whole months `[first, end)` as `YYYY-MM` keys (`None`: unbounded on that side), or no
+    /// whole month at all.
+    months: Option<(Option<String>, Option<String>)>,
+    /// Creation-time ranges `[from, to)` in milliseconds counted row by row.
+    edges: Vec<(Option<i64>, Option<i64>)>,
+}
 
-    // One pass over the set, grouped by everything a breakdown needs.
+impl PeriodPlan {
+    fn new(from: Option<Timestamp>, to: Option<Timestamp>) -> PeriodPlan {
+        // The first whole month starts at or after `from`; the whole months end where the month
+        // holding `to` starts.
+        let first = from.map(|f| {
+            let m = Month::of(f);
+            let (start, next) = m.bounds();
+            if start == f.millis() {
+                (m, start)
+            } else {
+                (m.next(), next)
+            }
+        });
+        let end = to.map(|t| {
+            let m = Month::of(t);
+            (m, m.bounds().0)
+        });
+        let (from, to) = (from.map(|t| t.millis()), to.map(|t| t.millis()));
+        if let (Some((first_month, _)), Some((end_month, _))) = (first, end) {
+            if first_month >= end_month {
+                // No whole month inside: everything is counted row by row.
+                return PeriodPlan { months: None, edges: vec![(from, to)] };
+            }
+        }
+        let mut edges = Vec::new();
+        if let (Some(f), Some((_, start))) = (from, first) {
+            if f < start {
+                edges.push((Some(f), Some(start)));
+            }
+        }
+        if let (Some(t), Some((_, start))) = (to, end) {
+            if start < t {
+                edges.push((Some(start), Some(t)));
+            }
+        }
+        PeriodPlan { months: Some((first.map(|(m, _)| m.key()), end.map(|(m, _)| m.key()))), edges }
+    }
+}
+
+/// The dashboard's counts as they are gathered, before labels and rates.
+#[derive(Default)]
+struct Tallies {
+    total: Figures,
+    by_category: BTreeMap<String, Figures>,
+    by_department: BTreeMap<Option<String>, Figures>,
+    by_grid: BTreeMap<String, Figures>,
+    by_month: BTreeMap<String, Figures>,
+    resolved_in: BTreeMap<String, i64>,
+}
+
+/// The eleven stored counts of a `request_tally` row or a grouped query, from column `at` on,
+/// in `ALL_MEASURES` order without `overdue`.
+fn figures_from(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Figures> {
+    Ok(Figures {
+        total: r.get(at)?,
+        untriaged: r.get(at + 1)?,
+        handled: r.get(at + 2)?,
+        resolved: r.get(at + 3)?,
+        unresolved: r.get(at + 4)?,
+        resolved_with_deadline: r.get(at + 5)?,
+        on_time: r.get(at + 6)?,
+        late: r.get(at + 7)?,
+        rated: r.get(at + 8)?,
+        satisfied: r.get(at + 9)?,
+        not_satisfied: r.get(at + 10)?,
+        ..Figures::default()
+    })
+}
+
+const TALLY_COUNTS: &str = "total, untriaged, handled, resolved, unresolved, resolved_with_deadline, \
+                            on_time, late, rated, satisfied, not_satisfied";
+
+/// Adds the running counts of the whole months `first..end` to `t`.
+fn add_tallied_months(
+    store: &Store,
+    grids: &Option<Vec<String>>,
+    first: &Option<String>,
+    end: &Option<String>,
+    t: &mut Tallies,
+) -> Result<()> {
+    let conn = store.connection();
+    let month_clauses = |sql: &mut Sql, column: &str| {
+        let mut c = Vec::new();
+        if let Some(f) = first {
+            c.push(format!("{column} >= {}", sql.bind(f.clone())));
+        }
+        if let Some(e) = end {
+            c.push(format!("{column} < {}", sql.bind(e.clone())));
+        }
+        c
+    };
+    // The whole street reads the store-wide rows (area '*') and each grid's total; a village or
+    // a grid reads its grids' rows. Either way the rows read grow with months, categories, offices
+    // and grids, not with requests.
+    let mut queries = Vec::new();
+    match grids {
+        None => {
+            let mut sql = Sql::default();
+            let mut c = vec!["area = '*'".to_string(), "total != 0".to_string()];
+            c.extend(month_clauses(&mut sql, "month"));
+            queries.push((format!("SELECT area, dim, key, month, {TALLY_COUNTS} FROM request_tally {}", where_sql(&c)), sql.params));
+            let mut sql = Sql::default();
+            let mut c = vec!["dim = 'all'".to_string(), "area != '*'".to_string(), "total != 0".to_string()];
+            c.extend(month_clauses(&mut sql, "month"));
+            queries.push((format!("SELECT area, dim, key, month, {TALLY_COUNTS} FROM request_tally {}", where_sql(&c)), sql.params));
+        }
+        Some(g) if g.is_empty() => {}
+        Some(g) => {
+            let mut sql = Sql::default();
+            let mut c = vec![format!("area IN ({})", sql.bind_list(g)), "total != 0".to_string()];
+            c.extend(month_clauses(&mut sql, "month"));
+            queries.push((format!("SELECT area, dim, key, month, {TALLY_COUNTS} FROM request_tally {}", where_sql(&c)), sql.params));
+        }
+    }
+    for (text, params) in queries {
+        let mut stmt = conn.prepare_cached(&text)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+        while let Some(r) = rows.next()? {
+            let area: String = r.get(0)?;
+            let dim: String = r.get(1)?;
+            let key: String = r.get(2)?;
+            let month: String = r.get(3)?;
+            let f = figures_from(r, 4)?;
+            match dim.as_str() {
+                "all" if area != "*" => {
+                    by_add(&mut t.by_grid, area, &f);
+                    if grids.is_some() {
+                        t.total.add(&f);
+                        by_add(&mut t.by_month, month, &f);
+                    }
+                }
+                "all" => {
+                    t.total.add(&f);
+                    by_add(&mut t.by_month, month, &f);
+                }
+                "category" => by_add(&mut t.by_category, key, &f),
+                "department" => by_add(&mut t.by_department, (!key.is_empty()).then_some(key), &f),
+                other => {
+                    return Err(CoreError::invalid("request_tally", format!("unknown breakdown '{other}'")));
+                }
+            }
+        }
+    }
+
     let mut sql = Sql::default();
-    let now = sql.bind(q.now.millis());
-    let clauses = set_clauses(&mut sql, &grids, q);
+    let mut c = match grids {
+        None => vec!["area = '*'".to_string()],
+        Some(g) if g.is_empty() => return Ok(()),
+        Some(g) => vec![format!("area IN ({})", sql.bind_list(g))],
+    };
+    c.extend(month_clauses(&mut sql, "month"));
+    let text = format!(
+        "SELECT resolved_month, SUM(n) FROM request_resolved_tally {} GROUP BY resolved_month",
+        where_sql(&c)
+    );
+    let mut stmt = conn.prepare_cached(&text)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (m, n) = row?;
+        *t.resolved_in.entry(m).or_default() += n;
+    }
+    Ok(())
+}
+
+fn by_add<K: Ord>(map: &mut BTreeMap<K, Figures>, key: K, f: &Figures) {
+    map.entry(key).or_default().add(f);
+}
+
+/// Adds the requests of the scope raised in `[from, to)` to `t`, row by row (everything but
+/// overdue, which [`add_overdue`] counts for the whole period).
+fn add_rows(store: &Store, grids: &Option<Vec<String>>, from: Option<i64>, to: Option<i64>, t: &mut Tallies) -> Result<()> {
+    let conn = store.connection();
+    let mut sql = Sql::default();
+    let clauses = period_clauses(&mut sql, grids, from, to);
+    // Overdue, the one measure that reads `now`, is left out here.
     let sums: Vec<String> = ALL_MEASURES
         .iter()
-        .map(|m| format!("SUM(CASE WHEN {} THEN 1 ELSE 0 END)", m.sql(&now)))
+        .filter(|m| **m != Measure::Overdue)
+        .map(|m| format!("SUM(CASE WHEN {} THEN 1 ELSE 0 END)", m.sql("")))
         .collect();
     let text = format!(
         "SELECT grid, category, department, {month}, {sums} FROM request_index {where_sql}
@@ -466,11 +650,6 @@ pub fn dashboard(store: &Store, q: &DashboardQuery) -> Result<Dashboard> {
         sums = sums.join(", "),
         where_sql = where_sql(&clauses),
     );
-    let mut total = Figures::default();
-    let mut by_category: BTreeMap<String, Figures> = BTreeMap::new();
-    let mut by_department: BTreeMap<Option<String>, Figures> = BTreeMap::new();
-    let mut by_grid: BTreeMap<String, Figures> = BTreeMap::new();
-    let mut by_month: BTreeMap<String, Figures> = BTreeMap::new();
     {
         let mut stmt = conn.prepare_cached(&text)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
@@ -479,51 +658,90 @@ pub fn dashboard(store: &Store, q: &DashboardQuery) -> Result<Dashboard> {
             let cat: String = r.get(1)?;
             let dept: Option<String> = r.get(2)?;
             let month: String = r.get(3)?;
-            let mut f = Figures::default();
-            let counts: Vec<i64> = (0..ALL_MEASURES.len())
-                .map(|i| r.get(4 + i))
-                .collect::<rusqlite::Result<_>>()?;
-            let mut c = counts.into_iter();
-            f.total = c.next().unwrap_or(0);
-            f.untriaged = c.next().unwrap_or(0);
-            f.handled = c.next().unwrap_or(0);
-            f.resolved = c.next().unwrap_or(0);
-            f.unresolved = c.next().unwrap_or(0);
-            f.resolved_with_deadline = c.next().unwrap_or(0);
-            f.on_time = c.next().unwrap_or(0);
-            f.late = c.next().unwrap_or(0);
-            f.rated = c.next().unwrap_or(0);
-            f.satisfied = c.next().unwrap_or(0);
-            f.not_satisfied = c.next().unwrap_or(0);
-            f.overdue = c.next().unwrap_or(0);
-            total.add(&f);
-            by_category.entry(cat).or_default().add(&f);
-            by_department.entry(dept).or_default().add(&f);
-            by_grid.entry(grid).or_default().add(&f);
-            by_month.entry(month).or_default().add(&f);
+            let f = figures_from(r, 4)?;
+            t.total.add(&f);
+            by_add(&mut t.by_category, cat, &f);
+            by_add(&mut t.by_department, dept, &f);
+            by_add(&mut t.by_grid, grid, &f);
+            by_add(&mut t.by_month, month, &f);
         }
     }
 
     // Resolutions by the month they happened in.
     let mut sql = Sql::default();
-    let mut clauses = set_clauses(&mut sql, &grids, q);
+    let mut clauses = period_clauses(&mut sql, grids, from, to);
     clauses.push("resolved_at IS NOT NULL".into());
     let text = format!(
         "SELECT {month}, COUNT(*) FROM request_index {where_sql} GROUP BY 1",
         month = month_sql("resolved_at"),
         where_sql = where_sql(&clauses),
     );
-    let mut resolved_in: BTreeMap<String, i64> = BTreeMap::new();
-    {
-        let mut stmt = conn.prepare_cached(&text)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        for row in rows {
-            let (m, n) = row?;
-            resolved_in.insert(m, n);
-        }
+    let mut stmt = conn.prepare_cached(&text)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (m, n) = row?;
+        *t.resolved_in.entry(m).or_default() += n;
     }
+    Ok(())
+}
+
+/// Adds the overdue requests of the set: they depend on `now`, so no running count can hold
+/// them. Only open requests with a deadline before `now` are read (through a partial index).
+fn add_overdue(store: &Store, grids: &Option<Vec<String>>, q: &DashboardQuery, t: &mut Tallies) -> Result<()> {
+    let conn = store.connection();
+    let mut sql = Sql::default();
+    let now = sql.bind(q.now.millis());
+    let mut clauses = vec![
+        "status IN ('new', 'accepted', 'assigned', 'reopened')".to_string(),
+        "deadline IS NOT NULL".to_string(),
+        format!("deadline < {now}"),
+    ];
+    clauses.extend(set_clauses(&mut sql, grids, q));
+    let text = format!(
+        "SELECT grid, category, department, {month}, COUNT(*) FROM request_index {where_sql}
+         GROUP BY grid, category, department, 4",
+        month = month_sql("created_at"),
+        where_sql = where_sql(&clauses),
+    );
+    let mut stmt = conn.prepare_cached(&text)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
+    while let Some(r) = rows.next()? {
+        let f = Figures { overdue: r.get(4)?, ..Figures::default() };
+        t.total.add(&f);
+        by_add(&mut t.by_category, r.get::<_, String>(1)?, &f);
+        by_add(&mut t.by_department, r.get::<_, Option<String>>(2)?, &f);
+        by_add(&mut t.by_grid, r.get::<_, String>(0)?, &f);
+        by_add(&mut t.by_month, r.get::<_, String>(3)?, &f);
+    }
+    Ok(())
+}
+
+/// The dashboard for `q`, from the running counts and the index.
+pub fn dashboard(store: &Store, q: &DashboardQuery) -> Result<Dashboard> {
+    check_period(q)?;
+    let conn = store.connection();
+    let grids = scope_grids(store, &q.scope)?;
+
+    let plan = PeriodPlan::new(q.from, q.to);
+    let mut t = Tallies::default();
+    if let Some((first, end)) = &plan.months {
+        add_tallied_months(store, &grids, first, end, &mut t)?;
+    }
+    for (from, to) in &plan.edges {
+        add_rows(store, &grids, *from, *to, &mut t)?;
+    }
+    add_overdue(store, &grids, q, &mut t)?;
+    let Tallies { total, by_category, by_department, by_grid, by_month, resolved_in } = t;
+    // A group whose requests all left it (a request reassigned to another office) keeps a row of
+    // zeros in the running counts; it is not part of the set.
+    let by_category = by_category.into_iter().filter(|(_, f)| f.total != 0);
+    let by_department = by_department.into_iter().filter(|(_, f)| f.total != 0);
+    let by_grid = by_grid.into_iter().filter(|(_, f)| f.total != 0);
+    let by_month: BTreeMap<String, Figures> = by_month.into_iter().filter(|(_, f)| f.total != 0).collect();
+    let resolved_in: BTreeMap<String, i64> = resolved_in.into_iter().filter(|(_, n)| *n != 0).collect();
+
     let mut months: Vec<String> = by_month.keys().chain(resolved_in.keys()).cloned().collect();
     months.sort();
     months.dedup();
@@ -537,7 +755,6 @@ pub fn dashboard(store: &Store, q: &DashboardQuery) -> Result<Dashboard> {
         .collect();
 
     let by_category = by_category
-        .into_iter()
         .map(|(code, f)| Breakdown {
             label: category(&code).map(|c| c.zh.to_string()).unwrap_or_else(|| code.clone()),
             key: Some(code),
@@ -546,7 +763,6 @@ pub fn dashboard(store: &Store, q: &DashboardQuery) -> Result<Dashboard> {
         .collect();
     let mut dept_name = conn.prepare_cached("SELECT name FROM departments WHERE id = ?1")?;
     let by_department = by_department
-        .into_iter()
         .map(|(id, f)| {
             let label = match &id {
                 Some(id) => dept_name.query_row([id], |r| r.get(0)).optional()?.unwrap_or_else(|| id.clone()),
@@ -557,7 +773,6 @@ pub fn dashboard(store: &Store, q: &DashboardQuery) -> Result<Dashboard> {
         .collect::<Result<Vec<_>>>()?;
     let mut area_name = conn.prepare_cached("SELECT name FROM areas WHERE id = ?1")?;
     let by_grid = by_grid
-        .into_iter()
         .map(|(id, f)| {
             let label = area_name.query_row([&id], |r| r.get(0)).optional()?.unwrap_or_else(|| id.clone());
             Ok(Breakdown { key: Some(id), label, figures: f.finish() })
@@ -733,5 +948,58 @@ pub fn status_label(status: &str) -> &'static str {
         "merged" => "已合并",
         "reopened" => "重新办理",
         _ => "未知",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(y: i32, m: u32, d: u32, h: u32) -> Timestamp {
+        // Hours in China Standard Time.
+        Timestamp(chrono::Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap() - chrono::Duration::hours(8))
+    }
+
+    #[test]
+    fn a_period_on_month_bounds_is_all_whole_months() {
+        let plan = PeriodPlan::new(Some(at(2026, 4, 1, 0)), Some(at(2026, 7, 1, 0)));
+        assert_eq!(plan.months, Some((Some("2026-04".into()), Some("2026-07".into()))));
+        assert!(plan.edges.is_empty());
+    }
+
+    #[test]
+    fn a_ragged_period_counts_its_part_months_from_rows() {
+        let (from, to) = (at(2026, 4, 15, 10), at(2026, 6, 20, 0));
+        let plan = PeriodPlan::new(Some(from), Some(to));
+        assert_eq!(plan.months, Some((Some("2026-05".into()), Some("2026-06".into()))));
+        assert_eq!(
+            plan.edges,
+            vec![
+                (Some(from.millis()), Some(at(2026, 5, 1, 0).millis())),
+                (Some(at(2026, 6, 1, 0).millis()), Some(to.millis())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_period_inside_one_month_is_counted_from_rows_alone() {
+        let (from, to) = (at(2026, 5, 3, 0), at(2026, 5, 20, 0));
+        let plan = PeriodPlan::new(Some(from), Some(to));
+        assert_eq!(plan, PeriodPlan { months: None, edges: vec![(Some(from.millis()), Some(to.millis()))] });
+        // Two part-months side by side, no whole month between them.
+        let (from, to) = (at(2026, 5, 3, 0), at(2026, 6, 20, 0));
+        let plan = PeriodPlan::new(Some(from), Some(to));
+        assert_eq!(plan.months, None);
+        assert_eq!(plan.edges, vec![(Some(from.millis()), Some(to.millis()))]);
+    }
+
+    #[test]
+    fn an_open_period_is_unbounded_on_its_open_side() {
+        assert_eq!(PeriodPlan::new(None, None), PeriodPlan { months: Some((None, None)), edges: vec![] });
+        let to = at(2026, 6, 20, 0);
+        let plan = PeriodPlan::new(None, Some(to));
+        assert_eq!(plan.months, Some((None, Some("2026-06".into()))));
+        assert_eq!(plan.edges, vec![(Some(at(2026, 6, 1, 0).millis()), Some(to.millis()))]);
     }
 }

@@ -132,6 +132,10 @@ pub(crate) fn dump(conn: &Connection) -> Result<Vec<String>> {
         "SELECT 'last_visit', * FROM last_visit ORDER BY scope, id",
         "SELECT 'fts', r.id, f.body FROM request_fts f JOIN request_index r ON r.rowid = f.rowid ORDER BY r.id",
         "SELECT 'meeting', * FROM meeting_index ORDER BY id",
+        // Counts that went back to zero stay as rows where they once were not; whether a
+        // replica has such a row depends on the order it saw changes in, not on what it holds.
+        "SELECT 'tally', * FROM request_tally WHERE total != 0 ORDER BY area, dim, key, month",
+        "SELECT 'resolved_tally', * FROM request_resolved_tally WHERE n != 0 ORDER BY area, month, resolved_month",
     ];
     let mut out = Vec::new();
     for sql in queries {
@@ -153,7 +157,8 @@ pub(crate) fn dump(conn: &Connection) -> Result<Vec<String>> {
 pub(crate) fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "DELETE FROM request_index; DELETE FROM visit_index; DELETE FROM visit_walkers;
-         DELETE FROM last_visit; DELETE FROM request_fts; DELETE FROM meeting_index;",
+         DELETE FROM last_visit; DELETE FROM request_fts; DELETE FROM meeting_index;
+         DELETE FROM request_tally; DELETE FROM request_resolved_tally;",
     )?;
     Ok(())
 }

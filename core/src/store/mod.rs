@@ -318,19 +318,25 @@ impl Store {
         to_outbox: bool,
     ) -> Result<()> {
         let bytes = doc.save();
+        Self::insert_document_bytes(conn, header, &bytes, updated_at)?;
+        if to_outbox {
+            Self::push_outbox(conn, &header.id, &bytes, updated_at)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts a document that is new here with `snapshot` as its saved bytes.
+    fn insert_document_bytes(conn: &Connection, header: &DocHeader, snapshot: &[u8], updated_at: Timestamp) -> Result<()> {
         let inserted = conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO documents (id, kind, grid, snapshot, chunk_count, updated_at)
                  VALUES (?1, ?2, ?3, ?4, 0, ?5)",
             )?
-            .execute(params![header.id, header.kind.as_str(), header.grid, bytes, updated_at.millis()])?;
+            .execute(params![header.id, header.kind.as_str(), header.grid, snapshot, updated_at.millis()])?;
         if inserted == 0 {
             return Err(CoreError::AlreadyExists {
                 id: header.id.clone(),
             });
-        }
-        if to_outbox {
-            Self::push_outbox(conn, &header.id, &bytes, updated_at)?;
         }
         Ok(())
     }
@@ -380,32 +386,44 @@ impl Store {
         Ok(true)
     }
 
-    fn reindex(conn: &Connection, kind: DocKind, doc: &AutoCommit) -> Result<()> {
+    /// Writes the document's index rows. Returns the time of its latest change as the
+    /// document itself records it (the last lifecycle event of a request), where it has one.
+    fn reindex(conn: &Connection, kind: DocKind, doc: &AutoCommit) -> Result<Option<Timestamp>> {
         match kind {
             DocKind::Request => {
-                let req = RequestDocument::from_automerge(doc.clone());
-                let header = req.header()?;
-                let body = req.body()?;
-                let events = req.events()?;
+                // Read straight from the document: wrapping it in a RequestDocument would mean
+                // cloning it, which costs as much as the reading.
+                let header = docs::read_header(doc)?;
+                let body: RequestBody = autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?;
+                let events: Vec<LifecycleEvent> = autosurgeon::hydrate_prop(doc, automerge::ROOT, "events")?;
                 let state = lifecycle::fold(&events).ok_or_else(|| CoreError::DamagedDocument {
                     id: header.id.clone(),
                     message: "the request has no 'collected' event".into(),
                 })?;
-                index::index_request(conn, &header, &body, &state, events.len())
+                index::index_request(conn, &header, &body, &state, events.len())?;
+                Ok(Some(state.updated_at))
             }
             DocKind::Visit => {
                 let header = docs::read_header(doc)?;
                 let body: VisitBody = autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?;
-                index::index_visit(conn, &header, &body)
+                index::index_visit(conn, &header, &body)?;
+                Ok(Some(header.created_at))
             }
             // A roster feeds the reference tables, not the lists; it is written into them only
             // when it arrives from elsewhere (see `apply_remote`), so rebuilding the lists on the
             // hall never overwrites the tables the roster was published from.
-            DocKind::Roster => Ok(()),
+            DocKind::Roster => Ok(autosurgeon::hydrate_prop::<_, crate::roster::RosterBody, _, _>(
+                doc,
+                automerge::ROOT,
+                "body",
+            )
+            .ok()
+            .map(|b| b.published_at)),
             DocKind::Meeting => {
                 let header = docs::read_header(doc)?;
                 let body: crate::meeting::MeetingBody = autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?;
-                index::index_meeting(conn, &header, &body)
+                index::index_meeting(conn, &header, &body)?;
+                Ok(Some(header.created_at))
             }
         }
     }
@@ -663,23 +681,44 @@ impl Store {
     /// an existing header is refused and nothing is stored. Received changes do not go into the
     /// outbox: they came from outside.
     pub fn apply_remote(&self, id: &str, bytes: &[u8]) -> Result<bool> {
-        let changes = docs::decode_changes_strict(bytes)?;
+        // Checking the framing first refuses garbage before the write lock is taken.
+        let chunks = docs::split_chunks(bytes)?;
+        let exists = self
+            .conn
+            .prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?
+            .query_row([id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        // A document new here is loaded from the received bytes in one go. Decoding a saved
+        // document into its changes and applying them one by one costs over ten times as much,
+        // and a new device receives its whole grid this way.
+        let changes = if exists { Some(docs::decode_changes_strict(bytes)?) } else { None };
         self.atomically(|conn| {
             let damaged = |message: String| CoreError::DamagedDocument {
                 id: id.to_string(),
                 message,
             };
             let existing = Self::load_automerge(conn, id)?;
-            let is_new = existing.is_none();
-            let (mut am, old_header) = match existing {
-                Some((_, _, am)) => {
+            let (mut am, old_header, before) = match (existing, &changes) {
+                (Some((_, _, mut am)), Some(changes)) => {
                     let header = docs::read_header(&am)?;
-                    (am, Some(header))
+                    let before = am.get_heads();
+                    am.apply_changes(changes.iter().cloned()).map_err(|e| damaged(e.to_string()))?;
+                    (am, Some(header), before)
                 }
-                None => (AutoCommit::new(), None),
+                (Some((_, _, mut am)), None) => {
+                    // Another process stored the document between the check and the lock.
+                    let header = docs::read_header(&am)?;
+                    let before = am.get_heads();
+                    let changes = docs::decode_changes_strict(bytes)?;
+                    am.apply_changes(changes).map_err(|e| damaged(e.to_string()))?;
+                    (am, Some(header), before)
+                }
+                (None, _) => {
+                    let am = AutoCommit::load(bytes).map_err(|e| CoreError::invalid("changes", format!("bad document: {e}")))?;
+                    (am, None, Vec::new())
+                }
             };
-            let before = am.get_heads();
-            am.apply_changes(changes.iter().cloned()).map_err(|e| damaged(e.to_string()))?;
             if !am.get_missing_deps(&[]).is_empty() {
                 return Err(damaged("the changes build on changes this device has not received".into()));
             }
@@ -689,43 +728,30 @@ impl Store {
             }
             if let Some(old) = &old_header {
                 check_header_unchanged(old, &header)?;
-            }
-            let updated = Self::latest_time(header.kind, &am).unwrap_or(header.created_at);
-            if is_new {
-                Self::insert_new_document(conn, &header, &mut am, updated, false)?;
-                Self::reindex(conn, header.kind, &am)?;
-                if header.kind == DocKind::Roster {
-                    Self::apply_roster(conn, &am)?;
+                if am.get_heads() == before {
+                    return Ok(false);
                 }
-                Self::note_wanted_photos(conn, &am)?;
-                return Ok(true);
             }
-            let changed = Self::save_changes(conn, id, &mut am, &before, updated, false)?;
-            if changed {
-                Self::reindex(conn, header.kind, &am)?;
-                if header.kind == DocKind::Roster {
-                    Self::apply_roster(conn, &am)?;
-                }
-                // Photos attached elsewhere arrive with the document that names them; the next
-                // photo download fetches them.
-                Self::note_wanted_photos(conn, &am)?;
+            let updated = Self::reindex(conn, header.kind, &am)?.unwrap_or(header.created_at);
+            if old_header.is_none() {
+                // A single saved document is kept exactly as received: saving it again would
+                // only produce the same bytes at a cost.
+                let snapshot = match chunks.as_slice() {
+                    [(docs::DOCUMENT_CHUNK, _)] => bytes.to_vec(),
+                    _ => am.save(),
+                };
+                Self::insert_document_bytes(conn, &header, &snapshot, updated)?;
+            } else {
+                Self::save_changes(conn, id, &mut am, &before, updated, false)?;
             }
-            Ok(changed)
+            if header.kind == DocKind::Roster {
+                Self::apply_roster(conn, &am)?;
+            }
+            // Photos attached elsewhere arrive with the document that names them; the next
+            // photo download fetches them.
+            Self::note_wanted_photos(conn, &am)?;
+            Ok(true)
         })
-    }
-
-    fn latest_time(kind: DocKind, am: &AutoCommit) -> Option<Timestamp> {
-        match kind {
-            DocKind::Request => RequestDocument::from_automerge(am.clone())
-                .state()
-                .ok()
-                .map(|s| s.updated_at),
-            DocKind::Visit => docs::read_header(am).ok().map(|h| h.created_at),
-            DocKind::Roster => autosurgeon::hydrate_prop::<_, crate::roster::RosterBody, _, _>(am, automerge::ROOT, "body")
-                .ok()
-                .map(|b| b.published_at),
-            DocKind::Meeting => docs::read_header(am).ok().map(|h| h.created_at),
-        }
     }
 
     /// Stores a document built elsewhere (the demo generator) as if it had arrived by sync.

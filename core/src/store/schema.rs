@@ -267,6 +267,122 @@ CREATE TABLE meeting_index (
 CREATE INDEX meeting_by_grid_time ON meeting_index(grid, held_at DESC);
 "#;
 
+/// The rows one `request_index` row adds to `request_tally` (sign 1, the new row) or takes
+/// away from it (sign -1, the old row): the whole store's and its grid's totals, by category and
+/// by office, in the month (China Standard Time) it was raised. Each count is the predicate of
+/// the same name in `report::Measure::sql`; `report` tests compare the two over a generated town.
+macro_rules! tally_rows {
+    ($row:literal, $sign:literal) => {
+        concat!(
+            "INSERT INTO request_tally (area, dim, key, month, total, untriaged, handled, resolved,
+                unresolved, resolved_with_deadline, on_time, late, rated, satisfied, not_satisfied)
+             SELECT a.area, a.dim, a.key, m.month, ", $sign, ", ",
+                $sign, " * m.untriaged, ", $sign, " * m.handled, ", $sign, " * m.resolved, ",
+                $sign, " * m.unresolved, ", $sign, " * m.resolved_with_deadline, ",
+                $sign, " * m.on_time, ", $sign, " * m.late, ", $sign, " * m.rated, ",
+                $sign, " * m.satisfied, ", $sign, " * m.not_satisfied
+             FROM (SELECT
+                    strftime('%Y-%m', (", $row, ".created_at + 28800000) / 1000, 'unixepoch') AS month,
+                    COALESCE(", $row, ".status = 'new', 0) AS untriaged,
+                    COALESCE(", $row, ".status IN ('accepted', 'assigned', 'reopened') OR ", $row, ".resolved_at IS NOT NULL, 0) AS handled,
+                    COALESCE(", $row, ".resolved_at IS NOT NULL, 0) AS resolved,
+                    COALESCE(", $row, ".status IN ('accepted', 'assigned', 'reopened') AND ", $row, ".resolved_at IS NULL, 0) AS unresolved,
+                    COALESCE(", $row, ".resolved_at IS NOT NULL AND ", $row, ".deadline IS NOT NULL, 0) AS resolved_with_deadline,
+                    COALESCE(", $row, ".resolved_at IS NOT NULL AND ", $row, ".deadline IS NOT NULL AND ", $row, ".resolved_at <= ", $row, ".deadline, 0) AS on_time,
+                    COALESCE(", $row, ".resolved_at IS NOT NULL AND ", $row, ".deadline IS NOT NULL AND ", $row, ".resolved_at > ", $row, ".deadline, 0) AS late,
+                    COALESCE(", $row, ".rating IS NOT NULL, 0) AS rated,
+                    COALESCE(", $row, ".rating IN ('satisfied', 'basically'), 0) AS satisfied,
+                    COALESCE(", $row, ".rating = 'not_satisfied', 0) AS not_satisfied) AS m,
+                  (SELECT '*' AS area, 'all' AS dim, '' AS key
+                   UNION ALL SELECT '*', 'category', ", $row, ".category
+                   UNION ALL SELECT '*', 'department', COALESCE(", $row, ".department, '')
+                   UNION ALL SELECT ", $row, ".grid, 'all', ''
+                   UNION ALL SELECT ", $row, ".grid, 'category', ", $row, ".category
+                   UNION ALL SELECT ", $row, ".grid, 'department', COALESCE(", $row, ".department, '')) AS a
+             WHERE true
+             ON CONFLICT (area, dim, key, month) DO UPDATE SET
+                total = total + excluded.total,
+                untriaged = untriaged + excluded.untriaged,
+                handled = handled + excluded.handled,
+                resolved = resolved + excluded.resolved,
+                unresolved = unresolved + excluded.unresolved,
+                resolved_with_deadline = resolved_with_deadline + excluded.resolved_with_deadline,
+                on_time = on_time + excluded.on_time,
+                late = late + excluded.late,
+                rated = rated + excluded.rated,
+                satisfied = satisfied + excluded.satisfied,
+                not_satisfied = not_satisfied + excluded.not_satisfied;
+             INSERT INTO request_resolved_tally (area, month, resolved_month, n)
+             SELECT a.area,
+                    strftime('%Y-%m', (", $row, ".created_at + 28800000) / 1000, 'unixepoch'),
+                    strftime('%Y-%m', (", $row, ".resolved_at + 28800000) / 1000, 'unixepoch'),
+                    ", $sign, "
+             FROM (SELECT '*' AS area UNION ALL SELECT ", $row, ".grid) AS a
+             WHERE ", $row, ".resolved_at IS NOT NULL
+             ON CONFLICT (area, month, resolved_month) DO UPDATE SET n = n + excluded.n;"
+        )
+    };
+}
+
+/// Version 11: running counts of requests for the dashboard, kept by triggers on
+/// `request_index`, so a street-wide dashboard reads a few hundred counts per month instead of
+/// every request. `area` is `*` for the whole store or a grid id; `dim` is `all`, `category` or
+/// `department` (key `''`: no office yet); `month` is the month the request was raised. Counts
+/// that depend on the moment they are read at (overdue) are not kept: they come from the
+/// open requests with a deadline.
+const V11: &str = concat!(
+    "CREATE TABLE request_tally (
+        area TEXT NOT NULL,
+        dim TEXT NOT NULL,
+        key TEXT NOT NULL,
+        month TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        untriaged INTEGER NOT NULL,
+        handled INTEGER NOT NULL,
+        resolved INTEGER NOT NULL,
+        unresolved INTEGER NOT NULL,
+        resolved_with_deadline INTEGER NOT NULL,
+        on_time INTEGER NOT NULL,
+        late INTEGER NOT NULL,
+        rated INTEGER NOT NULL,
+        satisfied INTEGER NOT NULL,
+        not_satisfied INTEGER NOT NULL,
+        PRIMARY KEY (area, dim, key, month)
+    ) WITHOUT ROWID;
+    CREATE INDEX request_tally_by_dim_month ON request_tally(dim, month);
+    CREATE TABLE request_resolved_tally (
+        area TEXT NOT NULL,
+        month TEXT NOT NULL,
+        resolved_month TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (area, month, resolved_month)
+    ) WITHOUT ROWID;
+    CREATE INDEX request_open_by_deadline ON request_index(deadline)
+        WHERE status IN ('new', 'accepted', 'assigned', 'reopened') AND deadline IS NOT NULL;
+    -- Requests indexed before this version are taken out before the triggers exist and put back
+    -- after, each with its rowid (which keys its search entry), so each is counted once.
+    CREATE TEMP TABLE tally_backfill AS SELECT rowid AS rid, * FROM request_index;
+    DELETE FROM request_index;
+    CREATE TRIGGER request_tally_insert AFTER INSERT ON request_index BEGIN ",
+    tally_rows!("NEW", "1"),
+    " END;
+    CREATE TRIGGER request_tally_delete AFTER DELETE ON request_index BEGIN ",
+    tally_rows!("OLD", "-1"),
+    " END;
+    CREATE TRIGGER request_tally_update AFTER UPDATE ON request_index
+    WHEN OLD.grid IS NOT NEW.grid OR OLD.status IS NOT NEW.status OR OLD.category IS NOT NEW.category
+      OR OLD.department IS NOT NEW.department OR OLD.deadline IS NOT NEW.deadline
+      OR OLD.resolved_at IS NOT NEW.resolved_at OR OLD.rating IS NOT NEW.rating
+      OR OLD.created_at IS NOT NEW.created_at
+    BEGIN ",
+    tally_rows!("OLD", "-1"),
+    tally_rows!("NEW", "1"),
+    " END;
+    INSERT INTO request_index (rowid, id, grid, micro_grid, status, category, urgency, source, department, owner, level, deadline, resolved_at, rating, reopen_count, created_at, created_by, updated_at, address, description, household, visit, event_count)
+        SELECT rid, id, grid, micro_grid, status, category, urgency, source, department, owner, level, deadline, resolved_at, rating, reopen_count, created_at, created_by, updated_at, address, description, household, visit, event_count FROM tally_backfill;
+    DROP TABLE tally_backfill;"
+);
+
 pub fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -279,8 +395,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V8),
         M::up(V9),
         M::up(V10),
+        M::up(V11),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 10;
+pub const LATEST_VERSION: usize = 11;
