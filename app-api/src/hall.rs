@@ -26,6 +26,8 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
         "monthly_list" => monthly(app, parse(args)?),
         "export_monthly_xlsx" => out(export_monthly(app, parse(args)?)?),
         "admin_lists" => out(admin_lists(app)?),
+        "admin_save_department" => out(admin_save_department(app, parse(args)?)?),
+        "admin_assign_walker" => out(admin_assign_walker(app, parse(args)?)?),
         other => crate::commands::unknown(other),
     }
 }
@@ -374,6 +376,58 @@ fn admin_lists(app: &App) -> CommandResult<Value> {
         .map(|w| json!({ "id": w.id, "name": w.name, "phone": w.phone, "role": w.role, "work_group": w.work_group, "grids": w.grids }))
         .collect();
     Ok(json!({ "villages": villages, "grids": grids, "departments": departments, "walkers": walkers }))
+}
+
+// ----- admin writes -----------------------------------------------------------------------------
+
+/// Only a hall or admin device changes who does what; a walker's phone is refused before
+/// anything is written.
+fn require_hall(store: &Store) -> CommandResult<()> {
+    match store.relay_link()? {
+        Some(link) if link.role == "hall" || link.role == "admin" => Ok(()),
+        Some(_) => Err(CommandError::new("forbidden", "only a hall or admin device changes offices and grid assignments")),
+        None => Err(CommandError::new("not_enrolled", "enrol this device first")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SaveDepartmentArgs {
+    /// Absent for a new office: the id is made here.
+    id: Option<String>,
+    name: String,
+    level: String,
+}
+
+fn admin_save_department(app: &App, a: SaveDepartmentArgs) -> CommandResult<Value> {
+    let store = app.store()?;
+    require_hall(&store)?;
+    let level = gridwalk_core::model::Level::parse(&a.level)
+        .ok_or_else(|| invalid("level", format!("'{}' is not village, town or county", a.level)))?;
+    let id = match a.id.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
+        Some(id) => id,
+        None => format!("dept-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+    };
+    let ctx = crate::commands::context(app, &store);
+    let published = store.save_department(&ctx, &gridwalk_core::model::Department { id: id.clone(), name: a.name, level })?;
+    // The republished rosters are waiting to go up: the sync worker looks now.
+    app.sync.nudge();
+    Ok(json!({ "id": id, "published": published }))
+}
+
+#[derive(Debug, Deserialize)]
+struct AssignWalkerArgs {
+    walker: String,
+    grids: Vec<String>,
+}
+
+fn admin_assign_walker(app: &App, a: AssignWalkerArgs) -> CommandResult<Value> {
+    let store = app.store()?;
+    require_hall(&store)?;
+    let ctx = crate::commands::context(app, &store);
+    let published = store.assign_walker_grids(&ctx, &a.walker, &a.grids)?;
+    // The republished rosters are waiting to go up: the sync worker looks now.
+    app.sync.nudge();
+    Ok(json!({ "walker": a.walker, "published": published }))
 }
 
 #[cfg(test)]

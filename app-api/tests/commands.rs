@@ -253,3 +253,71 @@ fn on_the_doorstep_feedback_and_rating_work_offline_and_the_hall_sees_them() {
     assert_eq!(hall.request(&resolved.id).unwrap().state.status, gridwalk_core::lifecycle::Status::Rated);
     relay.stop();
 }
+
+#[test]
+fn an_admins_new_office_and_a_walkers_new_grid_reach_phones_and_halls_through_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("relay")).unwrap();
+    let relay = RelayServer::start(&dir.path().join("relay"), None);
+    let first_hall = hall(dir.path(), &relay);
+    let grids: Vec<String> = first_hall.grids().unwrap().into_iter().filter(|g| !g.enterprise_grid).map(|g| g.id).collect();
+    let (grid, other_grid) = (grids[0].clone(), grids[1].clone());
+    let walkers = first_hall.walkers().unwrap();
+    let her = walkers.iter().find(|w| w.grids.contains(&grid)).unwrap().clone();
+    let moved = walkers.iter().find(|w| w.grids == vec![other_grid.clone()]).expect("a walker of only the other grid").clone();
+
+    // A second hall device: a PC like any other, whose tables come from the rosters it pulls.
+    let code = relay.relay().create_enrollment("大厅二号机", gridwalk_relay::store::Role::Hall, &[]).unwrap();
+    let admin = App::open(dir.path().join("hall2"), Arc::new(SystemClock), settings()).unwrap();
+    admin.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "大厅二号机"})).unwrap();
+    wait_for(&admin, "the hall's first sync", |s| s["last_sync_at"].is_number());
+    let code = relay.relay().create_enrollment_for("王芳的手机", gridwalk_relay::store::Role::Walker, &[grid.clone()], Some(&her.id)).unwrap();
+    let phone = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
+    phone.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "王芳的手机"})).unwrap();
+    wait_for(&phone, "the phone's first sync", |s| s["last_sync_at"].is_number());
+
+    // A phone is no admin: refused, and nothing is written.
+    let refused = phone.call("admin_save_department", json!({"name": "不该有的科室", "level": "town"})).unwrap_err();
+    assert_eq!(refused.code, "forbidden");
+    let bad = admin.call("admin_save_department", json!({"name": "  ", "level": "town"})).unwrap_err();
+    assert_eq!(bad.code, "invalid_input");
+    let bad = admin.call("admin_assign_walker", json!({"walker": moved.id, "grids": ["no-such-grid"]})).unwrap_err();
+    assert_eq!(bad.code, "unknown_grid");
+    assert_eq!(admin.call("status", json!({})).unwrap()["pending_documents"], 0);
+
+    // The admin adds an office and moves a walker from the other grid into hers.
+    let saved = admin.call("admin_save_department", json!({"name": "信访办", "level": "town"})).unwrap();
+    let office = saved["id"].as_str().unwrap().to_string();
+    assert!(saved["published"]["updated"].as_u64().unwrap() >= 2, "{saved}");
+    let assigned = admin.call("admin_assign_walker", json!({"walker": moved.id, "grids": [grid]})).unwrap();
+    assert_eq!(assigned["published"]["updated"], 2, "her grid and the grid he left: {assigned}");
+    let lists = admin.call("admin_lists", json!({})).unwrap();
+    let w = lists["walkers"].as_array().unwrap().iter().find(|w| w["id"] == moved.id.as_str()).unwrap().clone();
+    assert_eq!(w["grids"], json!([grid]));
+
+    // Her phone learns both with its next sync (it pulls every minute by itself; here it is
+    // asked): the office and who walks her grid now.
+    wait_for(&admin, "the admin's changes to go up", |s| s["pending_documents"] == 0 && s["syncing"] == false);
+    let start = Instant::now();
+    loop {
+        phone.call("sync_now", json!({})).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let reference = phone.call("reference", json!({})).unwrap();
+        let has_office = reference["departments"].as_array().unwrap().iter().any(|d| d["id"] == office.as_str() && d["name"] == "信访办");
+        let has_walker = reference["walkers"].as_array().unwrap().iter().any(|w| w["id"] == moved.id.as_str());
+        if has_office && has_walker {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the phone never received the admin's changes: {reference}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The other grid's roster is not hers to receive.
+    assert_eq!(phone.call("grids", json!({})).unwrap().as_array().unwrap().len(), 1);
+
+    // The first hall PC pulls the same rosters: the office, and the walker in one grid only.
+    wait_for(&admin, "the admin's changes to go up", |s| s["pending_documents"] == 0 && s["syncing"] == false);
+    client::sync_over_http(&first_hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert!(first_hall.departments().unwrap().iter().any(|d| d.id == office && d.name == "信访办"));
+    let there = first_hall.walkers().unwrap().into_iter().find(|w| w.id == moved.id).unwrap();
+    assert_eq!(there.grids, vec![grid.clone()]);
+}

@@ -6,6 +6,7 @@
 //! new document bytes, the index rows and the outbox entry commit together or not at all, so a
 //! phone that dies mid-action comes back with either the whole action or none of it.
 
+mod admin;
 mod drafts;
 mod index;
 mod meetings;

@@ -186,6 +186,17 @@ impl Store {
             )?
             .execute(params![e.id, e.grid, e.name, e.address, e.contact, e.phone, e.scale, e.tags.join(",")])?;
         }
+        // The roster names everyone who walks this grid now: whoever it no longer names has
+        // left the grid (an admin moved her), here as on the device that published it.
+        let walking: HashSet<&str> = body.walkers.iter().map(|w| w.id.as_str()).collect();
+        let listed: Vec<String> = conn
+            .prepare_cached("SELECT walker FROM walker_grids WHERE grid = ?1")?
+            .query_map([&grid], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        for w in listed.iter().filter(|w| !walking.contains(w.as_str())) {
+            conn.prepare_cached("DELETE FROM walker_grids WHERE walker = ?1 AND grid = ?2")?
+                .execute(params![w, grid])?;
+        }
         for w in &body.walkers {
             // The hall's own walker rows keep their work group; a phone learns only the name.
             conn.prepare_cached(

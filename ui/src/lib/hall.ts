@@ -121,6 +121,9 @@ export type AdminLists = {
   walkers: { id: string; name: string; phone: string | null; role: string; work_group: string | null; grids: string[] }[];
 };
 
+/** What republishing the rosters did: each changed roster goes to its grid's phones. */
+export type PublishReport = { created: number; updated: number; unchanged: number };
+
 export const PARTICIPANT_ROLES = ['instructor', 'grid_head', 'walker', 'resident_rep', 'department_head', 'other'] as const;
 export type ParticipantRole = (typeof PARTICIPANT_ROLES)[number];
 export type Participant = { name: string; role: ParticipantRole; department?: string };
@@ -149,6 +152,10 @@ export const hallApi = {
   monthlyList: (month: string, scope: Scope) => call<MonthlyList>('monthly_list', { month, scope }),
   exportMonthlyXlsx: (month: string, scope: Scope) => call<ExportedFile>('export_monthly_xlsx', { month, scope }),
   adminLists: () => call<AdminLists>('admin_lists', {}),
+  adminSaveDepartment: (args: { id?: string; name: string; level: string }) =>
+    call<{ id: string; published: PublishReport }>('admin_save_department', args),
+  adminAssignWalker: (walker: string, grids: string[]) =>
+    call<{ walker: string; published: PublishReport }>('admin_assign_walker', { walker, grids }),
   recordMeeting: (args: NewMeetingArgs) => call<Meeting>('record_meeting', args as unknown as Record<string, unknown>),
   meetings: (args: { grid?: string; limit?: number } = {}) => call<Meeting[]>('meetings', args),
   meeting: (id: string) => call<Meeting>('meeting', { id }),
