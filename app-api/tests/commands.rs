@@ -281,6 +281,9 @@ fn an_admins_new_office_and_a_walkers_new_grid_reach_phones_and_halls_through_th
     assert_eq!(refused.code, "forbidden");
     let bad = admin.call("admin_save_department", json!({"name": "  ", "level": "town"})).unwrap_err();
     assert_eq!(bad.code, "invalid_input");
+    let taken = first_hall.departments().unwrap()[0].name.clone();
+    let bad = admin.call("admin_save_department", json!({"name": taken, "level": "town"})).unwrap_err();
+    assert_eq!(bad.code, "invalid_input", "a second office of the same name");
     let bad = admin.call("admin_assign_walker", json!({"walker": moved.id, "grids": ["no-such-grid"]})).unwrap_err();
     assert_eq!(bad.code, "unknown_grid");
     assert_eq!(admin.call("status", json!({})).unwrap()["pending_documents"], 0);

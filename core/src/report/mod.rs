@@ -616,7 +616,12 @@ fn add_tallied_months(
         "SELECT resolved_month, SUM(n) FROM request_resolved_tally {} GROUP BY resolved_month",
         where_sql(&c)
     );
-    let mut stmt = conn.prepare_cached(&text)?;
+    add_resolved_in(store, &text, &sql, t)
+}
+
+/// Adds the rows of a `(month, count)` query to the resolutions by month.
+fn add_resolved_in(store: &Store, text: &str, sql: &Sql, t: &mut Tallies) -> Result<()> {
+    let mut stmt = store.connection().prepare_cached(text)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
     })?;
@@ -676,15 +681,7 @@ fn add_rows(store: &Store, grids: &Option<Vec<String>>, from: Option<i64>, to: O
         month = month_sql("resolved_at"),
         where_sql = where_sql(&clauses),
     );
-    let mut stmt = conn.prepare_cached(&text)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    for row in rows {
-        let (m, n) = row?;
-        *t.resolved_in.entry(m).or_default() += n;
-    }
-    Ok(())
+    add_resolved_in(store, &text, &sql, t)
 }
 
 /// Adds the overdue requests of the set: they depend on `now`, so no running count can hold

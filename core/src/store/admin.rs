@@ -26,6 +26,10 @@ impl Store {
         if name.chars().count() > MAX_NAME_CHARS {
             return Err(CoreError::invalid("name", format!("an office name has at most {MAX_NAME_CHARS} characters")));
         }
+        // Two offices of one name could not be told apart in the assignment list.
+        if let Some(same) = self.departments()?.into_iter().find(|d| d.name == name && d.id != id) {
+            return Err(CoreError::invalid("name", format!("the office {} already has this name", same.id)));
+        }
         let clean = Department { id: id.to_string(), name: name.to_string(), level: department.level };
         self.atomically(|_| {
             self.put_department(&clean)?;

@@ -151,13 +151,7 @@ impl Store {
             .execute(params![d.id, d.name, d.level.as_str()])?;
         }
         let keep: HashSet<&str> = body.households.iter().map(|h| h.id.as_str()).collect();
-        let existing: Vec<String> = conn
-            .prepare_cached("SELECT id FROM households WHERE grid = ?1")?
-            .query_map([&grid], |r| r.get(0))?
-            .collect::<std::result::Result<_, _>>()?;
-        for id in existing.iter().filter(|id| !keep.contains(id.as_str())) {
-            conn.prepare_cached("DELETE FROM households WHERE id = ?1")?.execute([id])?;
-        }
+        drop_unlisted(conn, "SELECT id FROM households WHERE grid = ?1", "DELETE FROM households WHERE id = ?1 AND grid = ?2", &grid, &keep)?;
         for h in body.households.iter().filter(|h| h.grid == grid) {
             conn.prepare_cached(
                 "INSERT INTO households (id, grid, micro_grid, address, head_name, phone, members, tags)
@@ -169,13 +163,7 @@ impl Store {
             .execute(params![h.id, h.grid, h.micro_grid, h.address, h.head_name, h.phone, h.members, h.tags.join(",")])?;
         }
         let keep: HashSet<&str> = body.enterprises.iter().map(|e| e.id.as_str()).collect();
-        let existing: Vec<String> = conn
-            .prepare_cached("SELECT id FROM enterprises WHERE grid = ?1")?
-            .query_map([&grid], |r| r.get(0))?
-            .collect::<std::result::Result<_, _>>()?;
-        for id in existing.iter().filter(|id| !keep.contains(id.as_str())) {
-            conn.prepare_cached("DELETE FROM enterprises WHERE id = ?1")?.execute([id])?;
-        }
+        drop_unlisted(conn, "SELECT id FROM enterprises WHERE grid = ?1", "DELETE FROM enterprises WHERE id = ?1 AND grid = ?2", &grid, &keep)?;
         for e in body.enterprises.iter().filter(|e| e.grid == grid) {
             conn.prepare_cached(
                 "INSERT INTO enterprises (id, grid, name, address, contact, phone, scale, tags)
@@ -189,14 +177,7 @@ impl Store {
         // The roster names everyone who walks this grid now: whoever it no longer names has
         // left the grid (an admin moved her), here as on the device that published it.
         let walking: HashSet<&str> = body.walkers.iter().map(|w| w.id.as_str()).collect();
-        let listed: Vec<String> = conn
-            .prepare_cached("SELECT walker FROM walker_grids WHERE grid = ?1")?
-            .query_map([&grid], |r| r.get(0))?
-            .collect::<std::result::Result<_, _>>()?;
-        for w in listed.iter().filter(|w| !walking.contains(w.as_str())) {
-            conn.prepare_cached("DELETE FROM walker_grids WHERE walker = ?1 AND grid = ?2")?
-                .execute(params![w, grid])?;
-        }
+        drop_unlisted(conn, "SELECT walker FROM walker_grids WHERE grid = ?1", "DELETE FROM walker_grids WHERE walker = ?1 AND grid = ?2", &grid, &walking)?;
         for w in &body.walkers {
             // The hall's own walker rows keep their work group; a phone learns only the name.
             conn.prepare_cached(
@@ -294,4 +275,18 @@ mod tests {
         assert_eq!(err.code(), "unknown_grid");
         assert_eq!(hall.outbox_len().unwrap(), outbox);
     }
+}
+
+/// Deletes the grid's rows that `list` finds and `keep` does not name: a roster lists everything
+/// of its grid, so what it leaves out was removed where it was published. `delete` takes the
+/// row's id as ?1 and the grid as ?2.
+fn drop_unlisted(conn: &Connection, list: &str, delete: &str, grid: &str, keep: &HashSet<&str>) -> Result<()> {
+    let existing: Vec<String> = conn
+        .prepare_cached(list)?
+        .query_map([grid], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    for id in existing.iter().filter(|id| !keep.contains(id.as_str())) {
+        conn.prepare_cached(delete)?.execute(params![id, grid])?;
+    }
+    Ok(())
 }

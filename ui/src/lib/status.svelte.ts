@@ -64,3 +64,17 @@ export function pollSoon(ms = 300): void {
 export function pendingCount(s: AppStatus | null): number {
   return s ? (s.pending_documents || 0) + (s.pending_photos || 0) : 0;
 }
+
+/**
+ * Calls `reload` after every finished sync (each new `last_sync_at`), not on the first reading.
+ * A screen calls it while it is being created; a sync may bring new lists, statuses or the
+ * relay's receipt times.
+ */
+export function reloadAfterEachSync(reload: () => void): void {
+  let seen: number | null | undefined;
+  $effect(() => {
+    const ls = app.status?.last_sync_at ?? null;
+    if (seen !== undefined && ls !== seen) reload();
+    seen = ls;
+  });
+}
