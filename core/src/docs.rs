@@ -535,8 +535,8 @@ impl VisitDocument {
 }
 
 /// Reads only the header of any Gridwalk document.
-pub fn read_header(doc: &AutoCommit) -> Result<DocHeader> {
-    header_of(doc)
+pub fn read_header<D: autosurgeon::ReadDoc>(doc: &D) -> Result<DocHeader> {
+    Ok(hydrate_prop(doc, ROOT, "header")?)
 }
 
 /// Decodes bytes received from elsewhere into Automerge changes, strictly: every byte must

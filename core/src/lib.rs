@@ -5,6 +5,7 @@
 //! in through an [`ActionContext`]. See `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod demo;
+pub mod doc_view;
 pub mod docs;
 pub mod error;
 pub mod export;

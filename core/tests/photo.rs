@@ -12,6 +12,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use chrono::{Duration, TimeZone, Utc};
+use gridwalk_core::doc_view::DocView;
 use gridwalk_core::docs::{GeoPoint, Reporter, Source, Urgency, VisitKind, VisitTarget};
 use gridwalk_core::lifecycle::{Action, TriageDecision};
 use gridwalk_core::model::{Area, AreaKind};
@@ -791,11 +792,11 @@ fn first_photos_added_on_two_phones_at_once_are_both_kept() {
     a.commit();
     b.commit();
     a.merge(&mut b).unwrap();
-    let merged = attach::photos(&a).unwrap();
+    let merged = attach::photos(&DocView::new(&a)).unwrap();
     assert_eq!(merged.iter().map(|p| p.added_by.as_str()).collect::<Vec<_>>(), vec!["walker-a", "walker-b"]);
     // Removing works on whichever list holds the entry.
     assert_eq!(attach::mark_removed(&mut a, &"b".repeat(64), None, t(3), "hall").unwrap(), 1);
-    assert_eq!(attach::live_photos(&a).unwrap().len(), 1);
+    assert_eq!(attach::live_photos(&DocView::new(&a)).unwrap().len(), 1);
 
     // And through the store, as sync would deliver it.
     f.store.apply_remote(&f.request, &a.save()).unwrap();
@@ -897,7 +898,7 @@ fn a_request_exports_with_its_photos() {
     assert_eq!(json["photos"][1]["caption"], "修好了");
     assert_eq!(json["photos"][1]["role"], "after");
     let doc = automerge::AutoCommit::load(&std::fs::read(out.join("request.automerge")).unwrap()).unwrap();
-    assert_eq!(attach::photos(&doc).unwrap().len(), 2);
+    assert_eq!(attach::photos(&DocView::new(&doc)).unwrap().len(), 2);
 
     // A folder with something in it is not overwritten.
     let err = f.store.export_request_with_photos(&f.request, &out).unwrap_err();
@@ -944,8 +945,8 @@ fn a_document_merged_in_names_the_photos_this_device_still_needs() {
     // record names it.
     f.store.remove_photo(&f.store.context(t(2)), &f.request, &photo.full.hash, None).unwrap();
     let doc = automerge::AutoCommit::load(&f.store.document_bytes(&f.request).unwrap()).unwrap();
-    assert!(attach::referenced_hashes(&doc).unwrap().is_empty());
-    assert_eq!(attach::blob_references(&doc).unwrap(), vec![photo.full.hash.clone()]);
+    assert!(attach::referenced_hashes(&DocView::new(&doc)).unwrap().is_empty());
+    assert_eq!(attach::blob_references(&DocView::new(&doc)).unwrap(), vec![photo.full.hash.clone()]);
 }
 
 #[test]

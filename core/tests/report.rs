@@ -185,8 +185,10 @@ fn in_slice(r: &Req, slice: &Slice) -> bool {
 }
 
 /// The scopes and periods every test looks at: the street, a village, a household grid and an
-/// enterprise grid; all time and a quarter; `now` at the end of the generated year and a month
-/// later (more overdue, less coverage).
+/// enterprise grid; all time and a quarter; `now` at the end of the generated year, a month
+/// later (more overdue, less coverage), and in the middle of a month inside the year, where open
+/// requests have deadlines before now's month (counted), earlier in now's month (read as rows)
+/// and after now (not overdue yet).
 fn queries(store: &Store) -> Vec<DashboardQuery> {
     let areas = store.areas().unwrap();
     let village = areas.iter().find(|a| a.kind == AreaKind::Village).unwrap().id.clone();
@@ -209,7 +211,8 @@ fn queries(store: &Store) -> Vec<DashboardQuery> {
         (None, Some(ragged_to)),
     ];
     let mut out = Vec::new();
-    for now in [until(), until() + Duration::days(30)] {
+    let mid_year = Utc.with_ymd_and_hms(2026, 6, 12, 3, 0, 0).unwrap();
+    for now in [until(), until() + Duration::days(30), mid_year] {
         for scope in [Scope::All, Scope::Village(village.clone()), Scope::Grid(grid.clone()), Scope::Grid(egrid.clone())] {
             for (from, to) in periods {
                 out.push(DashboardQuery { scope: scope.clone(), from, to, now: Timestamp(now) });

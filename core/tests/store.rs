@@ -320,7 +320,9 @@ fn migrations_run_from_an_empty_file_and_from_every_earlier_version() {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            for table in &tables {
+            // The running counts are left out: from version 11 on, triggers fill them as the
+            // request rows are copied, and copying them as well would count every request twice.
+            for table in tables.iter().filter(|t| !t.ends_with("_tally")) {
                 conn.execute(&format!("INSERT INTO main.{table} SELECT * FROM src.{table}"), []).unwrap();
             }
             if tables.iter().any(|t| t == "last_visit") {

@@ -323,7 +323,7 @@ impl Relay {
         }
         // The photos it names decide who may upload and read them, so a document whose photo
         // list or events cannot be read is refused rather than stored with no photos.
-        let blob_refs = attach::blob_references(&doc).map_err(|e| doc_err("bad_photo_list", format!("its photos or events cannot be read: {e}")))?;
+        let blob_refs = attach::blob_references(&gridwalk_core::doc_view::DocView::new(&doc)).map_err(|e| doc_err("bad_photo_list", format!("its photos or events cannot be read: {e}")))?;
         Ok((
             Some(DocWrite {
                 id: d.doc_id.clone(),

@@ -12,6 +12,7 @@ use automerge::{transaction::Transactable, AutoCommit, ObjId, ObjType, ReadDoc, 
 use autosurgeon::{hydrate_prop, reconcile_insert, Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
+use crate::doc_view::DocView;
 use crate::docs::GeoPoint;
 use crate::error::Result;
 use crate::lifecycle::{Action, LifecycleEvent};
@@ -83,10 +84,10 @@ pub fn attach(doc: &mut AutoCommit, photo: &PhotoRef) -> Result<()> {
 }
 
 /// Every photo entry of the document, removed ones included, ordered by when they were added.
-pub fn photos(doc: &AutoCommit) -> Result<Vec<PhotoRef>> {
+pub fn photos(doc: &DocView) -> Result<Vec<PhotoRef>> {
     let mut all = Vec::new();
-    for list in photo_lists(doc)? {
-        for i in 0..doc.length(&list) {
+    for list in photo_lists(doc.doc())? {
+        for i in 0..autosurgeon::ReadDoc::length(doc, &list) {
             all.push(hydrate_prop::<_, PhotoRef, _, _>(doc, &list, i)?);
         }
     }
@@ -96,7 +97,7 @@ pub fn photos(doc: &AutoCommit) -> Result<Vec<PhotoRef>> {
 }
 
 /// The photos that are still attached (not removed).
-pub fn live_photos(doc: &AutoCommit) -> Result<Vec<PhotoRef>> {
+pub fn live_photos(doc: &DocView) -> Result<Vec<PhotoRef>> {
     Ok(photos(doc)?.into_iter().filter(|p| !p.removed).collect())
 }
 
@@ -132,9 +133,9 @@ pub fn mark_removed(
 
 /// The photo hashes this document needs kept on the device: those of live entries, and those
 /// named as evidence by a `Resolved` event (an event is never removed).
-pub fn referenced_hashes(doc: &AutoCommit) -> Result<Vec<String>> {
+pub fn referenced_hashes(doc: &DocView) -> Result<Vec<String>> {
     let mut hashes: Vec<String> = live_photos(doc)?.into_iter().map(|p| p.hash).collect();
-    if let Some((Value::Object(ObjType::List), _)) = doc.get(ROOT, "events")? {
+    if let Some((Value::Object(ObjType::List), _)) = autosurgeon::ReadDoc::get(doc, &ROOT, "events")? {
         let events: Vec<LifecycleEvent> = hydrate_prop(doc, ROOT, "events")?;
         for event in events {
             if let Action::Resolved { photos, .. } = event.action {
@@ -154,9 +155,9 @@ pub fn referenced_hashes(doc: &AutoCommit) -> Result<Vec<String>> {
 /// ever synced, and the record keeps who added it; the relay must still accept that upload.
 /// Strings that are not photo ids (a hostile device can write anything into a document) are
 /// left out, so they can never name a file.
-pub fn blob_references(doc: &AutoCommit) -> Result<Vec<String>> {
+pub fn blob_references(doc: &DocView) -> Result<Vec<String>> {
     let mut hashes: Vec<String> = photos(doc)?.into_iter().map(|p| p.hash).collect();
-    if let Some((Value::Object(ObjType::List), _)) = doc.get(ROOT, "events")? {
+    if let Some((Value::Object(ObjType::List), _)) = autosurgeon::ReadDoc::get(doc, &ROOT, "events")? {
         let events: Vec<LifecycleEvent> = hydrate_prop(doc, ROOT, "events")?;
         for event in events {
             if let Action::Resolved { photos, .. } = event.action {

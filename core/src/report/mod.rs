@@ -511,6 +511,41 @@ struct Tallies {
     resolved_in: BTreeMap<String, i64>,
 }
 
+impl Tallies {
+    /// Adds one row of a running-count table (`request_tally`, `request_deadline_tally`): the
+    /// whole store's (area `*`) total, category or office counts, or a grid's (`dim` 'all'),
+    /// which is also the headline and the month for a scope that names its grids.
+    #[allow(clippy::too_many_arguments)]
+    fn add_counted(
+        &mut self,
+        table: &str,
+        scope_names_grids: bool,
+        area: String,
+        dim: &str,
+        key: String,
+        month: String,
+        f: &Figures,
+    ) -> Result<()> {
+        match dim {
+            "all" if area != "*" => {
+                if scope_names_grids {
+                    self.total.add(f);
+                    by_add(&mut self.by_month, month, f);
+                }
+                by_add(&mut self.by_grid, area, f);
+            }
+            "all" => {
+                self.total.add(f);
+                by_add(&mut self.by_month, month, f);
+            }
+            "category" => by_add(&mut self.by_category, key, f),
+            "department" => by_add(&mut self.by_department, (!key.is_empty()).then_some(key), f),
+            other => return Err(CoreError::invalid(table, format!("unknown breakdown '{other}'"))),
+        }
+        Ok(())
+    }
+}
+
 /// The eleven stored counts of a `request_tally` row or a grouped query, from column `at` on,
 /// in `ALL_MEASURES` order without `overdue`.
 fn figures_from(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Figures> {
@@ -584,24 +619,7 @@ fn add_tallied_months(
             let key: String = r.get(2)?;
             let month: String = r.get(3)?;
             let f = figures_from(r, 4)?;
-            match dim.as_str() {
-                "all" if area != "*" => {
-                    by_add(&mut t.by_grid, area, &f);
-                    if grids.is_some() {
-                        t.total.add(&f);
-                        by_add(&mut t.by_month, month, &f);
-                    }
-                }
-                "all" => {
-                    t.total.add(&f);
-                    by_add(&mut t.by_month, month, &f);
-                }
-                "category" => by_add(&mut t.by_category, key, &f),
-                "department" => by_add(&mut t.by_department, (!key.is_empty()).then_some(key), &f),
-                other => {
-                    return Err(CoreError::invalid("request_tally", format!("unknown breakdown '{other}'")));
-                }
-            }
+            t.add_counted("request_tally", grids.is_some(), area, &dim, key, month, &f)?;
         }
     }
 
@@ -684,39 +702,191 @@ fn add_rows(store: &Store, grids: &Option<Vec<String>>, from: Option<i64>, to: O
     add_resolved_in(store, &text, &sql, t)
 }
 
-/// Adds the overdue requests of the set: they depend on `now`, so no running count can hold
-/// them. Only open requests with a deadline before `now` are read (through a partial index).
-fn add_overdue(store: &Store, grids: &Option<Vec<String>>, q: &DashboardQuery, t: &mut Tallies) -> Result<()> {
-    let conn = store.connection();
-    let mut sql = Sql::default();
-    let now = sql.bind(q.now.millis());
-    // The whole street reads the open requests past their deadline through the partial index
-    // on deadline. A village or grid must not: that index spans every grid of the store, so the
-    // unary plus hides it and the grid index answers instead.
-    let plus = if grids.is_some() { "+" } else { "" };
-    let mut clauses = vec![
-        format!("{plus}status IN ('new', 'accepted', 'assigned', 'reopened')"),
-        format!("{plus}deadline IS NOT NULL"),
-        format!("{plus}deadline < {now}"),
-    ];
-    clauses.extend(set_clauses(&mut sql, grids, q));
-    let text = format!(
-        "SELECT grid, category, department, {month}, COUNT(*) FROM request_index {where_sql}
-         GROUP BY grid, category, department, 4",
-        month = month_sql("created_at"),
-        where_sql = where_sql(&clauses),
-    );
-    let mut stmt = conn.prepare_cached(&text)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
-    while let Some(r) = rows.next()? {
-        let f = Figures { overdue: r.get(4)?, ..Figures::default() };
-        t.total.add(&f);
-        by_add(&mut t.by_category, r.get::<_, String>(1)?, &f);
-        by_add(&mut t.by_department, r.get::<_, Option<String>>(2)?, &f);
-        by_add(&mut t.by_grid, r.get::<_, String>(0)?, &f);
-        by_add(&mut t.by_month, r.get::<_, String>(3)?, &f);
+/// Adds the overdue requests of the set. Overdue depends on `now`, so no count can simply be
+/// kept of it; but a deadline that fell in an earlier month than `now`'s is past whatever `now`
+/// is within its month. So for the whole months of the period, the open requests whose deadline
+/// month is before now's month come from `request_deadline_tally`, and only those whose deadline
+/// falls earlier in now's own month are read as rows. The part-months at the period's ends are
+/// read as rows throughout.
+fn add_overdue(store: &Store, grids: &Option<Vec<String>>, q: &DashboardQuery, plan: &PeriodPlan, t: &mut Tallies) -> Result<()> {
+    let now_month = Month::of(q.now);
+    let (now_month_start, _) = now_month.bounds();
+    if let Some((first, end)) = &plan.months {
+        add_overdue_tallied(store, grids, first, end, &now_month.key(), t)?;
+        let created = (
+            first.as_deref().map(month_bounds).transpose()?.map(|(start, _)| start),
+            end.as_deref().map(month_bounds).transpose()?.map(|(start, _)| start),
+        );
+        add_overdue_rows(store, grids, created, Some(now_month_start), q.now.millis(), t)?;
+    }
+    for (from, to) in &plan.edges {
+        add_overdue_rows(store, grids, (*from, *to), None, q.now.millis(), t)?;
     }
     Ok(())
+}
+
+/// Adds the counted open requests raised in the whole months `first..end` whose deadline month
+/// comes before `before_month`.
+fn add_overdue_tallied(
+    store: &Store,
+    grids: &Option<Vec<String>>,
+    first: &Option<String>,
+    end: &Option<String>,
+    before_month: &str,
+    t: &mut Tallies,
+) -> Result<()> {
+    // The whole street reads the store-wide rows (area '*') for the headline and the breakdowns,
+    // and each grid's total (dim 'all') for the breakdown by grid; a village or a grid reads its
+    // grids' rows. Either way the rows grow with months, categories, offices and grids, not with
+    // requests.
+    let areas: Vec<(Vec<String>, Vec<Value>)> = match grids {
+        None => vec![
+            (vec!["area = '*'".to_string()], Vec::new()),
+            (vec!["dim = 'all'".to_string(), "area != '*'".to_string()], Vec::new()),
+        ],
+        Some(g) if g.is_empty() => return Ok(()),
+        Some(g) => {
+            let mut sql = Sql::default();
+            let c = vec![format!("area IN ({})", sql.bind_list(g))];
+            vec![(c, sql.params)]
+        }
+    };
+    for (mut c, params) in areas {
+        let mut sql = Sql { params };
+        c.push(format!("deadline_month < {}", sql.bind(before_month.to_string())));
+        if let Some(f) = first {
+            c.push(format!("month >= {}", sql.bind(f.clone())));
+        }
+        if let Some(e) = end {
+            c.push(format!("month < {}", sql.bind(e.clone())));
+        }
+        c.push("n != 0".into());
+        let text = format!(
+            "SELECT area, dim, key, month, SUM(n) FROM request_deadline_tally {} GROUP BY area, dim, key, month",
+            where_sql(&c)
+        );
+        add_overdue_tally_rows(store, &text, &sql, grids, t)?;
+    }
+    Ok(())
+}
+
+/// Adds the rows of a `(area, dim, key, month, overdue)` query over `request_deadline_tally`.
+fn add_overdue_tally_rows(store: &Store, text: &str, sql: &Sql, grids: &Option<Vec<String>>, t: &mut Tallies) -> Result<()> {
+    let mut stmt = store.connection().prepare_cached(text)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
+    while let Some(r) = rows.next()? {
+        let area: String = r.get(0)?;
+        let dim: String = r.get(1)?;
+        let key: String = r.get(2)?;
+        let month: String = r.get(3)?;
+        let f = Figures { overdue: r.get(4)?, ..Figures::default() };
+        t.add_counted("request_deadline_tally", grids.is_some(), area, &dim, key, month, &f)?;
+    }
+    Ok(())
+}
+
+/// Adds, row by row, the open requests raised in `created` (`[from, to)`, milliseconds) whose
+/// deadline lies in `[deadline_from, now)`.
+fn add_overdue_rows(
+    store: &Store,
+    grids: &Option<Vec<String>>,
+    created: (Option<i64>, Option<i64>),
+    deadline_from: Option<i64>,
+    now: i64,
+    t: &mut Tallies,
+) -> Result<()> {
+    if matches!(grids, Some(g) if g.is_empty()) {
+        return Ok(());
+    }
+    let mut sql = Sql::default();
+    let now = sql.bind(now);
+    // These terms are the partial indexes' own, so the open requests with a deadline are read
+    // through them alone (they cover every column read here): by deadline for the whole street,
+    // by grid and deadline for a village or a grid. SQLite is told which, because left to itself
+    // it reads the whole street's open requests by status and deadline, row by row.
+    let index = if grids.is_some() { "INDEXED BY request_open_by_grid_deadline" } else { "INDEXED BY request_open_by_deadline" };
+    let mut clauses = vec![
+        "status IN ('new', 'accepted', 'assigned', 'reopened')".to_string(),
+        "deadline IS NOT NULL".to_string(),
+        format!("deadline < {now}"),
+    ];
+    if let Some(from) = deadline_from {
+        clauses.push(format!("deadline >= {}", sql.bind(from)));
+    }
+    clauses.extend(period_clauses(&mut sql, grids, created.0, created.1));
+    // The rows are counted here rather than grouped by SQLite: only the four breakdowns are
+    // wanted, not every combination of them, and a row's month is found among the few months
+    // seen so far instead of being formatted for every row.
+    let text = format!(
+        "SELECT grid, category, department, created_at FROM request_index {index} {where_sql}",
+        where_sql = where_sql(&clauses),
+    );
+    let mut stmt = store.connection().prepare_cached(&text)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
+    let mut count = OverdueCount::default();
+    while let Some(r) = rows.next()? {
+        let text = |i: usize| -> Result<Option<&str>> {
+            Ok(r.get_ref(i)?.as_str_or_null().map_err(rusqlite::Error::from)?)
+        };
+        count.total += 1;
+        bump(&mut count.by_grid, text(0)?.unwrap_or_default());
+        bump(&mut count.by_category, text(1)?.unwrap_or_default());
+        match text(2)? {
+            Some(d) => bump(&mut count.by_department, d),
+            None => count.unassigned += 1,
+        }
+        let created: i64 = r.get(3)?;
+        let month = match count.months.iter().position(|(start, end, _, _)| (*start..*end).contains(&created)) {
+            Some(i) => i,
+            None => {
+                let m = Month::of(Timestamp::from_millis(created)?);
+                let (start, end) = m.bounds();
+                count.months.push((start, end, m.key(), 0));
+                count.months.len() - 1
+            }
+        };
+        count.months[month].3 += 1;
+    }
+    let overdue = |n: i64| Figures { overdue: n, ..Figures::default() };
+    t.total.add(&overdue(count.total));
+    for (k, n) in count.by_grid {
+        by_add(&mut t.by_grid, k, &overdue(n));
+    }
+    for (k, n) in count.by_category {
+        by_add(&mut t.by_category, k, &overdue(n));
+    }
+    for (k, n) in count.by_department {
+        by_add(&mut t.by_department, Some(k), &overdue(n));
+    }
+    if count.unassigned > 0 {
+        by_add(&mut t.by_department, None, &overdue(count.unassigned));
+    }
+    for (_, _, k, n) in count.months {
+        by_add(&mut t.by_month, k, &overdue(n));
+    }
+    Ok(())
+}
+
+/// Overdue requests counted row by row, per breakdown.
+#[derive(Default)]
+struct OverdueCount {
+    total: i64,
+    by_grid: std::collections::HashMap<String, i64>,
+    by_category: std::collections::HashMap<String, i64>,
+    by_department: std::collections::HashMap<String, i64>,
+    /// With no office yet.
+    unassigned: i64,
+    /// Creation months seen: start and end (milliseconds), key, count.
+    months: Vec<(i64, i64, String, i64)>,
+}
+
+fn bump(map: &mut std::collections::HashMap<String, i64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
 }
 
 /// The dashboard for `q`, from the running counts and the index.
@@ -733,7 +903,7 @@ pub fn dashboard(store: &Store, q: &DashboardQuery) -> Result<Dashboard> {
     for (from, to) in &plan.edges {
         add_rows(store, &grids, *from, *to, &mut t)?;
     }
-    add_overdue(store, &grids, q, &mut t)?;
+    add_overdue(store, &grids, q, &plan, &mut t)?;
     let Tallies { total, by_category, by_department, by_grid, by_month, resolved_in } = t;
     // A group whose requests all left it (a request reassigned to another office) keeps a row of
     // zeros in the running counts; it is not part of the set.

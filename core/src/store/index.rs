@@ -136,6 +136,7 @@ pub(crate) fn dump(conn: &Connection) -> Result<Vec<String>> {
         // replica has such a row depends on the order it saw changes in, not on what it holds.
         "SELECT 'tally', * FROM request_tally WHERE total != 0 ORDER BY area, dim, key, month",
         "SELECT 'resolved_tally', * FROM request_resolved_tally WHERE n != 0 ORDER BY area, month, resolved_month",
+        "SELECT 'deadline_tally', * FROM request_deadline_tally WHERE n != 0 ORDER BY area, dim, key, month, deadline_month",
     ];
     let mut out = Vec::new();
     for sql in queries {
@@ -158,7 +159,8 @@ pub(crate) fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "DELETE FROM request_index; DELETE FROM visit_index; DELETE FROM visit_walkers;
          DELETE FROM last_visit; DELETE FROM request_fts; DELETE FROM meeting_index;
-         DELETE FROM request_tally; DELETE FROM request_resolved_tally;",
+         DELETE FROM request_tally; DELETE FROM request_resolved_tally;
+         DELETE FROM request_deadline_tally;",
     )?;
     Ok(())
 }

@@ -23,6 +23,7 @@ use automerge::{AutoCommit, ChangeHash};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
+use crate::doc_view::DocView;
 use crate::docs::{
     self, DocHeader, DocKind, GeoPoint, Place, Reporter, RequestBody, RequestDocument, Source, Urgency,
     VisitBody, VisitDocument, VisitKind, VisitTarget,
@@ -125,6 +126,13 @@ pub struct CheckReport {
     pub index_rows: usize,
 }
 
+/// Bytes received for one document, checked and decoded before the write lock is taken.
+struct Received<'b> {
+    chunks: Vec<(u8, &'b [u8])>,
+    /// The changes, for a document this store already holds; a new one is loaded whole.
+    changes: Option<Vec<automerge::Change>>,
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -137,6 +145,10 @@ fn configure(conn: &Connection) -> Result<()> {
     // FULL: a walker's phone may lose power, not only crash; a committed action must survive.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // 32 MB of page cache (SQLite's default is 2 MB). A pulled page of 500 documents touches
+    // more index pages than 2 MB hold, and SQLite then writes dirty pages to the log before the
+    // transaction ends and reads them back. The cache is only filled as pages are used.
+    conn.pragma_update(None, "cache_size", -32_768)?;
     Ok(())
 }
 
@@ -390,6 +402,11 @@ impl Store {
     /// Writes the document's index rows. Returns the time of its latest change as the
     /// document itself records it (the last lifecycle event of a request), where it has one.
     fn reindex(conn: &Connection, kind: DocKind, doc: &AutoCommit) -> Result<Option<Timestamp>> {
+        Self::reindex_view(conn, kind, &DocView::new(doc))
+    }
+
+    /// [`Self::reindex`] through a view the caller goes on reading the document with.
+    fn reindex_view(conn: &Connection, kind: DocKind, doc: &DocView) -> Result<Option<Timestamp>> {
         match kind {
             DocKind::Request => {
                 // Read straight from the document: wrapping it in a RequestDocument would mean
@@ -683,6 +700,13 @@ impl Store {
     /// outbox: they came from outside.
     pub fn apply_remote(&self, id: &str, bytes: &[u8]) -> Result<bool> {
         // Checking the framing first refuses garbage before the write lock is taken.
+        let received = self.decode_remote(id, bytes)?;
+        self.atomically(|conn| Self::merge_remote(conn, id, bytes, received))
+    }
+
+    /// Checks the framing of bytes received for document `id` and, when the document is
+    /// already here, decodes them into changes.
+    fn decode_remote<'b>(&self, id: &str, bytes: &'b [u8]) -> Result<Received<'b>> {
         let chunks = docs::split_chunks(bytes)?;
         let exists = self
             .conn
@@ -694,65 +718,73 @@ impl Store {
         // document into its changes and applying them one by one costs over ten times as much,
         // and a new device receives its whole grid this way.
         let changes = if exists { Some(docs::decode_changes_strict(bytes)?) } else { None };
-        self.atomically(|conn| {
-            let damaged = |message: String| CoreError::DamagedDocument {
-                id: id.to_string(),
-                message,
+        Ok(Received { chunks, changes })
+    }
+
+    /// Merges decoded bytes into document `id`, inside the caller's transaction: the document,
+    /// its index rows and the photos it names. Returns whether anything changed.
+    fn merge_remote(conn: &Connection, id: &str, bytes: &[u8], received: Received) -> Result<bool> {
+        let Received { chunks, changes } = received;
+        let damaged = |message: String| CoreError::DamagedDocument {
+            id: id.to_string(),
+            message,
+        };
+        let existing = Self::load_automerge(conn, id)?;
+        let (mut am, old_header, before) = match (existing, &changes) {
+            (Some((_, _, mut am)), Some(changes)) => {
+                let header = docs::read_header(&am)?;
+                let before = am.get_heads();
+                am.apply_changes(changes.iter().cloned()).map_err(|e| damaged(e.to_string()))?;
+                (am, Some(header), before)
+            }
+            (Some((_, _, mut am)), None) => {
+                // Another process stored the document between the check and the lock.
+                let header = docs::read_header(&am)?;
+                let before = am.get_heads();
+                let changes = docs::decode_changes_strict(bytes)?;
+                am.apply_changes(changes).map_err(|e| damaged(e.to_string()))?;
+                (am, Some(header), before)
+            }
+            (None, _) => {
+                let am = AutoCommit::load(bytes).map_err(|e| CoreError::invalid("changes", format!("bad document: {e}")))?;
+                (am, None, Vec::new())
+            }
+        };
+        if !am.get_missing_deps(&[]).is_empty() {
+            return Err(damaged("the changes build on changes this device has not received".into()));
+        }
+        let header = docs::read_header(&am).map_err(|e| damaged(format!("no readable header: {e}")))?;
+        if header.id != id {
+            return Err(damaged(format!("its header names another document, {}", header.id)));
+        }
+        if let Some(old) = &old_header {
+            check_header_unchanged(old, &header)?;
+            if am.get_heads() == before {
+                return Ok(false);
+            }
+        }
+        // One view serves the index and the photo list, so each part of the document is read
+        // from Automerge once.
+        let view = DocView::new(&am);
+        let updated = Self::reindex_view(conn, header.kind, &view)?.unwrap_or(header.created_at);
+        // Photos attached elsewhere arrive with the document that names them; the next
+        // photo download fetches them.
+        Self::note_wanted_photos(conn, &view)?;
+        if old_header.is_none() {
+            // A single saved document is kept exactly as received: saving it again would
+            // only produce the same bytes at a cost.
+            let snapshot = match chunks.as_slice() {
+                [(docs::DOCUMENT_CHUNK, _)] => bytes.to_vec(),
+                _ => am.save(),
             };
-            let existing = Self::load_automerge(conn, id)?;
-            let (mut am, old_header, before) = match (existing, &changes) {
-                (Some((_, _, mut am)), Some(changes)) => {
-                    let header = docs::read_header(&am)?;
-                    let before = am.get_heads();
-                    am.apply_changes(changes.iter().cloned()).map_err(|e| damaged(e.to_string()))?;
-                    (am, Some(header), before)
-                }
-                (Some((_, _, mut am)), None) => {
-                    // Another process stored the document between the check and the lock.
-                    let header = docs::read_header(&am)?;
-                    let before = am.get_heads();
-                    let changes = docs::decode_changes_strict(bytes)?;
-                    am.apply_changes(changes).map_err(|e| damaged(e.to_string()))?;
-                    (am, Some(header), before)
-                }
-                (None, _) => {
-                    let am = AutoCommit::load(bytes).map_err(|e| CoreError::invalid("changes", format!("bad document: {e}")))?;
-                    (am, None, Vec::new())
-                }
-            };
-            if !am.get_missing_deps(&[]).is_empty() {
-                return Err(damaged("the changes build on changes this device has not received".into()));
-            }
-            let header = docs::read_header(&am).map_err(|e| damaged(format!("no readable header: {e}")))?;
-            if header.id != id {
-                return Err(damaged(format!("its header names another document, {}", header.id)));
-            }
-            if let Some(old) = &old_header {
-                check_header_unchanged(old, &header)?;
-                if am.get_heads() == before {
-                    return Ok(false);
-                }
-            }
-            let updated = Self::reindex(conn, header.kind, &am)?.unwrap_or(header.created_at);
-            if old_header.is_none() {
-                // A single saved document is kept exactly as received: saving it again would
-                // only produce the same bytes at a cost.
-                let snapshot = match chunks.as_slice() {
-                    [(docs::DOCUMENT_CHUNK, _)] => bytes.to_vec(),
-                    _ => am.save(),
-                };
-                Self::insert_document_bytes(conn, &header, &snapshot, updated)?;
-            } else {
-                Self::save_changes(conn, id, &mut am, &before, updated, false)?;
-            }
-            if header.kind == DocKind::Roster {
-                Self::apply_roster(conn, &am)?;
-            }
-            // Photos attached elsewhere arrive with the document that names them; the next
-            // photo download fetches them.
-            Self::note_wanted_photos(conn, &am)?;
-            Ok(true)
-        })
+            Self::insert_document_bytes(conn, &header, &snapshot, updated)?;
+        } else {
+            Self::save_changes(conn, id, &mut am, &before, updated, false)?;
+        }
+        if header.kind == DocKind::Roster {
+            Self::apply_roster(conn, &am)?;
+        }
+        Ok(true)
     }
 
     /// Stores a document built elsewhere (the demo generator) as if it had arrived by sync.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::Store;
+use crate::doc_view::DocView;
 use crate::docs::{self, DocKind};
 use crate::error::CoreError;
 use crate::lifecycle::Action;
@@ -187,7 +188,7 @@ impl Store {
         let Some((_, _, am)) = Self::load_automerge(&self.conn, doc_id)? else {
             return Err(not_found(doc_id).into());
         };
-        Ok(attach::photos(&am)?)
+        Ok(attach::photos(&DocView::new(&am))?)
     }
 
     /// The row of a stored photo, if this device has it.
@@ -290,7 +291,7 @@ impl Store {
 
     /// Records which of the photos `doc` needs this device lacks. A document whose photo list or
     /// events cannot be read names no photos here; reading it elsewhere reports the damage.
-    pub(super) fn note_wanted_photos(conn: &Connection, doc: &automerge::AutoCommit) -> rusqlite::Result<()> {
+    pub(super) fn note_wanted_photos(conn: &Connection, doc: &DocView) -> rusqlite::Result<()> {
         let hashes = match attach::referenced_hashes(doc) {
             Ok(hashes) => hashes,
             Err(e) => {
@@ -430,7 +431,7 @@ impl Store {
         let mut needed = BTreeSet::new();
         for id in ids {
             if let Some((_, _, am)) = Self::load_automerge(conn, &id)? {
-                needed.extend(attach::referenced_hashes(&am)?);
+                needed.extend(attach::referenced_hashes(&DocView::new(&am))?);
             }
         }
         Ok(needed)
@@ -455,7 +456,7 @@ impl Store {
         }
         std::fs::create_dir_all(dir)?;
 
-        let mut items: Vec<ExportedPhoto> = attach::live_photos(&am)?
+        let mut items: Vec<ExportedPhoto> = attach::live_photos(&DocView::new(&am))?
             .into_iter()
             .map(|p| ExportedPhoto {
                 file: None,

@@ -209,7 +209,7 @@ fn fill_photo_wanted(tx: &rusqlite::Transaction) -> HookResult {
         let Ok(Some((_, _, doc))) = super::Store::load_automerge(tx, &id) else {
             continue;
         };
-        super::Store::note_wanted_photos(tx, &doc)?;
+        super::Store::note_wanted_photos(tx, &crate::doc_view::DocView::new(&doc))?;
     }
     Ok(())
 }
@@ -383,6 +383,98 @@ const V11: &str = concat!(
     DROP TABLE tally_backfill;"
 );
 
+/// The rows one `request_index` row adds to `request_deadline_tally` (sign 1) or takes away from
+/// it (sign -1): an open request with a deadline, counted by the month it was raised and the
+/// month its deadline falls in (both China Standard Time), for the whole store and its grid, in
+/// total, by category and by office.
+macro_rules! deadline_tally_rows {
+    ($row:literal, $sign:literal) => {
+        concat!(
+            "INSERT INTO request_deadline_tally (area, dim, key, month, deadline_month, n)
+             SELECT a.area, a.dim, a.key,
+                    strftime('%Y-%m', (", $row, ".created_at + 28800000) / 1000, 'unixepoch'),
+                    strftime('%Y-%m', (", $row, ".deadline + 28800000) / 1000, 'unixepoch'), ", $sign, "
+             FROM (SELECT '*' AS area, 'all' AS dim, '' AS key
+                   UNION ALL SELECT '*', 'category', ", $row, ".category
+                   UNION ALL SELECT '*', 'department', COALESCE(", $row, ".department, '')
+                   UNION ALL SELECT ", $row, ".grid, 'all', ''
+                   UNION ALL SELECT ", $row, ".grid, 'category', ", $row, ".category
+                   UNION ALL SELECT ", $row, ".grid, 'department', COALESCE(", $row, ".department, '')) AS a
+             WHERE ", $row, ".status IN ('new', 'accepted', 'assigned', 'reopened') AND ", $row, ".deadline IS NOT NULL
+             ON CONFLICT (area, dim, key, month, deadline_month) DO UPDATE SET n = n + excluded.n;"
+        )
+    };
+}
+
+/// Version 12: running counts of open requests with a deadline, by the month the deadline falls
+/// in, so overdue (逾期) at `now` is a sum of counts for the deadline months before now's month
+/// plus the open requests whose deadline falls earlier in now's month, read through an index.
+/// Before, a busy street's dashboard read every overdue request. Areas, breakdowns and creation
+/// months are those of `request_tally`. The requests already indexed are counted set-wise here;
+/// the triggers keep the counts from then on.
+const V12: &str = concat!(
+    "CREATE TABLE request_deadline_tally (
+        area TEXT NOT NULL,
+        dim TEXT NOT NULL,
+        key TEXT NOT NULL,
+        month TEXT NOT NULL,
+        deadline_month TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (area, dim, key, month, deadline_month)
+    ) WITHOUT ROWID;
+    CREATE INDEX request_deadline_tally_by_dim_month ON request_deadline_tally(dim, month);
+    -- The open requests with a deadline, for overdue in now's month: covering indexes (they
+    -- hold every column the dashboard reads of them), by deadline for the whole street and by
+    -- grid and deadline for a village or a grid. The first replaces version 11's index on the
+    -- deadline alone.
+    DROP INDEX request_open_by_deadline;
+    CREATE INDEX request_open_by_deadline ON request_index(deadline, grid, category, department, created_at, status)
+        WHERE status IN ('new', 'accepted', 'assigned', 'reopened') AND deadline IS NOT NULL;
+    CREATE INDEX request_open_by_grid_deadline ON request_index(grid, deadline, category, department, created_at, status)
+        WHERE status IN ('new', 'accepted', 'assigned', 'reopened') AND deadline IS NOT NULL;
+    INSERT INTO request_deadline_tally (area, dim, key, month, deadline_month, n)
+    SELECT area, dim, key, month, deadline_month, COUNT(*) FROM (
+        SELECT '*' AS area, 'all' AS dim, '' AS key,
+               strftime('%Y-%m', (created_at + 28800000) / 1000, 'unixepoch') AS month,
+               strftime('%Y-%m', (deadline + 28800000) / 1000, 'unixepoch') AS deadline_month
+          FROM request_index WHERE status IN ('new', 'accepted', 'assigned', 'reopened') AND deadline IS NOT NULL
+        UNION ALL SELECT '*', 'category', category,
+               strftime('%Y-%m', (created_at + 28800000) / 1000, 'unixepoch'),
+               strftime('%Y-%m', (deadline + 28800000) / 1000, 'unixepoch')
+          FROM request_index WHERE status IN ('new', 'accepted', 'assigned', 'reopened') AND deadline IS NOT NULL
+        UNION ALL SELECT '*', 'department', COALESCE(department, ''),
+               strftime('%Y-%m', (created_at + 28800000) / 1000, 'unixepoch'),
+               strftime('%Y-%m', (deadline + 28800000) / 1000, 'unixepoch')
+          FROM request_index WHERE status IN ('new', 'accepted', 'assigned', 'reopened') AND deadline IS NOT NULL
+        UNION ALL SELECT grid, 'all', '',
+               strftime('%Y-%m', (created_at + 28800000) / 1000, 'unixepoch'),
+               strftime('%Y-%m', (deadline + 28800000) / 1000, 'unixepoch')
+          FROM request_index WHERE status IN ('new', 'accepted', 'assigned', 'reopened') AND deadline IS NOT NULL
+        UNION ALL SELECT grid, 'category', category,
+               strftime('%Y-%m', (created_at + 28800000) / 1000, 'unixepoch'),
+               strftime('%Y-%m', (deadline + 28800000) / 1000, 'unixepoch')
+          FROM request_index WHERE status IN ('new', 'accepted', 'assigned', 'reopened') AND deadline IS NOT NULL
+        UNION ALL SELECT grid, 'department', COALESCE(department, ''),
+               strftime('%Y-%m', (created_at + 28800000) / 1000, 'unixepoch'),
+               strftime('%Y-%m', (deadline + 28800000) / 1000, 'unixepoch')
+          FROM request_index WHERE status IN ('new', 'accepted', 'assigned', 'reopened') AND deadline IS NOT NULL
+    ) GROUP BY area, dim, key, month, deadline_month;
+    CREATE TRIGGER request_deadline_tally_insert AFTER INSERT ON request_index BEGIN ",
+    deadline_tally_rows!("NEW", "1"),
+    " END;
+    CREATE TRIGGER request_deadline_tally_delete AFTER DELETE ON request_index BEGIN ",
+    deadline_tally_rows!("OLD", "-1"),
+    " END;
+    CREATE TRIGGER request_deadline_tally_update AFTER UPDATE ON request_index
+    WHEN OLD.grid IS NOT NEW.grid OR OLD.status IS NOT NEW.status OR OLD.category IS NOT NEW.category
+      OR OLD.department IS NOT NEW.department OR OLD.deadline IS NOT NEW.deadline
+      OR OLD.created_at IS NOT NEW.created_at
+    BEGIN ",
+    deadline_tally_rows!("OLD", "-1"),
+    deadline_tally_rows!("NEW", "1"),
+    " END;"
+);
+
 pub fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -396,8 +488,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V9),
         M::up(V10),
         M::up(V11),
+        M::up(V12),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 11;
+pub const LATEST_VERSION: usize = 12;

@@ -105,8 +105,11 @@ impl Store {
         }
         self.atomically(|conn| {
             let mut changed = 0;
+            // No savepoint per document: any error rolls the whole page back, and a savepoint
+            // would make the search index flush its pending entries to disk for each document.
             for d in docs {
-                if self.apply_remote(&d.doc_id, &d.bytes)? {
+                let received = self.decode_remote(&d.doc_id, &d.bytes)?;
+                if Self::merge_remote(conn, &d.doc_id, &d.bytes, received)? {
                     changed += 1;
                 }
                 let mut insert = conn.prepare_cached(
