@@ -432,3 +432,75 @@ fn opening_a_missing_or_foreign_file_is_a_clear_error_and_creates_nothing() {
         Err(CoreError::AlreadyExists { .. })
     ));
 }
+
+/// A page of documents new to the device, as a first pull brings them: read on a helper thread,
+/// written on the store's. Pages with a document twice, or one whose bytes are damaged, must
+/// come out exactly as if every document had been applied one by one.
+fn a_page_of(store: &Store, n: usize) -> Vec<gridwalk_core::sync::protocol::PulledDoc> {
+    for i in 0..n {
+        let id = store.raise_request(&store.context(t(i as i64)), streetlight(if i % 2 == 0 { "g1" } else { "g2" }, None)).unwrap();
+        if i % 3 == 0 {
+            store.act(&store.context(t(i as i64 + 1)), &id, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
+        }
+    }
+    store
+        .document_ids()
+        .unwrap()
+        .into_iter()
+        .map(|id| gridwalk_core::sync::protocol::PulledDoc {
+            bytes: store.document_bytes(&id).unwrap(),
+            doc_id: id,
+            snapshot: true,
+            receipts: Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_pulled_page_read_on_a_helper_thread_gives_the_same_store_as_one_document_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let hall = store_in(&dir, "hall.db", "hall-pc");
+    let mut page = a_page_of(&hall, 40);
+    // The same document twice in one page: the second time it is already here and merges.
+    page.push(page[3].clone());
+
+    let by_page = store_in(&dir, "by-page.db", "pc-a");
+    assert_eq!(by_page.apply_pull_page(&page, "cursor-1").unwrap(), 40);
+    let one_by_one = store_in(&dir, "one-by-one.db", "pc-b");
+    for d in &page {
+        one_by_one.apply_remote(&d.doc_id, &d.bytes).unwrap();
+    }
+    assert_eq!(by_page.index_dump().unwrap(), one_by_one.index_dump().unwrap());
+    assert_eq!(by_page.index_dump().unwrap(), hall.index_dump().unwrap());
+    for d in &page {
+        assert_eq!(by_page.document_heads(&d.doc_id).unwrap(), hall.document_heads(&d.doc_id).unwrap());
+    }
+    assert_eq!(by_page.pull_cursor().unwrap(), "cursor-1");
+    assert!(by_page.check().unwrap().index_matches_documents);
+}
+
+#[test]
+fn a_pulled_page_with_one_damaged_document_is_refused_whole_and_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let hall = store_in(&dir, "hall.db", "hall-pc");
+    let good = a_page_of(&hall, 30);
+    let device = store_in(&dir, "device.db", "pc-a");
+    let dump = device.index_dump().unwrap();
+    // Damage far into the page, so the helper has read many documents ahead of the writer.
+    for damage in [b"\x85o\x4a\x83garbage".to_vec(), good[25].bytes[..good[25].bytes.len() / 2].to_vec()] {
+        let mut page = good.clone();
+        page[25].bytes = damage;
+        assert!(device.apply_pull_page(&page, "cursor-1").is_err());
+        assert_eq!(device.index_dump().unwrap(), dump);
+        assert!(device.document_ids().unwrap().is_empty());
+        assert_eq!(device.pull_cursor().unwrap(), "");
+    }
+    // A document whose bytes name another document is refused too.
+    let mut page = good.clone();
+    page[25].doc_id = page[26].doc_id.clone();
+    assert!(device.apply_pull_page(&page, "cursor-1").is_err());
+    assert!(device.document_ids().unwrap().is_empty());
+    // And the good page goes in whole.
+    assert_eq!(device.apply_pull_page(&good, "cursor-1").unwrap(), 30);
+    assert_eq!(device.index_dump().unwrap(), hall.index_dump().unwrap());
+}

@@ -126,9 +126,114 @@ pub struct CheckReport {
     pub index_rows: usize,
 }
 
+/// What a document's index rows are made from, read from the document alone. Reading needs no
+/// database, so a pulled page's new documents are read on a helper thread while the writing
+/// thread stores the ones before them.
+pub(crate) enum Derived {
+    Request { header: DocHeader, body: RequestBody, state: RequestState, events: usize },
+    Visit { header: DocHeader, body: VisitBody },
+    Meeting { header: DocHeader, body: crate::meeting::MeetingBody },
+    /// A roster feeds the reference tables, not the lists; it is written into them only when it
+    /// arrives from elsewhere (see `apply_remote`), so rebuilding the lists on the hall never
+    /// overwrites the tables the roster was published from.
+    Roster { published_at: Option<Timestamp> },
+}
+
+impl Derived {
+    pub(crate) fn read(kind: DocKind, doc: &DocView) -> Result<Derived> {
+        Ok(match kind {
+            DocKind::Request => {
+                let header = docs::read_header(doc)?;
+                let body: RequestBody = autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?;
+                let events: Vec<LifecycleEvent> = autosurgeon::hydrate_prop(doc, automerge::ROOT, "events")?;
+                let state = lifecycle::fold(&events).ok_or_else(|| CoreError::DamagedDocument {
+                    id: header.id.clone(),
+                    message: "the request has no 'collected' event".into(),
+                })?;
+                Derived::Request { header, body, state, events: events.len() }
+            }
+            DocKind::Visit => Derived::Visit {
+                header: docs::read_header(doc)?,
+                body: autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?,
+            },
+            DocKind::Roster => Derived::Roster {
+                published_at: autosurgeon::hydrate_prop::<_, crate::roster::RosterBody, _, _>(doc, automerge::ROOT, "body")
+                    .ok()
+                    .map(|b| b.published_at),
+            },
+            DocKind::Meeting => Derived::Meeting {
+                header: docs::read_header(doc)?,
+                body: autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?,
+            },
+        })
+    }
+
+    /// Writes the index rows.
+    pub(crate) fn write(&self, conn: &Connection) -> Result<()> {
+        match self {
+            Derived::Request { header, body, state, events } => index::index_request(conn, header, body, state, *events),
+            Derived::Visit { header, body } => index::index_visit(conn, header, body),
+            Derived::Meeting { header, body } => index::index_meeting(conn, header, body),
+            Derived::Roster { .. } => Ok(()),
+        }
+    }
+
+    /// The time of the document's latest change as the document itself records it (the last
+    /// lifecycle event of a request), where it has one.
+    pub(crate) fn updated_at(&self) -> Option<Timestamp> {
+        match self {
+            Derived::Request { state, .. } => Some(state.updated_at),
+            Derived::Visit { header, .. } | Derived::Meeting { header, .. } => Some(header.created_at),
+            Derived::Roster { published_at } => *published_at,
+        }
+    }
+}
+
+/// A document new to this store, loaded from received bytes and read, ready to be stored.
+pub(crate) struct NewDocument {
+    header: DocHeader,
+    doc: AutoCommit,
+    derived: Derived,
+    wanted_photos: Vec<String>,
+    snapshot: Vec<u8>,
+}
+
+impl NewDocument {
+    /// Loads and checks received bytes for document `id`, which this store does not hold.
+    /// Strict: bytes that are not a whole, well-formed document with every change it builds on
+    /// are refused.
+    pub(crate) fn read(id: &str, bytes: &[u8]) -> Result<NewDocument> {
+        let chunks = docs::split_chunks(bytes)?;
+        let damaged = |message: String| CoreError::DamagedDocument { id: id.to_string(), message };
+        // A document new here is loaded from the received bytes in one go. Decoding a saved
+        // document into its changes and applying them one by one costs over ten times as much,
+        // and a new device receives its whole grid this way.
+        let mut doc = AutoCommit::load(bytes).map_err(|e| CoreError::invalid("changes", format!("bad document: {e}")))?;
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return Err(damaged("the changes build on changes this device has not received".into()));
+        }
+        // One view serves the header, the index and the photo list, so each part of the
+        // document is read from Automerge once.
+        let view = DocView::new(&doc);
+        let header = docs::read_header(&view).map_err(|e| damaged(format!("no readable header: {e}")))?;
+        if header.id != id {
+            return Err(damaged(format!("its header names another document, {}", header.id)));
+        }
+        let derived = Derived::read(header.kind, &view)?;
+        let wanted_photos = Store::photos_named(&view);
+        drop(view);
+        // A single saved document is kept exactly as received: saving it again would only
+        // produce the same bytes at a cost.
+        let snapshot = match chunks.as_slice() {
+            [(docs::DOCUMENT_CHUNK, _)] => bytes.to_vec(),
+            _ => doc.save(),
+        };
+        Ok(NewDocument { header, doc, derived, wanted_photos, snapshot })
+    }
+}
+
 /// Bytes received for one document, checked and decoded before the write lock is taken.
-struct Received<'b> {
-    chunks: Vec<(u8, &'b [u8])>,
+struct Received {
     /// The changes, for a document this store already holds; a new one is loaded whole.
     changes: Option<Vec<automerge::Change>>,
 }
@@ -407,43 +512,9 @@ impl Store {
 
     /// [`Self::reindex`] through a view the caller goes on reading the document with.
     fn reindex_view(conn: &Connection, kind: DocKind, doc: &DocView) -> Result<Option<Timestamp>> {
-        match kind {
-            DocKind::Request => {
-                // Read straight from the document: wrapping it in a RequestDocument would mean
-                // cloning it, which costs as much as the reading.
-                let header = docs::read_header(doc)?;
-                let body: RequestBody = autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?;
-                let events: Vec<LifecycleEvent> = autosurgeon::hydrate_prop(doc, automerge::ROOT, "events")?;
-                let state = lifecycle::fold(&events).ok_or_else(|| CoreError::DamagedDocument {
-                    id: header.id.clone(),
-                    message: "the request has no 'collected' event".into(),
-                })?;
-                index::index_request(conn, &header, &body, &state, events.len())?;
-                Ok(Some(state.updated_at))
-            }
-            DocKind::Visit => {
-                let header = docs::read_header(doc)?;
-                let body: VisitBody = autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?;
-                index::index_visit(conn, &header, &body)?;
-                Ok(Some(header.created_at))
-            }
-            // A roster feeds the reference tables, not the lists; it is written into them only
-            // when it arrives from elsewhere (see `apply_remote`), so rebuilding the lists on the
-            // hall never overwrites the tables the roster was published from.
-            DocKind::Roster => Ok(autosurgeon::hydrate_prop::<_, crate::roster::RosterBody, _, _>(
-                doc,
-                automerge::ROOT,
-                "body",
-            )
-            .ok()
-            .map(|b| b.published_at)),
-            DocKind::Meeting => {
-                let header = docs::read_header(doc)?;
-                let body: crate::meeting::MeetingBody = autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?;
-                index::index_meeting(conn, &header, &body)?;
-                Ok(Some(header.created_at))
-            }
-        }
+        let derived = Derived::read(kind, doc)?;
+        derived.write(conn)?;
+        Ok(derived.updated_at())
     }
 
     // ----- user actions ------------------------------------------------------------------------
@@ -706,50 +777,37 @@ impl Store {
 
     /// Checks the framing of bytes received for document `id` and, when the document is
     /// already here, decodes them into changes.
-    fn decode_remote<'b>(&self, id: &str, bytes: &'b [u8]) -> Result<Received<'b>> {
-        let chunks = docs::split_chunks(bytes)?;
+    fn decode_remote(&self, id: &str, bytes: &[u8]) -> Result<Received> {
+        docs::split_chunks(bytes)?;
         let exists = self
             .conn
             .prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?
             .query_row([id], |_| Ok(()))
             .optional()?
             .is_some();
-        // A document new here is loaded from the received bytes in one go. Decoding a saved
-        // document into its changes and applying them one by one costs over ten times as much,
-        // and a new device receives its whole grid this way.
         let changes = if exists { Some(docs::decode_changes_strict(bytes)?) } else { None };
-        Ok(Received { chunks, changes })
+        Ok(Received { changes })
     }
 
     /// Merges decoded bytes into document `id`, inside the caller's transaction: the document,
     /// its index rows and the photos it names. Returns whether anything changed.
     fn merge_remote(conn: &Connection, id: &str, bytes: &[u8], received: Received) -> Result<bool> {
-        let Received { chunks, changes } = received;
+        let Received { changes } = received;
         let damaged = |message: String| CoreError::DamagedDocument {
             id: id.to_string(),
             message,
         };
-        let existing = Self::load_automerge(conn, id)?;
-        let (mut am, old_header, before) = match (existing, &changes) {
-            (Some((_, _, mut am)), Some(changes)) => {
-                let header = docs::read_header(&am)?;
-                let before = am.get_heads();
-                am.apply_changes(changes.iter().cloned()).map_err(|e| damaged(e.to_string()))?;
-                (am, Some(header), before)
-            }
-            (Some((_, _, mut am)), None) => {
-                // Another process stored the document between the check and the lock.
-                let header = docs::read_header(&am)?;
-                let before = am.get_heads();
-                let changes = docs::decode_changes_strict(bytes)?;
-                am.apply_changes(changes).map_err(|e| damaged(e.to_string()))?;
-                (am, Some(header), before)
-            }
-            (None, _) => {
-                let am = AutoCommit::load(bytes).map_err(|e| CoreError::invalid("changes", format!("bad document: {e}")))?;
-                (am, None, Vec::new())
-            }
+        let Some((_, _, mut am)) = Self::load_automerge(conn, id)? else {
+            return Self::store_new_document(conn, NewDocument::read(id, bytes)?);
         };
+        let old_header = docs::read_header(&am)?;
+        let before = am.get_heads();
+        let changes = match changes {
+            Some(changes) => changes,
+            // Another process stored the document between the check and the lock.
+            None => docs::decode_changes_strict(bytes)?,
+        };
+        am.apply_changes(changes).map_err(|e| damaged(e.to_string()))?;
         if !am.get_missing_deps(&[]).is_empty() {
             return Err(damaged("the changes build on changes this device has not received".into()));
         }
@@ -757,32 +815,43 @@ impl Store {
         if header.id != id {
             return Err(damaged(format!("its header names another document, {}", header.id)));
         }
-        if let Some(old) = &old_header {
-            check_header_unchanged(old, &header)?;
-            if am.get_heads() == before {
-                return Ok(false);
-            }
+        check_header_unchanged(&old_header, &header)?;
+        if am.get_heads() == before {
+            return Ok(false);
         }
         // One view serves the index and the photo list, so each part of the document is read
         // from Automerge once.
         let view = DocView::new(&am);
         let updated = Self::reindex_view(conn, header.kind, &view)?.unwrap_or(header.created_at);
-        // Photos attached elsewhere arrive with the document that names them; the next
-        // photo download fetches them.
-        Self::note_wanted_photos(conn, &view)?;
-        if old_header.is_none() {
-            // A single saved document is kept exactly as received: saving it again would
-            // only produce the same bytes at a cost.
-            let snapshot = match chunks.as_slice() {
-                [(docs::DOCUMENT_CHUNK, _)] => bytes.to_vec(),
-                _ => am.save(),
-            };
-            Self::insert_document_bytes(conn, &header, &snapshot, updated)?;
-        } else {
-            Self::save_changes(conn, id, &mut am, &before, updated, false)?;
-        }
+        // Photos attached elsewhere arrive with the document that names them; the next photo
+        // download fetches them.
+        Self::note_wanted_photos(conn, &Self::photos_named(&view))?;
+        Self::save_changes(conn, id, &mut am, &before, updated, false)?;
         if header.kind == DocKind::Roster {
             Self::apply_roster(conn, &am)?;
+        }
+        Ok(true)
+    }
+
+    /// Stores a document new here, read beforehand, inside the caller's transaction. When the
+    /// store holds it after all (it came twice in one page, or another process stored it
+    /// meanwhile), the bytes are merged into it instead.
+    fn store_new_document(conn: &Connection, new: NewDocument) -> Result<bool> {
+        let NewDocument { header, doc, derived, wanted_photos, snapshot } = new;
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?
+            .query_row([&header.id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if exists {
+            let received = Received { changes: Some(docs::decode_changes_strict(&snapshot)?) };
+            return Self::merge_remote(conn, &header.id, &snapshot, received);
+        }
+        derived.write(conn)?;
+        Self::note_wanted_photos(conn, &wanted_photos)?;
+        Self::insert_document_bytes(conn, &header, &snapshot, derived.updated_at().unwrap_or(header.created_at))?;
+        if header.kind == DocKind::Roster {
+            Self::apply_roster(conn, &doc)?;
         }
         Ok(true)
     }

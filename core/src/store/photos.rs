@@ -291,14 +291,17 @@ impl Store {
 
     /// Records which of the photos `doc` needs this device lacks. A document whose photo list or
     /// events cannot be read names no photos here; reading it elsewhere reports the damage.
-    pub(super) fn note_wanted_photos(conn: &Connection, doc: &DocView) -> rusqlite::Result<()> {
-        let hashes = match attach::referenced_hashes(doc) {
-            Ok(hashes) => hashes,
-            Err(e) => {
-                tracing::warn!(error = %e, "a document's photos could not be read");
-                return Ok(());
-            }
-        };
+    /// The photos a document needs kept on this device (see `attach::referenced_hashes`); none
+    /// when its photo list cannot be read, which is logged and must not stop a sync.
+    pub(super) fn photos_named(doc: &DocView) -> Vec<String> {
+        attach::referenced_hashes(doc).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "a document's photos could not be read");
+            Vec::new()
+        })
+    }
+
+    /// Notes photos a document names that this device lacks, for the next photo download.
+    pub(super) fn note_wanted_photos(conn: &Connection, hashes: &[String]) -> rusqlite::Result<()> {
         let mut insert = conn.prepare_cached(
             "INSERT OR IGNORE INTO photo_wanted (hash)
              SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM photos WHERE hash = ?1)",

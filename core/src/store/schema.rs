@@ -209,7 +209,7 @@ fn fill_photo_wanted(tx: &rusqlite::Transaction) -> HookResult {
         let Ok(Some((_, _, doc))) = super::Store::load_automerge(tx, &id) else {
             continue;
         };
-        super::Store::note_wanted_photos(tx, &crate::doc_view::DocView::new(&doc))?;
+        super::Store::note_wanted_photos(tx, &super::Store::photos_named(&crate::doc_view::DocView::new(&doc)))?;
     }
     Ok(())
 }

@@ -3,9 +3,13 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::Store;
-use crate::error::Result;
+use super::{NewDocument, Store};
+use crate::error::{CoreError, Result};
 use crate::sync::protocol::PulledDoc;
+
+/// A page with at least this many documents new here has them read on a helper thread; for
+/// fewer, starting a thread costs more than it saves.
+const READ_AHEAD_FROM: usize = 8;
 
 /// The relay this device joined.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -97,6 +101,12 @@ impl Store {
 
     /// Applies one pulled page — every document, its receipts and the new cursor — in one
     /// transaction: a device that dies mid-page simply pulls the page again.
+    ///
+    /// Documents new here (all of them, for a new device) are loaded and read on a helper
+    /// thread, in page order, while this thread writes the ones before them: loading and
+    /// reading a document costs about what writing it does, so on a phone's or a PC's second
+    /// core a first sync takes about half the time. Documents already here are merged on this
+    /// thread, since merging needs the stored document.
     pub fn apply_pull_page(&self, docs: &[PulledDoc], cursor: &str) -> Result<usize> {
         // A no-op sync ends with an empty page at the cursor the device already holds; writing
         // it would cost a transaction and an fsync for nothing.
@@ -104,23 +114,60 @@ impl Store {
             return Ok(0);
         }
         self.atomically(|conn| {
-            let mut changed = 0;
-            // No savepoint per document: any error rolls the whole page back, and a savepoint
-            // would make the search index flush its pending entries to disk for each document.
+            let mut held = Vec::with_capacity(docs.len());
             for d in docs {
-                let received = self.decode_remote(&d.doc_id, &d.bytes)?;
-                if Self::merge_remote(conn, &d.doc_id, &d.bytes, received)? {
-                    changed += 1;
-                }
-                let mut insert = conn.prepare_cached(
-                    "INSERT OR IGNORE INTO relay_receipts (hash, doc_id, received_at) VALUES (?1, ?2, ?3)",
-                )?;
-                for r in &d.receipts {
-                    insert.execute(params![&r.hash[..], d.doc_id, r.received_at])?;
-                }
+                // Garbage is refused before anything is read or written.
+                crate::docs::split_chunks(&d.bytes)?;
+                held.push(
+                    conn.prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?
+                        .query_row([&d.doc_id], |_| Ok(()))
+                        .optional()?
+                        .is_some(),
+                );
             }
-            self.set_meta("relay_cursor", cursor)?;
-            Ok(changed)
+            let new_docs = held.iter().filter(|h| !**h).count();
+            std::thread::scope(|scope| {
+                let (send, read) = std::sync::mpsc::sync_channel::<Result<NewDocument>>(64);
+                let helper = new_docs >= READ_AHEAD_FROM;
+                if helper {
+                    let held = &held;
+                    scope.spawn(move || {
+                        for (d, _) in docs.iter().zip(held).filter(|(_, h)| !**h) {
+                            // A closed channel means the writer stopped on an error.
+                            if send.send(NewDocument::read(&d.doc_id, &d.bytes)).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+                let mut changed = 0;
+                // No savepoint per document: any error rolls the whole page back, and a savepoint
+                // would make the search index flush its pending entries to disk for each document.
+                for (d, held) in docs.iter().zip(&held) {
+                    let applied = if *held {
+                        let received = self.decode_remote(&d.doc_id, &d.bytes)?;
+                        Self::merge_remote(conn, &d.doc_id, &d.bytes, received)?
+                    } else {
+                        let new = if helper {
+                            read.recv().map_err(|_| CoreError::invalid("sync", "the document reader stopped"))??
+                        } else {
+                            NewDocument::read(&d.doc_id, &d.bytes)?
+                        };
+                        Self::store_new_document(conn, new)?
+                    };
+                    if applied {
+                        changed += 1;
+                    }
+                    let mut insert = conn.prepare_cached(
+                        "INSERT OR IGNORE INTO relay_receipts (hash, doc_id, received_at) VALUES (?1, ?2, ?3)",
+                    )?;
+                    for r in &d.receipts {
+                        insert.execute(params![&r.hash[..], d.doc_id, r.received_at])?;
+                    }
+                }
+                self.set_meta("relay_cursor", cursor)?;
+                Ok(changed)
+            })
         })
     }
 
