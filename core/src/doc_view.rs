@@ -2,11 +2,11 @@
 //!
 //! autosurgeon hydrates a struct by asking the document for one field at a time, and an enum
 //! stored as a map by asking for each variant's key in turn until one is there. Every such
-//! question is a seek through Automerge's columnar op set, a few microseconds each, and a request
-//! document's events ask some fifteen of them per event: indexing a received request cost twice
-//! as much as loading it. [`DocView`] answers those questions from a table made with one
-//! `map_range` or `list_range` pass over each object the first time it is asked about, so the
-//! same hydration reads each object once. The answers are exactly the document's: the visible
+//! question is a seek through Automerge's columnar op set, and a request's events ask many of
+//! them per event, so indexing a received request was dominated by these seeks (the P2 pull of
+//! `gridwalk-bench sync` measures it). [`DocView`] answers those questions from a table made
+//! with one `map_range` or `list_range` pass over each object the first time it is asked about,
+//! so the same hydration reads each object once. The answers are exactly the document's: the visible
 //! (winning) value of every key and index, with its object id; anything the view does not keep
 //! (text, parents, object types) goes straight to the document.
 

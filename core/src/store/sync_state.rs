@@ -103,10 +103,9 @@ impl Store {
     /// transaction: a device that dies mid-page simply pulls the page again.
     ///
     /// Documents new here (all of them, for a new device) are loaded and read on a helper
-    /// thread, in page order, while this thread writes the ones before them: loading and
-    /// reading a document costs about what writing it does, so on a phone's or a PC's second
-    /// core a first sync takes about half the time. Documents already here are merged on this
-    /// thread, since merging needs the stored document.
+    /// thread, in page order, while this thread writes the ones before them, so a first sync
+    /// uses a phone's or a PC's second core (`gridwalk-bench sync`'s P2 measures it). Documents
+    /// already here are merged on this thread, since merging needs the stored document.
     pub fn apply_pull_page(&self, docs: &[PulledDoc], cursor: &str) -> Result<usize> {
         // A no-op sync ends with an empty page at the cursor the device already holds; writing
         // it would cost a transaction and an fsync for nothing.
