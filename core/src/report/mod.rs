@@ -568,10 +568,42 @@ fn figures_from(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Figures> {
 const TALLY_COUNTS: &str = "total, untriaged, handled, resolved, unresolved, resolved_with_deadline, \
                             on_time, late, rated, satisfied, not_satisfied";
 
+/// Which rows of a running-count table a scope reads, as conditions with their parameters:
+/// - the whole street: the store's rows (area `*`) for the headline, the trend and the
+///   breakdowns, and each grid's totals (dim `all`) for the breakdown by grid (the only `all`
+///   rows besides the store's: a village keeps no totals of its own);
+/// - a village: its own rows (area = the village) for the breakdowns by category and office,
+///   and its grids' totals for the headline, the trend and the breakdown by grid;
+/// - a grid: its rows.
+///
+/// A scope with no grids reads nothing.
+fn tally_areas(grids: &Option<Vec<String>>, village: Option<&str>) -> Vec<(Vec<String>, Vec<Value>)> {
+    match (grids, village) {
+        (None, _) => vec![
+            (vec!["area = '*'".to_string()], Vec::new()),
+            (vec!["dim = 'all'".to_string(), "area != '*'".to_string()], Vec::new()),
+        ],
+        (Some(g), _) if g.is_empty() => Vec::new(),
+        (Some(g), Some(v)) => {
+            let mut own = Sql::default();
+            let own_c = vec![format!("area = {}", own.bind(v.to_string())), "dim IN ('category', 'department')".to_string()];
+            let mut of_grids = Sql::default();
+            let grid_c = vec![format!("area IN ({})", of_grids.bind_list(g)), "dim = 'all'".to_string()];
+            vec![(own_c, own.params), (grid_c, of_grids.params)]
+        }
+        (Some(g), None) => {
+            let mut sql = Sql::default();
+            let c = vec![format!("area IN ({})", sql.bind_list(g))];
+            vec![(c, sql.params)]
+        }
+    }
+}
+
 /// Adds the running counts of the whole months `first..end` to `t`.
 fn add_tallied_months(
     store: &Store,
     grids: &Option<Vec<String>>,
+    village: Option<&str>,
     first: &Option<String>,
     end: &Option<String>,
     t: &mut Tallies,
@@ -587,28 +619,14 @@ fn add_tallied_months(
         }
         c
     };
-    // The whole street reads the store-wide rows (area '*') and each grid's total; a village or
-    // a grid reads its grids' rows. Either way the rows read grow with months, categories, offices
-    // and grids, not with requests.
+    // Either way the rows read grow with months, categories, offices and grids, not with
+    // requests.
     let mut queries = Vec::new();
-    match grids {
-        None => {
-            let mut sql = Sql::default();
-            let mut c = vec!["area = '*'".to_string(), "total != 0".to_string()];
-            c.extend(month_clauses(&mut sql, "month"));
-            queries.push((format!("SELECT area, dim, key, month, {TALLY_COUNTS} FROM request_tally {}", where_sql(&c)), sql.params));
-            let mut sql = Sql::default();
-            let mut c = vec!["dim = 'all'".to_string(), "area != '*'".to_string(), "total != 0".to_string()];
-            c.extend(month_clauses(&mut sql, "month"));
-            queries.push((format!("SELECT area, dim, key, month, {TALLY_COUNTS} FROM request_tally {}", where_sql(&c)), sql.params));
-        }
-        Some(g) if g.is_empty() => {}
-        Some(g) => {
-            let mut sql = Sql::default();
-            let mut c = vec![format!("area IN ({})", sql.bind_list(g)), "total != 0".to_string()];
-            c.extend(month_clauses(&mut sql, "month"));
-            queries.push((format!("SELECT area, dim, key, month, {TALLY_COUNTS} FROM request_tally {}", where_sql(&c)), sql.params));
-        }
+    for (mut c, params) in tally_areas(grids, village) {
+        let mut sql = Sql { params };
+        c.push("total != 0".to_string());
+        c.extend(month_clauses(&mut sql, "month"));
+        queries.push((format!("SELECT area, dim, key, month, {TALLY_COUNTS} FROM request_tally {}", where_sql(&c)), sql.params));
     }
     for (text, params) in queries {
         let mut stmt = conn.prepare_cached(&text)?;
@@ -624,10 +642,11 @@ fn add_tallied_months(
     }
 
     let mut sql = Sql::default();
-    let mut c = match grids {
-        None => vec!["area = '*'".to_string()],
-        Some(g) if g.is_empty() => return Ok(()),
-        Some(g) => vec![format!("area IN ({})", sql.bind_list(g))],
+    let mut c = match (grids, village) {
+        (None, _) => vec!["area = '*'".to_string()],
+        (Some(g), _) if g.is_empty() => return Ok(()),
+        (Some(_), Some(v)) => vec![format!("area = {}", sql.bind(v.to_string()))],
+        (Some(g), None) => vec![format!("area IN ({})", sql.bind_list(g))],
     };
     c.extend(month_clauses(&mut sql, "month"));
     let text = format!(
@@ -708,11 +727,18 @@ fn add_rows(store: &Store, grids: &Option<Vec<String>>, from: Option<i64>, to: O
 /// month is before now's month come from `request_deadline_tally`, and only those whose deadline
 /// falls earlier in now's own month are read as rows. The part-months at the period's ends are
 /// read as rows throughout.
-fn add_overdue(store: &Store, grids: &Option<Vec<String>>, q: &DashboardQuery, plan: &PeriodPlan, t: &mut Tallies) -> Result<()> {
+fn add_overdue(
+    store: &Store,
+    grids: &Option<Vec<String>>,
+    village: Option<&str>,
+    q: &DashboardQuery,
+    plan: &PeriodPlan,
+    t: &mut Tallies,
+) -> Result<()> {
     let now_month = Month::of(q.now);
     let (now_month_start, _) = now_month.bounds();
     if let Some((first, end)) = &plan.months {
-        add_overdue_tallied(store, grids, first, end, &now_month.key(), t)?;
+        add_overdue_tallied(store, grids, village, first, end, &now_month.key(), t)?;
         let created = (
             first.as_deref().map(month_bounds).transpose()?.map(|(start, _)| start),
             end.as_deref().map(month_bounds).transpose()?.map(|(start, _)| start),
@@ -730,28 +756,14 @@ fn add_overdue(store: &Store, grids: &Option<Vec<String>>, q: &DashboardQuery, p
 fn add_overdue_tallied(
     store: &Store,
     grids: &Option<Vec<String>>,
+    village: Option<&str>,
     first: &Option<String>,
     end: &Option<String>,
     before_month: &str,
     t: &mut Tallies,
 ) -> Result<()> {
-    // The whole street reads the store-wide rows (area '*') for the headline and the breakdowns,
-    // and each grid's total (dim 'all') for the breakdown by grid; a village or a grid reads its
-    // grids' rows. Either way the rows grow with months, categories, offices and grids, not with
-    // requests.
-    let areas: Vec<(Vec<String>, Vec<Value>)> = match grids {
-        None => vec![
-            (vec!["area = '*'".to_string()], Vec::new()),
-            (vec!["dim = 'all'".to_string(), "area != '*'".to_string()], Vec::new()),
-        ],
-        Some(g) if g.is_empty() => return Ok(()),
-        Some(g) => {
-            let mut sql = Sql::default();
-            let c = vec![format!("area IN ({})", sql.bind_list(g))];
-            vec![(c, sql.params)]
-        }
-    };
-    for (mut c, params) in areas {
+    // Either way the rows grow with months, categories, offices and grids, not with requests.
+    for (mut c, params) in tally_areas(grids, village) {
         let mut sql = Sql { params };
         c.push(format!("deadline_month < {}", sql.bind(before_month.to_string())));
         if let Some(f) = first {
@@ -894,16 +906,20 @@ pub fn dashboard(store: &Store, q: &DashboardQuery) -> Result<Dashboard> {
     check_period(q)?;
     let conn = store.connection();
     let grids = scope_grids(store, &q.scope)?;
+    let village = match &q.scope {
+        Scope::Village(v) => Some(v.as_str()),
+        _ => None,
+    };
 
     let plan = PeriodPlan::new(q.from, q.to);
     let mut t = Tallies::default();
     if let Some((first, end)) = &plan.months {
-        add_tallied_months(store, &grids, first, end, &mut t)?;
+        add_tallied_months(store, &grids, village, first, end, &mut t)?;
     }
     for (from, to) in &plan.edges {
         add_rows(store, &grids, *from, *to, &mut t)?;
     }
-    add_overdue(store, &grids, q, &plan, &mut t)?;
+    add_overdue(store, &grids, village, q, &plan, &mut t)?;
     let Tallies { total, by_category, by_department, by_grid, by_month, resolved_in } = t;
     // A group whose requests all left it (a request reassigned to another office) keeps a row of
     // zeros in the running counts; it is not part of the set.

@@ -267,12 +267,44 @@ CREATE TABLE meeting_index (
 CREATE INDEX meeting_by_grid_time ON meeting_index(grid, held_at DESC);
 "#;
 
+/// No area arms beyond the store's and the grid's (versions 11 and 12).
+macro_rules! no_more_areas {
+    ($row:literal, $what:ident) => {
+        ""
+    };
+}
+
+/// The area arms of the row's village (version 13): the parent of its grid, when `areas` knows
+/// the grid and its parent (a village; for an enterprise grid, the town, whose counts no report
+/// reads). `breakdowns` gives `(area, dim, key)` arms, by category and by office only: a
+/// village's totals are read from its grids' (dim `all`), so that the grids' totals stay the
+/// only `all` rows besides the store's, which the whole street's breakdown by grid reads.
+/// `area` gives the area alone, for the resolutions by month.
+macro_rules! village_areas {
+    ($row:literal, breakdowns) => {
+        concat!(
+            " UNION ALL SELECT v.parent, b.dim, b.key FROM areas v, (SELECT 'category' AS dim, ", $row, ".category AS key
+                   UNION ALL SELECT 'department', COALESCE(", $row, ".department, '')) AS b
+               WHERE v.id = ", $row, ".grid AND v.kind = 'grid' AND v.parent IS NOT NULL"
+        )
+    };
+    ($row:literal, area) => {
+        concat!(
+            " UNION ALL SELECT v.parent FROM areas v WHERE v.id = ", $row, ".grid AND v.kind = 'grid' AND v.parent IS NOT NULL"
+        )
+    };
+}
+
 /// The rows one `request_index` row adds to `request_tally` (sign 1, the new row) or takes
 /// away from it (sign -1, the old row): the whole store's and its grid's totals, by category and
 /// by office, in the month (China Standard Time) it was raised. Each count is the predicate of
 /// the same name in `report::Measure::sql`; `report` tests compare the two over a generated town.
 macro_rules! tally_rows {
     ($row:literal, $sign:literal) => {
+        tally_rows!($row, $sign, no_more_areas)
+    };
+    // `$more` names a macro giving more area arms for a row (version 13: the grid's village).
+    ($row:literal, $sign:literal, $more:ident) => {
         concat!(
             "INSERT INTO request_tally (area, dim, key, month, total, untriaged, handled, resolved,
                 unresolved, resolved_with_deadline, on_time, late, rated, satisfied, not_satisfied)
@@ -298,7 +330,7 @@ macro_rules! tally_rows {
                    UNION ALL SELECT '*', 'department', COALESCE(", $row, ".department, '')
                    UNION ALL SELECT ", $row, ".grid, 'all', ''
                    UNION ALL SELECT ", $row, ".grid, 'category', ", $row, ".category
-                   UNION ALL SELECT ", $row, ".grid, 'department', COALESCE(", $row, ".department, '')) AS a
+                   UNION ALL SELECT ", $row, ".grid, 'department', COALESCE(", $row, ".department, '')", $more!($row, breakdowns), ") AS a
              WHERE true
              ON CONFLICT (area, dim, key, month) DO UPDATE SET
                 total = total + excluded.total,
@@ -317,7 +349,7 @@ macro_rules! tally_rows {
                     strftime('%Y-%m', (", $row, ".created_at + 28800000) / 1000, 'unixepoch'),
                     strftime('%Y-%m', (", $row, ".resolved_at + 28800000) / 1000, 'unixepoch'),
                     ", $sign, "
-             FROM (SELECT '*' AS area UNION ALL SELECT ", $row, ".grid) AS a
+             FROM (SELECT '*' AS area UNION ALL SELECT ", $row, ".grid", $more!($row, area), ") AS a
              WHERE ", $row, ".resolved_at IS NOT NULL
              ON CONFLICT (area, month, resolved_month) DO UPDATE SET n = n + excluded.n;"
         )
@@ -389,6 +421,10 @@ const V11: &str = concat!(
 /// total, by category and by office.
 macro_rules! deadline_tally_rows {
     ($row:literal, $sign:literal) => {
+        deadline_tally_rows!($row, $sign, no_more_areas)
+    };
+    // `$more` names a macro giving more area arms for a row (version 13: the grid's village).
+    ($row:literal, $sign:literal, $more:ident) => {
         concat!(
             "INSERT INTO request_deadline_tally (area, dim, key, month, deadline_month, n)
              SELECT a.area, a.dim, a.key,
@@ -399,7 +435,7 @@ macro_rules! deadline_tally_rows {
                    UNION ALL SELECT '*', 'department', COALESCE(", $row, ".department, '')
                    UNION ALL SELECT ", $row, ".grid, 'all', ''
                    UNION ALL SELECT ", $row, ".grid, 'category', ", $row, ".category
-                   UNION ALL SELECT ", $row, ".grid, 'department', COALESCE(", $row, ".department, '')) AS a
+                   UNION ALL SELECT ", $row, ".grid, 'department', COALESCE(", $row, ".department, '')", $more!($row, breakdowns), ") AS a
              WHERE ", $row, ".status IN ('new', 'accepted', 'assigned', 'reopened') AND ", $row, ".deadline IS NOT NULL
              ON CONFLICT (area, dim, key, month, deadline_month) DO UPDATE SET n = n + excluded.n;"
         )
@@ -475,6 +511,120 @@ const V12: &str = concat!(
     " END;"
 );
 
+/// The counts of one grid's breakdown rows (by category and office) and resolutions in the three
+/// running-count tables, added to (sign 1) or taken
+/// from (sign -1) its village's rows, when `$when` holds: a grid arriving in `areas` under a
+/// village, leaving it, or moving to another village (version 13).
+macro_rules! village_move {
+    ($grid:literal, $village:literal, $sign:literal, $when:literal) => {
+        concat!(
+            "INSERT INTO request_tally (area, dim, key, month, total, untriaged, handled, resolved,
+                unresolved, resolved_with_deadline, on_time, late, rated, satisfied, not_satisfied)
+             SELECT ", $village, ", dim, key, month, ", $sign, " * total, ", $sign, " * untriaged, ",
+                $sign, " * handled, ", $sign, " * resolved, ", $sign, " * unresolved, ",
+                $sign, " * resolved_with_deadline, ", $sign, " * on_time, ", $sign, " * late, ",
+                $sign, " * rated, ", $sign, " * satisfied, ", $sign, " * not_satisfied
+             FROM request_tally WHERE area = ", $grid, " AND dim != 'all' AND total != 0 AND ", $when, "
+             ON CONFLICT (area, dim, key, month) DO UPDATE SET
+                total = total + excluded.total,
+                untriaged = untriaged + excluded.untriaged,
+                handled = handled + excluded.handled,
+                resolved = resolved + excluded.resolved,
+                unresolved = unresolved + excluded.unresolved,
+                resolved_with_deadline = resolved_with_deadline + excluded.resolved_with_deadline,
+                on_time = on_time + excluded.on_time,
+                late = late + excluded.late,
+                rated = rated + excluded.rated,
+                satisfied = satisfied + excluded.satisfied,
+                not_satisfied = not_satisfied + excluded.not_satisfied;
+             INSERT INTO request_resolved_tally (area, month, resolved_month, n)
+             SELECT ", $village, ", month, resolved_month, ", $sign, " * n
+             FROM request_resolved_tally WHERE area = ", $grid, " AND n != 0 AND ", $when, "
+             ON CONFLICT (area, month, resolved_month) DO UPDATE SET n = n + excluded.n;
+             INSERT INTO request_deadline_tally (area, dim, key, month, deadline_month, n)
+             SELECT ", $village, ", dim, key, month, deadline_month, ", $sign, " * n
+             FROM request_deadline_tally WHERE area = ", $grid, " AND dim != 'all' AND n != 0 AND ", $when, "
+             ON CONFLICT (area, dim, key, month, deadline_month) DO UPDATE SET n = n + excluded.n;"
+        )
+    };
+}
+
+/// Version 13: running counts per village (area = the village's id) by category and by office,
+/// and its resolutions by month, besides the store's and each grid's, so a village's dashboard
+/// reads about as many counts as the street's instead of every breakdown of each of its grids
+/// (its totals are its grids' totals, which it reads anyway for its breakdown by grid). A village's counts are always the sum of the counts of
+/// the grids `areas` puts under it: a request's counts go to its grid's village when `areas`
+/// knows it, and a grid that arrives in `areas` (a roster synced after the requests), leaves it
+/// or moves to another village carries its grid counts with it, by triggers on `areas`. The
+/// villages of the requests already counted are filled in set-wise from their grids' counts.
+const V13: &str = concat!(
+    "DROP TRIGGER request_tally_insert;
+    DROP TRIGGER request_tally_delete;
+    DROP TRIGGER request_tally_update;
+    DROP TRIGGER request_deadline_tally_insert;
+    DROP TRIGGER request_deadline_tally_delete;
+    DROP TRIGGER request_deadline_tally_update;
+    INSERT INTO request_tally (area, dim, key, month, total, untriaged, handled, resolved,
+        unresolved, resolved_with_deadline, on_time, late, rated, satisfied, not_satisfied)
+    SELECT a.parent, t.dim, t.key, t.month, SUM(t.total), SUM(t.untriaged), SUM(t.handled),
+        SUM(t.resolved), SUM(t.unresolved), SUM(t.resolved_with_deadline), SUM(t.on_time),
+        SUM(t.late), SUM(t.rated), SUM(t.satisfied), SUM(t.not_satisfied)
+      FROM request_tally t JOIN areas a ON a.id = t.area AND a.kind = 'grid' AND a.parent IS NOT NULL
+     WHERE t.dim != 'all' AND t.total != 0
+     GROUP BY a.parent, t.dim, t.key, t.month;
+    INSERT INTO request_resolved_tally (area, month, resolved_month, n)
+    SELECT a.parent, t.month, t.resolved_month, SUM(t.n)
+      FROM request_resolved_tally t JOIN areas a ON a.id = t.area AND a.kind = 'grid' AND a.parent IS NOT NULL
+     WHERE t.n != 0
+     GROUP BY a.parent, t.month, t.resolved_month;
+    INSERT INTO request_deadline_tally (area, dim, key, month, deadline_month, n)
+    SELECT a.parent, t.dim, t.key, t.month, t.deadline_month, SUM(t.n)
+      FROM request_deadline_tally t JOIN areas a ON a.id = t.area AND a.kind = 'grid' AND a.parent IS NOT NULL
+     WHERE t.dim != 'all' AND t.n != 0
+     GROUP BY a.parent, t.dim, t.key, t.month, t.deadline_month;
+    CREATE TRIGGER request_tally_insert AFTER INSERT ON request_index BEGIN ",
+    tally_rows!("NEW", "1", village_areas),
+    " END;
+    CREATE TRIGGER request_tally_delete AFTER DELETE ON request_index BEGIN ",
+    tally_rows!("OLD", "-1", village_areas),
+    " END;
+    CREATE TRIGGER request_tally_update AFTER UPDATE ON request_index
+    WHEN OLD.grid IS NOT NEW.grid OR OLD.status IS NOT NEW.status OR OLD.category IS NOT NEW.category
+      OR OLD.department IS NOT NEW.department OR OLD.deadline IS NOT NEW.deadline
+      OR OLD.resolved_at IS NOT NEW.resolved_at OR OLD.rating IS NOT NEW.rating
+      OR OLD.created_at IS NOT NEW.created_at
+    BEGIN ",
+    tally_rows!("OLD", "-1", village_areas),
+    tally_rows!("NEW", "1", village_areas),
+    " END;
+    CREATE TRIGGER request_deadline_tally_insert AFTER INSERT ON request_index BEGIN ",
+    deadline_tally_rows!("NEW", "1", village_areas),
+    " END;
+    CREATE TRIGGER request_deadline_tally_delete AFTER DELETE ON request_index BEGIN ",
+    deadline_tally_rows!("OLD", "-1", village_areas),
+    " END;
+    CREATE TRIGGER request_deadline_tally_update AFTER UPDATE ON request_index
+    WHEN OLD.grid IS NOT NEW.grid OR OLD.status IS NOT NEW.status OR OLD.category IS NOT NEW.category
+      OR OLD.department IS NOT NEW.department OR OLD.deadline IS NOT NEW.deadline
+      OR OLD.created_at IS NOT NEW.created_at
+    BEGIN ",
+    deadline_tally_rows!("OLD", "-1", village_areas),
+    deadline_tally_rows!("NEW", "1", village_areas),
+    " END;
+    CREATE TRIGGER village_tally_grid_added AFTER INSERT ON areas BEGIN ",
+    village_move!("NEW.id", "NEW.parent", "1", "NEW.kind = 'grid' AND NEW.parent IS NOT NULL"),
+    " END;
+    CREATE TRIGGER village_tally_grid_removed AFTER DELETE ON areas BEGIN ",
+    village_move!("OLD.id", "OLD.parent", "-1", "OLD.kind = 'grid' AND OLD.parent IS NOT NULL"),
+    " END;
+    CREATE TRIGGER village_tally_grid_moved AFTER UPDATE OF kind, parent ON areas
+    WHEN OLD.kind IS NOT NEW.kind OR OLD.parent IS NOT NEW.parent
+    BEGIN ",
+    village_move!("OLD.id", "OLD.parent", "-1", "OLD.kind = 'grid' AND OLD.parent IS NOT NULL"),
+    village_move!("NEW.id", "NEW.parent", "1", "NEW.kind = 'grid' AND NEW.parent IS NOT NULL"),
+    " END;"
+);
+
 pub fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -489,8 +639,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V10),
         M::up(V11),
         M::up(V12),
+        M::up(V13),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 12;
+pub const LATEST_VERSION: usize = 13;
