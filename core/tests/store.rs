@@ -504,3 +504,24 @@ fn a_pulled_page_with_one_damaged_document_is_refused_whole_and_leaves_no_trace(
     assert_eq!(device.apply_pull_page(&good, "cursor-1").unwrap(), 30);
     assert_eq!(device.index_dump().unwrap(), hall.index_dump().unwrap());
 }
+
+/// Regression for the pulled page whose loaded documents are freed on the reader thread that
+/// loaded them: a roster among many new documents is still applied from its document, so a
+/// device that held no reference data gets the grids, and its index equals the hall's.
+#[test]
+fn a_roster_in_a_page_read_on_helper_threads_fills_the_reference_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let hall = store_in(&dir, "hall.db", "hall-pc");
+    hall.publish_rosters(&hall.context(t(0)), &[]).unwrap();
+    let page = a_page_of(&hall, 20);
+    assert!(page.len() > 20, "the rosters are in the page");
+    let device = Store::create(dir.path().join("fresh.db"), Identity { device: "pc-c".into(), walker: "w2".into() }).unwrap();
+    assert!(device.areas().unwrap().is_empty());
+    device.apply_pull_page(&page, "cursor-1").unwrap();
+    let ids: Vec<String> = device.areas().unwrap().into_iter().map(|a| a.id).collect();
+    for id in ["street", "v1", "g1", "g2"] {
+        assert!(ids.iter().any(|a| a == id), "{id} in {ids:?}");
+    }
+    assert_eq!(device.index_dump().unwrap(), hall.index_dump().unwrap());
+    assert!(device.check().unwrap().index_matches_documents);
+}

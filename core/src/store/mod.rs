@@ -127,7 +127,7 @@ pub struct CheckReport {
 }
 
 /// What a document's index rows are made from, read from the document alone. Reading needs no
-/// database, so a pulled page's new documents are read on a helper thread while the writing
+/// database, so a pulled page's new documents are read on helper threads while the writing
 /// thread stores the ones before them.
 pub(crate) enum Derived {
     Request { header: DocHeader, body: RequestBody, state: RequestState, events: usize },
@@ -192,7 +192,9 @@ impl Derived {
 /// A document new to this store, loaded from received bytes and read, ready to be stored.
 pub(crate) struct NewDocument {
     header: DocHeader,
-    doc: AutoCommit,
+    /// Kept only for a roster, which is applied from the document itself; any other document
+    /// is dropped on the thread that loaded it (see `read`).
+    roster: Option<AutoCommit>,
     derived: Derived,
     wanted_photos: Vec<String>,
     snapshot: Vec<u8>,
@@ -228,7 +230,13 @@ impl NewDocument {
             [(docs::DOCUMENT_CHUNK, _)] => bytes.to_vec(),
             _ => doc.save(),
         };
-        Ok(NewDocument { header, doc, derived, wanted_photos, snapshot })
+        // The loaded document is freed here, on the thread that allocated it, unless it is
+        // needed later. Freed on the store's thread instead (a pulled page's documents are read
+        // on helper threads), its many small allocations go back to another thread's arena, and
+        // a profile of P2 of `gridwalk-bench sync` showed that as a large part of the store
+        // thread's work.
+        let roster = (header.kind == DocKind::Roster).then_some(doc);
+        Ok(NewDocument { header, roster, derived, wanted_photos, snapshot })
     }
 }
 
@@ -837,7 +845,7 @@ impl Store {
     /// store holds it after all (it came twice in one page, or another process stored it
     /// meanwhile), the bytes are merged into it instead.
     fn store_new_document(conn: &Connection, new: NewDocument) -> Result<bool> {
-        let NewDocument { header, doc, derived, wanted_photos, snapshot } = new;
+        let NewDocument { header, roster, derived, wanted_photos, snapshot } = new;
         let exists = conn
             .prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?
             .query_row([&header.id], |_| Ok(()))
@@ -850,8 +858,8 @@ impl Store {
         derived.write(conn)?;
         Self::note_wanted_photos(conn, &wanted_photos)?;
         Self::insert_document_bytes(conn, &header, &snapshot, derived.updated_at().unwrap_or(header.created_at))?;
-        if header.kind == DocKind::Roster {
-            Self::apply_roster(conn, &doc)?;
+        if let Some(doc) = &roster {
+            Self::apply_roster(conn, doc)?;
         }
         Ok(true)
     }

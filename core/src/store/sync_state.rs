@@ -7,9 +7,14 @@ use super::{NewDocument, Store};
 use crate::error::{CoreError, Result};
 use crate::sync::protocol::PulledDoc;
 
-/// A page with at least this many documents new here has them read on a helper thread; for
-/// fewer, starting a thread costs more than it saves.
+/// A page with at least this many documents new here has them read on helper threads; for
+/// fewer, starting threads costs more than it saves.
 const READ_AHEAD_FROM: usize = 8;
+
+/// At most this many helper threads read a page's new documents. Reading (Automerge's load and
+/// the index rows) costs more than writing them, so on a machine of two cores two readers and
+/// the store's thread keep both cores busy.
+const MAX_READERS: usize = 2;
 
 /// The relay this device joined.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -126,12 +131,22 @@ impl Store {
             }
             let new_docs = held.iter().filter(|h| !**h).count();
             std::thread::scope(|scope| {
-                let (send, read) = std::sync::mpsc::sync_channel::<Result<NewDocument>>(64);
-                let helper = new_docs >= READ_AHEAD_FROM;
-                if helper {
+                let readers = if new_docs >= READ_AHEAD_FROM {
+                    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_READERS)
+                } else {
+                    0
+                };
+                // Reader `r` reads the new documents whose place among them is `r` modulo the
+                // number of readers, and the store's thread takes them from each reader in turn,
+                // so they are written in page order.
+                let mut inboxes = Vec::with_capacity(readers);
+                for r in 0..readers {
+                    let (send, inbox) = std::sync::mpsc::sync_channel::<Result<NewDocument>>(32);
+                    inboxes.push(inbox);
                     let held = &held;
                     scope.spawn(move || {
-                        for (d, _) in docs.iter().zip(held).filter(|(_, h)| !**h) {
+                        let mine = docs.iter().zip(held).filter(|(_, h)| !**h).skip(r).step_by(readers);
+                        for (d, _) in mine {
                             // A closed channel means the writer stopped on an error.
                             if send.send(NewDocument::read(&d.doc_id, &d.bytes)).is_err() {
                                 return;
@@ -139,6 +154,7 @@ impl Store {
                         }
                     });
                 }
+                let mut new_seen = 0;
                 let mut changed = 0;
                 // No savepoint per document: any error rolls the whole page back, and a savepoint
                 // would make the search index flush its pending entries to disk for each document.
@@ -147,11 +163,13 @@ impl Store {
                         let received = self.decode_remote(&d.doc_id, &d.bytes)?;
                         Self::merge_remote(conn, &d.doc_id, &d.bytes, received)?
                     } else {
-                        let new = if helper {
-                            read.recv().map_err(|_| CoreError::invalid("sync", "the document reader stopped"))??
+                        let new = if readers > 0 {
+                            let inbox = &inboxes[new_seen % readers];
+                            inbox.recv().map_err(|_| CoreError::invalid("sync", "the document reader stopped"))??
                         } else {
                             NewDocument::read(&d.doc_id, &d.bytes)?
                         };
+                        new_seen += 1;
                         Self::store_new_document(conn, new)?
                     };
                     if applied {
