@@ -267,6 +267,24 @@ CREATE TABLE meeting_index (
 CREATE INDEX meeting_by_grid_time ON meeting_index(grid, held_at DESC);
 "#;
 
+/// What a `request_tally` row inserted over an existing one does: adds its counts to it.
+macro_rules! tally_add_on_conflict {
+    () => {
+        "             ON CONFLICT (area, dim, key, month) DO UPDATE SET
+                total = total + excluded.total,
+                untriaged = untriaged + excluded.untriaged,
+                handled = handled + excluded.handled,
+                resolved = resolved + excluded.resolved,
+                unresolved = unresolved + excluded.unresolved,
+                resolved_with_deadline = resolved_with_deadline + excluded.resolved_with_deadline,
+                on_time = on_time + excluded.on_time,
+                late = late + excluded.late,
+                rated = rated + excluded.rated,
+                satisfied = satisfied + excluded.satisfied,
+                not_satisfied = not_satisfied + excluded.not_satisfied;"
+    };
+}
+
 /// No area arms beyond the store's and the grid's (versions 11 and 12).
 macro_rules! no_more_areas {
     ($row:literal, $what:ident) => {
@@ -332,18 +350,7 @@ macro_rules! tally_rows {
                    UNION ALL SELECT ", $row, ".grid, 'category', ", $row, ".category
                    UNION ALL SELECT ", $row, ".grid, 'department', COALESCE(", $row, ".department, '')", $more!($row, breakdowns), ") AS a
              WHERE true
-             ON CONFLICT (area, dim, key, month) DO UPDATE SET
-                total = total + excluded.total,
-                untriaged = untriaged + excluded.untriaged,
-                handled = handled + excluded.handled,
-                resolved = resolved + excluded.resolved,
-                unresolved = unresolved + excluded.unresolved,
-                resolved_with_deadline = resolved_with_deadline + excluded.resolved_with_deadline,
-                on_time = on_time + excluded.on_time,
-                late = late + excluded.late,
-                rated = rated + excluded.rated,
-                satisfied = satisfied + excluded.satisfied,
-                not_satisfied = not_satisfied + excluded.not_satisfied;
+", tally_add_on_conflict!(), "
              INSERT INTO request_resolved_tally (area, month, resolved_month, n)
              SELECT a.area,
                     strftime('%Y-%m', (", $row, ".created_at + 28800000) / 1000, 'unixepoch'),
@@ -511,6 +518,26 @@ const V12: &str = concat!(
     " END;"
 );
 
+/// The three triggers that keep one running-count table from `request_index` (version 13 on):
+/// a new row adds its counts, a deleted row takes them away, and an update that changes what is
+/// counted (`$when`) does both. `$rows` gives the rows' statements, `$more` their extra areas.
+macro_rules! request_index_triggers {
+    ($name:literal, $rows:ident, $more:ident, $when:literal) => {
+        concat!(
+            "CREATE TRIGGER ", $name, "_insert AFTER INSERT ON request_index BEGIN ",
+            $rows!("NEW", "1", $more),
+            " END;
+            CREATE TRIGGER ", $name, "_delete AFTER DELETE ON request_index BEGIN ",
+            $rows!("OLD", "-1", $more),
+            " END;
+            CREATE TRIGGER ", $name, "_update AFTER UPDATE ON request_index WHEN ", $when, " BEGIN ",
+            $rows!("OLD", "-1", $more),
+            $rows!("NEW", "1", $more),
+            " END;"
+        )
+    };
+}
+
 /// The counts of one grid's breakdown rows (by category and office) and resolutions in the three
 /// running-count tables, added to (sign 1) or taken
 /// from (sign -1) its village's rows, when `$when` holds: a grid arriving in `areas` under a
@@ -525,18 +552,7 @@ macro_rules! village_move {
                 $sign, " * resolved_with_deadline, ", $sign, " * on_time, ", $sign, " * late, ",
                 $sign, " * rated, ", $sign, " * satisfied, ", $sign, " * not_satisfied
              FROM request_tally WHERE area = ", $grid, " AND dim != 'all' AND total != 0 AND ", $when, "
-             ON CONFLICT (area, dim, key, month) DO UPDATE SET
-                total = total + excluded.total,
-                untriaged = untriaged + excluded.untriaged,
-                handled = handled + excluded.handled,
-                resolved = resolved + excluded.resolved,
-                unresolved = unresolved + excluded.unresolved,
-                resolved_with_deadline = resolved_with_deadline + excluded.resolved_with_deadline,
-                on_time = on_time + excluded.on_time,
-                late = late + excluded.late,
-                rated = rated + excluded.rated,
-                satisfied = satisfied + excluded.satisfied,
-                not_satisfied = not_satisfied + excluded.not_satisfied;
+", tally_add_on_conflict!(), "
              INSERT INTO request_resolved_tally (area, month, resolved_month, n)
              SELECT ", $village, ", month, resolved_month, ", $sign, " * n
              FROM request_resolved_tally WHERE area = ", $grid, " AND n != 0 AND ", $when, "
@@ -582,35 +598,25 @@ const V13: &str = concat!(
       FROM request_deadline_tally t JOIN areas a ON a.id = t.area AND a.kind = 'grid' AND a.parent IS NOT NULL
      WHERE t.dim != 'all' AND t.n != 0
      GROUP BY a.parent, t.dim, t.key, t.month, t.deadline_month;
-    CREATE TRIGGER request_tally_insert AFTER INSERT ON request_index BEGIN ",
-    tally_rows!("NEW", "1", village_areas),
-    " END;
-    CREATE TRIGGER request_tally_delete AFTER DELETE ON request_index BEGIN ",
-    tally_rows!("OLD", "-1", village_areas),
-    " END;
-    CREATE TRIGGER request_tally_update AFTER UPDATE ON request_index
-    WHEN OLD.grid IS NOT NEW.grid OR OLD.status IS NOT NEW.status OR OLD.category IS NOT NEW.category
-      OR OLD.department IS NOT NEW.department OR OLD.deadline IS NOT NEW.deadline
-      OR OLD.resolved_at IS NOT NEW.resolved_at OR OLD.rating IS NOT NEW.rating
-      OR OLD.created_at IS NOT NEW.created_at
-    BEGIN ",
-    tally_rows!("OLD", "-1", village_areas),
-    tally_rows!("NEW", "1", village_areas),
-    " END;
-    CREATE TRIGGER request_deadline_tally_insert AFTER INSERT ON request_index BEGIN ",
-    deadline_tally_rows!("NEW", "1", village_areas),
-    " END;
-    CREATE TRIGGER request_deadline_tally_delete AFTER DELETE ON request_index BEGIN ",
-    deadline_tally_rows!("OLD", "-1", village_areas),
-    " END;
-    CREATE TRIGGER request_deadline_tally_update AFTER UPDATE ON request_index
-    WHEN OLD.grid IS NOT NEW.grid OR OLD.status IS NOT NEW.status OR OLD.category IS NOT NEW.category
-      OR OLD.department IS NOT NEW.department OR OLD.deadline IS NOT NEW.deadline
-      OR OLD.created_at IS NOT NEW.created_at
-    BEGIN ",
-    deadline_tally_rows!("OLD", "-1", village_areas),
-    deadline_tally_rows!("NEW", "1", village_areas),
-    " END;
+    ",
+    request_index_triggers!(
+        "request_tally",
+        tally_rows,
+        village_areas,
+        "OLD.grid IS NOT NEW.grid OR OLD.status IS NOT NEW.status OR OLD.category IS NOT NEW.category
+          OR OLD.department IS NOT NEW.department OR OLD.deadline IS NOT NEW.deadline
+          OR OLD.resolved_at IS NOT NEW.resolved_at OR OLD.rating IS NOT NEW.rating
+          OR OLD.created_at IS NOT NEW.created_at"
+    ),
+    request_index_triggers!(
+        "request_deadline_tally",
+        deadline_tally_rows,
+        village_areas,
+        "OLD.grid IS NOT NEW.grid OR OLD.status IS NOT NEW.status OR OLD.category IS NOT NEW.category
+          OR OLD.department IS NOT NEW.department OR OLD.deadline IS NOT NEW.deadline
+          OR OLD.created_at IS NOT NEW.created_at"
+    ),
+    "
     CREATE TRIGGER village_tally_grid_added AFTER INSERT ON areas BEGIN ",
     village_move!("NEW.id", "NEW.parent", "1", "NEW.kind = 'grid' AND NEW.parent IS NOT NULL"),
     " END;
