@@ -525,3 +525,93 @@ fn a_roster_in_a_page_read_on_helper_threads_fills_the_reference_tables() {
     assert_eq!(device.index_dump().unwrap(), hall.index_dump().unwrap());
     assert!(device.check().unwrap().index_matches_documents);
 }
+
+/// The secondary indexes of the tables a first pull defers, by name, as SQLite holds them.
+fn list_indexes(store: &Store) -> Vec<(String, String)> {
+    store
+        .connection()
+        .prepare(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
+               AND tbl_name IN ('request_index', 'visit_index', 'visit_walkers', 'relay_receipts') ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// A device's first pull builds the list indexes after its rows (schema 14): while they wait,
+/// lists and reports give the hall's answers; built, the device has exactly the indexes and the
+/// index rows of a store that kept them all along. A refused first page drops nothing, and a
+/// pull cut off midway (the process killed) has them built when the store is next opened.
+#[test]
+fn a_first_pull_builds_the_list_indexes_after_its_rows_and_loses_none_when_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let hall = store_in(&dir, "hall.db", "hall-pc");
+    let page = a_page_of(&hall, 150);
+    let all_indexes = list_indexes(&hall);
+    assert!(all_indexes.len() >= 10, "{all_indexes:?}");
+    let filters = [
+        RequestFilter { limit: 1000, ..Default::default() },
+        RequestFilter { grids: vec!["g1".into()], limit: 1000, ..Default::default() },
+        RequestFilter { statuses: vec![Status::Accepted], limit: 1000, ..Default::default() },
+    ];
+    let lists = |s: &Store| filters.iter().map(|f| s.list_requests(f).unwrap()).collect::<Vec<_>>();
+
+    let device = store_in(&dir, "device.db", "pc-a");
+    // A damaged first page is refused whole: its index drops are rolled back with it.
+    let mut damaged = page.clone();
+    damaged[120].bytes = b"\x85o\x4a\x83garbage".to_vec();
+    assert!(device.apply_pull_page(&damaged, "cursor-1").is_err());
+    assert_eq!(list_indexes(&device), all_indexes);
+
+    let (first, second) = page.split_at(110);
+    device.apply_pull_page(first, "cursor-1").unwrap();
+    let waiting = list_indexes(&device);
+    assert!(waiting.len() < all_indexes.len(), "the first page deferred indexes: {waiting:?}");
+    // The reports name two indexes; they stay.
+    for kept in ["request_open_by_deadline", "request_open_by_grid_deadline"] {
+        assert!(waiting.iter().any(|(n, _)| n == kept), "{kept}");
+    }
+    // Regression (the first draft deferred `visit_walkers_by_visit`, and a 100k pull then
+    // scanned the table for every visit): the statements that write a pulled document find
+    // their rows through an index while the list indexes wait.
+    for statement in [
+        "DELETE FROM visit_walkers WHERE visit_id = 'v'",
+        "SELECT 1 FROM documents WHERE id = 'd'",
+        "SELECT rowid FROM request_index WHERE id = 'r'",
+        "SELECT visited_at FROM last_visit WHERE scope = 'grid' AND id = 'g1'",
+        "SELECT 1 FROM relay_receipts WHERE hash = x'00'",
+    ] {
+        let plan: Vec<String> = device
+            .connection()
+            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().all(|step| !step.starts_with("SCAN")), "{statement}: {plan:?}");
+    }
+    // A later page of the same pull does not defer anything more, and the answers are right.
+    device.apply_pull_page(second, "cursor-2").unwrap();
+    assert_eq!(lists(&device), lists(&hall));
+    assert_eq!(device.index_dump().unwrap(), hall.index_dump().unwrap());
+
+    // Killed here: the next open builds them.
+    drop(device);
+    let device = Store::open(dir.path().join("device.db")).unwrap();
+    assert_eq!(list_indexes(&device), all_indexes);
+    assert_eq!(device.build_deferred_indexes().unwrap(), 0);
+    assert_eq!(lists(&device), lists(&hall));
+    assert_eq!(device.index_dump().unwrap(), hall.index_dump().unwrap());
+    assert!(device.check().unwrap().index_matches_documents);
+
+    // The same pull run to its end by the caller builds them there.
+    let other = store_in(&dir, "other.db", "pc-b");
+    other.apply_pull_page(&page, "cursor-1").unwrap();
+    assert!(other.build_deferred_indexes().unwrap() > 0);
+    assert_eq!(list_indexes(&other), all_indexes);
+    assert_eq!(lists(&other), lists(&hall));
+}

@@ -284,3 +284,72 @@ fn a_document_new_to_a_synced_device_arrives_in_its_smaller_form() {
     sync(&b, &relay, &token_b, small_pages()).unwrap();
     assert_eq!(fingerprint(&b), fingerprint(&a));
 }
+
+/// The names of a store's secondary indexes.
+fn index_names(store: &Store) -> Vec<String> {
+    store
+        .connection()
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Cuts the network after `pulls` pull replies, as a hall's Wi-Fi might in a first pull.
+struct CutAfterPulls<'a> {
+    inner: InMemoryTransport<'a>,
+    pulls: usize,
+}
+
+impl client::Transport for CutAfterPulls<'_> {
+    fn send(&mut self, message: &client::Outgoing) -> gridwalk_core::Result<client::Incoming> {
+        if matches!(message, client::Outgoing::Pull { .. }) {
+            if self.pulls == 0 {
+                return Err(CoreError::Network("the hall's Wi-Fi dropped".into()));
+            }
+            self.pulls -= 1;
+        }
+        self.inner.send(message)
+    }
+}
+
+/// A new device's first pull defers its list indexes (schema 14) and builds them when the pull
+/// ends, and also when the pull is cut off midway: either way the device ends with every index
+/// a store that kept them all along has, and the same documents and index rows as the sender.
+#[test]
+fn a_first_pull_ends_with_every_list_index_whether_it_completes_or_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay_in(dir.path());
+    let phone = device_store(dir.path(), "phone", "w1");
+    let token = enrol(&relay, "phone", Role::Walker, &["g1"]);
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let mut m = 0;
+    while phone.document_ids().unwrap().len() < 260 {
+        random_edit(&phone, &mut rng, "g1", m);
+        m += 1;
+    }
+    sync(&phone, &relay, &token, SessionLimits::default()).unwrap();
+    // A first page of at least 100 documents defers the indexes.
+    let pages = SessionLimits { pull_page: 120, ..SessionLimits::default() };
+    assert!(phone.document_ids().unwrap().len() > 2 * pages.pull_page, "the pull takes several pages");
+
+    let whole = device_store(dir.path(), "new-phone", "w1");
+    let whole_token = enrol(&relay, "new-phone", Role::Walker, &["g1"]);
+    sync(&whole, &relay, &whole_token, pages).unwrap();
+    assert_eq!(index_names(&whole), index_names(&phone));
+    assert_eq!(fingerprint(&whole), fingerprint(&phone));
+
+    let cut = device_store(dir.path(), "cut-phone", "w1");
+    let cut_token = enrol(&relay, "cut-phone", Role::Walker, &["g1"]);
+    let mut transport = CutAfterPulls { inner: InMemoryTransport::new(&relay, &cut_token), pulls: 1 };
+    let outcome = client::run(&cut, &mut transport, pages, Retry { attempts: 1, ..Retry::default() }, &AtomicBool::new(false), &mut |_| {});
+    assert!(matches!(outcome, Err(CoreError::Network(_))), "{outcome:?}");
+    assert_eq!(cut.document_ids().unwrap().len(), pages.pull_page, "one page came in");
+    assert_eq!(index_names(&cut), index_names(&phone));
+    // The rest comes in on the next sync, row by row, into the indexes built.
+    sync(&cut, &relay, &cut_token, pages).unwrap();
+    assert_eq!(index_names(&cut), index_names(&phone));
+    assert_eq!(fingerprint(&cut), fingerprint(&phone));
+}

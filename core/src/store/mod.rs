@@ -320,6 +320,11 @@ impl Store {
         if version == 0 {
             return Err(not_initialised());
         }
+        // Indexes a first pull left to build are built before anything else reads the store,
+        // and before a migration that may expect them.
+        if version >= 14 {
+            sync_state::build_deferred_indexes(&conn)?;
+        }
         if (version as usize) < LATEST_VERSION {
             migrations.to_latest(&mut conn)?;
         }

@@ -631,6 +631,19 @@ const V13: &str = concat!(
     " END;"
 );
 
+/// Version 14: the indexes a device's first pull builds once its rows are in (`deferred_index`),
+/// with the statement that makes each. A device that holds nothing yet receives every document
+/// of its scope; maintaining these indexes row by row, each insertion in a random place of a
+/// growing B-tree, cost more than everything else its pull writes. While a name is listed, its
+/// index does not exist; `Store::build_deferred_indexes` makes them and empties the list in one
+/// transaction, at the end of the pull and whenever the store is opened.
+const V14: &str = r#"
+CREATE TABLE deferred_index (
+    name TEXT PRIMARY KEY,
+    sql TEXT NOT NULL
+);
+"#;
+
 pub fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -646,8 +659,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V11),
         M::up(V12),
         M::up(V13),
+        M::up(V14),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 13;
+pub const LATEST_VERSION: usize = 14;

@@ -1,7 +1,7 @@
 //! What the store keeps for sync: the relay it joined, the pull cursor, relay receipt times, and
 //! applying a pulled page in one transaction.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{NewDocument, Store};
 use crate::error::{CoreError, Result};
@@ -10,6 +10,59 @@ use crate::sync::protocol::PulledDoc;
 /// A page with at least this many documents new here has them read on helper threads; for
 /// fewer, starting threads costs more than it saves.
 const READ_AHEAD_FROM: usize = 8;
+
+/// A first pull (the store holds no document and no cursor yet) whose first page brings at least
+/// this many documents builds the list indexes after its rows ([`DEFERRABLE_INDEX_TABLES`]).
+const DEFER_INDEXES_FROM: usize = 100;
+
+/// The tables whose secondary indexes a first pull builds at its end rather than row by row.
+/// None of these indexes serves a statement that writing a pulled document runs (which then
+/// would scan its table for every document); `visit_walkers`'s does, so it stays.
+const DEFERRABLE_INDEX_TABLES: [&str; 3] = ["request_index", "visit_index", "relay_receipts"];
+
+/// Indexes kept while a first pull runs: the reports name them (`INDEXED BY`), so they must
+/// exist for a report to run at all, and they hold only the open requests with a deadline.
+const INDEXES_KEPT_DURING_A_FIRST_PULL: [&str; 2] = ["request_open_by_deadline", "request_open_by_grid_deadline"];
+
+/// Builds the indexes a first pull deferred, in one transaction; the number built. Lists and
+/// reports give the same answers with or without them, only slower.
+pub(crate) fn build_deferred_indexes(conn: &Connection) -> Result<usize> {
+    let waiting: i64 = conn.query_row("SELECT COUNT(*) FROM deferred_index", [], |r| r.get(0))?;
+    if waiting == 0 {
+        return Ok(0);
+    }
+    let tx = conn.unchecked_transaction()?;
+    let deferred: Vec<String> = tx
+        .prepare("SELECT sql FROM deferred_index ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for sql in &deferred {
+        tx.execute_batch(sql)?;
+    }
+    tx.execute("DELETE FROM deferred_index", [])?;
+    tx.commit()?;
+    Ok(deferred.len())
+}
+
+/// Drops the deferrable indexes, listing each with its statement first: part of the first
+/// page's transaction, so either both happen or neither.
+fn defer_indexes(conn: &Connection) -> Result<()> {
+    let tables = DEFERRABLE_INDEX_TABLES.map(|t| format!("'{t}'")).join(", ");
+    let kept = INDEXES_KEPT_DURING_A_FIRST_PULL.map(|t| format!("'{t}'")).join(", ");
+    // `sql` is NULL for the indexes behind PRIMARY KEY and UNIQUE, which stay.
+    let indexes: Vec<(String, String)> = conn
+        .prepare(&format!(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
+               AND tbl_name IN ({tables}) AND name NOT IN ({kept})"
+        ))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, sql) in &indexes {
+        conn.execute("INSERT INTO deferred_index (name, sql) VALUES (?1, ?2)", params![name, sql])?;
+        conn.execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))?;
+    }
+    Ok(())
+}
 
 /// At most this many helper threads read a page's new documents. Reading (Automerge's load and
 /// the index rows) costs more than writing them, so on a machine of two cores two readers and
@@ -117,7 +170,13 @@ impl Store {
         if docs.is_empty() && self.pull_cursor()? == cursor {
             return Ok(0);
         }
+        let first_pull = docs.len() >= DEFER_INDEXES_FROM
+            && self.pull_cursor()?.is_empty()
+            && self.conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM documents)", [], |r| r.get::<_, bool>(0))?;
         self.atomically(|conn| {
+            if first_pull {
+                defer_indexes(conn)?;
+            }
             let mut held = Vec::with_capacity(docs.len());
             for d in docs {
                 // Garbage is refused before anything is read or written.
@@ -186,6 +245,12 @@ impl Store {
                 Ok(changed)
             })
         })
+    }
+
+    /// Builds the list indexes a first pull left to build at its end (see `schema` version 14);
+    /// the number built, 0 when none were waiting.
+    pub fn build_deferred_indexes(&self) -> Result<usize> {
+        build_deferred_indexes(&self.conn)
     }
 
     /// Records receipts for changes this device pushed itself (the push response's time).

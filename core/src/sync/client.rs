@@ -109,12 +109,16 @@ pub struct SessionLimits {
     pub push_entries: usize,
     /// Bytes of changes per push (a batch stops growing past this).
     pub push_bytes: usize,
+    /// Documents per pulled page, each page one transaction: the relay's largest page by
+    /// default, because every commit writes each index page the page's documents touched, and
+    /// fewer, larger pages write each of them fewer times (P2 of `gridwalk-bench sync` at 500
+    /// and at 2,000 is in `bench/results/`).
     pub pull_page: usize,
 }
 
 impl Default for SessionLimits {
     fn default() -> Self {
-        SessionLimits { push_entries: 5_000, push_bytes: 8 * 1024 * 1024, pull_page: 500 }
+        SessionLimits { push_entries: 5_000, push_bytes: 8 * 1024 * 1024, pull_page: 2_000 }
     }
 }
 
@@ -392,7 +396,13 @@ impl<'s> SyncSession<'s> {
                 self.progress.docs_pulled += page.docs.len();
                 self.progress.bytes_pulled += bytes as u64;
                 self.progress.pages_pulled += 1;
-                self.phase = if page.more { Phase::Pull } else { Phase::Uploads };
+                self.phase = if page.more {
+                    Phase::Pull
+                } else {
+                    // A first pull left the list indexes to build once its rows were in.
+                    self.store.build_deferred_indexes()?;
+                    Phase::Uploads
+                };
             }
             (Phase::AwaitUpload { hash, offset, sent }, Incoming::BlobStatus(status)) => {
                 if status.complete {
@@ -563,6 +573,25 @@ pub fn run(
 
 /// [`run`] for a session set up by the caller (a smaller photo chunk, say).
 pub fn run_session(
+    session: SyncSession<'_>,
+    transport: &mut dyn Transport,
+    retry: Retry,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Progress> {
+    let store = session.store;
+    let outcome = run_session_messages(session, transport, retry, cancel, on_progress);
+    if outcome.is_err() {
+        // A first pull cut off midway leaves no list index unbuilt behind it: lists would
+        // still be right without them, but slow until the next pull completes.
+        if let Err(e) = store.build_deferred_indexes() {
+            tracing::warn!(error = %e, "building the list indexes after an interrupted first pull failed");
+        }
+    }
+    outcome
+}
+
+fn run_session_messages(
     mut session: SyncSession<'_>,
     transport: &mut dyn Transport,
     retry: Retry,
