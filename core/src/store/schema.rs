@@ -539,9 +539,9 @@ macro_rules! request_index_triggers {
 }
 
 /// The counts of one grid's breakdown rows (by category and office) and resolutions in the three
-/// running-count tables, added to (sign 1) or taken
-/// from (sign -1) its village's rows, when `$when` holds: a grid arriving in `areas` under a
-/// village, leaving it, or moving to another village (version 13).
+/// running-count tables, added to (sign 1) or taken from (sign -1) its village's rows, when
+/// `$when` holds: a grid arriving in `areas` under a village, leaving it, or moving to another
+/// village (version 13).
 macro_rules! village_move {
     ($grid:literal, $village:literal, $sign:literal, $when:literal) => {
         concat!(
@@ -568,11 +568,13 @@ macro_rules! village_move {
 /// Version 13: running counts per village (area = the village's id) by category and by office,
 /// and its resolutions by month, besides the store's and each grid's, so a village's dashboard
 /// reads about as many counts as the street's instead of every breakdown of each of its grids
-/// (its totals are its grids' totals, which it reads anyway for its breakdown by grid). A village's counts are always the sum of the counts of
-/// the grids `areas` puts under it: a request's counts go to its grid's village when `areas`
-/// knows it, and a grid that arrives in `areas` (a roster synced after the requests), leaves it
-/// or moves to another village carries its grid counts with it, by triggers on `areas`. The
-/// villages of the requests already counted are filled in set-wise from their grids' counts.
+/// (its totals are its grids' totals, which it reads anyway for its breakdown by grid).
+///
+/// A village's counts are always the sum of the counts of the grids `areas` puts under it: a
+/// request's counts go to its grid's village when `areas` knows it, and a grid that arrives in
+/// `areas` (a roster synced after the requests), leaves it or moves to another village carries
+/// its grid counts with it, by triggers on `areas`. The villages of the requests already
+/// counted are filled in set-wise from their grids' counts.
 const V13: &str = concat!(
     "DROP TRIGGER request_tally_insert;
     DROP TRIGGER request_tally_delete;
@@ -633,8 +635,9 @@ const V13: &str = concat!(
 
 /// Version 14: the indexes a device's first pull builds once its rows are in (`deferred_index`),
 /// with the statement that makes each. A device that holds nothing yet receives every document
-/// of its scope; maintaining these indexes row by row, each insertion in a random place of a
-/// growing B-tree, cost more than everything else its pull writes. While a name is listed, its
+/// of its scope; maintained row by row, each insertion lands in a random place of a growing
+/// B-tree and dirties a page the next commit writes, where building them once the rows are in
+/// sorts each index once (P2 of `gridwalk-bench sync` times the pull). While a name is listed, its
 /// index does not exist; `Store::build_deferred_indexes` makes them and empties the list in one
 /// transaction, at the end of the pull and whenever the store is opened.
 const V14: &str = r#"

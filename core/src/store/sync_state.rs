@@ -64,9 +64,8 @@ fn defer_indexes(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// At most this many helper threads read a page's new documents. Reading (Automerge's load and
-/// the index rows) costs more than writing them, so on a machine of two cores two readers and
-/// the store's thread keep both cores busy.
+/// At most this many helper threads read a page's new documents (Automerge's load and the index
+/// rows), besides the store's thread that writes them; never more than the machine's cores.
 const MAX_READERS: usize = 2;
 
 /// The relay this device joined.
@@ -204,8 +203,9 @@ impl Store {
                     inboxes.push(inbox);
                     let held = &held;
                     scope.spawn(move || {
-                        let mine = docs.iter().zip(held).filter(|(_, h)| !**h).skip(r).step_by(readers);
-                        for (d, _) in mine {
+                        let new_here = docs.iter().zip(held).filter(|(_, h)| !**h);
+                        let mine = new_here.enumerate().filter(|(k, _)| k % readers == r);
+                        for (_, (d, _)) in mine {
                             // A closed channel means the writer stopped on an error.
                             if send.send(NewDocument::read(&d.doc_id, &d.bytes)).is_err() {
                                 return;
