@@ -16,6 +16,7 @@ use gridwalk_core::report::{
     Month, Scope, Slice, ALL_MEASURES,
 };
 use gridwalk_core::store::{Identity, Store};
+use gridwalk_core::sync::protocol::PulledDoc;
 use gridwalk_core::{CoreError, Timestamp};
 
 fn until() -> DateTime<Utc> {
@@ -358,6 +359,55 @@ fn a_village_counts_the_grids_it_holds_when_they_arrive_after_their_requests_or_
         }
     }
     assert_eq!(late.index_dump().unwrap(), store.index_dump().unwrap());
+}
+
+/// A device's first pull counts its running counts once, set-wise, at its end instead of by
+/// triggers row by row (schema 15): over a whole generated town, every count must come out
+/// exactly as the triggers count it, and every dashboard as the fold over the documents.
+#[test]
+fn a_first_pull_counts_a_whole_town_at_its_end_exactly_as_the_triggers_count_it() {
+    let (dir, store) = town();
+    let (all, _) = documents(&store);
+    let device = Store::create(dir.path().join("device.db"), Identity { device: "hall-pc-2".into(), walker: "hall-2".into() })
+        .unwrap();
+    // The reference data first, as a hall PC set up from the same roster has it, so the
+    // recount meets every grid's village.
+    let mut areas = store.areas().unwrap();
+    areas.sort_by_key(|a| match a.kind {
+        AreaKind::Town => 0,
+        AreaKind::Village => 1,
+        AreaKind::Grid => 2,
+        AreaKind::MicroGrid => 3,
+    });
+    for a in &areas {
+        device.put_area(a).unwrap();
+    }
+    for d in store.departments().unwrap() {
+        device.put_department(&d).unwrap();
+    }
+    let page: Vec<PulledDoc> = store
+        .document_ids()
+        .unwrap()
+        .into_iter()
+        .map(|id| PulledDoc { bytes: store.document_bytes(&id).unwrap(), doc_id: id, snapshot: true, receipts: Vec::new() })
+        .collect();
+    assert!(page.len() > 900);
+    device.apply_pull_page(&page, "cursor-1").unwrap();
+    let counted = |s: &Store| -> i64 {
+        s.connection().query_row("SELECT COUNT(*) FROM request_tally WHERE total != 0", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(counted(&device), 0, "the counts wait for the pull's end");
+    assert!(device.build_deferred_indexes().unwrap() > 0);
+    assert!(counted(&device) > 100);
+    assert_eq!(device.index_dump().unwrap(), store.index_dump().unwrap());
+    assert!(device.check().unwrap().index_matches_documents);
+    let villages: Vec<String> = areas.iter().filter(|a| a.kind == AreaKind::Village).map(|a| a.id.clone()).collect();
+    for now in [until(), Utc.with_ymd_and_hms(2026, 6, 12, 3, 0, 0).unwrap()] {
+        for v in &villages {
+            assert_dashboard_matches_the_fold(&device, &all, &DashboardQuery::new(Scope::Village(v.clone()), Timestamp(now)));
+        }
+        assert_dashboard_matches_the_fold(&device, &all, &DashboardQuery::new(Scope::All, Timestamp(now)));
+    }
 }
 
 #[test]

@@ -526,13 +526,14 @@ fn a_roster_in_a_page_read_on_helper_threads_fills_the_reference_tables() {
     assert!(device.check().unwrap().index_matches_documents);
 }
 
-/// The secondary indexes of the tables a first pull defers, by name, as SQLite holds them.
+/// The secondary indexes and the triggers of the tables a first pull touches, by name, as
+/// SQLite holds them.
 fn list_indexes(store: &Store) -> Vec<(String, String)> {
     store
         .connection()
         .prepare(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
-               AND tbl_name IN ('request_index', 'visit_index', 'visit_walkers', 'relay_receipts') ORDER BY name",
+            "SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND sql IS NOT NULL
+               AND tbl_name IN ('request_index', 'visit_index', 'visit_walkers', 'relay_receipts', 'areas') ORDER BY name",
         )
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -541,10 +542,11 @@ fn list_indexes(store: &Store) -> Vec<(String, String)> {
         .unwrap()
 }
 
-/// A device's first pull builds the list indexes after its rows (schema 14): while they wait,
-/// lists and reports give the hall's answers; built, the device has exactly the indexes and the
-/// index rows of a store that kept them all along. A refused first page drops nothing, and a
-/// pull cut off midway (the process killed) has them built when the store is next opened.
+/// A device's first pull builds the list indexes, the running counts and the search entries
+/// after its rows (schema 14 on): while they wait, lists give the hall's answers; built, the
+/// device has exactly the indexes, triggers and index rows of a store that kept them all along.
+/// A refused first page drops nothing, and a pull cut off midway (the process killed) has them
+/// built when the store is next opened.
 #[test]
 fn a_first_pull_builds_the_list_indexes_after_its_rows_and_loses_none_when_cut_off() {
     let dir = tempfile::tempdir().unwrap();
@@ -558,6 +560,13 @@ fn a_first_pull_builds_the_list_indexes_after_its_rows_and_loses_none_when_cut_o
         RequestFilter { statuses: vec![Status::Accepted], limit: 1000, ..Default::default() },
     ];
     let lists = |s: &Store| filters.iter().map(|f| s.list_requests(f).unwrap()).collect::<Vec<_>>();
+    let search = RequestFilter { text: Some("路灯".into()), limit: 1000, ..Default::default() };
+    assert_eq!(hall.list_requests(&search).unwrap().len(), 150);
+    // The index rows a first pull writes as its documents arrive (the rest waits for its end).
+    let row_by_row = |s: &Store| {
+        let waiting = ["Text(\"tally\")", "Text(\"resolved_tally\")", "Text(\"deadline_tally\")", "Text(\"fts\")"];
+        s.index_dump().unwrap().into_iter().filter(|l| !waiting.iter().any(|w| l.starts_with(w))).collect::<Vec<_>>()
+    };
 
     let device = store_in(&dir, "device.db", "pc-a");
     // A damaged first page is refused whole: its index drops are rolled back with it.
@@ -570,6 +579,7 @@ fn a_first_pull_builds_the_list_indexes_after_its_rows_and_loses_none_when_cut_o
     device.apply_pull_page(first, "cursor-1").unwrap();
     let waiting = list_indexes(&device);
     assert!(waiting.len() < all_indexes.len(), "the first page deferred indexes: {waiting:?}");
+    assert!(waiting.iter().all(|(n, _)| !n.contains("tally")), "the running counts' triggers wait too: {waiting:?}");
     // The reports name two indexes; they stay.
     for kept in ["request_open_by_deadline", "request_open_by_grid_deadline"] {
         assert!(waiting.iter().any(|(n, _)| n == kept), "{kept}");
@@ -582,7 +592,7 @@ fn a_first_pull_builds_the_list_indexes_after_its_rows_and_loses_none_when_cut_o
         "SELECT 1 FROM documents WHERE id = 'd'",
         "SELECT rowid FROM request_index WHERE id = 'r'",
         "SELECT visited_at FROM last_visit WHERE scope = 'grid' AND id = 'g1'",
-        "SELECT 1 FROM relay_receipts WHERE hash = x'00'",
+        "SELECT 1 FROM relay_receipts WHERE doc_id = 'd' AND hash = x'00'",
     ] {
         let plan: Vec<String> = device
             .connection()
@@ -597,7 +607,8 @@ fn a_first_pull_builds_the_list_indexes_after_its_rows_and_loses_none_when_cut_o
     // A later page of the same pull does not defer anything more, and the answers are right.
     device.apply_pull_page(second, "cursor-2").unwrap();
     assert_eq!(lists(&device), lists(&hall));
-    assert_eq!(device.index_dump().unwrap(), hall.index_dump().unwrap());
+    assert_eq!(row_by_row(&device), row_by_row(&hall));
+    assert_ne!(device.index_dump().unwrap(), hall.index_dump().unwrap(), "counts and search entries wait");
 
     // Killed here: the next open builds them.
     drop(device);
@@ -605,6 +616,7 @@ fn a_first_pull_builds_the_list_indexes_after_its_rows_and_loses_none_when_cut_o
     assert_eq!(list_indexes(&device), all_indexes);
     assert_eq!(device.build_deferred_indexes().unwrap(), 0);
     assert_eq!(lists(&device), lists(&hall));
+    assert_eq!(device.list_requests(&search).unwrap(), hall.list_requests(&search).unwrap());
     assert_eq!(device.index_dump().unwrap(), hall.index_dump().unwrap());
     assert!(device.check().unwrap().index_matches_documents);
 
@@ -614,4 +626,13 @@ fn a_first_pull_builds_the_list_indexes_after_its_rows_and_loses_none_when_cut_o
     assert!(other.build_deferred_indexes().unwrap() > 0);
     assert_eq!(list_indexes(&other), all_indexes);
     assert_eq!(lists(&other), lists(&hall));
+    // The triggers are back: a request raised now is counted and found like any other.
+    for s in [&hall, &device] {
+        s.raise_request(&s.context(t(500)), streetlight("g1", None)).unwrap();
+    }
+    let counts = |s: &Store| -> i64 {
+        s.connection().query_row("SELECT SUM(total) FROM request_tally WHERE area = '*' AND dim = 'all'", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!((counts(&device), counts(&hall)), (151, 151));
+    assert_eq!(device.list_requests(&search).unwrap().len(), 151);
 }

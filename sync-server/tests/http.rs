@@ -122,6 +122,58 @@ fn devices_converge_through_a_real_relay_even_when_it_is_killed_and_restarted() 
     assert_eq!(stats["documents"].as_u64().unwrap() as usize, expected.0.len());
 }
 
+/// The HTTP transport fetches the next page while the session applies the one before. A page
+/// fetched ahead must answer only the very pull it was fetched for, and a pull of many small
+/// pages must end exactly where one of a single page does.
+#[test]
+fn a_page_fetched_ahead_answers_only_the_pull_it_was_fetched_for() {
+    use client::{HttpTransport, Incoming, Outgoing, Retry, SessionLimits, SyncSession, Transport};
+    let dir = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&dir.path().join("relay"), 0);
+    let phone = device_store(dir.path(), "phone-1", "w1");
+    client::join(&phone, &relay.url, &relay.enroll("phone-1", "walker", "g1"), "phone-1").unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for minute in 0..40 {
+        random_edit(&phone, &mut rng, "g1", minute);
+    }
+    sync(&phone).unwrap();
+    let held = fingerprint(&phone).0.len();
+    assert!(held > 12, "enough documents for several pages of 4: {held}");
+
+    let hall = device_store(dir.path(), "hall-pc", "hall-1");
+    let link = client::join(&hall, &relay.url, &relay.enroll("hall-pc", "hall", ""), "hall-pc").unwrap();
+    let page = |reply: gridwalk_core::Result<Incoming>| match reply.unwrap() {
+        Incoming::Pulled(page) => page,
+        other => panic!("a pull answered with {other:?}"),
+    };
+    let pull = |cursor: &str, limit| Outgoing::Pull { cursor: cursor.into(), limit };
+    let mut ahead = HttpTransport::new(&link).unwrap();
+    let first = page(ahead.send(&pull("", 4)));
+    assert!(first.more && first.docs.len() == 4);
+    // Asked for the first page again, the transport must not hand out the second.
+    assert_eq!(page(ahead.send(&pull("", 4))), first);
+    // Nor the second when the page size differs from the one it fetched ahead with.
+    let mut fresh = HttpTransport::new(&link).unwrap();
+    assert_eq!(page(ahead.send(&pull(&first.cursor, 3))), page(fresh.send(&pull(&first.cursor, 3))));
+    // And for exactly the request it fetched ahead, the same page a fresh fetch returns.
+    let _ = page(ahead.send(&pull("", 4)));
+    assert_eq!(page(ahead.send(&pull(&first.cursor, 4))), page(fresh.send(&pull(&first.cursor, 4))));
+
+    // A whole first pull in pages of 4, every one but the first fetched ahead.
+    let limits = SessionLimits { pull_page: 4, ..SessionLimits::default() };
+    let progress = client::run_session(
+        SyncSession::new(&hall, limits).unwrap(),
+        &mut HttpTransport::new(&link).unwrap(),
+        Retry::default(),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(progress.docs_pulled, held);
+    assert!(progress.pages_pulled >= held / 4);
+    assert_eq!(fingerprint(&hall), fingerprint(&phone));
+}
+
 #[test]
 fn every_endpoint_enforces_tokens_and_grids_and_refuses_bad_input_with_json() {
     let dir = tempfile::tempdir().unwrap();

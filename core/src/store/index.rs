@@ -71,6 +71,10 @@ pub(crate) fn index_request(
             ],
             |r| r.get(0),
         )?;
+    // A first pull that left the search entries to its end makes every one of them there.
+    if super::sync_state::search_entries_deferred(conn)? {
+        return Ok(());
+    }
     conn.prepare_cached("DELETE FROM request_fts WHERE rowid = ?1")?
         .execute([rowid])?;
     conn.prepare_cached("INSERT INTO request_fts (rowid, body) VALUES (?1, ?2)")?

@@ -712,7 +712,7 @@ impl Store {
             .into_iter()
             .map(|event| {
                 let relay_received_at = match carriers.get(&event.id) {
-                    Some(hash) => self.receipt_of(&hash.0)?,
+                    Some(hash) => self.receipt_of(id, &hash.0)?,
                     None => None,
                 };
                 Ok(HistoryEntry {

@@ -647,6 +647,108 @@ CREATE TABLE deferred_index (
 );
 "#;
 
+/// Version 15: relay receipts kept by document, then change hash. A request's history looks
+/// up the receipts of one document's changes, and a pulled document brings the receipts of all
+/// of its changes at once: keyed by document, they sit together, where keyed by hash alone each
+/// went to a random place of the table (and a second index by document beside it).
+const V15: &str = r#"
+CREATE TABLE relay_receipts_by_document (
+    doc_id TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (doc_id, hash)
+) WITHOUT ROWID;
+INSERT INTO relay_receipts_by_document (doc_id, hash, received_at)
+    SELECT doc_id, hash, received_at FROM relay_receipts;
+DROP TABLE relay_receipts;
+ALTER TABLE relay_receipts_by_document RENAME TO relay_receipts;
+"#;
+
+/// Every running count (`request_tally`, `request_resolved_tally`, `request_deadline_tally`)
+/// counted afresh, set-wise, from `request_index` and `areas`: what the triggers of version 13
+/// add up row by row, for a first pull that drops the triggers while its rows go in (see
+/// `sync_state`). Each arm is one of the triggers' areas: the whole store (`*`), the request's
+/// grid, and the grid's village where `areas` knows it; each count is the trigger's predicate of
+/// the same name. `report` tests compare the two over a generated town.
+pub(crate) const RECOUNT_RUNNING_COUNTS: &str = r#"
+DELETE FROM request_tally;
+DELETE FROM request_resolved_tally;
+DELETE FROM request_deadline_tally;
+WITH r AS (
+    SELECT i.grid AS grid, v.parent AS village, i.category AS category,
+           COALESCE(i.department, '') AS department,
+           strftime('%Y-%m', (i.created_at + 28800000) / 1000, 'unixepoch') AS month,
+           COALESCE(i.status = 'new', 0) AS untriaged,
+           COALESCE(i.status IN ('accepted', 'assigned', 'reopened') OR i.resolved_at IS NOT NULL, 0) AS handled,
+           COALESCE(i.resolved_at IS NOT NULL, 0) AS resolved,
+           COALESCE(i.status IN ('accepted', 'assigned', 'reopened') AND i.resolved_at IS NULL, 0) AS unresolved,
+           COALESCE(i.resolved_at IS NOT NULL AND i.deadline IS NOT NULL, 0) AS resolved_with_deadline,
+           COALESCE(i.resolved_at IS NOT NULL AND i.deadline IS NOT NULL AND i.resolved_at <= i.deadline, 0) AS on_time,
+           COALESCE(i.resolved_at IS NOT NULL AND i.deadline IS NOT NULL AND i.resolved_at > i.deadline, 0) AS late,
+           COALESCE(i.rating IS NOT NULL, 0) AS rated,
+           COALESCE(i.rating IN ('satisfied', 'basically'), 0) AS satisfied,
+           COALESCE(i.rating = 'not_satisfied', 0) AS not_satisfied
+      FROM request_index i
+      LEFT JOIN areas v ON v.id = i.grid AND v.kind = 'grid' AND v.parent IS NOT NULL
+)
+INSERT INTO request_tally (area, dim, key, month, total, untriaged, handled, resolved,
+    unresolved, resolved_with_deadline, on_time, late, rated, satisfied, not_satisfied)
+SELECT area, dim, key, month, COUNT(*), SUM(untriaged), SUM(handled), SUM(resolved),
+       SUM(unresolved), SUM(resolved_with_deadline), SUM(on_time), SUM(late), SUM(rated),
+       SUM(satisfied), SUM(not_satisfied)
+  FROM (SELECT '*' AS area, 'all' AS dim, '' AS key, r.* FROM r
+        UNION ALL SELECT '*', 'category', category, r.* FROM r
+        UNION ALL SELECT '*', 'department', department, r.* FROM r
+        UNION ALL SELECT grid, 'all', '', r.* FROM r
+        UNION ALL SELECT grid, 'category', category, r.* FROM r
+        UNION ALL SELECT grid, 'department', department, r.* FROM r
+        UNION ALL SELECT village, 'category', category, r.* FROM r WHERE village IS NOT NULL
+        UNION ALL SELECT village, 'department', department, r.* FROM r WHERE village IS NOT NULL)
+ GROUP BY area, dim, key, month;
+WITH r AS (
+    SELECT i.grid AS grid, v.parent AS village,
+           strftime('%Y-%m', (i.created_at + 28800000) / 1000, 'unixepoch') AS month,
+           strftime('%Y-%m', (i.resolved_at + 28800000) / 1000, 'unixepoch') AS resolved_month
+      FROM request_index i
+      LEFT JOIN areas v ON v.id = i.grid AND v.kind = 'grid' AND v.parent IS NOT NULL
+     WHERE i.resolved_at IS NOT NULL
+)
+INSERT INTO request_resolved_tally (area, month, resolved_month, n)
+SELECT area, month, resolved_month, COUNT(*)
+  FROM (SELECT '*' AS area, month, resolved_month FROM r
+        UNION ALL SELECT grid, month, resolved_month FROM r
+        UNION ALL SELECT village, month, resolved_month FROM r WHERE village IS NOT NULL)
+ GROUP BY area, month, resolved_month;
+WITH r AS (
+    SELECT i.grid AS grid, v.parent AS village, i.category AS category,
+           COALESCE(i.department, '') AS department,
+           strftime('%Y-%m', (i.created_at + 28800000) / 1000, 'unixepoch') AS month,
+           strftime('%Y-%m', (i.deadline + 28800000) / 1000, 'unixepoch') AS deadline_month
+      FROM request_index i
+      LEFT JOIN areas v ON v.id = i.grid AND v.kind = 'grid' AND v.parent IS NOT NULL
+     WHERE i.status IN ('new', 'accepted', 'assigned', 'reopened') AND i.deadline IS NOT NULL
+)
+INSERT INTO request_deadline_tally (area, dim, key, month, deadline_month, n)
+SELECT area, dim, key, month, deadline_month, COUNT(*)
+  FROM (SELECT '*' AS area, 'all' AS dim, '' AS key, month, deadline_month FROM r
+        UNION ALL SELECT '*', 'category', category, month, deadline_month FROM r
+        UNION ALL SELECT '*', 'department', department, month, deadline_month FROM r
+        UNION ALL SELECT grid, 'all', '', month, deadline_month FROM r
+        UNION ALL SELECT grid, 'category', category, month, deadline_month FROM r
+        UNION ALL SELECT grid, 'department', department, month, deadline_month FROM r
+        UNION ALL SELECT village, 'category', category, month, deadline_month FROM r WHERE village IS NOT NULL
+        UNION ALL SELECT village, 'department', department, month, deadline_month FROM r WHERE village IS NOT NULL)
+ GROUP BY area, dim, key, month, deadline_month;
+"#;
+
+/// Every request's search entry made afresh from `request_index`, in one statement, for a first
+/// pull that leaves them to its end. The text is `index::request_search_text`'s: the address,
+/// a line break, the description.
+pub(crate) const REFILL_SEARCH_INDEX: &str = r#"
+DELETE FROM request_fts;
+INSERT INTO request_fts (rowid, body) SELECT rowid, address || char(10) || description FROM request_index;
+"#;
+
 pub fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -663,8 +765,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V12),
         M::up(V13),
         M::up(V14),
+        M::up(V15),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 14;
+pub const LATEST_VERSION: usize = 15;

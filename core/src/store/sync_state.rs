@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{NewDocument, Store};
+use super::{schema, NewDocument, Store};
 use crate::error::{CoreError, Result};
 use crate::sync::protocol::PulledDoc;
 
@@ -12,20 +12,34 @@ use crate::sync::protocol::PulledDoc;
 const READ_AHEAD_FROM: usize = 8;
 
 /// A first pull (the store holds no document and no cursor yet) whose first page brings at least
-/// this many documents builds the list indexes after its rows ([`DEFERRABLE_INDEX_TABLES`]).
+/// this many documents leaves the work that does not have to happen row by row to its end
+/// ([`defer_first_pull_work`]).
 const DEFER_INDEXES_FROM: usize = 100;
 
 /// The tables whose secondary indexes a first pull builds at its end rather than row by row.
 /// None of these indexes serves a statement that writing a pulled document runs (which then
 /// would scan its table for every document); `visit_walkers`'s does, so it stays.
-const DEFERRABLE_INDEX_TABLES: [&str; 3] = ["request_index", "visit_index", "relay_receipts"];
+const DEFERRABLE_INDEX_TABLES: [&str; 2] = ["request_index", "visit_index"];
 
 /// Indexes kept while a first pull runs: the reports name them (`INDEXED BY`), so they must
 /// exist for a report to run at all, and they hold only the open requests with a deadline.
 const INDEXES_KEPT_DURING_A_FIRST_PULL: [&str; 2] = ["request_open_by_deadline", "request_open_by_grid_deadline"];
 
-/// Builds the indexes a first pull deferred, in one transaction; the number built. Lists and
-/// reports give the same answers with or without them, only slower.
+/// The tables whose triggers keep the running counts, and only those (`schema`, versions 11 to
+/// 13): a first pull drops the triggers and counts everything once at its end
+/// ([`schema::RECOUNT_RUNNING_COUNTS`]).
+const RUNNING_COUNT_TRIGGER_TABLES: [&str; 2] = ["request_index", "areas"];
+
+/// The name under which `deferred_index` lists the running counts' recount.
+const RECOUNT_NAME: &str = "running counts";
+
+/// The name under which `deferred_index` lists the search entries' refill. While it is listed,
+/// indexing a request writes no search entry (see [`search_entries_deferred`]).
+const SEARCH_REFILL_NAME: &str = "request_fts";
+
+/// Runs what a first pull left to its end (its indexes, running counts and search entries), in
+/// one transaction; the number of statements run. Lists and reports give the same answers with
+/// or without the indexes, only slower; the counts and search entries are whole again after it.
 pub(crate) fn build_deferred_indexes(conn: &Connection) -> Result<usize> {
     let waiting: i64 = conn.query_row("SELECT COUNT(*) FROM deferred_index", [], |r| r.get(0))?;
     if waiting == 0 {
@@ -36,6 +50,8 @@ pub(crate) fn build_deferred_indexes(conn: &Connection) -> Result<usize> {
         .prepare("SELECT sql FROM deferred_index ORDER BY name")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    // The order does not matter: nothing here writes `request_index` or `areas`, whose triggers
+    // are among the statements.
     for sql in &deferred {
         tx.execute_batch(sql)?;
     }
@@ -44,23 +60,48 @@ pub(crate) fn build_deferred_indexes(conn: &Connection) -> Result<usize> {
     Ok(deferred.len())
 }
 
-/// Drops the deferrable indexes, listing each with its statement first: part of the first
-/// page's transaction, so either both happen or neither.
-fn defer_indexes(conn: &Connection) -> Result<()> {
-    let tables = DEFERRABLE_INDEX_TABLES.map(|t| format!("'{t}'")).join(", ");
-    let kept = INDEXES_KEPT_DURING_A_FIRST_PULL.map(|t| format!("'{t}'")).join(", ");
+/// Whether a first pull has left the requests' search entries to its end: indexing a request
+/// then writes none, since the refill makes every one.
+pub(crate) fn search_entries_deferred(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM deferred_index WHERE name = ?1)")?
+        .query_row([SEARCH_REFILL_NAME], |r| r.get(0))?)
+}
+
+/// Leaves to the end of a first pull what is cheaper done once over every row than row by row:
+/// the list indexes (dropped, each listed with its statement), the running counts (their
+/// triggers dropped and listed, with the set-wise recount) and the search entries (the
+/// refill). Part of the first page's transaction, so either all of it happens or none.
+fn defer_first_pull_work(conn: &Connection) -> Result<()> {
+    let quoted = |names: &[&str]| names.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
     // `sql` is NULL for the indexes behind PRIMARY KEY and UNIQUE, which stay.
     let indexes: Vec<(String, String)> = conn
         .prepare(&format!(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
-               AND tbl_name IN ({tables}) AND name NOT IN ({kept})"
+               AND tbl_name IN ({}) AND name NOT IN ({})",
+            quoted(&DEFERRABLE_INDEX_TABLES),
+            quoted(&INDEXES_KEPT_DURING_A_FIRST_PULL)
         ))?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let triggers: Vec<(String, String)> = conn
+        .prepare(&format!(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({})",
+            quoted(&RUNNING_COUNT_TRIGGER_TABLES)
+        ))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut listed = conn.prepare("INSERT INTO deferred_index (name, sql) VALUES (?1, ?2)")?;
     for (name, sql) in &indexes {
-        conn.execute("INSERT INTO deferred_index (name, sql) VALUES (?1, ?2)", params![name, sql])?;
+        listed.execute(params![name, sql])?;
         conn.execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))?;
     }
+    for (name, sql) in &triggers {
+        listed.execute(params![name, sql])?;
+        conn.execute_batch(&format!("DROP TRIGGER \"{}\"", name.replace('"', "\"\"")))?;
+    }
+    listed.execute(params![RECOUNT_NAME, schema::RECOUNT_RUNNING_COUNTS])?;
+    listed.execute(params![SEARCH_REFILL_NAME, schema::REFILL_SEARCH_INDEX])?;
     Ok(())
 }
 
@@ -174,7 +215,7 @@ impl Store {
             && self.conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM documents)", [], |r| r.get::<_, bool>(0))?;
         self.atomically(|conn| {
             if first_pull {
-                defer_indexes(conn)?;
+                defer_first_pull_work(conn)?;
             }
             let mut held = Vec::with_capacity(docs.len());
             for d in docs {
@@ -235,10 +276,10 @@ impl Store {
                         changed += 1;
                     }
                     let mut insert = conn.prepare_cached(
-                        "INSERT OR IGNORE INTO relay_receipts (hash, doc_id, received_at) VALUES (?1, ?2, ?3)",
+                        "INSERT OR IGNORE INTO relay_receipts (doc_id, hash, received_at) VALUES (?1, ?2, ?3)",
                     )?;
                     for r in &d.receipts {
-                        insert.execute(params![&r.hash[..], d.doc_id, r.received_at])?;
+                        insert.execute(params![d.doc_id, &r.hash[..], r.received_at])?;
                     }
                 }
                 self.set_meta("relay_cursor", cursor)?;
@@ -257,18 +298,19 @@ impl Store {
     pub fn record_receipts(&self, doc_id: &str, hashes: &[[u8; 32]], received_at: i64) -> Result<()> {
         let mut insert = self
             .conn
-            .prepare_cached("INSERT OR IGNORE INTO relay_receipts (hash, doc_id, received_at) VALUES (?1, ?2, ?3)")?;
+            .prepare_cached("INSERT OR IGNORE INTO relay_receipts (doc_id, hash, received_at) VALUES (?1, ?2, ?3)")?;
         for h in hashes {
-            insert.execute(params![&h[..], doc_id, received_at])?;
+            insert.execute(params![doc_id, &h[..], received_at])?;
         }
         Ok(())
     }
 
-    pub(crate) fn receipt_of(&self, hash: &[u8; 32]) -> Result<Option<i64>> {
+    /// When the relay first received change `hash` of document `doc_id`, if it said.
+    pub(crate) fn receipt_of(&self, doc_id: &str, hash: &[u8; 32]) -> Result<Option<i64>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT received_at FROM relay_receipts WHERE hash = ?1")?
-            .query_row([&hash[..]], |r| r.get(0))
+            .prepare_cached("SELECT received_at FROM relay_receipts WHERE doc_id = ?1 AND hash = ?2")?
+            .query_row(params![doc_id, &hash[..]], |r| r.get(0))
             .optional()?)
     }
 }

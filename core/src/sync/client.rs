@@ -626,10 +626,24 @@ fn run_session_messages(
 }
 
 /// The real transport: HTTP to the relay.
+///
+/// While the session applies a pulled page that says more follow, the next page is already
+/// being fetched (and decoded) on a helper thread: applying a page of a first pull and the
+/// relay reading the next one then overlap instead of taking turns. A pull asked for with
+/// another cursor or page size than the one fetched ahead is fetched afresh; the page fetched
+/// ahead is only ever used as the answer to exactly the request it was fetched for.
 pub struct HttpTransport {
     base: String,
     token: String,
     client: reqwest::blocking::Client,
+    next_page: Option<PageFetchedAhead>,
+}
+
+/// A pull sent ahead of the session's asking for it.
+struct PageFetchedAhead {
+    cursor: String,
+    limit: usize,
+    reply: std::thread::JoinHandle<Result<Incoming>>,
 }
 
 impl HttpTransport {
@@ -638,8 +652,47 @@ impl HttpTransport {
             base: link.url.trim_end_matches('/').to_string(),
             token: link.token.clone(),
             client: http_client()?,
+            next_page: None,
         })
     }
+
+    /// A pull's reply: the page fetched ahead when it was fetched for exactly this request,
+    /// else a fresh fetch. Either way, the page after it is then fetched ahead if there is one.
+    fn pull(&mut self, cursor: &str, limit: usize) -> Result<Incoming> {
+        let reply = match self.next_page.take() {
+            Some(ahead) if ahead.cursor == cursor && ahead.limit == limit => ahead
+                .reply
+                .join()
+                .unwrap_or_else(|_| Err(CoreError::Network("fetching the next page stopped".into()))),
+            // A page fetched for another request is left to finish on its own and dropped.
+            _ => fetch_page(&self.client, &self.base, &self.token, cursor, limit),
+        };
+        if let Ok(Incoming::Pulled(page)) = &reply {
+            if page.more {
+                let (client, base, token, next) =
+                    (self.client.clone(), self.base.clone(), self.token.clone(), page.cursor.clone());
+                let ahead = std::thread::Builder::new()
+                    .name("gridwalk-next-page".into())
+                    .spawn(move || fetch_page(&client, &base, &token, &next, limit));
+                // A thread that cannot be started only means the next page is fetched when asked.
+                if let Ok(reply) = ahead {
+                    self.next_page = Some(PageFetchedAhead { cursor: page.cursor.clone(), limit, reply });
+                }
+            }
+        }
+        reply
+    }
+}
+
+/// One `GET /v1/pull`, decoded.
+fn fetch_page(client: &reqwest::blocking::Client, base: &str, token: &str, cursor: &str, limit: usize) -> Result<Incoming> {
+    let resp = client
+        .get(format!("{base}/v1/pull"))
+        .bearer_auth(token)
+        .query(&[("cursor", cursor), ("limit", &limit.to_string())])
+        .send()
+        .map_err(network)?;
+    Ok(Incoming::Pulled(protocol::decode(&success(resp)?.bytes().map_err(network)?)?))
 }
 
 fn http_client() -> Result<reqwest::blocking::Client> {
@@ -702,16 +755,7 @@ impl Transport for HttpTransport {
                     .map_err(network)?;
                 Ok(Incoming::Pushed(protocol::decode(&success(resp)?.bytes().map_err(network)?)?))
             }
-            Outgoing::Pull { cursor, limit } => {
-                let resp = self
-                    .client
-                    .get(format!("{}/v1/pull", self.base))
-                    .bearer_auth(&self.token)
-                    .query(&[("cursor", cursor.as_str()), ("limit", &limit.to_string())])
-                    .send()
-                    .map_err(network)?;
-                Ok(Incoming::Pulled(protocol::decode(&success(resp)?.bytes().map_err(network)?)?))
-            }
+            Outgoing::Pull { cursor, limit } => self.pull(cursor, *limit),
             Outgoing::BlobStatus { hash } => {
                 let resp = self.client.get(self.blob_url(hash, "/status")?).bearer_auth(&self.token).send().map_err(network)?;
                 Ok(Incoming::BlobStatus(success(resp)?.json().map_err(network)?))
