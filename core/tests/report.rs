@@ -298,6 +298,25 @@ fn every_dashboard_figure_matches_a_fold_over_every_document() {
     assert!(f.late > 0 && f.not_satisfied > 0, "{f:?}");
 }
 
+/// Copies the areas (each parent before its children) and the offices of `from` into `to`, as a
+/// roster would bring them; the areas, in that order.
+fn copy_reference_data(from: &Store, to: &Store) -> Vec<gridwalk_core::model::Area> {
+    let mut areas = from.areas().unwrap();
+    areas.sort_by_key(|a| match a.kind {
+        AreaKind::Town => 0,
+        AreaKind::Village => 1,
+        AreaKind::Grid => 2,
+        AreaKind::MicroGrid => 3,
+    });
+    for a in &areas {
+        to.put_area(a).unwrap();
+    }
+    for d in from.departments().unwrap() {
+        to.put_department(&d).unwrap();
+    }
+    areas
+}
+
 /// A village's running counts (schema 13) are those of the grids `areas` puts under it, however
 /// the two arrive: here a device receives every document before the reference tables (a roster
 /// synced after the requests), and then a grid moves to another village. Both villages' every
@@ -317,20 +336,7 @@ fn a_village_counts_the_grids_it_holds_when_they_arrive_after_their_requests_or_
             .unwrap()
     };
     assert_eq!(count_villages(&late), 0, "no village is known yet");
-    let mut areas = store.areas().unwrap();
-    let depth = |k: AreaKind| match k {
-        AreaKind::Town => 0,
-        AreaKind::Village => 1,
-        AreaKind::Grid => 2,
-        AreaKind::MicroGrid => 3,
-    };
-    areas.sort_by_key(|a| depth(a.kind));
-    for a in &areas {
-        late.put_area(a).unwrap();
-    }
-    for d in store.departments().unwrap() {
-        late.put_department(&d).unwrap();
-    }
+    let areas = copy_reference_data(&store, &late);
     assert!(count_villages(&late) > 0);
     assert_eq!(late.index_dump().unwrap(), store.index_dump().unwrap());
     assert!(late.check().unwrap().index_matches_documents);
@@ -372,19 +378,7 @@ fn a_first_pull_counts_a_whole_town_at_its_end_exactly_as_the_triggers_count_it(
         .unwrap();
     // The reference data first, as a hall PC set up from the same roster has it, so the
     // recount meets every grid's village.
-    let mut areas = store.areas().unwrap();
-    areas.sort_by_key(|a| match a.kind {
-        AreaKind::Town => 0,
-        AreaKind::Village => 1,
-        AreaKind::Grid => 2,
-        AreaKind::MicroGrid => 3,
-    });
-    for a in &areas {
-        device.put_area(a).unwrap();
-    }
-    for d in store.departments().unwrap() {
-        device.put_department(&d).unwrap();
-    }
+    let areas = copy_reference_data(&store, &device);
     let page: Vec<PulledDoc> = store
         .document_ids()
         .unwrap()
