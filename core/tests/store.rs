@@ -526,6 +526,27 @@ fn a_roster_in_a_page_read_on_helper_threads_fills_the_reference_tables() {
     assert!(device.check().unwrap().index_matches_documents);
 }
 
+/// The app opens the store a second time (its window beside its sync worker) while the worker's
+/// first pull is under way: opening builds what the pull left for its end, and the pages after
+/// that are counted and indexed row by row, so the pull still ends exactly where the hall is.
+#[test]
+fn a_store_opened_beside_a_first_pull_builds_what_waits_and_the_pull_still_ends_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let hall = store_in(&dir, "hall.db", "hall-pc");
+    let page = a_page_of(&hall, 150);
+    let device = store_in(&dir, "device.db", "pc-a");
+    let (first, second) = page.split_at(110);
+    device.apply_pull_page(first, "cursor-1").unwrap();
+    assert!(list_indexes(&device).len() < list_indexes(&hall).len());
+    let window = Store::open(dir.path().join("device.db")).unwrap();
+    assert_eq!(list_indexes(&window), list_indexes(&hall));
+    device.apply_pull_page(second, "cursor-2").unwrap();
+    assert_eq!(device.build_deferred_indexes().unwrap(), 0, "nothing waits any more");
+    assert_eq!(window.index_dump().unwrap(), hall.index_dump().unwrap());
+    let search = RequestFilter { text: Some("路灯".into()), limit: 1000, ..Default::default() };
+    assert_eq!(window.list_requests(&search).unwrap().len(), 150);
+}
+
 /// The secondary indexes and the triggers of the tables a first pull touches, by name, as
 /// SQLite holds them.
 fn list_indexes(store: &Store) -> Vec<(String, String)> {
