@@ -298,6 +298,11 @@ fn every_dashboard_figure_matches_a_fold_over_every_document() {
     assert!(f.late > 0 && f.not_satisfied > 0, "{f:?}");
 }
 
+/// A second hall PC's empty store beside the town's, in the same directory.
+fn second_hall(dir: &tempfile::TempDir, file: &str) -> Store {
+    Store::create(dir.path().join(file), Identity { device: "hall-pc-2".into(), walker: "hall-2".into() }).unwrap()
+}
+
 /// Copies the areas (each parent before its children) and the offices of `from` into `to`, as a
 /// roster would bring them; the areas, in that order.
 fn copy_reference_data(from: &Store, to: &Store) -> Vec<gridwalk_core::model::Area> {
@@ -325,8 +330,7 @@ fn copy_reference_data(from: &Store, to: &Store) -> Vec<gridwalk_core::model::Ar
 fn a_village_counts_the_grids_it_holds_when_they_arrive_after_their_requests_or_move_to_another_village() {
     let (dir, store) = town();
     let (all, _) = documents(&store);
-    let late = Store::create(dir.path().join("late.db"), Identity { device: "hall-pc-2".into(), walker: "hall-2".into() })
-        .unwrap();
+    let late = second_hall(&dir, "late.db");
     for id in store.document_ids().unwrap() {
         late.apply_remote(&id, &store.document_bytes(&id).unwrap()).unwrap();
     }
@@ -374,8 +378,7 @@ fn a_village_counts_the_grids_it_holds_when_they_arrive_after_their_requests_or_
 fn a_first_pull_counts_a_whole_town_at_its_end_exactly_as_the_triggers_count_it() {
     let (dir, store) = town();
     let (all, _) = documents(&store);
-    let device = Store::create(dir.path().join("device.db"), Identity { device: "hall-pc-2".into(), walker: "hall-2".into() })
-        .unwrap();
+    let device = second_hall(&dir, "device.db");
     // The reference data first, as a hall PC set up from the same roster has it, so the
     // recount meets every grid's village.
     let areas = copy_reference_data(&store, &device);
