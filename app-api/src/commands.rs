@@ -164,7 +164,10 @@ fn enroll(app: &App, a: EnrollArgs) -> CommandResult<AppStatus> {
         Some(store) => store,
         None => Store::create(
             &path,
-            Identity { device: link.device_id.clone(), walker: link.walker.clone().unwrap_or_else(|| device_name.to_string()) },
+            Identity {
+                device: link.device_id.clone(),
+                walker: link.walker.clone().unwrap_or_else(|| device_name.to_string()),
+            },
         )?,
     };
     store.set_relay_link(&link)?;
@@ -261,9 +264,12 @@ fn gps(g: Option<GpsArgs>) -> Option<GeoPoint> {
 
 fn record_visit(app: &App, a: NewVisitArgs) -> CommandResult<Value> {
     let store = app.store()?;
-    let kind = VisitKind::parse(&a.kind).ok_or_else(|| invalid("kind", format!("'{}' is not daily, sweep or evening_talk", a.kind)))?;
+    let kind = VisitKind::parse(&a.kind)
+        .ok_or_else(|| invalid("kind", format!("'{}' is not daily, sweep or evening_talk", a.kind)))?;
     let micro_grid = match &a.target {
-        TargetArgs::Household { id } => store.households(&a.grid)?.into_iter().find(|h| &h.id == id).and_then(|h| h.micro_grid),
+        TargetArgs::Household { id } => {
+            store.households(&a.grid)?.into_iter().find(|h| &h.id == id).and_then(|h| h.micro_grid)
+        }
         _ => None,
     };
     let target = match a.target {
@@ -320,7 +326,8 @@ pub(crate) fn context(app: &App, store: &Store) -> gridwalk_core::ActionContext 
 
 fn raise_request(app: &App, a: NewRequestArgs) -> CommandResult<Value> {
     let store = app.store()?;
-    let urgency = Urgency::parse(&a.urgency).ok_or_else(|| invalid("urgency", format!("'{}' is not low, normal, high or urgent", a.urgency)))?;
+    let urgency = Urgency::parse(&a.urgency)
+        .ok_or_else(|| invalid("urgency", format!("'{}' is not low, normal, high or urgent", a.urgency)))?;
     let reporter = match a.reporter {
         ReporterArgs::Anonymous => Reporter::Anonymous,
         ReporterArgs::Resident { name, phone, household } => Reporter::Resident {
@@ -409,7 +416,8 @@ fn requests(app: &App, a: RequestsArgs) -> CommandResult<RequestPage> {
     let offset = a.offset.unwrap_or(0);
     let base = RequestFilter { grids, statuses, text, ..RequestFilter::default() };
     // Overdue first (the longest overdue at the top), then the rest, most recently changed first.
-    let overdue_filter = RequestFilter { overdue_at: Some(now), sort: RequestSort::DeadlineAsc, limit: offset + limit, ..base.clone() };
+    let overdue_filter =
+        RequestFilter { overdue_at: Some(now), sort: RequestSort::DeadlineAsc, limit: offset + limit, ..base.clone() };
     let overdue = store.list_requests(&overdue_filter)?;
     let overdue_total = store.count_requests(&overdue_filter)?;
     if a.overdue_only {
@@ -506,7 +514,9 @@ pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResul
     };
     let reporter = match &view.body.reporter {
         Reporter::Anonymous => json!({ "kind": "anonymous" }),
-        Reporter::Resident { name, phone, household } => json!({ "kind": "resident", "name": name, "phone": phone, "household": household }),
+        Reporter::Resident { name, phone, household } => {
+            json!({ "kind": "resident", "name": name, "phone": phone, "household": household })
+        }
         Reporter::Enterprise { id, contact } => json!({ "kind": "enterprise", "id": id, "contact": contact }),
     };
     Ok(RequestDetail {
@@ -556,7 +566,8 @@ fn act(app: &App, a: ActArgs) -> CommandResult<RequestDetail> {
                 department,
                 person: person.filter(|p| !p.trim().is_empty()),
                 deadline: Timestamp::from_millis(deadline)?,
-                level: Level::parse(&level).ok_or_else(|| invalid("level", format!("'{level}' is not village, town or county")))?,
+                level: Level::parse(&level)
+                    .ok_or_else(|| invalid("level", format!("'{level}' is not village, town or county")))?,
             },
         },
         ActionArgs::Resolved { note } => Action::Resolved { note, photos: vec![] },

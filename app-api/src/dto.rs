@@ -35,7 +35,8 @@ pub fn fraction(p: &Progress) -> f64 {
     }
     // One "unit" per document, per 64 KiB of photo upload and per photo download.
     const PHOTO_UNIT: f64 = 64.0 * 1024.0;
-    let total = p.docs_to_push as f64 + (p.photo_bytes_to_upload as f64 / PHOTO_UNIT) + p.photos_to_download as f64 + 1.0;
+    let total =
+        p.docs_to_push as f64 + (p.photo_bytes_to_upload as f64 / PHOTO_UNIT) + p.photos_to_download as f64 + 1.0;
     let done = p.docs_pushed.min(p.docs_to_push) as f64
         + (p.photo_bytes_up.min(p.photo_bytes_to_upload) as f64 / PHOTO_UNIT)
         + p.photos_downloaded.min(p.photos_to_download) as f64
@@ -300,14 +301,20 @@ pub enum DecisionArgs {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ActionArgs {
-    FeedbackGiven { note: String },
+    FeedbackGiven {
+        note: String,
+    },
     Rated {
         rating: String,
         #[serde(default)]
         comment: String,
     },
-    Progress { note: String },
-    Triaged { decision: DecisionArgs },
+    Progress {
+        note: String,
+    },
+    Triaged {
+        decision: DecisionArgs,
+    },
     Assigned {
         department: String,
         #[serde(default)]
@@ -315,9 +322,15 @@ pub enum ActionArgs {
         deadline: i64,
         level: String,
     },
-    Resolved { note: String },
-    Reopened { reason: String },
-    Closed { note: String },
+    Resolved {
+        note: String,
+    },
+    Reopened {
+        reason: String,
+    },
+    Closed {
+        note: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -176,7 +176,12 @@ fn all() -> Scope {
 }
 
 fn query(app: &App, a: &DashboardArgs) -> CommandResult<DashboardQuery> {
-    Ok(DashboardQuery { scope: a.scope.clone(), from: time_arg("from", a.from)?, to: time_arg("to", a.to)?, now: app.now() })
+    Ok(DashboardQuery {
+        scope: a.scope.clone(),
+        from: time_arg("from", a.from)?,
+        to: time_arg("to", a.to)?,
+        now: app.now(),
+    })
 }
 
 fn dashboard(app: &App, a: DashboardArgs) -> CommandResult<Value> {
@@ -218,22 +223,24 @@ fn drill(app: &App, args: Value) -> CommandResult<Value> {
             let mut items = Vec::new();
             for id in &ids {
                 let v = store.request(id)?;
-                items.push(serde_json::to_value(RequestRow {
-                    id: v.header.id.clone(),
-                    grid: v.header.grid.clone(),
-                    status: v.state.status.as_str().into(),
-                    category: v.body.category.clone(),
-                    urgency: v.body.urgency.as_str().into(),
-                    department: v.state.department.clone(),
-                    owner: names.get(&v.state.owner).cloned().unwrap_or_else(|| v.state.owner.clone()),
-                    deadline: v.state.deadline.map(|t| t.millis()),
-                    updated_at: v.state.updated_at.millis(),
-                    created_at: v.header.created_at.millis(),
-                    address: v.body.place.address.clone(),
-                    description: v.body.description.clone(),
-                    overdue: v.state.is_overdue(now),
-                })
-                .unwrap_or(Value::Null));
+                items.push(
+                    serde_json::to_value(RequestRow {
+                        id: v.header.id.clone(),
+                        grid: v.header.grid.clone(),
+                        status: v.state.status.as_str().into(),
+                        category: v.body.category.clone(),
+                        urgency: v.body.urgency.as_str().into(),
+                        department: v.state.department.clone(),
+                        owner: names.get(&v.state.owner).cloned().unwrap_or_else(|| v.state.owner.clone()),
+                        deadline: v.state.deadline.map(|t| t.millis()),
+                        updated_at: v.state.updated_at.millis(),
+                        created_at: v.header.created_at.millis(),
+                        address: v.body.place.address.clone(),
+                        description: v.body.description.clone(),
+                        overdue: v.state.is_overdue(now),
+                    })
+                    .unwrap_or(Value::Null),
+                );
             }
             items
         }
@@ -243,7 +250,8 @@ fn drill(app: &App, args: Value) -> CommandResult<Value> {
             ids.iter()
                 .map(|id| {
                     let area = areas.get(id);
-                    let village = area.and_then(|a| a.parent.as_ref()).and_then(|p| areas.get(p)).map(|v| v.name.clone());
+                    let village =
+                        area.and_then(|a| a.parent.as_ref()).and_then(|p| areas.get(p)).map(|v| v.name.clone());
                     json!({ "id": id, "name": area.map(|a| a.name.clone()).unwrap_or_else(|| id.clone()),
                             "village": village, "last_visited_at": last.get(id) })
                 })
@@ -254,7 +262,9 @@ fn drill(app: &App, args: Value) -> CommandResult<Value> {
             let wanted: HashSet<&String> = ids.iter().collect();
             let grids = match &d.scope {
                 Scope::Grid(g) => vec![g.clone()],
-                Scope::Village(v) => store.areas()?.into_iter().filter(|a| a.parent.as_deref() == Some(v)).map(|a| a.id).collect(),
+                Scope::Village(v) => {
+                    store.areas()?.into_iter().filter(|a| a.parent.as_deref() == Some(v)).map(|a| a.id).collect()
+                }
                 Scope::All => store.grids()?.into_iter().map(|a| a.id).collect(),
             };
             let mut found = HashMap::new();
@@ -327,7 +337,8 @@ fn export_monthly(app: &App, a: MonthlyArgs) -> CommandResult<ExportedFile> {
     let file_name = format!("驻网办事清单_{}_{}.xlsx", safe_name(&list.scope_name), month.key());
     let path = dir.join(&file_name);
     let written = report::write_monthly_xlsx(&list, &path)?;
-    let bytes = std::fs::read(&path).map_err(|e| CommandError::new("io", format!("cannot read {}: {e}", path.display())))?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| CommandError::new("io", format!("cannot read {}: {e}", path.display())))?;
     Ok(ExportedFile {
         path: path.display().to_string(),
         file_name,
@@ -360,7 +371,8 @@ fn admin_lists(app: &App) -> CommandResult<Value> {
         .iter()
         .filter(|g| g.kind.as_str() == "grid")
         .map(|g| {
-            let village = g.parent.as_ref().and_then(|p| areas.iter().find(|a| &a.id == p && a.kind.as_str() == "village"));
+            let village =
+                g.parent.as_ref().and_then(|p| areas.iter().find(|a| &a.id == p && a.kind.as_str() == "village"));
             json!({ "id": g.id, "name": g.name, "enterprise_grid": g.enterprise_grid,
                     "village": village.map(|v| v.id.clone()), "village_name": village.map(|v| v.name.clone()) })
         })
@@ -385,7 +397,9 @@ fn admin_lists(app: &App) -> CommandResult<Value> {
 fn require_hall(store: &Store) -> CommandResult<()> {
     match store.relay_link()? {
         Some(link) if link.role == "hall" || link.role == "admin" => Ok(()),
-        Some(_) => Err(CommandError::new("forbidden", "only a hall or admin device changes offices and grid assignments")),
+        Some(_) => {
+            Err(CommandError::new("forbidden", "only a hall or admin device changes offices and grid assignments"))
+        }
         None => Err(CommandError::new("not_enrolled", "enrol this device first")),
     }
 }
@@ -408,7 +422,8 @@ fn admin_save_department(app: &App, a: SaveDepartmentArgs) -> CommandResult<Valu
         None => format!("dept-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
     };
     let ctx = crate::commands::context(app, &store);
-    let published = store.save_department(&ctx, &gridwalk_core::model::Department { id: id.clone(), name: a.name, level })?;
+    let published =
+        store.save_department(&ctx, &gridwalk_core::model::Department { id: id.clone(), name: a.name, level })?;
     // The republished rosters are waiting to go up: the sync worker looks now.
     app.sync.nudge();
     Ok(json!({ "id": id, "published": published }))
@@ -438,7 +453,10 @@ mod tests {
     fn similarity_of_texts() {
         assert_eq!(similarity("马社村3组路灯", "马社村3组路灯"), 1.0);
         assert_eq!(similarity("abc", ""), 0.0);
-        assert!(similarity("马社村3组门口路灯不亮", "马社村3组路灯坏了") > similarity("马社村3组门口路灯不亮", "新华路垃圾桶满溢"));
+        assert!(
+            similarity("马社村3组门口路灯不亮", "马社村3组路灯坏了")
+                > similarity("马社村3组门口路灯不亮", "新华路垃圾桶满溢")
+        );
         assert_eq!(safe_name("马社村/3:组"), "马社村_3_组");
     }
 }

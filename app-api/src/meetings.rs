@@ -95,7 +95,12 @@ fn dto(view: MeetingView) -> MeetingDto {
             .map(|p| ParticipantDto { name: p.name, role: role_name(p.role).into(), department: p.department })
             .collect(),
         requests: view.body.requests,
-        decisions: view.body.decisions.into_iter().map(|d| DecisionDto { request: d.request, decision: d.decision }).collect(),
+        decisions: view
+            .body
+            .decisions
+            .into_iter()
+            .map(|d| DecisionDto { request: d.request, decision: d.decision })
+            .collect(),
         created_by: view.header.created_by,
         created_at: view.header.created_at.millis(),
     }
@@ -105,13 +110,19 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
     match name {
         "record_meeting" => {
             let a: NewMeetingArgs = parse(args)?;
-            let kind = MeetingKind::parse(&a.kind).ok_or_else(|| invalid("kind", format!("'{}' is not deliberation or service_day", a.kind)))?;
+            let kind = MeetingKind::parse(&a.kind)
+                .ok_or_else(|| invalid("kind", format!("'{}' is not deliberation or service_day", a.kind)))?;
             let participants = a
                 .participants
                 .into_iter()
                 .map(|p| {
-                    let role = ParticipantRole::parse(&p.role).ok_or_else(|| invalid("participants", format!("'{}' is not a meeting role", p.role)))?;
-                    Ok(Participant { name: p.name.trim().to_string(), role, department: p.department.filter(|d| !d.is_empty()) })
+                    let role = ParticipantRole::parse(&p.role)
+                        .ok_or_else(|| invalid("participants", format!("'{}' is not a meeting role", p.role)))?;
+                    Ok(Participant {
+                        name: p.name.trim().to_string(),
+                        role,
+                        department: p.department.filter(|d| !d.is_empty()),
+                    })
                 })
                 .collect::<CommandResult<Vec<_>>>()?;
             let body = MeetingBody {
@@ -121,7 +132,11 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
                 topic: a.topic.trim().to_string(),
                 participants,
                 requests: a.requests,
-                decisions: a.decisions.into_iter().map(|d| Decision { request: d.request.filter(|r| !r.is_empty()), decision: d.decision }).collect(),
+                decisions: a
+                    .decisions
+                    .into_iter()
+                    .map(|d| Decision { request: d.request.filter(|r| !r.is_empty()), decision: d.decision })
+                    .collect(),
             };
             let store = app.store()?;
             let id = store.record_meeting(&context(app, &store), &a.grid, body)?;

@@ -126,7 +126,8 @@ fn run(shared: Arc<Shared>, path: PathBuf, clock: Arc<dyn Clock>, settings: Sync
             let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
             state.online = online;
             if !online && requested {
-                state.last_error = Some(CommandError::new("relay_unreachable", format!("the relay at {} does not answer", link.url)));
+                state.last_error =
+                    Some(CommandError::new("relay_unreachable", format!("the relay at {} does not answer", link.url)));
             }
         }
         if !online {

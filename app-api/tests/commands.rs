@@ -31,7 +31,9 @@ impl RelayServer {
         let store = SqliteRelayStore::open(&dir.join("relay.db")).unwrap();
         let relay = Relay::new(Box::new(store), Arc::new(SystemClock));
         let state = Arc::new(AppState { relay, metrics: Metrics::default() });
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))).unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap())))
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         runtime.spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
         RelayServer { addr, dir: dir.to_path_buf(), runtime: Some(runtime) }
@@ -57,9 +59,19 @@ fn now() -> Timestamp {
 }
 
 fn hall(dir: &std::path::Path, relay: &RelayServer) -> Store {
-    let mut hall = Store::create(dir.join("hall.db"), Identity { device: "hall-pc".into(), walker: "staff".into() }).unwrap();
+    let mut hall =
+        Store::create(dir.join("hall.db"), Identity { device: "hall-pc".into(), walker: "staff".into() }).unwrap();
     let until = chrono::Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
-    let cfg = DemoConfig { villages: 2, households: 80, enterprises: 6, enterprise_grids: 1, requests: 60, visits: 40, days: 60, ..DemoConfig::street(11, until) };
+    let cfg = DemoConfig {
+        villages: 2,
+        households: 80,
+        enterprises: 6,
+        enterprise_grids: 1,
+        requests: 60,
+        visits: 40,
+        days: 60,
+        ..DemoConfig::street(11, until)
+    };
     generate(&mut hall, &cfg).unwrap();
     hall.publish_rosters(&hall.context(now()), &[]).unwrap();
     let code = relay.relay().create_enrollment("hall", gridwalk_relay::store::Role::Hall, &[]).unwrap();
@@ -100,15 +112,20 @@ fn a_walker_app_enrols_receives_her_grid_works_offline_and_reaches_the_hall() {
     let hall = hall(dir.path(), &relay);
     let grid = hall.grids().unwrap().into_iter().find(|g| !g.enterprise_grid).unwrap().id;
     let walker = hall.walkers().unwrap().into_iter().find(|w| w.grids.contains(&grid)).unwrap();
-    let code = relay.relay().create_enrollment_for("王芳的手机", gridwalk_relay::store::Role::Walker, &[grid.clone()], Some(&walker.id)).unwrap();
+    let code = relay
+        .relay()
+        .create_enrollment_for("王芳的手机", gridwalk_relay::store::Role::Walker, &[grid.clone()], Some(&walker.id))
+        .unwrap();
 
     let app = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
     let before = app.call("status", json!({})).unwrap();
     assert_eq!(before["enrolled"], false);
     assert_eq!(app.call("grids", json!({})).unwrap_err().code, "not_enrolled");
-    let bad = app.call("enroll", json!({"relay_url": relay.url(), "code": "WRONG-CODE", "device_name": "x"})).unwrap_err();
+    let bad =
+        app.call("enroll", json!({"relay_url": relay.url(), "code": "WRONG-CODE", "device_name": "x"})).unwrap_err();
     assert_eq!(bad.code, "bad_enrollment_code");
-    let status = app.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "王芳的手机"})).unwrap();
+    let status =
+        app.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "王芳的手机"})).unwrap();
     assert_eq!(status["enrolled"], true);
     assert_eq!(status["walker"]["id"], walker.id.as_str());
     wait_for(&app, "the first sync", |s| s["last_sync_at"].is_number());
@@ -121,7 +138,8 @@ fn a_walker_app_enrols_receives_her_grid_works_offline_and_reaches_the_hall() {
     let status = app.call("status", json!({})).unwrap();
     assert_eq!(status["walker"]["name"], walker.name.as_str());
     let requests = app.call("requests", json!({"limit": 500})).unwrap();
-    let expected = hall.count_requests(&RequestFilter { grids: vec![grid.clone()], ..RequestFilter::default() }).unwrap();
+    let expected =
+        hall.count_requests(&RequestFilter { grids: vec![grid.clone()], ..RequestFilter::default() }).unwrap();
     assert_eq!(requests["total"].as_i64().unwrap(), expected);
     assert!(requests["items"].as_array().unwrap().iter().all(|r| r["grid"] == grid.as_str()));
 
@@ -189,11 +207,17 @@ fn bad_commands_and_arguments_get_clear_errors_and_change_nothing() {
     let grid = hall.grids().unwrap().into_iter().find(|g| !g.enterprise_grid).unwrap().id;
     let code = relay.relay().create_enrollment("phone", gridwalk_relay::store::Role::Walker, &[grid.clone()]).unwrap();
     let app = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
-    assert_eq!(app.call("enroll", json!({"relay_url": "ftp://x", "code": code, "device_name": "p"})).unwrap_err().code, "invalid_input");
+    assert_eq!(
+        app.call("enroll", json!({"relay_url": "ftp://x", "code": code, "device_name": "p"})).unwrap_err().code,
+        "invalid_input"
+    );
     app.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "p"})).unwrap();
     wait_for(&app, "the first sync", |s| s["last_sync_at"].is_number());
     let known = app.call("requests", json!({})).unwrap()["total"].clone();
-    assert_eq!(app.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "p"})).unwrap_err().code, "already_enrolled");
+    assert_eq!(
+        app.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "p"})).unwrap_err().code,
+        "already_enrolled"
+    );
     assert_eq!(app.call("no_such_thing", json!({})).unwrap_err().code, "unknown_command");
     assert_eq!(app.call("request", json!({"idd": 1})).unwrap_err().code, "bad_arguments");
     assert_eq!(app.call("request", json!({"id": "missing"})).unwrap_err().code, "not_found");
@@ -213,7 +237,9 @@ fn bad_commands_and_arguments_get_clear_errors_and_change_nothing() {
     // Drafts: saved, read back after the app restarts, deleted.
     app.call("draft_put", json!({"key": "request:new", "value": {"description": "半句话"}})).unwrap();
     drop(app);
-    let app = App::open(dir.path().join("phone"), Arc::new(SystemClock), SyncSettings { automatic: false, ..settings() }).unwrap();
+    let app =
+        App::open(dir.path().join("phone"), Arc::new(SystemClock), SyncSettings { automatic: false, ..settings() })
+            .unwrap();
     let draft = app.call("draft_get", json!({"key": "request:new"})).unwrap();
     assert_eq!(draft["value"]["description"], "半句话");
     app.call("draft_delete", json!({"key": "request:new"})).unwrap();
@@ -228,11 +254,18 @@ fn on_the_doorstep_feedback_and_rating_work_offline_and_the_hall_sees_them() {
     let mut relay = RelayServer::start(&dir.path().join("relay"), None);
     let hall = hall(dir.path(), &relay);
     let resolved = hall
-        .list_requests(&RequestFilter { statuses: vec![gridwalk_core::lifecycle::Status::Resolved], limit: 1, ..RequestFilter::default() })
+        .list_requests(&RequestFilter {
+            statuses: vec![gridwalk_core::lifecycle::Status::Resolved],
+            limit: 1,
+            ..RequestFilter::default()
+        })
         .unwrap()
         .pop()
         .expect("the demo town has a resolved request");
-    let code = relay.relay().create_enrollment("phone", gridwalk_relay::store::Role::Walker, &[resolved.grid.clone()]).unwrap();
+    let code = relay
+        .relay()
+        .create_enrollment("phone", gridwalk_relay::store::Role::Walker, &[resolved.grid.clone()])
+        .unwrap();
     let app = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
     app.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "p"})).unwrap();
     wait_for(&app, "the first sync", |s| s["last_sync_at"].is_number());
@@ -240,15 +273,22 @@ fn on_the_doorstep_feedback_and_rating_work_offline_and_the_hall_sees_them() {
     relay.stop();
     let detail = app.call("request", json!({"id": resolved.id})).unwrap();
     assert!(detail["allowed"].as_array().unwrap().iter().any(|a| a == "feedback_given"), "{}", detail["allowed"]);
-    app.call("act", json!({"id": resolved.id, "action": {"type": "feedback_given", "note": "已告知路灯修好"}})).unwrap();
-    let rated = app.call("act", json!({"id": resolved.id, "action": {"type": "rated", "rating": "satisfied", "comment": "很快"}})).unwrap();
+    app.call("act", json!({"id": resolved.id, "action": {"type": "feedback_given", "note": "已告知路灯修好"}}))
+        .unwrap();
+    let rated = app
+        .call("act", json!({"id": resolved.id, "action": {"type": "rated", "rating": "satisfied", "comment": "很快"}}))
+        .unwrap();
     assert_eq!(rated["status"], "rated");
     assert_eq!(rated["rating"], "satisfied");
-    let refused = app.call("act", json!({"id": resolved.id, "action": {"type": "rated", "rating": "satisfied", "comment": ""}})).unwrap_err();
+    let refused = app
+        .call("act", json!({"id": resolved.id, "action": {"type": "rated", "rating": "satisfied", "comment": ""}}))
+        .unwrap_err();
     assert_eq!(refused.code, "invalid_transition");
 
     relay = RelayServer::start(&dir.path().join("relay"), Some(addr));
-    wait_for(&app, "the rating to go up", |s| s["pending_documents"] == 0 && s["online"] == true && s["syncing"] == false);
+    wait_for(&app, "the rating to go up", |s| {
+        s["pending_documents"] == 0 && s["online"] == true && s["syncing"] == false
+    });
     client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
     assert_eq!(hall.request(&resolved.id).unwrap().state.status, gridwalk_core::lifecycle::Status::Rated);
     relay.stop();
@@ -260,18 +300,23 @@ fn an_admins_new_office_and_a_walkers_new_grid_reach_phones_and_halls_through_th
     std::fs::create_dir_all(dir.path().join("relay")).unwrap();
     let relay = RelayServer::start(&dir.path().join("relay"), None);
     let first_hall = hall(dir.path(), &relay);
-    let grids: Vec<String> = first_hall.grids().unwrap().into_iter().filter(|g| !g.enterprise_grid).map(|g| g.id).collect();
+    let grids: Vec<String> =
+        first_hall.grids().unwrap().into_iter().filter(|g| !g.enterprise_grid).map(|g| g.id).collect();
     let (grid, other_grid) = (grids[0].clone(), grids[1].clone());
     let walkers = first_hall.walkers().unwrap();
     let her = walkers.iter().find(|w| w.grids.contains(&grid)).unwrap().clone();
-    let moved = walkers.iter().find(|w| w.grids == vec![other_grid.clone()]).expect("a walker of only the other grid").clone();
+    let moved =
+        walkers.iter().find(|w| w.grids == vec![other_grid.clone()]).expect("a walker of only the other grid").clone();
 
     // A second hall device: a PC like any other, whose tables come from the rosters it pulls.
     let code = relay.relay().create_enrollment("大厅二号机", gridwalk_relay::store::Role::Hall, &[]).unwrap();
     let admin = App::open(dir.path().join("hall2"), Arc::new(SystemClock), settings()).unwrap();
     admin.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "大厅二号机"})).unwrap();
     wait_for(&admin, "the hall's first sync", |s| s["last_sync_at"].is_number());
-    let code = relay.relay().create_enrollment_for("王芳的手机", gridwalk_relay::store::Role::Walker, &[grid.clone()], Some(&her.id)).unwrap();
+    let code = relay
+        .relay()
+        .create_enrollment_for("王芳的手机", gridwalk_relay::store::Role::Walker, &[grid.clone()], Some(&her.id))
+        .unwrap();
     let phone = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
     phone.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "王芳的手机"})).unwrap();
     wait_for(&phone, "the phone's first sync", |s| s["last_sync_at"].is_number());
@@ -306,7 +351,11 @@ fn an_admins_new_office_and_a_walkers_new_grid_reach_phones_and_halls_through_th
         phone.call("sync_now", json!({})).unwrap();
         std::thread::sleep(Duration::from_millis(400));
         let reference = phone.call("reference", json!({})).unwrap();
-        let has_office = reference["departments"].as_array().unwrap().iter().any(|d| d["id"] == office.as_str() && d["name"] == "信访办");
+        let has_office = reference["departments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == office.as_str() && d["name"] == "信访办");
         let has_walker = reference["walkers"].as_array().unwrap().iter().any(|w| w["id"] == moved.id.as_str());
         if has_office && has_walker {
             break;

@@ -21,8 +21,21 @@ fn hall_app(dir: &std::path::Path) -> (App, Arc<ManualClock>) {
     let data = dir.join("hall");
     std::fs::create_dir_all(&data).unwrap();
     {
-        let mut store = Store::create(data.join(gridwalk_app_api::STORE_FILE), Identity { device: "hall-pc".into(), walker: "staff".into() }).unwrap();
-        let cfg = DemoConfig { villages: 2, households: 60, enterprises: 6, enterprise_grids: 1, requests: 80, visits: 40, days: 60, ..DemoConfig::street(7, until) };
+        let mut store = Store::create(
+            data.join(gridwalk_app_api::STORE_FILE),
+            Identity { device: "hall-pc".into(), walker: "staff".into() },
+        )
+        .unwrap();
+        let cfg = DemoConfig {
+            villages: 2,
+            households: 60,
+            enterprises: 6,
+            enterprise_grids: 1,
+            requests: 80,
+            visits: 40,
+            days: 60,
+            ..DemoConfig::street(7, until)
+        };
         generate(&mut store, &cfg).unwrap();
     }
     let clock = Arc::new(ManualClock::new(until + chrono::Duration::hours(1)));
@@ -36,7 +49,10 @@ fn store_of(dir: &std::path::Path) -> Store {
 
 fn grid_of(app: &App) -> String {
     let lists = app.call("admin_lists", json!({})).unwrap();
-    lists["grids"].as_array().unwrap().iter().find(|g| g["enterprise_grid"] == false).unwrap()["id"].as_str().unwrap().to_string()
+    lists["grids"].as_array().unwrap().iter().find(|g| g["enterprise_grid"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn raise(app: &App, grid: &str, category: &str, address: &str, description: &str) -> String {
@@ -107,7 +123,11 @@ fn duplicates_are_open_requests_of_the_same_grid_and_category_most_alike_first()
     let scores: Vec<f64> = found.as_array().unwrap().iter().map(|c| c["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]));
     // Merged, the first is no longer offered (not open).
-    app.call("act", json!({"id": first, "action": {"type": "triaged", "decision": {"kind": "merge_into", "target": second}}})).unwrap();
+    app.call(
+        "act",
+        json!({"id": first, "action": {"type": "triaged", "decision": {"kind": "merge_into", "target": second}}}),
+    )
+    .unwrap();
     let found = app.call("duplicates", json!({"id": second, "limit": 10})).unwrap();
     assert!(found.as_array().unwrap().iter().all(|c| c["id"] != first.as_str()));
     assert_eq!(app.call("duplicates", json!({"id": "missing"})).unwrap_err().code, "not_found");
@@ -167,7 +187,10 @@ fn the_dashboard_resolution_rate_moves_by_one_resolved_request_and_drills_to_its
     assert!((after["figures"]["resolution_rate"].as_f64().unwrap() - expected).abs() < 1e-9);
 
     // Scope and period are checked.
-    assert_eq!(app.call("dashboard", json!({"scope": {"kind": "grid", "id": "nope"}})).unwrap_err().code, "unknown_grid");
+    assert_eq!(
+        app.call("dashboard", json!({"scope": {"kind": "grid", "id": "nope"}})).unwrap_err().code,
+        "unknown_grid"
+    );
     assert_eq!(app.call("dashboard", json!({"from": now, "to": now - DAY})).unwrap_err().code, "invalid_input");
     assert_eq!(app.call("drill", json!({"what": "nothing"})).unwrap_err().code, "bad_arguments");
     let grid_dash = app.call("dashboard", json!({"scope": {"kind": "grid", "id": grid}})).unwrap();
@@ -188,9 +211,14 @@ fn the_monthly_list_and_its_xlsx_export_for_a_village() {
     let (app, _clock) = hall_app(dir.path());
     let lists = app.call("admin_lists", json!({})).unwrap();
     let village = lists["villages"][0]["id"].as_str().unwrap().to_string();
-    let village_grids: Vec<String> =
-        lists["villages"][0]["grids"].as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap().to_string()).collect();
-    let list = app.call("monthly_list", json!({"month": "2026-10", "scope": {"kind": "village", "id": village}})).unwrap();
+    let village_grids: Vec<String> = lists["villages"][0]["grids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap().to_string())
+        .collect();
+    let list =
+        app.call("monthly_list", json!({"month": "2026-10", "scope": {"kind": "village", "id": village}})).unwrap();
     assert_eq!(list["month"], "2026-10");
     let rows = list["rows"].as_array().unwrap();
     assert!(rows.iter().all(|r| village_grids.contains(&r["grid"].as_str().unwrap().to_string())));
@@ -209,7 +237,9 @@ fn the_monthly_list_and_its_xlsx_export_for_a_village() {
     assert_eq!(rows.len() as i64, expected);
     assert_eq!(list["total"]["total"].as_i64().unwrap(), expected);
 
-    let file = app.call("export_monthly_xlsx", json!({"month": "2026-10", "scope": {"kind": "village", "id": village}})).unwrap();
+    let file = app
+        .call("export_monthly_xlsx", json!({"month": "2026-10", "scope": {"kind": "village", "id": village}}))
+        .unwrap();
     let path = std::path::PathBuf::from(file["path"].as_str().unwrap());
     assert!(path.starts_with(dir.path().join("hall").join("exports")), "{path:?}");
     assert!(path.exists());

@@ -75,10 +75,7 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
         (args.scales.clone(), args.iterations, args.creations)
     };
     ensure!(scales.len() >= 2, "give at least two scales, smallest first");
-    ensure!(
-        scales.windows(2).all(|w| w[0] < w[1]),
-        "give the scales smallest first, without repeats"
-    );
+    ensure!(scales.windows(2).all(|w| w[0] < w[1]), "give the scales smallest first, without repeats");
     ensure!(iterations > 0 && creations > 0, "iterations and creations must be positive");
 
     // Work copies live beside the kept towns when there are some, so copying them stays on one
@@ -95,15 +92,9 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
     let mut cases = Vec::new();
     for &requests in &scales {
         let town = prepare_town(requests, grids, args.seed, args.keep_dir.as_deref(), work.path())?;
-        let store = Store::open(&town.path)
-            .with_context(|| format!("opening the town at {}", town.path.display()))?;
+        let store = Store::open(&town.path).with_context(|| format!("opening the town at {}", town.path.display()))?;
         let target = pick_target(store.connection())?;
-        cases.push(Case {
-            requests,
-            town,
-            store,
-            target,
-        });
+        cases.push(Case { requests, town, store, target });
     }
     let timings = time_first_pages(&cases, iterations)?;
 
@@ -300,13 +291,7 @@ fn prepare_town(
         let meta = json!({ "generate_seconds": generate_seconds, "schema": LATEST_VERSION, "town": demo });
         std::fs::write(dir.join(format!("{name}.json")), serde_json::to_vec_pretty(&meta)?)?;
     }
-    Ok(Town {
-        path,
-        generate_seconds,
-        generated_now: true,
-        generated_at_schema: Some(LATEST_VERSION as u64),
-        demo,
-    })
+    Ok(Town { path, generate_seconds, generated_now: true, generated_at_schema: Some(LATEST_VERSION as u64), demo })
 }
 
 /// Copies a closed SQLite file, with its WAL should one have been left behind.
@@ -537,17 +522,9 @@ fn time_creation(store: &Store, grid: &str, creations: usize) -> anyhow::Result<
         id: None,
         grid: household_grid.clone(),
         micro_grid: None,
-        reporter: Reporter::Resident {
-            name: head.clone(),
-            phone: None,
-            household: Some(household.clone()),
-        },
+        reporter: Reporter::Resident { name: head.clone(), phone: None, household: Some(household.clone()) },
         address: address.clone(),
-        gps: Some(GeoPoint {
-            lat: 30.75,
-            lon: 121.05,
-            accuracy_m: Some(15.0),
-        }),
+        gps: Some(GeoPoint { lat: 30.75, lon: 121.05, accuracy_m: Some(15.0) }),
         category: "streetlight".into(),
         description: format!("{address}一带路灯不亮已有一周，晚上出行不便，老人担心摔倒。（第{i}次）"),
         urgency: Urgency::Normal,
@@ -594,12 +571,7 @@ impl Stats {
         sorted.sort_by(f64::total_cmp);
         // Nearest rank: a figure that was actually measured, not an interpolation.
         let rank = |q: f64| sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
-        Stats {
-            median: rank(0.5),
-            p90: rank(0.9),
-            min: sorted[0],
-            samples: sorted.len(),
-        }
+        Stats { median: rank(0.5), p90: rank(0.9), min: sorted[0], samples: sorted.len() }
     }
 
     fn to_json(&self) -> Value {

@@ -307,10 +307,8 @@ fn median(samples: &mut [f64]) -> f64 {
 /// stored and attached. Returns the photo's hash and the sizes of photo and thumbnail.
 fn ingest_into_new_store(file: &Path, dir: &Path, n: usize) -> anyhow::Result<(String, (usize, usize))> {
     std::fs::create_dir_all(dir)?;
-    let store = Store::create(
-        dir.join("bench.gridwalk"),
-        Identity { device: "bench-phone".into(), walker: "bench".into() },
-    )?;
+    let store =
+        Store::create(dir.join("bench.gridwalk"), Identity { device: "bench-phone".into(), walker: "bench".into() })?;
     for (id, kind, parent) in [
         ("town", AreaKind::Town, None),
         ("village", AreaKind::Village, Some("town")),
@@ -392,10 +390,7 @@ fn measured_child(me: &Path, program: &Path, args: &[String]) -> anyhow::Result<
         .context("starting the measuring probe")?;
     ensure!(out.status.success(), "measuring {}: {}", program.display(), String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).context("the probe's report")?;
-    Ok((
-        report["max_rss_kb"].as_u64().context("max_rss_kb")?,
-        report["cpu_ms"].as_f64().context("cpu_ms")?,
-    ))
+    Ok((report["max_rss_kb"].as_u64().context("max_rss_kb")?, report["cpu_ms"].as_f64().context("cpu_ms")?))
 }
 
 /// Runs a program to its end and returns its peak resident set (KiB) and its user + system CPU
@@ -431,7 +426,8 @@ fn child_usage(program: &Path, args: &[String]) -> anyhow::Result<(u64, f64)> {
 
 /// A cheap hash of a lattice point, for value noise.
 fn lattice(x: i32, y: i32, seed: u32) -> f32 {
-    let mut h = (x as u32).wrapping_mul(0x8DA6_B343) ^ (y as u32).wrapping_mul(0xD816_3841) ^ seed.wrapping_mul(0xCB1A_B31F);
+    let mut h =
+        (x as u32).wrapping_mul(0x8DA6_B343) ^ (y as u32).wrapping_mul(0xD816_3841) ^ seed.wrapping_mul(0xCB1A_B31F);
     h ^= h >> 13;
     h = h.wrapping_mul(0x5851_F42D);
     h ^= h >> 16;
@@ -470,7 +466,13 @@ fn scene(w: u32, h: u32) -> Vec<u8> {
                 let house = (fx * 7.0).floor();
                 let roof = fy < horizon - 0.09 + 0.01 * ((house * 1.7).sin());
                 let window = ((fx * 70.0).fract() < 0.35) && ((fy * 60.0).fract() < 0.45) && !roof;
-                let base = if roof { [90.0, 92.0, 100.0] } else if window { [40.0, 45.0, 55.0] } else { [225.0, 222.0, 212.0] };
+                let base = if roof {
+                    [90.0, 92.0, 100.0]
+                } else if window {
+                    [40.0, 45.0, 55.0]
+                } else {
+                    [225.0, 222.0, 212.0]
+                };
                 base.map(|c| c * (0.85 + 0.15 * texture))
             } else {
                 // Road in perspective with a centre line, verges of foliage.
@@ -479,7 +481,11 @@ fn scene(w: u32, h: u32) -> Vec<u8> {
                 let d = (fx - 0.5).abs();
                 if d < half {
                     let line = d < 0.004 + 0.01 * depth && ((depth * 40.0).fract() < 0.5);
-                    if line { [235.0, 225.0, 120.0] } else { [105.0, 104.0, 108.0].map(|c| c * (0.8 + 0.4 * texture)) }
+                    if line {
+                        [235.0, 225.0, 120.0]
+                    } else {
+                        [105.0, 104.0, 108.0].map(|c| c * (0.8 + 0.4 * texture))
+                    }
                 } else {
                     let leaf = value_noise(xs / 5.0, ys / 5.0, 4);
                     [50.0 + 60.0 * leaf, 90.0 + 90.0 * texture, 40.0 + 30.0 * leaf]
@@ -523,9 +529,7 @@ fn photo_jpeg(w: u32, h: u32) -> Vec<u8> {
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, 92);
     encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
     encoder.add_exif_metadata(&exif_block(6)).expect("a small EXIF block");
-    encoder
-        .encode(&stored, sw as u16, sh as u16, jpeg_encoder::ColorType::Rgb)
-        .expect("encoding the source");
+    encoder.encode(&stored, sw as u16, sh as u16, jpeg_encoder::ColorType::Rgb).expect("encoding the source");
     out
 }
 

@@ -132,7 +132,13 @@ struct Town {
     demo: Value,
 }
 
-fn prepare_town(shape: Shape, requests: usize, seed: u64, keep_dir: Option<&Path>, work: &Path) -> anyhow::Result<Town> {
+fn prepare_town(
+    shape: Shape,
+    requests: usize,
+    seed: u64,
+    keep_dir: Option<&Path>,
+    work: &Path,
+) -> anyhow::Result<Town> {
     let name = match shape {
         Shape::Wide => format!("report-town-shape{TOWN_SHAPE}-r{requests}-s{seed}"),
         Shape::Busy => format!("report-town-busy{TOWN_SHAPE}-r{requests}-s{seed}"),
@@ -222,7 +228,11 @@ impl Op {
         match shape {
             Shape::Wide => matches!(
                 self,
-                Op::DashboardGrid | Op::DashboardGridMonth | Op::DashboardVillage | Op::MonthlyGrid | Op::MonthlyVillage
+                Op::DashboardGrid
+                    | Op::DashboardGridMonth
+                    | Op::DashboardVillage
+                    | Op::MonthlyGrid
+                    | Op::MonthlyVillage
             ),
             Shape::Busy => matches!(
                 self,
@@ -318,7 +328,8 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
     for name in &args.only {
         ensure!(OPS.iter().any(|op| op.name() == name), "no report is named '{name}'");
     }
-    let ops: Vec<Op> = OPS.iter().copied().filter(|op| args.only.is_empty() || args.only.iter().any(|n| n == op.name())).collect();
+    let ops: Vec<Op> =
+        OPS.iter().copied().filter(|op| args.only.is_empty() || args.only.iter().any(|n| n == op.name())).collect();
 
     let mut cases = Vec::new();
     for &requests in &scales {

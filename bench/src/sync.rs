@@ -187,7 +187,10 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
     }
     let cfg = Cfg::from(args);
     ensure!(cfg.devices >= 2, "--devices must be at least 2: a burst needs someone to sync with");
-    ensure!(cfg.rounds >= 1 && cfg.samod_rounds >= 1 && cfg.pulls >= 1 && cfg.noop_runs >= 1, "--rounds, --samod-rounds, --pulls and --noop-runs must be at least 1");
+    ensure!(
+        cfg.rounds >= 1 && cfg.samod_rounds >= 1 && cfg.pulls >= 1 && cfg.noop_runs >= 1,
+        "--rounds, --samod-rounds, --pulls and --noop-runs must be at least 1"
+    );
     for s in &args.scenarios {
         ensure!(s == "p1" || s == "p2", "unknown scenario '{s}': choose from p1, p2 (P3 runs with P2)");
     }
@@ -271,7 +274,11 @@ fn p1(cfg: &Cfg, proxy: &Proxy, relay_bin: &Path, work: &Path) -> anyhow::Result
             let r = samod_rt.block_on(p1_samod_round(cfg, &template, proxy));
             samod_rt.shutdown_timeout(Duration::from_secs(10));
             let r = r?;
-            eprintln!("p1 round {round}: samod {} in {:.0} ms", if r.finished { "converged" } else { "was stopped unconverged" }, r.ms);
+            eprintln!(
+                "p1 round {round}: samod {} in {:.0} ms",
+                if r.finished { "converged" } else { "was stopped unconverged" },
+                r.ms
+            );
             theirs.push(r);
         }
         if round % 2 == 1 {
@@ -359,7 +366,13 @@ fn t(minutes: i64) -> Timestamp {
 /// A device's store with the reference data every device gets from the hall.
 fn device_store(path: &Path, device: &str, walker: &str) -> anyhow::Result<Store> {
     let store = Store::create(path, Identity { device: device.into(), walker: walker.into() })?;
-    let area = |id: &str, kind, parent: Option<&str>| Area { id: id.into(), kind, name: id.into(), parent: parent.map(Into::into), enterprise_grid: false };
+    let area = |id: &str, kind, parent: Option<&str>| Area {
+        id: id.into(),
+        kind,
+        name: id.into(),
+        parent: parent.map(Into::into),
+        enterprise_grid: false,
+    };
     store.put_area(&area("street", AreaKind::Town, None))?;
     store.put_area(&area("v1", AreaKind::Village, Some("street")))?;
     store.put_area(&area(GRID, AreaKind::Grid, Some("v1")))?;
@@ -399,7 +412,11 @@ fn new_request(rng: &mut ChaCha8Rng, visit: Option<String>, n: usize) -> NewRequ
             Reporter::Anonymous
         },
         address: format!("马厩村第{}组{}号", h % 4 + 1, h + 1),
-        gps: Some(GeoPoint { lat: 30.70 + rng.random_range(0.0..0.01), lon: 121.0 + rng.random_range(0.0..0.01), accuracy_m: Some(15.0) }),
+        gps: Some(GeoPoint {
+            lat: 30.70 + rng.random_range(0.0..0.01),
+            lon: 121.0 + rng.random_range(0.0..0.01),
+            accuracy_m: Some(15.0),
+        }),
         category: category.into(),
         description: format!("{text}（第{n}条）"),
         urgency: *[Urgency::Normal, Urgency::Normal, Urgency::High, Urgency::Low].choose(rng).unwrap(),
@@ -412,11 +429,23 @@ fn new_request(rng: &mut ChaCha8Rng, visit: Option<String>, n: usize) -> NewRequ
 fn candidate_actions(rng: &mut ChaCha8Rng, minutes: i64) -> Vec<Action> {
     vec![
         Action::Triaged { decision: TriageDecision::Accept },
-        Action::Assigned { assignment: Assignment { department: "dept-urban".into(), person: None, deadline: t(minutes + 7 * 1440), level: Level::Town } },
+        Action::Assigned {
+            assignment: Assignment {
+                department: "dept-urban".into(),
+                person: None,
+                deadline: t(minutes + 7 * 1440),
+                level: Level::Town,
+            },
+        },
         Action::Progress { note: "已联系责任科室，正在办理。".into() },
         Action::Resolved { note: "已派人现场处理完毕。".into(), photos: vec![] },
         Action::FeedbackGiven { note: "已上门告知处理结果。".into() },
-        Action::Rated { rating: *[Rating::Satisfied, Rating::Satisfied, Rating::Basically, Rating::NotSatisfied].choose(rng).unwrap(), comment: "处理很及时。".into() },
+        Action::Rated {
+            rating: *[Rating::Satisfied, Rating::Satisfied, Rating::Basically, Rating::NotSatisfied]
+                .choose(rng)
+                .unwrap(),
+            comment: "处理很及时。".into(),
+        },
         Action::Closed { note: "闭环归档。".into() },
     ]
 }
@@ -429,10 +458,19 @@ fn grid_history(store: &Store, rng: &mut ChaCha8Rng, n: usize) -> anyhow::Result
         let id = store.raise_request(&store.context(t(minutes)), new_request(rng, None, i))?;
         store.act(&store.context(t(minutes + 60)), &id, Action::Triaged { decision: TriageDecision::Accept })?;
         if rng.random_bool(0.8) {
-            let assignment = Assignment { department: "dept-urban".into(), person: None, deadline: t(minutes + 10 * 1440), level: Level::Town };
+            let assignment = Assignment {
+                department: "dept-urban".into(),
+                person: None,
+                deadline: t(minutes + 10 * 1440),
+                level: Level::Town,
+            };
             store.act(&store.context(t(minutes + 120)), &id, Action::Assigned { assignment })?;
             if rng.random_bool(0.5) {
-                store.act(&store.context(t(minutes + 1440)), &id, Action::Resolved { note: "已修好".into(), photos: vec![] })?;
+                store.act(
+                    &store.context(t(minutes + 1440)),
+                    &id,
+                    Action::Resolved { note: "已修好".into(), photos: vec![] },
+                )?;
             }
         }
     }
@@ -456,32 +494,47 @@ fn day_of_work(store: &Store, rng: &mut ChaCha8Rng, cfg: &Cfg, device: usize) ->
         match step {
             0 => {
                 let h = rng.random_range(0..20);
-                last_visit = Some(store.record_visit(
-                    &ctx,
-                    NewVisit {
-                        id: None,
-                        grid: GRID.into(),
-                        micro_grid: None,
-                        target: VisitTarget::Household { id: format!("{GRID}-h{h:02}") },
-                        kind: *[VisitKind::Daily, VisitKind::Daily, VisitKind::Sweep, VisitKind::EveningTalk].choose(rng).unwrap(),
-                        visited_at: None,
-                        other_walkers: vec![],
-                        companions: if rng.random_bool(0.25) { vec!["网格长".into()] } else { vec![] },
-                        notes: "了解家庭近况，叮嘱注意用电安全，留下联系电话。".into(),
-                        gps: Some(GeoPoint { lat: 30.7 + rng.random_range(0.0..0.01), lon: 121.0 + rng.random_range(0.0..0.01), accuracy_m: Some(20.0) }),
-                    },
-                )?);
+                last_visit = Some(
+                    store.record_visit(
+                        &ctx,
+                        NewVisit {
+                            id: None,
+                            grid: GRID.into(),
+                            micro_grid: None,
+                            target: VisitTarget::Household { id: format!("{GRID}-h{h:02}") },
+                            kind: *[VisitKind::Daily, VisitKind::Daily, VisitKind::Sweep, VisitKind::EveningTalk]
+                                .choose(rng)
+                                .unwrap(),
+                            visited_at: None,
+                            other_walkers: vec![],
+                            companions: if rng.random_bool(0.25) { vec!["网格长".into()] } else { vec![] },
+                            notes: "了解家庭近况，叮嘱注意用电安全，留下联系电话。".into(),
+                            gps: Some(GeoPoint {
+                                lat: 30.7 + rng.random_range(0.0..0.01),
+                                lon: 121.0 + rng.random_range(0.0..0.01),
+                                accuracy_m: Some(20.0),
+                            }),
+                        },
+                    )?,
+                );
             }
             1 => {
                 let on_visit = if rng.random_bool(0.5) { last_visit.clone() } else { None };
                 store.raise_request(&ctx, new_request(rng, on_visit, device * 1000 + k))?;
             }
             _ => {
-                let requests = store.list_requests(&RequestFilter { grids: vec![GRID.into()], limit: 100_000, ..Default::default() })?;
+                let requests = store.list_requests(&RequestFilter {
+                    grids: vec![GRID.into()],
+                    limit: 100_000,
+                    ..Default::default()
+                })?;
                 for _ in 0..20 {
                     let Some(r) = requests.choose(rng) else { break };
                     let state = store.request(&r.id)?.state;
-                    let valid: Vec<Action> = candidate_actions(rng, minutes).into_iter().filter(|a| lifecycle::check(&state, a).is_ok()).collect();
+                    let valid: Vec<Action> = candidate_actions(rng, minutes)
+                        .into_iter()
+                        .filter(|a| lifecycle::check(&state, a).is_ok())
+                        .collect();
                     if let Some(action) = valid.choose(rng) {
                         store.act(&ctx, &r.id, action.clone())?;
                         edits += 1;
@@ -528,7 +581,12 @@ fn p1_template(cfg: &Cfg, proxy: &Proxy, relay_bin: &Path, work: &Path) -> anyho
         let store = device_store(&path, &format!("phone-{i:02}"), &format!("w{i:02}"))?;
         client::join(&store, &url, code, &format!("phone-{i:02}"))?;
         let got = client::sync_over_http(&store, &cancel, &mut |_| {})?;
-        ensure!(got.docs_pulled == history.len(), "phone {i} pulled {} of the {} history documents", got.docs_pulled, history.len());
+        ensure!(
+            got.docs_pulled == history.len(),
+            "phone {i} pulled {} of the {} history documents",
+            got.docs_pulled,
+            history.len()
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(1000).wrapping_add(i as u64 + 1));
         edits_made += day_of_work(&store, &mut rng, cfg, i)?;
         outboxes.push(store.outbox(usize::MAX >> 1)?.into_iter().map(|e| (e.doc_id, e.bytes)).collect::<Vec<_>>());
@@ -565,7 +623,17 @@ fn p1_template(cfg: &Cfg, proxy: &Proxy, relay_bin: &Path, work: &Path) -> anyho
             (id, heads)
         })
         .collect();
-    Ok(P1Template { relay_dir, device_files, history, outboxes, expected, new_change_bytes, new_change_bytes_compressed, new_changes, edits_made })
+    Ok(P1Template {
+        relay_dir,
+        device_files,
+        history,
+        outboxes,
+        expected,
+        new_change_bytes,
+        new_change_bytes_compressed,
+        new_changes,
+        edits_made,
+    })
 }
 
 struct RoundResult {
@@ -578,7 +646,14 @@ struct RoundResult {
     finished: bool,
 }
 
-fn p1_ours_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy, relay_bin: &Path, work: &Path, round: usize) -> anyhow::Result<RoundResult> {
+fn p1_ours_round(
+    cfg: &Cfg,
+    template: &P1Template,
+    proxy: &Proxy,
+    relay_bin: &Path,
+    work: &Path,
+    round: usize,
+) -> anyhow::Result<RoundResult> {
     // Every round starts from copies of the same files, so no round sees another's changes.
     let dir = work.join(format!("p1-ours-{round}"));
     let relay_dir = dir.join("relay");
@@ -778,7 +853,14 @@ impl Fallbacks {
 /// the device follows its changes until the heads match. Before the burst (the history everyone
 /// synced earlier) the device simply finds each document. The one fallback (a find that says
 /// "unavailable" is tried again after 500 ms) is counted in the report.
-async fn converge(repo: Repo, opened: Arc<Opened>, announced: bool, id: DocumentId, expected: Arc<Vec<ChangeHash>>, fallbacks: Arc<Fallbacks>) -> anyhow::Result<()> {
+async fn converge(
+    repo: Repo,
+    opened: Arc<Opened>,
+    announced: bool,
+    id: DocumentId,
+    expected: Arc<Vec<ChangeHash>>,
+    fallbacks: Arc<Fallbacks>,
+) -> anyhow::Result<()> {
     let handle = loop {
         if announced {
             opened.wait(&id).await;
@@ -851,11 +933,9 @@ async fn p1_samod_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy) -> anyh
             .await;
         let dialer = repo.dial(BackoffConfig::default(), Arc::new(WsDialer { url: url.clone() })).map_err(stopped)?;
         dialer.established().await.map_err(|e| anyhow::anyhow!("samod dial failed: {e:?}"))?;
-        let waits = template
-            .history
-            .iter()
-            .zip(&history_heads)
-            .map(|((id, _), heads)| converge(repo.clone(), seen.clone(), false, ids[id].clone(), heads.clone(), fallbacks.clone()));
+        let waits = template.history.iter().zip(&history_heads).map(|((id, _), heads)| {
+            converge(repo.clone(), seen.clone(), false, ids[id].clone(), heads.clone(), fallbacks.clone())
+        });
         futures::future::try_join_all(waits).await?;
         dialer.close();
         // The day's chunks of each document, concatenated in the order they were written.
@@ -868,7 +948,11 @@ async fn p1_samod_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy) -> anyh
         }
         for (id, bytes) in by_doc {
             if let Some(doc_id) = ids.get(&id).filter(|_| template.history.iter().any(|(h, _)| *h == id)) {
-                let handle = repo.find(doc_id.clone()).await.map_err(stopped)?.context("a history document vanished from a samod device")?;
+                let handle = repo
+                    .find(doc_id.clone())
+                    .await
+                    .map_err(stopped)?
+                    .context("a history document vanished from a samod device")?;
                 handle.with_document(|d| d.load_incremental(&bytes))?;
             } else {
                 let handle = repo.create(Automerge::load(&bytes)?).await.map_err(stopped)?;
@@ -878,7 +962,12 @@ async fn p1_samod_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy) -> anyh
         }
         devices.push((repo, seen));
     }
-    ensure!(ids.len() == template.expected.len(), "samod got {} documents, {} expected", ids.len(), template.expected.len());
+    ensure!(
+        ids.len() == template.expected.len(),
+        "samod got {} documents, {} expected",
+        ids.len(),
+        template.expected.len()
+    );
     let expected: Arc<Vec<(DocumentId, Arc<Vec<ChangeHash>>)>> =
         Arc::new(template.expected.iter().map(|(id, heads)| (ids[id].clone(), Arc::new(heads.clone()))).collect());
     // Let the setup connections close before the burst, so their goodbyes are not counted.
@@ -893,7 +982,8 @@ async fn p1_samod_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy) -> anyh
     let mut tasks = Vec::new();
     for (repo, seen) in &devices {
         dialers.push(repo.dial(BackoffConfig::default(), Arc::new(WsDialer { url: url.clone() })).map_err(stopped)?);
-        let (repo, seen, expected, fallbacks, converged) = (repo.clone(), seen.clone(), expected.clone(), fallbacks.clone(), converged.clone());
+        let (repo, seen, expected, fallbacks, converged) =
+            (repo.clone(), seen.clone(), expected.clone(), fallbacks.clone(), converged.clone());
         tasks.push(tokio::spawn(async move {
             let waits = expected.iter().map(|(id, heads)| {
                 let converged = converged.clone();
@@ -1024,7 +1114,8 @@ fn p2_data(cfg: &Cfg, relay_bin: &Path, work: &Path, keep_dir: Option<&Path>) ->
 
     let started = Instant::now();
     let source_path = staging.join("source.db");
-    let mut source = Store::create(&source_path, Identity { device: "hall-pc-source".into(), walker: "hall-1".into() })?;
+    let mut source =
+        Store::create(&source_path, Identity { device: "hall-pc-source".into(), walker: "hall-1".into() })?;
     let town = demo::generate(&mut source, &p2_demo_config(cfg.docs, cfg.seed))?;
     let queued = source.requeue_all_documents(Timestamp(until()))?;
     let generate_seconds = started.elapsed().as_secs_f64();
@@ -1043,8 +1134,11 @@ fn p2_data(cfg: &Cfg, relay_bin: &Path, work: &Path, keep_dir: Option<&Path>) ->
     let baseline = Connection::open(staging.join("baseline.sqlite"))?;
     baseline.execute_batch("CREATE TABLE docs (id TEXT PRIMARY KEY, snapshot BLOB NOT NULL)")?;
     baseline.execute("ATTACH DATABASE ?1 AS relay", [relay_db.to_string_lossy()])?;
-    let (documents, snapshot_bytes): (i64, i64) = baseline.query_row("SELECT COUNT(*), SUM(LENGTH(snapshot)) FROM relay.docs", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    baseline.execute_batch("INSERT INTO docs SELECT id, snapshot FROM relay.docs ORDER BY id; DETACH DATABASE relay;")?;
+    let (documents, snapshot_bytes): (i64, i64) =
+        baseline
+            .query_row("SELECT COUNT(*), SUM(LENGTH(snapshot)) FROM relay.docs", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    baseline
+        .execute_batch("INSERT INTO docs SELECT id, snapshot FROM relay.docs ORDER BY id; DETACH DATABASE relay;")?;
     drop(baseline);
 
     let meta = json!({
@@ -1062,7 +1156,14 @@ fn p2_data(cfg: &Cfg, relay_bin: &Path, work: &Path, keep_dir: Option<&Path>) ->
     found(false)
 }
 
-fn p2_and_p3(cfg: &Cfg, proxy: &Proxy, relay_bin: &Path, cli_bin: &Path, work: &Path, keep_dir: Option<&Path>) -> anyhow::Result<(Value, Value)> {
+fn p2_and_p3(
+    cfg: &Cfg,
+    proxy: &Proxy,
+    relay_bin: &Path,
+    cli_bin: &Path,
+    work: &Path,
+    keep_dir: Option<&Path>,
+) -> anyhow::Result<(Value, Value)> {
     let me = std::env::current_exe()?;
     let data = p2_data(cfg, relay_bin, work, keep_dir)?;
     let documents = data.meta["documents"].as_i64().context("documents in meta.json")?;
@@ -1084,8 +1185,10 @@ fn p2_and_p3(cfg: &Cfg, proxy: &Proxy, relay_bin: &Path, cli_bin: &Path, work: &
         let store = work.join(format!("p2-device-{run}.db"));
         cli(cli_bin, &store, &["init", "--device", &format!("new-hall-pc-{run}"), "--walker", "hall-1"])?;
         cli(cli_bin, &store, &["join", "--relay", &url, "--code", &code])?;
-        let baseline_args = vec!["sync".to_string(), "--child-load".to_string(), data.baseline_db.display().to_string()];
-        let sync_args = vec!["--store".to_string(), store.display().to_string(), "--json".to_string(), "sync".to_string()];
+        let baseline_args =
+            vec!["sync".to_string(), "--child-load".to_string(), data.baseline_db.display().to_string()];
+        let sync_args =
+            vec!["--store".to_string(), store.display().to_string(), "--json".to_string(), "sync".to_string()];
         // Alternate the order, so neither side always finds the page cache warmed by the other.
         if run % 2 == 1 {
             base.push(measured(&me, &me, &baseline_args)?);
@@ -1096,7 +1199,11 @@ fn p2_and_p3(cfg: &Cfg, proxy: &Proxy, relay_bin: &Path, cli_bin: &Path, work: &
         if run % 2 == 0 {
             base.push(measured(&me, &me, &baseline_args)?);
         }
-        let pulled: i64 = Connection::open_with_flags(&store, OpenFlags::SQLITE_OPEN_READ_ONLY)?.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
+        let pulled: i64 = Connection::open_with_flags(&store, OpenFlags::SQLITE_OPEN_READ_ONLY)?.query_row(
+            "SELECT COUNT(*) FROM documents",
+            [],
+            |r| r.get(0),
+        )?;
         ensure!(pulled == documents, "the new device holds {pulled} documents, the relay {documents}");
         if let Some(previous) = last_store.replace(store) {
             remove_database(&previous);
@@ -1137,7 +1244,12 @@ fn p2_and_p3(cfg: &Cfg, proxy: &Proxy, relay_bin: &Path, cli_bin: &Path, work: &
     // `sync_over_http` does, so both pay a new connection.
     let store = Store::open(last_store.as_ref().context("no P2 device")?)?;
     let cancel = AtomicBool::new(false);
-    let fresh_client = || reqwest::blocking::Client::builder().connect_timeout(Duration::from_secs(5)).timeout(Duration::from_secs(120)).build();
+    let fresh_client = || {
+        reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(120))
+            .build()
+    };
     let health_url = format!("{url}/health");
     let (mut sync_ms, mut sync_wire, mut health_ms, mut health_wire) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..cfg.noop_runs {
@@ -1292,7 +1404,13 @@ fn enroll(bin: &Path, data_dir: &Path, name: &str, role: &str, grids: &[&str]) -
 }
 
 fn cli(bin: &Path, store: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(bin).arg("--store").arg(store).args(args).stdin(Stdio::null()).output().context("running gridwalk")?;
+    let out = Command::new(bin)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running gridwalk")?;
     ensure!(out.status.success(), "gridwalk {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     Ok(())
 }
@@ -1443,7 +1561,11 @@ impl Proxy {
     }
 
     fn wire(&self) -> Wire {
-        Wire { up: self.up.load(Ordering::SeqCst), down: self.down.load(Ordering::SeqCst), connections: self.connections.load(Ordering::SeqCst) }
+        Wire {
+            up: self.up.load(Ordering::SeqCst),
+            down: self.down.load(Ordering::SeqCst),
+            connections: self.connections.load(Ordering::SeqCst),
+        }
     }
 
     async fn forward(&self, client: TcpStream) -> std::io::Result<()> {
@@ -1500,7 +1622,8 @@ fn remove_database(path: &Path) {
 fn process_cpu_ms(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name in parentheses may hold spaces; the fields after it are plain.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     // SAFETY: sysconf only reads a system constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
@@ -1519,7 +1642,9 @@ fn own_cpu_ms() -> f64 {
 
 /// The 1, 5 and 15 minute load averages: on a shared 2-core machine they say how much else ran.
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn file_size(path: &Path) -> u64 {

@@ -43,8 +43,13 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    anyhow::ensure!(cli.ui.join("index.html").exists(), "no built UI at {} (run `npm run build` in ui/)", cli.ui.display());
-    let settings = SyncSettings { check_every: Duration::from_secs_f64(cli.check_every_s.max(0.2)), ..SyncSettings::default() };
+    anyhow::ensure!(
+        cli.ui.join("index.html").exists(),
+        "no built UI at {} (run `npm run build` in ui/)",
+        cli.ui.display()
+    );
+    let settings =
+        SyncSettings { check_every: Duration::from_secs_f64(cli.check_every_s.max(0.2)), ..SyncSettings::default() };
     let app = App::open(&cli.data_dir, Arc::new(SystemClock), settings).map_err(|e| anyhow::anyhow!(e.message))?;
     let app = Arc::new(app);
     let runtime = tokio::runtime::Runtime::new()?;
@@ -56,7 +61,9 @@ fn main() -> anyhow::Result<()> {
             .layer(DefaultBodyLimit::max(40 * 1024 * 1024))
             .with_state(app)
             .fallback_service(ServeDir::new(&cli.ui).fallback(index));
-        let listener = tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("cannot listen on {}", cli.listen))?;
+        let listener = tokio::net::TcpListener::bind(cli.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cli.listen))?;
         // Tests and scripts read this line to learn the port.
         println!("listening on http://{}", listener.local_addr()?);
         use std::io::Write;

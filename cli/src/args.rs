@@ -21,12 +21,7 @@ use gridwalk_core::model::Level;
 )]
 pub struct Cli {
     /// The store file.
-    #[arg(
-        long,
-        global = true,
-        env = "GRIDWALK_STORE",
-        default_value = "gridwalk.db"
-    )]
+    #[arg(long, global = true, env = "GRIDWALK_STORE", default_value = "gridwalk.db")]
     pub store: PathBuf,
     /// Print exactly one JSON value to stdout (and errors as JSON to stderr).
     #[arg(long, global = true)]

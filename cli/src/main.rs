@@ -43,20 +43,13 @@ impl Env {
     /// The context of an action taken now by the acting person on this store's device.
     pub fn context(&self, store: &Store) -> ActionContext {
         let identity = store.identity();
-        let actor = self
-            .acting_as
-            .clone()
-            .unwrap_or_else(|| identity.walker.clone());
+        let actor = self.acting_as.clone().unwrap_or_else(|| identity.walker.clone());
         ActionContext::new(actor, identity.device.clone(), self.now)
     }
 
     /// Prints `value` as JSON with `--json`, else the text `human` makes.
     pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) -> Result<()> {
-        let mut text = if self.json {
-            serde_json::to_string_pretty(value)?
-        } else {
-            human()
-        };
+        let mut text = if self.json { serde_json::to_string_pretty(value)? } else { human() };
         if !text.ends_with('\n') {
             text.push('\n');
         }
@@ -87,17 +80,12 @@ impl std::error::Error for Failure {}
 /// An input the user typed that cannot be used; the core's own error, so it carries the core's
 /// code (`invalid_input`).
 pub fn invalid(field: &str, message: impl Into<String>) -> CoreError {
-    CoreError::InvalidInput {
-        field: field.to_string(),
-        message: message.into(),
-    }
+    CoreError::InvalidInput { field: field.to_string(), message: message.into() }
 }
 
 /// Reads a date or time typed by the user.
 pub fn parse_time(field: &str, text: &str, end_of_day: bool) -> Result<Timestamp> {
-    Ok(Timestamp(gridwalk_core::time::parse_user_time(
-        field, text, end_of_day,
-    )?))
+    Ok(Timestamp(gridwalk_core::time::parse_user_time(field, text, end_of_day)?))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -105,19 +93,10 @@ fn run(cli: Cli) -> Result<()> {
         Some(text) => parse_time("now", text, false)?,
         None => Timestamp(SystemClock.now()),
     };
-    if cli
-        .acting_as
-        .as_deref()
-        .is_some_and(|w| w.trim().is_empty())
-    {
+    if cli.acting_as.as_deref().is_some_and(|w| w.trim().is_empty()) {
         return Err(invalid("as", "the walker id is empty").into());
     }
-    let env = Env {
-        store_path: cli.store,
-        json: cli.json,
-        now,
-        acting_as: cli.acting_as,
-    };
+    let env = Env { store_path: cli.store, json: cli.json, now, acting_as: cli.acting_as };
     match cli.command {
         Command::Init { device, walker } => reference::init(&env, device, walker),
         Command::Import { kind, file } => reference::import(&env, kind, &file),
@@ -168,10 +147,7 @@ fn error_message(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
         let text = cause.to_string();
-        if !parts
-            .last()
-            .is_some_and(|previous| previous.contains(&text))
-        {
+        if !parts.last().is_some_and(|previous| previous.contains(&text)) {
             parts.push(text);
         }
     }
@@ -207,15 +183,9 @@ mod tests {
         let err = anyhow::Error::from(CoreError::Io(std::io::Error::other("disk full")));
         assert_eq!(error_message(&err), "file error: disk full");
         assert_eq!(error_code(&err), "io");
-        let err = anyhow::Error::from(Failure {
-            code: "check_failed",
-            message: "the index does not match".into(),
-        })
-        .context("checking the store");
-        assert_eq!(
-            error_message(&err),
-            "checking the store: the index does not match"
-        );
+        let err = anyhow::Error::from(Failure { code: "check_failed", message: "the index does not match".into() })
+            .context("checking the store");
+        assert_eq!(error_message(&err), "checking the store: the index does not match");
         assert_eq!(error_code(&err), "check_failed");
     }
 }

@@ -77,11 +77,7 @@ fn parse_role(text: &str) -> Result<Role, String> {
 fn reported(err: PhotoError) -> anyhow::Error {
     match err {
         PhotoError::Core(core) => (*core).into(),
-        other => Failure {
-            code: other.code(),
-            message: other.to_string(),
-        }
-        .into(),
+        other => Failure { code: other.code(), message: other.to_string() }.into(),
     }
 }
 
@@ -107,19 +103,13 @@ fn add(env: &Env, args: AddArgs) -> Result<()> {
     // leaves the record as it was; the error names the file.
     let mut ingested = Vec::with_capacity(args.files.len());
     for file in &args.files {
-        let bytes = std::fs::read(file).map_err(|e| Failure {
-            code: "io",
-            message: format!("cannot read {}: {e}", file.display()),
-        })?;
+        let bytes = std::fs::read(file)
+            .map_err(|e| Failure { code: "io", message: format!("cannot read {}: {e}", file.display()) })?;
         let photo = gridwalk_core::photo::ingest(&bytes, &options)
             .map_err(|e| reported(e).context(format!("{}", file.display())))?;
         ingested.push((file, photo));
     }
-    let attachment = Attachment {
-        role: args.role,
-        caption: args.caption,
-        gps,
-    };
+    let attachment = Attachment { role: args.role, caption: args.caption, gps };
     let ctx = env.context(&store);
     let mut added = Vec::new();
     for (file, photo) in &ingested {

@@ -24,23 +24,14 @@ pub fn init(env: &Env, device: String, walker: String) -> Result<()> {
     let identity = store.identity();
     env.emit(
         &serde_json::json!({ "store": store.path(), "device": identity.device, "walker": identity.walker }),
-        || {
-            format!(
-                "created {} for walker {} on device {}",
-                store.path().display(),
-                identity.walker,
-                identity.device
-            )
-        },
+        || format!("created {} for walker {} on device {}", store.path().display(), identity.walker, identity.device),
     )
 }
 
 pub fn import(env: &Env, kind: ImportKind, file: &Path) -> Result<()> {
     let mut store = env.open()?;
     let report = import_file(&mut store, kind, file)?;
-    env.emit(&report, || {
-        format!("imported {} rows from {}", report.rows, report.file)
-    })
+    env.emit(&report, || format!("imported {} rows from {}", report.rows, report.file))
 }
 
 pub fn demo(env: &Env, args: &DemoArgs) -> Result<()> {
@@ -89,11 +80,7 @@ pub fn index(env: &Env, command: IndexCommand) -> Result<()> {
                     report.integrity,
                     report.documents,
                     report.index_rows,
-                    if report.index_matches_documents {
-                        "yes"
-                    } else {
-                        "no"
-                    }
+                    if report.index_matches_documents { "yes" } else { "no" }
                 )
             })?;
             if report.integrity != "ok" {
@@ -106,8 +93,7 @@ pub fn index(env: &Env, command: IndexCommand) -> Result<()> {
             if !report.index_matches_documents {
                 return Err(Failure {
                     code: "check_failed",
-                    message: "the index does not match the documents; run `gridwalk index rebuild`"
-                        .into(),
+                    message: "the index does not match the documents; run `gridwalk index rebuild`".into(),
                 }
                 .into());
             }
@@ -134,10 +120,7 @@ pub fn grids(env: &Env) -> Result<()> {
         .grids()?
         .into_iter()
         .map(|area| {
-            let last = last_visits
-                .iter()
-                .find(|(id, _)| *id == area.id)
-                .map(|(_, at)| *at);
+            let last = last_visits.iter().find(|(id, _)| *id == area.id).map(|(_, at)| *at);
             GridRow {
                 overdue_for_visit: last.is_none_or(|t| t < cutoff),
                 last_visited_at: last,
@@ -156,21 +139,11 @@ pub fn grids(env: &Env) -> Result<()> {
                 g.id.clone(),
                 g.name.clone(),
                 g.parent.clone().unwrap_or_default(),
-                if g.enterprise_grid {
-                    "企业网格"
-                } else {
-                    "网格"
-                }
-                .to_string(),
+                if g.enterprise_grid { "企业网格" } else { "网格" }.to_string(),
                 time_text(g.last_visited_at),
             ]);
         }
-        format!(
-            "{}\n{} grids; {}",
-            table.render(),
-            rows.len(),
-            visit_legend()
-        )
+        format!("{}\n{} grids; {}", table.render(), rows.len(), visit_legend())
     })
 }
 

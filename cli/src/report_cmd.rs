@@ -190,12 +190,11 @@ fn drill(env: &Env, args: &DrillArgs) -> Result<()> {
         "households_not_visited" => Drill::HouseholdsNotVisited,
         "enterprises_not_visited" => Drill::EnterprisesNotVisited,
         other => {
-            let measure = Measure::parse(other).ok_or_else(|| invalid("figure", format!("'{other}' is not a figure of the dashboard")))?;
+            let measure = Measure::parse(other)
+                .ok_or_else(|| invalid("figure", format!("'{other}' is not a figure of the dashboard")))?;
             let slices = [
                 args.category.clone().map(Slice::Category),
-                args.department
-                    .clone()
-                    .map(|d| Slice::Department(if d == "none" { None } else { Some(d) })),
+                args.department.clone().map(|d| Slice::Department(if d == "none" { None } else { Some(d) })),
                 args.in_grid.clone().map(Slice::Grid),
                 args.month.as_deref().map(|m| Month::parse(m).map(|m| Slice::Month(m.key()))).transpose()?,
                 args.resolved_in
@@ -206,7 +205,11 @@ fn drill(env: &Env, args: &DrillArgs) -> Result<()> {
             let mut given = slices.into_iter().flatten();
             let slice = given.next().unwrap_or(Slice::All);
             if given.next().is_some() {
-                return Err(invalid("slice", "give at most one of --category, --department, --in-grid, --month, --resolved-in").into());
+                return Err(invalid(
+                    "slice",
+                    "give at most one of --category, --department, --in-grid, --month, --resolved-in",
+                )
+                .into());
             }
             Drill::Requests { measure, slice }
         }
@@ -230,7 +233,8 @@ fn monthly(env: &Env, args: &MonthlyArgs) -> Result<()> {
     };
     let value = json!({ "list": &list, "xlsx": &written });
     env.emit(&value, || {
-        let mut out = vec![format!("{} {} 驻网办事清单: {} requests", list.scope_name, list.month.label(), list.rows.len())];
+        let mut out =
+            vec![format!("{} {} 驻网办事清单: {} requests", list.scope_name, list.month.label(), list.rows.len())];
         let mut t = Table::new(&["网格", "类别", "责任科室", "期限", "完成情况", "诉求"]);
         for r in &list.rows {
             t.row(vec![

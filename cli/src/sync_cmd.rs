@@ -54,10 +54,16 @@ pub fn sync(env: &Env, resend_all: bool) -> Result<()> {
     if !json {
         eprintln!();
         if progress.photos_waiting > 0 {
-            eprintln!("{} photos are not on the relay yet (their phone has not synced them); the next sync fetches them", progress.photos_waiting);
+            eprintln!(
+                "{} photos are not on the relay yet (their phone has not synced them); the next sync fetches them",
+                progress.photos_waiting
+            );
         }
         for problem in &progress.photo_problems {
-            eprintln!("photo {} not synced: {} ({}); the next sync tries again", problem.hash, problem.message, problem.code);
+            eprintln!(
+                "photo {} not synced: {} ({}); the next sync tries again",
+                problem.hash, problem.message, problem.code
+            );
         }
     }
     store.set_last_sync(env.now.millis())?;
@@ -71,7 +77,8 @@ pub fn status(env: &Env) -> Result<()> {
     let last = store.last_sync()?;
     let value = serde_json::json!({ "relay": link, "waiting_documents": waiting.len(), "last_sync": last });
     env.emit(&value, || {
-        let relay = link.as_ref().map(|l| format!("{} ({})", l.url, l.device_id)).unwrap_or_else(|| "not joined".into());
+        let relay =
+            link.as_ref().map(|l| format!("{} ({})", l.url, l.device_id)).unwrap_or_else(|| "not joined".into());
         format!("relay: {relay}\nwaiting to go up: {} documents\nlast sync: {}", waiting.len(), time_text(last))
     })
 }

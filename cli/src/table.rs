@@ -62,10 +62,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&str]) -> Self {
-        Table {
-            header: header.iter().map(|h| h.to_string()).collect(),
-            rows: Vec::new(),
-        }
+        Table { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -85,13 +82,7 @@ impl Table {
                 .iter()
                 .zip(&widths)
                 .enumerate()
-                .map(|(i, (cell, w))| {
-                    if i == last {
-                        cell.clone()
-                    } else {
-                        pad(cell, *w)
-                    }
-                })
+                .map(|(i, (cell, w))| if i == last { cell.clone() } else { pad(cell, *w) })
                 .collect();
             // An empty last cell would otherwise leave the separator dangling at the end.
             text.join("  ").trim_end().to_string()
@@ -115,9 +106,7 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
 
 /// A stored time (milliseconds) as local wall-clock text; empty when there is none.
 pub fn time_text(ms: Option<i64>) -> String {
-    ms.and_then(|m| Timestamp::from_millis(m).ok())
-        .map(|t| t.display())
-        .unwrap_or_default()
+    ms.and_then(|m| Timestamp::from_millis(m).ok()).map(|t| t.display()).unwrap_or_default()
 }
 
 #[cfg(test)]

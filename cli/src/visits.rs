@@ -20,39 +20,23 @@ pub fn run(env: &Env, command: VisitCommand) -> Result<()> {
 
 /// Reads `LAT,LON` (a full-width comma works too) and checks it is a place on Earth.
 pub fn parse_gps(text: &str) -> Result<GeoPoint> {
-    let not_a_position = || {
-        anyhow::Error::from(invalid(
-            "gps",
-            format!("'{text}' is not a position; write it as 30.7,121.0"),
-        ))
-    };
+    let not_a_position =
+        || anyhow::Error::from(invalid("gps", format!("'{text}' is not a position; write it as 30.7,121.0")));
     let (lat, lon) = text.split_once([',', '，']).ok_or_else(not_a_position)?;
     let number = |s: &str| s.trim().parse::<f64>().map_err(|_| not_a_position());
-    let point = GeoPoint {
-        lat: number(lat)?,
-        lon: number(lon)?,
-        accuracy_m: None,
-    };
+    let point = GeoPoint { lat: number(lat)?, lon: number(lon)?, accuracy_m: None };
     point.validate()?;
     Ok(point)
 }
 
 fn record(env: &Env, args: RecordVisitArgs) -> Result<()> {
-    let target = match (
-        args.target.household,
-        args.target.enterprise,
-        args.target.place,
-    ) {
+    let target = match (args.target.household, args.target.enterprise, args.target.place) {
         (Some(id), _, _) => VisitTarget::Household { id },
         (_, Some(id), _) => VisitTarget::Enterprise { id },
         (_, _, Some(address)) => VisitTarget::Place { address },
         (None, None, None) => unreachable!("clap requires one visit target"),
     };
-    let visited_at = args
-        .at
-        .as_deref()
-        .map(|t| parse_time("at", t, false))
-        .transpose()?;
+    let visited_at = args.at.as_deref().map(|t| parse_time("at", t, false)).transpose()?;
     let gps = args.gps.as_deref().map(parse_gps).transpose()?;
     let visit = NewVisit {
         id: None,
@@ -72,11 +56,7 @@ fn record(env: &Env, args: RecordVisitArgs) -> Result<()> {
 }
 
 fn list(env: &Env, args: &VisitListArgs) -> Result<()> {
-    let from = args
-        .from
-        .as_deref()
-        .map(|t| parse_time("from", t, false))
-        .transpose()?;
+    let from = args.from.as_deref().map(|t| parse_time("from", t, false)).transpose()?;
     let before = args.to.as_deref().map(|t| end_of(t, "to")).transpose()?;
     let filter = VisitFilter {
         grid: args.grid.clone(),
@@ -90,9 +70,7 @@ fn list(env: &Env, args: &VisitListArgs) -> Result<()> {
     let store = env.open()?;
     let visits = store.list_visits(&filter)?;
     env.emit(&visits, || {
-        let mut table = Table::new(&[
-            "ID", "VISITED", "GRID", "KIND", "TO", "WALKERS", "REQUESTS", "NOTES",
-        ]);
+        let mut table = Table::new(&["ID", "VISITED", "GRID", "KIND", "TO", "WALKERS", "REQUESTS", "NOTES"]);
         for v in &visits {
             let to = match &v.target_id {
                 Some(id) => format!("{} {id}", v.target_kind),
@@ -140,23 +118,10 @@ fn describe(view: &VisitView) -> String {
         ("visited", b.visited_at.display()),
         ("walkers", b.walkers.join(", ")),
         ("companions", b.companions.join(", ")),
-        (
-            "gps",
-            b.gps
-                .map(|g| format!("{},{}", g.lat, g.lon))
-                .unwrap_or_default(),
-        ),
+        ("gps", b.gps.map(|g| format!("{},{}", g.lat, g.lon)).unwrap_or_default()),
         ("notes", b.notes.clone()),
         ("requests", b.requests_raised.join(", ")),
-        (
-            "recorded",
-            format!(
-                "{} by {} on {}",
-                h.created_at.display(),
-                h.created_by,
-                h.device
-            ),
-        ),
+        ("recorded", format!("{} by {} on {}", h.created_at.display(), h.created_by, h.device)),
     ]);
     format!("Visit {}\n{text}", h.id)
 }

@@ -13,7 +13,10 @@ use rand::Rng;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 use serde::Serialize;
 
-use crate::docs::{self, GeoPoint, Place, Reporter, RequestBody, RequestDocument, Source, Urgency, VisitBody, VisitDocument, VisitKind, VisitTarget};
+use crate::docs::{
+    self, GeoPoint, Place, Reporter, RequestBody, RequestDocument, Source, Urgency, VisitBody, VisitDocument,
+    VisitKind, VisitTarget,
+};
 use crate::error::Result;
 use crate::lifecycle::{Action, Assignment, Rating, TriageDecision};
 use crate::model::{Area, AreaKind, Department, Enterprise, Household, Level, Role, Walker, WorkGroup};
@@ -68,12 +71,32 @@ pub struct DemoReport {
 }
 
 const VILLAGES: &[&str] = &[
-    "马厩村", "百寿村", "新庙村", "曹兑村", "油车港村", "西庄村", "东湖村", "南塘社区", "北港村", "华光社区",
-    "金桥村", "清溪村", "长安社区", "湖滨村", "永丰村",
+    "马厩村",
+    "百寿村",
+    "新庙村",
+    "曹兑村",
+    "油车港村",
+    "西庄村",
+    "东湖村",
+    "南塘社区",
+    "北港村",
+    "华光社区",
+    "金桥村",
+    "清溪村",
+    "长安社区",
+    "湖滨村",
+    "永丰村",
 ];
-const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "沈", "钱", "陆", "顾", "蒋"];
-const GIVEN: &[&str] = &["建国", "秀英", "伟", "芳", "德明", "桂英", "志强", "丽华", "海龙", "玉兰", "春生", "红梅", "国平", "美娟", "学军", "晓燕", "金宝", "阿三", "根林", "雪芬"];
-const CARE_TAGS: &[(&str, f64)] = &[("独居老人", 0.05), ("低保", 0.03), ("残疾", 0.03), ("退役军人", 0.02), ("留守儿童", 0.02)];
+const SURNAMES: &[&str] = &[
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "沈", "钱", "陆", "顾",
+    "蒋",
+];
+const GIVEN: &[&str] = &[
+    "建国", "秀英", "伟", "芳", "德明", "桂英", "志强", "丽华", "海龙", "玉兰", "春生", "红梅", "国平", "美娟", "学军",
+    "晓燕", "金宝", "阿三", "根林", "雪芬",
+];
+const CARE_TAGS: &[(&str, f64)] =
+    &[("独居老人", 0.05), ("低保", 0.03), ("残疾", 0.03), ("退役军人", 0.02), ("留守儿童", 0.02)];
 const FIRM_PREFIX: &[&str] = &["平湖", "嘉兴", "新华", "华东", "曹桥", "申浙", "浙北", "恒达"];
 const FIRM_TRADE: &[&str] = &["纺织", "机械", "电子", "服装", "食品", "包装", "新材料", "光电", "五金", "箱包"];
 
@@ -95,13 +118,25 @@ const DEPARTMENTS: &[(&str, &str, Level, &[&str])] = &[
 
 /// (category, weight, description templates; {p} is the place)
 const REQUEST_TEXTS: &[(&str, u32, &[&str])] = &[
-    ("streetlight", 14, &["{p}一带路灯不亮已有一周，晚上出行不便，老人担心摔倒。", "{p}村道没有路灯，希望安装太阳能路灯。", "{p}路灯白天亮晚上不亮，请派人检修。"]),
+    (
+        "streetlight",
+        14,
+        &[
+            "{p}一带路灯不亮已有一周，晚上出行不便，老人担心摔倒。",
+            "{p}村道没有路灯，希望安装太阳能路灯。",
+            "{p}路灯白天亮晚上不亮，请派人检修。",
+        ],
+    ),
     ("road_traffic", 10, &["{p}路面坑洼积水，电瓶车经过容易打滑。", "{p}村口道路狭窄，会车困难，建议拓宽。"]),
     ("parking", 8, &["{p}村道有车辆长期违规停放，堵住了消防通道。", "{p}外来货车夜间停在路边，影响通行。"]),
     ("illegal_building", 6, &["{p}有人搭建违章棚屋，堵住了通道。", "{p}邻居加盖的铁皮房占用公共通道。"]),
     ("environment", 12, &["{p}垃圾桶满了没人清运，气味很大。", "{p}河道漂浮垃圾较多，希望安排保洁。"]),
     ("utilities", 8, &["{p}临时用电一直没有接好，影响生活。", "{p}自来水水压低，二楼以上经常没水。"]),
-    ("public_facility", 8, &["{p}电瓶车库坡道没有雨棚，雨天老人推车容易滑倒。", "{p}文化礼堂的健身器材损坏，需要维修。"]),
+    (
+        "public_facility",
+        8,
+        &["{p}电瓶车库坡道没有雨棚，雨天老人推车容易滑倒。", "{p}文化礼堂的健身器材损坏，需要维修。"],
+    ),
     ("social_security", 8, &["养老金银行网点太远，{p}的老人取钱不方便。", "想咨询城乡居民医保缴费和报销办法。"]),
     ("agriculture", 6, &["今年西瓜滞销，希望帮忙联系销路。", "{p}农田灌溉渠道堵塞，影响春耕。"]),
     ("enterprise_service", 5, &["企业消防审批卡在验收环节，希望协调。", "企业招工难，希望帮助对接用工信息。"]),
@@ -118,16 +153,10 @@ const VISIT_NOTES: &[&str] = &[
     "了解子女就业情况，宣传技能培训政策。",
     "晚上入户拉家常，听取对村里工作的意见。",
 ];
-const ENTERPRISE_NOTES: &[&str] = &[
-    "走访企业，了解生产经营情况和用工需求。",
-    "检查消防通道和安全生产台账。",
-    "宣传惠企政策，收集企业意见。",
-];
-const RESOLUTIONS: &[&str] = &[
-    "已派人现场处理完毕，并回访核实。",
-    "已协调相关单位解决，群众认可。",
-    "已按要求整改到位，现场拍照留档。",
-];
+const ENTERPRISE_NOTES: &[&str] =
+    &["走访企业，了解生产经营情况和用工需求。", "检查消防通道和安全生产台账。", "宣传惠企政策，收集企业意见。"];
+const RESOLUTIONS: &[&str] =
+    &["已派人现场处理完毕，并回访核实。", "已协调相关单位解决，群众认可。", "已按要求整改到位，现场拍照留档。"];
 const COMPANIONS: &[&str] = &["村党支部书记", "村委会主任", "网格长", "小组长", "驻村干部"];
 
 fn name(rng: &mut ChaCha8Rng) -> String {
@@ -142,7 +171,7 @@ struct Grid {
     id: String,
     micro: Vec<String>,
     enterprise: bool,
-    households: Vec<(String, String, String)>, // id, head, address
+    households: Vec<(String, String, String)>,  // id, head, address
     enterprises: Vec<(String, String, String)>, // id, name, address
     walkers: Vec<String>,
     center: (f64, f64),
@@ -160,7 +189,13 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
 
     // Areas.
     let town = "street";
-    store.put_area(&Area { id: town.into(), kind: AreaKind::Town, name: "曹桥街道".into(), parent: None, enterprise_grid: false })?;
+    store.put_area(&Area {
+        id: town.into(),
+        kind: AreaKind::Town,
+        name: "曹桥街道".into(),
+        parent: None,
+        enterprise_grid: false,
+    })?;
     let villages = cfg.villages.max(1);
     let per_grid = 50usize;
     let household_grids = cfg.households.div_ceil(per_grid).max(villages);
@@ -168,26 +203,66 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
     for v in 0..villages {
         let vid = format!("v{:02}", v + 1);
         let vname = VILLAGES.get(v).map(|s| s.to_string()).unwrap_or_else(|| format!("第{}村", v + 1));
-        store.put_area(&Area { id: vid.clone(), kind: AreaKind::Village, name: vname.clone(), parent: Some(town.into()), enterprise_grid: false })?;
+        store.put_area(&Area {
+            id: vid.clone(),
+            kind: AreaKind::Village,
+            name: vname.clone(),
+            parent: Some(town.into()),
+            enterprise_grid: false,
+        })?;
         let count = household_grids / villages + usize::from(v < household_grids % villages);
         for g in 0..count {
             let gid = format!("{vid}-g{:02}", g + 1);
-            store.put_area(&Area { id: gid.clone(), kind: AreaKind::Grid, name: format!("{vname}第{}网格", g + 1), parent: Some(vid.clone()), enterprise_grid: false })?;
+            store.put_area(&Area {
+                id: gid.clone(),
+                kind: AreaKind::Grid,
+                name: format!("{vname}第{}网格", g + 1),
+                parent: Some(vid.clone()),
+                enterprise_grid: false,
+            })?;
             let mut micro = Vec::new();
             for m in 0..3 {
                 let mid = format!("{gid}-m{}", m + 1);
-                store.put_area(&Area { id: mid.clone(), kind: AreaKind::MicroGrid, name: format!("{vname}第{}网格{}号微网格", g + 1, m + 1), parent: Some(gid.clone()), enterprise_grid: false })?;
+                store.put_area(&Area {
+                    id: mid.clone(),
+                    kind: AreaKind::MicroGrid,
+                    name: format!("{vname}第{}网格{}号微网格", g + 1, m + 1),
+                    parent: Some(gid.clone()),
+                    enterprise_grid: false,
+                })?;
                 micro.push(mid);
             }
             let center = (30.70 + rng.random_range(0.0..0.1), 121.00 + rng.random_range(0.0..0.1));
-            grids.push(Grid { id: gid, micro, enterprise: false, households: Vec::new(), enterprises: Vec::new(), walkers: Vec::new(), center });
+            grids.push(Grid {
+                id: gid,
+                micro,
+                enterprise: false,
+                households: Vec::new(),
+                enterprises: Vec::new(),
+                walkers: Vec::new(),
+                center,
+            });
         }
     }
     for e in 0..cfg.enterprise_grids {
         let gid = format!("eg{:02}", e + 1);
-        store.put_area(&Area { id: gid.clone(), kind: AreaKind::Grid, name: format!("企业网格{}", e + 1), parent: Some(town.into()), enterprise_grid: true })?;
+        store.put_area(&Area {
+            id: gid.clone(),
+            kind: AreaKind::Grid,
+            name: format!("企业网格{}", e + 1),
+            parent: Some(town.into()),
+            enterprise_grid: true,
+        })?;
         let center = (30.70 + rng.random_range(0.0..0.1), 121.00 + rng.random_range(0.0..0.1));
-        grids.push(Grid { id: gid, micro: Vec::new(), enterprise: true, households: Vec::new(), enterprises: Vec::new(), walkers: Vec::new(), center });
+        grids.push(Grid {
+            id: gid,
+            micro: Vec::new(),
+            enterprise: true,
+            households: Vec::new(),
+            enterprises: Vec::new(),
+            walkers: Vec::new(),
+            center,
+        });
     }
     let household_grid_count = grids.iter().filter(|g| !g.enterprise).count();
 
@@ -199,11 +274,7 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
         let head = name(&mut rng);
         let village_name = VILLAGES.get(gi % villages).copied().unwrap_or("本村");
         let address = format!("{}第{}组{}号", village_name, gi % 12 + 1, i / household_grid_count + 1);
-        let tags = CARE_TAGS
-            .iter()
-            .filter(|(_, p)| rng.random_bool(*p))
-            .map(|(t, _)| t.to_string())
-            .collect();
+        let tags = CARE_TAGS.iter().filter(|(_, p)| rng.random_bool(*p)).map(|(t, _)| t.to_string()).collect();
         let micro = grid.micro.get(i % grid.micro.len().max(1)).cloned();
         store.put_household(&Household {
             id: id.clone(),
@@ -224,8 +295,14 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
         for i in 0..cfg.enterprises {
             let gi = enterprise_grid_ids[i % enterprise_grid_ids.len()];
             let id = format!("e{:03}", i + 1);
-            let firm = format!("{}{}{}有限公司", FIRM_PREFIX.choose(&mut rng).unwrap(), ["市", "县", ""].choose(&mut rng).unwrap(), FIRM_TRADE.choose(&mut rng).unwrap());
-            let address = format!("曹桥工业园区{}路{}号", ["兴业", "新华", "创业", "开元"].choose(&mut rng).unwrap(), i + 1);
+            let firm = format!(
+                "{}{}{}有限公司",
+                FIRM_PREFIX.choose(&mut rng).unwrap(),
+                ["市", "县", ""].choose(&mut rng).unwrap(),
+                FIRM_TRADE.choose(&mut rng).unwrap()
+            );
+            let address =
+                format!("曹桥工业园区{}路{}号", ["兴业", "新华", "创业", "开元"].choose(&mut rng).unwrap(), i + 1);
             store.put_enterprise(&Enterprise {
                 id: id.clone(),
                 grid: grids[gi].id.clone(),
@@ -248,7 +325,11 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
     // enterprise grids; plus hall staff, an admin and a leader.
     let groups = 10usize;
     for g in 0..groups {
-        store.put_work_group(&WorkGroup { id: format!("wg{:02}", g + 1), name: format!("第{}工作组", g + 1), leader: None })?;
+        store.put_work_group(&WorkGroup {
+            id: format!("wg{:02}", g + 1),
+            name: format!("第{}工作组", g + 1),
+            leader: None,
+        })?;
     }
     let mut walker_count = 0;
     for (gi, grid) in grids.iter_mut().enumerate() {
@@ -268,10 +349,31 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
     }
     let hall_staff = ["hall-1", "hall-2", "hall-3"];
     for (i, id) in hall_staff.iter().enumerate() {
-        store.put_walker(&Walker { id: id.to_string(), name: format!("服务中心{}号窗口", i + 1), phone: None, role: Role::Hall, work_group: None, grids: Vec::new() })?;
+        store.put_walker(&Walker {
+            id: id.to_string(),
+            name: format!("服务中心{}号窗口", i + 1),
+            phone: None,
+            role: Role::Hall,
+            work_group: None,
+            grids: Vec::new(),
+        })?;
     }
-    store.put_walker(&Walker { id: "admin".into(), name: "系统管理员".into(), phone: None, role: Role::Admin, work_group: None, grids: Vec::new() })?;
-    store.put_walker(&Walker { id: "leader".into(), name: "街道分管领导".into(), phone: None, role: Role::Leader, work_group: None, grids: Vec::new() })?;
+    store.put_walker(&Walker {
+        id: "admin".into(),
+        name: "系统管理员".into(),
+        phone: None,
+        role: Role::Admin,
+        work_group: None,
+        grids: Vec::new(),
+    })?;
+    store.put_walker(&Walker {
+        id: "leader".into(),
+        name: "街道分管领导".into(),
+        phone: None,
+        role: Role::Leader,
+        work_group: None,
+        grids: Vec::new(),
+    })?;
 
     let ctx_for = |who: &str, device: String, at: DateTime<Utc>, rng: &mut ChaCha8Rng| {
         ActionContext::seeded(who.to_string(), device, at, rng.random())
@@ -343,19 +445,26 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
             reporter,
             place: Place {
                 address,
-                gps: Some(GeoPoint { lat: grid.center.0 + rng.random_range(-0.005..0.005), lon: grid.center.1 + rng.random_range(-0.005..0.005), accuracy_m: Some(15.0) }),
+                gps: Some(GeoPoint {
+                    lat: grid.center.0 + rng.random_range(-0.005..0.005),
+                    lon: grid.center.1 + rng.random_range(-0.005..0.005),
+                    accuracy_m: Some(15.0),
+                }),
             },
             micro_grid: grid.micro.choose(&mut rng).cloned(),
             category: category.to_string(),
             description,
-            urgency: *[Urgency::Normal, Urgency::Normal, Urgency::Normal, Urgency::High, Urgency::Low, Urgency::Urgent].choose(&mut rng).unwrap(),
+            urgency: *[Urgency::Normal, Urgency::Normal, Urgency::Normal, Urgency::High, Urgency::Low, Urgency::Urgent]
+                .choose(&mut rng)
+                .unwrap(),
             source,
             visit,
         };
         let ctx = ctx_for(&collector, device, created, &mut rng);
         let mut doc = RequestDocument::create(&ctx, &request_id, &grid.id, &body)?;
         docs::commit(doc.automerge(), ctx.at, "raise request");
-        let same = earlier.iter().rev().take(50).find(|(_, g, c)| *g == grid.id && c == category).map(|(id, _, _)| id.clone());
+        let same =
+            earlier.iter().rev().take(50).find(|(_, g, c)| *g == grid.id && c == category).map(|(id, _, _)| id.clone());
         run_lifecycle(&mut doc, &mut rng, created, cfg.until, category, same, &walker, &ctx_for)?;
         store.import_document(doc.automerge())?;
         earlier.push((request_id, grid.id.clone(), category.to_string()));
@@ -456,7 +565,13 @@ fn run_lifecycle(
             true
         }
     };
-    let act = |doc: &mut RequestDocument, rng: &mut ChaCha8Rng, who: &str, device: &str, at: DateTime<Utc>, action: Action| -> Result<()> {
+    let act = |doc: &mut RequestDocument,
+               rng: &mut ChaCha8Rng,
+               who: &str,
+               device: &str,
+               at: DateTime<Utc>,
+               action: Action|
+     -> Result<()> {
         let ctx = ctx_for(who, device.to_string(), at, rng);
         doc.apply(&ctx, action)?;
         docs::commit(doc.automerge(), ctx.at, "demo");
@@ -468,7 +583,9 @@ fn run_lifecycle(
     }
     let roll = rng.random_range(0..100);
     let decision = match (roll, duplicate_of) {
-        (0..=4, _) => TriageDecision::Reject { reason: "不属于本级受理范围，已告知群众向相关部门反映。".into() },
+        (0..=4, _) => TriageDecision::Reject {
+            reason: "不属于本级受理范围，已告知群众向相关部门反映。".into()
+        },
         (5..=8, Some(target)) => TriageDecision::MergeInto { target },
         (9..=16, _) => TriageDecision::SolvedOnSpot { note: "网格员当场协调解决。".into() },
         _ => TriageDecision::Accept,
@@ -486,13 +603,31 @@ fn run_lifecycle(
                 return Ok(());
             }
             let department = department_for(category).to_string();
-            let level = if rng.random_bool(0.1) { Level::County } else if rng.random_bool(0.2) { Level::Village } else { Level::Town };
+            let level = if rng.random_bool(0.1) {
+                Level::County
+            } else if rng.random_bool(0.2) {
+                Level::Village
+            } else {
+                Level::Town
+            };
             let deadline = Timestamp(t + Duration::days(rng.random_range(5..30)));
             let assignment = Assignment { department, person: None, deadline, level };
             act(doc, rng, staff, "hall-pc", t, Action::Assigned { assignment })?;
             if rng.random_bool(0.05) && step(&mut t, rng, 2, 48) {
-                let assignment = Assignment { department: "dept-office".into(), person: None, deadline: Timestamp(t + Duration::days(10)), level: Level::Town };
-                act(doc, rng, staff, "hall-pc", t, Action::Reassigned { assignment, reason: "职责调整，改由党政办牵头。".into() })?;
+                let assignment = Assignment {
+                    department: "dept-office".into(),
+                    person: None,
+                    deadline: Timestamp(t + Duration::days(10)),
+                    level: Level::Town,
+                };
+                act(
+                    doc,
+                    rng,
+                    staff,
+                    "hall-pc",
+                    t,
+                    Action::Reassigned { assignment, reason: "职责调整，改由党政办牵头。".into() },
+                )?;
             }
             for _ in 0..rng.random_range(0..3) {
                 if !step(&mut t, rng, 12, 24 * 5) {
@@ -513,7 +648,14 @@ fn run_lifecycle(
             return Ok(());
         }
         if rng.random_bool(0.85) {
-            act(doc, rng, walker, &device_of(walker), t, Action::FeedbackGiven { note: "已上门告知处理结果。".into() })?;
+            act(
+                doc,
+                rng,
+                walker,
+                &device_of(walker),
+                t,
+                Action::FeedbackGiven { note: "已上门告知处理结果。".into() },
+            )?;
         }
         if !step(&mut t, rng, 0, 2) || rng.random_bool(0.1) {
             return Ok(());

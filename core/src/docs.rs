@@ -72,10 +72,7 @@ pub struct GeoPoint {
 impl GeoPoint {
     pub fn validate(&self) -> Result<()> {
         if !(-90.0..=90.0).contains(&self.lat) || !(-180.0..=180.0).contains(&self.lon) {
-            return Err(CoreError::invalid(
-                "gps",
-                format!("{},{} is not a position on Earth", self.lat, self.lon),
-            ));
+            return Err(CoreError::invalid("gps", format!("{},{} is not a position on Earth", self.lat, self.lon)));
         }
         Ok(())
     }
@@ -112,10 +109,16 @@ impl VisitKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile, Hydrate)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum VisitTarget {
-    Household { id: String },
-    Enterprise { id: String },
+    Household {
+        id: String,
+    },
+    Enterprise {
+        id: String,
+    },
     /// A place with no registered household, e.g. a lane or a market.
-    Place { address: String },
+    Place {
+        address: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile, Hydrate)]
@@ -140,15 +143,8 @@ pub struct VisitBody {
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Reporter {
     Anonymous,
-    Resident {
-        name: String,
-        phone: Option<String>,
-        household: Option<String>,
-    },
-    Enterprise {
-        id: String,
-        contact: Option<String>,
-    },
+    Resident { name: String, phone: Option<String>, household: Option<String> },
+    Enterprise { id: String, contact: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile, Hydrate)]
@@ -231,9 +227,7 @@ pub struct RequestBody {
 /// expects) and a short message. Automerge itself never reads the clock for us.
 pub fn commit(doc: &mut AutoCommit, at: Timestamp, message: &str) {
     doc.commit_with(
-        automerge::transaction::CommitOptions::default()
-            .with_time(at.0.timestamp())
-            .with_message(message.to_string()),
+        automerge::transaction::CommitOptions::default().with_time(at.0.timestamp()).with_message(message.to_string()),
     );
 }
 
@@ -305,15 +299,10 @@ impl RequestDocument {
 
     /// Wraps saved bytes; `device` sets the actor for changes made through this value.
     pub fn load(bytes: &[u8], device: Option<&str>) -> Result<Self> {
-        let this = RequestDocument {
-            doc: load_doc(bytes, device)?,
-        };
+        let this = RequestDocument { doc: load_doc(bytes, device)? };
         let header = this.header()?;
         if header.kind != DocKind::Request {
-            return Err(CoreError::DamagedDocument {
-                id: header.id,
-                message: "expected a request document".into(),
-            });
+            return Err(CoreError::DamagedDocument { id: header.id, message: "expected a request document".into() });
         }
         Ok(this)
     }
@@ -369,10 +358,7 @@ impl RequestDocument {
         })?;
         let id = self.header()?.id;
         validate_action_content(&action)?;
-        if let Action::Triaged {
-            decision: lifecycle::TriageDecision::MergeInto { target },
-        } = &action
-        {
+        if let Action::Triaged { decision: lifecycle::TriageDecision::MergeInto { target } } = &action {
             if *target == id {
                 return Err(CoreError::invalid("target", "a request cannot be merged into itself"));
             }
@@ -478,15 +464,10 @@ impl VisitDocument {
     }
 
     pub fn load(bytes: &[u8], device: Option<&str>) -> Result<Self> {
-        let this = VisitDocument {
-            doc: load_doc(bytes, device)?,
-        };
+        let this = VisitDocument { doc: load_doc(bytes, device)? };
         let header = this.header()?;
         if header.kind != DocKind::Visit {
-            return Err(CoreError::DamagedDocument {
-                id: header.id,
-                message: "expected a visit document".into(),
-            });
+            return Err(CoreError::DamagedDocument { id: header.id, message: "expected a visit document".into() });
         }
         Ok(this)
     }

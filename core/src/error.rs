@@ -13,20 +13,11 @@ pub enum CoreError {
     #[error("{id} already exists")]
     AlreadyExists { id: String },
     #[error("cannot {action} request {request}: it is '{status}'; {why}")]
-    InvalidTransition {
-        request: String,
-        action: &'static str,
-        status: &'static str,
-        why: &'static str,
-    },
+    InvalidTransition { request: String, action: &'static str, status: &'static str, why: &'static str },
     #[error("invalid {field}: {message}")]
     InvalidInput { field: String, message: String },
     #[error("{file}, line {line}: {message}")]
-    BadImportRow {
-        file: String,
-        line: u64,
-        message: String,
-    },
+    BadImportRow { file: String, line: u64, message: String },
     #[error("cannot read {file}: {message}")]
     ImportFile { file: String, message: String },
     #[error("the store at {path} is not initialised: run `gridwalk init` first")]
@@ -108,10 +99,7 @@ impl CoreError {
     }
 
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        CoreError::InvalidInput {
-            field: field.into(),
-            message: message.into(),
-        }
+        CoreError::InvalidInput { field: field.into(), message: message.into() }
     }
 }
 

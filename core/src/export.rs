@@ -38,12 +38,11 @@ pub struct ExportReport {
     pub requests: usize,
 }
 
-const HEADERS: [&str; 10] = ["编号", "网格", "类别", "状态", "紧急程度", "责任科室", "责任人", "期限", "地址", "诉求内容"];
+const HEADERS: [&str; 10] =
+    ["编号", "网格", "类别", "状态", "紧急程度", "责任科室", "责任人", "期限", "地址", "诉求内容"];
 
 fn time_text(ms: Option<i64>) -> String {
-    ms.and_then(|m| Timestamp::from_millis(m).ok())
-        .map(|t| t.display())
-        .unwrap_or_default()
+    ms.and_then(|m| Timestamp::from_millis(m).ok()).map(|t| t.display()).unwrap_or_default()
 }
 
 fn row(r: &RequestSummary) -> [String; 10] {
@@ -63,11 +62,7 @@ fn row(r: &RequestSummary) -> [String; 10] {
 
 fn all_matching(store: &Store, filter: &RequestFilter) -> Result<Vec<RequestSummary>> {
     let mut out = Vec::new();
-    let mut page = RequestFilter {
-        limit: 1000,
-        offset: 0,
-        ..filter.clone()
-    };
+    let mut page = RequestFilter { limit: 1000, offset: 0, ..filter.clone() };
     loop {
         let rows = store.list_requests(&page)?;
         let n = rows.len();
@@ -81,11 +76,15 @@ fn all_matching(store: &Store, filter: &RequestFilter) -> Result<Vec<RequestSumm
 
 /// Writes the requests matching `filter` to `path`. The file is written to a temporary name and
 /// renamed, so a failed export never leaves half a file.
-pub fn export_requests(store: &Store, filter: &RequestFilter, format: ExportFormat, path: &Path) -> Result<ExportReport> {
+pub fn export_requests(
+    store: &Store,
+    filter: &RequestFilter,
+    format: ExportFormat,
+    path: &Path,
+) -> Result<ExportReport> {
     let rows = all_matching(store, filter)?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| CoreError::Export(format!("{} is not a file name", path.display())))?;
+    let file_name =
+        path.file_name().ok_or_else(|| CoreError::Export(format!("{} is not a file name", path.display())))?;
     let mut tmp_name = file_name.to_os_string();
     tmp_name.push(".partial");
     let tmp = path.with_file_name(tmp_name);
@@ -94,11 +93,7 @@ pub fn export_requests(store: &Store, filter: &RequestFilter, format: ExportForm
         let _ = std::fs::remove_file(&tmp);
         return Err(CoreError::Export(format!("cannot write {}: {e}", path.display())));
     }
-    Ok(ExportReport {
-        file: path.display().to_string(),
-        format,
-        requests: rows.len(),
-    })
+    Ok(ExportReport { file: path.display().to_string(), format, requests: rows.len() })
 }
 
 fn write_rows(store: &Store, rows: &[RequestSummary], format: ExportFormat, tmp: &Path) -> Result<()> {
@@ -117,24 +112,17 @@ fn write_rows(store: &Store, rows: &[RequestSummary], format: ExportFormat, tmp:
             sheet.set_name("诉求").map_err(|e| CoreError::Export(e.to_string()))?;
             let bold = Format::new().set_bold();
             for (c, h) in HEADERS.iter().enumerate() {
-                sheet
-                    .write_string_with_format(0, c as u16, *h, &bold)
-                    .map_err(|e| CoreError::Export(e.to_string()))?;
+                sheet.write_string_with_format(0, c as u16, *h, &bold).map_err(|e| CoreError::Export(e.to_string()))?;
             }
             for (i, r) in rows.iter().enumerate() {
                 for (c, v) in row(r).iter().enumerate() {
-                    sheet
-                        .write_string(i as u32 + 1, c as u16, v)
-                        .map_err(|e| CoreError::Export(e.to_string()))?;
+                    sheet.write_string(i as u32 + 1, c as u16, v).map_err(|e| CoreError::Export(e.to_string()))?;
                 }
             }
             book.save(tmp).map_err(|e| CoreError::Export(e.to_string()))?;
         }
         ExportFormat::Json => {
-            let views = rows
-                .iter()
-                .map(|r| store.request(&r.id))
-                .collect::<Result<Vec<_>>>()?;
+            let views = rows.iter().map(|r| store.request(&r.id)).collect::<Result<Vec<_>>>()?;
             let text = serde_json::to_string_pretty(&views).map_err(|e| CoreError::Export(e.to_string()))?;
             std::fs::write(tmp, text)?;
         }
@@ -204,21 +192,52 @@ pub fn export_reference(store: &Store, dir: &Path, grids: &[String]) -> Result<R
         "areas.csv",
         &["id", "kind", "name", "parent", "enterprise_grid"],
         kept.iter()
-            .map(|a| vec![a.id.clone(), a.kind.as_str().into(), a.name.clone(), a.parent.clone().unwrap_or_default(), u8::from(a.enterprise_grid).to_string()])
+            .map(|a| {
+                vec![
+                    a.id.clone(),
+                    a.kind.as_str().into(),
+                    a.name.clone(),
+                    a.parent.clone().unwrap_or_default(),
+                    u8::from(a.enterprise_grid).to_string(),
+                ]
+            })
             .collect(),
     )?;
     let mut households = Vec::new();
     let mut enterprises = Vec::new();
     for g in &wanted_grids {
         for h in store.households(g)? {
-            households.push(vec![h.id, h.grid, h.micro_grid.unwrap_or_default(), h.address, h.head_name, h.phone.unwrap_or_default(), h.members.to_string(), h.tags.join(";")]);
+            households.push(vec![
+                h.id,
+                h.grid,
+                h.micro_grid.unwrap_or_default(),
+                h.address,
+                h.head_name,
+                h.phone.unwrap_or_default(),
+                h.members.to_string(),
+                h.tags.join(";"),
+            ]);
         }
         for e in store.enterprises(g)? {
-            enterprises.push(vec![e.id, e.grid, e.name, e.address, e.contact.unwrap_or_default(), e.phone.unwrap_or_default(), e.scale.unwrap_or_default(), e.tags.join(";")]);
+            enterprises.push(vec![
+                e.id,
+                e.grid,
+                e.name,
+                e.address,
+                e.contact.unwrap_or_default(),
+                e.phone.unwrap_or_default(),
+                e.scale.unwrap_or_default(),
+                e.tags.join(";"),
+            ]);
         }
     }
-    let households_n = write("households.csv", &["id", "grid", "micro_grid", "address", "head_name", "phone", "members", "tags"], households)?;
-    let enterprises_n = write("enterprises.csv", &["id", "grid", "name", "address", "contact", "phone", "scale", "tags"], enterprises)?;
+    let households_n = write(
+        "households.csv",
+        &["id", "grid", "micro_grid", "address", "head_name", "phone", "members", "tags"],
+        households,
+    )?;
+    let enterprises_n =
+        write("enterprises.csv", &["id", "grid", "name", "address", "contact", "phone", "scale", "tags"], enterprises)?;
     let departments_n = write(
         "departments.csv",
         &["id", "name", "level"],
@@ -237,5 +256,12 @@ pub fn export_reference(store: &Store, dir: &Path, grids: &[String]) -> Result<R
             })
             .collect(),
     )?;
-    Ok(ReferenceExport { dir: dir.display().to_string(), areas: areas_n, households: households_n, enterprises: enterprises_n, departments: departments_n, walkers: walkers_n })
+    Ok(ReferenceExport {
+        dir: dir.display().to_string(),
+        areas: areas_n,
+        households: households_n,
+        enterprises: enterprises_n,
+        departments: departments_n,
+        walkers: walkers_n,
+    })
 }

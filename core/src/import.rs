@@ -84,16 +84,9 @@ fn canonical(header: &str) -> String {
 fn read_rows(path: &Path) -> Result<Vec<Row>> {
     let file = path.display().to_string();
     if !path.is_file() {
-        return Err(CoreError::ImportFile {
-            file,
-            message: "no such file".into(),
-        });
+        return Err(CoreError::ImportFile { file, message: "no such file".into() });
     }
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
         "csv" | "txt" => read_csv(path, &file),
         "xlsx" | "xlsm" | "xls" | "ods" => read_sheet(path, &file),
@@ -108,16 +101,10 @@ fn read_csv(path: &Path, file: &str) -> Result<Vec<Row>> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(false)
         .from_path(path)
-        .map_err(|e| CoreError::ImportFile {
-            file: file.to_string(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| CoreError::ImportFile { file: file.to_string(), message: e.to_string() })?;
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| CoreError::ImportFile {
-            file: file.to_string(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| CoreError::ImportFile { file: file.to_string(), message: e.to_string() })?
         .iter()
         .map(canonical)
         .collect();
@@ -132,18 +119,10 @@ fn read_csv(path: &Path, file: &str) -> Result<Vec<Row>> {
                 csv::ErrorKind::Utf8 { .. } => "is not UTF-8 text; save the file as UTF-8 CSV".into(),
                 _ => e.to_string(),
             };
-            CoreError::BadImportRow {
-                file: file.to_string(),
-                line,
-                message,
-            }
+            CoreError::BadImportRow { file: file.to_string(), line, message }
         })?;
         let line = record.position().map(|p| p.line()).unwrap_or(0);
-        let cells = headers
-            .iter()
-            .cloned()
-            .zip(record.iter().map(|c| c.trim().to_string()))
-            .collect();
+        let cells = headers.iter().cloned().zip(record.iter().map(|c| c.trim().to_string())).collect();
         rows.push(Row { line, cells });
     }
     Ok(rows)
@@ -162,16 +141,9 @@ fn cell_text(cell: &Data) -> String {
 }
 
 fn read_sheet(path: &Path, file: &str) -> Result<Vec<Row>> {
-    let bad = |message: String| CoreError::ImportFile {
-        file: file.to_string(),
-        message,
-    };
+    let bad = |message: String| CoreError::ImportFile { file: file.to_string(), message };
     let mut book = open_workbook_auto(path).map_err(|e| bad(e.to_string()))?;
-    let sheet = book
-        .sheet_names()
-        .first()
-        .cloned()
-        .ok_or_else(|| bad("the workbook has no sheets".into()))?;
+    let sheet = book.sheet_names().first().cloned().ok_or_else(|| bad("the workbook has no sheets".into()))?;
     let range = book.worksheet_range(&sheet).map_err(|e| bad(e.to_string()))?;
     let start_row = range.start().map(|(r, _)| r as u64).unwrap_or(0);
     let mut iter = range.rows();
@@ -185,10 +157,7 @@ fn read_sheet(path: &Path, file: &str) -> Result<Vec<Row>> {
         if texts.iter().all(|t| t.is_empty()) {
             continue;
         }
-        rows.push(Row {
-            line: start_row + i as u64 + 2,
-            cells: headers.iter().cloned().zip(texts).collect(),
-        });
+        rows.push(Row { line: start_row + i as u64 + 2, cells: headers.iter().cloned().zip(texts).collect() });
     }
     Ok(rows)
 }
@@ -207,19 +176,12 @@ impl Row {
     fn list(&self, field: &str) -> Vec<String> {
         self.optional(field)
             .map(|v| {
-                v.split([',', ';', '、', '，', '；'])
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
+                v.split([',', ';', '、', '，', '；']).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
             })
             .unwrap_or_default()
     }
     fn bad(&self, file: &str, message: String) -> CoreError {
-        CoreError::BadImportRow {
-            file: file.to_string(),
-            line: self.line,
-            message,
-        }
+        CoreError::BadImportRow { file: file.to_string(), line: self.line, message }
     }
 }
 
@@ -252,9 +214,9 @@ fn parse_row(kind: ImportKind, row: &Row, file: &str) -> Result<Parsed> {
         }
         ImportKind::Households => {
             let members = match row.optional("members") {
-                Some(m) => m
-                    .parse::<u32>()
-                    .map_err(|_| row.bad(file, format!("members '{m}' is not a whole number")))?,
+                Some(m) => {
+                    m.parse::<u32>().map_err(|_| row.bad(file, format!("members '{m}' is not a whole number")))?
+                }
                 None => 1,
             };
             Parsed::Household(Household {
@@ -293,8 +255,9 @@ fn parse_row(kind: ImportKind, row: &Row, file: &str) -> Result<Parsed> {
                 id: row.required(file, "id")?,
                 name: row.required(file, "name")?,
                 phone: row.optional("phone"),
-                role: Role::parse(&role_text)
-                    .ok_or_else(|| row.bad(file, format!("'{role_text}' is not a role (walker, hall, admin, leader)")))?,
+                role: Role::parse(&role_text).ok_or_else(|| {
+                    row.bad(file, format!("'{role_text}' is not a role (walker, hall, admin, leader)"))
+                })?,
                 work_group: row.optional("work_group"),
                 grids: row.list("grids"),
             })
@@ -306,10 +269,8 @@ fn parse_row(kind: ImportKind, row: &Row, file: &str) -> Result<Parsed> {
 pub fn import_file(store: &mut Store, kind: ImportKind, path: &Path) -> Result<ImportReport> {
     let file = path.display().to_string();
     let rows = read_rows(path)?;
-    let parsed = rows
-        .iter()
-        .map(|row| parse_row(kind, row, &file).map(|p| (row.line, p)))
-        .collect::<Result<Vec<_>>>()?;
+    let parsed =
+        rows.iter().map(|row| parse_row(kind, row, &file).map(|p| (row.line, p))).collect::<Result<Vec<_>>>()?;
     store.bulk(|store| {
         for (line, item) in &parsed {
             let result = match item {
@@ -319,17 +280,9 @@ pub fn import_file(store: &mut Store, kind: ImportKind, path: &Path) -> Result<I
                 Parsed::Department(d) => store.put_department(d),
                 Parsed::Walker(w) => store.put_walker(w),
             };
-            result.map_err(|e| CoreError::BadImportRow {
-                file: file.clone(),
-                line: *line,
-                message: e.to_string(),
-            })?;
+            result.map_err(|e| CoreError::BadImportRow { file: file.clone(), line: *line, message: e.to_string() })?;
         }
         Ok(())
     })?;
-    Ok(ImportReport {
-        kind,
-        file,
-        rows: parsed.len(),
-    })
+    Ok(ImportReport { kind, file, rows: parsed.len() })
 }

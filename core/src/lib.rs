@@ -49,21 +49,11 @@ enum IdSource {
 
 impl ActionContext {
     pub fn new(actor: impl Into<String>, device: impl Into<String>, at: impl Into<Timestamp>) -> Self {
-        ActionContext {
-            actor: actor.into(),
-            device: device.into(),
-            at: at.into(),
-            ids: IdSource::Random,
-        }
+        ActionContext { actor: actor.into(), device: device.into(), at: at.into(), ids: IdSource::Random }
     }
 
     /// Ids drawn from a seeded generator, so a seeded demo town comes out the same every time.
-    pub fn seeded(
-        actor: impl Into<String>,
-        device: impl Into<String>,
-        at: impl Into<Timestamp>,
-        seed: u64,
-    ) -> Self {
+    pub fn seeded(actor: impl Into<String>, device: impl Into<String>, at: impl Into<Timestamp>, seed: u64) -> Self {
         ActionContext {
             ids: IdSource::Seeded(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
             ..ActionContext::new(actor, device, at)

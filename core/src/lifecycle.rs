@@ -83,11 +83,7 @@ pub enum Action {
     /// Handed to another office or person, or given a new deadline.
     Reassigned { assignment: Assignment, reason: String },
     /// Raised to a higher tier (三级联动).
-    Escalated {
-        level: Level,
-        department: Option<String>,
-        reason: String,
-    },
+    Escalated { level: Level, department: Option<String>, reason: String },
     /// 办理: a progress report.
     Progress { note: String },
     /// 办结: what was done; "after" photos as evidence.
@@ -201,10 +197,7 @@ impl Status {
     }
     /// Counts as 办结 for the resolution rate.
     pub fn is_resolved(self) -> bool {
-        matches!(
-            self,
-            Status::Resolved | Status::FeedbackGiven | Status::Rated | Status::Closed
-        )
+        matches!(self, Status::Resolved | Status::FeedbackGiven | Status::Rated | Status::Closed)
     }
 }
 
@@ -260,7 +253,9 @@ pub fn refusal(status: Status, action: &Action) -> Option<&'static str> {
     Some(match action {
         Action::Collected => "a request is collected only once, when it is raised",
         Action::Triaged { .. } => "only a new request can be triaged",
-        Action::Assigned { .. } => "it must be accepted (or reopened) before it is assigned; use reassign to change an office",
+        Action::Assigned { .. } => {
+            "it must be accepted (or reopened) before it is assigned; use reassign to change an office"
+        }
         Action::Reassigned { .. } => "only an assigned request can be reassigned",
         Action::Escalated { .. } | Action::Progress { .. } | Action::Resolved { .. } => {
             "it must be accepted and not yet resolved"
@@ -286,8 +281,7 @@ fn content_refusal(state: &RequestState, action: &Action) -> Option<&'static str
 /// Applies one event to a state. Returns `false`, leaving the state unchanged, when the event is
 /// not valid there.
 fn step(state: &mut RequestState, event: &LifecycleEvent) -> bool {
-    if refusal(state.status, &event.action).is_some() || content_refusal(state, &event.action).is_some()
-    {
+    if refusal(state.status, &event.action).is_some() || content_refusal(state, &event.action).is_some() {
         return false;
     }
     match &event.action {
@@ -310,14 +304,9 @@ fn step(state: &mut RequestState, event: &LifecycleEvent) -> bool {
             state.assignee = assignment.person.clone();
             state.deadline = Some(assignment.deadline);
             state.level = Some(assignment.level);
-            state.owner = assignment
-                .person
-                .clone()
-                .unwrap_or_else(|| assignment.department.clone());
+            state.owner = assignment.person.clone().unwrap_or_else(|| assignment.department.clone());
         }
-        Action::Escalated {
-            level, department, ..
-        } => {
+        Action::Escalated { level, department, .. } => {
             state.level = Some(*level);
             if let Some(d) = department {
                 state.department = Some(d.clone());

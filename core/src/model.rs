@@ -82,8 +82,18 @@ pub struct Enterprise {
 
 /// Which tier of government handles an assignment (三级联动).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-    autosurgeon::Reconcile, autosurgeon::Hydrate,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    autosurgeon::Reconcile,
+    autosurgeon::Hydrate,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Level {

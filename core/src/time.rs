@@ -68,10 +68,7 @@ impl Timestamp {
     }
     /// Local wall-clock text in the display zone, e.g. `2026-11-20 14:05`.
     pub fn display(&self) -> String {
-        self.0
-            .with_timezone(&DISPLAY_TZ)
-            .format("%Y-%m-%d %H:%M")
-            .to_string()
+        self.0.with_timezone(&DISPLAY_TZ).format("%Y-%m-%d %H:%M").to_string()
     }
 }
 
@@ -121,18 +118,10 @@ pub fn parse_user_time(field: &str, text: &str, end_of_day: bool) -> Result<Date
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let n = if end_of_day {
-            d.and_hms_opt(23, 59, 59)
-        } else {
-            d.and_hms_opt(0, 0, 0)
-        }
-        .expect("valid time of day");
+        let n = if end_of_day { d.and_hms_opt(23, 59, 59) } else { d.and_hms_opt(0, 0, 0) }.expect("valid time of day");
         return local(n);
     }
-    Err(CoreError::invalid(
-        field,
-        format!("'{text}' is not a date; write it as 2026-11-20 or 2026-11-20 14:30"),
-    ))
+    Err(CoreError::invalid(field, format!("'{text}' is not a date; write it as 2026-11-20 or 2026-11-20 14:30")))
 }
 
 #[cfg(test)]

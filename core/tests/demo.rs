@@ -21,11 +21,9 @@ fn small(seed: u64) -> DemoConfig {
 
 fn town(seed: u64) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::create(
-        dir.path().join("town.db"),
-        Identity { device: "hall-pc".into(), walker: "hall-1".into() },
-    )
-    .unwrap();
+    let mut store =
+        Store::create(dir.path().join("town.db"), Identity { device: "hall-pc".into(), walker: "hall-1".into() })
+            .unwrap();
     generate(&mut store, &small(seed)).unwrap();
     (dir, store)
 }
@@ -47,7 +45,10 @@ fn demo_town_has_the_requested_shape_and_a_consistent_index() {
         .unwrap();
     assert!(resolved > 50, "only {resolved} resolved");
     let open = store
-        .count_requests(&RequestFilter { statuses: vec![Status::Assigned, Status::New, Status::Accepted, Status::Reopened], ..Default::default() })
+        .count_requests(&RequestFilter {
+            statuses: vec![Status::Assigned, Status::New, Status::Accepted, Status::Reopened],
+            ..Default::default()
+        })
         .unwrap();
     assert!(open > 0);
     let report = store.check().unwrap();

@@ -45,13 +45,26 @@ fn candidates(p: u32, state: &lifecycle::RequestState) -> Vec<Action> {
         Action::Triaged { decision: TriageDecision::Reject { reason: "不属于受理范围".into() } },
         Action::Triaged { decision: TriageDecision::SolvedOnSpot { note: "当场解决".into() } },
         Action::Triaged { decision: TriageDecision::MergeInto { target: "other-request".into() } },
-        Action::Assigned { assignment: Assignment { department: dept.clone(), person: Some(format!("p{}", p % 4)), deadline, level: Level::Town } },
-        Action::Reassigned { assignment: Assignment { department: dept.clone(), person: None, deadline, level: Level::Village }, reason: "改派".into() },
+        Action::Assigned {
+            assignment: Assignment {
+                department: dept.clone(),
+                person: Some(format!("p{}", p % 4)),
+                deadline,
+                level: Level::Town,
+            },
+        },
+        Action::Reassigned {
+            assignment: Assignment { department: dept.clone(), person: None, deadline, level: Level::Village },
+            reason: "改派".into(),
+        },
         Action::Escalated { level: higher, department: Some(dept), reason: "需要上级协调".into() },
         Action::Progress { note: format!("进展 {p}") },
         Action::Resolved { note: "已修好".into(), photos: vec![] },
         Action::FeedbackGiven { note: "已告知".into() },
-        Action::Rated { rating: [Rating::Satisfied, Rating::Basically, Rating::NotSatisfied][p as usize % 3], comment: String::new() },
+        Action::Rated {
+            rating: [Rating::Satisfied, Rating::Basically, Rating::NotSatisfied][p as usize % 3],
+            comment: String::new(),
+        },
         Action::Reopened { reason: "又坏了".into() },
         Action::Closed { note: "归档".into() },
         Action::MeetingDecision { meeting: "m1".into(), decision: "复用闲置太阳能路灯".into() },
@@ -153,9 +166,7 @@ proptest! {
 #[test]
 fn a_rating_before_resolution_is_refused_with_the_status() {
     let mut doc = RequestDocument::create(&ctx(0, 0), "req-1", "g1", &body()).unwrap();
-    let err = doc
-        .apply(&ctx(0, 1), Action::Rated { rating: Rating::Satisfied, comment: String::new() })
-        .unwrap_err();
+    let err = doc.apply(&ctx(0, 1), Action::Rated { rating: Rating::Satisfied, comment: String::new() }).unwrap_err();
     match &err {
         CoreError::InvalidTransition { status, action, .. } => {
             assert_eq!(*status, "new");
@@ -171,7 +182,18 @@ fn resolved_request() -> RequestDocument {
     let mut doc = RequestDocument::create(&ctx(0, 0), "req-1", "g1", &body()).unwrap();
     doc.apply(&ctx(0, 1), Action::Triaged { decision: TriageDecision::Accept }).unwrap();
     let deadline = Timestamp(t0() + Duration::days(10));
-    doc.apply(&ctx(0, 2), Action::Assigned { assignment: Assignment { department: "dept-urban".into(), person: Some("李工".into()), deadline, level: Level::Town } }).unwrap();
+    doc.apply(
+        &ctx(0, 2),
+        Action::Assigned {
+            assignment: Assignment {
+                department: "dept-urban".into(),
+                person: Some("李工".into()),
+                deadline,
+                level: Level::Town,
+            },
+        },
+    )
+    .unwrap();
     doc.apply(&ctx(0, 3), Action::Resolved { note: "换了灯头".into(), photos: vec![] }).unwrap();
     doc
 }
@@ -221,10 +243,24 @@ fn an_escalation_must_go_up() {
     let mut doc = RequestDocument::create(&ctx(0, 0), "req-1", "g1", &body()).unwrap();
     doc.apply(&ctx(0, 1), Action::Triaged { decision: TriageDecision::Accept }).unwrap();
     let deadline = Timestamp(t0() + Duration::days(10));
-    doc.apply(&ctx(0, 2), Action::Assigned { assignment: Assignment { department: "dept-urban".into(), person: None, deadline, level: Level::Town } }).unwrap();
+    doc.apply(
+        &ctx(0, 2),
+        Action::Assigned {
+            assignment: Assignment { department: "dept-urban".into(), person: None, deadline, level: Level::Town },
+        },
+    )
+    .unwrap();
     let down = doc.apply(&ctx(0, 3), Action::Escalated { level: Level::Village, department: None, reason: "x".into() });
     assert!(down.is_err());
-    doc.apply(&ctx(0, 3), Action::Escalated { level: Level::County, department: Some("dept-county-housing".into()), reason: "需要市住建局".into() }).unwrap();
+    doc.apply(
+        &ctx(0, 3),
+        Action::Escalated {
+            level: Level::County,
+            department: Some("dept-county-housing".into()),
+            reason: "需要市住建局".into(),
+        },
+    )
+    .unwrap();
     let state = doc.state().unwrap();
     assert_eq!(state.level, Some(Level::County));
     assert_eq!(state.owner, "dept-county-housing");
@@ -235,7 +271,13 @@ fn overdue_is_derived_from_the_deadline_and_the_moment_asked() {
     let mut doc = RequestDocument::create(&ctx(0, 0), "req-1", "g1", &body()).unwrap();
     doc.apply(&ctx(0, 1), Action::Triaged { decision: TriageDecision::Accept }).unwrap();
     let deadline = Timestamp(t0() + Duration::days(5));
-    doc.apply(&ctx(0, 2), Action::Assigned { assignment: Assignment { department: "dept-urban".into(), person: None, deadline, level: Level::Town } }).unwrap();
+    doc.apply(
+        &ctx(0, 2),
+        Action::Assigned {
+            assignment: Assignment { department: "dept-urban".into(), person: None, deadline, level: Level::Town },
+        },
+    )
+    .unwrap();
     let state = doc.state().unwrap();
     assert!(!state.is_overdue(Timestamp(t0() + Duration::days(4))));
     assert!(state.is_overdue(Timestamp(t0() + Duration::days(6))));

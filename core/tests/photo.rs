@@ -16,9 +16,7 @@ use gridwalk_core::doc_view::DocView;
 use gridwalk_core::docs::{GeoPoint, Reporter, Source, Urgency, VisitKind, VisitTarget};
 use gridwalk_core::lifecycle::{Action, TriageDecision};
 use gridwalk_core::model::{Area, AreaKind};
-use gridwalk_core::photo::{
-    attach, content_hash, ingest, Attachment, IngestOptions, PhotoError, Role, SourceFormat,
-};
+use gridwalk_core::photo::{attach, content_hash, ingest, Attachment, IngestOptions, PhotoError, Role, SourceFormat};
 use gridwalk_core::store::{Identity, NewRequest, NewVisit, Store};
 use gridwalk_core::Timestamp;
 use image::{GenericImageView, RgbImage};
@@ -197,8 +195,12 @@ fn jpeg(src: Jpeg<'_>, progressive: bool, orientation: Option<u16>, xmp: bool) -
         encoder.add_app_segment(1, XMP.to_vec()).unwrap();
     }
     match src {
-        Jpeg::Rgb(img) => encoder.encode(img.as_raw(), img.width() as u16, img.height() as u16, jpeg_encoder::ColorType::Rgb),
-        Jpeg::Gray(img) => encoder.encode(img.as_raw(), img.width() as u16, img.height() as u16, jpeg_encoder::ColorType::Luma),
+        Jpeg::Rgb(img) => {
+            encoder.encode(img.as_raw(), img.width() as u16, img.height() as u16, jpeg_encoder::ColorType::Rgb)
+        }
+        Jpeg::Gray(img) => {
+            encoder.encode(img.as_raw(), img.width() as u16, img.height() as u16, jpeg_encoder::ColorType::Luma)
+        }
         Jpeg::Cmyk(data, w, h) => encoder.encode(data, w as u16, h as u16, jpeg_encoder::ColorType::Cmyk),
     }
     .unwrap();
@@ -236,12 +238,7 @@ fn stored_for(upright: &RgbImage, orientation: u16) -> RgbImage {
 /// Mean absolute difference per channel.
 fn mad(a: &RgbImage, b: &RgbImage) -> f64 {
     assert_eq!(a.dimensions(), b.dimensions());
-    let sum: u64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(&p, &q)| u64::from(p.abs_diff(q)))
-        .sum();
+    let sum: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(&p, &q)| u64::from(p.abs_diff(q))).sum();
     sum as f64 / a.as_raw().len() as f64
 }
 
@@ -456,11 +453,9 @@ fn a_large_rotated_photo_is_shrunk_to_1600_with_a_320_thumbnail() {
     assert_eq!(thumb.dimensions(), (320, 240));
 
     // A smaller long side can be asked for.
-    let small = ingest(
-        &source,
-        &IngestOptions { max_long_side: 800, thumb_long_side: 100, ..IngestOptions::default() },
-    )
-    .unwrap();
+    let small =
+        ingest(&source, &IngestOptions { max_long_side: 800, thumb_long_side: 100, ..IngestOptions::default() })
+            .unwrap();
     assert_eq!((small.full.width, small.full.height), (800, 600));
     assert_eq!((small.thumb.width, small.thumb.height), (100, 75));
 }
@@ -483,10 +478,7 @@ fn png_with_alpha_is_flattened_on_white() {
     let out = decode(&photo.full.bytes).to_rgb8();
     let near = |x: u32, want: [u8; 3]| {
         let got = out.get_pixel(x, 50).0;
-        assert!(
-            got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) <= 10),
-            "pixel {x}: {got:?}, want about {want:?}"
-        );
+        assert!(got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) <= 10), "pixel {x}: {got:?}, want about {want:?}");
     };
     near(40, [255, 255, 255]);
     near(125, [200, 30, 30]);
@@ -496,7 +488,11 @@ fn png_with_alpha_is_flattened_on_white() {
 #[test]
 fn webp_with_alpha_is_read_and_flattened() {
     let img = image::RgbaImage::from_fn(120, 80, |x, _| {
-        if x < 60 { image::Rgba([30, 160, 60, 255]) } else { image::Rgba([0, 0, 0, 0]) }
+        if x < 60 {
+            image::Rgba([30, 160, 60, 255])
+        } else {
+            image::Rgba([0, 0, 0, 0])
+        }
     });
     let mut webp = Vec::new();
     image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
@@ -519,12 +515,7 @@ fn grayscale_jpeg_stays_gray() {
     let out = decode(&photo.full.bytes);
     assert_eq!(out.color(), image::ColorType::L8, "a gray photo is stored with one channel");
     let out = out.to_luma8();
-    let diff: f64 = out
-        .as_raw()
-        .iter()
-        .zip(gray.as_raw())
-        .map(|(&a, &b)| f64::from(a.abs_diff(b)))
-        .sum::<f64>()
+    let diff: f64 = out.as_raw().iter().zip(gray.as_raw()).map(|(&a, &b)| f64::from(a.abs_diff(b))).sum::<f64>()
         / gray.as_raw().len() as f64;
     assert!(diff < 4.0, "{diff}");
 }
@@ -585,7 +576,12 @@ fn no_exif_xmp_or_gps_survives() {
             other => panic!("the {name} has EXIF: {:?}", other.map(|e| e.fields().count())),
         }
         let segments = header_segments(out);
-        assert_eq!(segments.len(), 1, "the {name} has extra segments: {:?}", segments.iter().map(|s| s.0).collect::<Vec<_>>());
+        assert_eq!(
+            segments.len(),
+            1,
+            "the {name} has extra segments: {:?}",
+            segments.iter().map(|s| s.0).collect::<Vec<_>>()
+        );
         assert_eq!(segments[0].0, 0xE0);
         assert!(segments[0].1.starts_with(b"JFIF\0"));
         for needle in [&b"Exif"[..], b"GridPhone", b"ns.adobe.com", b"GPS"] {
@@ -617,10 +613,8 @@ fn bad_files_are_refused_with_clear_errors_and_nothing_is_stored() {
     let ctx = f.store.context(t(5));
     let outbox = f.store.outbox_len().unwrap();
     for (what, bytes, code, says) in cases {
-        let err = f
-            .store
-            .add_photo_file(&ctx, &f.request, &bytes, &IngestOptions::default(), &before("路灯"))
-            .unwrap_err();
+        let err =
+            f.store.add_photo_file(&ctx, &f.request, &bytes, &IngestOptions::default(), &before("路灯")).unwrap_err();
         assert_eq!(err.code(), code, "{what}: {err}");
         let message = err.to_string();
         assert!(message.contains(says), "{what}: '{message}' should say '{says}'");
@@ -706,7 +700,14 @@ fn adding_photos_stores_files_rows_and_document_entries_in_one_action() {
 
     // The same photo again, as the "after" photo, and another photo on the visit: one more
     // entry each, but the files of the first are stored once.
-    f.store.add_photo(&f.store.context(t(20)), &f.request, &photo, &Attachment { role: Role::After, caption: None, gps: None }).unwrap();
+    f.store
+        .add_photo(
+            &f.store.context(t(20)),
+            &f.request,
+            &photo,
+            &Attachment { role: Role::After, caption: None, gps: None },
+        )
+        .unwrap();
     let other = jpeg(Jpeg::Rgb(&quadrants(800, 600)), false, None, false);
     f.store.add_photo_file(&f.store.context(t(30)), &f.visit, &other, &IngestOptions::default(), &before("")).unwrap();
     assert_eq!(photo_rows(&f.store), 2);
@@ -810,7 +811,13 @@ fn garbage_collection_waits_for_the_relay_and_spares_what_documents_need() {
     let add = |minute: i64, img: &RgbImage, doc: &str, role: Role| {
         let bytes = jpeg(Jpeg::Rgb(img), false, None, false);
         f.store
-            .add_photo_file(&f.store.context(t(minute)), doc, &bytes, &opts, &Attachment { role, caption: None, gps: None })
+            .add_photo_file(
+                &f.store.context(t(minute)),
+                doc,
+                &bytes,
+                &opts,
+                &Attachment { role, caption: None, gps: None },
+            )
             .unwrap()
             .0
     };
@@ -821,7 +828,11 @@ fn garbage_collection_waits_for_the_relay_and_spares_what_documents_need() {
     let ctx = f.store.context(t(4));
     f.store.act(&ctx, &f.request, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
     f.store
-        .act(&ctx, &f.request, Action::Resolved { note: "装了太阳能路灯".into(), photos: vec![evidence.full.hash.clone()] })
+        .act(
+            &ctx,
+            &f.request,
+            Action::Resolved { note: "装了太阳能路灯".into(), photos: vec![evidence.full.hash.clone()] },
+        )
         .unwrap();
     for photo in [&dropped, &evidence] {
         f.store.remove_photo(&f.store.context(t(5)), &f.request, &photo.full.hash, None).unwrap();
@@ -869,7 +880,13 @@ fn a_request_exports_with_its_photos() {
     let opts = IngestOptions::default();
     let (first, _) = f
         .store
-        .add_photo_file(&f.store.context(t(1)), &f.request, &jpeg(Jpeg::Rgb(&quadrants(200, 100)), false, None, false), &opts, &before("路灯坏了"))
+        .add_photo_file(
+            &f.store.context(t(1)),
+            &f.request,
+            &jpeg(Jpeg::Rgb(&quadrants(200, 100)), false, None, false),
+            &opts,
+            &before("路灯坏了"),
+        )
         .unwrap();
     let (second, _) = f
         .store
@@ -909,9 +926,25 @@ fn a_request_exports_with_its_photos() {
 
 /// A second device's store beside the fixture's, with the same areas (as the hall's would be).
 fn other_device(f: &Fixture, name: &str) -> Store {
-    let store = Store::create(f.dir.path().join(format!("{name}.gridwalk")), Identity { device: name.into(), walker: "hall-1".into() }).unwrap();
-    for (id, kind, parent) in [("caoqiao", AreaKind::Town, None), ("mashe", AreaKind::Village, Some("caoqiao")), ("mashe-1", AreaKind::Grid, Some("mashe"))] {
-        store.put_area(&Area { id: id.into(), kind, name: id.into(), parent: parent.map(str::to_string), enterprise_grid: false }).unwrap();
+    let store = Store::create(
+        f.dir.path().join(format!("{name}.gridwalk")),
+        Identity { device: name.into(), walker: "hall-1".into() },
+    )
+    .unwrap();
+    for (id, kind, parent) in [
+        ("caoqiao", AreaKind::Town, None),
+        ("mashe", AreaKind::Village, Some("caoqiao")),
+        ("mashe-1", AreaKind::Grid, Some("mashe")),
+    ] {
+        store
+            .put_area(&Area {
+                id: id.into(),
+                kind,
+                name: id.into(),
+                parent: parent.map(str::to_string),
+                enterprise_grid: false,
+            })
+            .unwrap();
     }
     store
 }
@@ -920,7 +953,10 @@ fn other_device(f: &Fixture, name: &str) -> Store {
 fn a_document_merged_in_names_the_photos_this_device_still_needs() {
     let f = fixture();
     let source = jpeg(Jpeg::Rgb(&photo_like(900, 600)), false, None, false);
-    let (photo, _) = f.store.add_photo_file(&f.store.context(t(1)), &f.request, &source, &IngestOptions::default(), &before("灯杆")).unwrap();
+    let (photo, _) = f
+        .store
+        .add_photo_file(&f.store.context(t(1)), &f.request, &source, &IngestOptions::default(), &before("灯杆"))
+        .unwrap();
     assert!(f.store.wanted_photos().unwrap().is_empty(), "the phone that took it has it");
 
     let hall = other_device(&f, "hall");
@@ -930,7 +966,10 @@ fn a_document_merged_in_names_the_photos_this_device_still_needs() {
     // Stored as received: the same bytes under the same id, a thumbnail made here, and the
     // relay's time as its acknowledgement, so it is never uploaded back.
     let stored = hall.store_received_photo(&photo.full.hash, &photo.full.bytes, t(30)).unwrap();
-    assert_eq!((stored.width, stored.height, stored.bytes), (photo.full.width, photo.full.height, photo.full.bytes.len() as u64));
+    assert_eq!(
+        (stored.width, stored.height, stored.bytes),
+        (photo.full.width, photo.full.height, photo.full.bytes.len() as u64)
+    );
     assert_eq!(stored.acknowledged_at, Some(t(30)));
     assert_eq!(hall.photo_bytes(&photo.full.hash).unwrap(), photo.full.bytes);
     let thumb = decode(&hall.thumbnail_bytes(&photo.full.hash).unwrap());
@@ -939,7 +978,10 @@ fn a_document_merged_in_names_the_photos_this_device_still_needs() {
     assert!(hall.wanted_photos().unwrap().is_empty());
     assert!(hall.unacknowledged_photos().unwrap().is_empty());
     // Receiving it again changes nothing.
-    assert_eq!(hall.store_received_photo(&photo.full.hash, &photo.full.bytes, t(40)).unwrap().acknowledged_at, Some(t(30)));
+    assert_eq!(
+        hall.store_received_photo(&photo.full.hash, &photo.full.bytes, t(40)).unwrap().acknowledged_at,
+        Some(t(30))
+    );
 
     // A removed entry is no longer needed on a device, but the relay still lets it travel: the
     // record names it.
@@ -960,7 +1002,12 @@ fn received_bytes_that_are_not_the_named_photo_are_refused_and_nothing_is_stored
         ("bytes under another id", content_hash(b"something else"), jpeg_bytes.clone(), "photo_corrupt"),
         ("a PNG is not a stored photo", content_hash(&png), png, "photo_unsupported_format"),
         ("a decompression bomb under its own id", content_hash(&bomb), bomb, "photo_unsupported_format"),
-        ("a cut-off JPEG", content_hash(&jpeg_bytes[..jpeg_bytes.len() / 2]), jpeg_bytes[..jpeg_bytes.len() / 2].to_vec(), "photo_damaged"),
+        (
+            "a cut-off JPEG",
+            content_hash(&jpeg_bytes[..jpeg_bytes.len() / 2]),
+            jpeg_bytes[..jpeg_bytes.len() / 2].to_vec(),
+            "photo_damaged",
+        ),
         ("not an id", "../../etc/passwd".into(), jpeg_bytes.clone(), "photo_bad_id"),
     ];
     for (what, hash, bytes, code) in cases {
@@ -975,7 +1022,10 @@ fn received_bytes_that_are_not_the_named_photo_are_refused_and_nothing_is_stored
 fn a_store_from_before_photo_sync_learns_which_photos_it_lacks_when_upgraded() {
     let f = fixture();
     let source = jpeg(Jpeg::Rgb(&quadrants(300, 200)), false, None, false);
-    let (photo, _) = f.store.add_photo_file(&f.store.context(t(1)), &f.request, &source, &IngestOptions::default(), &before("x")).unwrap();
+    let (photo, _) = f
+        .store
+        .add_photo_file(&f.store.context(t(1)), &f.request, &source, &IngestOptions::default(), &before("x"))
+        .unwrap();
     let hall = other_device(&f, "hall");
     hall.apply_remote(&f.request, &f.store.document_bytes(&f.request).unwrap()).unwrap();
     drop(hall);

@@ -25,11 +25,9 @@ fn until() -> DateTime<Utc> {
 
 fn town() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::create(
-        dir.path().join("town.db"),
-        Identity { device: "hall-pc".into(), walker: "hall-1".into() },
-    )
-    .unwrap();
+    let mut store =
+        Store::create(dir.path().join("town.db"), Identity { device: "hall-pc".into(), walker: "hall-1".into() })
+            .unwrap();
     generate(
         &mut store,
         &DemoConfig {
@@ -96,11 +94,7 @@ fn documents(store: &Store) -> (Vec<Req>, Vec<Visit>) {
 
 /// The month of a moment in Asia/Shanghai, through the time zone database.
 fn month_of(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .unwrap()
-        .with_timezone(&chrono_tz::Asia::Shanghai)
-        .format("%Y-%m")
-        .to_string()
+    Utc.timestamp_millis_opt(ms).unwrap().with_timezone(&chrono_tz::Asia::Shanghai).format("%Y-%m").to_string()
 }
 
 fn resolved(r: &Req) -> bool {
@@ -197,8 +191,8 @@ fn queries(store: &Store) -> Vec<DashboardQuery> {
     let egrid = areas.iter().find(|a| a.kind == AreaKind::Grid && a.enterprise_grid).unwrap().id.clone();
     let from = Timestamp(Utc.with_ymd_and_hms(2026, 3, 31, 16, 0, 0).unwrap()); // 2026-04-01 CST
     let to = Timestamp(Utc.with_ymd_and_hms(2026, 6, 30, 16, 0, 0).unwrap()); // 2026-07-01 CST
-    // Periods that do not start or end on a month's first moment: the dashboard counts whole
-    // months from its running counts and the part-months at the ends from the rows.
+                                                                              // Periods that do not start or end on a month's first moment: the dashboard counts whole
+                                                                              // months from its running counts and the part-months at the ends from the rows.
     let ragged_from = Timestamp(Utc.with_ymd_and_hms(2026, 4, 15, 2, 0, 0).unwrap()); // 04-15 10:00 CST
     let ragged_to = Timestamp(Utc.with_ymd_and_hms(2026, 6, 19, 16, 0, 0).unwrap()); // 06-20 CST
     let within_from = Timestamp(Utc.with_ymd_and_hms(2026, 5, 3, 0, 0, 0).unwrap());
@@ -214,7 +208,9 @@ fn queries(store: &Store) -> Vec<DashboardQuery> {
     let mut out = Vec::new();
     let mid_year = Utc.with_ymd_and_hms(2026, 6, 12, 3, 0, 0).unwrap();
     for now in [until(), until() + Duration::days(30), mid_year] {
-        for scope in [Scope::All, Scope::Village(village.clone()), Scope::Grid(grid.clone()), Scope::Grid(egrid.clone())] {
+        for scope in
+            [Scope::All, Scope::Village(village.clone()), Scope::Grid(grid.clone()), Scope::Grid(egrid.clone())]
+        {
             for (from, to) in periods {
                 out.push(DashboardQuery { scope: scope.clone(), from, to, now: Timestamp(now) });
             }
@@ -386,7 +382,12 @@ fn a_first_pull_counts_a_whole_town_at_its_end_exactly_as_the_triggers_count_it(
         .document_ids()
         .unwrap()
         .into_iter()
-        .map(|id| PulledDoc { bytes: store.document_bytes(&id).unwrap(), doc_id: id, snapshot: true, receipts: Vec::new() })
+        .map(|id| PulledDoc {
+            bytes: store.document_bytes(&id).unwrap(),
+            doc_id: id,
+            snapshot: true,
+            receipts: Vec::new(),
+        })
         .collect();
     assert!(page.len() > 900);
     device.apply_pull_page(&page, "cursor-1").unwrap();
@@ -401,7 +402,11 @@ fn a_first_pull_counts_a_whole_town_at_its_end_exactly_as_the_triggers_count_it(
     let villages: Vec<String> = areas.iter().filter(|a| a.kind == AreaKind::Village).map(|a| a.id.clone()).collect();
     for now in [until(), Utc.with_ymd_and_hms(2026, 6, 12, 3, 0, 0).unwrap()] {
         for v in &villages {
-            assert_dashboard_matches_the_fold(&device, &all, &DashboardQuery::new(Scope::Village(v.clone()), Timestamp(now)));
+            assert_dashboard_matches_the_fold(
+                &device,
+                &all,
+                &DashboardQuery::new(Scope::Village(v.clone()), Timestamp(now)),
+            );
         }
         assert_dashboard_matches_the_fold(&device, &all, &DashboardQuery::new(Scope::All, Timestamp(now)));
     }
@@ -426,11 +431,8 @@ fn every_figure_drills_down_to_exactly_the_requests_it_counts() {
             for m in ALL_MEASURES {
                 let list = drill(&store, q, &Drill::Requests { measure: m, slice: slice.clone() }).unwrap();
                 assert_eq!(list.kind, "request");
-                let expected: BTreeSet<String> = set
-                    .iter()
-                    .filter(|r| in_slice(r, slice) && holds(r, m, q.now))
-                    .map(|r| r.id.clone())
-                    .collect();
+                let expected: BTreeSet<String> =
+                    set.iter().filter(|r| in_slice(r, slice) && holds(r, m, q.now)).map(|r| r.id.clone()).collect();
                 let got: BTreeSet<String> = list.ids.iter().cloned().collect();
                 assert_eq!(got.len(), list.ids.len(), "no request twice");
                 assert_eq!(got, expected, "{m:?} of {slice:?} in {:?}", q.scope);
@@ -485,8 +487,9 @@ fn visit_coverage_counts_and_lists_what_was_not_walked_within_14_days() {
                 .map(|a| a.id.clone())
                 .collect()
         };
-        let expect_places =
-            |ids: &[String]| -> BTreeSet<String> { ids.iter().filter(|id| stale(format!("place:{id}"))).cloned().collect() };
+        let expect_places = |ids: &[String]| -> BTreeSet<String> {
+            ids.iter().filter(|id| stale(format!("place:{id}"))).cloned().collect()
+        };
 
         let c = dashboard(&store, &q).unwrap().coverage;
         let ctx = format!("{:?} now {:?}", q.scope, q.now);
@@ -534,19 +537,20 @@ fn expected_completion(r: &Req, now: Timestamp) -> Completion {
 fn the_monthly_list_has_every_request_of_the_month_classified() {
     let (_dir, store) = town();
     let (all, _) = documents(&store);
-    let areas: HashMap<String, gridwalk_core::model::Area> = store.areas().unwrap().into_iter().map(|a| (a.id.clone(), a)).collect();
-    let departments: HashMap<String, String> = store.departments().unwrap().into_iter().map(|d| (d.id, d.name)).collect();
+    let areas: HashMap<String, gridwalk_core::model::Area> =
+        store.areas().unwrap().into_iter().map(|a| (a.id.clone(), a)).collect();
+    let departments: HashMap<String, String> =
+        store.departments().unwrap().into_iter().map(|d| (d.id, d.name)).collect();
     let now = Timestamp(until());
     let month = Month::parse("2026-10").unwrap();
     let village = areas.values().filter(|a| a.kind == AreaKind::Village).map(|a| a.id.clone()).min().unwrap();
-    let grid = areas.values().filter(|a| a.kind == AreaKind::Grid && !a.enterprise_grid).map(|a| a.id.clone()).min().unwrap();
+    let grid =
+        areas.values().filter(|a| a.kind == AreaKind::Grid && !a.enterprise_grid).map(|a| a.id.clone()).min().unwrap();
     for scope in [Scope::All, Scope::Village(village), Scope::Grid(grid)] {
         let list = monthly_list(&store, &scope, month, now).unwrap();
         let grids = grids_of(&store, &scope);
-        let expected: Vec<&Req> = all
-            .iter()
-            .filter(|r| grids.contains(&r.grid) && month_of(r.created) == "2026-10")
-            .collect();
+        let expected: Vec<&Req> =
+            all.iter().filter(|r| grids.contains(&r.grid) && month_of(r.created) == "2026-10").collect();
         assert!(!expected.is_empty());
         assert_eq!(list.rows.len(), expected.len(), "{scope:?}");
         let by_id: HashMap<&str, &Req> = expected.iter().map(|r| (r.id.as_str(), *r)).collect();
@@ -560,11 +564,17 @@ fn the_monthly_list_has_every_request_of_the_month_classified() {
             assert_eq!(row.village_name, village.map(|v| v.name.clone()).unwrap_or_default());
             let view = store.request(&r.id).unwrap();
             assert_eq!(row.micro_grid, view.body.micro_grid);
-            assert_eq!(row.micro_grid_name, view.body.micro_grid.as_ref().map(|m| areas[m].name.clone()).unwrap_or_default());
+            assert_eq!(
+                row.micro_grid_name,
+                view.body.micro_grid.as_ref().map(|m| areas[m].name.clone()).unwrap_or_default()
+            );
             assert_eq!(row.category, r.category);
             assert_eq!(row.category_name, gridwalk_core::model::category(&r.category).unwrap().zh);
             assert_eq!(row.department, r.state.department);
-            assert_eq!(row.department_name, r.state.department.as_ref().map(|d| departments[d].clone()).unwrap_or_default());
+            assert_eq!(
+                row.department_name,
+                r.state.department.as_ref().map(|d| departments[d].clone()).unwrap_or_default()
+            );
             assert_eq!(row.deadline, r.state.deadline.map(|d| d.millis()));
             assert_eq!(row.level.as_deref(), r.state.level.map(|l| l.as_str()));
             assert_eq!(row.status, r.state.status.as_str());
@@ -637,7 +647,9 @@ fn the_monthly_xlsx_has_a_summary_and_a_sheet_per_grid_with_chinese_intact() {
     // The summary: title, headers, a line per grid of the street, then the total.
     let summary = book.worksheet_range("汇总").unwrap();
     let rows: Vec<Vec<String>> = summary.rows().map(|r| r.iter().map(text).collect()).collect();
-    assert!(rows[0][0].contains("曹桥街道") && rows[0][0].contains("2026年10月") && rows[0][0].contains("驻网办事清单"));
+    assert!(
+        rows[0][0].contains("曹桥街道") && rows[0][0].contains("2026年10月") && rows[0][0].contains("驻网办事清单")
+    );
     assert_eq!(rows[1], report::SUMMARY_HEADERS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     assert_eq!(rows.len(), 2 + list.grids.len() + 1);
     for (row, g) in rows[2..].iter().zip(&list.grids) {
@@ -654,7 +666,11 @@ fn the_monthly_xlsx_has_a_summary_and_a_sheet_per_grid_with_chinese_intact() {
     for name in &names[1..] {
         let range = book.worksheet_range(name).unwrap();
         let rows: Vec<Vec<String>> = range.rows().map(|r| r.iter().map(text).collect()).collect();
-        assert!(rows[0][0].contains(name.as_str()) && rows[0][0].ends_with("2026年10月 驻网办事清单"), "{}", rows[0][0]);
+        assert!(
+            rows[0][0].contains(name.as_str()) && rows[0][0].ends_with("2026年10月 驻网办事清单"),
+            "{}",
+            rows[0][0]
+        );
         assert_eq!(rows[1].len(), 16);
         assert_eq!(rows[1][0], "序号");
         assert_eq!(rows[1][5], "诉求类别");
@@ -709,10 +725,21 @@ fn the_definitions_hold_on_a_hand_made_grid() {
 
     let t = |day: i64| Timestamp(Utc.with_ymd_and_hms(2026, 10, 1, 9, 0, 0).unwrap() + Duration::days(day));
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("s.db"), Identity { device: "hall-pc".into(), walker: "hall-1".into() }).unwrap();
-    for (id, kind, parent) in [("street", AreaKind::Town, None), ("v1", AreaKind::Village, Some("street")), ("g1", AreaKind::Grid, Some("v1"))] {
+    let store =
+        Store::create(dir.path().join("s.db"), Identity { device: "hall-pc".into(), walker: "hall-1".into() }).unwrap();
+    for (id, kind, parent) in [
+        ("street", AreaKind::Town, None),
+        ("v1", AreaKind::Village, Some("street")),
+        ("g1", AreaKind::Grid, Some("v1")),
+    ] {
         store
-            .put_area(&Area { id: id.into(), kind, name: format!("{id}名"), parent: parent.map(Into::into), enterprise_grid: false })
+            .put_area(&Area {
+                id: id.into(),
+                kind,
+                name: format!("{id}名"),
+                parent: parent.map(Into::into),
+                enterprise_grid: false,
+            })
             .unwrap();
     }
     store.put_department(&Department { id: "dept-urban".into(), name: "城建办".into(), level: Level::Town }).unwrap();
@@ -741,7 +768,8 @@ fn the_definitions_hold_on_a_hand_made_grid() {
     };
     let assign = |id: &str, day: i64, deadline_day: i64| {
         act(id, day, Action::Triaged { decision: TriageDecision::Accept });
-        let assignment = Assignment { department: "dept-urban".into(), person: None, deadline: t(deadline_day), level: Level::Town };
+        let assignment =
+            Assignment { department: "dept-urban".into(), person: None, deadline: t(deadline_day), level: Level::Town };
         act(id, day, Action::Assigned { assignment });
     };
     let resolve = |id: &str, day: i64| act(id, day, Action::Resolved { note: "已修复".into(), photos: vec![] });

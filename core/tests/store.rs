@@ -53,7 +53,11 @@ fn streetlight(grid: &str, visit: Option<String>) -> NewRequest {
         id: None,
         grid: grid.into(),
         micro_grid: None,
-        reporter: Reporter::Resident { name: "王建国".into(), phone: Some("13800000000".into()), household: Some("h1".into()) },
+        reporter: Reporter::Resident {
+            name: "王建国".into(),
+            phone: Some("13800000000".into()),
+            household: Some("h1".into()),
+        },
         address: "马厩村第3组".into(),
         gps: Some(GeoPoint { lat: 30.7, lon: 121.0, accuracy_m: Some(10.0) }),
         category: "streetlight".into(),
@@ -88,7 +92,10 @@ fn documents_round_trip_through_autosurgeon_and_automerge_bytes() {
     let ctx = ActionContext::new("w1", "phone-1", t(0));
     let body = RequestBody {
         reporter: Reporter::Enterprise { id: "e1".into(), contact: Some("李经理".into()) },
-        place: Place { address: "工业园区兴业路8号".into(), gps: Some(GeoPoint { lat: 30.1, lon: 121.2, accuracy_m: None }) },
+        place: Place {
+            address: "工业园区兴业路8号".into(),
+            gps: Some(GeoPoint { lat: 30.1, lon: 121.2, accuracy_m: None }),
+        },
         micro_grid: Some("g1-m1".into()),
         category: "enterprise_service".into(),
         description: "消防审批卡在验收环节".into(),
@@ -104,7 +111,11 @@ fn documents_round_trip_through_autosurgeon_and_automerge_bytes() {
     assert_eq!((header.id.as_str(), header.grid.as_str(), header.created_by.as_str()), ("r1", "g1", "w1"));
     assert_eq!(header.created_at, t(0));
 
-    for target in [VisitTarget::Household { id: "h1".into() }, VisitTarget::Enterprise { id: "e1".into() }, VisitTarget::Place { address: "菜场".into() }] {
+    for target in [
+        VisitTarget::Household { id: "h1".into() },
+        VisitTarget::Enterprise { id: "e1".into() },
+        VisitTarget::Place { address: "菜场".into() },
+    ] {
         for kind in [VisitKind::Daily, VisitKind::Sweep, VisitKind::EveningTalk] {
             let body = VisitBody {
                 target: target.clone(),
@@ -147,19 +158,27 @@ fn one_action_is_one_transaction_and_a_refused_action_leaves_no_trace() {
     assert!(matches!(err, CoreError::InvalidInput { .. }), "{err}");
     let err = store.raise_request(&store.context(t(1)), streetlight("nowhere", None)).unwrap_err();
     assert!(matches!(err, CoreError::UnknownGrid(_)));
-    let err = store.act(&store.context(t(1)), &request, Action::Resolved { note: "".into(), photos: vec![] }).unwrap_err();
+    let err =
+        store.act(&store.context(t(1)), &request, Action::Resolved { note: "".into(), photos: vec![] }).unwrap_err();
     assert!(matches!(err, CoreError::InvalidInput { .. }));
-    let err = store
-        .act(&store.context(t(1)), &request, Action::FeedbackGiven { note: "已告知".into() })
-        .unwrap_err();
+    let err = store.act(&store.context(t(1)), &request, Action::FeedbackGiven { note: "已告知".into() }).unwrap_err();
     assert!(matches!(err, CoreError::InvalidTransition { .. }));
-    let err = store.act(&store.context(t(1)), &request, Action::Triaged { decision: TriageDecision::Accept }).and_then(|_| {
-        store.act(
-            &store.context(t(1)),
-            &request,
-            Action::Assigned { assignment: Assignment { department: "no-such-office".into(), person: None, deadline: t(9), level: Level::Town } },
-        )
-    });
+    let err = store.act(&store.context(t(1)), &request, Action::Triaged { decision: TriageDecision::Accept }).and_then(
+        |_| {
+            store.act(
+                &store.context(t(1)),
+                &request,
+                Action::Assigned {
+                    assignment: Assignment {
+                        department: "no-such-office".into(),
+                        person: None,
+                        deadline: t(9),
+                        level: Level::Town,
+                    },
+                },
+            )
+        },
+    );
     assert!(matches!(err, Err(CoreError::NotFound { kind: "department", .. })));
     assert_eq!(file_rows(&store, "documents"), before_docs);
     assert_eq!(file_rows(&store, "outbox"), before_outbox + 1, "only the accepted triage went out");
@@ -184,7 +203,9 @@ fn lists_filter_sort_and_search_chinese_text() {
     let page = store.list_requests(&RequestFilter { grids: vec!["g1".into()], ..Default::default() }).unwrap();
     assert_eq!(page.len(), 5);
     assert_eq!(page[0].id, ids[4], "newest first");
-    let two = store.list_requests(&RequestFilter { grids: vec!["g1".into()], limit: 2, offset: 2, ..Default::default() }).unwrap();
+    let two = store
+        .list_requests(&RequestFilter { grids: vec!["g1".into()], limit: 2, offset: 2, ..Default::default() })
+        .unwrap();
     assert_eq!(two.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![ids[2].clone(), ids[1].clone()]);
 
     // Two characters (below a trigram) and longer phrases both find Chinese text.
@@ -206,12 +227,26 @@ fn lists_filter_sort_and_search_chinese_text() {
     // Overdue: assigned with a deadline that has passed at the moment asked.
     store.act(&store.context(t(1)), &ids[0], Action::Triaged { decision: TriageDecision::Accept }).unwrap();
     store
-        .act(&store.context(t(1)), &ids[0], Action::Assigned { assignment: Assignment { department: "dept-urban".into(), person: None, deadline: t(3), level: Level::Town } })
+        .act(
+            &store.context(t(1)),
+            &ids[0],
+            Action::Assigned {
+                assignment: Assignment {
+                    department: "dept-urban".into(),
+                    person: None,
+                    deadline: t(3),
+                    level: Level::Town,
+                },
+            },
+        )
         .unwrap();
     let overdue = |at| store.list_requests(&RequestFilter { overdue_at: Some(at), ..Default::default() }).unwrap();
     assert!(overdue(t(2)).is_empty());
     assert_eq!(overdue(t(4)).len(), 1);
-    assert_eq!(store.count_requests(&RequestFilter { department: Some("dept-urban".into()), ..Default::default() }).unwrap(), 1);
+    assert_eq!(
+        store.count_requests(&RequestFilter { department: Some("dept-urban".into()), ..Default::default() }).unwrap(),
+        1
+    );
     assert_eq!(store.count_requests(&RequestFilter { statuses: vec![Status::New], ..Default::default() }).unwrap(), 5);
 }
 
@@ -232,7 +267,13 @@ fn visits_are_listed_and_last_visit_dates_mark_the_unvisited() {
     assert!(h2.overdue_for_visit && h2.last_visited_at.is_none());
     assert_eq!(places[0].id, "h2", "never-visited first");
     assert_eq!(store.list_visits(&VisitFilter { walker: Some("w2".into()), ..Default::default() }).unwrap().len(), 2);
-    assert_eq!(store.list_visits(&VisitFilter { target: Some("h1".into()), from: Some(t(10)), ..Default::default() }).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_visits(&VisitFilter { target: Some("h1".into()), from: Some(t(10)), ..Default::default() })
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(store.grid_last_visits().unwrap(), vec![("g1".to_string(), t(20).millis())]);
     // Visiting a household of another grid is refused.
     let mut wrong = visit_to("h3");
@@ -347,7 +388,8 @@ fn migrations_run_from_an_empty_file_and_from_every_earlier_version() {
                     .collect::<Result<_, _>>()
                     .unwrap();
                 let columns = columns.join(", ");
-                conn.execute(&format!("INSERT INTO main.{table} ({columns}) SELECT {columns} FROM src.{table}"), []).unwrap();
+                conn.execute(&format!("INSERT INTO main.{table} ({columns}) SELECT {columns} FROM src.{table}"), [])
+                    .unwrap();
             }
             if tables.iter().any(|t| t == "last_visit") {
                 // Versions 2 to 5 keyed the search entries by request id; later ones by rowid.
@@ -374,7 +416,12 @@ fn migrations_run_from_an_empty_file_and_from_every_earlier_version() {
         assert_eq!(v as usize, gridwalk_core::store::LATEST_VERSION, "from version {version}");
         let migrated = upgraded.index_dump().unwrap();
         // Version 2 fills last-visit dates and the search index from what version 1 indexed.
-        let derived = |rows: &[String]| rows.iter().filter(|r| r.starts_with("Text(\"last_visit\")") || r.starts_with("Text(\"fts\")")).cloned().collect::<Vec<_>>();
+        let derived = |rows: &[String]| {
+            rows.iter()
+                .filter(|r| r.starts_with("Text(\"last_visit\")") || r.starts_with("Text(\"fts\")"))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
         assert!(!derived(&migrated).is_empty());
         assert_eq!(derived(&migrated), derived(&expected), "from version {version}");
         assert_eq!(migrated, expected, "from version {version}");
@@ -410,7 +457,8 @@ fn changes_from_another_replica_merge_and_reindex_but_a_moved_header_is_refused(
     let mut forged = AutoCommit::load(&hall.document_bytes(&id).unwrap()).unwrap();
     let before_heads = forged.get_heads();
     forged.set_actor(automerge::ActorId::from(b"intruder".as_slice()));
-    let mut header: gridwalk_core::docs::DocHeader = autosurgeon::hydrate_prop(&forged, automerge::ROOT, "header").unwrap();
+    let mut header: gridwalk_core::docs::DocHeader =
+        autosurgeon::hydrate_prop(&forged, automerge::ROOT, "header").unwrap();
     header.grid = "g2".into();
     autosurgeon::reconcile_prop(&mut forged, automerge::ROOT, "header", &header).unwrap();
     let bytes = forged.save_after(&before_heads);
@@ -433,7 +481,8 @@ fn many_edits_compact_into_a_snapshot_without_losing_history() {
     for i in 0..70 {
         store.act(&store.context(t(0)), &id, Action::Progress { note: format!("第{i}次进展") }).unwrap();
     }
-    let chunks: i64 = store.connection().query_row("SELECT chunk_count FROM documents WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+    let chunks: i64 =
+        store.connection().query_row("SELECT chunk_count FROM documents WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
     assert!(chunks < 32, "compacted along the way, {chunks} chunks left");
     assert_eq!(store.request(&id).unwrap().history.len(), 72);
     store.compact().unwrap();
@@ -465,9 +514,13 @@ fn opening_a_missing_or_foreign_file_is_a_clear_error_and_creates_nothing() {
 /// come out exactly as if every document had been applied one by one.
 fn a_page_of(store: &Store, n: usize) -> Vec<gridwalk_core::sync::protocol::PulledDoc> {
     for i in 0..n {
-        let id = store.raise_request(&store.context(t(i as i64)), streetlight(if i % 2 == 0 { "g1" } else { "g2" }, None)).unwrap();
+        let id = store
+            .raise_request(&store.context(t(i as i64)), streetlight(if i % 2 == 0 { "g1" } else { "g2" }, None))
+            .unwrap();
         if i % 3 == 0 {
-            store.act(&store.context(t(i as i64 + 1)), &id, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
+            store
+                .act(&store.context(t(i as i64 + 1)), &id, Action::Triaged { decision: TriageDecision::Accept })
+                .unwrap();
         }
     }
     store
@@ -542,7 +595,8 @@ fn a_roster_in_a_page_read_on_helper_threads_fills_the_reference_tables() {
     hall.publish_rosters(&hall.context(t(0)), &[]).unwrap();
     let page = a_page_of(&hall, 20);
     assert!(page.len() > 20, "the rosters are in the page");
-    let device = Store::create(dir.path().join("fresh.db"), Identity { device: "pc-c".into(), walker: "w2".into() }).unwrap();
+    let device =
+        Store::create(dir.path().join("fresh.db"), Identity { device: "pc-c".into(), walker: "w2".into() }).unwrap();
     assert!(device.areas().unwrap().is_empty());
     device.apply_pull_page(&page, "cursor-1").unwrap();
     let ids: Vec<String> = device.areas().unwrap().into_iter().map(|a| a.id).collect();
@@ -679,7 +733,9 @@ fn a_first_pull_builds_the_list_indexes_after_its_rows_and_loses_none_when_cut_o
         s.raise_request(&s.context(t(500)), streetlight("g1", None)).unwrap();
     }
     let counts = |s: &Store| -> i64 {
-        s.connection().query_row("SELECT SUM(total) FROM request_tally WHERE area = '*' AND dim = 'all'", [], |r| r.get(0)).unwrap()
+        s.connection()
+            .query_row("SELECT SUM(total) FROM request_tally WHERE area = '*' AND dim = 'all'", [], |r| r.get(0))
+            .unwrap()
     };
     assert_eq!((counts(&device), counts(&hall)), (151, 151));
     assert_eq!(device.list_requests(&search).unwrap().len(), 151);

@@ -143,7 +143,14 @@ impl BlobFiles {
 
     /// Appends `bytes` at `offset` to the upload of a blob of `total` bytes, durably, and
     /// finishes the blob when they are its last bytes. `max_total` bounds `total`.
-    pub fn append(&self, hash: &str, offset: u64, total: u64, bytes: &[u8], max_total: u64) -> Result<HeldBlob, BlobError> {
+    pub fn append(
+        &self,
+        hash: &str,
+        offset: u64,
+        total: u64,
+        bytes: &[u8],
+        max_total: u64,
+    ) -> Result<HeldBlob, BlobError> {
         let final_path = self.final_path(hash)?;
         let partial = self.partial_path(hash)?;
         let _guard = self.writing.lock().unwrap_or_else(|p| p.into_inner());
@@ -273,13 +280,28 @@ mod tests {
         assert_eq!(files.status(&hash).unwrap(), HeldBlob { size: 0, complete: false });
         assert!(!dir.path().join("blobs").exists(), "asking creates nothing");
         assert_eq!(files.append(&hash, 0, 1000, &data[..400], 5000).unwrap(), HeldBlob { size: 400, complete: false });
-        assert!(matches!(files.append(&hash, 0, 1000, &data[..400], 5000), Err(BlobError::WrongOffset { have: 400, offset: 0 })));
+        assert!(matches!(
+            files.append(&hash, 0, 1000, &data[..400], 5000),
+            Err(BlobError::WrongOffset { have: 400, offset: 0 })
+        ));
         assert!(matches!(files.append(&hash, 400, 1000, &data[400..], 999), Err(BlobError::TooLarge { .. })));
-        assert_eq!(files.append(&hash, 400, 1000, &data[400..900], 5000).unwrap(), HeldBlob { size: 900, complete: false });
-        assert!(matches!(files.append(&hash, 900, 1000, &data[800..], 5000), Err(BlobError::BadChunk(_))), "past the end");
-        assert_eq!(files.append(&hash, 900, 1000, &data[900..], 5000).unwrap(), HeldBlob { size: 1000, complete: true });
+        assert_eq!(
+            files.append(&hash, 400, 1000, &data[400..900], 5000).unwrap(),
+            HeldBlob { size: 900, complete: false }
+        );
+        assert!(
+            matches!(files.append(&hash, 900, 1000, &data[800..], 5000), Err(BlobError::BadChunk(_))),
+            "past the end"
+        );
+        assert_eq!(
+            files.append(&hash, 900, 1000, &data[900..], 5000).unwrap(),
+            HeldBlob { size: 1000, complete: true }
+        );
         assert_eq!(files.read(&hash, None).unwrap().bytes, data);
-        assert_eq!(files.read(&hash, Some(ByteRange::From(990))).unwrap(), BlobSlice { start: 990, total: 1000, bytes: data[990..].to_vec() });
+        assert_eq!(
+            files.read(&hash, Some(ByteRange::From(990))).unwrap(),
+            BlobSlice { start: 990, total: 1000, bytes: data[990..].to_vec() }
+        );
         // Sending it again changes nothing.
         assert_eq!(files.append(&hash, 0, 1000, &data, 5000).unwrap(), HeldBlob { size: 1000, complete: true });
 

@@ -61,15 +61,16 @@ fn binary(bytes: Vec<u8>) -> Response {
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, RelayError> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| RelayError::new(401, "unauthorized", "this call needs the device token (Authorization: Bearer …)"))
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(
+        || RelayError::new(401, "unauthorized", "this call needs the device token (Authorization: Bearer …)"),
+    )
 }
 
 /// Runs blocking relay work (SQLite, Automerge) off the async workers.
-async fn blocking<T: Send + 'static>(state: &Arc<AppState>, f: impl FnOnce(&Relay) -> Result<T, RelayError> + Send + 'static) -> Result<T, RelayError> {
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&Relay) -> Result<T, RelayError> + Send + 'static,
+) -> Result<T, RelayError> {
     let state = state.clone();
     tokio::task::spawn_blocking(move || f(&state.relay))
         .await
@@ -133,7 +134,11 @@ fn default_limit() -> usize {
     500
 }
 
-async fn pull(State(state): State<Arc<AppState>>, headers: HeaderMap, query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+async fn pull(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     let token = bearer(&headers)?.to_string();
     let Query(q) = query.map_err(|e| RelayError::new(400, "bad_query", e.body_text()))?;
     let resp = blocking(&state, move |relay| {
@@ -148,7 +153,11 @@ async fn pull(State(state): State<Arc<AppState>>, headers: HeaderMap, query: Res
 }
 
 /// `GET /v1/blobs/{hash}/status`
-async fn blob_status(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(hash): Path<String>) -> Result<Response, ApiError> {
+async fn blob_status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
     let token = bearer(&headers)?.to_string();
     let status = blocking(&state, move |relay| {
         let device = relay.authenticate(&token)?;
@@ -174,7 +183,8 @@ async fn upload_blob(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let token = bearer(&headers)?.to_string();
-    let Query(q) = query.map_err(|e| RelayError::new(400, "bad_query", format!("{}; expected ?offset=N&total=T", e.body_text())))?;
+    let Query(q) = query
+        .map_err(|e| RelayError::new(400, "bad_query", format!("{}; expected ?offset=N&total=T", e.body_text())))?;
     let len = body.len() as u64;
     let status = blocking(&state, move |relay| {
         let device = relay.authenticate(&token)?;
@@ -186,7 +196,11 @@ async fn upload_blob(
 }
 
 /// `GET /v1/blobs/{hash}`, whole (200) or one `Range` of it (206).
-async fn download_blob(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(hash): Path<String>) -> Result<Response, ApiError> {
+async fn download_blob(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
     let token = bearer(&headers)?.to_string();
     let range = match headers.get(header::RANGE) {
         None => None,
@@ -211,11 +225,16 @@ fn slice_response(ranged: bool, start: u64, total: u64, bytes: Vec<u8>) -> Respo
         return ([content_type], bytes).into_response();
     }
     let end = start + bytes.len() as u64 - 1;
-    let content_range = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).expect("digits are a valid header");
+    let content_range =
+        HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).expect("digits are a valid header");
     (StatusCode::PARTIAL_CONTENT, [content_type, (header::CONTENT_RANGE, content_range)], bytes).into_response()
 }
 
-async fn count_outcomes(State(state): State<Arc<AppState>>, req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
+async fn count_outcomes(
+    State(state): State<Arc<AppState>>,
+    req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> Response {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let resp = next.run(req).await;
     if resp.status().is_client_error() {
@@ -230,16 +249,16 @@ async fn count_outcomes(State(state): State<Arc<AppState>>, req: Request<axum::b
 /// error shape.
 async fn json_errors(req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
     let resp = next.run(req).await;
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json =
+        resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if resp.status().is_success() || is_json {
         return resp;
     }
     let status = resp.status();
     let (code, message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes; sync in smaller batches")),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("body_too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes; sync in smaller batches"))
+        }
         StatusCode::NOT_FOUND => ("not_found", "no such endpoint".to_string()),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not take that method".to_string()),
         s => {

@@ -71,12 +71,16 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve { listen } => {
             tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+                )
                 .init();
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
                 let state = Arc::new(AppState { relay, metrics: Metrics::default() });
-                let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
                 // Tests and scripts read this line to learn the port when asked for port 0.
                 println!("listening on http://{}", listener.local_addr()?);
                 use std::io::Write;
@@ -91,12 +95,21 @@ fn main() -> Result<()> {
         }
         Command::Enroll { name, role, grids, walker, json } => {
             let role = Role::parse(&role).expect("clap checked the role");
-            let code = relay.create_enrollment_for(&name, role, &grids, walker.as_deref()).map_err(|e| anyhow::anyhow!(e.message))?;
+            let code = relay
+                .create_enrollment_for(&name, role, &grids, walker.as_deref())
+                .map_err(|e| anyhow::anyhow!(e.message))?;
             if json {
-                println!("{}", serde_json::json!({ "code": code, "name": name, "role": role.as_str(), "grids": grids, "walker": walker, "expires_in_hours": relay.limits.enrollment_ttl_hours }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "code": code, "name": name, "role": role.as_str(), "grids": grids, "walker": walker, "expires_in_hours": relay.limits.enrollment_ttl_hours })
+                );
             } else {
                 println!("{code}");
-                eprintln!("enrolment code for {name} ({}), valid once for {} hours", role.as_str(), relay.limits.enrollment_ttl_hours);
+                eprintln!(
+                    "enrolment code for {name} ({}), valid once for {} hours",
+                    role.as_str(),
+                    relay.limits.enrollment_ttl_hours
+                );
             }
         }
         Command::Devices { json } => {
@@ -105,7 +118,11 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&devices)?);
             } else {
                 for d in devices {
-                    let fmt = |t: Option<i64>| t.and_then(chrono::DateTime::from_timestamp_millis).map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into());
+                    let fmt = |t: Option<i64>| {
+                        t.and_then(chrono::DateTime::from_timestamp_millis)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_else(|| "-".into())
+                    };
                     println!(
                         "{}\t{}\t{}\t{}\tlast contact {}{}",
                         d.id,

@@ -80,7 +80,11 @@ impl From<BlobError> for RelayError {
             BlobError::RangeNotSatisfiable { .. } => RelayError::new(416, "range_not_satisfiable", message),
             BlobError::Io(e) => {
                 tracing::error!(error = %e, "relay blob storage failed");
-                RelayError::new(503, "storage_unavailable", "the relay could not write or read its photo files; try again shortly")
+                RelayError::new(
+                    503,
+                    "storage_unavailable",
+                    "the relay could not write or read its photo files; try again shortly",
+                )
             }
         }
     }
@@ -189,7 +193,13 @@ impl Relay {
 
     /// Like [`Relay::create_enrollment`], naming the walker (person) the device is for; the
     /// device learns it when it enrols, so her phone knows whose records it writes.
-    pub fn create_enrollment_for(&self, device_name: &str, role: Role, grids: &[String], walker: Option<&str>) -> RelayResult<String> {
+    pub fn create_enrollment_for(
+        &self,
+        device_name: &str,
+        role: Role,
+        grids: &[String],
+        walker: Option<&str>,
+    ) -> RelayResult<String> {
         if walker.is_some_and(|w| w.trim().is_empty() || w.contains(',')) {
             return Err(RelayError::bad("invalid_input", "a walker id must not be empty or contain a comma"));
         }
@@ -202,7 +212,12 @@ impl Relay {
         let code = random_code();
         let now = self.now();
         let expires = now + self.limits.enrollment_ttl_hours * 3_600_000;
-        let e = Enrollment { device_name: device_name.to_string(), role, grids: grids.to_vec(), walker: walker.map(|w| w.trim().to_string()) };
+        let e = Enrollment {
+            device_name: device_name.to_string(),
+            role,
+            grids: grids.to_vec(),
+            walker: walker.map(|w| w.trim().to_string()),
+        };
         self.store().create_enrollment(&sha256(normalise_code(&code).as_bytes()), &e, now, expires)?;
         Ok(code)
     }
@@ -218,15 +233,28 @@ impl Relay {
         let mut token_bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut token_bytes);
         let token = hex::encode(token_bytes);
-        let enrolled = self
-            .store()
-            .redeem_enrollment(&sha256(code.as_bytes()), &device_id, &sha256(token.as_bytes()), self.now())?;
+        let enrolled = self.store().redeem_enrollment(
+            &sha256(code.as_bytes()),
+            &device_id,
+            &sha256(token.as_bytes()),
+            self.now(),
+        )?;
         match enrolled {
             Some(e) => {
                 tracing::info!(device = %device_id, name = %e.device_name, role = e.role.as_str(), "device enrolled");
-                Ok(EnrollResponse { device_id, token, role: e.role.as_str().to_string(), grids: e.grids, walker: e.walker })
+                Ok(EnrollResponse {
+                    device_id,
+                    token,
+                    role: e.role.as_str().to_string(),
+                    grids: e.grids,
+                    walker: e.walker,
+                })
             }
-            None => Err(RelayError::new(401, "bad_enrollment_code", "this enrolment code is unknown, used or expired; ask the hall for a new one")),
+            None => Err(RelayError::new(
+                401,
+                "bad_enrollment_code",
+                "this enrolment code is unknown, used or expired; ask the hall for a new one",
+            )),
         }
     }
 
@@ -244,15 +272,25 @@ impl Relay {
     /// Nothing is stored unless everything is valid.
     pub fn push(&self, device: &Device, req: &PushRequest) -> RelayResult<PushResponse> {
         if req.version != PROTOCOL_VERSION {
-            return Err(RelayError::bad("protocol_version", format!("this relay speaks protocol {PROTOCOL_VERSION}, the device sent {}", req.version)));
+            return Err(RelayError::bad(
+                "protocol_version",
+                format!("this relay speaks protocol {PROTOCOL_VERSION}, the device sent {}", req.version),
+            ));
         }
         if req.docs.len() > self.limits.max_docs_per_push {
-            return Err(RelayError::new(413, "too_many_documents", format!("at most {} documents per push", self.limits.max_docs_per_push)));
+            return Err(RelayError::new(
+                413,
+                "too_many_documents",
+                format!("at most {} documents per push", self.limits.max_docs_per_push),
+            ));
         }
         let mut seen = HashSet::new();
         for d in &req.docs {
             if !seen.insert(d.doc_id.as_str()) {
-                return Err(RelayError::bad("duplicate_document", format!("document {} appears twice in one push", d.doc_id)));
+                return Err(RelayError::bad(
+                    "duplicate_document",
+                    format!("document {} appears twice in one push", d.doc_id),
+                ));
             }
         }
         let received_at = self.now();
@@ -267,10 +305,19 @@ impl Relay {
             }
         }
         let stored = store.store_push(&writes, &device.id, received_at)?;
-        Ok(PushResponse { stored, duplicates: duplicates + (writes.iter().map(|w| w.new_changes.len() as u32).sum::<u32>() - stored), received_at })
+        Ok(PushResponse {
+            stored,
+            duplicates: duplicates + (writes.iter().map(|w| w.new_changes.len() as u32).sum::<u32>() - stored),
+            received_at,
+        })
     }
 
-    fn prepare_write(&self, store: &mut dyn RelayStore, device: &Device, d: &DocChanges) -> RelayResult<(Option<DocWrite>, u32)> {
+    fn prepare_write(
+        &self,
+        store: &mut dyn RelayStore,
+        device: &Device,
+        d: &DocChanges,
+    ) -> RelayResult<(Option<DocWrite>, u32)> {
         let doc_err = |code: &'static str, m: String| RelayError::bad(code, format!("document {}: {m}", d.doc_id));
         if d.doc_id.is_empty() || d.doc_id.len() > 100 {
             return Err(doc_err("invalid_document_id", "a document id has 1 to 100 characters".into()));
@@ -280,10 +327,14 @@ impl Relay {
         let (mut doc, old_header) = match &existing {
             Some(stored) => {
                 if !device.may_see(&stored.grid) {
-                    return Err(RelayError::forbidden(format!("document {} is in grid {}, outside this device's grids", d.doc_id, stored.grid)));
+                    return Err(RelayError::forbidden(format!(
+                        "document {} is in grid {}, outside this device's grids",
+                        d.doc_id, stored.grid
+                    )));
                 }
-                let doc = AutoCommit::load(&stored.snapshot)
-                    .map_err(|e| RelayError::new(500, "damaged_document", format!("stored document {} does not load: {e}", d.doc_id)))?;
+                let doc = AutoCommit::load(&stored.snapshot).map_err(|e| {
+                    RelayError::new(500, "damaged_document", format!("stored document {} does not load: {e}", d.doc_id))
+                })?;
                 let header = docs::read_header(&doc).ok();
                 (doc, header)
             }
@@ -303,27 +354,43 @@ impl Relay {
         }
         doc.apply_changes(changes.iter().cloned()).map_err(|e| doc_err("not_automerge", e.to_string()))?;
         if !doc.get_missing_deps(&[]).is_empty() {
-            return Err(doc_err("missing_dependencies", "these changes build on changes the relay does not have; push older changes first".into()));
+            return Err(doc_err(
+                "missing_dependencies",
+                "these changes build on changes the relay does not have; push older changes first".into(),
+            ));
         }
-        let header: DocHeader = docs::read_header(&doc).map_err(|e| doc_err("no_header", format!("no readable document header: {e}")))?;
+        let header: DocHeader =
+            docs::read_header(&doc).map_err(|e| doc_err("no_header", format!("no readable document header: {e}")))?;
         if header.id != d.doc_id {
             return Err(doc_err("header_mismatch", format!("the header names document {}", header.id)));
         }
         if let Some(old) = &old_header {
-            if old.grid != header.grid || old.kind != header.kind || old.created_at != header.created_at || old.created_by != header.created_by {
+            if old.grid != header.grid
+                || old.kind != header.kind
+                || old.created_at != header.created_at
+                || old.created_by != header.created_by
+            {
                 return Err(doc_err("header_changed", "a document's header cannot change".into()));
             }
         }
         if !device.may_see(&header.grid) {
-            return Err(RelayError::forbidden(format!("document {} is in grid {}, outside this device's grids", d.doc_id, header.grid)));
+            return Err(RelayError::forbidden(format!(
+                "document {} is in grid {}, outside this device's grids",
+                d.doc_id, header.grid
+            )));
         }
         let snapshot = doc.save();
         if snapshot.len() > self.limits.max_document_bytes {
-            return Err(RelayError::new(413, "document_too_large", format!("document {} would grow past {} bytes", d.doc_id, self.limits.max_document_bytes)));
+            return Err(RelayError::new(
+                413,
+                "document_too_large",
+                format!("document {} would grow past {} bytes", d.doc_id, self.limits.max_document_bytes),
+            ));
         }
         // The photos it names decide who may upload and read them, so a document whose photo
         // list or events cannot be read is refused rather than stored with no photos.
-        let blob_refs = attach::blob_references(&gridwalk_core::doc_view::DocView::new(&doc)).map_err(|e| doc_err("bad_photo_list", format!("its photos or events cannot be read: {e}")))?;
+        let blob_refs = attach::blob_references(&gridwalk_core::doc_view::DocView::new(&doc))
+            .map_err(|e| doc_err("bad_photo_list", format!("its photos or events cannot be read: {e}")))?;
         Ok((
             Some(DocWrite {
                 id: d.doc_id.clone(),
@@ -352,7 +419,11 @@ impl Relay {
                 let full = page.len() == limit;
                 let mut docs = Vec::with_capacity(page.len());
                 for d in &page {
-                    let receipts = store.receipts(&d.id)?.into_iter().map(|(hash, received_at)| Receipt { hash, received_at }).collect();
+                    let receipts = store
+                        .receipts(&d.id)?
+                        .into_iter()
+                        .map(|(hash, received_at)| Receipt { hash, received_at })
+                        .collect();
                     docs.push(PulledDoc { doc_id: d.id.clone(), snapshot: true, bytes: d.snapshot.clone(), receipts });
                 }
                 let next = if full {
@@ -400,7 +471,12 @@ impl Relay {
                         }),
                     }
                 }
-                Ok(PullResponse { version: PROTOCOL_VERSION, docs, cursor: Cursor::Changes { seq: next_seq }.text(), more })
+                Ok(PullResponse {
+                    version: PROTOCOL_VERSION,
+                    docs,
+                    cursor: Cursor::Changes { seq: next_seq }.text(),
+                    more,
+                })
             }
         }
     }
@@ -451,7 +527,14 @@ impl Relay {
 
     /// Stores the bytes of a blob of `total` bytes from `offset` on, durably, and finishes the
     /// blob (hash checked) when they are its last.
-    pub fn put_blob(&self, device: &Device, hash: &str, offset: u64, total: u64, bytes: &[u8]) -> RelayResult<BlobStatus> {
+    pub fn put_blob(
+        &self,
+        device: &Device,
+        hash: &str,
+        offset: u64,
+        total: u64,
+        bytes: &[u8],
+    ) -> RelayResult<BlobStatus> {
         let blobs = self.blob_access(device, hash)?;
         let held = blobs.append(hash, offset, total, bytes, self.limits.max_blob_bytes)?;
         if held.complete && offset + bytes.len() as u64 == total {
@@ -506,7 +589,10 @@ fn to_core(e: RelayError) -> gridwalk_core::CoreError {
 }
 
 impl gridwalk_core::sync::client::Transport for InMemoryTransport<'_> {
-    fn send(&mut self, message: &gridwalk_core::sync::client::Outgoing) -> gridwalk_core::Result<gridwalk_core::sync::client::Incoming> {
+    fn send(
+        &mut self,
+        message: &gridwalk_core::sync::client::Outgoing,
+    ) -> gridwalk_core::Result<gridwalk_core::sync::client::Incoming> {
         use gridwalk_core::sync::client::{Incoming, Outgoing};
         use gridwalk_core::sync::protocol;
         let n = self.sent;
@@ -526,13 +612,16 @@ impl gridwalk_core::sync::client::Transport for InMemoryTransport<'_> {
                 let resp = self.relay.pull(&device, cursor, *limit).map_err(to_core)?;
                 Incoming::Pulled(protocol::decode(&protocol::encode(&resp))?)
             }
-            Outgoing::BlobStatus { hash } => Incoming::BlobStatus(self.relay.blob_status(&device, hash).map_err(to_core)?),
+            Outgoing::BlobStatus { hash } => {
+                Incoming::BlobStatus(self.relay.blob_status(&device, hash).map_err(to_core)?)
+            }
             Outgoing::BlobUpload { hash, offset, total, bytes } => {
                 Incoming::BlobStatus(self.relay.put_blob(&device, hash, *offset, *total, bytes).map_err(to_core)?)
             }
             Outgoing::BlobDownload { hash, offset, max_len } => {
                 let last = offset.saturating_add((*max_len).max(1) - 1);
-                let slice = self.relay.read_blob(&device, hash, Some(ByteRange::FromTo(*offset, last))).map_err(to_core)?;
+                let slice =
+                    self.relay.read_blob(&device, hash, Some(ByteRange::FromTo(*offset, last))).map_err(to_core)?;
                 Incoming::BlobBytes(protocol::BlobBytes { start: slice.start, total: slice.total, bytes: slice.bytes })
             }
         };

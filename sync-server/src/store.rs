@@ -137,10 +137,22 @@ pub struct Stats {
 }
 
 pub trait RelayStore: Send {
-    fn create_enrollment(&mut self, code_hash: &[u8; 32], e: &Enrollment, created_at: i64, expires_at: i64) -> StoreResult<()>;
+    fn create_enrollment(
+        &mut self,
+        code_hash: &[u8; 32],
+        e: &Enrollment,
+        created_at: i64,
+        expires_at: i64,
+    ) -> StoreResult<()>;
     /// Marks the code used and creates the device, atomically; `None` if the code is unknown,
     /// used or expired.
-    fn redeem_enrollment(&mut self, code_hash: &[u8; 32], device_id: &str, token_hash: &[u8; 32], now: i64) -> StoreResult<Option<Enrollment>>;
+    fn redeem_enrollment(
+        &mut self,
+        code_hash: &[u8; 32],
+        device_id: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<Option<Enrollment>>;
     fn device_by_token(&mut self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>>;
     /// Records the device's last contact, to within [`LAST_SEEN_RESOLUTION_MS`].
     fn touch_device(&mut self, id: &str, now: i64) -> StoreResult<()>;
@@ -151,10 +163,22 @@ pub trait RelayStore: Send {
     fn store_push(&mut self, writes: &[DocWrite], device: &str, received_at: i64) -> StoreResult<u32>;
     fn max_seq(&mut self) -> StoreResult<i64>;
     /// Changes after `after_seq` in `scope`, leaving out those `except_device` pushed itself.
-    fn changes_since(&mut self, after_seq: i64, scope: Option<&[String]>, except_device: &str, limit: usize) -> StoreResult<Vec<ChangeRow>>;
+    fn changes_since(
+        &mut self,
+        after_seq: i64,
+        scope: Option<&[String]>,
+        except_device: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ChangeRow>>;
     /// Documents after `after_id` in `scope`, leaving out those made only of `except_device`'s
     /// own changes.
-    fn docs_after(&mut self, after_id: &str, scope: Option<&[String]>, except_device: &str, limit: usize) -> StoreResult<Vec<StoredDoc>>;
+    fn docs_after(
+        &mut self,
+        after_id: &str,
+        scope: Option<&[String]>,
+        except_device: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredDoc>>;
     fn receipts(&mut self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>>;
     /// Every change of a document, in the order the relay received them (an order in which
     /// each change's dependencies come before it).
@@ -250,9 +274,13 @@ fn fill_blob_refs(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult 
             tracing::warn!(doc = %id, "a stored document does not load; its photos are not indexed");
             continue;
         };
-        let hashes = gridwalk_core::photo::attach::blob_references(&gridwalk_core::doc_view::DocView::new(&doc)).unwrap_or_default();
+        let hashes = gridwalk_core::photo::attach::blob_references(&gridwalk_core::doc_view::DocView::new(&doc))
+            .unwrap_or_default();
         for hash in hashes {
-            tx.execute("INSERT OR IGNORE INTO blob_refs (hash, doc_id, grid) VALUES (?1, ?2, ?3)", params![hash, id, grid])?;
+            tx.execute(
+                "INSERT OR IGNORE INTO blob_refs (hash, doc_id, grid) VALUES (?1, ?2, ?3)",
+                params![hash, id, grid],
+            )?;
         }
     }
     Ok(())
@@ -273,7 +301,8 @@ impl SqliteRelayStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // A push is acknowledged only once it would survive a power cut.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        Migrations::new(vec![M::up(SCHEMA_V1), M::up_with_hook(SCHEMA_V2, fill_blob_refs), M::up(SCHEMA_V3)]).to_latest(&mut conn)?;
+        Migrations::new(vec![M::up(SCHEMA_V1), M::up_with_hook(SCHEMA_V2, fill_blob_refs), M::up(SCHEMA_V3)])
+            .to_latest(&mut conn)?;
         Ok(SqliteRelayStore { conn, path: path.to_path_buf() })
     }
 
@@ -308,16 +337,36 @@ fn hash_from(v: Vec<u8>) -> [u8; 32] {
 }
 
 impl RelayStore for SqliteRelayStore {
-    fn create_enrollment(&mut self, code_hash: &[u8; 32], e: &Enrollment, created_at: i64, expires_at: i64) -> StoreResult<()> {
+    fn create_enrollment(
+        &mut self,
+        code_hash: &[u8; 32],
+        e: &Enrollment,
+        created_at: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
         self.conn.execute(
             "INSERT INTO enrollments (code_hash, device_name, role, grids, created_at, expires_at, walker)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![&code_hash[..], e.device_name, e.role.as_str(), e.grids.join(","), created_at, expires_at, e.walker],
+            params![
+                &code_hash[..],
+                e.device_name,
+                e.role.as_str(),
+                e.grids.join(","),
+                created_at,
+                expires_at,
+                e.walker
+            ],
         )?;
         Ok(())
     }
 
-    fn redeem_enrollment(&mut self, code_hash: &[u8; 32], device_id: &str, token_hash: &[u8; 32], now: i64) -> StoreResult<Option<Enrollment>> {
+    fn redeem_enrollment(
+        &mut self,
+        code_hash: &[u8; 32],
+        device_id: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<Option<Enrollment>> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let row: Option<(String, String, String, Option<String>)> = tx
             .query_row(
@@ -444,7 +493,8 @@ impl RelayStore for SqliteRelayStore {
             )?
             .execute(params![w.id, w.grid, w.kind, w.snapshot, first, last])?;
             tx.prepare_cached("DELETE FROM blob_refs WHERE doc_id = ?1")?.execute([&w.id])?;
-            let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO blob_refs (hash, doc_id, grid) VALUES (?1, ?2, ?3)")?;
+            let mut insert =
+                tx.prepare_cached("INSERT OR IGNORE INTO blob_refs (hash, doc_id, grid) VALUES (?1, ?2, ?3)")?;
             for hash in &w.blob_refs {
                 insert.execute(params![hash, w.id, w.grid])?;
             }
@@ -457,7 +507,13 @@ impl RelayStore for SqliteRelayStore {
         Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)
     }
 
-    fn changes_since(&mut self, after_seq: i64, scope: Option<&[String]>, except_device: &str, limit: usize) -> StoreResult<Vec<ChangeRow>> {
+    fn changes_since(
+        &mut self,
+        after_seq: i64,
+        scope: Option<&[String]>,
+        except_device: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ChangeRow>> {
         let (clause, mut values) = scope_clause(scope, "grid", 4);
         let sql = format!(
             "SELECT seq, doc_id, hash, bytes, received_at FROM changes
@@ -484,7 +540,13 @@ impl RelayStore for SqliteRelayStore {
         Ok(rows)
     }
 
-    fn docs_after(&mut self, after_id: &str, scope: Option<&[String]>, except_device: &str, limit: usize) -> StoreResult<Vec<StoredDoc>> {
+    fn docs_after(
+        &mut self,
+        after_id: &str,
+        scope: Option<&[String]>,
+        except_device: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredDoc>> {
         let (clause, mut values) = scope_clause(scope, "grid", 4);
         let sql = format!(
             "SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs
@@ -515,19 +577,16 @@ impl RelayStore for SqliteRelayStore {
     }
 
     fn receipts(&mut self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT hash, received_at FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
-        let rows = stmt
-            .query_map([doc_id], |r| Ok((hash_from(r.get(0)?), r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+        let mut stmt =
+            self.conn.prepare_cached("SELECT hash, received_at FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([doc_id], |r| Ok((hash_from(r.get(0)?), r.get(1)?)))?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
 
     fn doc_changes(&mut self, doc_id: &str) -> StoreResult<Vec<ChangeRow>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT seq, doc_id, hash, bytes, received_at FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, doc_id, hash, bytes, received_at FROM changes WHERE doc_id = ?1 ORDER BY seq",
+        )?;
         let rows = stmt
             .query_map([doc_id], |r| {
                 Ok(ChangeRow {

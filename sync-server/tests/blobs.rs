@@ -20,7 +20,9 @@ use gridwalk_core::docs::{Reporter, Source, Urgency};
 use gridwalk_core::lifecycle::{Action, TriageDecision};
 use gridwalk_core::photo::{content_hash, Attachment, IngestOptions, Role as PhotoRole};
 use gridwalk_core::store::{NewRequest, Store};
-use gridwalk_core::sync::client::{self, Direction, HttpTransport, Incoming, Outgoing, Progress, Retry, SessionLimits, SyncSession, Transport};
+use gridwalk_core::sync::client::{
+    self, Direction, HttpTransport, Incoming, Outgoing, Progress, Retry, SessionLimits, SyncSession, Transport,
+};
 use gridwalk_core::sync::protocol::{BlobStatus, DocChanges, EnrollRequest, PushRequest, PROTOCOL_VERSION};
 use gridwalk_core::{CoreError, ManualClock};
 use gridwalk_relay::blobs::ByteRange;
@@ -88,7 +90,13 @@ const CHUNK: usize = 16 * 1024;
 
 fn run(store: &Store, transport: &mut dyn Transport) -> gridwalk_core::Result<Progress> {
     let session = SyncSession::new(store, SessionLimits::default()).unwrap().with_blob_chunk(CHUNK);
-    client::run_session(session, transport, Retry { attempts: 1, ..Retry::default() }, &AtomicBool::new(false), &mut |_| {})
+    client::run_session(
+        session,
+        transport,
+        Retry { attempts: 1, ..Retry::default() },
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
 }
 
 fn sync(store: &Store, relay: &Relay, token: &str) -> Progress {
@@ -138,7 +146,15 @@ struct Watch<T> {
 
 impl<T: Transport> Watch<T> {
     fn new(inner: T) -> Self {
-        Watch { inner, bytes_up: 0, bytes_down: 0, download_offsets: Vec::new(), blob_messages: 0, fail_at: None, lose_reply: false }
+        Watch {
+            inner,
+            bytes_up: 0,
+            bytes_down: 0,
+            download_offsets: Vec::new(),
+            blob_messages: 0,
+            fail_at: None,
+            lose_reply: false,
+        }
     }
 }
 
@@ -203,7 +219,10 @@ fn a_photo_reaches_the_hall_and_the_grids_other_walker_byte_identical_with_thumb
     let c_request = raise(&c, "g2", 3);
 
     let up = sync(&a, &relay, &ta);
-    assert_eq!((up.photos_to_upload, up.photos_uploaded, up.photo_bytes_to_upload, up.photo_bytes_up), (2, 2, sizes, sizes));
+    assert_eq!(
+        (up.photos_to_upload, up.photos_uploaded, up.photo_bytes_to_upload, up.photo_bytes_up),
+        (2, 2, sizes, sizes)
+    );
     assert!(up.photo_problems.is_empty(), "{:?}", up.photo_problems);
     assert!(up.done);
     assert!(a.unacknowledged_photos().unwrap().is_empty());
@@ -221,10 +240,16 @@ fn a_photo_reaches_the_hall_and_the_grids_other_walker_byte_identical_with_thumb
             assert_thumbnail(store, hash);
         }
         assert_eq!(store.photos_of(&request).unwrap().len(), 2);
-        assert!(!store.partial_dir().exists() || std::fs::read_dir(store.partial_dir()).unwrap().next().is_none(), "no partial file is left");
+        assert!(
+            !store.partial_dir().exists() || std::fs::read_dir(store.partial_dir()).unwrap().next().is_none(),
+            "no partial file is left"
+        );
         // Nothing moves the second time.
         let again = sync(store, &relay, token);
-        assert_eq!((again.photos_to_upload, again.photos_to_download, again.photo_bytes_up, again.photo_bytes_down), (0, 0, 0, 0));
+        assert_eq!(
+            (again.photos_to_upload, again.photos_to_download, again.photo_bytes_up, again.photo_bytes_down),
+            (0, 0, 0, 0)
+        );
     }
     let small_row = b.stored_photo(&small).unwrap().unwrap();
     assert_eq!(small_row.thumb_hash, small, "a photo no larger than a thumbnail is its own thumbnail");
@@ -239,7 +264,12 @@ fn a_photo_reaches_the_hall_and_the_grids_other_walker_byte_identical_with_thumb
     let ctx = hall.context(t(60));
     hall.act(&ctx, &request, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
     let after = add_photo(&hall, &request, 500, 400, 3, PhotoRole::After, 61);
-    hall.act(&hall.context(t(62)), &request, Action::Resolved { note: "已更换灯泡".into(), photos: vec![after.clone()] }).unwrap();
+    hall.act(
+        &hall.context(t(62)),
+        &request,
+        Action::Resolved { note: "已更换灯泡".into(), photos: vec![after.clone()] },
+    )
+    .unwrap();
     let hall_up = sync(&hall, &relay, &th);
     assert_eq!(hall_up.photos_uploaded, 1, "only the new photo goes up; the received ones are acknowledged");
     for (store, token) in [(&a, &ta), (&b, &tb)] {
@@ -303,7 +333,10 @@ fn bad_blob_ids_are_refused_before_the_disk_is_touched() {
     // SQLite's shared-memory files change under any reader, so everything else is compared by
     // content and those by name only.
     let snapshot = || -> Vec<(PathBuf, Vec<u8>)> {
-        files_under(dir.path()).into_iter().map(|(p, b)| if p.to_string_lossy().ends_with("-shm") { (p, Vec::new()) } else { (p, b) }).collect()
+        files_under(dir.path())
+            .into_iter()
+            .map(|(p, b)| if p.to_string_lossy().ends_with("-shm") { (p, Vec::new()) } else { (p, b) })
+            .collect()
     };
     let before = snapshot();
     for bad in [
@@ -355,7 +388,12 @@ fn misplaced_truncated_and_oversized_chunks_are_refused_and_change_nothing() {
         ("a total below what is held", relay.put_blob(&device, &hash, 1000, 900, &bytes[1000..1100]), 400, "bad_chunk"),
         ("an empty chunk", relay.put_blob(&device, &hash, 1000, total, &[]), 400, "bad_chunk"),
         ("an empty blob", relay.put_blob(&device, &hash, 0, 0, &[]), 400, "bad_chunk"),
-        ("over the size limit", relay.put_blob(&device, &hash, 1000, 21 * 1024 * 1024, &bytes[1000..2000]), 413, "blob_too_large"),
+        (
+            "over the size limit",
+            relay.put_blob(&device, &hash, 1000, 21 * 1024 * 1024, &bytes[1000..2000]),
+            413,
+            "blob_too_large",
+        ),
     ];
     for (what, result, status, code) in refusals {
         let e = result.unwrap_err();
@@ -401,8 +439,15 @@ fn bytes_that_are_not_the_named_photo_are_refused_and_nothing_is_kept() {
     let other = noise_png(50, 50, 99);
     let e = relay.put_blob(&device, &hash, 0, other.len() as u64, &other).unwrap_err();
     assert_eq!((e.status, e.code), (400, "hash_mismatch"));
-    assert_eq!(relay.blob_status(&device, &hash).unwrap(), BlobStatus { size_received: 0, complete: false, checked_at: relay_time() });
-    assert!(files_under(relay.blob_dir().unwrap()).is_empty(), "nothing kept: {:?}", files_under(relay.blob_dir().unwrap()));
+    assert_eq!(
+        relay.blob_status(&device, &hash).unwrap(),
+        BlobStatus { size_received: 0, complete: false, checked_at: relay_time() }
+    );
+    assert!(
+        files_under(relay.blob_dir().unwrap()).is_empty(),
+        "nothing kept: {:?}",
+        files_under(relay.blob_dir().unwrap())
+    );
     // The real photo still goes up afterwards.
     let up = sync(&a, &relay, &ta);
     assert_eq!((up.photos_uploaded, up.photo_bytes_up), (1, total));
@@ -588,7 +633,6 @@ fn a_relay_with_photos_from_before_the_blob_index_indexes_them_when_it_opens() {
     assert_eq!(up.photos_uploaded, 1);
 }
 
-
 // ----- the real relay process ------------------------------------------------------------------------
 
 const RELAY: &str = env!("CARGO_BIN_EXE_gridwalk-relay");
@@ -610,7 +654,11 @@ impl RelayProcess {
             .expect("start the relay");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
         RelayProcess { child, url, data: data.to_path_buf() }
     }
 
@@ -663,7 +711,13 @@ fn raw(port: u16, head: &str, body: &[u8], close_early: bool) -> (u16, String, V
 fn run_http(store: &Store, chunk: usize, on_progress: &mut dyn FnMut(&Progress)) -> gridwalk_core::Result<Progress> {
     let link = store.relay_link().unwrap().unwrap();
     let session = SyncSession::new(store, SessionLimits::default()).unwrap().with_blob_chunk(chunk);
-    client::run_session(session, &mut HttpTransport::new(&link).unwrap(), Retry { attempts: 1, ..Retry::default() }, &AtomicBool::new(false), on_progress)
+    client::run_session(
+        session,
+        &mut HttpTransport::new(&link).unwrap(),
+        Retry { attempts: 1, ..Retry::default() },
+        &AtomicBool::new(false),
+        on_progress,
+    )
 }
 
 #[test]
@@ -735,13 +789,27 @@ fn photos_cross_a_real_relay_killed_mid_upload_and_mid_download_without_resendin
         assert!(body["message"].is_string(), "{body}");
         body["code"].as_str().unwrap().to_string()
     };
-    assert_eq!(json_error(http.get(&blob_url).bearer_auth(&link_a.token).header("Range", format!("bytes={total}-")).send().unwrap(), 416), "range_not_satisfiable");
-    assert_eq!(json_error(http.get(&blob_url).bearer_auth(&link_a.token).header("Range", "pages=1").send().unwrap(), 400), "bad_range");
+    assert_eq!(
+        json_error(
+            http.get(&blob_url).bearer_auth(&link_a.token).header("Range", format!("bytes={total}-")).send().unwrap(),
+            416
+        ),
+        "range_not_satisfiable"
+    );
+    assert_eq!(
+        json_error(http.get(&blob_url).bearer_auth(&link_a.token).header("Range", "pages=1").send().unwrap(), 400),
+        "bad_range"
+    );
 
     // Grid g2's walker: 403 on every blob call for g1's photo; no token: 401.
     assert_eq!(json_error(http.get(&status_url).bearer_auth(&link_c.token).send().unwrap(), 403), "forbidden");
     assert_eq!(json_error(http.get(&blob_url).bearer_auth(&link_c.token).send().unwrap(), 403), "forbidden");
-    let put = http.put(format!("{blob_url}?offset=0&total={total}")).bearer_auth(&link_c.token).body(bytes.clone()).send().unwrap();
+    let put = http
+        .put(format!("{blob_url}?offset=0&total={total}"))
+        .bearer_auth(&link_c.token)
+        .body(bytes.clone())
+        .send()
+        .unwrap();
     assert_eq!(json_error(put, 403), "forbidden");
     assert_eq!(json_error(http.get(&status_url).send().unwrap(), 401), "unauthorized");
 
@@ -758,9 +826,11 @@ fn photos_cross_a_real_relay_killed_mid_upload_and_mid_download_without_resendin
         "/v1/blobs/../../relay.db".to_string(),
         "/v1/blobs/%ff%fe".to_string(),
     ] {
-        let (status, _, body) = raw(port, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"), b"", false);
+        let (status, _, body) =
+            raw(port, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"), b"", false);
         assert!(status == 400 || status == 404, "{path}: {status}");
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{path}: JSON error body"));
+        let body: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{path}: JSON error body"));
         assert!(body["code"].is_string(), "{path}: {body}");
         if path.contains(&hash[..40]) || path.contains("%2e") || path.contains("%2F") {
             assert_eq!(status, 400, "{path}");
@@ -779,7 +849,13 @@ fn photos_cross_a_real_relay_killed_mid_upload_and_mid_download_without_resendin
     );
     let (status, _, _) = raw(port, &head, &bytes2[..total2 / 2], true);
     assert!(status == 0 || (400..500).contains(&status), "{status}");
-    let status2: BlobStatus = http.get(format!("{}/v1/blobs/{hash2}/status", relay.url)).bearer_auth(&link_a.token).send().unwrap().json().unwrap();
+    let status2: BlobStatus = http
+        .get(format!("{}/v1/blobs/{hash2}/status", relay.url))
+        .bearer_auth(&link_a.token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!((status2.size_received, status2.complete), (0, false), "a truncated chunk stores nothing");
     assert_eq!(files_under(&data.join("relay.db-blobs")), relay_files, "the relay's photo files are unchanged");
     // And the relay still serves.

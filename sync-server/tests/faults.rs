@@ -48,7 +48,15 @@ impl Relay {
         Relay { child, port, data: data.to_path_buf() }
     }
     fn enroll(&self, name: &str, role: &str, grids: &str) -> String {
-        let mut args = vec!["--data-dir".to_string(), self.data.display().to_string(), "enroll".into(), "--name".into(), name.into(), "--role".into(), role.into()];
+        let mut args = vec![
+            "--data-dir".to_string(),
+            self.data.display().to_string(),
+            "enroll".into(),
+            "--name".into(),
+            name.into(),
+            "--role".into(),
+            role.into(),
+        ];
         if !grids.is_empty() {
             args.extend(["--grids".into(), grids.into()]);
         }
@@ -96,10 +104,16 @@ impl CuttingProxy {
                         };
                         let budget = {
                             let mut r = rng.lock().unwrap();
-                            if r.random_bool(cut_chance) { r.random_range(0..max_bytes) } else { u64::MAX }
+                            if r.random_bool(cut_chance) {
+                                r.random_range(0..max_bytes)
+                            } else {
+                                u64::MAX
+                            }
                         };
                         let used = Arc::new(AtomicU64::new(0));
-                        for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                        for (mut from, mut to) in
+                            [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                        {
                             let (used, cuts) = (used.clone(), cuts2.clone());
                             thread::spawn(move || {
                                 let mut buf = [0u8; 4096];
@@ -174,7 +188,13 @@ fn connections_cut_at_random_byte_counts_lose_and_duplicate_nothing() {
     for i in 0..3 {
         let store = device_store(dir.path(), &format!("phone-{i}"), &format!("w{i}"));
         // Enrolment goes over a clean line: a cut enrolment reply would burn the one-time code.
-        client::join(&store, &format!("http://127.0.0.1:{}", relay.port), &relay.enroll(&format!("phone-{i}"), "walker", "g1"), "p").unwrap();
+        client::join(
+            &store,
+            &format!("http://127.0.0.1:{}", relay.port),
+            &relay.enroll(&format!("phone-{i}"), "walker", "g1"),
+            "p",
+        )
+        .unwrap();
         let mut link = store.relay_link().unwrap().unwrap();
         link.url = url.clone();
         store.set_relay_link(&link).unwrap();
@@ -232,7 +252,12 @@ fn a_relay_and_a_device_killed_mid_sync_recover_without_loss() {
     let cli = gridwalk_cli();
     let mut kills = 0;
     for round in 0..8 {
-        let mut child = Command::new(&cli).args(["--store", phone_path.to_str().unwrap(), "--json", "sync"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = Command::new(&cli)
+            .args(["--store", phone_path.to_str().unwrap(), "--json", "sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         thread::sleep(Duration::from_millis(rng.random_range(5..120)));
         if round % 3 == 2 {
             relay.kill();

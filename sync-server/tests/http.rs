@@ -34,7 +34,11 @@ impl RelayProcess {
             .expect("start the relay");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
         RelayProcess { child, url, data: data.to_path_buf() }
     }
 
@@ -191,7 +195,12 @@ fn every_endpoint_enforces_tokens_and_grids_and_refuses_bad_input_with_json() {
     sync(&a).unwrap();
     sync(&b).unwrap();
     sync(&a).unwrap();
-    let grids = |s: &Store| s.list_requests(&RequestFilter { limit: 1000, ..Default::default() }).unwrap().into_iter().all(|r| r.grid == "g1");
+    let grids = |s: &Store| {
+        s.list_requests(&RequestFilter { limit: 1000, ..Default::default() })
+            .unwrap()
+            .into_iter()
+            .all(|r| r.grid == "g1")
+    };
     assert!(grids(&a), "walker A holds only grid g1");
 
     // A code works once.
@@ -214,7 +223,9 @@ fn every_endpoint_enforces_tokens_and_grids_and_refuses_bad_input_with_json() {
         }
         req.send().unwrap()
     };
-    let push = |token: &str, body: Vec<u8>| http.post(format!("{}/v1/push", relay.url)).bearer_auth(token).body(body).send().unwrap();
+    let push = |token: &str, body: Vec<u8>| {
+        http.post(format!("{}/v1/push", relay.url)).bearer_auth(token).body(body).send().unwrap()
+    };
     // No, unknown and malformed tokens.
     expect_json_error(pull(None), 401);
     expect_json_error(pull(Some(&"ab".repeat(32))), 401);
@@ -224,17 +235,31 @@ fn every_endpoint_enforces_tokens_and_grids_and_refuses_bad_input_with_json() {
     let a_doc = a.list_requests(&RequestFilter { limit: 1, ..Default::default() }).unwrap()[0].id.clone();
     let forged = gridwalk_core::sync::protocol::encode(&gridwalk_core::sync::protocol::PushRequest {
         version: gridwalk_core::sync::protocol::PROTOCOL_VERSION,
-        docs: vec![gridwalk_core::sync::protocol::DocChanges { doc_id: a_doc.clone(), bytes: a.document_bytes(&a_doc).unwrap() }],
+        docs: vec![gridwalk_core::sync::protocol::DocChanges {
+            doc_id: a_doc.clone(),
+            bytes: a.document_bytes(&a_doc).unwrap(),
+        }],
     });
     assert_eq!(expect_json_error(push(&link_b.token, forged), 403), "forbidden");
     // Bad bodies and cursors.
     expect_json_error(push(&link_a.token, b"\xff\xfe garbage".to_vec()), 400);
     expect_json_error(push(&link_a.token, Vec::new()), 400);
-    expect_json_error(http.get(format!("{}/v1/pull?cursor=zz&limit=5", relay.url)).bearer_auth(&link_a.token).send().unwrap(), 400);
-    expect_json_error(http.get(format!("{}/v1/pull?limit=lots", relay.url)).bearer_auth(&link_a.token).send().unwrap(), 400);
+    expect_json_error(
+        http.get(format!("{}/v1/pull?cursor=zz&limit=5", relay.url)).bearer_auth(&link_a.token).send().unwrap(),
+        400,
+    );
+    expect_json_error(
+        http.get(format!("{}/v1/pull?limit=lots", relay.url)).bearer_auth(&link_a.token).send().unwrap(),
+        400,
+    );
     // On a client of its own: the relay answers 413 and closes the connection before reading
     // the whole body, and a pooled connection in that state would fail the next request.
-    let oversize = reqwest::blocking::Client::new().post(format!("{}/v1/push", relay.url)).bearer_auth(&link_a.token).body(vec![0u8; 33 * 1024 * 1024]).send().unwrap();
+    let oversize = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/push", relay.url))
+        .bearer_auth(&link_a.token)
+        .body(vec![0u8; 33 * 1024 * 1024])
+        .send()
+        .unwrap();
     expect_json_error(oversize, 413);
     expect_json_error(http.post(format!("{}/v1/enroll", relay.url)).body("{not json").send().unwrap(), 400);
     expect_json_error(http.get(format!("{}/v1/nothing-here", relay.url)).send().unwrap(), 404);
@@ -247,7 +272,11 @@ fn every_endpoint_enforces_tokens_and_grids_and_refuses_bad_input_with_json() {
     relay.admin(&["revoke", &link_b.device_id]);
     assert!(matches!(sync(&b), Err(CoreError::Relay { status: 401, .. })));
     let devices: serde_json::Value = serde_json::from_str(&relay.admin(&["devices", "--json"])).unwrap();
-    assert!(devices.as_array().unwrap().iter().any(|d| d["id"] == link_b.device_id.as_str() && d["revoked_at"].is_number()));
+    assert!(devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["id"] == link_b.device_id.as_str() && d["revoked_at"].is_number()));
 
     // The relay's files hold no token and no code in plain text.
     let backup = dir.path().join("backup.db");

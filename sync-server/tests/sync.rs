@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use chrono::TimeZone;
 use common::{device_store, fingerprint, random_edit};
+use gridwalk_core::store::{RequestFilter, Store};
 use gridwalk_core::sync::client::{self, Retry, SessionLimits};
 use gridwalk_core::sync::protocol::{DocChanges, PushRequest, PROTOCOL_VERSION};
-use gridwalk_core::store::{RequestFilter, Store};
 use gridwalk_core::{CoreError, ManualClock};
 use gridwalk_relay::relay::{InMemoryTransport, Relay};
 use gridwalk_relay::store::{Role, SqliteRelayStore};
@@ -26,15 +26,19 @@ fn relay_in(dir: &std::path::Path) -> Relay {
 fn enrol(relay: &Relay, name: &str, role: Role, grids: &[&str]) -> String {
     let grids: Vec<String> = grids.iter().map(|g| g.to_string()).collect();
     let code = relay.create_enrollment(name, role, &grids).unwrap();
-    relay
-        .enroll(&gridwalk_core::sync::protocol::EnrollRequest { code, device_name: name.into() })
-        .unwrap()
-        .token
+    relay.enroll(&gridwalk_core::sync::protocol::EnrollRequest { code, device_name: name.into() }).unwrap().token
 }
 
 fn sync(store: &Store, relay: &Relay, token: &str, limits: SessionLimits) -> gridwalk_core::Result<client::Progress> {
     let mut transport = InMemoryTransport::new(relay, token);
-    client::run(store, &mut transport, limits, Retry { attempts: 1, ..Retry::default() }, &AtomicBool::new(false), &mut |_| {})
+    client::run(
+        store,
+        &mut transport,
+        limits,
+        Retry { attempts: 1, ..Retry::default() },
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
 }
 
 fn small_pages() -> SessionLimits {
@@ -67,7 +71,11 @@ fn devices_editing_offline_and_syncing_in_random_orders_converge() {
             let mut order: Vec<usize> = (0..devices.len()).filter(|_| rng.random_bool(0.6)).collect();
             order.shuffle(&mut rng);
             for d in order {
-                let limits = SessionLimits { push_entries: rng.random_range(1..20), push_bytes: 64 * 1024, pull_page: rng.random_range(1..10) };
+                let limits = SessionLimits {
+                    push_entries: rng.random_range(1..20),
+                    push_bytes: 64 * 1024,
+                    pull_page: rng.random_range(1..10),
+                };
                 sync(&devices[d].0, &relay, &devices[d].1, limits).unwrap();
             }
         }
@@ -108,7 +116,14 @@ fn lost_requests_and_lost_replies_resume_without_losing_or_duplicating() {
         let mut transport = InMemoryTransport::new(&relay, phone_token.as_str());
         transport.drop_requests = (0..50).map(|i| i % 4 == 1).collect();
         transport.drop_replies = (0..50).map(|i| i % 4 == 3).collect();
-        let result = client::run(&phone, &mut transport, small_pages(), Retry { attempts: 1, ..Retry::default() }, &AtomicBool::new(false), &mut |_| {});
+        let result = client::run(
+            &phone,
+            &mut transport,
+            small_pages(),
+            Retry { attempts: 1, ..Retry::default() },
+            &AtomicBool::new(false),
+            &mut |_| {},
+        );
         match result {
             Ok(p) if p.done => break,
             Ok(_) => {}
@@ -149,16 +164,28 @@ fn a_walker_never_receives_or_writes_another_grids_documents() {
     for (s, t) in [(&a, &ta), (&b, &tb), (&hall, &th), (&a, &ta), (&b, &tb)] {
         sync(s, &relay, t, small_pages()).unwrap();
     }
-    let grids_of = |s: &Store| s.list_requests(&RequestFilter { limit: 1000, ..Default::default() }).unwrap().into_iter().map(|r| r.grid).collect::<std::collections::BTreeSet<_>>();
+    let grids_of = |s: &Store| {
+        s.list_requests(&RequestFilter { limit: 1000, ..Default::default() })
+            .unwrap()
+            .into_iter()
+            .map(|r| r.grid)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
     assert_eq!(grids_of(&a).into_iter().collect::<Vec<_>>(), vec!["g1".to_string()]);
     assert_eq!(grids_of(&b).into_iter().collect::<Vec<_>>(), vec!["g2".to_string()]);
     assert_eq!(grids_of(&hall).len(), 2);
 
     // Walker B forges a push of a g1 request it copied from the hall: refused, nothing stored.
-    let g1_doc = hall.list_requests(&RequestFilter { grids: vec!["g1".into()], limit: 1, ..Default::default() }).unwrap()[0].id.clone();
+    let g1_doc =
+        hall.list_requests(&RequestFilter { grids: vec!["g1".into()], limit: 1, ..Default::default() }).unwrap()[0]
+            .id
+            .clone();
     let before = relay.stats().unwrap();
     let device_b = relay.authenticate(&tb).unwrap();
-    let forged = PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: g1_doc.clone(), bytes: hall.document_bytes(&g1_doc).unwrap() }] };
+    let forged = PushRequest {
+        version: PROTOCOL_VERSION,
+        docs: vec![DocChanges { doc_id: g1_doc.clone(), bytes: hall.document_bytes(&g1_doc).unwrap() }],
+    };
     let err = relay.push(&device_b, &forged).unwrap_err();
     assert_eq!((err.status, err.code), (403, "forbidden"));
     // A new document in g1 made on B's phone is refused too.
@@ -166,7 +193,13 @@ fn a_walker_never_receives_or_writes_another_grids_documents() {
     random_edit_request(&intruder, "g1");
     let id = intruder.document_ids().unwrap()[0].clone();
     let err = relay
-        .push(&device_b, &PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: id.clone(), bytes: intruder.document_bytes(&id).unwrap() }] })
+        .push(
+            &device_b,
+            &PushRequest {
+                version: PROTOCOL_VERSION,
+                docs: vec![DocChanges { doc_id: id.clone(), bytes: intruder.document_bytes(&id).unwrap() }],
+            },
+        )
         .unwrap_err();
     assert_eq!(err.status, 403);
     let after = relay.stats().unwrap();
@@ -202,7 +235,12 @@ fn bad_pushes_are_refused_and_change_nothing() {
     let good = phone.document_bytes(&id).unwrap();
     sync(&phone, &relay, &token, small_pages()).unwrap();
     let before = relay.stats().unwrap();
-    let push = |doc_id: &str, bytes: Vec<u8>| relay.push(&device, &PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: doc_id.into(), bytes }] });
+    let push = |doc_id: &str, bytes: Vec<u8>| {
+        relay.push(
+            &device,
+            &PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: doc_id.into(), bytes }] },
+        )
+    };
     for (what, result) in [
         ("not automerge", push(&id, b"hello relay".to_vec())),
         ("truncated", push(&id, good[..good.len() / 2].to_vec())),
@@ -223,7 +261,10 @@ fn bad_pushes_are_refused_and_change_nothing() {
     assert!(relay.pull(&device, "zzz", 10).is_err());
     assert!(relay.pull(&device, "c-5", 10).is_err());
     let after = relay.stats().unwrap();
-    assert_eq!((before.documents, before.changes, before.change_bytes), (after.documents, after.changes, after.change_bytes));
+    assert_eq!(
+        (before.documents, before.changes, before.change_bytes),
+        (after.documents, after.changes, after.change_bytes)
+    );
 }
 
 #[test]
@@ -259,7 +300,8 @@ fn a_document_new_to_a_synced_device_arrives_in_its_smaller_form() {
     let dir = tempfile::tempdir().unwrap();
     let relay = relay_in(dir.path());
     let (a, b) = (device_store(dir.path(), "phone-a", "wa"), device_store(dir.path(), "phone-b", "wb"));
-    let (token_a, token_b) = (enrol(&relay, "phone-a", Role::Walker, &["g1"]), enrol(&relay, "phone-b", Role::Walker, &["g1"]));
+    let (token_a, token_b) =
+        (enrol(&relay, "phone-a", Role::Walker, &["g1"]), enrol(&relay, "phone-b", Role::Walker, &["g1"]));
     // b has synced (it holds a changes cursor) before a makes anything.
     sync(&b, &relay, &token_b, small_pages()).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -277,7 +319,13 @@ fn a_document_new_to_a_synced_device_arrives_in_its_smaller_form() {
         let changes = gridwalk_core::docs::decode_changes_strict(&d.bytes).unwrap();
         assert_eq!(changes.len(), d.receipts.len(), "a receipt for each change of {}", d.doc_id);
         if !d.snapshot {
-            assert!(d.bytes.len() <= snapshot.len() + 64, "{}: {} bytes of changes against a {}-byte snapshot", d.doc_id, d.bytes.len(), snapshot.len());
+            assert!(
+                d.bytes.len() <= snapshot.len() + 64,
+                "{}: {} bytes of changes against a {}-byte snapshot",
+                d.doc_id,
+                d.bytes.len(),
+                snapshot.len()
+            );
         }
     }
     assert!(page.docs.iter().any(|d| !d.snapshot), "a document made of a change or two travels as its changes");
@@ -344,7 +392,14 @@ fn a_first_pull_ends_with_every_list_index_whether_it_completes_or_is_cut_off() 
     let cut = device_store(dir.path(), "cut-phone", "w1");
     let cut_token = enrol(&relay, "cut-phone", Role::Walker, &["g1"]);
     let mut transport = CutAfterPulls { inner: InMemoryTransport::new(&relay, &cut_token), pulls: 1 };
-    let outcome = client::run(&cut, &mut transport, pages, Retry { attempts: 1, ..Retry::default() }, &AtomicBool::new(false), &mut |_| {});
+    let outcome = client::run(
+        &cut,
+        &mut transport,
+        pages,
+        Retry { attempts: 1, ..Retry::default() },
+        &AtomicBool::new(false),
+        &mut |_| {},
+    );
     assert!(matches!(outcome, Err(CoreError::Network(_))), "{outcome:?}");
     assert_eq!(cut.document_ids().unwrap().len(), pages.pull_page, "one page came in");
     assert_eq!(index_names(&cut), index_names(&phone));

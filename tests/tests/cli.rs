@@ -55,11 +55,7 @@ impl Town {
     fn new() -> Town {
         let town = Town::empty();
         town.ok(&["init", "--device", "dev-hall", "--walker", "w1"]);
-        for (kind, text) in [
-            ("areas", AREAS_CSV),
-            ("households", HOUSEHOLDS_CSV),
-            ("departments", DEPARTMENTS_CSV),
-        ] {
+        for (kind, text) in [("areas", AREAS_CSV), ("households", HOUSEHOLDS_CSV), ("departments", DEPARTMENTS_CSV)] {
             let file = town.write(&format!("{kind}.csv"), text);
             town.ok(&["import", kind, file.to_str().unwrap()]);
         }
@@ -68,9 +64,7 @@ impl Town {
 
     /// A temporary directory with no store in it yet.
     fn empty() -> Town {
-        Town {
-            dir: tempfile::tempdir().expect("a temporary directory"),
-        }
+        Town { dir: tempfile::tempdir().expect("a temporary directory") }
     }
 
     fn store(&self) -> PathBuf {
@@ -103,10 +97,7 @@ impl Town {
             out.status.code(),
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout)
-            .expect("UTF-8 output")
-            .trim()
-            .to_string()
+        String::from_utf8(out.stdout).expect("UTF-8 output").trim().to_string()
     }
 
     /// Runs a command with `--json` that must succeed; the one JSON value it printed.
@@ -114,26 +105,15 @@ impl Town {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         let text = self.ok(&all);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("gridwalk {args:?} printed no JSON ({e}):\n{text}"))
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("gridwalk {args:?} printed no JSON ({e}):\n{text}"))
     }
 
     /// Runs a command that must fail; its exit code and stderr.
     fn fails(&self, args: &[&str]) -> (i32, String) {
         let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "gridwalk {args:?} should have failed"
-        );
-        assert!(
-            out.stdout.is_empty(),
-            "a failed command printed to stdout: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        (
-            out.status.code().expect("an exit code"),
-            String::from_utf8(out.stderr).expect("UTF-8 errors"),
-        )
+        assert!(!out.status.success(), "gridwalk {args:?} should have failed");
+        assert!(out.stdout.is_empty(), "a failed command printed to stdout: {}", String::from_utf8_lossy(&out.stdout));
+        (out.status.code().expect("an exit code"), String::from_utf8(out.stderr).expect("UTF-8 errors"))
     }
 
     /// The bytes of the store file and of its write-ahead log (empty when there is none).
@@ -170,12 +150,8 @@ fn wal_path(store: &Path) -> PathBuf {
 }
 
 fn ids(rows: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = rows
-        .as_array()
-        .expect("a JSON array")
-        .iter()
-        .map(|r| r["id"].as_str().expect("an id").to_string())
-        .collect();
+    let mut ids: Vec<String> =
+        rows.as_array().expect("a JSON array").iter().map(|r| r["id"].as_str().expect("an id").to_string()).collect();
     ids.sort();
     ids
 }
@@ -241,24 +217,8 @@ fn a_request_goes_round_the_closed_loop_and_ends_rated_with_six_events() {
         "--level",
         "town",
     ]);
-    town.ok(&[
-        "--now",
-        "2026-11-25 16:00",
-        "request",
-        "resolve",
-        &request,
-        "--note",
-        "安装太阳能路灯5盏",
-    ]);
-    town.ok(&[
-        "--now",
-        "2026-11-27 09:00",
-        "request",
-        "feedback",
-        &request,
-        "--note",
-        "入户告知户主",
-    ]);
+    town.ok(&["--now", "2026-11-25 16:00", "request", "resolve", &request, "--note", "安装太阳能路灯5盏"]);
+    town.ok(&["--now", "2026-11-27 09:00", "request", "feedback", &request, "--note", "入户告知户主"]);
     let rated = town.json(&[
         "--now",
         "2026-11-27 09:05",
@@ -277,27 +237,11 @@ fn a_request_goes_round_the_closed_loop_and_ends_rated_with_six_events() {
     assert_eq!(view["state"]["status"], "rated");
     assert_eq!(view["state"]["rating"], "satisfied");
     assert_eq!(view["state"]["department"], "D1");
-    assert_eq!(
-        view["body"]["place"]["address"], "马厩村1组12号",
-        "the household's address by default"
-    );
+    assert_eq!(view["body"]["place"]["address"], "马厩村1组12号", "the household's address by default");
     let history = view["history"].as_array().expect("a history");
     assert_eq!(history.len(), 6, "{history:#?}");
-    let types: Vec<&str> = history
-        .iter()
-        .map(|e| e["action"]["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        types,
-        [
-            "collected",
-            "triaged",
-            "assigned",
-            "resolved",
-            "feedback_given",
-            "rated"
-        ]
-    );
+    let types: Vec<&str> = history.iter().map(|e| e["action"]["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["collected", "triaged", "assigned", "resolved", "feedback_given", "rated"]);
     assert!(history.iter().all(|e| e["applied"] == true));
     assert_eq!(history[5]["by"], "w2", "--as acts as another person");
     assert_eq!(history[0]["by"], "w1");
@@ -312,12 +256,8 @@ fn a_request_goes_round_the_closed_loop_and_ends_rated_with_six_events() {
     assert_eq!(visit_view["body"]["requests_raised"][0], request.as_str());
     let places = town.json(&["--now", "2026-11-28", "households", "--grid", "G1"]);
     let due = |id: &str| {
-        places
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["id"] == id)
-            .unwrap_or_else(|| panic!("{id} is listed"))["overdue_for_visit"]
+        places.as_array().unwrap().iter().find(|p| p["id"] == id).unwrap_or_else(|| panic!("{id} is listed"))
+            ["overdue_for_visit"]
             .clone()
     };
     assert_eq!(due("H1"), false);
@@ -326,16 +266,7 @@ fn a_request_goes_round_the_closed_loop_and_ends_rated_with_six_events() {
     assert_eq!(ids(&visits), vec![visit.clone()]);
     let none = town.json(&["visit", "list", "--grid", "G1", "--to", "2026-11-19"]);
     assert_eq!(none.as_array().unwrap().len(), 0);
-    let that_day = town.json(&[
-        "visit",
-        "list",
-        "--grid",
-        "G1",
-        "--from",
-        "2026-11-20",
-        "--to",
-        "2026-11-20",
-    ]);
+    let that_day = town.json(&["visit", "list", "--grid", "G1", "--from", "2026-11-20", "--to", "2026-11-20"]);
     assert_eq!(ids(&that_day), vec![visit]);
 }
 
@@ -348,10 +279,7 @@ fn a_rating_before_resolution_is_refused_and_names_the_status() {
     let (code, stderr) = town.fails(&["request", "rate", &request, "satisfied"]);
     assert_eq!(code, 1);
     assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(
-        stderr.contains("'accepted'"),
-        "the message names the status: {stderr}"
-    );
+    assert!(stderr.contains("'accepted'"), "the message names the status: {stderr}");
     assert_eq!(town.files(), before);
     let view = town.json(&["request", "show", &request]);
     assert_eq!(view["state"]["status"], "accepted");
@@ -362,30 +290,10 @@ fn a_rating_before_resolution_is_refused_and_names_the_status() {
 fn json_errors_carry_the_core_code() {
     let town = Town::new();
     let cases: [(&[&str], &str); 4] = [
+        (&["--json", "request", "show", "no-such-request"], "not_found"),
+        (&["--json", "visit", "record", "--grid", "G9", "--place", "村口", "--kind", "daily"], "unknown_grid"),
         (
-            &["--json", "request", "show", "no-such-request"],
-            "not_found",
-        ),
-        (
-            &[
-                "--json", "visit", "record", "--grid", "G9", "--place", "村口", "--kind", "daily",
-            ],
-            "unknown_grid",
-        ),
-        (
-            &[
-                "--json",
-                "visit",
-                "record",
-                "--grid",
-                "G1",
-                "--place",
-                "村口",
-                "--kind",
-                "daily",
-                "--at",
-                "2026-13-45",
-            ],
+            &["--json", "visit", "record", "--grid", "G1", "--place", "村口", "--kind", "daily", "--at", "2026-13-45"],
             "invalid_input",
         ),
         (&["--json", "import", "areas", "missing.csv"], "import_file"),
@@ -393,8 +301,8 @@ fn json_errors_carry_the_core_code() {
     for (args, expected) in cases {
         let (code, stderr) = town.fails(args);
         assert_eq!(code, 1, "{args:?}");
-        let error: Value = serde_json::from_str(stderr.trim())
-            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stderr}"));
+        let error: Value =
+            serde_json::from_str(stderr.trim()).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stderr}"));
         assert_eq!(error["code"], expected, "{args:?}");
         assert!(!error["message"].as_str().unwrap().is_empty());
     }
@@ -405,120 +313,45 @@ fn bad_input_fails_clearly_and_leaves_the_store_untouched() {
     let town = Town::new();
     let request = town.raise("路灯不亮", "马厩村1组");
     town.ok(&["request", "accept", &request]);
-    let extra_field = town.write(
-        "extra_field.csv",
-        "编号,网格,地址,户主\nH8,G1,一组,甲\nH9,G1,二组,乙,多余\n",
-    );
-    let unknown_grid = town.write(
-        "unknown_grid.csv",
-        "编号,网格,地址,户主\nH8,G1,一组,甲\nH9,G7,二组,乙\n",
-    );
+    let extra_field = town.write("extra_field.csv", "编号,网格,地址,户主\nH8,G1,一组,甲\nH9,G1,二组,乙,多余\n");
+    let unknown_grid = town.write("unknown_grid.csv", "编号,网格,地址,户主\nH8,G1,一组,甲\nH9,G7,二组,乙\n");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
-            vec![
-                "visit",
-                "record",
-                "--grid",
-                "无此网格",
-                "--household",
-                "H1",
-                "--kind",
-                "daily",
-            ],
+            vec!["visit", "record", "--grid", "无此网格", "--household", "H1", "--kind", "daily"],
             "unknown grid '无此网格'",
         ),
         (
-            vec![
-                "request",
-                "raise",
-                "--grid",
-                "G9",
-                "--category",
-                "parking",
-                "--description",
-                "乱停车",
-                "--anonymous",
-            ],
+            vec!["request", "raise", "--grid", "G9", "--category", "parking", "--description", "乱停车", "--anonymous"],
             "unknown grid 'G9'",
         ),
         (
-            vec![
-                "request",
-                "assign",
-                &request,
-                "--department",
-                "D1",
-                "--deadline",
-                "2026-13-45",
-                "--level",
-                "town",
-            ],
+            vec!["request", "assign", &request, "--department", "D1", "--deadline", "2026-13-45", "--level", "town"],
             "'2026-13-45' is not a date",
         ),
         (
-            vec![
-                "visit",
-                "record",
-                "--grid",
-                "G1",
-                "--household",
-                "H1",
-                "--kind",
-                "daily",
-                "--at",
-                "2026-13-45",
-            ],
+            vec!["visit", "record", "--grid", "G1", "--household", "H1", "--kind", "daily", "--at", "2026-13-45"],
             "'2026-13-45' is not a date",
         ),
         (vec!["import", "households", "missing.csv"], "no such file"),
-        (
-            vec!["import", "households", extra_field.to_str().unwrap()],
-            "line 3",
-        ),
+        (vec!["import", "households", extra_field.to_str().unwrap()], "line 3"),
         // Row 2 is good and row 3 is not: the import is all or nothing, so row 2 is not kept.
+        (vec!["import", "households", unknown_grid.to_str().unwrap()], "line 3"),
+        (vec!["request", "accept", "no-such-request"], "unknown request 'no-such-request'"),
         (
-            vec!["import", "households", unknown_grid.to_str().unwrap()],
-            "line 3",
-        ),
-        (
-            vec!["request", "accept", "no-such-request"],
-            "unknown request 'no-such-request'",
-        ),
-        (
-            vec![
-                "request",
-                "assign",
-                &request,
-                "--department",
-                "D9",
-                "--deadline",
-                "2026-12-01",
-                "--level",
-                "town",
-            ],
+            vec!["request", "assign", &request, "--department", "D9", "--deadline", "2026-12-01", "--level", "town"],
             "unknown department 'D9'",
         ),
         (vec!["request", "list", "--grid", "G9"], "unknown grid 'G9'"),
     ];
     for (args, expected) in cases {
         let (db_before, wal_before) = town.files();
-        assert!(
-            wal_before.is_empty(),
-            "a finished command left a write-ahead log"
-        );
+        assert!(wal_before.is_empty(), "a finished command left a write-ahead log");
         let (code, stderr) = town.fails(&args);
         assert_eq!(code, 1, "{args:?}: {stderr}");
-        assert!(
-            stderr.contains(expected),
-            "{args:?}: expected '{expected}' in: {stderr}"
-        );
+        assert!(stderr.contains(expected), "{args:?}: expected '{expected}' in: {stderr}");
         let (db_after, wal_after) = town.files();
         assert!(db_after == db_before, "{args:?} changed the store file");
-        assert!(
-            wal_after.is_empty(),
-            "{args:?} left {} bytes of write-ahead log",
-            wal_after.len()
-        );
+        assert!(wal_after.is_empty(), "{args:?} left {} bytes of write-ahead log", wal_after.len());
     }
     let households = town.json(&["households", "--grid", "G1"]);
     assert_eq!(ids(&households), ["H1", "H2"]);
@@ -532,10 +365,7 @@ fn only_init_creates_a_store() {
     assert!(stderr.contains("gridwalk init"), "{stderr}");
     let (_, stderr) = town.fails(&["import", "areas", "areas.csv"]);
     assert!(stderr.contains("not initialised"), "{stderr}");
-    assert!(
-        !town.store().exists(),
-        "a command other than init created the store"
-    );
+    assert!(!town.store().exists(), "a command other than init created the store");
 
     town.ok(&["init", "--device", "d1", "--walker", "w1"]);
     assert!(town.store().is_file());
@@ -550,21 +380,8 @@ fn usage_errors_exit_with_two() {
     let request = town.raise("路灯不亮", "马厩村1组");
     let out = town.run(&["request", "rate", &request, "great"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = town.run(&[
-        "request",
-        "raise",
-        "--grid",
-        "G1",
-        "--category",
-        "other",
-        "--description",
-        "x",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a reporter or --anonymous is required"
-    );
+    let out = town.run(&["request", "raise", "--grid", "G1", "--category", "other", "--description", "x"]);
+    assert_eq!(out.status.code(), Some(2), "a reporter or --anonymous is required");
     assert_eq!(town.json(&["request", "list"]).as_array().unwrap().len(), 1);
 }
 
@@ -590,24 +407,10 @@ fn households_import_from_an_xlsx_sheet_with_chinese_headers() {
     assert_eq!(report["rows"], 2);
     let places = town.json(&["households", "--grid", "G2"]);
     assert_eq!(ids(&places), ["H21", "H22", "H3"]);
-    let h21 = places
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == "H21")
-        .unwrap();
+    let h21 = places.as_array().unwrap().iter().find(|p| p["id"] == "H21").unwrap();
     assert_eq!(h21["name"], "陈玉兰");
     assert_eq!(h21["address"], "马厩村2组8号");
-    town.ok(&[
-        "visit",
-        "record",
-        "--grid",
-        "G2",
-        "--household",
-        "H21",
-        "--kind",
-        "sweep",
-    ]);
+    town.ok(&["visit", "record", "--grid", "G2", "--household", "H21", "--kind", "sweep"]);
 }
 
 #[test]
@@ -619,43 +422,16 @@ fn an_xlsx_export_reads_back_with_chinese_headers() {
     let other = town.raise("路灯白天亮晚上不亮", "马厩村1组桥头");
     town.ok(&["request", "accept", &other]);
     let out = town.dir.path().join("诉求清单.xlsx");
-    let report = town.json(&[
-        "export",
-        "requests",
-        "--format",
-        "xlsx",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let report = town.json(&["export", "requests", "--format", "xlsx", "--out", out.to_str().unwrap()]);
     assert_eq!(report["requests"], 2);
 
     let mut book = open_workbook_auto(&out).expect("the export opens");
     let sheet = book.sheet_names()[0].clone();
     let range = book.worksheet_range(&sheet).unwrap();
-    let rows: Vec<Vec<String>> = range
-        .rows()
-        .map(|r| r.iter().map(|c| c.to_string()).collect())
-        .collect();
-    assert_eq!(
-        rows[0],
-        [
-            "编号",
-            "网格",
-            "类别",
-            "状态",
-            "紧急程度",
-            "责任科室",
-            "责任人",
-            "期限",
-            "地址",
-            "诉求内容"
-        ]
-    );
+    let rows: Vec<Vec<String>> = range.rows().map(|r| r.iter().map(|c| c.to_string()).collect()).collect();
+    assert_eq!(rows[0], ["编号", "网格", "类别", "状态", "紧急程度", "责任科室", "责任人", "期限", "地址", "诉求内容"]);
     assert_eq!(rows.len(), 3);
-    let lamp_row = rows
-        .iter()
-        .find(|r| r[0] == lamp)
-        .expect("the request is exported");
+    let lamp_row = rows.iter().find(|r| r[0] == lamp).expect("the request is exported");
     assert_eq!(lamp_row[1], "G1");
     assert_eq!(lamp_row[2], "路灯照明");
     assert_eq!(lamp_row[3], "new");
@@ -664,14 +440,7 @@ fn an_xlsx_export_reads_back_with_chinese_headers() {
 
     // Filters apply to exports too, here as CSV.
     let csv = town.dir.path().join("accepted.csv");
-    town.ok(&[
-        "export",
-        "requests",
-        "--out",
-        csv.to_str().unwrap(),
-        "--status",
-        "accepted",
-    ]);
+    town.ok(&["export", "requests", "--out", csv.to_str().unwrap(), "--status", "accepted"]);
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(text.contains(&other) && !text.contains(&lamp), "{text}");
@@ -689,25 +458,15 @@ fn search_finds_chinese_words_of_two_and_of_more_characters() {
     assert_eq!(search("没有"), sorted(vec![lamp.clone(), ramp.clone()]));
     assert_eq!(search("车库坡道"), vec![ramp.clone()]);
     assert_eq!(search("垃圾桶满了"), vec![bins.clone()]);
-    assert_eq!(
-        search("马厩村2组"),
-        vec![ramp.clone()],
-        "the address is searched too"
-    );
+    assert_eq!(search("马厩村2组"), vec![ramp.clone()], "the address is searched too");
     assert!(search("自来水").is_empty());
-    assert_eq!(
-        ids(&town.json(&["request", "list", "--search", "路灯"])),
-        vec![lamp.clone()]
-    );
+    assert_eq!(ids(&town.json(&["request", "list", "--search", "路灯"])), vec![lamp.clone()]);
     // Filters narrow a search.
     town.ok(&["request", "accept", &ramp]);
     let accepted = ids(&town.json(&["request", "search", "没有", "--status", "accepted"]));
     assert_eq!(accepted, vec![ramp]);
     let table = town.ok(&["request", "search", "路灯"]);
-    assert!(
-        table.contains(&lamp) && table.contains("路灯照明"),
-        "{table}"
-    );
+    assert!(table.contains(&lamp) && table.contains("路灯照明"), "{table}");
 }
 
 #[test]
@@ -715,22 +474,9 @@ fn overdue_is_judged_at_the_given_now() {
     let town = Town::new();
     let request = town.raise("路灯不亮", "马厩村1组");
     town.ok(&["request", "accept", &request]);
-    town.ok(&[
-        "request",
-        "assign",
-        &request,
-        "--department",
-        "D1",
-        "--deadline",
-        "2026-11-25",
-        "--level",
-        "town",
-    ]);
+    town.ok(&["request", "assign", &request, "--department", "D1", "--deadline", "2026-11-25", "--level", "town"]);
     let overdue = |now: &str| ids(&town.json(&["--now", now, "request", "list", "--overdue"]));
-    assert!(
-        overdue("2026-11-25 23:00").is_empty(),
-        "the deadline is the end of the day"
-    );
+    assert!(overdue("2026-11-25 23:00").is_empty(), "the deadline is the end of the day");
     assert_eq!(overdue("2026-11-26 08:00"), vec![request.clone()]);
     town.ok(&[
         "request",
@@ -743,19 +489,8 @@ fn overdue_is_judged_at_the_given_now() {
         "--reason",
         "需市住建局协调",
     ]);
-    town.ok(&[
-        "request",
-        "resolve",
-        &request,
-        "--note",
-        "已修复",
-        "--photo",
-        "sha256-abc",
-    ]);
-    assert!(
-        overdue("2026-11-26 08:00").is_empty(),
-        "a resolved request is not overdue"
-    );
+    town.ok(&["request", "resolve", &request, "--note", "已修复", "--photo", "sha256-abc"]);
+    assert!(overdue("2026-11-26 08:00").is_empty(), "a resolved request is not overdue");
 }
 
 #[test]
@@ -763,27 +498,14 @@ fn index_check_passes_and_catches_a_tampered_index() {
     let town = Town::new();
     let request = town.raise("路灯不亮", "马厩村1组");
     town.ok(&["request", "accept", &request]);
-    town.ok(&[
-        "visit",
-        "record",
-        "--grid",
-        "G1",
-        "--place",
-        "村口",
-        "--kind",
-        "evening_talk",
-    ]);
+    town.ok(&["visit", "record", "--grid", "G1", "--place", "村口", "--kind", "evening_talk"]);
     let report = town.json(&["index", "check"]);
     assert_eq!(report["integrity"], "ok");
     assert_eq!(report["index_matches_documents"], true);
     assert_eq!(report["documents"], 2);
 
     let db = rusqlite::Connection::open(town.store()).unwrap();
-    db.execute(
-        "UPDATE request_index SET status = 'closed' WHERE id = ?1",
-        [&request],
-    )
-    .unwrap();
+    db.execute("UPDATE request_index SET status = 'closed' WHERE id = ?1", [&request]).unwrap();
     drop(db);
     // A failed check still prints its report, then fails.
     let out = town.run(&["--json", "index", "check"]);

@@ -60,11 +60,9 @@ impl Run {
 fn parse_done(line: &str) -> (u64, String) {
     let mut words = line.split(' ');
     match (words.next(), words.next(), words.next(), words.next()) {
-        (Some("done"), Some(seq), Some(id), None) => (
-            seq.parse()
-                .unwrap_or_else(|_| panic!("bad sequence number in {line:?}")),
-            id.to_string(),
-        ),
+        (Some("done"), Some(seq), Some(id), None) => {
+            (seq.parse().unwrap_or_else(|_| panic!("bad sequence number in {line:?}")), id.to_string())
+        }
         _ => panic!("the writer printed an unexpected line: {line:?}"),
     }
 }
@@ -136,26 +134,16 @@ fn run_writer(store: &Path, start: u64, count: u64, kill: Kill) -> Run {
     reader.join().expect("stdout reader");
     done.extend(lines.try_iter().map(|line| parse_done(&line)));
     let stderr = stderr_reader.join().expect("stderr reader");
-    Run {
-        done,
-        status,
-        stderr,
-    }
+    Run { done, status, stderr }
 }
 
 /// SQLite's own verdict on the file, from a plain connection that knows nothing of the core.
 /// Run first after each kill, so it judges the file exactly as the crash left it.
 fn sqlite_integrity(path: &Path) -> Vec<String> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .expect("open with rusqlite");
-    let mut stmt = conn
-        .prepare("PRAGMA integrity_check")
-        .expect("prepare integrity_check");
-    let rows = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .expect("run integrity_check");
-    rows.collect::<Result<_, _>>()
-        .expect("read integrity_check")
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).expect("open with rusqlite");
+    let mut stmt = conn.prepare("PRAGMA integrity_check").expect("prepare integrity_check");
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).expect("run integrity_check");
+    rows.collect::<Result<_, _>>().expect("read integrity_check")
 }
 
 /// Reopens the store and checks it; returns every request in it as `seq → id`.
@@ -165,49 +153,30 @@ fn verify(path: &Path) -> BTreeMap<u64, String> {
     let store = Store::open(path).expect("reopen the store after the kill");
     let report = store.check().expect("check the store");
     assert_eq!(report.integrity, "ok", "check(): {report:?}");
-    assert!(
-        report.index_matches_documents,
-        "check(): index and documents disagree: {report:?}"
-    );
+    assert!(report.index_matches_documents, "check(): index and documents disagree: {report:?}");
 
     // Read every request from its document, not from the index, and recover its number.
     let mut by_seq = BTreeMap::new();
     for id in store.document_ids().expect("list documents") {
-        let view = store
-            .request(&id)
-            .unwrap_or_else(|e| panic!("request {id} does not load: {e}"));
+        let view = store.request(&id).unwrap_or_else(|e| panic!("request {id} does not load: {e}"));
         let seq: u64 = view
             .body
             .description
             .strip_prefix(DESCRIPTION_PREFIX)
             .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "request {id} has a foreign description {:?}",
-                    view.body.description
-                )
-            });
+            .unwrap_or_else(|| panic!("request {id} has a foreign description {:?}", view.body.description));
         if let Some(other) = by_seq.insert(seq, id.clone()) {
             panic!("request number {seq} is in the store twice, as {other} and {id}");
         }
     }
     let count = by_seq.len() as u64;
-    assert_eq!(
-        report.documents as u64, count,
-        "documents counted by check()"
-    );
-    let indexed = store
-        .count_requests(&RequestFilter::default())
-        .expect("count requests");
+    assert_eq!(report.documents as u64, count, "documents counted by check()");
+    let indexed = store.count_requests(&RequestFilter::default()).expect("count requests");
     assert_eq!(indexed as u64, count, "requests in the index");
     // Each run starts at the number after the last request in the store, so the numbers present
     // must be exactly 1..=count: a gap would be a lost commit that was followed by later ones.
     if let (Some(&first), Some(&last)) = (by_seq.keys().next(), by_seq.keys().next_back()) {
-        assert_eq!(
-            (first, last),
-            (1, count),
-            "request numbers are not contiguous"
-        );
+        assert_eq!((first, last), (1, count), "request numbers are not contiguous");
     }
     by_seq
 }
@@ -241,10 +210,7 @@ fn killed_writers_lose_nothing_they_reported_done() {
         let start = in_store + 1;
         let count = TARGET - in_store;
         let run = run_writer(&path, start, count, kill);
-        let context = format!(
-            "run {run_no} ({kill:?}, seed {seed}), writer stderr: {}",
-            run.stderr
-        );
+        let context = format!("run {run_no} ({kill:?}, seed {seed}), writer stderr: {}", run.stderr);
 
         if run.killed() {
             if (run.done.len() as u64) < count {
@@ -254,16 +220,8 @@ fn killed_writers_lose_nothing_they_reported_done() {
                 }
             }
         } else {
-            assert!(
-                run.status.success(),
-                "crash-writer failed: {:?}; {context}",
-                run.status
-            );
-            assert_eq!(
-                run.done.len() as u64,
-                count,
-                "a writer that finished reported every request; {context}"
-            );
+            assert!(run.status.success(), "crash-writer failed: {:?}; {context}", run.status);
+            assert_eq!(run.done.len() as u64, count, "a writer that finished reported every request; {context}");
         }
 
         // The writer raises and reports requests strictly in order.
@@ -271,19 +229,13 @@ fn killed_writers_lose_nothing_they_reported_done() {
         let expected: Vec<u64> = (start..start + run.done.len() as u64).collect();
         assert_eq!(numbers, expected, "done lines out of order; {context}");
         for (seq, id) in &run.done {
-            assert!(
-                reported_ids.insert(id.clone()),
-                "id {id} reported twice; {context}"
-            );
+            assert!(reported_ids.insert(id.clone()), "id {id} reported twice; {context}");
             reported.insert(*seq, id.clone());
         }
 
         if !path.exists() {
             // Killed before the store was in place: nothing can have been committed.
-            assert!(
-                run.done.is_empty(),
-                "requests reported done but no store exists; {context}"
-            );
+            assert!(run.done.is_empty(), "requests reported done but no store exists; {context}");
             println!("run {run_no}: {kill:?}, killed before the store existed");
             continue;
         }
@@ -307,25 +259,14 @@ fn killed_writers_lose_nothing_they_reported_done() {
         );
         unreported += new - done;
         in_store = present.len() as u64;
-        println!(
-            "run {run_no}: {kill:?}, {done} reported done, {new} committed, {in_store} in store"
-        );
+        println!("run {run_no}: {kill:?}, {done} reported done, {new} committed, {in_store} in store");
     }
 
     // Guards against a test that passes without testing: the kills must have interrupted
     // writers that were busy committing, and the last run must have completed the set.
-    assert!(
-        killed_mid_way >= 1,
-        "no run was killed before finishing (seed {seed})"
-    );
-    assert!(
-        killed_mid_write >= 1,
-        "no run was killed between commits (seed {seed})"
-    );
-    assert_eq!(
-        in_store, TARGET,
-        "the final run completes the store to {TARGET} requests"
-    );
+    assert!(killed_mid_way >= 1, "no run was killed before finishing (seed {seed})");
+    assert!(killed_mid_write >= 1, "no run was killed between commits (seed {seed})");
+    assert_eq!(in_store, TARGET, "the final run completes the store to {TARGET} requests");
     assert!(reported.len() as u64 + unreported == TARGET);
     println!(
         "crash test: seed {seed}, {RUNS} runs, {killed_mid_way} killed mid-way ({killed_mid_write} after some commits), \

@@ -27,11 +27,7 @@ fn run(dir: &tempfile::TempDir, args: &[&str]) -> (bool, String, String) {
         .env_remove("GRIDWALK_STORE")
         .output()
         .expect("gridwalk runs");
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).expect("UTF-8"),
-        String::from_utf8(out.stderr).expect("UTF-8"),
-    )
+    (out.status.success(), String::from_utf8(out.stdout).expect("UTF-8"), String::from_utf8(out.stderr).expect("UTF-8"))
 }
 
 fn json(dir: &tempfile::TempDir, args: &[&str]) -> Value {
@@ -48,7 +44,23 @@ fn dashboard_drill_and_monthly_list_with_xlsx_from_the_command_line() {
     json(&dir, &["init", "--device", "hall-pc", "--walker", "hall-1"]);
     json(
         &dir,
-        &["demo", "--villages", "2", "--households", "200", "--enterprises", "6", "--enterprise-grids", "1", "--requests", "150", "--visits", "200", "--days", "120"],
+        &[
+            "demo",
+            "--villages",
+            "2",
+            "--households",
+            "200",
+            "--enterprises",
+            "6",
+            "--enterprise-grids",
+            "1",
+            "--requests",
+            "150",
+            "--visits",
+            "200",
+            "--days",
+            "120",
+        ],
     );
 
     let d = json(&dir, &["report", "dashboard"]);
@@ -70,13 +82,20 @@ fn dashboard_drill_and_monthly_list_with_xlsx_from_the_command_line() {
 
     // A period: only requests raised within it.
     let october = json(&dir, &["report", "dashboard", "--from", "2026-10-01", "--to", "2026-10-31"]);
-    let months: Vec<&str> = october["by_month"].as_array().unwrap().iter().filter(|p| p["total"].as_i64().unwrap() > 0).map(|p| p["month"].as_str().unwrap()).collect();
+    let months: Vec<&str> = october["by_month"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["total"].as_i64().unwrap() > 0)
+        .map(|p| p["month"].as_str().unwrap())
+        .collect();
     assert_eq!(months, ["2026-10"]);
 
     // The monthly list, on screen and as XLSX.
     let m = json(&dir, &["report", "monthly", "--month", "2026-10", "--xlsx", "清单.xlsx"]);
     assert_eq!(m["list"]["rows"].as_array().unwrap().len() as i64, october["figures"]["total"].as_i64().unwrap());
-    let sheets: Vec<String> = m["xlsx"]["sheets"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    let sheets: Vec<String> =
+        m["xlsx"]["sheets"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
     assert_eq!(sheets[0], "汇总");
     let book: Xlsx<_> = open_workbook(dir.path().join("清单.xlsx")).unwrap();
     assert_eq!(book.sheet_names(), sheets);

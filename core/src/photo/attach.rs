@@ -103,13 +103,7 @@ pub fn live_photos(doc: &DocView) -> Result<Vec<PhotoRef>> {
 
 /// Marks the live entries with this hash (and this role, when given) as removed, and returns
 /// how many there were. The caller commits the change.
-pub fn mark_removed(
-    doc: &mut AutoCommit,
-    hash: &str,
-    role: Option<Role>,
-    at: Timestamp,
-    by: &str,
-) -> Result<usize> {
+pub fn mark_removed(doc: &mut AutoCommit, hash: &str, role: Option<Role>, at: Timestamp, by: &str) -> Result<usize> {
     let mut marked = 0;
     for list in photo_lists(doc)? {
         for i in 0..doc.length(&list) {

@@ -24,14 +24,11 @@ pub enum PhotoError {
         "the {format} image is {width} × {height} pixels, more than the {limit_megapixels} megapixels \
          a photo may have: take the photo at a lower resolution or shrink it first"
     )]
-    TooLarge {
-        format: &'static str,
-        width: u64,
-        height: u64,
-        limit_megapixels: u64,
-    },
+    TooLarge { format: &'static str, width: u64, height: u64, limit_megapixels: u64 },
 
-    #[error("the {format} file is damaged or incomplete ({detail}): copy it again from the camera, or take the photo again")]
+    #[error(
+        "the {format} file is damaged or incomplete ({detail}): copy it again from the camera, or take the photo again"
+    )]
     Damaged { format: &'static str, detail: String },
 
     #[error("not enough memory to open this {width} × {height} image: close other apps and try again")]
@@ -46,7 +43,9 @@ pub enum PhotoError {
     #[error("photo {hash} is not stored on this device: sync to fetch it from the service hall")]
     BlobMissing { hash: String },
 
-    #[error("the stored file of photo {hash} is damaged (its content no longer matches its id): sync to fetch it again")]
+    #[error(
+        "the stored file of photo {hash} is damaged (its content no longer matches its id): sync to fetch it again"
+    )]
     BlobCorrupt { hash: String },
 
     #[error("'{hash}' is not a photo id: a photo id is 64 lowercase hexadecimal characters")]

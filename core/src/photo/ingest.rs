@@ -130,23 +130,15 @@ pub fn ingest(bytes: &[u8], options: &IngestOptions) -> Result<IngestedPhoto, Ph
     let decoded = match format {
         SourceFormat::Jpeg => decode_jpeg(bytes, options)?,
         SourceFormat::Png => {
-            let decoder = image::codecs::png::PngDecoder::new(Cursor::new(bytes))
-                .map_err(|e| damaged(format, e))?;
+            let decoder = image::codecs::png::PngDecoder::new(Cursor::new(bytes)).map_err(|e| damaged(format, e))?;
             decode_with_image(decoder, format, options)?
         }
         SourceFormat::WebP => {
-            let decoder = image::codecs::webp::WebPDecoder::new(Cursor::new(bytes))
-                .map_err(|e| damaged(format, e))?;
+            let decoder = image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(|e| damaged(format, e))?;
             decode_with_image(decoder, format, options)?
         }
     };
-    let Decoded {
-        pixels,
-        width: source_width,
-        height: source_height,
-        gray,
-        orientation,
-    } = decoded;
+    let Decoded { pixels, width: source_width, height: source_height, gray, orientation } = decoded;
 
     let (full_w, full_h) = fit(source_width, source_height, options.max_long_side);
     // The decoded image is dropped as soon as the small one exists.
@@ -234,12 +226,8 @@ fn sniff(bytes: &[u8]) -> Result<SourceFormat, PhotoError> {
     if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
         return Ok(SourceFormat::WebP);
     }
-    let unsupported = |format: &str, advice: &'static str| {
-        Err(PhotoError::UnsupportedFormat {
-            format: format.to_string(),
-            advice,
-        })
-    };
+    let unsupported =
+        |format: &str, advice: &'static str| Err(PhotoError::UnsupportedFormat { format: format.to_string(), advice });
     // ISO base media files (HEIC, AVIF, MP4, MOV) say what they are in their `ftyp` box.
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
         return match &bytes[8..12] {
@@ -269,9 +257,7 @@ fn sniff(bytes: &[u8]) -> Result<SourceFormat, PhotoError> {
     if starts(&[0xFF, 0x0A]) || starts(b"\0\0\0\x0cJXL \r\n\x87\n") {
         return unsupported("JPEG XL", CONVERT_ADVICE);
     }
-    Err(PhotoError::NotAnImage {
-        looks_like: if looks_like_text(bytes) { "text" } else { "data of an unknown kind" },
-    })
+    Err(PhotoError::NotAnImage { looks_like: if looks_like_text(bytes) { "text" } else { "data of an unknown kind" } })
 }
 
 fn looks_like_text(bytes: &[u8]) -> bool {
@@ -285,10 +271,7 @@ fn looks_like_text(bytes: &[u8]) -> bool {
 }
 
 fn damaged(format: SourceFormat, e: impl std::fmt::Display) -> PhotoError {
-    PhotoError::Damaged {
-        format: format.name(),
-        detail: e.to_string(),
-    }
+    PhotoError::Damaged { format: format.name(), detail: e.to_string() }
 }
 
 fn check_size(format: SourceFormat, width: u32, height: u32, options: &IngestOptions) -> Result<(), PhotoError> {
@@ -310,8 +293,7 @@ fn check_size(format: SourceFormat, width: u32, height: u32, options: &IngestOpt
 /// A zeroed buffer, or an error instead of an abort when the phone has no memory for it.
 fn alloc(len: usize, width: u32, height: u32) -> Result<Vec<u8>, PhotoError> {
     let mut buf = Vec::new();
-    buf.try_reserve_exact(len)
-        .map_err(|_| PhotoError::OutOfMemory { width, height })?;
+    buf.try_reserve_exact(len).map_err(|_| PhotoError::OutOfMemory { width, height })?;
     buf.resize(len, 0);
     Ok(buf)
 }
@@ -335,44 +317,24 @@ fn decode_jpeg(bytes: &[u8], options: &IngestOptions) -> Result<Decoded, PhotoEr
     // Lenient mode: phones write JPEGs with small oddities that every viewer accepts. A file cut
     // short is the one defect we must not paper over (the decoder would fill the rest with grey),
     // so that is checked separately by `check_jpeg_complete`.
-    let zopts = DecoderOptions::default()
-        .set_strict_mode(false)
-        .set_max_width(usize::MAX)
-        .set_max_height(usize::MAX);
+    let zopts = DecoderOptions::default().set_strict_mode(false).set_max_width(usize::MAX).set_max_height(usize::MAX);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), zopts);
     decoder.decode_headers().map_err(|e| damaged(format, e))?;
-    let (w, h) = decoder
-        .dimensions()
-        .ok_or_else(|| damaged(format, "no frame header"))?;
+    let (w, h) = decoder.dimensions().ok_or_else(|| damaged(format, "no frame header"))?;
     let (width, height) = (w as u32, h as u32);
     check_size(format, width, height, options)?;
     check_jpeg_complete(bytes).map_err(|detail| damaged(format, detail))?;
 
-    let orientation = decoder
-        .exif()
-        .and_then(|exif| Orientation::from_exif_chunk(exif))
-        .unwrap_or(Orientation::NoTransforms);
-    let gray = matches!(
-        decoder.input_colorspace(),
-        Some(ZuneColorSpace::Luma | ZuneColorSpace::LumaA)
-    );
+    let orientation =
+        decoder.exif().and_then(|exif| Orientation::from_exif_chunk(exif)).unwrap_or(Orientation::NoTransforms);
+    let gray = matches!(decoder.input_colorspace(), Some(ZuneColorSpace::Luma | ZuneColorSpace::LumaA));
     // CMYK and YCCK (print workflows, some scanners) come out as RGB.
     let out = if gray { ZuneColorSpace::Luma } else { ZuneColorSpace::RGB };
     decoder.set_options(decoder.options().jpeg_set_out_colorspace(out));
-    let len = decoder
-        .output_buffer_size()
-        .ok_or_else(|| damaged(format, "no frame header"))?;
+    let len = decoder.output_buffer_size().ok_or_else(|| damaged(format, "no frame header"))?;
     let mut pixels = alloc(len, width, height)?;
-    decoder
-        .decode_into(&mut pixels)
-        .map_err(|e| damaged(format, e))?;
-    Ok(Decoded {
-        pixels,
-        width,
-        height,
-        gray,
-        orientation,
-    })
+    decoder.decode_into(&mut pixels).map_err(|e| damaged(format, e))?;
+    Ok(Decoded { pixels, width, height, gray, orientation })
 }
 
 /// Walks the JPEG's segments from SOI to EOI without decoding anything, and says so if the file
@@ -409,8 +371,7 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), &'static str> {
                     // Entropy-coded data follows a scan header; it ends at the first marker that
                     // is neither a stuffed 0xFF00 nor a restart marker.
                     loop {
-                        let ff = memchr::memchr(0xFF, bytes.get(pos..).ok_or(TRUNCATED)?)
-                            .ok_or(TRUNCATED)?;
+                        let ff = memchr::memchr(0xFF, bytes.get(pos..).ok_or(TRUNCATED)?).ok_or(TRUNCATED)?;
                         pos += ff;
                         let next = *bytes.get(pos + 1).ok_or(TRUNCATED)?;
                         if next == 0x00 || (0xD0..=0xD7).contains(&next) || next == 0xFF {
@@ -435,12 +396,9 @@ fn decode_with_image(
     check_size(format, width, height, options)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let color = decoder.color_type();
-    let len = usize::try_from(decoder.total_bytes())
-        .map_err(|_| PhotoError::OutOfMemory { width, height })?;
+    let len = usize::try_from(decoder.total_bytes()).map_err(|_| PhotoError::OutOfMemory { width, height })?;
     let mut pixels = alloc(len, width, height)?;
-    decoder
-        .read_image(&mut pixels)
-        .map_err(|e| damaged(format, e))?;
+    decoder.read_image(&mut pixels).map_err(|e| damaged(format, e))?;
     let gray = match color {
         ColorType::L8 => true,
         ColorType::La8 => {
@@ -477,13 +435,7 @@ fn decode_with_image(
             })
         }
     };
-    Ok(Decoded {
-        pixels,
-        width,
-        height,
-        gray,
-        orientation,
-    })
+    Ok(Decoded { pixels, width, height, gray, orientation })
 }
 
 /// Keeps the high byte of each native-endian 16-bit sample, in place.
@@ -541,9 +493,7 @@ fn resize(src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32, gray: bool) -> Result<
     let src = ImageRef::new(sw, sh, src, pixel).map_err(|e| PhotoError::Encode(e.to_string()))?;
     let mut dst = ResizeImage::new(dw, dh, pixel);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
-    Resizer::new()
-        .resize(&src, &mut dst, &options)
-        .map_err(|e| PhotoError::Encode(e.to_string()))?;
+    Resizer::new().resize(&src, &mut dst, &options).map_err(|e| PhotoError::Encode(e.to_string()))?;
     Ok(Some(dst.into_vec()))
 }
 
@@ -564,21 +514,10 @@ fn orient(pixels: Vec<u8>, w: u32, h: u32, gray: bool, orientation: Orientation)
 fn encode(pixels: &[u8], w: u32, h: u32, gray: bool, quality: u8) -> Result<EncodedJpeg, PhotoError> {
     let mut bytes = Vec::with_capacity(pixels.len() / 8);
     let encoder = jpeg_encoder::Encoder::new(&mut bytes, quality);
-    let color = if gray {
-        jpeg_encoder::ColorType::Luma
-    } else {
-        jpeg_encoder::ColorType::Rgb
-    };
+    let color = if gray { jpeg_encoder::ColorType::Luma } else { jpeg_encoder::ColorType::Rgb };
     // `fit` keeps both sides at most `max_long_side` (at most 8192), so they fit in a u16.
-    encoder
-        .encode(pixels, w as u16, h as u16, color)
-        .map_err(|e| PhotoError::Encode(e.to_string()))?;
-    Ok(EncodedJpeg {
-        hash: content_hash(&bytes),
-        bytes,
-        width: w,
-        height: h,
-    })
+    encoder.encode(pixels, w as u16, h as u16, color).map_err(|e| PhotoError::Encode(e.to_string()))?;
+    Ok(EncodedJpeg { hash: content_hash(&bytes), bytes, width: w, height: h })
 }
 
 #[cfg(test)]

@@ -323,7 +323,10 @@ pub enum Slice {
 #[serde(rename_all = "snake_case", tag = "what")]
 pub enum Drill {
     /// Requests: `measure` within `slice`, e.g. the overdue requests of one office.
-    Requests { measure: Measure, slice: Slice },
+    Requests {
+        measure: Measure,
+        slice: Slice,
+    },
     /// Household grids not walked within the coverage window.
     GridsNotWalked,
     EnterpriseGridsNotWalked,
@@ -356,11 +359,7 @@ impl Sql {
     }
 
     fn bind_list(&mut self, values: &[String]) -> String {
-        values
-            .iter()
-            .map(|v| self.bind(v.clone()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        values.iter().map(|v| self.bind(v.clone())).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -370,20 +369,16 @@ pub(crate) fn scope_grids(store: &Store, scope: &Scope) -> Result<Option<Vec<Str
     match scope {
         Scope::All => Ok(None),
         Scope::Grid(g) => {
-            let kind: Option<String> = conn
-                .prepare_cached("SELECT kind FROM areas WHERE id = ?1")?
-                .query_row([g], |r| r.get(0))
-                .optional()?;
+            let kind: Option<String> =
+                conn.prepare_cached("SELECT kind FROM areas WHERE id = ?1")?.query_row([g], |r| r.get(0)).optional()?;
             if kind.as_deref() != Some("grid") {
                 return Err(CoreError::UnknownGrid(g.clone()));
             }
             Ok(Some(vec![g.clone()]))
         }
         Scope::Village(v) => {
-            let kind: Option<String> = conn
-                .prepare_cached("SELECT kind FROM areas WHERE id = ?1")?
-                .query_row([v], |r| r.get(0))
-                .optional()?;
+            let kind: Option<String> =
+                conn.prepare_cached("SELECT kind FROM areas WHERE id = ?1")?.query_row([v], |r| r.get(0)).optional()?;
             if kind.as_deref() != Some("village") {
                 return Err(CoreError::NotFound { kind: "village", id: v.clone() });
             }
@@ -398,13 +393,7 @@ pub(crate) fn scope_grids(store: &Store, scope: &Scope) -> Result<Option<Vec<Str
 
 /// `grid IN (...)` for the scope (or nothing), on `column`.
 fn scope_clause(sql: &mut Sql, grids: &Option<Vec<String>>, column: &str) -> Option<String> {
-    grids.as_ref().map(|g| {
-        if g.is_empty() {
-            "0".to_string()
-        } else {
-            format!("{column} IN ({})", sql.bind_list(g))
-        }
-    })
+    grids.as_ref().map(|g| if g.is_empty() { "0".to_string() } else { format!("{column} IN ({})", sql.bind_list(g)) })
 }
 
 /// The request set's conditions: scope and creation period.
@@ -586,7 +575,8 @@ fn tally_areas(grids: &Option<Vec<String>>, village: Option<&str>) -> Vec<(Vec<S
         (Some(g), _) if g.is_empty() => Vec::new(),
         (Some(g), Some(v)) => {
             let mut own = Sql::default();
-            let own_c = vec![format!("area = {}", own.bind(v.to_string())), "dim IN ('category', 'department')".to_string()];
+            let own_c =
+                vec![format!("area = {}", own.bind(v.to_string())), "dim IN ('category', 'department')".to_string()];
             let mut of_grids = Sql::default();
             let grid_c = vec![format!("area IN ({})", of_grids.bind_list(g)), "dim = 'all'".to_string()];
             vec![(own_c, own.params), (grid_c, of_grids.params)]
@@ -626,7 +616,10 @@ fn add_tallied_months(
         let mut sql = Sql { params };
         c.push("total != 0".to_string());
         c.extend(month_clauses(&mut sql, "month"));
-        queries.push((format!("SELECT area, dim, key, month, {TALLY_COUNTS} FROM request_tally {}", where_sql(&c)), sql.params));
+        queries.push((
+            format!("SELECT area, dim, key, month, {TALLY_COUNTS} FROM request_tally {}", where_sql(&c)),
+            sql.params,
+        ));
     }
     for (text, params) in queries {
         let mut stmt = conn.prepare_cached(&text)?;
@@ -649,10 +642,8 @@ fn add_tallied_months(
         (Some(g), None) => vec![format!("area IN ({})", sql.bind_list(g))],
     };
     c.extend(month_clauses(&mut sql, "month"));
-    let text = format!(
-        "SELECT resolved_month, SUM(n) FROM request_resolved_tally {} GROUP BY resolved_month",
-        where_sql(&c)
-    );
+    let text =
+        format!("SELECT resolved_month, SUM(n) FROM request_resolved_tally {} GROUP BY resolved_month", where_sql(&c));
     add_resolved_in(store, &text, &sql, t)
 }
 
@@ -675,7 +666,13 @@ fn by_add<K: Ord>(map: &mut BTreeMap<K, Figures>, key: K, f: &Figures) {
 
 /// Adds the requests of the scope raised in `[from, to)` to `t`, row by row (everything but
 /// overdue, which [`add_overdue`] counts for the whole period).
-fn add_rows(store: &Store, grids: &Option<Vec<String>>, from: Option<i64>, to: Option<i64>, t: &mut Tallies) -> Result<()> {
+fn add_rows(
+    store: &Store,
+    grids: &Option<Vec<String>>,
+    from: Option<i64>,
+    to: Option<i64>,
+    t: &mut Tallies,
+) -> Result<()> {
     let conn = store.connection();
     let mut sql = Sql::default();
     let clauses = period_clauses(&mut sql, grids, from, to);
@@ -783,7 +780,13 @@ fn add_overdue_tallied(
 }
 
 /// Adds the rows of a `(area, dim, key, month, overdue)` query over `request_deadline_tally`.
-fn add_overdue_tally_rows(store: &Store, text: &str, sql: &Sql, grids: &Option<Vec<String>>, t: &mut Tallies) -> Result<()> {
+fn add_overdue_tally_rows(
+    store: &Store,
+    text: &str,
+    sql: &Sql,
+    grids: &Option<Vec<String>>,
+    t: &mut Tallies,
+) -> Result<()> {
     let mut stmt = store.connection().prepare_cached(text)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
     while let Some(r) = rows.next()? {
@@ -816,7 +819,11 @@ fn add_overdue_rows(
     // through them alone (they cover every column read here): by deadline for the whole street,
     // by grid and deadline for a village or a grid. SQLite is told which, because left to itself
     // it reads the whole street's open requests by status and deadline, row by row.
-    let index = if grids.is_some() { "INDEXED BY request_open_by_grid_deadline" } else { "INDEXED BY request_open_by_deadline" };
+    let index = if grids.is_some() {
+        "INDEXED BY request_open_by_grid_deadline"
+    } else {
+        "INDEXED BY request_open_by_deadline"
+    };
     let mut clauses = vec![
         "status IN ('new', 'accepted', 'assigned', 'reopened')".to_string(),
         "deadline IS NOT NULL".to_string(),
@@ -837,9 +844,8 @@ fn add_overdue_rows(
     let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
     let mut count = OverdueCount::default();
     while let Some(r) = rows.next()? {
-        let text = |i: usize| -> Result<Option<&str>> {
-            Ok(r.get_ref(i)?.as_str_or_null().map_err(rusqlite::Error::from)?)
-        };
+        let text =
+            |i: usize| -> Result<Option<&str>> { Ok(r.get_ref(i)?.as_str_or_null().map_err(rusqlite::Error::from)?) };
         count.total += 1;
         bump(&mut count.by_grid, text(0)?.unwrap_or_default());
         bump(&mut count.by_category, text(1)?.unwrap_or_default());
@@ -1073,10 +1079,7 @@ pub fn drill(store: &Store, q: &DashboardQuery, what: &Drill) -> Result<DrillLis
                     clauses.push(format!("resolved_at >= {} AND resolved_at < {}", sql.bind(start), sql.bind(end)));
                 }
             }
-            let text = format!(
-                "SELECT id FROM request_index {} ORDER BY created_at, id",
-                where_sql(&clauses)
-            );
+            let text = format!("SELECT id FROM request_index {} ORDER BY created_at, id", where_sql(&clauses));
             ("request", text, sql.params)
         }
         Drill::GridsNotWalked | Drill::EnterpriseGridsNotWalked => {

@@ -252,7 +252,11 @@ pub fn monthly_list(store: &Store, scope: &Scope, month: Month, now: Timestamp) 
                 grid_name: r.get(1)?,
                 enterprise_grid: r.get(2)?,
                 village: if is_village { r.get(3)? } else { None },
-                village_name: if is_village { r.get::<_, Option<String>>(4)?.unwrap_or_default() } else { String::new() },
+                village_name: if is_village {
+                    r.get::<_, Option<String>>(4)?.unwrap_or_default()
+                } else {
+                    String::new()
+                },
                 ..Default::default()
             })
         })?;
@@ -303,10 +307,7 @@ pub fn monthly_list(store: &Store, scope: &Scope, month: Month, now: Timestamp) 
                 category_name: category(&cat).map(|c| c.zh.to_string()).unwrap_or_else(|| cat.clone()),
                 category: cat,
                 urgency: r.get(5)?,
-                department_name: r
-                    .get::<_, Option<String>>(7)?
-                    .or_else(|| department.clone())
-                    .unwrap_or_default(),
+                department_name: r.get::<_, Option<String>>(7)?.or_else(|| department.clone()).unwrap_or_default(),
                 department,
                 level: r.get(8)?,
                 deadline,
@@ -328,11 +329,7 @@ pub fn monthly_list(store: &Store, scope: &Scope, month: Month, now: Timestamp) 
         (pa, &a.grid, a.created_at, &a.id).cmp(&(pb, &b.grid, b.created_at, &b.id))
     });
 
-    let mut total = GridSummary {
-        grid: String::new(),
-        grid_name: "合计".into(),
-        ..Default::default()
-    };
+    let mut total = GridSummary { grid: String::new(), grid_name: "合计".into(), ..Default::default() };
     for row in &rows {
         if let Some(&i) = position.get(&row.grid) {
             summarise(&mut summaries[i], row.completion);
@@ -346,9 +343,9 @@ pub fn monthly_list(store: &Store, scope: &Scope, month: Month, now: Timestamp) 
         Scope::All => conn
             .query_row("SELECT name FROM areas WHERE kind = 'town' ORDER BY id LIMIT 1", [], |r| r.get(0))
             .unwrap_or_else(|_| "全部".to_string()),
-        Scope::Village(id) | Scope::Grid(id) => conn
-            .query_row("SELECT name FROM areas WHERE id = ?1", [id], |r| r.get(0))
-            .unwrap_or_else(|_| id.clone()),
+        Scope::Village(id) | Scope::Grid(id) => {
+            conn.query_row("SELECT name FROM areas WHERE id = ?1", [id], |r| r.get(0)).unwrap_or_else(|_| id.clone())
+        }
     };
     Ok(MonthlyList {
         scope: scope.clone(),
@@ -379,8 +376,22 @@ pub const SUMMARY_SHEET: &str = "汇总";
 
 /// Column headers of a grid's sheet (after the title row).
 pub const GRID_HEADERS: [&str; 16] = [
-    "序号", "编号", "村/社区", "网格", "微网格", "诉求类别", "诉求内容", "地址", "紧急程度", "责任科室", "层级",
-    "提出时间", "办理期限", "办结时间", "办理状态", "完成情况",
+    "序号",
+    "编号",
+    "村/社区",
+    "网格",
+    "微网格",
+    "诉求类别",
+    "诉求内容",
+    "地址",
+    "紧急程度",
+    "责任科室",
+    "层级",
+    "提出时间",
+    "办理期限",
+    "办结时间",
+    "办理状态",
+    "完成情况",
 ];
 
 /// Column headers of the summary sheet (after the title row).
@@ -388,9 +399,7 @@ pub const SUMMARY_HEADERS: [&str; 9] =
     ["村/社区", "网格", "诉求总数", "已办结", "办理中", "已逾期", "待研判", "不予受理/合并", "办结率"];
 
 fn time_text(ms: Option<i64>) -> String {
-    ms.and_then(|m| Timestamp::from_millis(m).ok())
-        .map(|t| t.display())
-        .unwrap_or_default()
+    ms.and_then(|m| Timestamp::from_millis(m).ok()).map(|t| t.display()).unwrap_or_default()
 }
 
 fn urgency_label(u: &str) -> &str {
@@ -444,9 +453,8 @@ fn xerr(e: rust_xlsxwriter::XlsxError) -> CoreError {
 /// row, then its headers. Written to a temporary name and renamed, so a failed export never
 /// leaves half a file.
 pub fn write_monthly_xlsx(list: &MonthlyList, path: &Path) -> Result<XlsxReport> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| CoreError::Export(format!("{} is not a file name", path.display())))?;
+    let file_name =
+        path.file_name().ok_or_else(|| CoreError::Export(format!("{} is not a file name", path.display())))?;
     let mut tmp_name = file_name.to_os_string();
     tmp_name.push(".partial");
     let tmp = path.with_file_name(tmp_name);
@@ -455,11 +463,7 @@ pub fn write_monthly_xlsx(list: &MonthlyList, path: &Path) -> Result<XlsxReport>
         Ok(sheets)
     });
     match written {
-        Ok(sheets) => Ok(XlsxReport {
-            file: path.display().to_string(),
-            sheets,
-            requests: list.rows.len(),
-        }),
+        Ok(sheets) => Ok(XlsxReport { file: path.display().to_string(), sheets, requests: list.rows.len() }),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(CoreError::Export(format!("cannot write {}: {e}", path.display())))
@@ -495,7 +499,9 @@ fn build_workbook(list: &MonthlyList, tmp: &Path) -> Result<Vec<String>> {
         let village = if s.enterprise_grid { "企业网格" } else { s.village_name.as_str() };
         sheet.write_string_with_format(row, 0, village, &cell).map_err(xerr)?;
         sheet.write_string_with_format(row, 1, &s.grid_name, &cell).map_err(xerr)?;
-        for (c, n) in [s.total, s.resolved, s.in_progress, s.overdue, s.untriaged, s.not_handled].into_iter().enumerate() {
+        for (c, n) in
+            [s.total, s.resolved, s.in_progress, s.overdue, s.untriaged, s.not_handled].into_iter().enumerate()
+        {
             sheet.write_number_with_format(row, c as u16 + 2, n as f64, &cell).map_err(xerr)?;
         }
         match s.resolution_rate {

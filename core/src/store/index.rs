@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::docs::{DocHeader, RequestBody, Reporter, VisitBody, VisitTarget};
+use crate::docs::{DocHeader, Reporter, RequestBody, VisitBody, VisitTarget};
 use crate::error::Result;
 use crate::lifecycle::RequestState;
 
@@ -75,8 +75,7 @@ pub(crate) fn index_request(
     if super::sync_state::search_entries_deferred(conn)? {
         return Ok(());
     }
-    conn.prepare_cached("DELETE FROM request_fts WHERE rowid = ?1")?
-        .execute([rowid])?;
+    conn.prepare_cached("DELETE FROM request_fts WHERE rowid = ?1")?.execute([rowid])?;
     conn.prepare_cached("INSERT INTO request_fts (rowid, body) VALUES (?1, ?2)")?
         .execute(params![rowid, request_search_text(body)])?;
     Ok(())
@@ -107,11 +106,9 @@ pub(crate) fn index_visit(conn: &Connection, header: &DocHeader, body: &VisitBod
         body.notes,
         body.requests_raised.len() as i64,
     ])?;
-    conn.prepare_cached("DELETE FROM visit_walkers WHERE visit_id = ?1")?
-        .execute([&header.id])?;
-    let mut walker_row = conn.prepare_cached(
-        "INSERT OR IGNORE INTO visit_walkers (walker, visited_at, visit_id) VALUES (?1, ?2, ?3)",
-    )?;
+    conn.prepare_cached("DELETE FROM visit_walkers WHERE visit_id = ?1")?.execute([&header.id])?;
+    let mut walker_row =
+        conn.prepare_cached("INSERT OR IGNORE INTO visit_walkers (walker, visited_at, visit_id) VALUES (?1, ?2, ?3)")?;
     for walker in &body.walkers {
         walker_row.execute(params![walker, at, header.id])?;
     }
@@ -170,10 +167,7 @@ pub(crate) fn clear(conn: &Connection) -> Result<()> {
 }
 
 pub(crate) fn grid_of_request(conn: &Connection, id: &str) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT grid FROM request_index WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?)
+    Ok(conn.prepare_cached("SELECT grid FROM request_index WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()?)
 }
 
 pub(crate) fn index_meeting(conn: &Connection, header: &DocHeader, body: &crate::meeting::MeetingBody) -> Result<()> {

@@ -49,7 +49,10 @@ impl Store {
         }
         for r in body.decisions.iter().filter_map(|d| d.request.as_ref()) {
             if !body.requests.contains(r) {
-                return Err(CoreError::invalid("decisions", format!("a decision names request {r}, which the meeting did not discuss")));
+                return Err(CoreError::invalid(
+                    "decisions",
+                    format!("a decision names request {r}, which the meeting did not discuss"),
+                ));
             }
         }
         self.atomically(|conn| {
@@ -76,7 +79,11 @@ impl Store {
             index::index_meeting(conn, &header, &body)?;
             for d in &body.decisions {
                 if let Some(request) = &d.request {
-                    self.act(ctx, request, Action::MeetingDecision { meeting: id.clone(), decision: d.decision.trim().to_string() })?;
+                    self.act(
+                        ctx,
+                        request,
+                        Action::MeetingDecision { meeting: id.clone(), decision: d.decision.trim().to_string() },
+                    )?;
                 }
             }
             Ok(id)
@@ -127,9 +134,20 @@ mod tests {
 
     fn hall() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::create(dir.path().join("hall.db"), Identity { device: "hall".into(), walker: "staff".into() }).unwrap();
+        let mut s =
+            Store::create(dir.path().join("hall.db"), Identity { device: "hall".into(), walker: "staff".into() })
+                .unwrap();
         let until = chrono::Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
-        let cfg = DemoConfig { villages: 1, households: 40, enterprises: 0, enterprise_grids: 0, requests: 40, visits: 10, days: 60, ..DemoConfig::street(3, until) };
+        let cfg = DemoConfig {
+            villages: 1,
+            households: 40,
+            enterprises: 0,
+            enterprise_grids: 0,
+            requests: 40,
+            visits: 10,
+            days: 60,
+            ..DemoConfig::street(3, until)
+        };
         generate(&mut s, &cfg).unwrap();
         (dir, s)
     }
@@ -150,7 +168,11 @@ mod tests {
     }
 
     fn open_request(s: &Store, status: Status) -> (String, String) {
-        let r = s.list_requests(&RequestFilter { statuses: vec![status], limit: 1, ..RequestFilter::default() }).unwrap().pop().unwrap();
+        let r = s
+            .list_requests(&RequestFilter { statuses: vec![status], limit: 1, ..RequestFilter::default() })
+            .unwrap()
+            .pop()
+            .unwrap();
         (r.id, r.grid)
     }
 
@@ -159,7 +181,8 @@ mod tests {
         let (_dir, s) = hall();
         let (request, grid) = open_request(&s, Status::Assigned);
         let ctx = s.context(Timestamp::from_millis(1_800_000_000_000).unwrap());
-        let decision = Decision { request: Some(request.clone()), decision: "利用约50盏闲置太阳能路灯".into() };
+        let decision =
+            Decision { request: Some(request.clone()), decision: "利用约50盏闲置太阳能路灯".into() };
         let id = s.record_meeting(&ctx, &grid, body(vec![request.clone()], vec![decision])).unwrap();
         let list = s.list_meetings(Some(&grid), 10).unwrap();
         assert_eq!(list.len(), 1);
@@ -167,7 +190,10 @@ mod tests {
         assert_eq!(s.meeting(&id).unwrap().body.participants[1].role, ParticipantRole::ResidentRep);
         let history = s.request(&request).unwrap().history;
         let last = history.last().unwrap();
-        assert_eq!(last.event.action, Action::MeetingDecision { meeting: id.clone(), decision: "利用约50盏闲置太阳能路灯".into() });
+        assert_eq!(
+            last.event.action,
+            Action::MeetingDecision { meeting: id.clone(), decision: "利用约50盏闲置太阳能路灯".into() }
+        );
         assert!(s.check().unwrap().index_matches_documents);
     }
 
@@ -178,12 +204,20 @@ mod tests {
         let ctx = s.context(Timestamp::from_millis(1_800_000_000_000).unwrap());
         let outbox = s.outbox_len().unwrap();
         let err = s
-            .record_meeting(&ctx, &grid, body(vec![closed.clone()], vec![Decision { request: Some(closed), decision: "再议".into() }]))
+            .record_meeting(
+                &ctx,
+                &grid,
+                body(vec![closed.clone()], vec![Decision { request: Some(closed), decision: "再议".into() }]),
+            )
             .unwrap_err();
         assert_eq!(err.code(), "invalid_transition");
         assert!(s.list_meetings(None, 10).unwrap().is_empty());
         assert_eq!(s.outbox_len().unwrap(), outbox);
-        let undiscussed = s.record_meeting(&ctx, &grid, body(vec![], vec![Decision { request: Some("r-x".into()), decision: "x".into() }]));
+        let undiscussed = s.record_meeting(
+            &ctx,
+            &grid,
+            body(vec![], vec![Decision { request: Some("r-x".into()), decision: "x".into() }]),
+        );
         assert_eq!(undiscussed.unwrap_err().code(), "invalid_input");
         let unknown = s.record_meeting(&ctx, &grid, body(vec!["r-missing".into()], vec![]));
         assert_eq!(unknown.unwrap_err().code(), "not_found");

@@ -25,16 +25,16 @@ use serde::Serialize;
 
 use crate::doc_view::DocView;
 use crate::docs::{
-    self, DocHeader, DocKind, GeoPoint, Place, Reporter, RequestBody, RequestDocument, Source, Urgency,
-    VisitBody, VisitDocument, VisitKind, VisitTarget,
+    self, DocHeader, DocKind, GeoPoint, Place, Reporter, RequestBody, RequestDocument, Source, Urgency, VisitBody,
+    VisitDocument, VisitKind, VisitTarget,
 };
 use crate::error::{CoreError, Result};
 use crate::lifecycle::{self, Action, LifecycleEvent, RequestState};
 use crate::time::Timestamp;
 use crate::ActionContext;
 
-pub use query::{RequestFilter, RequestSort, RequestSummary, VisitFilter, VisitSummary};
 pub use meetings::{MeetingSummary, MeetingView};
+pub use query::{RequestFilter, RequestSort, RequestSummary, VisitFilter, VisitSummary};
 pub use roster::PublishReport;
 pub use schema::LATEST_VERSION;
 pub use sync_state::RelayLink;
@@ -130,13 +130,26 @@ pub struct CheckReport {
 /// database, so a pulled page's new documents are read on helper threads while the writing
 /// thread stores the ones before them.
 pub(crate) enum Derived {
-    Request { header: DocHeader, body: RequestBody, state: RequestState, events: usize },
-    Visit { header: DocHeader, body: VisitBody },
-    Meeting { header: DocHeader, body: crate::meeting::MeetingBody },
+    Request {
+        header: DocHeader,
+        body: RequestBody,
+        state: RequestState,
+        events: usize,
+    },
+    Visit {
+        header: DocHeader,
+        body: VisitBody,
+    },
+    Meeting {
+        header: DocHeader,
+        body: crate::meeting::MeetingBody,
+    },
     /// A roster feeds the reference tables, not the lists; it is written into them only when it
     /// arrives from elsewhere (see `apply_remote`), so rebuilding the lists on the hall never
     /// overwrites the tables the roster was published from.
-    Roster { published_at: Option<Timestamp> },
+    Roster {
+        published_at: Option<Timestamp>,
+    },
 }
 
 impl Derived {
@@ -157,9 +170,13 @@ impl Derived {
                 body: autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?,
             },
             DocKind::Roster => Derived::Roster {
-                published_at: autosurgeon::hydrate_prop::<_, crate::roster::RosterBody, _, _>(doc, automerge::ROOT, "body")
-                    .ok()
-                    .map(|b| b.published_at),
+                published_at: autosurgeon::hydrate_prop::<_, crate::roster::RosterBody, _, _>(
+                    doc,
+                    automerge::ROOT,
+                    "body",
+                )
+                .ok()
+                .map(|b| b.published_at),
             },
             DocKind::Meeting => Derived::Meeting {
                 header: docs::read_header(doc)?,
@@ -171,7 +188,9 @@ impl Derived {
     /// Writes the index rows.
     pub(crate) fn write(&self, conn: &Connection) -> Result<()> {
         match self {
-            Derived::Request { header, body, state, events } => index::index_request(conn, header, body, state, *events),
+            Derived::Request { header, body, state, events } => {
+                index::index_request(conn, header, body, state, *events)
+            }
             Derived::Visit { header, body } => index::index_visit(conn, header, body),
             Derived::Meeting { header, body } => index::index_meeting(conn, header, body),
             Derived::Roster { .. } => Ok(()),
@@ -210,7 +229,8 @@ impl NewDocument {
         // A document new here is loaded from the received bytes in one go. Decoding a saved
         // document into its changes and applying them one by one costs over ten times as much,
         // and a new device receives its whole grid this way.
-        let mut doc = AutoCommit::load(bytes).map_err(|e| CoreError::invalid("changes", format!("bad document: {e}")))?;
+        let mut doc =
+            AutoCommit::load(bytes).map_err(|e| CoreError::invalid("changes", format!("bad document: {e}")))?;
         if !doc.get_missing_deps(&[]).is_empty() {
             return Err(damaged("the changes build on changes this device has not received".into()));
         }
@@ -273,9 +293,7 @@ impl Store {
             return Err(CoreError::invalid("identity", "device and walker ids must not be empty"));
         }
         if path.exists() {
-            return Err(CoreError::AlreadyExists {
-                id: format!("a store at {}", path.display()),
-            });
+            return Err(CoreError::AlreadyExists { id: format!("a store at {}", path.display()) });
         }
         // The store is built under a temporary name and renamed into place once complete, so a
         // crash during creation never leaves a half-made store that can be neither opened nor
@@ -304,16 +322,12 @@ impl Store {
     /// Opens an existing store, bringing its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref();
-        let not_initialised = || CoreError::NotInitialised {
-            path: path.display().to_string(),
-        };
+        let not_initialised = || CoreError::NotInitialised { path: path.display().to_string() };
         if !path.is_file() {
             return Err(not_initialised());
         }
-        let mut conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let mut conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         configure(&conn)?;
         let migrations = schema::migrations();
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -333,15 +347,8 @@ impl Store {
                 .optional()?
                 .ok_or_else(not_initialised)
         };
-        let identity = Identity {
-            device: get("device")?,
-            walker: get("walker")?,
-        };
-        Ok(Store {
-            conn,
-            path: path.to_path_buf(),
-            identity,
-        })
+        let identity = Identity { device: get("device")?, walker: get("walker")? };
+        Ok(Store { conn, path: path.to_path_buf(), identity })
     }
 
     pub fn identity(&self) -> &Identity {
@@ -367,27 +374,19 @@ impl Store {
         let top = self.conn.is_autocommit();
         // IMMEDIATE: take the write lock before reading the document, so two processes on one
         // store never build on the same document state.
-        self.conn
-            .execute_batch(if top { "BEGIN IMMEDIATE" } else { "SAVEPOINT action" })?;
+        self.conn.execute_batch(if top { "BEGIN IMMEDIATE" } else { "SAVEPOINT action" })?;
         match f(&self.conn) {
             Ok(value) => {
                 let end = if top { "COMMIT" } else { "RELEASE action" };
                 if let Err(e) = self.conn.execute_batch(end) {
-                    let _ = self.conn.execute_batch(if top {
-                        "ROLLBACK"
-                    } else {
-                        "ROLLBACK TO action; RELEASE action"
-                    });
+                    let _ =
+                        self.conn.execute_batch(if top { "ROLLBACK" } else { "ROLLBACK TO action; RELEASE action" });
                     return Err(e.into());
                 }
                 Ok(value)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch(if top {
-                    "ROLLBACK"
-                } else {
-                    "ROLLBACK TO action; RELEASE action"
-                });
+                let _ = self.conn.execute_batch(if top { "ROLLBACK" } else { "ROLLBACK TO action; RELEASE action" });
                 Err(e)
             }
         }
@@ -419,15 +418,11 @@ impl Store {
         let Some((kind, grid, snapshot, chunks)) = row else {
             return Ok(None);
         };
-        let damaged = |message: String| CoreError::DamagedDocument {
-            id: id.to_string(),
-            message,
-        };
+        let damaged = |message: String| CoreError::DamagedDocument { id: id.to_string(), message };
         let kind = DocKind::parse(&kind).ok_or_else(|| damaged(format!("unknown kind {kind}")))?;
         let mut doc = AutoCommit::load(&snapshot).map_err(|e| damaged(e.to_string()))?;
         if chunks > 0 {
-            let mut stmt =
-                conn.prepare_cached("SELECT bytes FROM doc_chunks WHERE doc_id = ?1 ORDER BY seq")?;
+            let mut stmt = conn.prepare_cached("SELECT bytes FROM doc_chunks WHERE doc_id = ?1 ORDER BY seq")?;
             let mut rows = stmt.query([id])?;
             while let Some(row) = rows.next()? {
                 let bytes: Vec<u8> = row.get(0)?;
@@ -457,7 +452,12 @@ impl Store {
     }
 
     /// Inserts a document that is new here with `snapshot` as its saved bytes.
-    fn insert_document_bytes(conn: &Connection, header: &DocHeader, snapshot: &[u8], updated_at: Timestamp) -> Result<()> {
+    fn insert_document_bytes(
+        conn: &Connection,
+        header: &DocHeader,
+        snapshot: &[u8],
+        updated_at: Timestamp,
+    ) -> Result<()> {
         let inserted = conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO documents (id, kind, grid, snapshot, chunk_count, updated_at)
@@ -465,16 +465,17 @@ impl Store {
             )?
             .execute(params![header.id, header.kind.as_str(), header.grid, snapshot, updated_at.millis()])?;
         if inserted == 0 {
-            return Err(CoreError::AlreadyExists {
-                id: header.id.clone(),
-            });
+            return Err(CoreError::AlreadyExists { id: header.id.clone() });
         }
         Ok(())
     }
 
     fn push_outbox(conn: &Connection, id: &str, bytes: &[u8], at: Timestamp) -> Result<()> {
-        conn.prepare_cached("INSERT INTO outbox (doc_id, bytes, created_at) VALUES (?1, ?2, ?3)")?
-            .execute(params![id, bytes, at.millis()])?;
+        conn.prepare_cached("INSERT INTO outbox (doc_id, bytes, created_at) VALUES (?1, ?2, ?3)")?.execute(params![
+            id,
+            bytes,
+            at.millis()
+        ])?;
         Ok(())
     }
 
@@ -492,9 +493,8 @@ impl Store {
         if bytes.is_empty() {
             return Ok(false);
         }
-        let chunks: i64 = conn
-            .prepare_cached("SELECT chunk_count FROM documents WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))?;
+        let chunks: i64 =
+            conn.prepare_cached("SELECT chunk_count FROM documents WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
         if chunks + 1 >= COMPACT_AFTER_CHUNKS {
             let snapshot = doc.save();
             conn.prepare_cached("DELETE FROM doc_chunks WHERE doc_id = ?1")?.execute([id])?;
@@ -607,10 +607,7 @@ impl Store {
             let id = request.id.clone().unwrap_or_else(|| ctx.new_id());
             let body = RequestBody {
                 reporter: request.reporter.clone(),
-                place: Place {
-                    address: request.address.clone(),
-                    gps: request.gps,
-                },
+                place: Place { address: request.address.clone(), gps: request.gps },
                 micro_grid: request.micro_grid.clone(),
                 category: request.category.clone(),
                 description: request.description.clone(),
@@ -626,10 +623,7 @@ impl Store {
             index::index_request(conn, &header, &body, &state, 1)?;
 
             if let Some(visit_id) = &request.visit {
-                let visit_missing = || CoreError::NotFound {
-                    kind: "visit",
-                    id: visit_id.clone(),
-                };
+                let visit_missing = || CoreError::NotFound { kind: "visit", id: visit_id.clone() };
                 let Some((DocKind::Visit, visit_grid, mut am)) = Self::load_automerge(conn, visit_id)? else {
                     return Err(visit_missing());
                 };
@@ -657,26 +651,16 @@ impl Store {
     pub fn act(&self, ctx: &ActionContext, request_id: &str, action: Action) -> Result<LifecycleEvent> {
         self.atomically(|conn| {
             let Some((DocKind::Request, _, mut am)) = Self::load_automerge(conn, request_id)? else {
-                return Err(CoreError::NotFound {
-                    kind: "request",
-                    id: request_id.to_string(),
-                });
+                return Err(CoreError::NotFound { kind: "request", id: request_id.to_string() });
             };
             match &action {
                 Action::Assigned { assignment } | Action::Reassigned { assignment, .. } => {
                     reference::require_department(conn, &assignment.department)?;
                 }
-                Action::Escalated {
-                    department: Some(d), ..
-                } => reference::require_department(conn, d)?,
-                Action::Triaged {
-                    decision: lifecycle::TriageDecision::MergeInto { target },
-                } => {
+                Action::Escalated { department: Some(d), .. } => reference::require_department(conn, d)?,
+                Action::Triaged { decision: lifecycle::TriageDecision::MergeInto { target } } => {
                     if index::grid_of_request(conn, target)?.is_none() {
-                        return Err(CoreError::NotFound {
-                            kind: "request to merge into",
-                            id: target.clone(),
-                        });
+                        return Err(CoreError::NotFound { kind: "request to merge into", id: target.clone() });
                     }
                 }
                 _ => {}
@@ -698,10 +682,7 @@ impl Store {
 
     pub fn request(&self, id: &str) -> Result<RequestView> {
         let Some((DocKind::Request, _, am)) = Self::load_automerge(&self.conn, id)? else {
-            return Err(CoreError::NotFound {
-                kind: "request",
-                id: id.to_string(),
-            });
+            return Err(CoreError::NotFound { kind: "request", id: id.to_string() });
         };
         let mut doc = RequestDocument::from_automerge(am);
         let mut events = doc.events()?;
@@ -715,43 +696,25 @@ impl Store {
                     Some(hash) => self.receipt_of(id, &hash.0)?,
                     None => None,
                 };
-                Ok(HistoryEntry {
-                    applied: !state.not_applied.contains(&event.id),
-                    relay_received_at,
-                    event,
-                })
+                Ok(HistoryEntry { applied: !state.not_applied.contains(&event.id), relay_received_at, event })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(RequestView {
-            header: doc.header()?,
-            body: doc.body()?,
-            state,
-            history,
-        })
+        Ok(RequestView { header: doc.header()?, body: doc.body()?, state, history })
     }
 
     pub fn visit(&self, id: &str) -> Result<VisitView> {
         let Some((DocKind::Visit, _, am)) = Self::load_automerge(&self.conn, id)? else {
-            return Err(CoreError::NotFound {
-                kind: "visit",
-                id: id.to_string(),
-            });
+            return Err(CoreError::NotFound { kind: "visit", id: id.to_string() });
         };
         let doc = VisitDocument::from_automerge(am);
-        Ok(VisitView {
-            header: doc.header()?,
-            body: doc.body()?,
-        })
+        Ok(VisitView { header: doc.header()?, body: doc.body()? })
     }
 
     /// The whole document as one Automerge save (what a relay or an export receives).
     pub fn document_bytes(&self, id: &str) -> Result<Vec<u8>> {
         match Self::load_automerge(&self.conn, id)? {
             Some((_, _, mut am)) => Ok(am.save()),
-            None => Err(CoreError::NotFound {
-                kind: "document",
-                id: id.to_string(),
-            }),
+            None => Err(CoreError::NotFound { kind: "document", id: id.to_string() }),
         }
     }
 
@@ -763,10 +726,7 @@ impl Store {
                 heads.sort();
                 Ok(heads)
             }
-            None => Err(CoreError::NotFound {
-                kind: "document",
-                id: id.to_string(),
-            }),
+            None => Err(CoreError::NotFound { kind: "document", id: id.to_string() }),
         }
     }
 
@@ -806,10 +766,7 @@ impl Store {
     /// its index rows and the photos it names. Returns whether anything changed.
     fn merge_remote(conn: &Connection, id: &str, bytes: &[u8], received: Received) -> Result<bool> {
         let Received { changes } = received;
-        let damaged = |message: String| CoreError::DamagedDocument {
-            id: id.to_string(),
-            message,
-        };
+        let damaged = |message: String| CoreError::DamagedDocument { id: id.to_string(), message };
         let Some((_, _, mut am)) = Self::load_automerge(conn, id)? else {
             return Self::store_new_document(conn, NewDocument::read(id, bytes)?);
         };
@@ -877,17 +834,9 @@ impl Store {
     }
 
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT seq, doc_id, bytes FROM outbox ORDER BY seq LIMIT ?1")?;
+        let mut stmt = self.conn.prepare_cached("SELECT seq, doc_id, bytes FROM outbox ORDER BY seq LIMIT ?1")?;
         let rows = stmt
-            .query_map([limit as i64], |r| {
-                Ok(OutboxEntry {
-                    seq: r.get(0)?,
-                    doc_id: r.get(1)?,
-                    bytes: r.get(2)?,
-                })
-            })?
+            .query_map([limit as i64], |r| Ok(OutboxEntry { seq: r.get(0)?, doc_id: r.get(1)?, bytes: r.get(2)? }))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -968,12 +917,7 @@ impl Store {
         })();
         self.conn.execute_batch("ROLLBACK")?;
         let (index_rows, index_matches_documents) = result?;
-        Ok(CheckReport {
-            integrity,
-            documents,
-            index_matches_documents,
-            index_rows,
-        })
+        Ok(CheckReport { integrity, documents, index_matches_documents, index_rows })
     }
 
     /// Saves every document whole again and drops its incremental chunks.
@@ -1012,8 +956,5 @@ fn check_header_unchanged(old: &DocHeader, new: &DocHeader) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(CoreError::HeaderChanged {
-        id: old.id.clone(),
-        field,
-    })
+    Err(CoreError::HeaderChanged { id: old.id.clone(), field })
 }

@@ -34,11 +34,7 @@ impl Store {
     /// (`town.gridwalk` → `town.gridwalk-blobs/`), like SQLite's own `-wal` file. Two stores in
     /// one folder therefore never share, or collect, each other's photos.
     pub fn blob_dir(&self) -> PathBuf {
-        let mut name = self
-            .path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_else(|| "gridwalk".into());
+        let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "gridwalk".into());
         name.push("-blobs");
         self.path.with_file_name(name)
     }
@@ -97,12 +93,7 @@ impl Store {
         photo: &IngestedPhoto,
         attachment: &Attachment,
     ) -> PhotoResult<PhotoRef> {
-        let caption = attachment
-            .caption
-            .as_deref()
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_string);
+        let caption = attachment.caption.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_string);
         if let Some(gps) = &attachment.gps {
             gps.validate()?;
         }
@@ -171,10 +162,7 @@ impl Store {
             let before = am.get_heads();
             let marked = attach::mark_removed(&mut am, hash, role, ctx.at, &ctx.actor)?;
             if marked == 0 {
-                return Err(PhotoError::NotAttached {
-                    hash: hash.to_string(),
-                    doc: doc_id.to_string(),
-                });
+                return Err(PhotoError::NotAttached { hash: hash.to_string(), doc: doc_id.to_string() });
             }
             Self::commit_changes(&mut am, ctx.at, "remove photo");
             Self::save_changes(conn, doc_id, &mut am, &before, ctx.at, true)?;
@@ -240,9 +228,7 @@ impl Store {
 
     /// The thumbnail of a stored photo, checked against its id.
     pub fn thumbnail_bytes(&self, hash: &str) -> PhotoResult<Vec<u8>> {
-        let photo = self
-            .stored_photo(hash)?
-            .ok_or_else(|| PhotoError::BlobMissing { hash: hash.to_string() })?;
+        let photo = self.stored_photo(hash)?.ok_or_else(|| PhotoError::BlobMissing { hash: hash.to_string() })?;
         self.blobs().read(&photo.thumb_hash)
     }
 
@@ -270,11 +256,7 @@ impl Store {
     /// by its id, beside the blob folder (`town.gridwalk-partial/`). A download cut off by a lost
     /// connection or a dead battery resumes from the end of its file.
     pub fn partial_dir(&self) -> PathBuf {
-        let mut name = self
-            .path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_else(|| "gridwalk".into());
+        let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "gridwalk".into());
         name.push("-partial");
         self.path.with_file_name(name)
     }
@@ -368,11 +350,8 @@ impl Store {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
                 Err(e) => return Err(e.into()),
             };
-            let needed = if rows.is_empty() && partials.is_empty() {
-                BTreeSet::new()
-            } else {
-                Self::referenced_photos(conn)?
-            };
+            let needed =
+                if rows.is_empty() && partials.is_empty() { BTreeSet::new() } else { Self::referenced_photos(conn)? };
             let mut keep_files: BTreeSet<String> = BTreeSet::new();
             let mut doomed: Vec<(String, String, u64)> = Vec::new();
             for (hash, thumb, bytes, thumb_bytes, acknowledged) in rows {
@@ -427,10 +406,8 @@ impl Store {
     /// (after a sync), and a document is the only place that knows its photos, including those
     /// attached on other phones and merged in by sync.
     fn referenced_photos(conn: &Connection) -> Result<BTreeSet<String>, CoreError> {
-        let ids: Vec<String> = conn
-            .prepare("SELECT id FROM documents")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let ids: Vec<String> =
+            conn.prepare("SELECT id FROM documents")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         let mut needed = BTreeSet::new();
         for id in ids {
             if let Some((_, _, am)) = Self::load_automerge(conn, &id)? {
@@ -510,12 +487,7 @@ impl Store {
         let text = serde_json::to_string_pretty(&json).map_err(|e| CoreError::Export(e.to_string()))?;
         std::fs::write(dir.join("request.json"), text)?;
         std::fs::write(dir.join("request.automerge"), am.save())?;
-        Ok(RequestExport {
-            request: request_id.to_string(),
-            dir: dir.to_path_buf(),
-            photos: items,
-            missing,
-        })
+        Ok(RequestExport { request: request_id.to_string(), dir: dir.to_path_buf(), photos: items, missing })
     }
 
     fn load_kind(conn: &Connection, id: &str) -> Result<Option<DocKind>, CoreError> {
@@ -528,8 +500,5 @@ impl Store {
 }
 
 fn not_found(id: &str) -> CoreError {
-    CoreError::NotFound {
-        kind: "visit or request",
-        id: id.to_string(),
-    }
+    CoreError::NotFound { kind: "visit or request", id: id.to_string() }
 }

@@ -57,7 +57,8 @@ pub struct RequestSummary {
     pub description: String,
 }
 
-pub(crate) const SUMMARY_COLUMNS: &str = "id, grid, status, category, urgency, department, owner, deadline, updated_at, created_at, address, description";
+pub(crate) const SUMMARY_COLUMNS: &str =
+    "id, grid, status, category, urgency, department, owner, deadline, updated_at, created_at, address, description";
 
 pub(crate) fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RequestSummary> {
     Ok(RequestSummary {
@@ -127,10 +128,7 @@ fn where_clause(filter: &RequestFilter, params: &mut Vec<Value>) -> Result<Strin
         clauses.push(format!("grid IN ({p})"));
     }
     if !filter.statuses.is_empty() {
-        let p = placeholders(
-            filter.statuses.iter().map(|s| Value::Text(s.as_str().into())).collect(),
-            params,
-        );
+        let p = placeholders(filter.statuses.iter().map(|s| Value::Text(s.as_str().into())).collect(), params);
         clauses.push(format!("status IN ({p})"));
     }
     if let Some(c) = &filter.category {
@@ -169,16 +167,10 @@ fn where_clause(filter: &RequestFilter, params: &mut Vec<Value>) -> Result<Strin
             // Trigrams cannot match one or two characters (路灯); scan the text instead.
             let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             let p = placeholders(vec![Value::Text(format!("%{escaped}%"))], params);
-            clauses.push(format!(
-                "(address LIKE {p} ESCAPE '\\' OR description LIKE {p} ESCAPE '\\')"
-            ));
+            clauses.push(format!("(address LIKE {p} ESCAPE '\\' OR description LIKE {p} ESCAPE '\\')"));
         }
     }
-    Ok(if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    })
+    Ok(if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) })
 }
 
 impl Store {
@@ -206,10 +198,7 @@ impl Store {
         let mut params = Vec::new();
         let where_sql = where_clause(filter, &mut params)?;
         let sql = format!("SELECT COUNT(*) FROM request_index {where_sql}");
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row(rusqlite::params_from_iter(params), |r| r.get(0))?)
+        Ok(self.conn.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(params), |r| r.get(0))?)
     }
 
     pub fn list_visits(&self, filter: &VisitFilter) -> Result<Vec<VisitSummary>> {
@@ -226,11 +215,7 @@ impl Store {
             add("v.target_id = ?", Value::Text(t.clone()), &mut params);
         }
         if let Some(w) = &filter.walker {
-            add(
-                "v.id IN (SELECT visit_id FROM visit_walkers WHERE walker = ?)",
-                Value::Text(w.clone()),
-                &mut params,
-            );
+            add("v.id IN (SELECT visit_id FROM visit_walkers WHERE walker = ?)", Value::Text(w.clone()), &mut params);
         }
         if let Some(t) = filter.from {
             add("v.visited_at >= ?", Value::Integer(t.millis()), &mut params);
@@ -238,11 +223,7 @@ impl Store {
         if let Some(t) = filter.before {
             add("v.visited_at < ?", Value::Integer(t.millis()), &mut params);
         }
-        let where_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
+        let where_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
         let limit = if filter.limit == 0 { 50 } else { filter.limit };
         let sql = format!(
             "SELECT id, grid, target_kind, target_id, kind, visited_at, created_by, walkers, notes,
@@ -302,9 +283,8 @@ impl Store {
 
     /// The last visit to each grid (grid id, millis); grids never visited are absent.
     pub fn grid_last_visits(&self) -> Result<Vec<(String, i64)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, visited_at FROM last_visit WHERE scope = 'grid' ORDER BY id")?;
+        let mut stmt =
+            self.conn.prepare_cached("SELECT id, visited_at FROM last_visit WHERE scope = 'grid' ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

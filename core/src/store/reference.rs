@@ -24,14 +24,10 @@ pub(crate) fn require_grid(conn: &Connection, grid: &str) -> Result<()> {
 pub(crate) fn require_micro_grid(conn: &Connection, grid: &str, micro: &str) -> Result<()> {
     match area_kind(conn, micro)? {
         Some((AreaKind::MicroGrid, Some(parent))) if parent == grid => Ok(()),
-        Some((AreaKind::MicroGrid, _)) => Err(CoreError::invalid(
-            "micro_grid",
-            format!("micro-grid {micro} does not belong to grid {grid}"),
-        )),
-        _ => Err(CoreError::NotFound {
-            kind: "micro-grid",
-            id: micro.to_string(),
-        }),
+        Some((AreaKind::MicroGrid, _)) => {
+            Err(CoreError::invalid("micro_grid", format!("micro-grid {micro} does not belong to grid {grid}")))
+        }
+        _ => Err(CoreError::NotFound { kind: "micro-grid", id: micro.to_string() }),
     }
 }
 
@@ -41,56 +37,37 @@ fn grid_of(conn: &Connection, table: &str, id: &str) -> Result<Option<String>> {
 }
 
 pub(crate) fn require_household(conn: &Connection, id: &str) -> Result<()> {
-    grid_of(conn, "households", id)?.map(|_| ()).ok_or_else(|| CoreError::NotFound {
-        kind: "household",
-        id: id.to_string(),
-    })
+    grid_of(conn, "households", id)?
+        .map(|_| ())
+        .ok_or_else(|| CoreError::NotFound { kind: "household", id: id.to_string() })
 }
 
 pub(crate) fn require_enterprise(conn: &Connection, id: &str) -> Result<()> {
-    grid_of(conn, "enterprises", id)?.map(|_| ()).ok_or_else(|| CoreError::NotFound {
-        kind: "enterprise",
-        id: id.to_string(),
-    })
+    grid_of(conn, "enterprises", id)?
+        .map(|_| ())
+        .ok_or_else(|| CoreError::NotFound { kind: "enterprise", id: id.to_string() })
 }
 
 pub(crate) fn require_household_in(conn: &Connection, id: &str, grid: &str) -> Result<()> {
     match grid_of(conn, "households", id)? {
         Some(g) if g == grid => Ok(()),
-        Some(g) => Err(CoreError::invalid(
-            "household",
-            format!("household {id} is in grid {g}, not in {grid}"),
-        )),
-        None => Err(CoreError::NotFound {
-            kind: "household",
-            id: id.to_string(),
-        }),
+        Some(g) => Err(CoreError::invalid("household", format!("household {id} is in grid {g}, not in {grid}"))),
+        None => Err(CoreError::NotFound { kind: "household", id: id.to_string() }),
     }
 }
 
 pub(crate) fn require_enterprise_in(conn: &Connection, id: &str, grid: &str) -> Result<()> {
     match grid_of(conn, "enterprises", id)? {
         Some(g) if g == grid => Ok(()),
-        Some(g) => Err(CoreError::invalid(
-            "enterprise",
-            format!("enterprise {id} is in grid {g}, not in {grid}"),
-        )),
-        None => Err(CoreError::NotFound {
-            kind: "enterprise",
-            id: id.to_string(),
-        }),
+        Some(g) => Err(CoreError::invalid("enterprise", format!("enterprise {id} is in grid {g}, not in {grid}"))),
+        None => Err(CoreError::NotFound { kind: "enterprise", id: id.to_string() }),
     }
 }
 
 pub(crate) fn require_department(conn: &Connection, id: &str) -> Result<()> {
-    let found: Option<String> = conn
-        .prepare_cached("SELECT id FROM departments WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    found.map(|_| ()).ok_or_else(|| CoreError::NotFound {
-        kind: "department",
-        id: id.to_string(),
-    })
+    let found: Option<String> =
+        conn.prepare_cached("SELECT id FROM departments WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()?;
+    found.map(|_| ()).ok_or_else(|| CoreError::NotFound { kind: "department", id: id.to_string() })
 }
 
 fn tags_text(tags: &[String]) -> String {
@@ -111,12 +88,7 @@ impl Store {
                 AreaKind::MicroGrid => Some(AreaKind::Grid),
             };
             match area_kind(&self.conn, parent)? {
-                None => {
-                    return Err(CoreError::NotFound {
-                        kind: "parent area",
-                        id: parent.clone(),
-                    })
-                }
+                None => return Err(CoreError::NotFound { kind: "parent area", id: parent.clone() }),
                 Some((k, _)) if expected.is_some_and(|e| e != k) => {
                     return Err(CoreError::invalid(
                         "parent",
@@ -166,16 +138,7 @@ impl Store {
                 "INSERT OR REPLACE INTO enterprises (id, grid, name, address, contact, phone, scale, tags)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![
-                e.id,
-                e.grid,
-                e.name,
-                e.address,
-                e.contact,
-                e.phone,
-                e.scale,
-                tags_text(&e.tags)
-            ])?;
+            .execute(params![e.id, e.grid, e.name, e.address, e.contact, e.phone, e.scale, tags_text(&e.tags)])?;
         Ok(())
     }
 
@@ -202,9 +165,7 @@ impl Store {
                 "INSERT OR REPLACE INTO walkers (id, name, phone, role, work_group) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![w.id, w.name, w.phone, w.role.as_str(), w.work_group])?;
-        self.conn
-            .prepare_cached("DELETE FROM walker_grids WHERE walker = ?1")?
-            .execute([&w.id])?;
+        self.conn.prepare_cached("DELETE FROM walker_grids WHERE walker = ?1")?.execute([&w.id])?;
         for g in &w.grids {
             self.conn
                 .prepare_cached("INSERT INTO walker_grids (walker, grid) VALUES (?1, ?2)")?
@@ -214,9 +175,8 @@ impl Store {
     }
 
     pub fn areas(&self) -> Result<Vec<Area>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, kind, name, parent, enterprise_grid FROM areas ORDER BY id")?;
+        let mut stmt =
+            self.conn.prepare_cached("SELECT id, kind, name, parent, enterprise_grid FROM areas ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
             let kind: String = r.get(1)?;
             Ok(Area {
@@ -275,24 +235,16 @@ impl Store {
     }
 
     pub fn departments(&self) -> Result<Vec<Department>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, name, level FROM departments ORDER BY id")?;
+        let mut stmt = self.conn.prepare_cached("SELECT id, name, level FROM departments ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
             let level: String = r.get(2)?;
-            Ok(Department {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                level: Level::parse(&level).unwrap_or(Level::Town),
-            })
+            Ok(Department { id: r.get(0)?, name: r.get(1)?, level: Level::parse(&level).unwrap_or(Level::Town) })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn walkers(&self) -> Result<Vec<Walker>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, name, phone, role, work_group FROM walkers ORDER BY id")?;
+        let mut stmt = self.conn.prepare_cached("SELECT id, name, phone, role, work_group FROM walkers ORDER BY id")?;
         let mut walkers = stmt
             .query_map([], |r| {
                 let role: String = r.get(3)?;
@@ -306,13 +258,9 @@ impl Store {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut grids = self
-            .conn
-            .prepare_cached("SELECT grid FROM walker_grids WHERE walker = ?1 ORDER BY grid")?;
+        let mut grids = self.conn.prepare_cached("SELECT grid FROM walker_grids WHERE walker = ?1 ORDER BY grid")?;
         for w in &mut walkers {
-            w.grids = grids
-                .query_map([&w.id], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
+            w.grids = grids.query_map([&w.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
         }
         Ok(walkers)
     }

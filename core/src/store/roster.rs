@@ -47,7 +47,8 @@ impl Store {
             parent = area.parent.clone();
         }
         chain.reverse();
-        chain.extend(all.iter().filter(|a| a.kind == AreaKind::MicroGrid && a.parent.as_deref() == Some(grid)).cloned());
+        chain
+            .extend(all.iter().filter(|a| a.kind == AreaKind::MicroGrid && a.parent.as_deref() == Some(grid)).cloned());
         let walkers = self
             .walkers()?
             .into_iter()
@@ -67,11 +68,8 @@ impl Store {
     /// Publishes the rosters of the given grids (every grid when empty) in one transaction:
     /// each becomes or updates its grid's roster document and goes to the outbox when it changed.
     pub fn publish_rosters(&self, ctx: &ActionContext, grids: &[String]) -> Result<PublishReport> {
-        let grids: Vec<String> = if grids.is_empty() {
-            self.grids()?.into_iter().map(|g| g.id).collect()
-        } else {
-            grids.to_vec()
-        };
+        let grids: Vec<String> =
+            if grids.is_empty() { self.grids()?.into_iter().map(|g| g.id).collect() } else { grids.to_vec() };
         self.atomically(|conn| {
             let mut report = PublishReport::default();
             for grid in &grids {
@@ -96,7 +94,10 @@ impl Store {
                     }
                     Some((kind, _, mut doc)) => {
                         if kind != DocKind::Roster {
-                            return Err(CoreError::DamagedDocument { id, message: "expected a roster document".into() });
+                            return Err(CoreError::DamagedDocument {
+                                id,
+                                message: "expected a roster document".into(),
+                            });
                         }
                         let old: RosterBody = hydrate_prop(&doc, ROOT, "body")?;
                         // The publication time changes only with the lists, so publishing an
@@ -151,7 +152,13 @@ impl Store {
             .execute(params![d.id, d.name, d.level.as_str()])?;
         }
         let keep: HashSet<&str> = body.households.iter().map(|h| h.id.as_str()).collect();
-        drop_unlisted(conn, "SELECT id FROM households WHERE grid = ?1", "DELETE FROM households WHERE id = ?1 AND grid = ?2", &grid, &keep)?;
+        drop_unlisted(
+            conn,
+            "SELECT id FROM households WHERE grid = ?1",
+            "DELETE FROM households WHERE id = ?1 AND grid = ?2",
+            &grid,
+            &keep,
+        )?;
         for h in body.households.iter().filter(|h| h.grid == grid) {
             conn.prepare_cached(
                 "INSERT INTO households (id, grid, micro_grid, address, head_name, phone, members, tags)
@@ -160,10 +167,25 @@ impl Store {
                     address = excluded.address, head_name = excluded.head_name, phone = excluded.phone,
                     members = excluded.members, tags = excluded.tags",
             )?
-            .execute(params![h.id, h.grid, h.micro_grid, h.address, h.head_name, h.phone, h.members, h.tags.join(",")])?;
+            .execute(params![
+                h.id,
+                h.grid,
+                h.micro_grid,
+                h.address,
+                h.head_name,
+                h.phone,
+                h.members,
+                h.tags.join(",")
+            ])?;
         }
         let keep: HashSet<&str> = body.enterprises.iter().map(|e| e.id.as_str()).collect();
-        drop_unlisted(conn, "SELECT id FROM enterprises WHERE grid = ?1", "DELETE FROM enterprises WHERE id = ?1 AND grid = ?2", &grid, &keep)?;
+        drop_unlisted(
+            conn,
+            "SELECT id FROM enterprises WHERE grid = ?1",
+            "DELETE FROM enterprises WHERE id = ?1 AND grid = ?2",
+            &grid,
+            &keep,
+        )?;
         for e in body.enterprises.iter().filter(|e| e.grid == grid) {
             conn.prepare_cached(
                 "INSERT INTO enterprises (id, grid, name, address, contact, phone, scale, tags)
@@ -172,12 +194,27 @@ impl Store {
                     address = excluded.address, contact = excluded.contact, phone = excluded.phone,
                     scale = excluded.scale, tags = excluded.tags",
             )?
-            .execute(params![e.id, e.grid, e.name, e.address, e.contact, e.phone, e.scale, e.tags.join(",")])?;
+            .execute(params![
+                e.id,
+                e.grid,
+                e.name,
+                e.address,
+                e.contact,
+                e.phone,
+                e.scale,
+                e.tags.join(",")
+            ])?;
         }
         // The roster names everyone who walks this grid now: whoever it no longer names has
         // left the grid (an admin moved her), here as on the device that published it.
         let walking: HashSet<&str> = body.walkers.iter().map(|w| w.id.as_str()).collect();
-        drop_unlisted(conn, "SELECT walker FROM walker_grids WHERE grid = ?1", "DELETE FROM walker_grids WHERE walker = ?1 AND grid = ?2", &grid, &walking)?;
+        drop_unlisted(
+            conn,
+            "SELECT walker FROM walker_grids WHERE grid = ?1",
+            "DELETE FROM walker_grids WHERE walker = ?1 AND grid = ?2",
+            &grid,
+            &walking,
+        )?;
         for w in &body.walkers {
             // The hall's own walker rows keep their work group; a phone learns only the name.
             conn.prepare_cached(
@@ -206,9 +243,20 @@ mod tests {
 
     fn hall() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::create(dir.path().join("hall.db"), Identity { device: "hall".into(), walker: "staff".into() }).unwrap();
+        let mut s =
+            Store::create(dir.path().join("hall.db"), Identity { device: "hall".into(), walker: "staff".into() })
+                .unwrap();
         let until = chrono::Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
-        let cfg = DemoConfig { villages: 2, households: 60, enterprises: 6, enterprise_grids: 1, requests: 10, visits: 10, days: 30, ..DemoConfig::street(7, until) };
+        let cfg = DemoConfig {
+            villages: 2,
+            households: 60,
+            enterprises: 6,
+            enterprise_grids: 1,
+            requests: 10,
+            visits: 10,
+            days: 30,
+            ..DemoConfig::street(7, until)
+        };
         generate(&mut s, &cfg).unwrap();
         (dir, s)
     }
@@ -230,7 +278,10 @@ mod tests {
         assert!(!phone.households(&grid).unwrap().is_empty());
         assert_eq!(phone.departments().unwrap(), hall.departments().unwrap());
         // Only this grid: no other grid's households reach the phone.
-        let others: i64 = phone.connection().query_row("SELECT COUNT(*) FROM households WHERE grid <> ?1", [&grid], |r| r.get(0)).unwrap();
+        let others: i64 = phone
+            .connection()
+            .query_row("SELECT COUNT(*) FROM households WHERE grid <> ?1", [&grid], |r| r.get(0))
+            .unwrap();
         assert_eq!(others, 0);
         assert!(phone.grids().unwrap().iter().any(|g| g.id == grid));
 
@@ -281,10 +332,8 @@ mod tests {
 /// of its grid, so what it leaves out was removed where it was published. `delete` takes the
 /// row's id as ?1 and the grid as ?2.
 fn drop_unlisted(conn: &Connection, list: &str, delete: &str, grid: &str, keep: &HashSet<&str>) -> Result<()> {
-    let existing: Vec<String> = conn
-        .prepare_cached(list)?
-        .query_map([grid], |r| r.get(0))?
-        .collect::<std::result::Result<_, _>>()?;
+    let existing: Vec<String> =
+        conn.prepare_cached(list)?.query_map([grid], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
     for id in existing.iter().filter(|id| !keep.contains(id.as_str())) {
         conn.prepare_cached(delete)?.execute(params![id, grid])?;
     }

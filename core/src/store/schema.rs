@@ -200,10 +200,8 @@ CREATE TABLE photo_wanted (hash TEXT PRIMARY KEY CHECK (length(hash) = 64));
 "#;
 
 fn fill_photo_wanted(tx: &rusqlite::Transaction) -> HookResult {
-    let ids: Vec<String> = tx
-        .prepare("SELECT id FROM documents")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let ids: Vec<String> =
+        tx.prepare("SELECT id FROM documents")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     for id in ids {
         // A document that does not load is reported by `check`; it must not stop the upgrade.
         let Ok(Some((_, _, doc))) = super::Store::load_automerge(tx, &id) else {
@@ -301,14 +299,22 @@ macro_rules! no_more_areas {
 macro_rules! village_areas {
     ($row:literal, breakdowns) => {
         concat!(
-            " UNION ALL SELECT v.parent, b.dim, b.key FROM areas v, (SELECT 'category' AS dim, ", $row, ".category AS key
-                   UNION ALL SELECT 'department', COALESCE(", $row, ".department, '')) AS b
-               WHERE v.id = ", $row, ".grid AND v.kind = 'grid' AND v.parent IS NOT NULL"
+            " UNION ALL SELECT v.parent, b.dim, b.key FROM areas v, (SELECT 'category' AS dim, ",
+            $row,
+            ".category AS key
+                   UNION ALL SELECT 'department', COALESCE(",
+            $row,
+            ".department, '')) AS b
+               WHERE v.id = ",
+            $row,
+            ".grid AND v.kind = 'grid' AND v.parent IS NOT NULL"
         )
     };
     ($row:literal, area) => {
         concat!(
-            " UNION ALL SELECT v.parent FROM areas v WHERE v.id = ", $row, ".grid AND v.kind = 'grid' AND v.parent IS NOT NULL"
+            " UNION ALL SELECT v.parent FROM areas v WHERE v.id = ",
+            $row,
+            ".grid AND v.kind = 'grid' AND v.parent IS NOT NULL"
         )
     };
 }
@@ -326,38 +332,126 @@ macro_rules! tally_rows {
         concat!(
             "INSERT INTO request_tally (area, dim, key, month, total, untriaged, handled, resolved,
                 unresolved, resolved_with_deadline, on_time, late, rated, satisfied, not_satisfied)
-             SELECT a.area, a.dim, a.key, m.month, ", $sign, ", ",
-                $sign, " * m.untriaged, ", $sign, " * m.handled, ", $sign, " * m.resolved, ",
-                $sign, " * m.unresolved, ", $sign, " * m.resolved_with_deadline, ",
-                $sign, " * m.on_time, ", $sign, " * m.late, ", $sign, " * m.rated, ",
-                $sign, " * m.satisfied, ", $sign, " * m.not_satisfied
+             SELECT a.area, a.dim, a.key, m.month, ",
+            $sign,
+            ", ",
+            $sign,
+            " * m.untriaged, ",
+            $sign,
+            " * m.handled, ",
+            $sign,
+            " * m.resolved, ",
+            $sign,
+            " * m.unresolved, ",
+            $sign,
+            " * m.resolved_with_deadline, ",
+            $sign,
+            " * m.on_time, ",
+            $sign,
+            " * m.late, ",
+            $sign,
+            " * m.rated, ",
+            $sign,
+            " * m.satisfied, ",
+            $sign,
+            " * m.not_satisfied
              FROM (SELECT
-                    strftime('%Y-%m', (", $row, ".created_at + 28800000) / 1000, 'unixepoch') AS month,
-                    COALESCE(", $row, ".status = 'new', 0) AS untriaged,
-                    COALESCE(", $row, ".status IN ('accepted', 'assigned', 'reopened') OR ", $row, ".resolved_at IS NOT NULL, 0) AS handled,
-                    COALESCE(", $row, ".resolved_at IS NOT NULL, 0) AS resolved,
-                    COALESCE(", $row, ".status IN ('accepted', 'assigned', 'reopened') AND ", $row, ".resolved_at IS NULL, 0) AS unresolved,
-                    COALESCE(", $row, ".resolved_at IS NOT NULL AND ", $row, ".deadline IS NOT NULL, 0) AS resolved_with_deadline,
-                    COALESCE(", $row, ".resolved_at IS NOT NULL AND ", $row, ".deadline IS NOT NULL AND ", $row, ".resolved_at <= ", $row, ".deadline, 0) AS on_time,
-                    COALESCE(", $row, ".resolved_at IS NOT NULL AND ", $row, ".deadline IS NOT NULL AND ", $row, ".resolved_at > ", $row, ".deadline, 0) AS late,
-                    COALESCE(", $row, ".rating IS NOT NULL, 0) AS rated,
-                    COALESCE(", $row, ".rating IN ('satisfied', 'basically'), 0) AS satisfied,
-                    COALESCE(", $row, ".rating = 'not_satisfied', 0) AS not_satisfied) AS m,
+                    strftime('%Y-%m', (",
+            $row,
+            ".created_at + 28800000) / 1000, 'unixepoch') AS month,
+                    COALESCE(",
+            $row,
+            ".status = 'new', 0) AS untriaged,
+                    COALESCE(",
+            $row,
+            ".status IN ('accepted', 'assigned', 'reopened') OR ",
+            $row,
+            ".resolved_at IS NOT NULL, 0) AS handled,
+                    COALESCE(",
+            $row,
+            ".resolved_at IS NOT NULL, 0) AS resolved,
+                    COALESCE(",
+            $row,
+            ".status IN ('accepted', 'assigned', 'reopened') AND ",
+            $row,
+            ".resolved_at IS NULL, 0) AS unresolved,
+                    COALESCE(",
+            $row,
+            ".resolved_at IS NOT NULL AND ",
+            $row,
+            ".deadline IS NOT NULL, 0) AS resolved_with_deadline,
+                    COALESCE(",
+            $row,
+            ".resolved_at IS NOT NULL AND ",
+            $row,
+            ".deadline IS NOT NULL AND ",
+            $row,
+            ".resolved_at <= ",
+            $row,
+            ".deadline, 0) AS on_time,
+                    COALESCE(",
+            $row,
+            ".resolved_at IS NOT NULL AND ",
+            $row,
+            ".deadline IS NOT NULL AND ",
+            $row,
+            ".resolved_at > ",
+            $row,
+            ".deadline, 0) AS late,
+                    COALESCE(",
+            $row,
+            ".rating IS NOT NULL, 0) AS rated,
+                    COALESCE(",
+            $row,
+            ".rating IN ('satisfied', 'basically'), 0) AS satisfied,
+                    COALESCE(",
+            $row,
+            ".rating = 'not_satisfied', 0) AS not_satisfied) AS m,
                   (SELECT '*' AS area, 'all' AS dim, '' AS key
-                   UNION ALL SELECT '*', 'category', ", $row, ".category
-                   UNION ALL SELECT '*', 'department', COALESCE(", $row, ".department, '')
-                   UNION ALL SELECT ", $row, ".grid, 'all', ''
-                   UNION ALL SELECT ", $row, ".grid, 'category', ", $row, ".category
-                   UNION ALL SELECT ", $row, ".grid, 'department', COALESCE(", $row, ".department, '')", $more!($row, breakdowns), ") AS a
+                   UNION ALL SELECT '*', 'category', ",
+            $row,
+            ".category
+                   UNION ALL SELECT '*', 'department', COALESCE(",
+            $row,
+            ".department, '')
+                   UNION ALL SELECT ",
+            $row,
+            ".grid, 'all', ''
+                   UNION ALL SELECT ",
+            $row,
+            ".grid, 'category', ",
+            $row,
+            ".category
+                   UNION ALL SELECT ",
+            $row,
+            ".grid, 'department', COALESCE(",
+            $row,
+            ".department, '')",
+            $more!($row, breakdowns),
+            ") AS a
              WHERE true
-", tally_add_on_conflict!(), "
+",
+            tally_add_on_conflict!(),
+            "
              INSERT INTO request_resolved_tally (area, month, resolved_month, n)
              SELECT a.area,
-                    strftime('%Y-%m', (", $row, ".created_at + 28800000) / 1000, 'unixepoch'),
-                    strftime('%Y-%m', (", $row, ".resolved_at + 28800000) / 1000, 'unixepoch'),
-                    ", $sign, "
-             FROM (SELECT '*' AS area UNION ALL SELECT ", $row, ".grid", $more!($row, area), ") AS a
-             WHERE ", $row, ".resolved_at IS NOT NULL
+                    strftime('%Y-%m', (",
+            $row,
+            ".created_at + 28800000) / 1000, 'unixepoch'),
+                    strftime('%Y-%m', (",
+            $row,
+            ".resolved_at + 28800000) / 1000, 'unixepoch'),
+                    ",
+            $sign,
+            "
+             FROM (SELECT '*' AS area UNION ALL SELECT ",
+            $row,
+            ".grid",
+            $more!($row, area),
+            ") AS a
+             WHERE ",
+            $row,
+            ".resolved_at IS NOT NULL
              ON CONFLICT (area, month, resolved_month) DO UPDATE SET n = n + excluded.n;"
         )
     };
@@ -435,15 +529,41 @@ macro_rules! deadline_tally_rows {
         concat!(
             "INSERT INTO request_deadline_tally (area, dim, key, month, deadline_month, n)
              SELECT a.area, a.dim, a.key,
-                    strftime('%Y-%m', (", $row, ".created_at + 28800000) / 1000, 'unixepoch'),
-                    strftime('%Y-%m', (", $row, ".deadline + 28800000) / 1000, 'unixepoch'), ", $sign, "
+                    strftime('%Y-%m', (",
+            $row,
+            ".created_at + 28800000) / 1000, 'unixepoch'),
+                    strftime('%Y-%m', (",
+            $row,
+            ".deadline + 28800000) / 1000, 'unixepoch'), ",
+            $sign,
+            "
              FROM (SELECT '*' AS area, 'all' AS dim, '' AS key
-                   UNION ALL SELECT '*', 'category', ", $row, ".category
-                   UNION ALL SELECT '*', 'department', COALESCE(", $row, ".department, '')
-                   UNION ALL SELECT ", $row, ".grid, 'all', ''
-                   UNION ALL SELECT ", $row, ".grid, 'category', ", $row, ".category
-                   UNION ALL SELECT ", $row, ".grid, 'department', COALESCE(", $row, ".department, '')", $more!($row, breakdowns), ") AS a
-             WHERE ", $row, ".status IN ('new', 'accepted', 'assigned', 'reopened') AND ", $row, ".deadline IS NOT NULL
+                   UNION ALL SELECT '*', 'category', ",
+            $row,
+            ".category
+                   UNION ALL SELECT '*', 'department', COALESCE(",
+            $row,
+            ".department, '')
+                   UNION ALL SELECT ",
+            $row,
+            ".grid, 'all', ''
+                   UNION ALL SELECT ",
+            $row,
+            ".grid, 'category', ",
+            $row,
+            ".category
+                   UNION ALL SELECT ",
+            $row,
+            ".grid, 'department', COALESCE(",
+            $row,
+            ".department, '')",
+            $more!($row, breakdowns),
+            ") AS a
+             WHERE ",
+            $row,
+            ".status IN ('new', 'accepted', 'assigned', 'reopened') AND ",
+            $row,
+            ".deadline IS NOT NULL
              ON CONFLICT (area, dim, key, month, deadline_month) DO UPDATE SET n = n + excluded.n;"
         )
     };
@@ -524,13 +644,21 @@ const V12: &str = concat!(
 macro_rules! request_index_triggers {
     ($name:literal, $rows:ident, $more:ident, $when:literal) => {
         concat!(
-            "CREATE TRIGGER ", $name, "_insert AFTER INSERT ON request_index BEGIN ",
+            "CREATE TRIGGER ",
+            $name,
+            "_insert AFTER INSERT ON request_index BEGIN ",
             $rows!("NEW", "1", $more),
             " END;
-            CREATE TRIGGER ", $name, "_delete AFTER DELETE ON request_index BEGIN ",
+            CREATE TRIGGER ",
+            $name,
+            "_delete AFTER DELETE ON request_index BEGIN ",
             $rows!("OLD", "-1", $more),
             " END;
-            CREATE TRIGGER ", $name, "_update AFTER UPDATE ON request_index WHEN ", $when, " BEGIN ",
+            CREATE TRIGGER ",
+            $name,
+            "_update AFTER UPDATE ON request_index WHEN ",
+            $when,
+            " BEGIN ",
             $rows!("OLD", "-1", $more),
             $rows!("NEW", "1", $more),
             " END;"
@@ -547,19 +675,62 @@ macro_rules! village_move {
         concat!(
             "INSERT INTO request_tally (area, dim, key, month, total, untriaged, handled, resolved,
                 unresolved, resolved_with_deadline, on_time, late, rated, satisfied, not_satisfied)
-             SELECT ", $village, ", dim, key, month, ", $sign, " * total, ", $sign, " * untriaged, ",
-                $sign, " * handled, ", $sign, " * resolved, ", $sign, " * unresolved, ",
-                $sign, " * resolved_with_deadline, ", $sign, " * on_time, ", $sign, " * late, ",
-                $sign, " * rated, ", $sign, " * satisfied, ", $sign, " * not_satisfied
-             FROM request_tally WHERE area = ", $grid, " AND dim != 'all' AND total != 0 AND ", $when, "
-", tally_add_on_conflict!(), "
+             SELECT ",
+            $village,
+            ", dim, key, month, ",
+            $sign,
+            " * total, ",
+            $sign,
+            " * untriaged, ",
+            $sign,
+            " * handled, ",
+            $sign,
+            " * resolved, ",
+            $sign,
+            " * unresolved, ",
+            $sign,
+            " * resolved_with_deadline, ",
+            $sign,
+            " * on_time, ",
+            $sign,
+            " * late, ",
+            $sign,
+            " * rated, ",
+            $sign,
+            " * satisfied, ",
+            $sign,
+            " * not_satisfied
+             FROM request_tally WHERE area = ",
+            $grid,
+            " AND dim != 'all' AND total != 0 AND ",
+            $when,
+            "
+",
+            tally_add_on_conflict!(),
+            "
              INSERT INTO request_resolved_tally (area, month, resolved_month, n)
-             SELECT ", $village, ", month, resolved_month, ", $sign, " * n
-             FROM request_resolved_tally WHERE area = ", $grid, " AND n != 0 AND ", $when, "
+             SELECT ",
+            $village,
+            ", month, resolved_month, ",
+            $sign,
+            " * n
+             FROM request_resolved_tally WHERE area = ",
+            $grid,
+            " AND n != 0 AND ",
+            $when,
+            "
              ON CONFLICT (area, month, resolved_month) DO UPDATE SET n = n + excluded.n;
              INSERT INTO request_deadline_tally (area, dim, key, month, deadline_month, n)
-             SELECT ", $village, ", dim, key, month, deadline_month, ", $sign, " * n
-             FROM request_deadline_tally WHERE area = ", $grid, " AND dim != 'all' AND n != 0 AND ", $when, "
+             SELECT ",
+            $village,
+            ", dim, key, month, deadline_month, ",
+            $sign,
+            " * n
+             FROM request_deadline_tally WHERE area = ",
+            $grid,
+            " AND dim != 'all' AND n != 0 AND ",
+            $when,
+            "
              ON CONFLICT (area, dim, key, month, deadline_month) DO UPDATE SET n = n + excluded.n;"
         )
     };

@@ -24,8 +24,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::protocol::{
-    self, BlobBytes, BlobStatus, DocChanges, EnrollRequest, EnrollResponse, ErrorBody, PullResponse, PushRequest, PushResponse,
-    MAX_BLOB_BYTES, PROTOCOL_VERSION,
+    self, BlobBytes, BlobStatus, DocChanges, EnrollRequest, EnrollResponse, ErrorBody, PullResponse, PushRequest,
+    PushResponse, MAX_BLOB_BYTES, PROTOCOL_VERSION,
 };
 use crate::error::{CoreError, Result};
 use crate::photo::blobs::validate_hash;
@@ -37,14 +37,28 @@ use crate::time::Timestamp;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
     Push(PushRequest),
-    Pull { cursor: String, limit: usize },
+    Pull {
+        cursor: String,
+        limit: usize,
+    },
     /// What does the relay hold of this blob? Answered with [`Incoming::BlobStatus`].
-    BlobStatus { hash: String },
+    BlobStatus {
+        hash: String,
+    },
     /// The bytes of a blob of `total` bytes from `offset` on. Answered with
     /// [`Incoming::BlobStatus`].
-    BlobUpload { hash: String, offset: u64, total: u64, bytes: Vec<u8> },
+    BlobUpload {
+        hash: String,
+        offset: u64,
+        total: u64,
+        bytes: Vec<u8>,
+    },
     /// Up to `max_len` bytes of a blob from `offset` on. Answered with [`Incoming::BlobBytes`].
-    BlobDownload { hash: String, offset: u64, max_len: u64 },
+    BlobDownload {
+        hash: String,
+        offset: u64,
+        max_len: u64,
+    },
 }
 
 /// What came back.
@@ -134,22 +148,49 @@ const BLOB_RETRIES: u32 = 3;
 enum Phase {
     Push,
     /// Waiting for the relay to acknowledge the batch up to this outbox sequence number.
-    AwaitPush { up_to: i64, docs: usize, hashes: Vec<(String, Vec<[u8; 32]>)> },
+    AwaitPush {
+        up_to: i64,
+        docs: usize,
+        hashes: Vec<(String, Vec<[u8; 32]>)>,
+    },
     Pull,
     AwaitPull,
     /// Taking the next photo to upload.
     Uploads,
-    UploadStatus { hash: String },
-    UploadFrom { hash: String, offset: u64 },
+    UploadStatus {
+        hash: String,
+    },
+    UploadFrom {
+        hash: String,
+        offset: u64,
+    },
     /// Waiting for the relay's status of an upload; `sent` bytes from `offset` went with the
     /// request (none for a plain status question).
-    AwaitUpload { hash: String, offset: u64, sent: u64 },
+    AwaitUpload {
+        hash: String,
+        offset: u64,
+        sent: u64,
+    },
     /// Taking the next photo to download.
     Downloads,
-    DownloadStatus { hash: String },
-    DownloadFrom { hash: String, offset: u64, total: u64, checked_at: i64 },
-    AwaitDownloadStatus { hash: String },
-    AwaitDownload { hash: String, offset: u64, total: u64, checked_at: i64 },
+    DownloadStatus {
+        hash: String,
+    },
+    DownloadFrom {
+        hash: String,
+        offset: u64,
+        total: u64,
+        checked_at: i64,
+    },
+    AwaitDownloadStatus {
+        hash: String,
+    },
+    AwaitDownload {
+        hash: String,
+        offset: u64,
+        total: u64,
+        checked_at: i64,
+    },
     Done,
 }
 
@@ -208,7 +249,12 @@ impl<'s> SyncSession<'s> {
     fn problem(&mut self, hash: &str, direction: Direction, code: &str, message: impl Into<String>) {
         let message = message.into();
         tracing::warn!(photo = %hash, ?direction, code, %message, "photo not synced");
-        self.progress.photo_problems.push(PhotoProblem { hash: hash.to_string(), direction, code: code.to_string(), message });
+        self.progress.photo_problems.push(PhotoProblem {
+            hash: hash.to_string(),
+            direction,
+            code: code.to_string(),
+            message,
+        });
     }
 
     /// The bytes of the photo being uploaded, read from the store the first time.
@@ -285,7 +331,10 @@ impl<'s> SyncSession<'s> {
                 }
                 Phase::Pull => {
                     self.phase = Phase::AwaitPull;
-                    return Ok(Some(Outgoing::Pull { cursor: self.store.pull_cursor()?, limit: self.limits.pull_page }));
+                    return Ok(Some(Outgoing::Pull {
+                        cursor: self.store.pull_cursor()?,
+                        limit: self.limits.pull_page,
+                    }));
                 }
                 Phase::Uploads => {
                     self.phase = Phase::Uploads;
@@ -328,7 +377,8 @@ impl<'s> SyncSession<'s> {
                     };
                     let total = bytes.len() as u64;
                     if offset >= total {
-                        let message = format!("the relay holds {offset} bytes of a {total}-byte photo but not the photo");
+                        let message =
+                            format!("the relay holds {offset} bytes of a {total}-byte photo but not the photo");
                         self.problem(&hash, Direction::Up, "relay_out_of_step", message);
                         self.phase = Phase::Uploads;
                         continue;
@@ -423,7 +473,11 @@ impl<'s> SyncSession<'s> {
                         // but not forever.
                         self.blob_retries += 1;
                         if self.blob_retries > BLOB_RETRIES {
-                            let message = format!("the relay holds {} bytes after accepting bytes up to {}", status.size_received, offset + sent);
+                            let message = format!(
+                                "the relay holds {} bytes after accepting bytes up to {}",
+                                status.size_received,
+                                offset + sent
+                            );
                             self.problem(&hash, Direction::Up, "relay_out_of_step", message);
                             self.phase = Phase::Uploads;
                             return Ok(());
@@ -440,7 +494,12 @@ impl<'s> SyncSession<'s> {
                 }
                 let total = status.size_received;
                 if total == 0 || total > MAX_BLOB_BYTES {
-                    self.problem(&hash, Direction::Down, "blob_too_large", format!("the relay offers a photo of {total} bytes"));
+                    self.problem(
+                        &hash,
+                        Direction::Down,
+                        "blob_too_large",
+                        format!("the relay offers a photo of {total} bytes"),
+                    );
                     return Ok(());
                 }
                 let path = self.partial_path(&hash);
@@ -483,7 +542,12 @@ impl<'s> SyncSession<'s> {
                 }
                 self.phase = Phase::Downloads;
                 if !self.finish_download(&hash, checked_at)? {
-                    self.problem(&hash, Direction::Down, "hash_mismatch", "the downloaded bytes do not have the photo's SHA-256; nothing was kept");
+                    self.problem(
+                        &hash,
+                        Direction::Down,
+                        "hash_mismatch",
+                        "the downloaded bytes do not have the photo's SHA-256; nothing was kept",
+                    );
                 }
             }
             (phase, _) => {
@@ -608,7 +672,9 @@ fn run_session_messages(
             }
             match transport.send(&message) {
                 Ok(reply) => break Ok(reply),
-                Err(CoreError::Network(_)) | Err(CoreError::Relay { status: 500..=599, .. }) if attempt + 1 < retry.attempts => {
+                Err(CoreError::Network(_)) | Err(CoreError::Relay { status: 500..=599, .. })
+                    if attempt + 1 < retry.attempts =>
+                {
                     attempt += 1;
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(retry.max_delay);
@@ -660,10 +726,9 @@ impl HttpTransport {
     /// else a fresh fetch. Either way, the page after it is then fetched ahead if there is one.
     fn pull(&mut self, cursor: &str, limit: usize) -> Result<Incoming> {
         let reply = match self.next_page.take() {
-            Some(ahead) if ahead.cursor == cursor && ahead.limit == limit => ahead
-                .reply
-                .join()
-                .unwrap_or_else(|_| Err(CoreError::Network("fetching the next page stopped".into()))),
+            Some(ahead) if ahead.cursor == cursor && ahead.limit == limit => {
+                ahead.reply.join().unwrap_or_else(|_| Err(CoreError::Network("fetching the next page stopped".into())))
+            }
             // A page fetched for another request is left to finish on its own and dropped.
             _ => fetch_page(&self.client, &self.base, &self.token, cursor, limit),
         };
@@ -685,7 +750,13 @@ impl HttpTransport {
 }
 
 /// One `GET /v1/pull`, decoded.
-fn fetch_page(client: &reqwest::blocking::Client, base: &str, token: &str, cursor: &str, limit: usize) -> Result<Incoming> {
+fn fetch_page(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    token: &str,
+    cursor: &str,
+    limit: usize,
+) -> Result<Incoming> {
     let resp = client
         .get(format!("{base}/v1/pull"))
         .bearer_auth(token)
@@ -713,7 +784,11 @@ fn refusal(resp: reqwest::blocking::Response) -> CoreError {
     let body = resp.bytes().unwrap_or_default();
     match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(e) => CoreError::Relay { status, code: e.code, message: e.message },
-        Err(_) => CoreError::Relay { status, code: "http_error".into(), message: String::from_utf8_lossy(&body).chars().take(200).collect() },
+        Err(_) => CoreError::Relay {
+            status,
+            code: "http_error".into(),
+            message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+        },
     }
 }
 
@@ -757,7 +832,12 @@ impl Transport for HttpTransport {
             }
             Outgoing::Pull { cursor, limit } => self.pull(cursor, *limit),
             Outgoing::BlobStatus { hash } => {
-                let resp = self.client.get(self.blob_url(hash, "/status")?).bearer_auth(&self.token).send().map_err(network)?;
+                let resp = self
+                    .client
+                    .get(self.blob_url(hash, "/status")?)
+                    .bearer_auth(&self.token)
+                    .send()
+                    .map_err(network)?;
                 Ok(Incoming::BlobStatus(success(resp)?.json().map_err(network)?))
             }
             Outgoing::BlobUpload { hash, offset, total, bytes } => {
@@ -783,7 +863,11 @@ impl Transport for HttpTransport {
                     .map_err(network)?;
                 let resp = success(resp)?;
                 let partial = resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
-                let range = resp.headers().get(reqwest::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(content_range);
+                let range = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(content_range);
                 let bytes = resp.bytes().map_err(network)?.to_vec();
                 let (start, total) = match (partial, range) {
                     (true, Some(range)) => range,
@@ -817,7 +901,14 @@ pub fn enroll(relay_url: &str, code: &str, device_name: &str) -> Result<RelayLin
         return Err(refusal(resp));
     }
     let body: EnrollResponse = resp.json().map_err(network)?;
-    Ok(RelayLink { url: base.to_string(), device_id: body.device_id, token: body.token, role: body.role, grids: body.grids, walker: body.walker })
+    Ok(RelayLink {
+        url: base.to_string(),
+        device_id: body.device_id,
+        token: body.token,
+        role: body.role,
+        grids: body.grids,
+        walker: body.walker,
+    })
 }
 
 /// Syncs with the joined relay over HTTP.

@@ -19,8 +19,16 @@ pub fn t(minutes: i64) -> Timestamp {
 
 /// A device's store with the town's reference data (which every device gets from the hall).
 pub fn device_store(dir: &std::path::Path, device: &str, walker: &str) -> Store {
-    let store = Store::create(dir.join(format!("{device}.db")), Identity { device: device.into(), walker: walker.into() }).unwrap();
-    let area = |id: &str, kind, parent: Option<&str>| Area { id: id.into(), kind, name: id.into(), parent: parent.map(Into::into), enterprise_grid: false };
+    let store =
+        Store::create(dir.join(format!("{device}.db")), Identity { device: device.into(), walker: walker.into() })
+            .unwrap();
+    let area = |id: &str, kind, parent: Option<&str>| Area {
+        id: id.into(),
+        kind,
+        name: id.into(),
+        parent: parent.map(Into::into),
+        enterprise_grid: false,
+    };
     store.put_area(&area("street", AreaKind::Town, None)).unwrap();
     store.put_area(&area("v1", AreaKind::Village, Some("street"))).unwrap();
     for g in GRIDS {
@@ -48,11 +56,21 @@ fn candidates(p: u32, minutes: i64) -> Vec<Action> {
     vec![
         Action::Triaged { decision: TriageDecision::Accept },
         Action::Triaged { decision: TriageDecision::Reject { reason: "不属于受理范围".into() } },
-        Action::Assigned { assignment: Assignment { department: "dept-urban".into(), person: None, deadline: t(minutes + 7 * 1440), level: Level::Town } },
+        Action::Assigned {
+            assignment: Assignment {
+                department: "dept-urban".into(),
+                person: None,
+                deadline: t(minutes + 7 * 1440),
+                level: Level::Town,
+            },
+        },
         Action::Progress { note: format!("进展{p}") },
         Action::Resolved { note: "已修好".into(), photos: vec![] },
         Action::FeedbackGiven { note: "已告知".into() },
-        Action::Rated { rating: [Rating::Satisfied, Rating::Basically, Rating::NotSatisfied][p as usize % 3], comment: String::new() },
+        Action::Rated {
+            rating: [Rating::Satisfied, Rating::Basically, Rating::NotSatisfied][p as usize % 3],
+            comment: String::new(),
+        },
         Action::Reopened { reason: "又坏了".into() },
         Action::Closed { note: "归档".into() },
     ]
@@ -104,10 +122,13 @@ pub fn random_edit(store: &Store, rng: &mut ChaCha8Rng, grid: &str, minutes: i64
                 .unwrap();
         }
         _ => {
-            let requests = store.list_requests(&RequestFilter { grids: vec![grid.into()], limit: 200, ..Default::default() }).unwrap();
+            let requests = store
+                .list_requests(&RequestFilter { grids: vec![grid.into()], limit: 200, ..Default::default() })
+                .unwrap();
             let Some(r) = requests.choose(rng) else { return };
             let state = store.request(&r.id).unwrap().state;
-            let valid: Vec<Action> = candidates(rng.random(), minutes).into_iter().filter(|a| lifecycle::check(&state, a).is_ok()).collect();
+            let valid: Vec<Action> =
+                candidates(rng.random(), minutes).into_iter().filter(|a| lifecycle::check(&state, a).is_ok()).collect();
             if let Some(a) = valid.choose(rng) {
                 store.act(&ctx, &r.id, a.clone()).unwrap();
             }

@@ -35,9 +35,7 @@ fn parse_args() -> Result<Args> {
     while let Some(arg) = args.next() {
         if arg == "--start" {
             let value = args.next().context(usage)?;
-            start = value
-                .parse()
-                .with_context(|| format!("--start {value}: not a number"))?;
+            start = value.parse().with_context(|| format!("--start {value}: not a number"))?;
         } else {
             positional.push(arg);
         }
@@ -45,9 +43,7 @@ fn parse_args() -> Result<Args> {
     let [store, count] = <[String; 2]>::try_from(positional).map_err(|_| anyhow::anyhow!(usage))?;
     Ok(Args {
         store: PathBuf::from(store),
-        count: count
-            .parse()
-            .with_context(|| format!("count {count}: not a number"))?,
+        count: count.parse().with_context(|| format!("count {count}: not a number"))?,
         start,
     })
 }
@@ -71,11 +67,7 @@ fn open_or_create(path: &Path) -> Result<Store> {
         return Store::open(path).with_context(|| format!("opening {}", path.display()));
     }
     let staging = sibling(path, ".creating");
-    for leftover in [
-        staging.clone(),
-        sibling(&staging, "-wal"),
-        sibling(&staging, "-shm"),
-    ] {
+    for leftover in [staging.clone(), sibling(&staging, "-wal"), sibling(&staging, "-shm")] {
         match std::fs::remove_file(&leftover) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("removing {}", leftover.display()))
@@ -84,14 +76,8 @@ fn open_or_create(path: &Path) -> Result<Store> {
         }
     }
     {
-        let store = Store::create(
-            &staging,
-            Identity {
-                device: "crash-phone".into(),
-                walker: "w1".into(),
-            },
-        )
-        .with_context(|| format!("creating {}", staging.display()))?;
+        let store = Store::create(&staging, Identity { device: "crash-phone".into(), walker: "w1".into() })
+            .with_context(|| format!("creating {}", staging.display()))?;
         let area = |id: &str, kind, name: &str, parent: Option<&str>| Area {
             id: id.into(),
             kind,
@@ -105,13 +91,8 @@ fn open_or_create(path: &Path) -> Result<Store> {
     }
     // Closing the last connection checkpoints the WAL into the main file and deletes it. Were a
     // WAL left behind, renaming the main file alone would lose the reference data in it.
-    ensure!(
-        !sibling(&staging, "-wal").exists(),
-        "{} still has a WAL after closing",
-        staging.display()
-    );
-    std::fs::rename(&staging, path)
-        .with_context(|| format!("moving {} to {}", staging.display(), path.display()))?;
+    ensure!(!sibling(&staging, "-wal").exists(), "{} still has a WAL after closing", staging.display());
+    std::fs::rename(&staging, path).with_context(|| format!("moving {} to {}", staging.display(), path.display()))?;
     Store::open(path).with_context(|| format!("opening {}", path.display()))
 }
 
