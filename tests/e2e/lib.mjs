@@ -141,3 +141,72 @@ export function png(width, height) {
     chunk('IEND', Buffer.alloc(0)),
   ]);
 }
+
+/**
+ * The family the UI ships (ui/src/main.ts imports it from @fontsource-variable/noto-sans-sc), and
+ * a sample of the app's own Chinese words.
+ */
+export const SHIPPED_FONT = 'Noto Sans SC Variable';
+export const CJK_SAMPLE = '网格通走访诉求办结评价同步';
+
+/**
+ * Runs in the page (Chromium through playwright, WebKitGTK through WebDriver's execute/async):
+ * does Chinese text render, and with the font the UI ships? A machine without a CJK font draws
+ * every Chinese character as the same empty box while the DOM and the layout look right, so this
+ * draws each sample character with the page's own font stack onto a canvas and compares pixels:
+ * - every character must leave ink, and no two characters may look alike (empty boxes do);
+ * - each must look exactly as it does drawn with the shipped family alone, so the text is
+ *   rendered with that font and not with whatever the machine happens to have.
+ * Written as one plain function source so both drivers run the very same check.
+ */
+export const CJK_RENDER_CHECK = `async function cjkRenders(family, sample) {
+  const stack = getComputedStyle(document.body).fontFamily;
+  await document.fonts.ready;
+  await document.fonts.load('48px "' + family + '"', sample);
+  const faces = [];
+  document.fonts.forEach((f) => {
+    if (f.family.replace(/["']/g, '') === family && f.status === 'loaded') faces.push(f.unicodeRange);
+  });
+  const canvas = document.createElement('canvas');
+  canvas.width = 64;
+  canvas.height = 64;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  const draw = (font, ch) => {
+    ctx.clearRect(0, 0, 64, 64);
+    ctx.font = font;
+    ctx.fillStyle = '#000';
+    ctx.textBaseline = 'top';
+    ctx.fillText(ch, 4, 4);
+    const px = ctx.getImageData(0, 0, 64, 64).data;
+    let ink = 0;
+    let sig = '';
+    for (let i = 3; i < px.length; i += 4) {
+      if (px[i] > 0) ink++;
+      sig += px[i] > 127 ? '1' : '0';
+    }
+    return { ink, sig, width: ctx.measureText(ch).width };
+  };
+  const chars = Array.from(sample);
+  const withPage = chars.map((c) => draw('48px ' + stack, c));
+  const withShipped = chars.map((c) => draw('48px "' + family + '"', c));
+  return {
+    stack,
+    fontsCheck: document.fonts.check('48px "' + family + '"', sample),
+    loadedFaces: faces.length,
+    inked: withPage.filter((g) => g.ink > 40).length,
+    distinct: new Set(withPage.map((g) => g.sig)).size,
+    sameAsShipped: withPage.filter((g, i) => g.sig === withShipped[i].sig).length,
+    widths: withPage.map((g) => Math.round(g.width)),
+    count: chars.length,
+  };
+}`;
+
+/** Throws, saying what a person would see, unless the check above found Chinese rendered right. */
+export function assertCjkRenders(r, where) {
+  const seen = JSON.stringify(r);
+  assert(r.stack.replace(/["']/g, '').startsWith(SHIPPED_FONT), `${where}: the UI's font stack starts with ${SHIPPED_FONT} (${seen})`);
+  assert(r.loadedFaces > 0 && r.fontsCheck, `${where}: the shipped font is loaded for the sample (${seen})`);
+  assert(r.inked === r.count, `${where}: every Chinese character leaves ink (${seen})`);
+  assert(r.distinct === r.count, `${where}: no two Chinese characters look alike, as empty boxes do (${seen})`);
+  assert(r.sameAsShipped === r.count, `${where}: Chinese is drawn with the shipped font, not a system one (${seen})`);
+}

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, OUT, assert, freePort, gw, hallWithTown, relayCli, sleep, startRelay, stop, tempDir } from './lib.mjs';
+import { BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, SHIPPED_FONT, assert, assertCjkRenders, freePort, gw, hallWithTown, relayCli, sleep, startRelay, stop, tempDir } from './lib.mjs';
 
 const APP = join(BIN, 'gridwalk-app');
 const DRIVER = [join(homedir(), '.cargo/bin/tauri-driver'), 'tauri-driver'].find((p) => p === 'tauri-driver' || existsSync(p));
@@ -75,6 +75,16 @@ class WebDriver {
     const id = await this.find(css);
     return this.cmd('GET', `${this.session}/element/${id}/attribute/${name}`);
   }
+  /** Runs an async function source in the page and returns what it resolves to. */
+  async run(fnSource, ...args) {
+    const v = await this.cmd('POST', `${this.session}/execute/async`, {
+      script: `const done = arguments[arguments.length - 1];
+        (${fnSource})(...Array.from(arguments).slice(0, -1)).then(done, (e) => done({ error: String(e) }));`,
+      args,
+    });
+    if (v && v.error) throw new Error(v.error);
+    return v;
+  }
   async screenshot(file) {
     const b64 = await this.cmd('GET', `${this.session}/screenshot`);
     writeFileSync(join(OUT, file), Buffer.from(b64, 'base64'));
@@ -122,6 +132,10 @@ async function main() {
     wd = new WebDriver(`http://127.0.0.1:${port}`);
     await wd.waitFor('tauri-driver', async () => (await fetch(`http://127.0.0.1:${port}/status`)).ok, 20000);
     await wd.start({ 'tauri:options': { application: APP } });
+
+    // WebKitGTK draws Chinese with the font the app ships (this machine may have no CJK font).
+    await wd.find('[data-testid=screen-enroll]', 30000);
+    assertCjkRenders(await wd.run(CJK_RENDER_CHECK, SHIPPED_FONT, CJK_SAMPLE), 'WebKitGTK window, enrol screen');
 
     await wd.type('[data-testid=enroll-relay]', relay.url);
     await wd.type('[data-testid=enroll-code]', code);

@@ -17,7 +17,7 @@ import { chromium } from 'playwright-core';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BIN, OUT, ROOT, assert, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
+  BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, assert, assertCjkRenders, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
   png,
 } from '../../tests/e2e/lib.mjs';
 
@@ -176,6 +176,11 @@ async function main() {
     await kpi.click();
     await page.locator(`${tid('drill-total')}[data-total="${expected.num}"]`).waitFor();
     await page.locator(tid('chart-trend') + ' canvas').waitFor();
+    // The desktop dashboard draws Chinese with the shipped font too (the charts are told it).
+    assertCjkRenders(
+      await page.evaluate(`(${CJK_RENDER_CHECK})(${JSON.stringify(SHIPPED_FONT)}, ${JSON.stringify(CJK_SAMPLE)})`),
+      'Chromium, hall dashboard',
+    );
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(OUT, 'hall-dashboard.png'), fullPage: true });
     const drill = await api(hall, 'drill', { scope: { kind: 'all' }, what: 'requests', measure: 'resolved', slice: { by: 'all' }, limit: 500 });

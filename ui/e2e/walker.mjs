@@ -11,7 +11,7 @@
 import { chromium } from 'playwright-core';
 import { join } from 'node:path';
 import {
-  BIN, OUT, ROOT, assert, png, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
+  BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, assert, assertCjkRenders, png, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
 } from '../../tests/e2e/lib.mjs';
 
 const GRID = 'v01-g01';
@@ -60,6 +60,7 @@ async function main() {
     await page.goto(phone1.url);
     await page.locator(tid('screen-enroll')).waitFor();
     await shot(page, '01-enroll');
+    await checkChineseRenders(browser, page, phone1.url);
     await enrol(page, relay.url, relayCli(relayDir, 'enroll', '--name', '王芳的手机', '--grids', GRID, '--walker', 'w001'), '王芳的手机');
     await shot(page, '02-grids');
 
@@ -184,6 +185,28 @@ async function main() {
     for (const d of devices) await stop(d.child);
     await stop(relay.child);
   }
+}
+
+/**
+ * Chinese is drawn with the font the app ships, whatever this machine has installed. And the
+ * check is not vacuous: the same page with the font's files withheld fails it.
+ */
+async function checkChineseRenders(browser, page, url) {
+  const check = `(${CJK_RENDER_CHECK})(${JSON.stringify(SHIPPED_FONT)}, ${JSON.stringify(CJK_SAMPLE)})`;
+  assertCjkRenders(await page.evaluate(check), 'Chromium, enrol screen');
+  const bare = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: 'zh-CN' });
+  const barePage = await bare.newPage();
+  await barePage.route('**/*.woff2', (route) => route.abort());
+  await barePage.goto(url);
+  await barePage.locator(tid('screen-enroll')).waitFor();
+  let failed = false;
+  try {
+    assertCjkRenders(await barePage.evaluate(check), 'Chromium without the shipped font');
+  } catch {
+    failed = true;
+  }
+  await bare.close();
+  assert(failed, 'the font check fails when the shipped font is missing');
 }
 
 async function shot2(page, name) {

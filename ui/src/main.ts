@@ -1,4 +1,6 @@
 import { mount } from 'svelte';
+// The app's own Chinese font (Noto Sans SC, variable weight, split by unicode-range): see app.css.
+import '@fontsource-variable/noto-sans-sc';
 import './app.css';
 import App from './App.svelte';
 
