@@ -8,6 +8,9 @@ bash scripts/setup.sh photo-bench ui-tests
 export PATH="$HOME/.cargo/bin:$PATH"
 mkdir -p target
 
+# Formatting first: it takes a second and needs no build (rustfmt.toml: 120 columns).
+cargo fmt --all --check
+
 # The UI first: the Tauri app embeds ui/dist when it is compiled.
 (cd ui && npm run -s check && npm run -s build && npm test)
 

@@ -71,6 +71,36 @@ wrap!(
     Io(std::io::Error),
 );
 
+// A document's errors keep their names and codes in the core's error.
+impl From<gridwalk_doc::DocError> for CoreError {
+    fn from(e: gridwalk_doc::DocError) -> Self {
+        use gridwalk_doc::DocError as D;
+        match e {
+            D::InvalidTransition { request, action, status, why } => {
+                CoreError::InvalidTransition { request, action, status, why }
+            }
+            D::InvalidInput { field, message } => CoreError::InvalidInput { field, message },
+            D::DamagedDocument { id, message } => CoreError::DamagedDocument { id, message },
+            D::Automerge(e) => CoreError::Automerge(e),
+            D::Reconcile(e) => CoreError::Reconcile(e),
+            D::Hydrate(e) => CoreError::Hydrate(e),
+        }
+    }
+}
+
+impl From<gridwalk_protocol::ProtocolError> for CoreError {
+    fn from(e: gridwalk_protocol::ProtocolError) -> Self {
+        match e {
+            gridwalk_protocol::ProtocolError::BadMessage(m) => {
+                CoreError::invalid("body", format!("not a valid sync message: {m}"))
+            }
+            gridwalk_protocol::ProtocolError::BadBlobId(id) => {
+                CoreError::invalid("photo", format!("'{id}' is not a photo id"))
+            }
+        }
+    }
+}
+
 impl CoreError {
     /// A short, stable code for the app and CLI boundary (`{code, message}`).
     pub fn code(&self) -> &'static str {

@@ -5,74 +5,20 @@
 //! in through an [`ActionContext`]. See `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod demo;
-pub mod doc_view;
-pub mod docs;
 pub mod error;
 pub mod export;
 pub mod import;
-pub mod lifecycle;
-pub mod meeting;
-pub mod model;
 pub mod photo;
 pub mod report;
-pub mod roster;
 pub mod search;
 pub mod store;
 pub mod sync;
-pub mod time;
 
-use std::sync::Mutex;
-
-use rand::RngCore;
-use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
+// The documents themselves live in `gridwalk-doc`, which the relay shares; they are re-exported
+// here under their old paths so the store, the app and the CLI name them as before.
+pub use gridwalk_doc::{doc_view, docs, lifecycle, meeting, model, roster, time, ActionContext};
 
 pub use error::{CoreError, Result};
 pub use store::Store;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 
-/// Who does something, from which device, and when (the device's time). Every change to a
-/// document is made inside one.
-pub struct ActionContext {
-    /// The walker or staff member acting.
-    pub actor: String,
-    /// The device the change is made on; also its Automerge actor.
-    pub device: String,
-    /// The moment of the action, read from a clock by the caller.
-    pub at: Timestamp,
-    ids: IdSource,
-}
-
-enum IdSource {
-    Random,
-    Seeded(Mutex<ChaCha8Rng>),
-}
-
-impl ActionContext {
-    pub fn new(actor: impl Into<String>, device: impl Into<String>, at: impl Into<Timestamp>) -> Self {
-        ActionContext { actor: actor.into(), device: device.into(), at: at.into(), ids: IdSource::Random }
-    }
-
-    /// Ids drawn from a seeded generator, so a seeded demo town comes out the same every time.
-    pub fn seeded(actor: impl Into<String>, device: impl Into<String>, at: impl Into<Timestamp>, seed: u64) -> Self {
-        ActionContext {
-            ids: IdSource::Seeded(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
-            ..ActionContext::new(actor, device, at)
-        }
-    }
-
-    /// The same actor and id source at another moment.
-    pub fn at(&mut self, at: impl Into<Timestamp>) -> &mut Self {
-        self.at = at.into();
-        self
-    }
-
-    /// A fresh random (version 4) UUID, as text.
-    pub fn new_id(&self) -> String {
-        let mut bytes = [0u8; 16];
-        match &self.ids {
-            IdSource::Random => rand::rng().fill_bytes(&mut bytes),
-            IdSource::Seeded(rng) => rng.lock().expect("id generator lock").fill_bytes(&mut bytes),
-        }
-        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
-    }
-}

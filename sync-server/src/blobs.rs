@@ -17,7 +17,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use gridwalk_core::photo::blobs::validate_hash;
+use gridwalk_protocol::validate_blob_id as validate_hash;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use gridwalk_core::SystemClock;
+use gridwalk_doc::SystemClock;
 use gridwalk_relay::http::{router, AppState, Metrics};
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::{Role, SqliteRelayStore};

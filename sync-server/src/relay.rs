@@ -5,14 +5,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use automerge::AutoCommit;
-use gridwalk_core::docs::{self, DocHeader};
-use gridwalk_core::photo::attach;
-use gridwalk_core::photo::blobs::validate_hash;
-use gridwalk_core::sync::protocol::{
+use gridwalk_doc::docs::{self, DocHeader};
+use gridwalk_doc::photos as attach;
+use gridwalk_doc::Clock;
+use gridwalk_protocol::validate_blob_id as validate_hash;
+use gridwalk_protocol::{
     BlobStatus, DocChanges, EnrollRequest, EnrollResponse, PullResponse, PulledDoc, PushRequest, PushResponse, Receipt,
     MAX_BLOB_BYTES, PROTOCOL_VERSION,
 };
-use gridwalk_core::Clock;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -389,7 +389,7 @@ impl Relay {
         }
         // The photos it names decide who may upload and read them, so a document whose photo
         // list or events cannot be read is refused rather than stored with no photos.
-        let blob_refs = attach::blob_references(&gridwalk_core::doc_view::DocView::new(&doc))
+        let blob_refs = attach::blob_references(&gridwalk_doc::doc_view::DocView::new(&doc))
             .map_err(|e| doc_err("bad_photo_list", format!("its photos or events cannot be read: {e}")))?;
         Ok((
             Some(DocWrite {
@@ -563,71 +563,5 @@ impl Relay {
 
     pub fn stats(&self) -> RelayResult<crate::store::Stats> {
         Ok(self.store().stats()?)
-    }
-}
-
-/// A transport that hands messages straight to an in-process relay, through the same byte
-/// encoding HTTP uses. The deterministic tests and benchmarks run sync over it.
-pub struct InMemoryTransport<'r> {
-    pub relay: &'r Relay,
-    pub token: String,
-    /// Messages to fail before they reach the relay (a dropped request).
-    pub drop_requests: Vec<bool>,
-    /// Replies to lose after the relay handled the request (a dropped response).
-    pub drop_replies: Vec<bool>,
-    sent: usize,
-}
-
-impl<'r> InMemoryTransport<'r> {
-    pub fn new(relay: &'r Relay, token: impl Into<String>) -> Self {
-        InMemoryTransport { relay, token: token.into(), drop_requests: Vec::new(), drop_replies: Vec::new(), sent: 0 }
-    }
-}
-
-fn to_core(e: RelayError) -> gridwalk_core::CoreError {
-    gridwalk_core::CoreError::Relay { status: e.status, code: e.code.to_string(), message: e.message }
-}
-
-impl gridwalk_core::sync::client::Transport for InMemoryTransport<'_> {
-    fn send(
-        &mut self,
-        message: &gridwalk_core::sync::client::Outgoing,
-    ) -> gridwalk_core::Result<gridwalk_core::sync::client::Incoming> {
-        use gridwalk_core::sync::client::{Incoming, Outgoing};
-        use gridwalk_core::sync::protocol;
-        let n = self.sent;
-        self.sent += 1;
-        if self.drop_requests.get(n).copied().unwrap_or(false) {
-            return Err(gridwalk_core::CoreError::Network("request dropped".into()));
-        }
-        let device = self.relay.authenticate(&self.token).map_err(to_core)?;
-        let reply = match message {
-            Outgoing::Push(req) => {
-                let wire = protocol::encode(req);
-                let req: PushRequest = protocol::decode(&wire)?;
-                let resp = self.relay.push(&device, &req).map_err(to_core)?;
-                Incoming::Pushed(protocol::decode(&protocol::encode(&resp))?)
-            }
-            Outgoing::Pull { cursor, limit } => {
-                let resp = self.relay.pull(&device, cursor, *limit).map_err(to_core)?;
-                Incoming::Pulled(protocol::decode(&protocol::encode(&resp))?)
-            }
-            Outgoing::BlobStatus { hash } => {
-                Incoming::BlobStatus(self.relay.blob_status(&device, hash).map_err(to_core)?)
-            }
-            Outgoing::BlobUpload { hash, offset, total, bytes } => {
-                Incoming::BlobStatus(self.relay.put_blob(&device, hash, *offset, *total, bytes).map_err(to_core)?)
-            }
-            Outgoing::BlobDownload { hash, offset, max_len } => {
-                let last = offset.saturating_add((*max_len).max(1) - 1);
-                let slice =
-                    self.relay.read_blob(&device, hash, Some(ByteRange::FromTo(*offset, last))).map_err(to_core)?;
-                Incoming::BlobBytes(protocol::BlobBytes { start: slice.start, total: slice.total, bytes: slice.bytes })
-            }
-        };
-        if self.drop_replies.get(n).copied().unwrap_or(false) {
-            return Err(gridwalk_core::CoreError::Network("reply lost".into()));
-        }
-        Ok(reply)
     }
 }

@@ -274,7 +274,7 @@ fn fill_blob_refs(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult 
             tracing::warn!(doc = %id, "a stored document does not load; its photos are not indexed");
             continue;
         };
-        let hashes = gridwalk_core::photo::attach::blob_references(&gridwalk_core::doc_view::DocView::new(&doc))
+        let hashes = gridwalk_doc::photos::blob_references(&gridwalk_doc::doc_view::DocView::new(&doc))
             .unwrap_or_default();
         for hash in hashes {
             tx.execute(

@@ -26,7 +26,8 @@ use gridwalk_core::sync::client::{
 use gridwalk_core::sync::protocol::{BlobStatus, DocChanges, EnrollRequest, PushRequest, PROTOCOL_VERSION};
 use gridwalk_core::{CoreError, ManualClock};
 use gridwalk_relay::blobs::ByteRange;
-use gridwalk_relay::relay::{InMemoryTransport, Relay};
+use common::InMemoryTransport;
+use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::{Device, Role, SqliteRelayStore};
 use rand::RngCore;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};

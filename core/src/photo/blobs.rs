@@ -24,11 +24,8 @@ pub struct BlobStore {
 /// Checks that `hash` is a SHA-256 in lowercase hex, so it can never name a path outside the
 /// blob directory.
 pub fn validate_hash(hash: &str) -> Result<(), PhotoError> {
-    if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        Ok(())
-    } else {
-        Err(PhotoError::BadHash { hash: hash.to_string() })
-    }
+    // The one rule for what a photo id is lives with the protocol, which the relay shares.
+    gridwalk_protocol::validate_blob_id(hash).map_err(|_| PhotoError::BadHash { hash: hash.to_string() })
 }
 
 impl BlobStore {

@@ -7,7 +7,8 @@
 //! - The [`Store`](crate::Store) ties the three together: storing the files, their rows and the
 //!   document change in one transaction, and collecting the files nothing needs any more.
 
-pub mod attach;
+// How a document names its photos is part of the document, shared with the relay.
+pub use gridwalk_doc::photos as attach;
 pub mod blobs;
 mod error;
 pub mod ingest;

@@ -1,4 +1,5 @@
 //! Sync with the service hall's relay: the protocol both sides speak, and the device's client.
 
 pub mod client;
-pub mod protocol;
+// The wire types are shared with the relay through their own crate.
+pub use gridwalk_protocol as protocol;

@@ -1,6 +1,9 @@
 //! Shared by the sync tests: devices with the same reference data, and random offline work.
 #![allow(dead_code)]
 
+mod transport;
+pub use transport::InMemoryTransport;
+
 use chrono::{Duration, TimeZone, Utc};
 use gridwalk_core::docs::{Reporter, Source, Urgency, VisitKind, VisitTarget};
 use gridwalk_core::lifecycle::{self, Action, Assignment, Rating, TriageDecision};

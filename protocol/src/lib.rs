@@ -37,7 +37,26 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
+/// Bytes that are not a message of this protocol, or a blob id that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("not a valid sync message: {0}")]
+    BadMessage(String),
+    #[error("'{0}' is not a photo id: expected the 64 lowercase hexadecimal characters of a SHA-256")]
+    BadBlobId(String),
+}
+
+pub type Result<T, E = ProtocolError> = std::result::Result<T, E>;
+
+/// A blob (photo) id is the SHA-256 of its bytes as exactly 64 lowercase hexadecimal characters.
+/// Nothing else is ever used to name a file, on a device or on the relay.
+pub fn validate_blob_id(id: &str) -> Result<()> {
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(ProtocolError::BadBlobId(id.to_string()))
+    }
+}
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const BINARY_CONTENT_TYPE: &str = "application/x-gridwalk";
@@ -151,7 +170,7 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 
 /// Decodes a binary protocol message; anything malformed is an input error, never a panic.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| CoreError::invalid("body", format!("not a valid sync message: {e}")))
+    postcard::from_bytes(bytes).map_err(|e| ProtocolError::BadMessage(e.to_string()))
 }
 
 /// Byte vectors as one length-prefixed run: serde writes a plain `Vec<u8>` element by element,

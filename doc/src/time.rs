@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
-use crate::error::{CoreError, Result};
+use crate::error::{DocError, Result};
 
 /// The zone dates are shown and entered in unless a user picks another.
 pub const DISPLAY_TZ: Tz = chrono_tz::Asia::Shanghai;
@@ -61,7 +61,7 @@ impl Timestamp {
     pub fn from_millis(ms: i64) -> Result<Self> {
         DateTime::<Utc>::from_timestamp_millis(ms)
             .map(Timestamp)
-            .ok_or_else(|| CoreError::invalid("time", format!("{ms} ms is out of range")))
+            .ok_or_else(|| DocError::invalid("time", format!("{ms} ms is out of range")))
     }
     pub fn millis(&self) -> i64 {
         self.0.timestamp_millis()
@@ -110,7 +110,7 @@ pub fn parse_user_time(field: &str, text: &str, end_of_day: bool) -> Result<Date
             .from_local_datetime(&naive)
             .earliest()
             .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| CoreError::invalid(field, format!("'{text}' does not exist locally")))
+            .ok_or_else(|| DocError::invalid(field, format!("'{text}' does not exist locally")))
     };
     for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
         if let Ok(n) = NaiveDateTime::parse_from_str(text, fmt) {
@@ -121,7 +121,7 @@ pub fn parse_user_time(field: &str, text: &str, end_of_day: bool) -> Result<Date
         let n = if end_of_day { d.and_hms_opt(23, 59, 59) } else { d.and_hms_opt(0, 0, 0) }.expect("valid time of day");
         return local(n);
     }
-    Err(CoreError::invalid(field, format!("'{text}' is not a date; write it as 2026-11-20 or 2026-11-20 14:30")))
+    Err(DocError::invalid(field, format!("'{text}' is not a date; write it as 2026-11-20 or 2026-11-20 14:30")))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use automerge::{transaction::Transactable, ActorId, AutoCommit, ObjType, ReadDoc
 use autosurgeon::{hydrate_prop, reconcile_insert, reconcile_prop, Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
+use crate::error::{DocError, Result};
 use crate::lifecycle::{self, Action, LifecycleEvent, RequestState};
 use crate::time::Timestamp;
 use crate::ActionContext;
@@ -72,7 +72,7 @@ pub struct GeoPoint {
 impl GeoPoint {
     pub fn validate(&self) -> Result<()> {
         if !(-90.0..=90.0).contains(&self.lat) || !(-180.0..=180.0).contains(&self.lon) {
-            return Err(CoreError::invalid("gps", format!("{},{} is not a position on Earth", self.lat, self.lon)));
+            return Err(DocError::invalid("gps", format!("{},{} is not a position on Earth", self.lat, self.lon)));
         }
         Ok(())
     }
@@ -262,7 +262,7 @@ pub struct VisitDocument {
     doc: AutoCommit,
 }
 
-pub(crate) fn new_doc(ctx: &ActionContext, header: &DocHeader) -> Result<AutoCommit> {
+pub fn new_doc(ctx: &ActionContext, header: &DocHeader) -> Result<AutoCommit> {
     let mut doc = AutoCommit::new().with_actor(actor_for_device(&ctx.device));
     reconcile_prop(&mut doc, ROOT, "header", header)?;
     Ok(doc)
@@ -302,7 +302,7 @@ impl RequestDocument {
         let this = RequestDocument { doc: load_doc(bytes, device)? };
         let header = this.header()?;
         if header.kind != DocKind::Request {
-            return Err(CoreError::DamagedDocument { id: header.id, message: "expected a request document".into() });
+            return Err(DocError::DamagedDocument { id: header.id, message: "expected a request document".into() });
         }
         Ok(this)
     }
@@ -342,7 +342,7 @@ impl RequestDocument {
 
     pub fn state(&self) -> Result<RequestState> {
         let events = self.events()?;
-        lifecycle::fold(&events).ok_or_else(|| CoreError::DamagedDocument {
+        lifecycle::fold(&events).ok_or_else(|| DocError::DamagedDocument {
             id: self.header().map(|h| h.id).unwrap_or_default(),
             message: "the request has no 'collected' event".into(),
         })
@@ -352,7 +352,7 @@ impl RequestDocument {
     /// with an error that names the status and why; nothing is changed then.
     pub fn apply(&mut self, ctx: &ActionContext, action: Action) -> Result<LifecycleEvent> {
         let events = self.events()?;
-        let state = lifecycle::fold(&events).ok_or_else(|| CoreError::DamagedDocument {
+        let state = lifecycle::fold(&events).ok_or_else(|| DocError::DamagedDocument {
             id: self.header().map(|h| h.id).unwrap_or_default(),
             message: "the request has no 'collected' event".into(),
         })?;
@@ -360,11 +360,11 @@ impl RequestDocument {
         validate_action_content(&action)?;
         if let Action::Triaged { decision: lifecycle::TriageDecision::MergeInto { target } } = &action {
             if *target == id {
-                return Err(CoreError::invalid("target", "a request cannot be merged into itself"));
+                return Err(DocError::invalid("target", "a request cannot be merged into itself"));
             }
         }
         if let Err(why) = lifecycle::check(&state, &action) {
-            return Err(CoreError::InvalidTransition {
+            return Err(DocError::InvalidTransition {
                 request: id,
                 action: action.verb(),
                 status: state.status.as_str(),
@@ -396,7 +396,7 @@ impl RequestDocument {
         let list = match self.doc.get(ROOT, "events")? {
             Some((automerge::Value::Object(ObjType::List), id)) => id,
             _ => {
-                return Err(CoreError::DamagedDocument {
+                return Err(DocError::DamagedDocument {
                     id: self.header()?.id,
                     message: "the events list is missing".into(),
                 })
@@ -418,7 +418,7 @@ impl RequestDocument {
 fn validate_action_content(action: &Action) -> Result<()> {
     let nonempty = |field: &str, text: &str| {
         if text.trim().is_empty() {
-            Err(CoreError::invalid(field, "must not be empty"))
+            Err(DocError::invalid(field, "must not be empty"))
         } else {
             Ok(())
         }
@@ -467,7 +467,7 @@ impl VisitDocument {
         let this = VisitDocument { doc: load_doc(bytes, device)? };
         let header = this.header()?;
         if header.kind != DocKind::Visit {
-            return Err(CoreError::DamagedDocument { id: header.id, message: "expected a visit document".into() });
+            return Err(DocError::DamagedDocument { id: header.id, message: "expected a visit document".into() });
         }
         Ok(this)
     }
@@ -494,7 +494,7 @@ impl VisitDocument {
         let body = match self.doc.get(ROOT, "body")? {
             Some((_, id)) => id,
             None => {
-                return Err(CoreError::DamagedDocument {
+                return Err(DocError::DamagedDocument {
                     id: self.header()?.id,
                     message: "the visit body is missing".into(),
                 })
@@ -503,7 +503,7 @@ impl VisitDocument {
         let list = match self.doc.get(&body, "requests_raised")? {
             Some((automerge::Value::Object(ObjType::List), id)) => id,
             _ => {
-                return Err(CoreError::DamagedDocument {
+                return Err(DocError::DamagedDocument {
                     id: self.header()?.id,
                     message: "the requests_raised list is missing".into(),
                 })
@@ -525,7 +525,7 @@ pub fn read_header<D: autosurgeon::ReadDoc>(doc: &D) -> Result<DocHeader> {
 /// `load_incremental` forgives a truncated tail, which is right for reading our own disk after a
 /// crash but wrong for input from the network: half a push must be refused, not half-applied.)
 pub fn decode_changes_strict(bytes: &[u8]) -> Result<Vec<automerge::Change>> {
-    let bad = |message: String| CoreError::invalid("changes", message);
+    let bad = |message: String| DocError::invalid("changes", message);
     let mut changes = Vec::new();
     for (chunk_type, chunk) in split_chunks(bytes)? {
         match chunk_type {
@@ -549,7 +549,7 @@ pub const DOCUMENT_CHUNK: u8 = 0;
 /// compressed change) and a length that fits. Checksums are checked when the chunks are decoded.
 pub fn split_chunks(bytes: &[u8]) -> Result<Vec<(u8, &[u8])>> {
     const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-    let bad = |message: String| CoreError::invalid("changes", message);
+    let bad = |message: String| DocError::invalid("changes", message);
     if bytes.is_empty() {
         return Err(bad("no changes in the body".into()));
     }
