@@ -57,6 +57,12 @@ impl From<CoreError> for CommandError {
     }
 }
 
+impl From<gridwalk_core::docs::DocError> for CommandError {
+    fn from(e: gridwalk_core::docs::DocError) -> Self {
+        CoreError::from(e).into()
+    }
+}
+
 impl From<gridwalk_core::photo::PhotoError> for CommandError {
     fn from(e: gridwalk_core::photo::PhotoError) -> Self {
         CommandError { code: e.code().to_string(), message: e.to_string() }

@@ -135,6 +135,7 @@ fn error_code(err: &anyhow::Error) -> &'static str {
             cause
                 .downcast_ref::<CoreError>()
                 .map(CoreError::code)
+                .or_else(|| cause.downcast_ref::<gridwalk_core::docs::DocError>().map(|e| e.code()))
                 .or_else(|| cause.downcast_ref::<Failure>().map(|f| f.code))
         })
         .unwrap_or("error")

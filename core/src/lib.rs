@@ -21,4 +21,3 @@ pub use gridwalk_doc::{doc_view, docs, lifecycle, meeting, model, roster, time, 
 pub use error::{CoreError, Result};
 pub use store::Store;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
-

@@ -10,7 +10,8 @@ use automerge::{transaction::Transactable, ActorId, AutoCommit, ObjType, ReadDoc
 use autosurgeon::{hydrate_prop, reconcile_insert, reconcile_prop, Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DocError, Result};
+pub use crate::error::DocError;
+use crate::error::Result;
 use crate::lifecycle::{self, Action, LifecycleEvent, RequestState};
 use crate::time::Timestamp;
 use crate::ActionContext;

@@ -38,6 +38,17 @@ impl From<autosurgeon::HydrateError> for DocError {
 }
 
 impl DocError {
+    /// The stable code, the same as the core's error of the same name.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DocError::InvalidTransition { .. } => "invalid_transition",
+            DocError::InvalidInput { .. } => "invalid_input",
+            DocError::DamagedDocument { .. } => "damaged_document",
+            DocError::Automerge(_) => "automerge",
+            DocError::Reconcile(_) | DocError::Hydrate(_) => "document_mapping",
+        }
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         DocError::InvalidInput { field: field.into(), message: message.into() }
     }

@@ -159,7 +159,7 @@ pub fn blob_references(doc: &DocView) -> Result<Vec<String>> {
             }
         }
     }
-    hashes.retain(|h| super::blobs::validate_hash(h).is_ok());
+    hashes.retain(|h| gridwalk_protocol::validate_blob_id(h).is_ok());
     hashes.sort();
     hashes.dedup();
     Ok(hashes)

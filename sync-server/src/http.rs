@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use gridwalk_protocol::{self, EnrollRequest, ErrorBody, PushRequest, BINARY_CONTENT_TYPE};
+use gridwalk_protocol::{self as protocol, EnrollRequest, ErrorBody, PushRequest, BINARY_CONTENT_TYPE};
 use serde::Deserialize;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;

@@ -274,8 +274,8 @@ fn fill_blob_refs(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult 
             tracing::warn!(doc = %id, "a stored document does not load; its photos are not indexed");
             continue;
         };
-        let hashes = gridwalk_doc::photos::blob_references(&gridwalk_doc::doc_view::DocView::new(&doc))
-            .unwrap_or_default();
+        let hashes =
+            gridwalk_doc::photos::blob_references(&gridwalk_doc::doc_view::DocView::new(&doc)).unwrap_or_default();
         for hash in hashes {
             tx.execute(
                 "INSERT OR IGNORE INTO blob_refs (hash, doc_id, grid) VALUES (?1, ?2, ?3)",

@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use chrono::TimeZone;
+use common::InMemoryTransport;
 use common::{device_store, t};
 use gridwalk_core::docs::{Reporter, Source, Urgency};
 use gridwalk_core::lifecycle::{Action, TriageDecision};
@@ -26,7 +27,6 @@ use gridwalk_core::sync::client::{
 use gridwalk_core::sync::protocol::{BlobStatus, DocChanges, EnrollRequest, PushRequest, PROTOCOL_VERSION};
 use gridwalk_core::{CoreError, ManualClock};
 use gridwalk_relay::blobs::ByteRange;
-use common::InMemoryTransport;
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::{Device, Role, SqliteRelayStore};
 use rand::RngCore;

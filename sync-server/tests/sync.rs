@@ -7,12 +7,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use chrono::TimeZone;
+use common::InMemoryTransport;
 use common::{device_store, fingerprint, random_edit};
 use gridwalk_core::store::{RequestFilter, Store};
 use gridwalk_core::sync::client::{self, Retry, SessionLimits};
 use gridwalk_core::sync::protocol::{DocChanges, PushRequest, PROTOCOL_VERSION};
 use gridwalk_core::{CoreError, ManualClock};
-use common::InMemoryTransport;
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::{Role, SqliteRelayStore};
 use rand::seq::SliceRandom;

@@ -99,3 +99,9 @@ impl From<rusqlite::Error> for PhotoError {
         CoreError::Storage(e).into()
     }
 }
+
+impl From<gridwalk_doc::DocError> for PhotoError {
+    fn from(e: gridwalk_doc::DocError) -> Self {
+        CoreError::from(e).into()
+    }
+}

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 mod transport;
+#[allow(unused_imports)] // Not every test file drives sync in memory.
 pub use transport::InMemoryTransport;
 
 use chrono::{Duration, TimeZone, Utc};

@@ -3,10 +3,10 @@
 
 use automerge::AutoCommit;
 use chrono::{Duration, TimeZone, Utc};
-use gridwalk_core::docs::{Place, Reporter, RequestBody, RequestDocument, Source, Urgency};
-use gridwalk_core::lifecycle::{self, Action, Assignment, Rating, Status, TriageDecision};
-use gridwalk_core::model::Level;
-use gridwalk_core::{ActionContext, CoreError, Timestamp};
+use gridwalk_doc::docs::{Place, Reporter, RequestBody, RequestDocument, Source, Urgency};
+use gridwalk_doc::lifecycle::{self, Action, Assignment, Rating, Status, TriageDecision};
+use gridwalk_doc::model::Level;
+use gridwalk_doc::{ActionContext, DocError, Timestamp};
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
@@ -168,7 +168,7 @@ fn a_rating_before_resolution_is_refused_with_the_status() {
     let mut doc = RequestDocument::create(&ctx(0, 0), "req-1", "g1", &body()).unwrap();
     let err = doc.apply(&ctx(0, 1), Action::Rated { rating: Rating::Satisfied, comment: String::new() }).unwrap_err();
     match &err {
-        CoreError::InvalidTransition { status, action, .. } => {
+        DocError::InvalidTransition { status, action, .. } => {
             assert_eq!(*status, "new");
             assert_eq!(*action, "rate");
         }
