@@ -16,6 +16,7 @@ cargo fmt --all --check
 
 # Build every binary first: the CLI, crash and end-to-end tests run the real executables.
 cargo build --workspace --all-targets
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 
 # End to end, against real relay processes: the walker's app in Chromium (phone size), then the

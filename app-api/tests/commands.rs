@@ -114,7 +114,12 @@ fn a_walker_app_enrols_receives_her_grid_works_offline_and_reaches_the_hall() {
     let walker = hall.walkers().unwrap().into_iter().find(|w| w.grids.contains(&grid)).unwrap();
     let code = relay
         .relay()
-        .create_enrollment_for("王芳的手机", gridwalk_relay::store::Role::Walker, &[grid.clone()], Some(&walker.id))
+        .create_enrollment_for(
+            "王芳的手机",
+            gridwalk_relay::store::Role::Walker,
+            std::slice::from_ref(&grid),
+            Some(&walker.id),
+        )
         .unwrap();
 
     let app = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
@@ -205,7 +210,10 @@ fn bad_commands_and_arguments_get_clear_errors_and_change_nothing() {
     let mut relay = RelayServer::start(&dir.path().join("relay"), None);
     let hall = hall(dir.path(), &relay);
     let grid = hall.grids().unwrap().into_iter().find(|g| !g.enterprise_grid).unwrap().id;
-    let code = relay.relay().create_enrollment("phone", gridwalk_relay::store::Role::Walker, &[grid.clone()]).unwrap();
+    let code = relay
+        .relay()
+        .create_enrollment("phone", gridwalk_relay::store::Role::Walker, std::slice::from_ref(&grid))
+        .unwrap();
     let app = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
     assert_eq!(
         app.call("enroll", json!({"relay_url": "ftp://x", "code": code, "device_name": "p"})).unwrap_err().code,
@@ -264,7 +272,7 @@ fn on_the_doorstep_feedback_and_rating_work_offline_and_the_hall_sees_them() {
         .expect("the demo town has a resolved request");
     let code = relay
         .relay()
-        .create_enrollment("phone", gridwalk_relay::store::Role::Walker, &[resolved.grid.clone()])
+        .create_enrollment("phone", gridwalk_relay::store::Role::Walker, std::slice::from_ref(&resolved.grid))
         .unwrap();
     let app = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
     app.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "p"})).unwrap();
@@ -315,7 +323,12 @@ fn an_admins_new_office_and_a_walkers_new_grid_reach_phones_and_halls_through_th
     wait_for(&admin, "the hall's first sync", |s| s["last_sync_at"].is_number());
     let code = relay
         .relay()
-        .create_enrollment_for("王芳的手机", gridwalk_relay::store::Role::Walker, &[grid.clone()], Some(&her.id))
+        .create_enrollment_for(
+            "王芳的手机",
+            gridwalk_relay::store::Role::Walker,
+            std::slice::from_ref(&grid),
+            Some(&her.id),
+        )
         .unwrap();
     let phone = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
     phone.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "王芳的手机"})).unwrap();

@@ -607,7 +607,7 @@ fn p1_template(cfg: &Cfg, proxy: &Proxy, relay_bin: &Path, work: &Path) -> anyho
     for outbox in &outboxes {
         let mut bytes = 0u64;
         for (id, chunk) in outbox {
-            merged.entry(id.clone()).or_insert_with(AutoCommit::new).load_incremental(chunk)?;
+            merged.entry(id.clone()).or_default().load_incremental(chunk)?;
             let mut changes = core_docs::decode_changes_strict(chunk)?;
             new_changes += changes.len();
             bytes += changes.iter().map(|c| c.raw_bytes().len() as u64).sum::<u64>();
@@ -1223,7 +1223,7 @@ fn p2_and_p3(
             "median_ms": round2(ours_ms),
             "cpu_ms": ours.iter().map(|m| round2(m.cpu_ms)).collect::<Vec<_>>(),
             "peak_rss_mb": round2(peak_rss_mb),
-            "wire_bytes": wires.iter().map(Wire::to_json).collect::<Vec<_>>(),
+            "wire_bytes": wires.iter().copied().map(Wire::to_json).collect::<Vec<_>>(),
         },
         "baseline": {
             "what": "a child process opens a SQLite file holding the relay's saved bytes of every document (table docs: id, snapshot), runs SELECT snapshot FROM docs, and loads each row with automerge::AutoCommit::load, keeping none; it writes nothing and builds no index",
@@ -1290,7 +1290,7 @@ fn p2_and_p3(
             "median_ms": round3(noop_ms),
             "min_ms": round3(sync_ms.iter().copied().fold(f64::INFINITY, f64::min)),
             "median_wire_bytes": noop_bytes,
-            "wire_bytes_first": sync_wire.first().map(Wire::to_json),
+            "wire_bytes_first": sync_wire.first().copied().map(Wire::to_json),
         },
         "bare_health": {
             "median_ms": round3(bare_ms),
@@ -1507,7 +1507,7 @@ impl Wire {
     fn total(&self) -> u64 {
         self.up + self.down
     }
-    fn to_json(&self) -> Value {
+    fn to_json(self) -> Value {
         json!({ "total": self.total(), "to_server": self.up, "from_server": self.down, "tcp_connections": self.connections })
     }
 }

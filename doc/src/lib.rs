@@ -9,6 +9,7 @@
 pub mod doc_view;
 pub mod docs;
 pub mod error;
+pub mod incoming;
 pub mod lifecycle;
 pub mod meeting;
 pub mod model;
@@ -38,7 +39,7 @@ pub struct ActionContext {
 
 enum IdSource {
     Random,
-    Seeded(Mutex<ChaCha8Rng>),
+    Seeded(Box<Mutex<ChaCha8Rng>>),
 }
 
 impl ActionContext {
@@ -49,7 +50,7 @@ impl ActionContext {
     /// Ids drawn from a seeded generator, so a seeded demo town comes out the same every time.
     pub fn seeded(actor: impl Into<String>, device: impl Into<String>, at: impl Into<Timestamp>, seed: u64) -> Self {
         ActionContext {
-            ids: IdSource::Seeded(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
+            ids: IdSource::Seeded(Box::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)))),
             ..ActionContext::new(actor, device, at)
         }
     }

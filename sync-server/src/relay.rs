@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use automerge::AutoCommit;
+use gridwalk_doc::doc_view::DocView;
 use gridwalk_doc::docs::{self, DocHeader};
+use gridwalk_doc::incoming;
 use gridwalk_doc::photos as attach;
 use gridwalk_doc::Clock;
 use gridwalk_protocol::validate_blob_id as validate_hash;
@@ -359,11 +361,11 @@ impl Relay {
                 "these changes build on changes the relay does not have; push older changes first".into(),
             ));
         }
-        let header: DocHeader =
-            docs::read_header(&doc).map_err(|e| doc_err("no_header", format!("no readable document header: {e}")))?;
-        if header.id != d.doc_id {
-            return Err(doc_err("header_mismatch", format!("the header names document {}", header.id)));
-        }
+        // The header first, so that a document outside the device's grids is refused as such.
+        let header: DocHeader = docs::read_header(&doc).map_err(|e| {
+            let u = incoming::Unreadable { doc: d.doc_id.clone(), field: "header", message: e.to_string() };
+            RelayError::new(422, "document_unreadable", u.to_string())
+        })?;
         if let Some(old) = &old_header {
             if old.grid != header.grid
                 || old.kind != header.kind
@@ -379,6 +381,16 @@ impl Relay {
                 d.doc_id, header.grid
             )));
         }
+        // Then every part of it must read through the typed mapping the devices use: a document
+        // one device cannot read would stop every other device's pull of its grid.
+        let view = DocView::new(&doc);
+        incoming::read_whole(&d.doc_id, &view)
+            .map_err(|u| RelayError::new(422, "document_unreadable", u.to_string()))?;
+        // The photos it names decide who may upload and read them, so a document whose photo
+        // list or events cannot be read is refused rather than stored with no photos.
+        let blob_refs = attach::blob_references(&view)
+            .map_err(|e| doc_err("bad_photo_list", format!("its photos or events cannot be read: {e}")))?;
+        drop(view);
         let snapshot = doc.save();
         if snapshot.len() > self.limits.max_document_bytes {
             return Err(RelayError::new(
@@ -387,10 +399,6 @@ impl Relay {
                 format!("document {} would grow past {} bytes", d.doc_id, self.limits.max_document_bytes),
             ));
         }
-        // The photos it names decide who may upload and read them, so a document whose photo
-        // list or events cannot be read is refused rather than stored with no photos.
-        let blob_refs = attach::blob_references(&gridwalk_doc::doc_view::DocView::new(&doc))
-            .map_err(|e| doc_err("bad_photo_list", format!("its photos or events cannot be read: {e}")))?;
         Ok((
             Some(DocWrite {
                 id: d.doc_id.clone(),

@@ -295,7 +295,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Vec::new();
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()

@@ -658,10 +658,10 @@ impl Store {
                     reference::require_department(conn, &assignment.department)?;
                 }
                 Action::Escalated { department: Some(d), .. } => reference::require_department(conn, d)?,
-                Action::Triaged { decision: lifecycle::TriageDecision::MergeInto { target } } => {
-                    if index::grid_of_request(conn, target)?.is_none() {
-                        return Err(CoreError::NotFound { kind: "request to merge into", id: target.clone() });
-                    }
+                Action::Triaged { decision: lifecycle::TriageDecision::MergeInto { target } }
+                    if index::grid_of_request(conn, target)?.is_none() =>
+                {
+                    return Err(CoreError::NotFound { kind: "request to merge into", id: target.clone() });
                 }
                 _ => {}
             }

@@ -229,6 +229,18 @@ impl Store {
     }
 }
 
+/// Deletes the grid's rows that `list` finds and `keep` does not name: a roster lists everything
+/// of its grid, so what it leaves out was removed where it was published. `delete` takes the
+/// row's id as ?1 and the grid as ?2.
+fn drop_unlisted(conn: &Connection, list: &str, delete: &str, grid: &str, keep: &HashSet<&str>) -> Result<()> {
+    let existing: Vec<String> =
+        conn.prepare_cached(list)?.query_map([grid], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
+    for id in existing.iter().filter(|id| !keep.contains(id.as_str())) {
+        conn.prepare_cached(delete)?.execute(params![id, grid])?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -287,7 +299,7 @@ mod tests {
 
         // Publishing again without a change writes nothing.
         let outbox = hall.outbox_len().unwrap();
-        let again = hall.publish_rosters(&hall.context(at(1_800_000_100_000)), &[grid.clone()]).unwrap();
+        let again = hall.publish_rosters(&hall.context(at(1_800_000_100_000)), std::slice::from_ref(&grid)).unwrap();
         assert_eq!(again, PublishReport { created: 0, updated: 0, unchanged: 1 });
         assert_eq!(hall.outbox_len().unwrap(), outbox);
 
@@ -297,7 +309,7 @@ mod tests {
         let mut renamed = hall.households(&grid).unwrap()[0].clone();
         renamed.head_name = "李新名".into();
         hall.put_household(&renamed).unwrap();
-        let third = hall.publish_rosters(&hall.context(at(1_800_000_200_000)), &[grid.clone()]).unwrap();
+        let third = hall.publish_rosters(&hall.context(at(1_800_000_200_000)), std::slice::from_ref(&grid)).unwrap();
         assert_eq!(third.updated, 1);
         phone.apply_remote(&roster_id(&grid), &hall.document_bytes(&roster_id(&grid)).unwrap()).unwrap();
         assert_eq!(phone.households(&grid).unwrap(), hall.households(&grid).unwrap());
@@ -308,7 +320,7 @@ mod tests {
     fn rebuilding_the_hall_index_leaves_its_reference_tables_alone() {
         let (_dir, hall) = hall();
         let grid = hall.grids().unwrap().into_iter().find(|g| !g.enterprise_grid).unwrap().id;
-        hall.publish_rosters(&hall.context(at(1_800_000_000_000)), &[grid.clone()]).unwrap();
+        hall.publish_rosters(&hall.context(at(1_800_000_000_000)), std::slice::from_ref(&grid)).unwrap();
         // A household added after publishing must not be removed by re-applying the old roster.
         let mut extra = hall.households(&grid).unwrap()[0].clone();
         extra.id = "h-added-later".into();
@@ -326,16 +338,4 @@ mod tests {
         assert_eq!(err.code(), "unknown_grid");
         assert_eq!(hall.outbox_len().unwrap(), outbox);
     }
-}
-
-/// Deletes the grid's rows that `list` finds and `keep` does not name: a roster lists everything
-/// of its grid, so what it leaves out was removed where it was published. `delete` takes the
-/// row's id as ?1 and the grid as ?2.
-fn drop_unlisted(conn: &Connection, list: &str, delete: &str, grid: &str, keep: &HashSet<&str>) -> Result<()> {
-    let existing: Vec<String> =
-        conn.prepare_cached(list)?.query_map([grid], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
-    for id in existing.iter().filter(|id| !keep.contains(id.as_str())) {
-        conn.prepare_cached(delete)?.execute(params![id, grid])?;
-    }
-    Ok(())
 }

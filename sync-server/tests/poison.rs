@@ -1,0 +1,289 @@
+//! No poisoned records: a device that writes a document other devices cannot read (with the
+//! automerge crate directly, bypassing the core) is refused by the relay with 422
+//! `document_unreadable`, nothing is stored, and every other device syncs on as before.
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, AutoCommit, ObjType, ReadDoc, ScalarValue, ROOT};
+use chrono::TimeZone;
+use common::{device_store, fingerprint, t, InMemoryTransport};
+use gridwalk_core::docs::{Reporter, Source, Urgency, VisitKind, VisitTarget};
+use gridwalk_core::store::{NewRequest, NewVisit, Store};
+use gridwalk_core::sync::client::{self, Retry, SessionLimits};
+use gridwalk_core::sync::protocol::{DocChanges, EnrollRequest, PushRequest, PROTOCOL_VERSION};
+use gridwalk_core::ManualClock;
+use gridwalk_relay::relay::{Relay, RelayError};
+use gridwalk_relay::store::{Device, Role, SqliteRelayStore};
+
+fn relay_in(dir: &std::path::Path) -> Relay {
+    let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()));
+    Relay::new(Box::new(SqliteRelayStore::open(&dir.join("relay.db")).unwrap()), clock)
+}
+
+fn enrol(relay: &Relay, name: &str, role: Role, grids: &[&str]) -> String {
+    let grids: Vec<String> = grids.iter().map(|g| g.to_string()).collect();
+    let code = relay.create_enrollment(name, role, &grids).unwrap();
+    relay.enroll(&EnrollRequest { code, device_name: name.into() }).unwrap().token
+}
+
+fn sync(store: &Store, relay: &Relay, token: &str) -> gridwalk_core::Result<client::Progress> {
+    client::run(
+        store,
+        &mut InMemoryTransport::new(relay, token),
+        SessionLimits::default(),
+        Retry { attempts: 1, ..Retry::default() },
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+}
+
+/// A foreign writer's change to a document: what `edit` does, as Automerge change bytes.
+fn crafted(bytes: &[u8], edit: impl FnOnce(&mut AutoCommit)) -> Vec<u8> {
+    let mut doc = AutoCommit::load(bytes).unwrap().with_actor(ActorId::random());
+    let before = doc.get_heads();
+    edit(&mut doc);
+    doc.commit();
+    let changes = doc.get_changes(&before);
+    assert!(!changes.is_empty(), "the edit made a change");
+    changes.iter().flat_map(|c| c.raw_bytes().to_vec()).collect()
+}
+
+fn map(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> automerge::ObjId {
+    match doc.get(obj, key).unwrap() {
+        Some((automerge::Value::Object(_), id)) => id,
+        other => panic!("{key} is not an object: {other:?}"),
+    }
+}
+
+struct Town {
+    _dir: tempfile::TempDir,
+    relay: Relay,
+    phone: Store,
+    phone_device: Device,
+    other: Store,
+    other_token: String,
+    hall: Store,
+    hall_token: String,
+    request: String,
+    visit: String,
+}
+
+/// A walker who raised a request and recorded a visit in g1, synced; a second walker of g1 and
+/// the hall, synced too.
+fn town() -> Town {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay_in(dir.path());
+    let phone = device_store(dir.path(), "phone", "w1");
+    let token = enrol(&relay, "phone", Role::Walker, &["g1"]);
+    let ctx = phone.context(t(1));
+    let request = phone
+        .raise_request(
+            &ctx,
+            NewRequest {
+                id: None,
+                grid: "g1".into(),
+                micro_grid: None,
+                reporter: Reporter::Anonymous,
+                address: "g1 村道".into(),
+                gps: None,
+                category: "streetlight".into(),
+                description: "路灯不亮".into(),
+                urgency: Urgency::Normal,
+                source: Source::Visit,
+                visit: None,
+            },
+        )
+        .unwrap();
+    let visit = phone
+        .record_visit(
+            &ctx,
+            NewVisit {
+                id: None,
+                grid: "g1".into(),
+                micro_grid: None,
+                target: VisitTarget::Household { id: "g1-h0".into() },
+                kind: VisitKind::Daily,
+                visited_at: None,
+                other_walkers: vec![],
+                companions: vec![],
+                notes: "身体健康".into(),
+                gps: None,
+            },
+        )
+        .unwrap();
+    sync(&phone, &relay, &token).unwrap();
+    let phone_device = relay.authenticate(&token).unwrap();
+    let other = device_store(dir.path(), "other", "w2");
+    let other_token = enrol(&relay, "other", Role::Walker, &["g1"]);
+    sync(&other, &relay, &other_token).unwrap();
+    let hall = device_store(dir.path(), "hall", "hall-1");
+    let hall_token = enrol(&relay, "hall", Role::Hall, &[]);
+    sync(&hall, &relay, &hall_token).unwrap();
+    Town { _dir: dir, relay, phone, phone_device, other, other_token, hall, hall_token, request, visit }
+}
+
+impl Town {
+    fn push(&self, doc_id: &str, bytes: Vec<u8>) -> Result<u32, RelayError> {
+        self.relay
+            .push(
+                &self.phone_device,
+                &PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: doc_id.into(), bytes }] },
+            )
+            .map(|r| r.stored)
+    }
+}
+
+#[test]
+fn documents_no_device_could_read_are_refused_with_422_and_nothing_is_stored() {
+    let town = town();
+    let request_bytes = town.phone.document_bytes(&town.request).unwrap();
+    let visit_bytes = town.phone.document_bytes(&town.visit).unwrap();
+    let before = town.relay.stats().unwrap();
+    let (other_before, hall_before) = (fingerprint(&town.other), fingerprint(&town.hall));
+
+    type Edit = Box<dyn FnOnce(&mut AutoCommit)>;
+    let cases: Vec<(&str, &str, &[u8], Edit)> = vec![
+        (
+            "header: grid deleted",
+            "header",
+            &request_bytes,
+            Box::new(|d| {
+                let h = map(d, &ROOT, "header");
+                d.delete(&h, "grid").unwrap();
+            }),
+        ),
+        (
+            "header: kind unknown",
+            "header",
+            &request_bytes,
+            Box::new(|d| {
+                let h = map(d, &ROOT, "header");
+                d.put(&h, "kind", "petition").unwrap();
+            }),
+        ),
+        ("body deleted", "body", &request_bytes, Box::new(|d| d.delete(ROOT, "body").unwrap())),
+        (
+            "body: a required field deleted",
+            "body",
+            &request_bytes,
+            Box::new(|d| {
+                let b = map(d, &ROOT, "body");
+                d.delete(&b, "category").unwrap();
+            }),
+        ),
+        (
+            "body: description as Automerge Text",
+            "body",
+            &request_bytes,
+            Box::new(|d| {
+                let b = map(d, &ROOT, "body");
+                let text = d.put_object(&b, "description", ObjType::Text).unwrap();
+                d.splice_text(&text, 0, 0, "路灯不亮（另一个实现写的）").unwrap();
+            }),
+        ),
+        (
+            "body: wrong type",
+            "body",
+            &request_bytes,
+            Box::new(|d| {
+                let b = map(d, &ROOT, "body");
+                d.put(&b, "urgency", 5_i64).unwrap();
+            }),
+        ),
+        (
+            "body: unknown enum variant",
+            "body",
+            &request_bytes,
+            Box::new(|d| {
+                let b = map(d, &ROOT, "body");
+                d.put(&b, "urgency", "apocalyptic").unwrap();
+            }),
+        ),
+        ("events deleted", "events", &request_bytes, Box::new(|d| d.delete(ROOT, "events").unwrap())),
+        (
+            "events replaced by a string",
+            "events",
+            &request_bytes,
+            Box::new(|d| {
+                d.put(ROOT, "events", "closed").unwrap();
+            }),
+        ),
+        (
+            "events: an event of an unknown kind",
+            "events",
+            &request_bytes,
+            Box::new(|d| {
+                let events = map(d, &ROOT, "events");
+                let n = d.length(&events);
+                let e = d.insert_object(&events, n, ObjType::Map).unwrap();
+                d.put(&e, "id", "x").unwrap();
+                d.put(&e, "action", "bribed").unwrap();
+            }),
+        ),
+        (
+            "events: emptied, so no collection",
+            "events",
+            &request_bytes,
+            Box::new(|d| {
+                let events = map(d, &ROOT, "events");
+                while d.length(&events) > 0 {
+                    d.delete(&events, 0).unwrap();
+                }
+            }),
+        ),
+        (
+            "photos: an entry of the wrong type",
+            "photos",
+            &request_bytes,
+            Box::new(|d| {
+                let photos = d.put_object(ROOT, "photos", ObjType::List).unwrap();
+                d.insert(&photos, 0, ScalarValue::Int(7)).unwrap();
+            }),
+        ),
+        (
+            "visit body: notes as a number",
+            "body",
+            &visit_bytes,
+            Box::new(|d| {
+                let b = map(d, &ROOT, "body");
+                d.put(&b, "notes", 42_i64).unwrap();
+            }),
+        ),
+    ];
+    for (what, field, bytes, edit) in cases {
+        let doc_id = if std::ptr::eq(bytes, visit_bytes.as_slice()) { &town.visit } else { &town.request };
+        let err = town.push(doc_id, crafted(bytes, edit)).expect_err(what);
+        assert_eq!((err.status, err.code), (422, "document_unreadable"), "{what}: {err:?}");
+        assert!(err.message.contains(doc_id.as_str()), "{what}: names the document: {}", err.message);
+        assert!(err.message.contains(&format!("its {field} cannot be read")), "{what}: names {field}: {}", err.message);
+    }
+    let after = town.relay.stats().unwrap();
+    assert_eq!(
+        (before.documents, before.changes, before.change_bytes, before.snapshot_bytes),
+        (after.documents, after.changes, after.change_bytes, after.snapshot_bytes),
+        "nothing was stored"
+    );
+    // Every other device syncs on and receives nothing.
+    sync(&town.other, &town.relay, &town.other_token).unwrap();
+    sync(&town.hall, &town.relay, &town.hall_token).unwrap();
+    assert_eq!(fingerprint(&town.other), other_before);
+    assert_eq!(fingerprint(&town.hall), hall_before);
+
+    // The control: a well-formed change by the same means is stored and reaches them.
+    let stored = town
+        .push(
+            &town.request,
+            crafted(&request_bytes, |d| {
+                let b = map(d, &ROOT, "body");
+                d.put(&b, "description", "路灯不亮，已两周").unwrap();
+            }),
+        )
+        .unwrap();
+    assert_eq!(stored, 1);
+    sync(&town.hall, &town.relay, &town.hall_token).unwrap();
+    assert_eq!(town.hall.request(&town.request).unwrap().body.description, "路灯不亮，已两周");
+}
