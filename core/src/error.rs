@@ -24,6 +24,8 @@ pub enum CoreError {
     NotInitialised { path: String },
     #[error("document {id} is damaged: {message}")]
     DamagedDocument { id: String, message: String },
+    #[error("{0}")]
+    Unreadable(gridwalk_doc::incoming::Unreadable),
     #[error("document {id} may not change its {field}: a document's header is immutable")]
     HeaderChanged { id: String, field: &'static str },
     #[error("storage error: {0}")]
@@ -114,6 +116,7 @@ impl CoreError {
             CoreError::ImportFile { .. } => "import_file",
             CoreError::NotInitialised { .. } => "not_initialised",
             CoreError::DamagedDocument { .. } => "damaged_document",
+            CoreError::Unreadable(_) => "document_unreadable",
             CoreError::HeaderChanged { .. } => "header_changed",
             CoreError::Storage(_) => "storage",
             CoreError::Migration(_) => "migration",

@@ -287,3 +287,109 @@ fn documents_no_device_could_read_are_refused_with_422_and_nothing_is_stored() {
     sync(&town.hall, &town.relay, &town.hall_token).unwrap();
     assert_eq!(town.hall.request(&town.request).unwrap().body.description, "路灯不亮，已两周");
 }
+
+/// The bytes and `DocWrite` of a document after `edit`, written straight into the relay's
+/// store as if an older relay had accepted it (no validation on the way).
+fn plant(town: &Town, doc_id: &str, grid: &str, kind: &str, base: Option<&[u8]>, edit: impl FnOnce(&mut AutoCommit)) {
+    let mut doc = match base {
+        Some(bytes) => AutoCommit::load(bytes).unwrap(),
+        None => AutoCommit::new(),
+    }
+    .with_actor(ActorId::random());
+    let before = doc.get_heads();
+    edit(&mut doc);
+    doc.commit();
+    let new_changes = doc
+        .get_changes(&before)
+        .iter()
+        .map(|c| gridwalk_relay::store::NewChange { hash: c.hash().0, bytes: c.raw_bytes().to_vec() })
+        .collect();
+    let write = gridwalk_relay::store::DocWrite {
+        id: doc_id.into(),
+        grid: grid.into(),
+        kind: kind.into(),
+        snapshot: doc.save(),
+        new_changes,
+        blob_refs: vec![],
+    };
+    let mut store = SqliteRelayStore::open(&town._dir.path().join("relay.db")).unwrap();
+    use gridwalk_relay::store::RelayStore;
+    store.store_push(&[write], "planted", 1_790_000_000_000).unwrap();
+}
+
+#[test]
+fn a_device_sets_aside_documents_it_cannot_read_and_syncs_lists_and_rebuilds_the_rest() {
+    let town = town();
+    let request_bytes = town.phone.document_bytes(&town.request).unwrap();
+    // 1. An existing request whose body a planted change deleted.
+    plant(&town, &town.request, "g1", "request", Some(&request_bytes), |d| d.delete(ROOT, "body").unwrap());
+    // 2. A new visit whose notes another implementation wrote as Automerge Text.
+    let visit_bytes = town.phone.document_bytes(&town.visit).unwrap();
+    let text_visit = "visit-with-text-notes";
+    plant(&town, text_visit, "g1", "visit", None, |d| {
+        let original = AutoCommit::load(&visit_bytes).unwrap();
+        let header: gridwalk_core::docs::DocHeader = autosurgeon::hydrate_prop(&original, ROOT, "header").unwrap();
+        let body: gridwalk_core::docs::VisitBody = autosurgeon::hydrate_prop(&original, ROOT, "body").unwrap();
+        let header = gridwalk_core::docs::DocHeader { id: text_visit.into(), ..header };
+        autosurgeon::reconcile_prop(d, ROOT, "header", &header).unwrap();
+        autosurgeon::reconcile_prop(d, ROOT, "body", &body).unwrap();
+        let b = map(d, &ROOT, "body");
+        let notes = d.put_object(&b, "notes", ObjType::Text).unwrap();
+        d.splice_text(&notes, 0, 0, "夜谈记录").unwrap();
+    });
+    // 3. A new document with no readable header at all.
+    let headless = "no-header-at-all";
+    plant(&town, headless, "g1", "request", None, |d| {
+        d.put(ROOT, "header", "?").unwrap();
+    });
+
+    // Every device of the grid, the hall, and one enrolled afterwards all sync on.
+    sync(&town.other, &town.relay, &town.other_token).unwrap();
+    sync(&town.hall, &town.relay, &town.hall_token).unwrap();
+    let newcomer = device_store(town._dir.path(), "newcomer", "w3");
+    let newcomer_token = enrol(&town.relay, "newcomer", Role::Walker, &["g1"]);
+    sync(&newcomer, &town.relay, &newcomer_token).unwrap();
+
+    for (who, store) in [("other walker", &town.other), ("hall", &town.hall), ("newcomer", &newcomer)] {
+        let damaged = store.damaged_documents().unwrap();
+        let named: Vec<(&str, &str)> = damaged.iter().map(|d| (d.doc_id.as_str(), d.field.as_str())).collect();
+        let mut expected = vec![(headless, "header"), (town.request.as_str(), "body"), (text_visit, "body")];
+        expected.sort();
+        assert_eq!(named, expected, "{who}: the damaged documents are named with their part");
+        // Lists skip them and show everything else.
+        let requests = store.list_requests(&Default::default()).unwrap();
+        assert!(requests.iter().all(|r| r.id != town.request), "{who}: the damaged request is not listed");
+        let visits = store.list_visits(&Default::default()).unwrap();
+        let visit_ids: Vec<&str> = visits.iter().map(|v| v.id.as_str()).collect();
+        assert!(visit_ids.contains(&town.visit.as_str()), "{who}: the good visit is listed: {visit_ids:?}");
+        assert!(!visit_ids.contains(&text_visit), "{who}: the damaged visit is not listed");
+        // Rebuilding carries on past them, and the check names them and passes.
+        store.rebuild_index().unwrap();
+        let report = store.check().unwrap();
+        assert!(report.index_matches_documents, "{who}: {report:?}");
+        assert_eq!(report.damaged.len(), 2, "{who}: the two stored damaged documents: {report:?}");
+    }
+    // The walker's own further work still goes up and reaches the others.
+    let ctx = town.other.context(t(30));
+    let later = town
+        .other
+        .record_visit(
+            &ctx,
+            NewVisit {
+                id: None,
+                grid: "g1".into(),
+                micro_grid: None,
+                target: VisitTarget::Household { id: "g1-h1".into() },
+                kind: VisitKind::Sweep,
+                visited_at: None,
+                other_walkers: vec![],
+                companions: vec![],
+                notes: "之后的走访".into(),
+                gps: None,
+            },
+        )
+        .unwrap();
+    sync(&town.other, &town.relay, &town.other_token).unwrap();
+    sync(&town.hall, &town.relay, &town.hall_token).unwrap();
+    assert!(town.hall.list_visits(&Default::default()).unwrap().iter().any(|v| v.id == later));
+}

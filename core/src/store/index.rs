@@ -156,6 +156,50 @@ pub(crate) fn dump(conn: &Connection) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Takes a document's rows out of the index, as if it had never been indexed: its request row
+/// (the running-count triggers take it out of the counts) and search entry, its visit rows and
+/// the last-visit dates they made, its meeting row. For a document that can no longer be read.
+pub(crate) fn unindex(conn: &Connection, id: &str) -> Result<()> {
+    let rowid: Option<i64> = conn
+        .prepare_cached("SELECT rowid FROM request_index WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if let Some(rowid) = rowid {
+        conn.prepare_cached("DELETE FROM request_fts WHERE rowid = ?1")?.execute([rowid])?;
+        conn.prepare_cached("DELETE FROM request_index WHERE id = ?1")?.execute([id])?;
+    }
+    let visit: Option<(String, String, Option<String>)> = conn
+        .prepare_cached("SELECT grid, target_kind, target_id FROM visit_index WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    if let Some((grid, target_kind, target_id)) = visit {
+        conn.prepare_cached("DELETE FROM visit_walkers WHERE visit_id = ?1")?.execute([id])?;
+        conn.prepare_cached("DELETE FROM visit_index WHERE id = ?1")?.execute([id])?;
+        // The last-visit dates become the latest of the remaining visits, or none.
+        let grid_latest: Option<i64> = conn
+            .prepare_cached("SELECT MAX(visited_at) FROM visit_index WHERE grid = ?1")?
+            .query_row([&grid], |r| r.get(0))?;
+        reset_last_visit(conn, "grid", &grid, &grid, grid_latest)?;
+        if let Some(target) = target_id {
+            let target_latest: Option<i64> = conn
+                .prepare_cached("SELECT MAX(visited_at) FROM visit_index WHERE target_id = ?1 AND target_kind = ?2")?
+                .query_row(params![target, target_kind], |r| r.get(0))?;
+            reset_last_visit(conn, &target_kind, &target, &grid, target_latest)?;
+        }
+    }
+    conn.prepare_cached("DELETE FROM meeting_index WHERE id = ?1")?.execute([id])?;
+    Ok(())
+}
+
+fn reset_last_visit(conn: &Connection, scope: &str, id: &str, grid: &str, latest: Option<i64>) -> Result<()> {
+    conn.prepare_cached("DELETE FROM last_visit WHERE scope = ?1 AND id = ?2")?.execute(params![scope, id])?;
+    if let Some(at) = latest {
+        conn.prepare_cached("INSERT INTO last_visit (scope, id, grid, visited_at) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![scope, id, grid, at])?;
+    }
+    Ok(())
+}
+
 pub(crate) fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "DELETE FROM request_index; DELETE FROM visit_index; DELETE FROM visit_walkers;

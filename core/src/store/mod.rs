@@ -124,6 +124,23 @@ pub struct CheckReport {
     pub documents: i64,
     pub index_matches_documents: bool,
     pub index_rows: usize,
+    /// Documents held here that cannot be read; they have no index rows (see `damaged_documents`).
+    pub damaged: Vec<DamagedDocument>,
+}
+
+/// A document this device holds but cannot read, and which part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DamagedDocument {
+    pub doc_id: String,
+    /// `header`, `body`, `events` or `photos`.
+    pub field: String,
+    pub message: String,
+}
+
+impl From<&gridwalk_doc::incoming::Unreadable> for DamagedDocument {
+    fn from(u: &gridwalk_doc::incoming::Unreadable) -> Self {
+        DamagedDocument { doc_id: u.doc.clone(), field: u.field.to_string(), message: u.message.clone() }
+    }
 }
 
 /// What a document's index rows are made from, read from the document alone. Reading needs no
@@ -152,36 +169,36 @@ pub(crate) enum Derived {
     },
 }
 
+/// What indexing a received document came to.
+enum Indexed {
+    /// Indexed; the time of its latest change as the document records it, where it has one.
+    Readable(Option<Timestamp>),
+    /// It cannot be read: no index rows, listed in `damaged_documents`.
+    Damaged,
+}
+
 impl Derived {
-    pub(crate) fn read(kind: DocKind, doc: &DocView) -> Result<Derived> {
-        Ok(match kind {
-            DocKind::Request => {
-                let header = docs::read_header(doc)?;
-                let body: RequestBody = autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?;
-                let events: Vec<LifecycleEvent> = autosurgeon::hydrate_prop(doc, automerge::ROOT, "events")?;
-                let state = lifecycle::fold(&events).ok_or_else(|| CoreError::DamagedDocument {
-                    id: header.id.clone(),
-                    message: "the request has no 'collected' event".into(),
-                })?;
+    fn kind(&self) -> DocKind {
+        match self {
+            Derived::Request { .. } => DocKind::Request,
+            Derived::Visit { .. } => DocKind::Visit,
+            Derived::Meeting { .. } => DocKind::Meeting,
+            Derived::Roster { .. } => DocKind::Roster,
+        }
+    }
+
+    /// Reads document `id` whole, through the same check the relay runs on every push
+    /// (`gridwalk_doc::incoming::read_whole`); a document that cannot be read is
+    /// `CoreError::Unreadable`.
+    pub(crate) fn read(id: &str, doc: &DocView) -> Result<Derived> {
+        use gridwalk_doc::incoming::{read_whole, Readable};
+        Ok(match read_whole(id, doc).map_err(CoreError::Unreadable)? {
+            Readable::Request { header, body, events, state } => {
                 Derived::Request { header, body, state, events: events.len() }
             }
-            DocKind::Visit => Derived::Visit {
-                header: docs::read_header(doc)?,
-                body: autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?,
-            },
-            DocKind::Roster => Derived::Roster {
-                published_at: autosurgeon::hydrate_prop::<_, crate::roster::RosterBody, _, _>(
-                    doc,
-                    automerge::ROOT,
-                    "body",
-                )
-                .ok()
-                .map(|b| b.published_at),
-            },
-            DocKind::Meeting => Derived::Meeting {
-                header: docs::read_header(doc)?,
-                body: autosurgeon::hydrate_prop(doc, automerge::ROOT, "body")?,
-            },
+            Readable::Visit { header, body } => Derived::Visit { header, body },
+            Readable::Meeting { header, body } => Derived::Meeting { header, body },
+            Readable::Roster { body, .. } => Derived::Roster { published_at: Some(body.published_at) },
         })
     }
 
@@ -210,11 +227,15 @@ impl Derived {
 
 /// A document new to this store, loaded from received bytes and read, ready to be stored.
 pub(crate) struct NewDocument {
-    header: DocHeader,
+    id: String,
+    /// `None` when not even the header can be read; such a document is only listed as damaged.
+    header: Option<DocHeader>,
+    /// Why the document cannot be read, when it cannot; it is then stored with no index rows.
+    damaged: Option<gridwalk_doc::incoming::Unreadable>,
     /// Kept only for a roster, which is applied from the document itself; any other document
     /// is dropped on the thread that loaded it (see `read`).
     roster: Option<AutoCommit>,
-    derived: Derived,
+    derived: Option<Derived>,
     wanted_photos: Vec<String>,
     snapshot: Vec<u8>,
 }
@@ -237,12 +258,14 @@ impl NewDocument {
         // One view serves the header, the index and the photo list, so each part of the
         // document is read from Automerge once.
         let view = DocView::new(&doc);
-        let header = docs::read_header(&view).map_err(|e| damaged(format!("no readable header: {e}")))?;
-        if header.id != id {
-            return Err(damaged(format!("its header names another document, {}", header.id)));
-        }
-        let derived = Derived::read(header.kind, &view)?;
-        let wanted_photos = Store::photos_named(&view);
+        // A document that cannot be read is kept aside, not refused: refusing it would stop the
+        // pull of every document after it, on every device of its grid, on every attempt.
+        let (header, derived, damaged) = match Derived::read(id, &view) {
+            Ok(derived) => (Some(docs::read_header(&view)?), Some(derived), None),
+            Err(CoreError::Unreadable(u)) => (docs::read_header(&view).ok().filter(|h| h.id == id), None, Some(u)),
+            Err(e) => return Err(e),
+        };
+        let wanted_photos = if damaged.is_none() { Store::photos_named(&view) } else { Vec::new() };
         drop(view);
         // A single saved document is kept exactly as received: saving it again would only
         // produce the same bytes at a cost.
@@ -255,8 +278,8 @@ impl NewDocument {
         // on helper threads), its many small allocations go back to another thread's arena, and
         // a profile of P2 of `gridwalk-bench sync` showed that as a large part of the store
         // thread's work.
-        let roster = (header.kind == DocKind::Roster).then_some(doc);
-        Ok(NewDocument { header, roster, derived, wanted_photos, snapshot })
+        let roster = (damaged.is_none() && header.as_ref().is_some_and(|h| h.kind == DocKind::Roster)).then_some(doc);
+        Ok(NewDocument { id: id.to_string(), header, damaged, roster, derived, wanted_photos, snapshot })
     }
 }
 
@@ -525,9 +548,60 @@ impl Store {
 
     /// [`Self::reindex`] through a view the caller goes on reading the document with.
     fn reindex_view(conn: &Connection, kind: DocKind, doc: &DocView) -> Result<Option<Timestamp>> {
-        let derived = Derived::read(kind, doc)?;
+        let id = docs::read_header(doc)?.id;
+        let derived = Derived::read(&id, doc)?;
+        if derived.kind() != kind {
+            return Err(CoreError::DamagedDocument { id, message: format!("expected a {} document", kind.as_str()) });
+        }
         derived.write(conn)?;
         Ok(derived.updated_at())
+    }
+
+    /// Indexes a document that came from elsewhere, or was merged with changes from elsewhere.
+    /// One that cannot be read loses its index rows and is listed in `damaged_documents`
+    /// instead of stopping the sync or rebuild it is part of; one that reads again (a later
+    /// change repaired it) leaves that list. `Err` only for a storage error.
+    fn reindex_received(conn: &Connection, id: &str, doc: &DocView) -> Result<Indexed> {
+        match Derived::read(id, doc) {
+            Ok(derived) => {
+                conn.prepare_cached("DELETE FROM damaged_documents WHERE doc_id = ?1")?.execute([id])?;
+                derived.write(conn)?;
+                Ok(Indexed::Readable(derived.updated_at()))
+            }
+            Err(CoreError::Unreadable(u)) => {
+                index::unindex(conn, id)?;
+                Self::note_damaged(conn, &u)?;
+                Ok(Indexed::Damaged)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn note_damaged(conn: &Connection, u: &gridwalk_doc::incoming::Unreadable) -> Result<()> {
+        tracing::warn!(doc = %u.doc, field = u.field, "a received document cannot be read: {}", u.message);
+        conn.prepare_cached(
+            "INSERT INTO damaged_documents (doc_id, field, message) VALUES (?1, ?2, ?3)
+             ON CONFLICT (doc_id) DO UPDATE SET field = excluded.field, message = excluded.message",
+        )?
+        .execute(params![u.doc, u.field, u.message])?;
+        Ok(())
+    }
+
+    fn listed_damaged(conn: &Connection, id: &str) -> Result<bool> {
+        Ok(conn
+            .prepare_cached("SELECT 1 FROM damaged_documents WHERE doc_id = ?1")?
+            .query_row([id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// The documents this device holds but cannot read (see `reindex_received`), by id.
+    pub fn damaged_documents(&self) -> Result<Vec<DamagedDocument>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT doc_id, field, message FROM damaged_documents ORDER BY doc_id")?
+            .query_map([], |r| Ok(DamagedDocument { doc_id: r.get(0)?, field: r.get(1)?, message: r.get(2)? }))?
+            .collect::<Result<_, _>>()?)
     }
 
     // ----- user actions ------------------------------------------------------------------------
@@ -781,10 +855,22 @@ impl Store {
         if !am.get_missing_deps(&[]).is_empty() {
             return Err(damaged("the changes build on changes this device has not received".into()));
         }
-        let header = docs::read_header(&am).map_err(|e| damaged(format!("no readable header: {e}")))?;
-        if header.id != id {
-            return Err(damaged(format!("its header names another document, {}", header.id)));
-        }
+        let header = match docs::read_header(&am) {
+            Ok(header) if header.id == id => header,
+            // The changes are kept (so what comes after them still merges) under the header the
+            // document had; the document is listed as damaged and leaves the lists.
+            unreadable => {
+                let message = match unreadable {
+                    Ok(h) => format!("it names another document, {}", h.id),
+                    Err(e) => e.to_string(),
+                };
+                let u = gridwalk_doc::incoming::Unreadable { doc: id.to_string(), field: "header", message };
+                index::unindex(conn, id)?;
+                Self::note_damaged(conn, &u)?;
+                Self::save_changes(conn, id, &mut am, &before, old_header.created_at, false)?;
+                return Ok(true);
+            }
+        };
         check_header_unchanged(&old_header, &header)?;
         if am.get_heads() == before {
             return Ok(false);
@@ -792,12 +878,18 @@ impl Store {
         // One view serves the index and the photo list, so each part of the document is read
         // from Automerge once.
         let view = DocView::new(&am);
-        let updated = Self::reindex_view(conn, header.kind, &view)?.unwrap_or(header.created_at);
-        // Photos attached elsewhere arrive with the document that names them; the next photo
-        // download fetches them.
-        Self::note_wanted_photos(conn, &Self::photos_named(&view))?;
+        let indexed = Self::reindex_received(conn, id, &view)?;
+        if let Indexed::Readable(_) = indexed {
+            // Photos attached elsewhere arrive with the document that names them; the next
+            // photo download fetches them.
+            Self::note_wanted_photos(conn, &Self::photos_named(&view))?;
+        }
+        let updated = match indexed {
+            Indexed::Readable(at) => at.unwrap_or(header.created_at),
+            Indexed::Damaged => header.created_at,
+        };
         Self::save_changes(conn, id, &mut am, &before, updated, false)?;
-        if header.kind == DocKind::Roster {
+        if header.kind == DocKind::Roster && matches!(indexed, Indexed::Readable(_)) {
             Self::apply_roster(conn, &am)?;
         }
         Ok(true)
@@ -807,19 +899,30 @@ impl Store {
     /// store holds it after all (it came twice in one page, or another process stored it
     /// meanwhile), the bytes are merged into it instead.
     fn store_new_document(conn: &Connection, new: NewDocument) -> Result<bool> {
-        let NewDocument { header, roster, derived, wanted_photos, snapshot } = new;
+        let NewDocument { id, header, damaged, roster, derived, wanted_photos, snapshot } = new;
         let exists = conn
             .prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?
-            .query_row([&header.id], |_| Ok(()))
+            .query_row([&id], |_| Ok(()))
             .optional()?
             .is_some();
         if exists {
             let received = Received { changes: Some(docs::decode_changes_strict(&snapshot)?) };
-            return Self::merge_remote(conn, &header.id, &snapshot, received);
+            return Self::merge_remote(conn, &id, &snapshot, received);
         }
-        derived.write(conn)?;
+        match &damaged {
+            Some(u) => Self::note_damaged(conn, u)?,
+            None => {
+                conn.prepare_cached("DELETE FROM damaged_documents WHERE doc_id = ?1")?.execute([&id])?;
+            }
+        }
+        // With no readable header there is no kind or grid to file it under: it is only listed.
+        let Some(header) = header else { return Ok(false) };
+        let updated_at = derived.as_ref().and_then(Derived::updated_at).unwrap_or(header.created_at);
+        if let Some(derived) = &derived {
+            derived.write(conn)?;
+        }
         Self::note_wanted_photos(conn, &wanted_photos)?;
-        Self::insert_document_bytes(conn, &header, &snapshot, derived.updated_at().unwrap_or(header.created_at))?;
+        Self::insert_document_bytes(conn, &header, &snapshot, updated_at)?;
         if let Some(doc) = &roster {
             Self::apply_roster(conn, doc)?;
         }
@@ -880,8 +983,8 @@ impl Store {
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             for id in &ids {
-                if let Some((kind, _, am)) = Self::load_automerge(conn, id)? {
-                    Self::reindex(conn, kind, &am)?;
+                if let Some((_, _, am)) = Self::load_automerge(conn, id)? {
+                    Self::reindex_received(conn, id, &DocView::new(&am))?;
                 }
             }
             Ok(ids.len())
@@ -907,17 +1010,22 @@ impl Store {
                 .prepare("SELECT id FROM documents")?
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
+            let mut damaged = Vec::new();
             for id in &ids {
-                if let Some((kind, _, am)) = Self::load_automerge(&self.conn, id)? {
-                    Self::reindex(&self.conn, kind, &am)?;
+                if let Some((_, _, am)) = Self::load_automerge(&self.conn, id)? {
+                    if let Err(CoreError::Unreadable(u)) = Derived::read(id, &DocView::new(&am)) {
+                        damaged.push(DamagedDocument::from(&u));
+                    }
+                    Self::reindex_received(&self.conn, id, &DocView::new(&am))?;
                 }
             }
             let rebuilt = index::dump(&self.conn)?;
-            Ok::<_, CoreError>((current.len(), current == rebuilt))
+            damaged.sort_by(|a, b| a.doc_id.cmp(&b.doc_id));
+            Ok::<_, CoreError>((current.len(), current == rebuilt, damaged))
         })();
         self.conn.execute_batch("ROLLBACK")?;
-        let (index_rows, index_matches_documents) = result?;
-        Ok(CheckReport { integrity, documents, index_matches_documents, index_rows })
+        let (index_rows, index_matches_documents, damaged) = result?;
+        Ok(CheckReport { integrity, documents, index_matches_documents, index_rows, damaged })
     }
 
     /// Saves every document whole again and drops its incremental chunks.

@@ -835,6 +835,18 @@ DROP TABLE relay_receipts;
 ALTER TABLE relay_receipts_by_document RENAME TO relay_receipts;
 "#;
 
+/// Version 16: documents this device holds but cannot read (an older relay accepted them, or a
+/// bug wrote them). They stay in `documents`, so later changes still merge into them and sync
+/// goes on, but they have no index rows: lists, reports and rebuilds pass them by, and the hall
+/// sees them listed here with the part that cannot be read.
+const V16: &str = r#"
+CREATE TABLE damaged_documents (
+    doc_id TEXT PRIMARY KEY,
+    field TEXT NOT NULL,
+    message TEXT NOT NULL
+) WITHOUT ROWID;
+"#;
+
 /// Every running count (`request_tally`, `request_resolved_tally`, `request_deadline_tally`)
 /// counted afresh, set-wise, from `request_index` and `areas`: what the triggers of version 13
 /// add up row by row, for a first pull that drops the triggers while its rows go in (see
@@ -937,8 +949,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V13),
         M::up(V14),
         M::up(V15),
+        M::up(V16),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 15;
+pub const LATEST_VERSION: usize = 16;

@@ -267,12 +267,19 @@ impl Store {
                     } else {
                         let new = if readers > 0 {
                             let inbox = &inboxes[new_seen % readers];
-                            inbox.recv().map_err(|_| CoreError::invalid("sync", "the document reader stopped"))??
+                            inbox.recv().map_err(|_| CoreError::invalid("sync", "the document reader stopped"))?
                         } else {
-                            NewDocument::read(&d.doc_id, &d.bytes)?
+                            NewDocument::read(&d.doc_id, &d.bytes)
                         };
                         new_seen += 1;
-                        Self::store_new_document(conn, new)?
+                        match new {
+                            Ok(new) => Self::store_new_document(conn, new)?,
+                            // Changes to a document already set aside whole (its header could not
+                            // be read, so it was never stored) cannot be loaded on their own;
+                            // they stay with the relay and the pull goes on.
+                            Err(_) if Self::listed_damaged(conn, &d.doc_id)? => false,
+                            Err(e) => return Err(e),
+                        }
                     };
                     if applied {
                         changed += 1;
