@@ -14,7 +14,7 @@ use gridwalk_core::demo::{generate, DemoConfig};
 use gridwalk_core::store::{Identity, RequestFilter, Store};
 use gridwalk_core::sync::client;
 use gridwalk_core::{SystemClock, Timestamp};
-use gridwalk_relay::http::{router, AppState, Metrics};
+use gridwalk_relay::http::{router, AppState};
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::SqliteRelayStore;
 use serde_json::{json, Value};
@@ -30,7 +30,7 @@ impl RelayServer {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let store = SqliteRelayStore::open(&dir.join("relay.db")).unwrap();
         let relay = Relay::new(Box::new(store), Arc::new(SystemClock));
-        let state = Arc::new(AppState { relay, metrics: Metrics::default() });
+        let state = Arc::new(AppState::new(relay));
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap())))
             .unwrap();

@@ -44,6 +44,14 @@ pub enum Command {
         device: String,
         #[arg(long)]
         walker: String,
+        /// The role this store acts in until it joins a relay (which then says): hall (the
+        /// default: a store made at the command line is a hall workstation's), walker, office,
+        /// admin or leader. It decides which steps of the loop `request` may take.
+        #[arg(long, value_parser = choice(gridwalk_core::model::Role::parse, "hall, walker, office, admin or leader"))]
+        role: Option<gridwalk_core::model::Role>,
+        /// For office staff: the office (责任科室) id they act for.
+        #[arg(long)]
+        office: Option<String>,
     },
     /// Import a reference list from a .csv or .xlsx file, whole or not at all.
     Import {

@@ -98,7 +98,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     let env = Env { store_path: cli.store, json: cli.json, now, acting_as: cli.acting_as };
     match cli.command {
-        Command::Init { device, walker } => reference::init(&env, device, walker),
+        Command::Init { device, walker, role, office } => reference::init(&env, device, walker, role, office),
         Command::Import { kind, file } => reference::import(&env, kind, &file),
         Command::Demo(demo) => reference::demo(&env, &demo),
         Command::Visit(command) => visits::run(&env, command),

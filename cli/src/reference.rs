@@ -18,13 +18,34 @@ use crate::{Env, Failure};
 /// The seeds' rule: every grid and household is walked at least once every two weeks.
 const VISIT_EVERY_DAYS: i64 = 14;
 
-pub fn init(env: &Env, device: String, walker: String) -> Result<()> {
+pub fn init(
+    env: &Env,
+    device: String,
+    walker: String,
+    role: Option<gridwalk_core::model::Role>,
+    office: Option<String>,
+) -> Result<()> {
     let identity = Identity { device, walker };
     let store = Store::create(&env.store_path, identity)?;
+    if let Some(role) = role {
+        store.set_role(role)?;
+    }
+    if let Some(office) = &office {
+        store.set_office(office)?;
+    }
     let identity = store.identity();
+    let role = store.role()?;
     env.emit(
-        &serde_json::json!({ "store": store.path(), "device": identity.device, "walker": identity.walker }),
-        || format!("created {} for walker {} on device {}", store.path().display(), identity.walker, identity.device),
+        &serde_json::json!({ "store": store.path(), "device": identity.device, "walker": identity.walker, "role": role.as_str() }),
+        || {
+            format!(
+                "created {} for {} ({}) on device {}",
+                store.path().display(),
+                identity.walker,
+                role.as_str(),
+                identity.device
+            )
+        },
     )
 }
 

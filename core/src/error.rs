@@ -26,6 +26,8 @@ pub enum CoreError {
     DamagedDocument { id: String, message: String },
     #[error("{0}")]
     Unreadable(gridwalk_doc::incoming::Unreadable),
+    #[error("not allowed: {0}")]
+    Forbidden(gridwalk_doc::permissions::Forbidden),
     #[error("document {id} may not change its {field}: a document's header is immutable")]
     HeaderChanged { id: String, field: &'static str },
     #[error("storage error: {0}")]
@@ -117,6 +119,7 @@ impl CoreError {
             CoreError::NotInitialised { .. } => "not_initialised",
             CoreError::DamagedDocument { .. } => "damaged_document",
             CoreError::Unreadable(_) => "document_unreadable",
+            CoreError::Forbidden(_) => "forbidden",
             CoreError::HeaderChanged { .. } => "header_changed",
             CoreError::Storage(_) => "storage",
             CoreError::Migration(_) => "migration",

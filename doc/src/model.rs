@@ -140,6 +140,8 @@ pub enum Role {
     Admin,
     /// Reads dashboards.
     Leader,
+    /// Staff of a 责任科室 (office), working the requests assigned to it.
+    Office,
 }
 
 impl Role {
@@ -149,6 +151,7 @@ impl Role {
             Role::Hall => "hall",
             Role::Admin => "admin",
             Role::Leader => "leader",
+            Role::Office => "office",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -157,6 +160,7 @@ impl Role {
             "hall" => Role::Hall,
             "admin" => Role::Admin,
             "leader" => Role::Leader,
+            "office" => Role::Office,
             _ => return None,
         })
     }

@@ -108,6 +108,17 @@ pub struct PushResponse {
     pub duplicates: u32,
     /// The relay's clock when it stored them (milliseconds since the epoch).
     pub received_at: i64,
+    /// For every change of the push, new or not, when the relay first received it. A push
+    /// retried after its reply was lost is answered with the first receipt times, so every
+    /// device shows the same "received by the relay" time for one step.
+    pub receipts: Vec<DocReceipts>,
+}
+
+/// The relay's first receipt times of one document's pushed changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocReceipts {
+    pub doc_id: String,
+    pub receipts: Vec<Receipt>,
 }
 
 /// When the relay first saw a change; the change is named by its Automerge hash.

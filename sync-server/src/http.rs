@@ -39,6 +39,88 @@ pub struct Metrics {
 pub struct AppState {
     pub relay: Relay,
     pub metrics: Metrics,
+    /// Wrong enrolment codes, counted per source and in all, so that codes cannot be guessed.
+    pub enrol_attempts: AttemptLimiter,
+}
+
+impl AppState {
+    pub fn new(relay: Relay) -> AppState {
+        AppState { relay, metrics: Metrics::default(), enrol_attempts: AttemptLimiter::new(AttemptLimits::default()) }
+    }
+}
+
+/// How many wrong enrolment codes are tolerated before further attempts get 429.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptLimits {
+    /// Wrong codes from one address within `window`.
+    pub per_source: u32,
+    /// Wrong codes from all addresses together within `window`: a guesser with many addresses.
+    pub in_all: u32,
+    pub window: std::time::Duration,
+}
+
+impl Default for AttemptLimits {
+    /// Ten wrong codes per address and a hundred in all per ten minutes. A walker mistyping her
+    /// code a few times is never stopped; guessing a 10-character code at that pace would take
+    /// longer than the code lives (24 hours) by many orders of magnitude.
+    fn default() -> Self {
+        AttemptLimits { per_source: 10, in_all: 100, window: std::time::Duration::from_secs(600) }
+    }
+}
+
+/// Counts failed attempts in a fixed window per source address and in all. Only failures
+/// count, and only enrolment is limited: enrolled devices (the hall's PC among them) are
+/// authenticated by their tokens and never meet this limit, and the admin enrols at the relay's
+/// own command line, so nobody can lock the hall out.
+pub struct AttemptLimiter {
+    limits: AttemptLimits,
+    state: std::sync::Mutex<AttemptWindows>,
+}
+
+#[derive(Default)]
+struct AttemptWindows {
+    per_source: std::collections::HashMap<Option<std::net::IpAddr>, (std::time::Instant, u32)>,
+    in_all: Option<(std::time::Instant, u32)>,
+}
+
+impl AttemptLimiter {
+    pub fn new(limits: AttemptLimits) -> Self {
+        AttemptLimiter { limits, state: Default::default() }
+    }
+
+    /// `Err` with the seconds to wait when `source` (or everyone) has used up its attempts.
+    fn check(&self, source: Option<std::net::IpAddr>) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let mut w = self.state.lock().expect("attempt counts");
+        let window = self.limits.window;
+        let wait = |(start, n): (std::time::Instant, u32), limit: u32| {
+            let left = window.saturating_sub(now.duration_since(start));
+            (n >= limit && !left.is_zero()).then(|| left.as_secs().max(1))
+        };
+        if let Some(secs) = w.in_all.and_then(|c| wait(c, self.limits.in_all)) {
+            return Err(secs);
+        }
+        if let Some(secs) = w.per_source.get(&source).copied().and_then(|c| wait(c, self.limits.per_source)) {
+            return Err(secs);
+        }
+        // Windows that ended are forgotten, so the map holds only recent sources.
+        w.per_source.retain(|_, (start, _)| now.duration_since(*start) < window);
+        Ok(())
+    }
+
+    fn failed(&self, source: Option<std::net::IpAddr>) {
+        let now = std::time::Instant::now();
+        let window = self.limits.window;
+        let mut w = self.state.lock().expect("attempt counts");
+        let bump = |c: &mut (std::time::Instant, u32)| {
+            if now.duration_since(c.0) >= window {
+                *c = (now, 0);
+            }
+            c.1 += 1;
+        };
+        bump(w.in_all.get_or_insert((now, 0)));
+        bump(w.per_source.entry(source).or_insert((now, 0)));
+    }
 }
 
 struct ApiError(RelayError);
@@ -101,11 +183,35 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn enroll(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+async fn enroll(
+    State(state): State<Arc<AppState>>,
+    extensions: axum::http::Extensions,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // The peer's address, where the server was started with it (`gridwalk-relay serve` is);
+    // without it every caller shares one count.
+    let source = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    if let Err(secs) = state.enrol_attempts.check(source) {
+        let minutes = secs.div_ceil(60);
+        let mut response = ApiError(RelayError::new(
+            429,
+            "too_many_attempts",
+            format!(
+                "too many wrong enrolment codes were tried; wait {minutes} minute(s) and try again, \
+                 or ask the service hall for a new code"
+            ),
+        ))
+        .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return Ok(response);
+    }
     let req: EnrollRequest = serde_json::from_slice(&body)
         .map_err(|e| RelayError::new(400, "bad_body", format!("expected JSON {{code, device_name}}: {e}")))?;
-    let resp = blocking(&state, move |relay| relay.enroll(&req)).await?;
-    Ok(Json(resp).into_response())
+    let result = blocking(&state, move |relay| relay.enroll(&req)).await;
+    if matches!(&result, Err(e) if e.status == 401 || e.status == 403 || e.status == 404 || e.status == 410) {
+        state.enrol_attempts.failed(source);
+    }
+    Ok(Json(result?).into_response())
 }
 
 async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use gridwalk_doc::SystemClock;
-use gridwalk_relay::http::{router, AppState, Metrics};
+use gridwalk_relay::http::{router, AppState, AttemptLimiter, AttemptLimits};
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::{Role, SqliteRelayStore};
 
@@ -27,6 +27,15 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8470")]
         listen: SocketAddr,
+        /// Wrong enrolment codes tolerated from one address per window before 429.
+        #[arg(long, default_value_t = 10)]
+        enrol_attempts_per_address: u32,
+        /// Wrong enrolment codes tolerated from all addresses together per window.
+        #[arg(long, default_value_t = 100)]
+        enrol_attempts_in_all: u32,
+        /// The window those counts are kept for, in seconds.
+        #[arg(long, default_value_t = 600)]
+        enrol_attempt_window_s: u64,
     },
     /// Create a one-time code that enrols one device.
     Enroll {
@@ -69,7 +78,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let relay = open_relay(&cli.data_dir)?;
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve { listen, enrol_attempts_per_address, enrol_attempts_in_all, enrol_attempt_window_s } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -77,7 +86,14 @@ fn main() -> Result<()> {
                 .init();
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
-                let state = Arc::new(AppState { relay, metrics: Metrics::default() });
+                let state = Arc::new(AppState {
+                    enrol_attempts: AttemptLimiter::new(AttemptLimits {
+                        per_source: enrol_attempts_per_address,
+                        in_all: enrol_attempts_in_all,
+                        window: std::time::Duration::from_secs(enrol_attempt_window_s),
+                    }),
+                    ..AppState::new(relay)
+                });
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
@@ -85,7 +101,8 @@ fn main() -> Result<()> {
                 println!("listening on http://{}", listener.local_addr()?);
                 use std::io::Write;
                 std::io::stdout().flush()?;
-                axum::serve(listener, router(state))
+                // The peer's address is kept for counting wrong enrolment codes per source.
+                axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;
                     })

@@ -12,7 +12,7 @@ use gridwalk_doc::photos as attach;
 use gridwalk_doc::Clock;
 use gridwalk_protocol::validate_blob_id as validate_hash;
 use gridwalk_protocol::{
-    BlobStatus, DocChanges, EnrollRequest, EnrollResponse, PullResponse, PulledDoc, PushRequest, PushResponse, Receipt,
+    BlobStatus, DocChanges, DocReceipts, EnrollRequest, EnrollResponse, PullResponse, PulledDoc, PushRequest, PushResponse, Receipt,
     MAX_BLOB_BYTES, PROTOCOL_VERSION,
 };
 use rand::RngCore;
@@ -299,18 +299,32 @@ impl Relay {
         let mut store = self.store();
         let mut writes = Vec::with_capacity(req.docs.len());
         let mut duplicates = 0u32;
+        let mut pushed = Vec::with_capacity(req.docs.len());
         for d in &req.docs {
-            let (write, dup) = self.prepare_write(&mut **store, device, d)?;
+            let (write, dup, hashes) = self.prepare_write(&mut **store, device, d)?;
             duplicates += dup;
+            pushed.push((d.doc_id.clone(), hashes));
             if let Some(w) = write {
                 writes.push(w);
             }
         }
         let stored = store.store_push(&writes, &device.id, received_at)?;
+        // Every change's first receipt time, the stored one for a change seen before: the same
+        // answer whether this is the first try or a retry after a lost reply.
+        let mut receipts = Vec::with_capacity(pushed.len());
+        for (doc_id, hashes) in pushed {
+            let first: std::collections::HashMap<[u8; 32], i64> = store.receipts(&doc_id)?.into_iter().collect();
+            let receipts_of_doc = hashes
+                .into_iter()
+                .map(|hash| Receipt { hash, received_at: first.get(&hash).copied().unwrap_or(received_at) })
+                .collect();
+            receipts.push(DocReceipts { doc_id, receipts: receipts_of_doc });
+        }
         Ok(PushResponse {
             stored,
             duplicates: duplicates + (writes.iter().map(|w| w.new_changes.len() as u32).sum::<u32>() - stored),
             received_at,
+            receipts,
         })
     }
 
@@ -319,7 +333,7 @@ impl Relay {
         store: &mut dyn RelayStore,
         device: &Device,
         d: &DocChanges,
-    ) -> RelayResult<(Option<DocWrite>, u32)> {
+    ) -> RelayResult<(Option<DocWrite>, u32, Vec<[u8; 32]>)> {
         let doc_err = |code: &'static str, m: String| RelayError::bad(code, format!("document {}: {m}", d.doc_id));
         if d.doc_id.is_empty() || d.doc_id.len() > 100 {
             return Err(doc_err("invalid_document_id", "a document id has 1 to 100 characters".into()));
@@ -351,9 +365,16 @@ impl Relay {
                 fresh.push(NewChange { hash: c.hash().0, bytes: c.raw_bytes().to_vec() });
             }
         }
+        let hashes: Vec<[u8; 32]> = changes.iter().map(|c| c.hash().0).collect();
         if fresh.is_empty() {
-            return Ok((None, dup));
+            return Ok((None, dup, hashes));
         }
+        // What the document was before this push, for the permission check: which events and
+        // body the push adds. A stored document that no longer reads counts as new.
+        let before = match &existing {
+            Some(_) => incoming::read_whole(&d.doc_id, &DocView::new(&doc)).ok(),
+            None => None,
+        };
         doc.apply_changes(changes.iter().cloned()).map_err(|e| doc_err("not_automerge", e.to_string()))?;
         if !doc.get_missing_deps(&[]).is_empty() {
             return Err(doc_err(
@@ -384,8 +405,9 @@ impl Relay {
         // Then every part of it must read through the typed mapping the devices use: a document
         // one device cannot read would stop every other device's pull of its grid.
         let view = DocView::new(&doc);
-        incoming::read_whole(&d.doc_id, &view)
+        let after = incoming::read_whole(&d.doc_id, &view)
             .map_err(|u| RelayError::new(422, "document_unreadable", u.to_string()))?;
+        check_permitted(device, &d.doc_id, before.as_ref(), &after)?;
         // The photos it names decide who may upload and read them, so a document whose photo
         // list or events cannot be read is refused rather than stored with no photos.
         let blob_refs = attach::blob_references(&view)
@@ -409,6 +431,7 @@ impl Relay {
                 blob_refs,
             }),
             dup,
+            hashes,
         ))
     }
 
@@ -572,4 +595,76 @@ impl Relay {
     pub fn stats(&self) -> RelayResult<crate::store::Stats> {
         Ok(self.store().stats()?)
     }
+}
+
+/// The permission table (`gridwalk_doc::permissions`, the one place it lives) applied to what a
+/// push adds to one document: each lifecycle event it adds, judged against the request as it
+/// stood before that event, a changed request body, a new or changed visit, meeting or roster.
+/// A walker's phone is bound to its walker: every event it adds must be hers.
+fn check_permitted(
+    device: &Device,
+    doc_id: &str,
+    before: Option<&incoming::Readable>,
+    after: &incoming::Readable,
+) -> RelayResult<()> {
+    use gridwalk_doc::lifecycle::{fold, fold_order};
+    use gridwalk_doc::model::Role as PersonRole;
+    use gridwalk_doc::permissions::{permitted, Actor, Step};
+    use incoming::Readable;
+
+    let role = match device.role {
+        Role::Walker => PersonRole::Walker,
+        Role::Hall => PersonRole::Hall,
+        Role::Admin => PersonRole::Admin,
+    };
+    let refuse = |what: String| {
+        RelayError::new(403, "forbidden_action", format!("document {doc_id}: {what}; nothing of this push was stored"))
+    };
+    let judge = |person: &str, step: Step, state: Option<&gridwalk_doc::lifecycle::RequestState>| {
+        permitted(&Actor { role, person, office: None }, step, state).map_err(|f| refuse(f.to_string()))
+    };
+    let bound = |person: &str, what: &str| match device.walker.as_deref() {
+        Some(walker) if walker != person => Err(refuse(format!(
+            "{what} is signed by {person}, but this device belongs to {walker} and may act only as her or him"
+        ))),
+        _ => Ok(()),
+    };
+    match after {
+        Readable::Request { events, body, header, .. } => {
+            let (known, old): (HashSet<&str>, _) = match before {
+                Some(Readable::Request { events, body, state, .. }) => {
+                    (events.iter().map(|e| e.id.as_str()).collect(), Some((body, state)))
+                }
+                _ => (HashSet::new(), None),
+            };
+            let mut ordered = events.clone();
+            fold_order(&mut ordered);
+            for (i, event) in ordered.iter().enumerate() {
+                if known.contains(event.id.as_str()) {
+                    continue;
+                }
+                bound(&event.by, &format!("the '{}' step", event.action.verb()))?;
+                let state = if i == 0 { None } else { fold(&ordered[..i]) };
+                judge(&event.by, Step::of(&event.action), state.as_ref())?;
+            }
+            if let Some((old_body, old_state)) = old {
+                if old_body != body {
+                    let person = device.walker.as_deref().unwrap_or(&header.created_by);
+                    judge(person, Step::EditRequest, Some(old_state))?;
+                }
+            }
+        }
+        Readable::Visit { header, body } => {
+            let changed = !matches!(before, Some(Readable::Visit { body: old, .. }) if old == body);
+            if changed {
+                if before.is_none() {
+                    bound(&header.created_by, "the visit")?;
+                }
+                judge(device.walker.as_deref().unwrap_or(&header.created_by), Step::RecordVisit, None)?;
+            }
+        }
+        Readable::Meeting { header, .. } => judge(&header.created_by, Step::Meeting, None)?,
+        Readable::Roster { header, .. } => judge(&header.created_by, Step::PublishRoster, None)?,
+    }
+    Ok(())
 }

@@ -54,6 +54,9 @@ pub struct Device {
     pub role: Role,
     /// For walkers, the grids it may see; hall and admin devices see every grid.
     pub grids: Vec<String>,
+    /// The walker (person) a walker's phone is bound to at enrolment: every event it pushes
+    /// must be hers.
+    pub walker: Option<String>,
 }
 
 impl Device {
@@ -397,16 +400,16 @@ impl RelayStore for SqliteRelayStore {
     }
 
     fn device_by_token(&mut self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
-        let row: Option<(String, String, String)> = self
+        let row: Option<(String, String, String, Option<String>)> = self
             .conn
-            .prepare_cached("SELECT id, name, role FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL")?
-            .query_row([&token_hash[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .prepare_cached("SELECT id, name, role, walker FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL")?
+            .query_row([&token_hash[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .optional()?;
-        let Some((id, name, role)) = row else {
+        let Some((id, name, role, walker)) = row else {
             return Ok(None);
         };
         let grids = self.grids_of(&id)?;
-        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids }))
+        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker }))
     }
 
     fn touch_device(&mut self, id: &str, now: i64) -> StoreResult<()> {

@@ -279,3 +279,125 @@ fn a_relay_and_a_device_killed_mid_sync_recover_without_loss() {
     let hall = relay_documents(&relay, dir.path(), "hall-check");
     assert_eq!(fingerprint(&hall), fingerprint(&phone), "every change reached the relay exactly once");
 }
+
+/// A proxy that lets requests through whole but swallows the reply to the first `cut` pushes:
+/// the relay has stored the push, the device never hears so and pushes again.
+struct PushReplyCutter {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    cut_left: Arc<AtomicU64>,
+}
+
+impl PushReplyCutter {
+    fn start(upstream: u16, cut: u64) -> PushReplyCutter {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let cut_left = Arc::new(AtomicU64::new(cut));
+        let (stop2, cut2) = (stop.clone(), cut_left.clone());
+        thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((mut client, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                let cut = cut2.clone();
+                thread::spawn(move || {
+                    // Requests go up as they come; a connection that carried a push gets its
+                    // reply swallowed while cuts are left.
+                    let mut up_client = client.try_clone().unwrap();
+                    let mut up_server = server.try_clone().unwrap();
+                    let pushed = Arc::new(AtomicBool::new(false));
+                    let pushed_up = pushed.clone();
+                    let up = thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            match up_client.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if buf[..n].windows(13).any(|w| w == b"POST /v1/push") {
+                                        pushed_up.store(true, Ordering::SeqCst);
+                                    }
+                                    if up_server.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = up_server.shutdown(Shutdown::Write);
+                    });
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        match server.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                let swallow = pushed.load(Ordering::SeqCst)
+                                    && cut.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1)).is_ok();
+                                if swallow {
+                                    // The relay answered (so it stored the push); the device
+                                    // sees the line drop instead.
+                                    let _ = client.shutdown(Shutdown::Both);
+                                    let _ = server.shutdown(Shutdown::Both);
+                                    break;
+                                }
+                                if client.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = client.shutdown(Shutdown::Both);
+                    let _ = up.join();
+                });
+            }
+        });
+        PushReplyCutter { port, stop, cut_left }
+    }
+}
+
+impl Drop for PushReplyCutter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Regression: a push stored by the relay whose reply was lost was retried and answered with
+/// the retry's time, which the device kept while every other device held the first receipt
+/// time. Now the retry is answered with the first receipt times.
+#[test]
+fn a_retried_push_after_a_lost_reply_leaves_the_same_relay_time_on_every_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"), 0);
+    let direct = format!("http://127.0.0.1:{}", relay.port);
+    let phone = device_store(dir.path(), "phone", "w1");
+    client::join(&phone, &direct, &relay.enroll("phone", "walker", "g1"), "phone").unwrap();
+    let cutter = PushReplyCutter::start(relay.port, 1);
+    let mut link = phone.relay_link().unwrap().unwrap();
+    link.url = format!("http://127.0.0.1:{}", cutter.port);
+    phone.set_relay_link(&link).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    while phone.list_requests(&Default::default()).unwrap().is_empty() {
+        random_edit(&phone, &mut rng, "g1", 1);
+    }
+    sync_until_done(&phone);
+    assert_eq!(cutter.cut_left.load(Ordering::SeqCst), 0, "the first push's reply was cut");
+    let other = device_store(dir.path(), "other", "w2");
+    client::join(&other, &direct, &relay.enroll("other", "walker", "g1"), "other").unwrap();
+    sync_until_done(&other);
+    let hall = relay_documents(&relay, dir.path(), "hall-check");
+    let times = |store: &Store| -> Vec<(String, Vec<Option<i64>>)> {
+        store
+            .document_ids()
+            .unwrap()
+            .into_iter()
+            .filter_map(|id| store.request(&id).ok().map(|r| (id, r.history.iter().map(|h| h.relay_received_at).collect())))
+            .collect()
+    };
+    let on_phone = times(&phone);
+    assert!(!on_phone.is_empty() && on_phone.iter().all(|(_, t)| t.iter().all(Option::is_some)), "{on_phone:?}");
+    assert_eq!(on_phone, times(&other), "the phone and another walker show the same relay times");
+    assert_eq!(on_phone, times(&hall), "and so does the hall");
+}

@@ -25,8 +25,13 @@ struct RelayProcess {
 
 impl RelayProcess {
     fn start(data: &Path, port: u16) -> RelayProcess {
+        Self::start_with(data, port, &[])
+    }
+
+    fn start_with(data: &Path, port: u16, extra: &[&str]) -> RelayProcess {
         let mut child = Command::new(RELAY)
             .args(["--data-dir", data.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -299,4 +304,50 @@ fn hex_decode(s: &str) -> Vec<u8> {
         return Vec::new();
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// Regression: 200 wrong enrolment codes could be tried in 0.19 s with no 429 and no lock-out.
+/// Now wrong codes are counted per address: past the limit the relay answers 429 with a clear
+/// message and Retry-After, checks no code at all, and lets the address try again once the
+/// window has passed; enrolled devices are never held up meanwhile.
+#[test]
+fn wrong_enrolment_codes_are_limited_per_address_without_locking_out_the_hall() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start_with(
+        &dir.path().join("relay"),
+        0,
+        &["--enrol-attempts-per-address", "5", "--enrol-attempt-window-s", "3"],
+    );
+    let hall = device_store(dir.path(), "hall-pc", "hall-1");
+    client::join(&hall, &relay.url, &relay.enroll("hall-pc", "hall", ""), "hall-pc").unwrap();
+    let http = reqwest::blocking::Client::new();
+    let enrol = |code: &str| {
+        http.post(format!("{}/v1/enroll", relay.url))
+            .json(&serde_json::json!({ "code": code, "device_name": "猜码的手机" }))
+            .send()
+            .unwrap()
+    };
+    let mut statuses = Vec::new();
+    for n in 0..200 {
+        let r = enrol(&format!("WRONG{n:05}"));
+        let status = r.status().as_u16();
+        if status == 429 {
+            assert!(r.headers().get("retry-after").is_some(), "429 says when to try again");
+            let body: serde_json::Value = r.json().unwrap();
+            assert_eq!(body["code"], "too_many_attempts");
+            assert!(body["message"].as_str().unwrap().contains("new code"), "{body}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "the first wrong codes are simply wrong");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "then the address is held off: {:?}", &statuses[..12]);
+    // Even a right code waits out the window: no code is checked while the address is held off.
+    let code = relay.enroll("王芳的手机", "walker", "g1");
+    assert_eq!(enrol(&code).status().as_u16(), 429);
+    // The hall's enrolled PC syncs on, untouched by the limit.
+    hall.publish_rosters(&hall.context(common::t(0)), &[]).unwrap();
+    client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    // After the window the same address enrols with the right code.
+    std::thread::sleep(std::time::Duration::from_millis(3_200));
+    assert_eq!(enrol(&code).status().as_u16(), 200);
 }

@@ -547,3 +547,44 @@ fn the_demo_town_fills_the_store() {
     assert!(!town.json(&["grids"]).as_array().unwrap().is_empty());
     town.ok(&["index", "check"]);
 }
+
+/// A store made for a walker (`init --role walker`) raises requests and reports on them, but
+/// the command line refuses the hall's steps with `forbidden`, and `--as` cannot make it act
+/// as someone else; the store is untouched by every refusal.
+#[test]
+fn a_walkers_store_refuses_the_halls_steps_and_acting_as_another_person() {
+    let town = Town::empty();
+    town.ok(&["init", "--device", "phone-1", "--walker", "w1", "--role", "walker"]);
+    for (kind, text) in [("areas", AREAS_CSV), ("households", HOUSEHOLDS_CSV), ("departments", DEPARTMENTS_CSV)] {
+        let file = town.write(&format!("{kind}.csv"), text);
+        town.ok(&["import", kind, file.to_str().unwrap()]);
+    }
+    let raised: Value = serde_json::from_str(&town.ok(&[
+        "--json",
+        "request",
+        "raise",
+        "--grid",
+        "G1",
+        "--category",
+        "streetlight",
+        "--description",
+        "路灯不亮",
+        "--anonymous",
+    ]))
+    .unwrap();
+    let id = raised["id"].as_str().expect("the new request's id").to_string();
+    let files = town.files();
+    for args in [
+        vec!["--json", "request", "accept", &id],
+        vec!["--json", "request", "close", &id],
+        vec!["--json", "--as", "w2", "request", "progress", &id, "--note", "冒名"],
+    ] {
+        let (code, stderr) = town.fails(&args);
+        assert_eq!(code, 1, "{args:?}");
+        let error: Value = serde_json::from_str(stderr.trim()).unwrap();
+        assert_eq!(error["code"], "forbidden", "{args:?}: {stderr}");
+        assert_eq!(town.files(), files, "{args:?} left the store as it was");
+    }
+    // Her own steps go through: she settles on the spot what she received herself.
+    town.ok(&["request", "solve-on-spot", &id, "--note", "当场帮忙联系了电工"]);
+}

@@ -38,6 +38,7 @@ impl Store {
     /// request's lifecycle as a `MeetingDecision`, in the same transaction: the meeting and its
     /// decisions are recorded together or not at all.
     pub fn record_meeting(&self, ctx: &ActionContext, grid: &str, body: MeetingBody) -> Result<String> {
+        self.may(ctx, gridwalk_doc::permissions::Step::Meeting, None)?;
         if body.topic.trim().is_empty() {
             return Err(CoreError::invalid("topic", "say what the meeting was about"));
         }

@@ -30,8 +30,10 @@ use crate::docs::{
 };
 use crate::error::{CoreError, Result};
 use crate::lifecycle::{self, Action, LifecycleEvent, RequestState};
+use crate::model::Role;
 use crate::time::Timestamp;
 use crate::ActionContext;
+use gridwalk_doc::permissions::{self, Actor, Forbidden, Step};
 
 pub use meetings::{MeetingSummary, MeetingView};
 pub use query::{RequestFilter, RequestSort, RequestSummary, VisitFilter, VisitSummary};
@@ -604,10 +606,67 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
+    // ----- who may act --------------------------------------------------------------------------
+
+    /// The role this store acts in: the relay's word once enrolled, else what `gridwalk init
+    /// --role` recorded, else hall (a store never enrolled is a hall workstation's or a test's;
+    /// a phone enrols before it has a store).
+    pub fn role(&self) -> Result<Role> {
+        for key in ["relay_role", "role"] {
+            if let Some(text) = self.meta(key)?.filter(|r| !r.is_empty()) {
+                return Role::parse(&text).ok_or_else(|| CoreError::invalid("role", format!("'{text}' is not a role")));
+            }
+        }
+        Ok(Role::Hall)
+    }
+
+    /// Records the role of a store that is not enrolled yet (`gridwalk init --role`).
+    pub fn set_role(&self, role: Role) -> Result<()> {
+        self.set_meta("role", role.as_str())
+    }
+
+    /// The office (责任科室) an office-staff store acts for, when it is one.
+    pub fn office(&self) -> Result<Option<String>> {
+        self.meta("office")
+    }
+
+    pub fn set_office(&self, office: &str) -> Result<()> {
+        self.set_meta("office", office)
+    }
+
+    /// Checks the permission table (`gridwalk_doc::permissions`) before a write: may the person
+    /// in `ctx`, in this store's role, take `step` (on a request in `state`)? A walker's device
+    /// acts only as its own walker.
+    fn may(&self, ctx: &ActionContext, step: Step, state: Option<&RequestState>) -> Result<()> {
+        let role = self.role()?;
+        if role == Role::Walker && ctx.actor != self.identity.walker {
+            return Err(CoreError::Forbidden(Forbidden {
+                person: ctx.actor.clone(),
+                role: role.as_str(),
+                what: step.words(),
+                why: "a walker's device acts only as the walker it belongs to",
+            }));
+        }
+        let office = self.office()?;
+        let actor = Actor { role, person: &ctx.actor, office: office.as_deref() };
+        permissions::permitted(&actor, step, state).map_err(CoreError::Forbidden)
+    }
+
+    /// Whether the person in `ctx` may take `action` on a request in `state` here, by the
+    /// permission table: what the app offers and what `act` accepts are the same thing.
+    pub fn allows(&self, ctx: &ActionContext, state: &RequestState, action: &Action) -> Result<bool> {
+        match self.may(ctx, Step::of(action), Some(state)) {
+            Ok(()) => Ok(true),
+            Err(CoreError::Forbidden(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     // ----- user actions ------------------------------------------------------------------------
 
     /// 走访: records a visit. One transaction: document, index rows, last-visit dates, outbox.
     pub fn record_visit(&self, ctx: &ActionContext, visit: NewVisit) -> Result<String> {
+        self.may(ctx, Step::RecordVisit, None)?;
         self.atomically(|conn| {
             reference::require_grid(conn, &visit.grid)?;
             if let Some(mg) = &visit.micro_grid {
@@ -655,6 +714,7 @@ impl Store {
     /// 诉求: raises a request (its first event is `Collected`). When raised on a visit, the visit
     /// lists it too, in the same transaction.
     pub fn raise_request(&self, ctx: &ActionContext, request: NewRequest) -> Result<String> {
+        self.may(ctx, Step::RaiseRequest, None)?;
         self.atomically(|conn| {
             reference::require_grid(conn, &request.grid)?;
             if let Some(mg) = &request.micro_grid {
@@ -742,6 +802,7 @@ impl Store {
             am.set_actor(docs::actor_for_device(&ctx.device));
             let before = am.get_heads();
             let mut doc = RequestDocument::from_automerge(am);
+            self.may(ctx, Step::of(&action), Some(&doc.state()?))?;
             let event = doc.apply(ctx, action)?;
             let message = event.action.verb();
             let am = doc.automerge();

@@ -68,6 +68,7 @@ impl Store {
     /// Publishes the rosters of the given grids (every grid when empty) in one transaction:
     /// each becomes or updates its grid's roster document and goes to the outbox when it changed.
     pub fn publish_rosters(&self, ctx: &ActionContext, grids: &[String]) -> Result<PublishReport> {
+        self.may(ctx, gridwalk_doc::permissions::Step::PublishRoster, None)?;
         let grids: Vec<String> =
             if grids.is_empty() { self.grids()?.into_iter().map(|g| g.id).collect() } else { grids.to_vec() };
         self.atomically(|conn| {

@@ -434,7 +434,15 @@ impl<'s> SyncSession<'s> {
         match (std::mem::replace(&mut self.phase, Phase::Done), incoming) {
             (Phase::AwaitPush { up_to, docs, hashes }, Incoming::Pushed(resp)) => {
                 for (doc, hs) in &hashes {
-                    self.store.record_receipts(doc, hs, resp.received_at)?;
+                    // The relay's first receipt of each change; a relay that does not say gets
+                    // the push's time.
+                    let told = resp.receipts.iter().find(|r| &r.doc_id == doc);
+                    for h in hs {
+                        let at = told
+                            .and_then(|t| t.receipts.iter().find(|r| &r.hash == h))
+                            .map_or(resp.received_at, |r| r.received_at);
+                        self.store.record_receipts(doc, std::slice::from_ref(h), at)?;
+                    }
                 }
                 self.store.acknowledge_outbox(up_to)?;
                 self.progress.docs_pushed += docs;

@@ -8,7 +8,7 @@ pub use transport::InMemoryTransport;
 use chrono::{Duration, TimeZone, Utc};
 use gridwalk_core::docs::{Reporter, Source, Urgency, VisitKind, VisitTarget};
 use gridwalk_core::lifecycle::{self, Action, Assignment, Rating, TriageDecision};
-use gridwalk_core::model::{Area, AreaKind, Department, Household, Level};
+use gridwalk_core::model::{Area, AreaKind, Department, Household, Level, Role};
 use gridwalk_core::store::{Identity, NewRequest, NewVisit, RequestFilter, Store};
 use gridwalk_core::Timestamp;
 use rand::seq::IndexedRandom;
@@ -53,6 +53,9 @@ pub fn device_store(dir: &std::path::Path, device: &str, walker: &str) -> Store 
         }
     }
     store.put_department(&Department { id: "dept-urban".into(), name: "城建办".into(), level: Level::Town }).unwrap();
+    // The fixtures' people are hall staff when their id starts with "hall" and walkers
+    // otherwise; the store acts in that role before it ever meets the relay, as a phone does.
+    store.set_role(if walker.starts_with("hall") { Role::Hall } else { Role::Walker }).unwrap();
     store
 }
 
@@ -131,8 +134,11 @@ pub fn random_edit(store: &Store, rng: &mut ChaCha8Rng, grid: &str, minutes: i64
                 .unwrap();
             let Some(r) = requests.choose(rng) else { return };
             let state = store.request(&r.id).unwrap().state;
-            let valid: Vec<Action> =
-                candidates(rng.random(), minutes).into_iter().filter(|a| lifecycle::check(&state, a).is_ok()).collect();
+            let valid: Vec<Action> = candidates(rng.random(), minutes)
+                .into_iter()
+                // What this device's role may do: walkers report and rate, the hall runs the loop.
+                .filter(|a| lifecycle::check(&state, a).is_ok() && store.allows(&ctx, &state, a).unwrap())
+                .collect();
             if let Some(a) = valid.choose(rng) {
                 store.act(&ctx, &r.id, a.clone()).unwrap();
             }
