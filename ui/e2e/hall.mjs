@@ -10,6 +10,14 @@
 // is shown, exported to XLSX (downloaded, and saved on the hall PC) and laid out for printing; a
 // grid meeting is recorded when the app has the meeting commands.
 //
+// What a person reads is checked on the way: no two texts of a dashboard chart overlap, and none
+// is cut off, at 1366 × 768, at 1920 × 1080 and in English (boxes from each chart's zrender
+// display list, since ECharts draws onto a canvas); breakdowns show at most ten bars, the rest in
+// a list; coverage lists count households in 户 and enterprises in 家; table rows open their
+// request from anywhere on the row and with Enter; a deadline with a bad year is called not a
+// valid date (not missing); the countdown shows only while the request is open; the overdue
+// view's 逾期天数 equals its "超期 N 天"; a meeting decision reads as 议事决定 in the history.
+//
 // Screenshots: target/test-output/hall-*.png
 // Run: node ui/e2e/hall.mjs   (after `cd ui && npm run build` and
 //      `cargo build -p gridwalk-bridge -p gridwalk-cli -p gridwalk-relay`)
@@ -67,6 +75,89 @@ async function until(what, fn, ms = 60000) {
 
 function pct(rate) {
   return (Math.round(rate * 1000) / 10).toFixed(1).replace(/\.0$/, '') + '%';
+}
+
+/**
+ * The texts each dashboard chart drew, as rectangles in the chart's canvas. ECharts draws onto a
+ * canvas, so there are no DOM boxes: the chart instance (`__chart` on its element) gives its
+ * zrender display list, whose text spans belong to zrender Text elements; a Text element's
+ * bounding rectangle through its transform is where its label is on screen.
+ */
+async function chartTexts(page) {
+  return page.evaluate(() => {
+    const charts = [];
+    for (const div of document.querySelectorAll('[data-testid^="chart-"]')) {
+      const id = div.getAttribute('data-testid');
+      const chart = div.__chart;
+      if (!chart) {
+        charts.push({ id, texts: [], missing: true });
+        continue;
+      }
+      const zr = chart.getZr();
+      const owners = new Set();
+      for (const d of zr.storage.getDisplayList(true)) {
+        const s = d.style && d.style.text;
+        if (s === undefined || s === null || !String(s).trim() || d.invisible) continue;
+        owners.add(d.parent && d.parent.type === 'text' ? d.parent : d);
+      }
+      const texts = [];
+      for (const el of owners) {
+        const s = String((el.style && el.style.text) ?? '');
+        if (!s.trim() || el.invisible || el.ignore || (el.style && el.style.opacity === 0)) continue;
+        const r = el.getBoundingRect().clone();
+        if (el.transform) r.applyTransform(el.transform);
+        texts.push({ text: s, x: r.x, y: r.y, w: r.width, h: r.height });
+      }
+      charts.push({ id, width: zr.getWidth(), height: zr.getHeight(), texts });
+    }
+    return charts;
+  });
+}
+
+/** Two rectangles share more than a hair (half a pixel each way). */
+function intersects(a, b) {
+  const w = Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y);
+  return w > 0.5 && h > 0.5;
+}
+
+/**
+ * At the page's current size: every chart has drawn (at its element's width), none of its texts
+ * overlaps another, and none is cut off at the chart's edge.
+ */
+async function assertChartsReadable(page, what) {
+  const drawn = () => {
+    const divs = [...document.querySelectorAll('[data-testid^="chart-"]')];
+    return divs.length > 0 && divs.every((d) => d.__chart && d.getAttribute('data-drawn') === 'true' && Math.abs(d.__chart.getWidth() - d.clientWidth) < 1);
+  };
+  await page.waitForFunction(drawn, null, { timeout: 30000 }).catch(async (e) => {
+    const state = await page.evaluate(() => [...document.querySelectorAll('[data-testid^="chart-"]')].map((d) =>
+      `${d.getAttribute('data-testid')}: instance ${!!d.__chart}, drawn ${d.getAttribute('data-drawn')}, width ${d.__chart?.getWidth()} in ${d.clientWidth}`));
+    throw new Error(`the charts did not finish drawing at ${what}: ${state.join('; ')}`, { cause: e });
+  });
+  await sleep(300); // a resize's last frame
+  const charts = await chartTexts(page);
+  const problems = [];
+  for (const c of charts) {
+    if (c.missing) {
+      problems.push(`${c.id}: no chart instance on the element`);
+      continue;
+    }
+    if (c.texts.length < 3) problems.push(`${c.id}: only ${c.texts.length} texts drawn`);
+    for (let i = 0; i < c.texts.length; i++) {
+      const a = c.texts[i];
+      if (a.x < -1 || a.y < -1 || a.x + a.w > c.width + 1 || a.y + a.h > c.height + 1) {
+        problems.push(`${c.id}: "${a.text}" is cut off at the edge (${Math.round(a.x)},${Math.round(a.y)} ${Math.round(a.w)}×${Math.round(a.h)} in ${c.width}×${c.height})`);
+      }
+      for (let j = i + 1; j < c.texts.length; j++) {
+        const b = c.texts[j];
+        if (intersects(a, b)) problems.push(`${c.id}: "${a.text}" overlaps "${b.text}"`);
+      }
+    }
+  }
+  const counted = charts.map((c) => `${c.id} ${c.texts.length}`).join(', ');
+  assert(!problems.length, `chart labels at ${what} must not overlap:\n  ${problems.slice(0, 30).join('\n  ')}${problems.length > 30 ? `\n  … ${problems.length - 30} more` : ''}`);
+  console.log(`charts at ${what}: no label overlaps (${counted} texts)`);
 }
 
 async function main() {
@@ -130,7 +221,9 @@ async function main() {
     await page.screenshot({ path: join(OUT, 'hall-inbox.png'), fullPage: true });
 
     // 4. The duplicate: merge, into the request the suggestions name first.
-    await page.locator(`${tid('inbox-item')}[data-request-id="${dupId}"] ${tid('inbox-open')}`).click();
+    //    The whole row opens it: a click on its address cell, away from the description's link.
+    await page.locator(`${tid('inbox-item')}[data-request-id="${dupId}"] td`).nth(4).click();
+    await page.locator(`${tid('screen-hall-request')}[data-request-id="${dupId}"]`).waitFor();
     await page.locator(tid('triage-panel')).waitFor();
     await page.locator(tid('triage-merge_into')).click();
     const suggestion = page.locator(tid('duplicate-item')).first();
@@ -150,8 +243,37 @@ async function main() {
     await page.locator(tid('assign-department')).selectOption(office);
     await page.locator(tid('assign-person')).fill('李师傅');
     await page.locator(tid('assign-level')).selectOption('village');
+    // A deadline with a wrong year is called not a valid date, not a missing one.
+    const deadlineField = page.locator(tid('assign-deadline'));
+    const chosenDeadline = await deadlineField.inputValue();
+    const missingText = '请填写办理期限';
+    await deadlineField.fill(`2${chosenDeadline}`);
+    await page.locator(tid('assign-submit')).click();
+    const deadlineError = page.locator(tid('assign-deadline-error'));
+    await deadlineError.waitFor();
+    let said = (await deadlineError.innerText()).trim();
+    assert((await deadlineError.getAttribute('data-problem')) === 'invalid' && said.includes('不是有效的日期') && !said.includes(missingText), `a five-digit year: "${said}"`);
+    await deadlineField.fill(chosenDeadline);
+    assert(!(await deadlineError.count()), 'the message goes once the date is typed again');
+    // A part of the date wiped in the field (the browser's date format decides which part comes
+    // first): the field then gives the page nothing, and says so only through `badInput`.
+    const field = await deadlineField.boundingBox();
+    await page.mouse.click(field.x + 14, field.y + field.height / 2);
+    await page.keyboard.press('Backspace');
+    assert(await deadlineField.evaluate((e) => e.value === '' && e.validity.badInput), 'the date field holds an incomplete date');
+    await page.locator(tid('assign-submit')).click();
+    await deadlineError.waitFor();
+    said = (await deadlineError.innerText()).trim();
+    assert((await deadlineError.getAttribute('data-problem')) === 'invalid' && !said.includes(missingText), `an incomplete date: "${said}"`);
+    await page.screenshot({ path: join(OUT, 'hall-deadline-invalid.png') });
+    assert((await page.locator(tid('hall-status')).getAttribute('data-status')) === 'accepted', 'nothing was assigned with a bad date');
+    await deadlineField.fill(chosenDeadline);
     await page.locator(tid('assign-submit')).click();
     await page.locator(tid('hall-status') + '[data-status="assigned"]').waitFor();
+    // While it is open the deadline counts down; the countdown is what a person reads there.
+    const countdown = page.locator(`${tid('detail-deadline')} ${tid('detail-countdown')}`);
+    await countdown.waitFor();
+    assert(/还剩 \d+ 天|今天到期/.test(await countdown.innerText()), `the countdown of an open request: ${await countdown.innerText()}`);
     await page.locator(tid('progress-note')).fill('已联系村电工，明天上门');
     await page.locator(tid('progress-submit')).click();
     await page.locator(`${tid('timeline-event')}[data-type="progress"]`).waitFor();
@@ -160,6 +282,10 @@ async function main() {
     await page.locator(tid('resolve-submit')).click();
     await page.locator(tid('hall-status') + '[data-status="resolved"]').waitFor();
     await page.locator(tid('photo-thumb')).first().waitFor();
+    // Resolved: the deadline is still shown, without "还剩 N 天".
+    await page.locator(`${tid('detail-status')}[data-status="resolved"]`).waitFor();
+    const deadlineShown = await page.locator(tid('detail-deadline')).innerText();
+    assert(!(await countdown.count()) && !/还剩|超期|到期/.test(deadlineShown), `no countdown once resolved: ${deadlineShown}`);
     const detail = await api(hall, 'request', { id });
     assert(detail.photos.some((p) => p.role === 'after'), 'the after photo is on the request');
     assert(detail.department === office && detail.level === 'village', 'assigned to the office at village level');
@@ -175,6 +301,7 @@ async function main() {
     // It drills down to the list behind it, which holds this request.
     await kpi.click();
     await page.locator(`${tid('drill-total')}[data-total="${expected.num}"]`).waitFor();
+    assert(/^共 \d+ 件$/.test((await page.locator(tid('drill-total')).innerText()).trim()), 'requests are counted in 件');
     await page.locator(tid('chart-trend') + ' canvas').waitFor();
     // The desktop dashboard draws Chinese with the shipped font too (the charts are told it).
     assertCjkRenders(
@@ -182,9 +309,53 @@ async function main() {
       'Chromium, hall dashboard',
     );
     await page.evaluate(() => window.scrollTo(0, 0));
+    // No chart label sits on another, on the hall PC's screen and on a large one.
+    await assertChartsReadable(page, '1366×768');
     await page.screenshot({ path: join(OUT, 'hall-dashboard.png'), fullPage: true });
+    await page.setViewportSize({ width: 1920, height: 1080 });
+    await assertChartsReadable(page, '1920×1080');
+    await page.screenshot({ path: join(OUT, 'hall-dashboard-1920.png'), fullPage: true });
+    await page.setViewportSize({ width: 1366, height: 768 });
     const drill = await api(hall, 'drill', { scope: { kind: 'all' }, what: 'requests', measure: 'resolved', slice: { by: 'all' }, limit: 500 });
     assert(drill.ids.includes(id), 'the resolved list holds the request');
+
+    // A breakdown with more than ten rows shows the ten with the most requests; the rest are in
+    // the list under it, whose rows open the requests behind them.
+    const board = await api(hall, 'dashboard', { scope: { kind: 'all' } });
+    for (const [by, testid, rows] of [['category', 'chart-category', board.by_category], ['department', 'chart-office', board.by_department], ['grid', 'chart-grid', board.by_grid]]) {
+      const bars = await page.locator(tid(testid)).evaluate((el) => el.__chart.getOption().yAxis[0].data.length);
+      assert(bars === Math.min(10, rows.length), `${testid}: ${bars} bars for ${rows.length} rows`);
+      assert((await page.locator(`${tid('breakdown-more')}[data-by="${by}"]`).count()) === (rows.length > 10 ? 1 : 0), `${testid}: a full list only when bars were left out`);
+    }
+    const many = [['category', board.by_category], ['department', board.by_department], ['grid', board.by_grid]].find(([, rows]) => rows.length > 10);
+    if (many) {
+      const [by, rows] = many;
+      await page.locator(`${tid('breakdown-more')}[data-by="${by}"]`).click();
+      const list = page.locator(`${tid('breakdown-list')}[data-by="${by}"] ${tid('breakdown-row')}`);
+      await list.first().waitFor();
+      assert((await list.count()) === rows.length, `the full list has all ${rows.length} rows`);
+      const last = rows.reduce((a, b) => (b.total < a.total ? b : a));
+      await page.screenshot({ path: join(OUT, 'hall-dashboard-list.png'), fullPage: true });
+      await list.last().press('Enter');
+      await page.locator(`${tid('drill-total')}[data-total="${last.total}"]`).waitFor();
+      await page.locator(`${tid('breakdown-more')}[data-by="${by}"]`).click();
+    } else {
+      console.log('no breakdown has more than ten rows here: the full list is not exercised');
+    }
+    // Coverage: households are counted in 户, enterprises in 家.
+    await page.locator(tid('cov-households_not_visited')).click();
+    await page.locator(`${tid('drill-list')}[data-kind="household"]`).waitFor();
+    assert(/^共 \d+ 户$/.test((await page.locator(tid('drill-total')).innerText()).trim()), `households: ${await page.locator(tid('drill-total')).innerText()}`);
+    await page.locator(tid('cov-enterprises_not_visited')).click();
+    await page.locator(`${tid('drill-total')}`).filter({ hasText: '家' }).waitFor();
+    // A row of the list behind a figure opens its request, from anywhere on the row.
+    await page.locator(tid('kpi-resolution_rate')).click();
+    const drillRow = page.locator(`${tid('drill-item')}[data-id="${id}"]`);
+    await drillRow.waitFor();
+    await drillRow.locator('td').first().click();
+    await page.locator(`${tid('screen-hall-request')}[data-request-id="${id}"]`).waitFor();
+    await page.locator(tid('nav-dashboard')).click();
+    await page.locator(tid('dash-refresh')).waitFor();
 
     // 7. The phone receives the resolution; the walker reports back and records the rating.
     await syncNow(hall, 'hall up');
@@ -220,6 +391,14 @@ async function main() {
     await page.locator(`${tid('monthly-row')}[data-request-id="${id}"][data-completion="resolved"]`).waitFor({ timeout: 30000 });
     await page.locator(tid('monthly-scope')).selectOption(`grid:${GRID}`);
     await page.locator(`${tid('monthly-row')}[data-request-id="${id}"]`).waitFor();
+    // Rows open their request with the keyboard too: Tab reaches a row, Enter opens it.
+    await page.locator(`${tid('monthly-row')}[data-request-id="${id}"]`).focus();
+    await page.keyboard.press('Enter');
+    await page.locator(`${tid('screen-hall-request')}[data-request-id="${id}"]`).waitFor();
+    await page.goBack();
+    await page.locator(`${tid('monthly-row')}[data-request-id="${id}"]`).waitFor();
+    await page.locator(tid('monthly-scope')).selectOption(`grid:${GRID}`);
+    await page.locator(`${tid('monthly-row')}[data-request-id="${id}"]`).waitFor();
     const [download] = await Promise.all([page.waitForEvent('download'), page.locator(tid('monthly-export')).click()]);
     assert(download.suggestedFilename().endsWith('.xlsx'), `an XLSX file: ${download.suggestedFilename()}`);
     const saved = await page.locator(tid('monthly-saved')).getAttribute('data-path');
@@ -237,6 +416,16 @@ async function main() {
     // 9. The overdue view and the admin lists open.
     await page.locator(tid('nav-overdue')).click();
     await page.locator(tid('screen-overdue')).waitFor();
+    // "超期 N 天" under the deadline and the 逾期天数 column say the same N.
+    await page.locator(`${tid('work-item')}, ${tid('work-empty')}`).first().waitFor();
+    const lateRows = await page.locator(tid('work-item')).evaluateAll((rows) =>
+      rows.map((r) => ({ countdown: r.querySelector('[data-testid="work-countdown"]')?.textContent ?? '', column: r.querySelector('[data-testid="work-days-late"]')?.textContent ?? '' })));
+    for (const r of lateRows) {
+      const n = /超期 (\d+) 天/.exec(r.countdown)?.[1];
+      assert(n && n === r.column.trim(), `overdue days agree: "${r.countdown}" vs column "${r.column}"`);
+    }
+    console.log(`overdue view: ${lateRows.length} rows, countdown and 逾期天数 agree`);
+    await page.screenshot({ path: join(OUT, 'hall-overdue.png'), fullPage: true });
     await page.locator(tid('nav-admin')).click();
     await page.locator(tid('admin-walker')).first().waitFor();
 
@@ -265,6 +454,16 @@ async function main() {
       await page.screenshot({ path: join(OUT, 'hall-meeting.png'), fullPage: true });
       const history = (await api(hall, 'request', { id })).history;
       assert(history.some((h) => h.type === 'meeting_decision'), 'the decision is an event on the request');
+      // In the request's history it reads as a meeting decision, not as a triage result.
+      await page.goto(`${hall.url}/#/hall/request/${id}`);
+      const decided = page.locator(`${tid('timeline-event')}[data-type="meeting_decision"]`);
+      await decided.waitFor();
+      const told = await decided.innerText();
+      assert(told.includes('议事决定') && told.includes('利用闲置太阳能路灯') && !told.includes('研判结果'), `the meeting decision in the history: ${told}`);
+      await decided.scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(OUT, 'hall-request-meeting-decision.png') });
+      await decided.locator(tid('timeline-meeting')).click();
+      await page.locator(tid('meeting-decision')).first().waitFor();
     }
 
     // English: the hall's own words have no Chinese left.
@@ -274,6 +473,11 @@ async function main() {
     await page.locator(tid('screen-inbox')).waitFor();
     const nav = await page.locator(tid('side-nav')).innerText();
     assert(!/[\u4e00-\u9fff]/.test(nav), `English navigation: ${nav}`);
+    // English names are longer: the charts' labels still keep apart.
+    await page.locator(tid('nav-dashboard')).click();
+    await page.locator(tid('chart-trend') + ' canvas').waitFor();
+    await assertChartsReadable(page, '1366×768 in English');
+    await page.screenshot({ path: join(OUT, 'hall-dashboard-en.png'), fullPage: true });
     await page.locator(tid('nav-sync')).click();
     await page.locator(tid('lang-zh')).click();
 

@@ -5,7 +5,8 @@
 // A walker enrols, records a visit, raises a request with a photo from it, loses the relay,
 // records more while offline, gets the relay back, watches the progress bar reach 100%, and a
 // second device of the same grid then sees all of it. Screenshots of every key screen go to
-// target/test-output/.
+// target/test-output/. On the way, the visit form's save buttons are checked to sit above the
+// bottom tab bar (wholly on screen, reachable by a tap) at 360 × 740 and 390 × 844.
 //
 // Run: node ui/e2e/walker.mjs   (scripts/test.sh does, after building the UI and the workspace)
 import { chromium } from 'playwright-core';
@@ -35,6 +36,40 @@ async function enrol(page, relayUrl, code, deviceName) {
   await page.locator(tid('enroll-submit')).click();
   await page.locator(tid('app-shell')).waitFor({ timeout: 30000 });
   await page.locator(`${tid('grid-item')}[data-grid-id="${GRID}"]`).waitFor({ timeout: 30000 });
+}
+
+/**
+ * The visit form's two save buttons are whole, inside the screen and above the bottom tab bar
+ * (not under it), and a tap at their middle reaches them: with the form as it opens and scrolled
+ * to its end.
+ */
+async function assertSaveAboveTabBar(page, what) {
+  for (const where of ['as it opens', 'scrolled to the end']) {
+    await page.evaluate((end) => window.scrollTo(0, end ? document.documentElement.scrollHeight : 0), where !== 'as it opens');
+    await sleep(150);
+    const seen = await page.evaluate((ids) => {
+      const bar = document.querySelector('[data-testid="tab-grids"]')?.closest('nav')?.getBoundingClientRect();
+      return {
+        bar: bar && { top: bar.top, bottom: bar.bottom, left: bar.left, right: bar.right },
+        height: window.innerHeight,
+        buttons: ids.map((id) => {
+          const el = document.querySelector(`[data-testid="${id}"]`);
+          const r = el.getBoundingClientRect();
+          const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+          return { id, top: r.top, bottom: r.bottom, left: r.left, right: r.right, reached: !!hit && el.contains(hit) };
+        }),
+      };
+    }, ['visit-submit', 'visit-submit-raise']);
+    assert(seen.bar, `${what}: the bottom tab bar is there`);
+    for (const b of seen.buttons) {
+      const overlapsBar = b.bottom > seen.bar.top && b.top < seen.bar.bottom && b.right > seen.bar.left && b.left < seen.bar.right;
+      const box = `${Math.round(b.top)}–${Math.round(b.bottom)}, tab bar from ${Math.round(seen.bar.top)}`;
+      assert(!overlapsBar, `${what}, ${where}: ${b.id} (${box}) is under the tab bar`);
+      assert(b.top >= 0 && b.bottom <= seen.height, `${what}, ${where}: ${b.id} (${box}) is not wholly on the screen (${seen.height} high)`);
+      assert(b.reached, `${what}, ${where}: a tap on the middle of ${b.id} does not reach it`);
+    }
+  }
+  console.log(`visit form at ${what}: save buttons above the tab bar`);
 }
 
 async function main() {
@@ -73,6 +108,14 @@ async function main() {
     await page.locator(tid('visit-new')).click();
     await page.locator(tid('visit-kind-daily')).click();
     await page.locator(tid('visit-notes')).fill('张大爷说门口路灯坏了一周');
+    // The save button is never under the bottom tabs: on a small phone (360 × 740) and this one.
+    await page.setViewportSize({ width: 360, height: 740 });
+    await assertSaveAboveTabBar(page, '360×740');
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(OUT, 'walker-04-visit-360.png') });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await assertSaveAboveTabBar(page, '390×844');
+    await page.evaluate(() => window.scrollTo(0, 0));
     await shot(page, '04-visit');
     await page.locator(tid('visit-submit')).click();
     await page.locator(tid('visit-done')).waitFor();

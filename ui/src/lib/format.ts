@@ -57,15 +57,37 @@ export function lastVisitText(ms: number | null, now: number): string {
   return ms === null ? t('place.neverVisited') : relativeDay(ms, now);
 }
 
+/**
+ * Whole calendar days (Shanghai) by which a deadline has passed at `now`: 0 before it and on its
+ * own day. The one count behind "超期 N 天" and the overdue view's 逾期天数 column, so the two
+ * never disagree.
+ */
+export function daysOverdue(deadline: number | null, now: number): number {
+  if (deadline === null || deadline >= now) return 0;
+  return Math.max(0, daysBetween(deadline, now));
+}
+
 /** How a deadline stands: overdue by N days, due today, N days left. */
 export function deadlineText(deadline: number | null, now: number): string {
   if (deadline === null) return t('deadline.none');
   if (deadline < now) {
-    const n = daysBetween(deadline, now);
+    const n = daysOverdue(deadline, now);
     return n <= 0 ? t('deadline.overdueToday') : t('deadline.overdueDays', { n });
   }
   const n = -daysBetween(deadline, now);
   return n <= 0 ? t('deadline.today') : t('deadline.inDays', { n });
+}
+
+/** Statuses in which a request is still being worked on (the core's `Status::is_open`). */
+export const OPEN_STATUSES: readonly string[] = ['new', 'accepted', 'assigned', 'reopened'];
+
+/**
+ * The countdown beside a deadline ("还剩 N 天", "超期 N 天"), only while the request is open: once
+ * it is resolved, rated, closed, rejected or merged the deadline no longer runs, so null.
+ */
+export function countdownText(row: { deadline: number | null; status: string }, now: number): string | null {
+  if (row.deadline === null || !OPEN_STATUSES.includes(row.status)) return null;
+  return deadlineText(row.deadline, now);
 }
 
 /** Clamp a progress fraction to 0..1 (NaN and missing count as 0). */

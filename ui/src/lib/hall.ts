@@ -3,6 +3,7 @@
 // form checks. No Svelte state here, so Vitest covers it directly.
 
 import { call, type RequestRow, type Role } from './api';
+import { daysOverdue } from './format';
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -211,6 +212,22 @@ export function pct(rate: number | null | undefined): string {
   return (Math.round(rate * 1000) / 10).toFixed(1).replace(/\.0$/, '') + '%';
 }
 
+/** How many bars a breakdown chart shows: the rest are in the list under it. */
+export const CHART_TOP_N = 10;
+
+/**
+ * A breakdown (by category, office or grid) ranked for a chart read at a glance: most requests
+ * first, then most overdue, then by name; `shown` is the first `n`, `rows` all of them.
+ */
+export function rankBreakdown<T extends Pick<Breakdown, 'total' | 'overdue'>>(rows: T[], name: (r: T) => string, n = CHART_TOP_N): { rows: T[]; shown: T[]; hidden: number } {
+  const ranked = rows
+    .map((r) => ({ r, name: name(r) }))
+    .sort((a, b) => b.r.total - a.r.total || b.r.overdue - a.r.overdue || a.name.localeCompare(b.name, 'zh-CN'))
+    .map((x) => x.r);
+  const shown = ranked.slice(0, Math.max(0, n));
+  return { rows: ranked, shown, hidden: ranked.length - shown.length };
+}
+
 /** resolved / handled, as the dashboard defines 办结率. */
 export function resolutionRate(f: Pick<Figures, 'resolved' | 'handled'>): number | null {
   return f.handled > 0 ? f.resolved / f.handled : null;
@@ -221,6 +238,35 @@ export function deadlineFromDate(date: string): number | null {
   const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(date.trim());
   if (!m) return null;
   return Date.UTC(+m[1], +m[2] - 1, +m[3] + 1) - SHANGHAI_MS - 1;
+}
+/** How far ahead a deadline may be set; a later year is taken for a typing slip. */
+export const DEADLINE_MAX_YEARS = 5;
+export type DeadlineProblem = 'missing' | 'invalid' | 'past' | 'too_far';
+
+/**
+ * Checks the assignment's deadline as the date input holds it: `value` is the input's value
+ * (`YYYY-MM-DD`, or '' when the browser cannot read what was typed: then `badInput` is true).
+ * Empty is "missing"; a date the calendar does not have, or a year of more or fewer than four
+ * digits, is "invalid"; a day before today is "past"; more than DEADLINE_MAX_YEARS years ahead
+ * is "too_far". Otherwise the deadline is the end of that day (Shanghai).
+ */
+export function checkDeadline(value: string, badInput: boolean, now: number): { deadline: number } | { problem: DeadlineProblem } {
+  const v = value.trim();
+  if (!v) return { problem: badInput ? 'invalid' : 'missing' };
+  const m = /^(\d+)-(\d{1,2})-(\d{1,2})$/.exec(v);
+  if (!m || m[1].length !== 4) return { problem: 'invalid' };
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  if (mo < 1 || mo > 12 || d < 1 || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) return { problem: 'invalid' };
+  const iso = `${m[1]}-${String(mo).padStart(2, '0')}-${String(d).padStart(2, '0')}`;
+  if (iso < dateAfter(now, 0)) return { problem: 'past' };
+  if (iso > latestDeadline(now)) return { problem: 'too_far' };
+  return { deadline: deadlineFromDate(iso)! };
+}
+/** The latest deadline `checkDeadline` accepts, for the date input's `max`. */
+export function latestDeadline(now: number): string {
+  const [y, m, d] = dateAfter(now, 0).split('-');
+  return `${Number(y) + DEADLINE_MAX_YEARS}-${m}-${d}`;
 }
 /** `YYYY-MM-DD` (Shanghai) `days` after `now`. */
 export function dateAfter(now: number, days: number): string {
@@ -237,11 +283,11 @@ export function fromLocalInput(text: string): number | null {
   return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]) - SHANGHAI_MS;
 }
 
-/** Days late (whole days, at least 1 once the deadline passed) — the overdue view's sort key. */
-export function daysLate(deadline: number | null, now: number): number {
-  if (deadline === null || deadline >= now) return 0;
-  return Math.max(1, Math.floor((now - deadline) / 86_400_000));
-}
+/**
+ * Days late, the overdue view's 逾期天数 and its sort key: the same count as the "超期 N 天" beside
+ * the deadline (whole calendar days in Shanghai since the deadline's day; 0 on that day itself).
+ */
+export const daysLate = daysOverdue;
 /** Most late first. */
 export function byLateness<T extends { deadline: number | null }>(rows: T[], now: number): T[] {
   return [...rows].sort((a, b) => daysLate(b.deadline, now) - daysLate(a.deadline, now) || (a.deadline ?? 0) - (b.deadline ?? 0));

@@ -26,9 +26,19 @@ function scalar(key: string, v: unknown): string {
 }
 
 /** The lines worth showing for one event's `details` (the action's fields). */
-export function describeDetails(details: unknown): DetailLine[] {
+export function describeDetails(details: unknown, type?: string): DetailLine[] {
   const out: DetailLine[] = [];
-  walk(details, out);
+  const d = details && typeof details === 'object' && !Array.isArray(details) ? (details as Record<string, unknown>) : null;
+  // The event's type: given by the caller (the app sends it beside `details`), or inside.
+  const kind = type ?? (typeof d?.type === 'string' ? d.type : undefined);
+  if (kind === 'meeting_decision' && d) {
+    // What a grid meeting (议事) decided: a meeting decision, not a triage result. The meeting
+    // itself is a link beside it (an id means nothing to a reader).
+    out.push({ key: 'decision', label: t('field.meetingDecision'), value: scalar('decision', d.decision) });
+    walk(Object.fromEntries(Object.entries(d).filter(([k]) => !['decision', 'meeting', 'type'].includes(k))), out);
+  } else {
+    walk(details, out);
+  }
   return out.filter((l) => l.value !== '');
 }
 

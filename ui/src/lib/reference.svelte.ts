@@ -39,6 +39,13 @@ export function walkerName(id: string | null | undefined): string {
   return refs.reference?.walkers.find((w) => w.id === id)?.name ?? id;
 }
 
+/** Whoever owns a request now (首问责任制): an office once assigned, else a person. */
+export function ownerName(id: string | null | undefined): string {
+  if (!id) return '';
+  const office = refs.reference?.departments.find((d) => d.id === id);
+  return office ? office.name : walkerName(id);
+}
+
 export function gridName(id: string | null | undefined): string {
   if (!id) return '';
   return refs.grids?.find((g) => g.id === id)?.name ?? id;

@@ -1,10 +1,11 @@
 // Request list logic that lives in the UI: status groups for the filter, overdue and ordering.
 
 import type { RequestRow } from './api';
+import { OPEN_STATUSES } from './format';
 
 export const STATUS_GROUPS = {
   all: [] as string[],
-  open: ['new', 'accepted', 'assigned', 'reopened'],
+  open: [...OPEN_STATUSES],
   resolved: ['resolved'],
   feedback: ['feedback_given'],
   done: ['rated', 'closed'],
@@ -13,8 +14,6 @@ export const STATUS_GROUPS = {
 export type StatusGroup = keyof typeof STATUS_GROUPS;
 export const STATUS_GROUP_NAMES = Object.keys(STATUS_GROUPS) as StatusGroup[];
 
-/** Statuses in which a deadline no longer matters. */
-const FINISHED = new Set(['resolved', 'feedback_given', 'rated', 'closed', 'rejected', 'merged']);
 
 /** The `statuses` argument for a group (undefined = all). */
 export function statusesFor(group: StatusGroup): string[] | undefined {
@@ -25,7 +24,7 @@ export function statusesFor(group: StatusGroup): string[] | undefined {
 /** Overdue: the core says so, or (between two status refreshes) the deadline has just passed. */
 export function isOverdue(row: Pick<RequestRow, 'overdue' | 'deadline' | 'status'>, now: number): boolean {
   if (row.overdue) return true;
-  return row.deadline !== null && row.deadline < now && !FINISHED.has(row.status);
+  return row.deadline !== null && row.deadline < now && OPEN_STATUSES.includes(row.status);
 }
 
 /**

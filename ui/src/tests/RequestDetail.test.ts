@@ -118,6 +118,50 @@ describe('request detail', () => {
     expect(stub.of('act')[1]).toEqual({ id: 'r-1', action: { type: 'rated', rating: 'basically', comment: '还行' } });
   });
 
+  it('counts the deadline down only while the request is open', async () => {
+    const now = T0 + 86400_000; // the deadline is six days later
+    const { app } = await import('../lib/status.svelte');
+    const before = app.status;
+    app.status = { ...(before ?? {}), now } as typeof app.status;
+    try {
+      stubTransport({ request: () => detail({ status: 'assigned', allowed: [] }), photo: () => ({ mime: 'image/jpeg', data_base64: '/9j/' }) });
+      const open = render(RequestDetail, { props: { id: 'r-1' } });
+      expect((await screen.findByTestId('detail-countdown')).textContent).toBe('(还剩 6 天)');
+      open.unmount();
+      for (const status of ['resolved', 'feedback_given', 'rated', 'closed']) {
+        stubTransport({ request: () => detail({ status, allowed: [] }), photo: () => ({ mime: 'image/jpeg', data_base64: '/9j/' }) });
+        const done = render(RequestDetail, { props: { id: 'r-1' } });
+        const deadline = await screen.findByTestId('detail-deadline');
+        expect(deadline.textContent, status).toContain('2026-11-08');
+        expect(deadline.textContent, status).not.toMatch(/还剩|超期|到期/);
+        expect(screen.queryByTestId('detail-countdown'), status).toBeNull();
+        done.unmount();
+      }
+    } finally {
+      app.status = before;
+    }
+  });
+
+  it('names a meeting decision as one, not as a triage result', async () => {
+    stubTransport({
+      request: () =>
+        detail({
+          history: [
+            { id: 'e1', type: 'triaged', at: T0, relay_received_at: T0, actor: 's1', device: 'hall-pc', applied: true, details: { decision: { kind: 'accept' } } },
+            { id: 'e2', type: 'meeting_decision', at: T0 + 1000, relay_received_at: T0, actor: 's1', device: 'hall-pc', applied: true, details: { meeting: 'm-1', decision: '利用闲置太阳能路灯约50盏' } },
+          ],
+        }),
+      photo: () => ({ mime: 'image/jpeg', data_base64: '/9j/' }),
+    });
+    render(RequestDetail, { props: { id: 'r-1' } });
+    await screen.findByTestId('request-timeline');
+    const [triaged, decided] = screen.getAllByTestId('timeline-event');
+    expect(triaged.textContent).toContain('研判结果: 受理');
+    expect(decided.textContent).toContain('议事决定: 利用闲置太阳能路灯约50盏');
+    expect(decided.textContent).not.toContain('研判');
+    expect(decided.textContent).not.toContain('m-1'); // an id means nothing to a reader
+  });
+
   it('speaks English when asked', async () => {
     setLang('en');
     stubTransport({ request: () => detail(), photo: () => ({ mime: 'image/jpeg', data_base64: '/9j/' }) });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   clampFraction,
+  countdownText,
   daysBetween,
   deadlineText,
   formatBytes,
@@ -60,6 +61,17 @@ describe('relative days', () => {
     expect(deadlineText(now + 2 * D, now)).toBe('还剩 2 天');
     setLang('en');
     expect(deadlineText(now - 3 * D, now)).toBe('Overdue 3 d');
+  });
+  it('the countdown runs only while a request is open', () => {
+    for (const status of ['new', 'accepted', 'assigned', 'reopened']) {
+      expect(countdownText({ deadline: now + 2 * D, status }, now), status).toBe('还剩 2 天');
+      expect(countdownText({ deadline: now - 3 * D, status }, now), status).toBe('超期 3 天');
+    }
+    for (const status of ['resolved', 'feedback_given', 'rated', 'closed', 'rejected', 'merged']) {
+      expect(countdownText({ deadline: now - 3 * D, status }, now), status).toBeNull();
+      expect(countdownText({ deadline: now + 2 * D, status }, now), status).toBeNull();
+    }
+    expect(countdownText({ deadline: null, status: 'assigned' }, now)).toBeNull();
   });
 });
 

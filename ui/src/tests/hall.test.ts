@@ -3,6 +3,7 @@ import {
   addMonths,
   base64ToBytes,
   byLateness,
+  checkDeadline,
   cleanMeeting,
   dateAfter,
   daysLate,
@@ -13,12 +14,14 @@ import {
   monthOf,
   parseScope,
   pct,
+  rankBreakdown,
   resolutionRate,
   scopeKey,
   toLocalInput,
   useSideNav,
   type NewMeetingArgs,
 } from '../lib/hall';
+import { deadlineText } from '../lib/format';
 
 describe('hall layout', () => {
   it('uses the side navigation for hall and admin, or on a wide screen', () => {
@@ -88,9 +91,60 @@ describe('deadlines and times', () => {
     const day = 86_400_000;
     const rows = [{ id: 'a', deadline: now - 2 * day }, { id: 'b', deadline: now - 9 * day }, { id: 'c', deadline: now + day }, { id: 'd', deadline: null }];
     expect(byLateness(rows, now).map((r) => r.id).slice(0, 2)).toEqual(['b', 'a']);
-    expect(daysLate(now - 1, now)).toBe(1);
+    expect(daysLate(now - 1, now)).toBe(0); // passed this same day: "今天已超期"
     expect(daysLate(now + 1, now)).toBe(0);
     expect(daysLate(null, now)).toBe(0);
+  });
+  it('the 逾期天数 column and "超期 N 天" count the same days', () => {
+    // A deadline typed as 2025-12-16 ends that day at 23:59:59.999; at 10:00 on 2026-11-27 it is
+    // 346 calendar days late, though only 345 × 24 hours and 10 hours have passed.
+    const deadline = deadlineFromDate('2025-12-16')!;
+    const now = Date.UTC(2026, 10, 27, 2); // 10:00 in Shanghai
+    expect(daysLate(deadline, now)).toBe(346);
+    expect(deadlineText(deadline, now)).toBe('超期 346 天');
+    const H = 3600_000;
+    for (let h = 1; h < 24 * 40; h += 5) {
+      const at = deadline + h * H;
+      const n = daysLate(deadline, at);
+      expect(deadlineText(deadline, at)).toBe(n === 0 ? '今天已超期' : `超期 ${n} 天`);
+    }
+  });
+  it('a typed deadline: a bad date or year is not called missing', () => {
+    const now = Date.UTC(2026, 10, 20, 2); // 2026-11-20, 10:00 in Shanghai
+    expect(checkDeadline('2026-11-27', false, now)).toEqual({ deadline: deadlineFromDate('2026-11-27') });
+    expect(checkDeadline('2026-11-20', false, now)).toEqual({ deadline: deadlineFromDate('2026-11-20') }); // today
+    expect(checkDeadline('', false, now)).toEqual({ problem: 'missing' });
+    expect(checkDeadline('', true, now)).toEqual({ problem: 'invalid' }); // the field holds an incomplete date
+    expect(checkDeadline('20266-11-27', false, now)).toEqual({ problem: 'invalid' });
+    expect(checkDeadline('2026-02-30', false, now)).toEqual({ problem: 'invalid' });
+    expect(checkDeadline('2026-13-01', false, now)).toEqual({ problem: 'invalid' });
+    expect(checkDeadline('0026-11-27', false, now)).toEqual({ problem: 'past' });
+    expect(checkDeadline('2026-11-19', false, now)).toEqual({ problem: 'past' });
+    expect(checkDeadline('2031-11-20', false, now)).toEqual({ deadline: deadlineFromDate('2031-11-20') });
+    expect(checkDeadline('2031-11-21', false, now)).toEqual({ problem: 'too_far' });
+    expect(checkDeadline('2206-11-27', false, now)).toEqual({ problem: 'too_far' });
+  });
+});
+
+describe('dashboard breakdowns', () => {
+  const row = (key: string, total: number, overdue = 0) => ({ key, label: key, total, overdue });
+  it('rank the most requests first, then the most overdue, then by name, and show the top ten', () => {
+    const rows = Array.from({ length: 47 }, (_, i) => row(`g${String(i).padStart(2, '0')}`, i % 9, i % 4));
+    const r = rankBreakdown(rows, (b) => b.key);
+    expect(r.rows).toHaveLength(47);
+    expect(r.shown).toHaveLength(10);
+    expect(r.hidden).toBe(37);
+    expect(r.shown).toEqual(r.rows.slice(0, 10));
+    for (let i = 1; i < r.rows.length; i++) {
+      const [a, b] = [r.rows[i - 1], r.rows[i]];
+      expect(a.total > b.total || (a.total === b.total && (a.overdue > b.overdue || (a.overdue === b.overdue && a.key < b.key)))).toBe(true);
+    }
+    expect(Math.min(...r.shown.map((b) => b.total))).toBeGreaterThanOrEqual(Math.max(...r.rows.slice(10).map((b) => b.total)));
+  });
+  it('show everything when there are ten or fewer', () => {
+    const r = rankBreakdown([row('a', 1), row('b', 3), row('c', 2)], (b) => b.key);
+    expect(r.shown.map((b) => b.key)).toEqual(['b', 'c', 'a']);
+    expect(r.hidden).toBe(0);
   });
 });
 
