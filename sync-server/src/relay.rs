@@ -12,8 +12,8 @@ use gridwalk_doc::photos as attach;
 use gridwalk_doc::Clock;
 use gridwalk_protocol::validate_blob_id as validate_hash;
 use gridwalk_protocol::{
-    BlobStatus, DocChanges, DocReceipts, EnrollRequest, EnrollResponse, PullResponse, PulledDoc, PushRequest, PushResponse, Receipt,
-    MAX_BLOB_BYTES, PROTOCOL_VERSION,
+    BlobStatus, DocChanges, DocReceipts, EnrollRequest, EnrollResponse, PullResponse, PulledDoc, PushRequest,
+    PushResponse, Receipt, MAX_BLOB_BYTES, PROTOCOL_VERSION,
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};

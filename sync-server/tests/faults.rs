@@ -335,7 +335,9 @@ impl PushReplyCutter {
                             Ok(0) | Err(_) => break,
                             Ok(n) => {
                                 let swallow = pushed.load(Ordering::SeqCst)
-                                    && cut.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1)).is_ok();
+                                    && cut
+                                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1))
+                                        .is_ok();
                                 if swallow {
                                     // The relay answered (so it stored the push); the device
                                     // sees the line drop instead.
@@ -393,7 +395,9 @@ fn a_retried_push_after_a_lost_reply_leaves_the_same_relay_time_on_every_device(
             .document_ids()
             .unwrap()
             .into_iter()
-            .filter_map(|id| store.request(&id).ok().map(|r| (id, r.history.iter().map(|h| h.relay_received_at).collect())))
+            .filter_map(|id| {
+                store.request(&id).ok().map(|r| (id, r.history.iter().map(|h| h.relay_received_at).collect()))
+            })
             .collect()
     };
     let on_phone = times(&phone);
