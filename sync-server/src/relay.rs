@@ -2,7 +2,7 @@
 //! (`http.rs`) and the deterministic in-memory tests both drive this same code.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use automerge::AutoCommit;
 use gridwalk_doc::doc_view::DocView;
@@ -20,6 +20,9 @@ use sha2::{Digest, Sha256};
 
 use crate::blobs::{BlobError, BlobFiles, BlobSlice, ByteRange};
 use crate::store::{Device, DocWrite, Enrollment, NewChange, RelayStore, Role, StoreError};
+
+/// How often a push is prepared again when its documents keep changing under it.
+const MAX_PUSH_ATTEMPTS: u32 = 16;
 
 /// Limits that keep one device from exhausting the relay.
 #[derive(Debug, Clone)]
@@ -119,7 +122,8 @@ fn normalise_code(code: &str) -> String {
 }
 
 pub struct Relay {
-    store: Mutex<Box<dyn RelayStore>>,
+    /// Serves many callers at once; the relay holds no lock of its own around it.
+    store: Box<dyn RelayStore>,
     clock: Arc<dyn Clock>,
     /// Photo files; `None` when the store has no place for them and none was given.
     blobs: Option<BlobFiles>,
@@ -164,7 +168,7 @@ impl Relay {
     /// A relay over `store`, keeping photo files where the store keeps them by default.
     pub fn new(store: Box<dyn RelayStore>, clock: Arc<dyn Clock>) -> Self {
         let blobs = store.blob_dir().map(BlobFiles::new);
-        Relay { store: Mutex::new(store), clock, blobs, limits: Limits::default() }
+        Relay { store, clock, blobs, limits: Limits::default() }
     }
 
     /// Keeps photo files under `dir` instead.
@@ -182,10 +186,8 @@ impl Relay {
         self.clock.now().timestamp_millis()
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, Box<dyn RelayStore>> {
-        // A panic while holding the lock cannot leave SQLite half-written (its transaction rolls
-        // back), so a poisoned lock is safe to reuse.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    fn store(&self) -> &dyn RelayStore {
+        &*self.store
     }
 
     /// Creates a one-time enrolment code for a device (admin, on the relay machine).
@@ -264,7 +266,7 @@ impl Relay {
         if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(RelayError::unauthorized());
         }
-        let mut store = self.store();
+        let store = self.store();
         let device = store.device_by_token(&sha256(token.as_bytes()))?.ok_or_else(RelayError::unauthorized)?;
         store.touch_device(&device.id, self.now())?;
         Ok(device)
@@ -295,20 +297,33 @@ impl Relay {
                 ));
             }
         }
-        let received_at = self.now();
-        let mut store = self.store();
-        let mut writes = Vec::with_capacity(req.docs.len());
-        let mut duplicates = 0u32;
-        let mut pushed = Vec::with_capacity(req.docs.len());
-        for d in &req.docs {
-            let (write, dup, hashes) = self.prepare_write(&mut **store, device, d)?;
-            duplicates += dup;
-            pushed.push((d.doc_id.clone(), hashes));
-            if let Some(w) = write {
-                writes.push(w);
+        let store = self.store();
+        // The push is prepared (decoded, merged, checked) outside any lock. If another push
+        // changed one of its documents meanwhile, the store refuses it whole and it is prepared
+        // again from the new state; each round makes progress, since the other push committed.
+        let mut attempt = 0;
+        let (writes, duplicates, pushed, stored, received_at) = loop {
+            attempt += 1;
+            let mut writes = Vec::with_capacity(req.docs.len());
+            let mut duplicates = 0u32;
+            let mut pushed = Vec::with_capacity(req.docs.len());
+            for d in &req.docs {
+                let (write, dup, hashes) = self.prepare_write(store, device, d)?;
+                duplicates += dup;
+                pushed.push((d.doc_id.clone(), hashes));
+                if let Some(w) = write {
+                    writes.push(w);
+                }
             }
-        }
-        let stored = store.store_push(&writes, &device.id, received_at)?;
+            let received_at = self.now();
+            match store.store_push(&writes, &device.id, received_at) {
+                Ok(stored) => break (writes, duplicates, pushed, stored, received_at),
+                Err(StoreError::Conflict { doc }) if attempt < MAX_PUSH_ATTEMPTS => {
+                    tracing::debug!(doc, attempt, "a document changed while the push was prepared; again");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         // Every change's first receipt time, the stored one for a change seen before: the same
         // answer whether this is the first try or a retry after a lost reply.
         let mut receipts = Vec::with_capacity(pushed.len());
@@ -330,7 +345,7 @@ impl Relay {
 
     fn prepare_write(
         &self,
-        store: &mut dyn RelayStore,
+        store: &dyn RelayStore,
         device: &Device,
         d: &DocChanges,
     ) -> RelayResult<(Option<DocWrite>, u32, Vec<[u8; 32]>)> {
@@ -429,6 +444,7 @@ impl Relay {
                 snapshot,
                 new_changes: fresh,
                 blob_refs,
+                base_last_seq: existing.as_ref().map(|e| e.last_seq),
             }),
             dup,
             hashes,
@@ -438,7 +454,7 @@ impl Relay {
     /// One page of everything in the device's grids after `cursor`.
     pub fn pull(&self, device: &Device, cursor: &str, limit: usize) -> RelayResult<PullResponse> {
         let limit = limit.clamp(1, self.limits.max_pull_page);
-        let mut store = self.store();
+        let store = self.store();
         let scope = device.scope();
         let cursor = match Cursor::parse(cursor)? {
             Some(c) => c,
@@ -486,7 +502,7 @@ impl Relay {
                     // applies most cheaply).
                     if let Some(stored) = stored.filter(|s| s.first_seq > seq) {
                         whole.insert(stored.id.clone());
-                        docs.push(Self::whole_document(&mut **store, stored)?);
+                        docs.push(Self::whole_document(store, stored)?);
                         continue;
                     }
                     match docs.last_mut() {
@@ -514,7 +530,7 @@ impl Relay {
 
     /// A document for a device that has never had it: its snapshot, or all its changes when
     /// they take fewer bytes.
-    fn whole_document(store: &mut dyn RelayStore, stored: crate::store::StoredDoc) -> RelayResult<PulledDoc> {
+    fn whole_document(store: &dyn RelayStore, stored: crate::store::StoredDoc) -> RelayResult<PulledDoc> {
         let changes = store.doc_changes(&stored.id)?;
         let receipts = changes.iter().map(|c| Receipt { hash: c.hash, received_at: c.received_at }).collect();
         let change_bytes: usize = changes.iter().map(|c| c.bytes.len()).sum();

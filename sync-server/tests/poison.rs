@@ -304,6 +304,8 @@ fn plant(town: &Town, doc_id: &str, grid: &str, kind: &str, base: Option<&[u8]>,
         .iter()
         .map(|c| gridwalk_relay::store::NewChange { hash: c.hash().0, bytes: c.raw_bytes().to_vec() })
         .collect();
+    use gridwalk_relay::store::RelayStore;
+    let store = SqliteRelayStore::open(&town._dir.path().join("relay.db")).unwrap();
     let write = gridwalk_relay::store::DocWrite {
         id: doc_id.into(),
         grid: grid.into(),
@@ -311,9 +313,8 @@ fn plant(town: &Town, doc_id: &str, grid: &str, kind: &str, base: Option<&[u8]>,
         snapshot: doc.save(),
         new_changes,
         blob_refs: vec![],
+        base_last_seq: store.load_doc(doc_id).unwrap().map(|d| d.last_seq),
     };
-    let mut store = SqliteRelayStore::open(&town._dir.path().join("relay.db")).unwrap();
-    use gridwalk_relay::store::RelayStore;
     store.store_push(&[write], "planted", 1_790_000_000_000).unwrap();
 }
 

@@ -14,14 +14,16 @@ use gridwalk_core::sync::client::{self, Retry, SessionLimits};
 use gridwalk_core::sync::protocol::{DocChanges, PushRequest, PROTOCOL_VERSION};
 use gridwalk_core::{CoreError, ManualClock};
 use gridwalk_relay::relay::Relay;
-use gridwalk_relay::store::{Role, SqliteRelayStore};
+use gridwalk_relay::store::{MemoryRelayStore, Role, SqliteRelayStore};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 
+/// The deterministic harness runs on the in-memory store, which passes the same conformance
+/// suite as the SQLite one (`tests/conformance.rs`); `dir` holds the devices' stores and photos.
 fn relay_in(dir: &std::path::Path) -> Relay {
     let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()));
-    Relay::new(Box::new(SqliteRelayStore::open(&dir.join("relay.db")).unwrap()), clock)
+    Relay::new(Box::new(MemoryRelayStore::new()), clock).with_blob_dir(dir.join("relay-blobs"))
 }
 
 fn enrol(relay: &Relay, name: &str, role: Role, grids: &[&str]) -> String {
@@ -408,4 +410,67 @@ fn a_first_pull_ends_with_every_list_index_whether_it_completes_or_is_cut_off() 
     sync(&cut, &relay, &cut_token, pages).unwrap();
     assert_eq!(index_names(&cut), index_names(&phone));
     assert_eq!(fingerprint(&cut), fingerprint(&phone));
+}
+
+/// The relay holds no lock of its own around its store: pushes are prepared side by side and a
+/// push whose document changed meanwhile is prepared again. Six walkers report progress on the
+/// same request offline and all sync at the same moment, on the SQLite store: every report is
+/// kept, and every device ends with the same request.
+#[test]
+fn walkers_pushing_to_one_request_at_the_same_moment_all_keep_their_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()));
+    let relay = Relay::new(Box::new(SqliteRelayStore::open(&dir.path().join("relay.db")).unwrap()), clock);
+    let hall = device_store(dir.path(), "hall-pc", "hall-1");
+    let hall_token = enrol(&relay, "hall-pc", Role::Hall, &[]);
+    random_edit_request(&hall, "g1");
+    let id = hall.list_requests(&RequestFilter::default()).unwrap()[0].id.clone();
+    hall.act(
+        &hall.context(common::t(2)),
+        &id,
+        gridwalk_core::lifecycle::Action::Triaged { decision: gridwalk_core::lifecycle::TriageDecision::Accept },
+    )
+    .unwrap();
+    sync(&hall, &relay, &hall_token, small_pages()).unwrap();
+    let walkers: Vec<(Store, String)> = (0..6)
+        .map(|i| {
+            let store = device_store(dir.path(), &format!("phone-{i}"), &format!("w{i}"));
+            let token = enrol(&relay, &format!("phone-{i}"), Role::Walker, &["g1"]);
+            sync(&store, &relay, &token, small_pages()).unwrap();
+            let note = format!("{i} 号网格员的进展");
+            store
+                .act(&store.context(common::t(10 + i)), &id, gridwalk_core::lifecycle::Action::Progress { note })
+                .unwrap();
+            (store, token)
+        })
+        .collect();
+    let start = std::sync::Barrier::new(walkers.len());
+    let walkers: Vec<(Store, String)> = std::thread::scope(|s| {
+        let running: Vec<_> = walkers
+            .into_iter()
+            .map(|(store, token)| {
+                let (relay, start) = (&relay, &start);
+                s.spawn(move || {
+                    start.wait();
+                    sync(&store, relay, &token, SessionLimits::default()).unwrap();
+                    (store, token)
+                })
+            })
+            .collect();
+        running.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for (store, token) in &walkers {
+        sync(store, &relay, token, SessionLimits::default()).unwrap();
+    }
+    sync(&hall, &relay, &hall_token, SessionLimits::default()).unwrap();
+    let progress =
+        hall.request(&id).unwrap().history.iter().filter(|h| h.event.action.verb() == "add progress to").count();
+    assert_eq!(progress, walkers.len(), "every walker's report is kept");
+    let expected = fingerprint(&hall).0;
+    for (store, _) in &walkers {
+        assert_eq!(
+            fingerprint(store).0.into_iter().filter(|(d, _)| d == &id).collect::<Vec<_>>(),
+            expected.iter().filter(|(d, _)| d == &id).cloned().collect::<Vec<_>>()
+        );
+    }
 }

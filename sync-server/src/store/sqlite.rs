@@ -1,203 +1,15 @@
-//! Where the relay keeps devices, enrolment codes, documents and changes.
-//!
-//! Storage sits behind [`RelayStore`] so the relay can move from its embedded SQLite file onto
-//! PostgreSQL when one hall server is no longer enough; the relay logic only ever talks to the
-//! trait. Every write that acknowledges a push is committed with `synchronous = FULL` before the
-//! call returns.
+//! The embedded default: one SQLite file (WAL, `synchronous = FULL`), a small pool of
+//! connections. SQLite lets many readers work beside one writer; writes take the write lock with
+//! `BEGIN IMMEDIATE` and commit in the order they took it, so change sequence numbers commit in
+//! order and a pull cursor never passes a change that commits later.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use rusqlite_migration::{Migrations, M};
-use thiserror::Error;
 
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("relay storage: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("relay schema migration: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Walker,
-    Hall,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Walker => "walker",
-            Role::Hall => "hall",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "walker" => Some(Role::Walker),
-            "hall" => Some(Role::Hall),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
-
-/// An enrolled, authenticated device.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Device {
-    pub id: String,
-    pub name: String,
-    pub role: Role,
-    /// For walkers, the grids it may see; hall and admin devices see every grid.
-    pub grids: Vec<String>,
-    /// The walker (person) a walker's phone is bound to at enrolment: every event it pushes
-    /// must be hers.
-    pub walker: Option<String>,
-}
-
-impl Device {
-    pub fn may_see(&self, grid: &str) -> bool {
-        self.role != Role::Walker || self.grids.iter().any(|g| g == grid)
-    }
-    /// `None` means every grid.
-    pub fn scope(&self) -> Option<&[String]> {
-        (self.role == Role::Walker).then_some(self.grids.as_slice())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct DeviceInfo {
-    pub id: String,
-    pub name: String,
-    pub role: String,
-    pub grids: Vec<String>,
-    pub enrolled_at: i64,
-    pub last_seen_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-}
-
-/// A pending enrolment.
-#[derive(Debug, Clone)]
-pub struct Enrollment {
-    pub device_name: String,
-    pub role: Role,
-    pub grids: Vec<String>,
-    /// The walker (person) the device is for, so the app knows whose phone it is.
-    pub walker: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoredDoc {
-    pub id: String,
-    pub grid: String,
-    pub kind: String,
-    pub snapshot: Vec<u8>,
-    pub first_seq: i64,
-    pub last_seq: i64,
-}
-
-/// One new change to store.
-#[derive(Debug, Clone)]
-pub struct NewChange {
-    pub hash: [u8; 32],
-    pub bytes: Vec<u8>,
-}
-
-/// Everything a push writes for one document.
-#[derive(Debug, Clone)]
-pub struct DocWrite {
-    pub id: String,
-    pub grid: String,
-    pub kind: String,
-    pub snapshot: Vec<u8>,
-    pub new_changes: Vec<NewChange>,
-    /// The blob (photo) ids the document names after this push: they replace what it named
-    /// before.
-    pub blob_refs: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ChangeRow {
-    pub seq: i64,
-    pub doc_id: String,
-    pub hash: [u8; 32],
-    pub bytes: Vec<u8>,
-    pub received_at: i64,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Stats {
-    pub devices: i64,
-    pub revoked_devices: i64,
-    pub documents: i64,
-    pub changes: i64,
-    pub change_bytes: i64,
-    pub snapshot_bytes: i64,
-}
-
-pub trait RelayStore: Send {
-    fn create_enrollment(
-        &mut self,
-        code_hash: &[u8; 32],
-        e: &Enrollment,
-        created_at: i64,
-        expires_at: i64,
-    ) -> StoreResult<()>;
-    /// Marks the code used and creates the device, atomically; `None` if the code is unknown,
-    /// used or expired.
-    fn redeem_enrollment(
-        &mut self,
-        code_hash: &[u8; 32],
-        device_id: &str,
-        token_hash: &[u8; 32],
-        now: i64,
-    ) -> StoreResult<Option<Enrollment>>;
-    fn device_by_token(&mut self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>>;
-    /// Records the device's last contact, to within [`LAST_SEEN_RESOLUTION_MS`].
-    fn touch_device(&mut self, id: &str, now: i64) -> StoreResult<()>;
-    fn devices(&mut self) -> StoreResult<Vec<DeviceInfo>>;
-    fn revoke(&mut self, id: &str, now: i64) -> StoreResult<bool>;
-    fn load_doc(&mut self, id: &str) -> StoreResult<Option<StoredDoc>>;
-    /// Writes a push in one durable transaction; returns how many changes were new.
-    fn store_push(&mut self, writes: &[DocWrite], device: &str, received_at: i64) -> StoreResult<u32>;
-    fn max_seq(&mut self) -> StoreResult<i64>;
-    /// Changes after `after_seq` in `scope`, leaving out those `except_device` pushed itself.
-    fn changes_since(
-        &mut self,
-        after_seq: i64,
-        scope: Option<&[String]>,
-        except_device: &str,
-        limit: usize,
-    ) -> StoreResult<Vec<ChangeRow>>;
-    /// Documents after `after_id` in `scope`, leaving out those made only of `except_device`'s
-    /// own changes.
-    fn docs_after(
-        &mut self,
-        after_id: &str,
-        scope: Option<&[String]>,
-        except_device: &str,
-        limit: usize,
-    ) -> StoreResult<Vec<StoredDoc>>;
-    fn receipts(&mut self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>>;
-    /// Every change of a document, in the order the relay received them (an order in which
-    /// each change's dependencies come before it).
-    fn doc_changes(&mut self, doc_id: &str) -> StoreResult<Vec<ChangeRow>>;
-    /// Whether a document in `scope` (`None`: any grid) names this blob.
-    fn blob_referenced(&mut self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool>;
-    fn backup(&mut self, to: &Path) -> StoreResult<()>;
-    fn stats(&mut self) -> StoreResult<Stats>;
-    /// Where this store keeps blob (photo) files by default. A store that lives in a file keeps
-    /// them beside it, so a relay opened on a data directory finds its photos there; a store on
-    /// a database server has no such place and the relay is given one
-    /// ([`crate::relay::Relay::with_blob_dir`]).
-    fn blob_dir(&self) -> Option<PathBuf> {
-        None
-    }
-}
+use super::*;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE devices (
@@ -289,28 +101,75 @@ fn fill_blob_refs(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult 
     Ok(())
 }
 
-/// How stale a device's last contact time may get before a request writes it again.
-pub const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
+/// Idle connections kept for reuse; more are opened while many callers are busy at once.
+const MAX_IDLE_CONNECTIONS: usize = 8;
 
 pub struct SqliteRelayStore {
-    conn: Connection,
     path: PathBuf,
+    /// Idle connections. A call takes one for its length and puts it back; the lock guards the
+    /// list only, never a query.
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// A connection taken from the pool, put back when dropped.
+struct Pooled<'s> {
+    store: &'s SqliteRelayStore,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("a pooled connection")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("a pooled connection")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self.store.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+fn connect(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    // Writers wait their turn for SQLite's write lock rather than fail.
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // A push is acknowledged only once it would survive a power cut.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
 }
 
 impl SqliteRelayStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // A push is acknowledged only once it would survive a power cut.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let mut conn = connect(path)?;
         Migrations::new(vec![M::up(SCHEMA_V1), M::up_with_hook(SCHEMA_V2, fill_blob_refs), M::up(SCHEMA_V3)])
             .to_latest(&mut conn)?;
-        Ok(SqliteRelayStore { conn, path: path.to_path_buf() })
+        Ok(SqliteRelayStore { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) })
     }
 
-    fn grids_of(&self, device_id: &str) -> StoreResult<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached("SELECT grid FROM device_grids WHERE device_id = ?1 ORDER BY grid")?;
+    fn conn(&self) -> StoreResult<Pooled<'_>> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => connect(&self.path)?,
+        };
+        Ok(Pooled { store: self, conn: Some(conn) })
+    }
+
+    fn grids_of(conn: &Connection, device_id: &str) -> StoreResult<Vec<String>> {
+        let mut stmt = conn.prepare_cached("SELECT grid FROM device_grids WHERE device_id = ?1 ORDER BY grid")?;
         let grids = stmt.query_map([device_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(grids)
     }
@@ -341,13 +200,13 @@ fn hash_from(v: Vec<u8>) -> [u8; 32] {
 
 impl RelayStore for SqliteRelayStore {
     fn create_enrollment(
-        &mut self,
+        &self,
         code_hash: &[u8; 32],
         e: &Enrollment,
         created_at: i64,
         expires_at: i64,
     ) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO enrollments (code_hash, device_name, role, grids, created_at, expires_at, walker)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -364,13 +223,14 @@ impl RelayStore for SqliteRelayStore {
     }
 
     fn redeem_enrollment(
-        &mut self,
+        &self,
         code_hash: &[u8; 32],
         device_id: &str,
         token_hash: &[u8; 32],
         now: i64,
     ) -> StoreResult<Option<Enrollment>> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let row: Option<(String, String, String, Option<String>)> = tx
             .query_row(
                 "SELECT device_name, role, grids, walker FROM enrollments
@@ -399,30 +259,31 @@ impl RelayStore for SqliteRelayStore {
         Ok(Some(Enrollment { device_name: name, role, grids, walker }))
     }
 
-    fn device_by_token(&mut self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
-        let row: Option<(String, String, String, Option<String>)> = self
-            .conn
+    fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
+        let conn = self.conn()?;
+        let row: Option<(String, String, String, Option<String>)> = conn
             .prepare_cached("SELECT id, name, role, walker FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL")?
             .query_row([&token_hash[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .optional()?;
         let Some((id, name, role, walker)) = row else {
             return Ok(None);
         };
-        let grids = self.grids_of(&id)?;
+        let grids = Self::grids_of(&conn, &id)?;
         Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker }))
     }
 
-    fn touch_device(&mut self, id: &str, now: i64) -> StoreResult<()> {
+    fn touch_device(&self, id: &str, now: i64) -> StoreResult<()> {
         // To the minute: a device's every request would otherwise be a durable write (an fsync)
         // before the relay could answer, even a pull with nothing to send.
-        self.conn
+        self.conn()?
             .prepare_cached("UPDATE devices SET last_seen_at = ?2 WHERE id = ?1 AND (last_seen_at IS NULL OR last_seen_at <= ?2 - ?3)")?
             .execute(params![id, now, LAST_SEEN_RESOLUTION_MS])?;
         Ok(())
     }
 
-    fn devices(&mut self) -> StoreResult<Vec<DeviceInfo>> {
-        let mut stmt = self.conn.prepare(
+    fn devices(&self) -> StoreResult<Vec<DeviceInfo>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
             "SELECT id, name, role, enrolled_at, last_seen_at, revoked_at FROM devices ORDER BY enrolled_at, id",
         )?;
         let mut devices: Vec<DeviceInfo> = stmt
@@ -439,21 +300,21 @@ impl RelayStore for SqliteRelayStore {
             })?
             .collect::<Result<_, _>>()?;
         for d in &mut devices {
-            d.grids = self.grids_of(&d.id)?;
+            d.grids = Self::grids_of(&conn, &d.id)?;
         }
         Ok(devices)
     }
 
-    fn revoke(&mut self, id: &str, now: i64) -> StoreResult<bool> {
+    fn revoke(&self, id: &str, now: i64) -> StoreResult<bool> {
         Ok(self
-            .conn
+            .conn()?
             .execute("UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now])?
             > 0)
     }
 
-    fn load_doc(&mut self, id: &str) -> StoreResult<Option<StoredDoc>> {
+    fn load_doc(&self, id: &str) -> StoreResult<Option<StoredDoc>> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached("SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs WHERE id = ?1")?
             .query_row([id], |r| {
                 Ok(StoredDoc {
@@ -468,10 +329,20 @@ impl RelayStore for SqliteRelayStore {
             .optional()?)
     }
 
-    fn store_push(&mut self, writes: &[DocWrite], device: &str, received_at: i64) -> StoreResult<u32> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    fn store_push(&self, writes: &[DocWrite], device: &str, received_at: i64) -> StoreResult<u32> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut stored = 0u32;
         for w in writes {
+            // Under the write lock: the document is still as the push was prepared from it, or
+            // nothing is written and the relay prepares the push again.
+            let current: Option<i64> = tx
+                .prepare_cached("SELECT last_seq FROM docs WHERE id = ?1")?
+                .query_row([&w.id], |r| r.get(0))
+                .optional()?;
+            if current != w.base_last_seq {
+                return Err(StoreError::Conflict { doc: w.id.clone() });
+            }
             let mut first: Option<i64> = None;
             let mut last: Option<i64> = None;
             for c in &w.new_changes {
@@ -506,12 +377,12 @@ impl RelayStore for SqliteRelayStore {
         Ok(stored)
     }
 
-    fn max_seq(&mut self) -> StoreResult<i64> {
-        Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)
+    fn max_seq(&self) -> StoreResult<i64> {
+        Ok(self.conn()?.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)
     }
 
     fn changes_since(
-        &mut self,
+        &self,
         after_seq: i64,
         scope: Option<&[String]>,
         except_device: &str,
@@ -528,7 +399,8 @@ impl RelayStore for SqliteRelayStore {
             rusqlite::types::Value::Text(except_device.to_string()),
         ];
         all.append(&mut values);
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(all), |r| {
                 Ok(ChangeRow {
@@ -544,7 +416,7 @@ impl RelayStore for SqliteRelayStore {
     }
 
     fn docs_after(
-        &mut self,
+        &self,
         after_id: &str,
         scope: Option<&[String]>,
         except_device: &str,
@@ -563,7 +435,8 @@ impl RelayStore for SqliteRelayStore {
             rusqlite::types::Value::Text(except_device.to_string()),
         ];
         all.append(&mut values);
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(all), |r| {
                 Ok(StoredDoc {
@@ -579,15 +452,16 @@ impl RelayStore for SqliteRelayStore {
         Ok(rows)
     }
 
-    fn receipts(&mut self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT hash, received_at FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+    fn receipts(&self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT hash, received_at FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
         let rows = stmt.query_map([doc_id], |r| Ok((hash_from(r.get(0)?), r.get(1)?)))?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
 
-    fn doc_changes(&mut self, doc_id: &str) -> StoreResult<Vec<ChangeRow>> {
-        let mut stmt = self.conn.prepare_cached(
+    fn doc_changes(&self, doc_id: &str) -> StoreResult<Vec<ChangeRow>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
             "SELECT seq, doc_id, hash, bytes, received_at FROM changes WHERE doc_id = ?1 ORDER BY seq",
         )?;
         let rows = stmt
@@ -604,12 +478,12 @@ impl RelayStore for SqliteRelayStore {
         Ok(rows)
     }
 
-    fn blob_referenced(&mut self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool> {
+    fn blob_referenced(&self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool> {
         let (clause, mut values) = scope_clause(scope, "grid", 2);
         let sql = format!("SELECT EXISTS (SELECT 1 FROM blob_refs WHERE hash = ?1{clause})");
         let mut all = vec![rusqlite::types::Value::Text(hash.to_string())];
         all.append(&mut values);
-        Ok(self.conn.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(all), |r| r.get(0))?)
+        Ok(self.conn()?.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(all), |r| r.get(0))?)
     }
 
     fn blob_dir(&self) -> Option<PathBuf> {
@@ -618,14 +492,15 @@ impl RelayStore for SqliteRelayStore {
         Some(self.path.with_file_name(name))
     }
 
-    fn backup(&mut self, to: &Path) -> StoreResult<()> {
+    fn backup(&self, to: &Path) -> StoreResult<()> {
         // VACUUM INTO writes a consistent copy while the relay keeps serving.
-        self.conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+        self.conn()?.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
         Ok(())
     }
 
-    fn stats(&mut self) -> StoreResult<Stats> {
-        let one = |sql: &str| -> StoreResult<i64> { Ok(self.conn.query_row(sql, [], |r| r.get(0))?) };
+    fn stats(&self) -> StoreResult<Stats> {
+        let conn = self.conn()?;
+        let one = |sql: &str| -> StoreResult<i64> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
         Ok(Stats {
             devices: one("SELECT COUNT(*) FROM devices WHERE revoked_at IS NULL")?,
             revoked_devices: one("SELECT COUNT(*) FROM devices WHERE revoked_at IS NOT NULL")?,

@@ -1,0 +1,286 @@
+//! A relay store in memory, for the deterministic tests: the same behaviour as the SQLite
+//! store, proved by the same conformance suite, with nothing on disk. Its one mutex plays the
+//! part of a database's write lock and is held for the data work of one call only.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+
+use super::*;
+
+#[derive(Default)]
+pub struct MemoryRelayStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    enrollments: HashMap<[u8; 32], PendingEnrollment>,
+    devices: Vec<StoredDevice>,
+    docs: BTreeMap<String, StoredDoc>,
+    /// Every change; a change's sequence number is its place here plus one.
+    changes: Vec<StoredChange>,
+    change_keys: BTreeSet<(String, [u8; 32])>,
+    /// (blob hash, grid, document).
+    blob_refs: BTreeSet<(String, String, String)>,
+}
+
+struct PendingEnrollment {
+    enrollment: Enrollment,
+    expires_at: i64,
+    used: bool,
+}
+
+struct StoredDevice {
+    device: Device,
+    token_hash: [u8; 32],
+    enrolled_at: i64,
+    last_seen_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+struct StoredChange {
+    row: ChangeRow,
+    grid: String,
+    device: String,
+}
+
+fn in_scope(scope: Option<&[String]>, grid: &str) -> bool {
+    scope.is_none_or(|grids| grids.iter().any(|g| g == grid))
+}
+
+impl MemoryRelayStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every call finishes its change before it lets go, so a poisoned lock holds whole data.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl RelayStore for MemoryRelayStore {
+    fn create_enrollment(
+        &self,
+        code_hash: &[u8; 32],
+        e: &Enrollment,
+        _created_at: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        self.state()
+            .enrollments
+            .insert(*code_hash, PendingEnrollment { enrollment: e.clone(), expires_at, used: false });
+        Ok(())
+    }
+
+    fn redeem_enrollment(
+        &self,
+        code_hash: &[u8; 32],
+        device_id: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<Option<Enrollment>> {
+        let mut state = self.state();
+        let Some(pending) = state.enrollments.get_mut(code_hash) else { return Ok(None) };
+        if pending.used || pending.expires_at <= now {
+            return Ok(None);
+        }
+        pending.used = true;
+        let e = pending.enrollment.clone();
+        state.devices.push(StoredDevice {
+            device: Device {
+                id: device_id.to_string(),
+                name: e.device_name.clone(),
+                role: e.role,
+                grids: e.grids.clone(),
+                walker: e.walker.clone(),
+            },
+            token_hash: *token_hash,
+            enrolled_at: now,
+            last_seen_at: None,
+            revoked_at: None,
+        });
+        Ok(Some(e))
+    }
+
+    fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
+        let state = self.state();
+        Ok(state.devices.iter().find(|d| &d.token_hash == token_hash && d.revoked_at.is_none()).map(|d| Device {
+            grids: {
+                let mut g = d.device.grids.clone();
+                g.sort();
+                g
+            },
+            ..d.device.clone()
+        }))
+    }
+
+    fn touch_device(&self, id: &str, now: i64) -> StoreResult<()> {
+        let mut state = self.state();
+        if let Some(d) = state.devices.iter_mut().find(|d| d.device.id == id) {
+            if d.last_seen_at.is_none_or(|seen| seen <= now - LAST_SEEN_RESOLUTION_MS) {
+                d.last_seen_at = Some(now);
+            }
+        }
+        Ok(())
+    }
+
+    fn devices(&self) -> StoreResult<Vec<DeviceInfo>> {
+        let state = self.state();
+        let mut devices: Vec<DeviceInfo> = state
+            .devices
+            .iter()
+            .map(|d| DeviceInfo {
+                id: d.device.id.clone(),
+                name: d.device.name.clone(),
+                role: d.device.role.as_str().to_string(),
+                grids: {
+                    let mut g = d.device.grids.clone();
+                    g.sort();
+                    g
+                },
+                enrolled_at: d.enrolled_at,
+                last_seen_at: d.last_seen_at,
+                revoked_at: d.revoked_at,
+            })
+            .collect();
+        devices.sort_by(|a, b| (a.enrolled_at, &a.id).cmp(&(b.enrolled_at, &b.id)));
+        Ok(devices)
+    }
+
+    fn revoke(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let mut state = self.state();
+        match state.devices.iter_mut().find(|d| d.device.id == id && d.revoked_at.is_none()) {
+            Some(d) => {
+                d.revoked_at = Some(now);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn load_doc(&self, id: &str) -> StoreResult<Option<StoredDoc>> {
+        Ok(self.state().docs.get(id).cloned())
+    }
+
+    fn store_push(&self, writes: &[DocWrite], device: &str, received_at: i64) -> StoreResult<u32> {
+        let mut state = self.state();
+        // Checked for every document before anything is written: all or nothing.
+        for w in writes {
+            if state.docs.get(&w.id).map(|d| d.last_seq) != w.base_last_seq {
+                return Err(StoreError::Conflict { doc: w.id.clone() });
+            }
+        }
+        let mut stored = 0u32;
+        for w in writes {
+            let mut first = None;
+            let mut last = None;
+            for c in &w.new_changes {
+                if !state.change_keys.insert((w.id.clone(), c.hash)) {
+                    continue;
+                }
+                let seq = state.changes.len() as i64 + 1;
+                state.changes.push(StoredChange {
+                    row: ChangeRow { seq, doc_id: w.id.clone(), hash: c.hash, bytes: c.bytes.clone(), received_at },
+                    grid: w.grid.clone(),
+                    device: device.to_string(),
+                });
+                stored += 1;
+                first.get_or_insert(seq);
+                last = Some(seq);
+            }
+            let Some(last) = last else { continue };
+            let doc = state.docs.entry(w.id.clone()).or_insert_with(|| StoredDoc {
+                id: w.id.clone(),
+                grid: w.grid.clone(),
+                kind: w.kind.clone(),
+                snapshot: Vec::new(),
+                first_seq: first.unwrap_or(last),
+                last_seq: last,
+            });
+            doc.snapshot = w.snapshot.clone();
+            doc.last_seq = last;
+            state.blob_refs.retain(|(_, _, doc)| doc != &w.id);
+            for hash in &w.blob_refs {
+                state.blob_refs.insert((hash.clone(), w.grid.clone(), w.id.clone()));
+            }
+        }
+        Ok(stored)
+    }
+
+    fn max_seq(&self) -> StoreResult<i64> {
+        Ok(self.state().changes.len() as i64)
+    }
+
+    fn changes_since(
+        &self,
+        after_seq: i64,
+        scope: Option<&[String]>,
+        except_device: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ChangeRow>> {
+        let state = self.state();
+        let start = after_seq.clamp(0, state.changes.len() as i64) as usize;
+        Ok(state.changes[start..]
+            .iter()
+            .filter(|c| c.device != except_device && in_scope(scope, &c.grid))
+            .take(limit)
+            .map(|c| c.row.clone())
+            .collect())
+    }
+
+    fn docs_after(
+        &self,
+        after_id: &str,
+        scope: Option<&[String]>,
+        except_device: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredDoc>> {
+        let state = self.state();
+        let by_others: BTreeSet<&str> =
+            state.changes.iter().filter(|c| c.device != except_device).map(|c| c.row.doc_id.as_str()).collect();
+        Ok(state
+            .docs
+            .range::<str, _>((std::ops::Bound::Excluded(after_id), std::ops::Bound::Unbounded))
+            .map(|(_, d)| d)
+            .filter(|d| in_scope(scope, &d.grid) && by_others.contains(d.id.as_str()))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn receipts(&self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>> {
+        Ok(self
+            .state()
+            .changes
+            .iter()
+            .filter(|c| c.row.doc_id == doc_id)
+            .map(|c| (c.row.hash, c.row.received_at))
+            .collect())
+    }
+
+    fn doc_changes(&self, doc_id: &str) -> StoreResult<Vec<ChangeRow>> {
+        Ok(self.state().changes.iter().filter(|c| c.row.doc_id == doc_id).map(|c| c.row.clone()).collect())
+    }
+
+    fn blob_referenced(&self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool> {
+        Ok(self.state().blob_refs.iter().any(|(h, grid, _)| h == hash && in_scope(scope, grid)))
+    }
+
+    fn backup(&self, _to: &Path) -> StoreResult<()> {
+        Err(StoreError::Unsupported("an in-memory relay store has nothing to back up"))
+    }
+
+    fn stats(&self) -> StoreResult<Stats> {
+        let state = self.state();
+        Ok(Stats {
+            devices: state.devices.iter().filter(|d| d.revoked_at.is_none()).count() as i64,
+            revoked_devices: state.devices.iter().filter(|d| d.revoked_at.is_some()).count() as i64,
+            documents: state.docs.len() as i64,
+            changes: state.changes.len() as i64,
+            change_bytes: state.changes.iter().map(|c| c.row.bytes.len() as i64).sum(),
+            snapshot_bytes: state.docs.values().map(|d| d.snapshot.len() as i64).sum(),
+        })
+    }
+}

@@ -1,0 +1,223 @@
+//! Where the relay keeps devices, enrolment codes, documents and changes.
+//!
+//! Storage sits behind [`RelayStore`] so the relay can move from its embedded SQLite file onto
+//! PostgreSQL when one hall server is no longer enough; the relay logic only ever talks to the
+//! trait. Every write that acknowledges a push is committed durably before the call returns.
+//!
+//! A store serves many callers at once (`&self`): the relay decodes and checks a push's
+//! Automerge outside any database lock and hands the store only finished writes. Every
+//! implementation passes one conformance suite (`tests/conformance.rs`): [`MemoryRelayStore`]
+//! for the deterministic tests, [`SqliteRelayStore`] (the embedded default).
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryRelayStore;
+pub use sqlite::SqliteRelayStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("relay storage: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("relay schema migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    /// A document changed between preparing a push and storing it.
+    #[error("document {doc} changed while the push was prepared")]
+    Conflict { doc: String },
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Walker,
+    Hall,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Walker => "walker",
+            Role::Hall => "hall",
+            Role::Admin => "admin",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "walker" => Some(Role::Walker),
+            "hall" => Some(Role::Hall),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An enrolled, authenticated device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// For walkers, the grids it may see; hall and admin devices see every grid.
+    pub grids: Vec<String>,
+    /// The walker (person) a walker's phone is bound to at enrolment: every event it pushes
+    /// must be hers.
+    pub walker: Option<String>,
+}
+
+impl Device {
+    pub fn may_see(&self, grid: &str) -> bool {
+        self.role != Role::Walker || self.grids.iter().any(|g| g == grid)
+    }
+    /// `None` means every grid.
+    pub fn scope(&self) -> Option<&[String]> {
+        (self.role == Role::Walker).then_some(self.grids.as_slice())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub grids: Vec<String>,
+    pub enrolled_at: i64,
+    pub last_seen_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A pending enrolment.
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    pub device_name: String,
+    pub role: Role,
+    pub grids: Vec<String>,
+    /// The walker (person) the device is for, so the app knows whose phone it is.
+    pub walker: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredDoc {
+    pub id: String,
+    pub grid: String,
+    pub kind: String,
+    pub snapshot: Vec<u8>,
+    pub first_seq: i64,
+    pub last_seq: i64,
+}
+
+/// One new change to store.
+#[derive(Debug, Clone)]
+pub struct NewChange {
+    pub hash: [u8; 32],
+    pub bytes: Vec<u8>,
+}
+
+/// Everything a push writes for one document.
+#[derive(Debug, Clone)]
+pub struct DocWrite {
+    pub id: String,
+    pub grid: String,
+    pub kind: String,
+    pub snapshot: Vec<u8>,
+    pub new_changes: Vec<NewChange>,
+    /// The blob (photo) ids the document names after this push: they replace what it named
+    /// before.
+    pub blob_refs: Vec<String>,
+    /// The document's `last_seq` when the push was prepared from it; `None` for a document
+    /// new to the relay.
+    pub base_last_seq: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChangeRow {
+    pub seq: i64,
+    pub doc_id: String,
+    pub hash: [u8; 32],
+    pub bytes: Vec<u8>,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stats {
+    pub devices: i64,
+    pub revoked_devices: i64,
+    pub documents: i64,
+    pub changes: i64,
+    pub change_bytes: i64,
+    pub snapshot_bytes: i64,
+}
+
+/// How stale a device's last contact time may get before a request writes it again.
+pub const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
+
+pub trait RelayStore: Send + Sync {
+    fn create_enrollment(
+        &self,
+        code_hash: &[u8; 32],
+        e: &Enrollment,
+        created_at: i64,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    /// Marks the code used and creates the device, atomically; `None` if the code is unknown,
+    /// used or expired.
+    fn redeem_enrollment(
+        &self,
+        code_hash: &[u8; 32],
+        device_id: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<Option<Enrollment>>;
+    fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>>;
+    /// Records the device's last contact, to within [`LAST_SEEN_RESOLUTION_MS`].
+    fn touch_device(&self, id: &str, now: i64) -> StoreResult<()>;
+    fn devices(&self) -> StoreResult<Vec<DeviceInfo>>;
+    fn revoke(&self, id: &str, now: i64) -> StoreResult<bool>;
+    fn load_doc(&self, id: &str) -> StoreResult<Option<StoredDoc>>;
+    /// Writes a push in one durable transaction; returns how many changes were new. Refuses
+    /// the whole push with [`StoreError::Conflict`], writing nothing, when a document changed
+    /// since the push was prepared from it (its `last_seq` is no longer `base_last_seq`): the
+    /// relay prepares it again from the new state. Pushes are prepared outside any lock, so
+    /// two devices may push to one document at once; this is what keeps both.
+    fn store_push(&self, writes: &[DocWrite], device: &str, received_at: i64) -> StoreResult<u32>;
+    fn max_seq(&self) -> StoreResult<i64>;
+    /// Changes after `after_seq` in `scope`, leaving out those `except_device` pushed itself.
+    fn changes_since(
+        &self,
+        after_seq: i64,
+        scope: Option<&[String]>,
+        except_device: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ChangeRow>>;
+    /// Documents after `after_id` in `scope`, leaving out those made only of `except_device`'s
+    /// own changes.
+    fn docs_after(
+        &self,
+        after_id: &str,
+        scope: Option<&[String]>,
+        except_device: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredDoc>>;
+    fn receipts(&self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>>;
+    /// Every change of a document, in the order the relay received them (an order in which
+    /// each change's dependencies come before it).
+    fn doc_changes(&self, doc_id: &str) -> StoreResult<Vec<ChangeRow>>;
+    /// Whether a document in `scope` (`None`: any grid) names this blob.
+    fn blob_referenced(&self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool>;
+    fn backup(&self, to: &Path) -> StoreResult<()>;
+    fn stats(&self) -> StoreResult<Stats>;
+    /// Where this store keeps blob (photo) files by default. A store that lives in a file keeps
+    /// them beside it, so a relay opened on a data directory finds its photos there; a store on
+    /// a database server has no such place and the relay is given one
+    /// ([`crate::relay::Relay::with_blob_dir`]).
+    fn blob_dir(&self) -> Option<PathBuf> {
+        None
+    }
+}
