@@ -531,10 +531,14 @@ fn day_of_work(store: &Store, rng: &mut ChaCha8Rng, cfg: &Cfg, device: usize) ->
                 for _ in 0..20 {
                     let Some(r) = requests.choose(rng) else { break };
                     let state = store.request(&r.id)?.state;
-                    let valid: Vec<Action> = candidate_actions(rng, minutes)
-                        .into_iter()
-                        .filter(|a| lifecycle::check(&state, a).is_ok())
-                        .collect();
+                    // What this device's role may do (walkers report and rate; the hall runs
+                    // the loop), as the app offers it.
+                    let mut valid = Vec::new();
+                    for a in candidate_actions(rng, minutes) {
+                        if lifecycle::check(&state, &a).is_ok() && store.allows(&ctx, &state, &a)? {
+                            valid.push(a);
+                        }
+                    }
                     if let Some(action) = valid.choose(rng) {
                         store.act(&ctx, &r.id, action.clone())?;
                         edits += 1;

@@ -9,14 +9,19 @@ use clap::{Parser, Subcommand};
 use gridwalk_doc::SystemClock;
 use gridwalk_relay::http::{router, AppState, AttemptLimiter, AttemptLimits};
 use gridwalk_relay::relay::Relay;
-use gridwalk_relay::store::{Role, SqliteRelayStore};
+use gridwalk_relay::store::{PostgresRelayStore, Role, SqliteRelayStore};
 
 #[derive(Parser)]
 #[command(name = "gridwalk-relay", version, about = "The service hall's Gridwalk relay")]
 struct Cli {
-    /// Where the relay keeps its database.
+    /// Where the relay keeps its database (the embedded SQLite file) and photos.
     #[arg(long, global = true, env = "GRIDWALK_RELAY_DATA", default_value = "relay-data")]
     data_dir: PathBuf,
+    /// A PostgreSQL database to keep documents and devices in instead of the embedded SQLite
+    /// file, e.g. `postgres://gridwalk@db-host/gridwalk`. Any number of relays may serve from
+    /// one database at once.
+    #[arg(long, global = true, env = "GRIDWALK_RELAY_DATABASE")]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,15 +73,25 @@ enum Command {
     Stats,
 }
 
-fn open_relay(data_dir: &Path) -> Result<Relay> {
+fn open_relay(data_dir: &Path, database: Option<&str>) -> Result<Relay> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let store = SqliteRelayStore::open(&data_dir.join("relay.db")).context("cannot open the relay database")?;
-    Ok(Relay::new(Box::new(store), Arc::new(SystemClock)))
+    Ok(match database {
+        None => {
+            let store = SqliteRelayStore::open(&data_dir.join("relay.db")).context("cannot open the relay database")?;
+            Relay::new(Box::new(store), Arc::new(SystemClock))
+        }
+        // Photos stay files under the data directory for now; relays sharing a database share
+        // that directory too (photos in the database are the next step).
+        Some(url) => {
+            let store = PostgresRelayStore::open(url).context("cannot open the relay's PostgreSQL database")?;
+            Relay::new(Box::new(store), Arc::new(SystemClock)).with_blob_dir(data_dir.join("blobs"))
+        }
+    })
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let relay = open_relay(&cli.data_dir)?;
+    let relay = open_relay(&cli.data_dir, cli.database.as_deref())?;
     match cli.command {
         Command::Serve { listen, enrol_attempts_per_address, enrol_attempts_in_all, enrol_attempt_window_s } => {
             tracing_subscriber::fmt()

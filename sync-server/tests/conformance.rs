@@ -8,8 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+mod common;
+
 use gridwalk_relay::store::{
-    DocWrite, Enrollment, MemoryRelayStore, NewChange, RelayStore, Role, SqliteRelayStore, StoreError,
+    DocWrite, Enrollment, MemoryRelayStore, NewChange, PostgresRelayStore, RelayStore, Role, SqliteRelayStore,
+    StoreError,
 };
 
 fn hash(n: u64) -> [u8; 32] {
@@ -224,4 +227,29 @@ fn the_sqlite_store_conforms() {
         let path = dir.path().join(format!("relay-{}.db", n.fetch_add(1, Ordering::SeqCst)));
         Arc::new(SqliteRelayStore::open(&path).unwrap())
     });
+}
+
+#[test]
+fn the_postgres_store_conforms() {
+    let server = common::pg::TempPostgres::start();
+    conformance(|| Arc::new(PostgresRelayStore::open(&server.new_database()).unwrap()));
+}
+
+/// Relays started at once migrate one database once: the advisory lock makes the others wait
+/// and find the schema in place.
+#[test]
+fn relays_opening_one_new_postgres_database_at_once_migrate_it_once() {
+    let server = common::pg::TempPostgres::start();
+    let url = server.new_database();
+    let opened: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            thread::spawn(move || PostgresRelayStore::open(&url).map(|_| ()))
+        })
+        .collect();
+    for o in opened {
+        o.join().unwrap().unwrap();
+    }
+    let store = PostgresRelayStore::open(&url).unwrap();
+    assert_eq!(store.store_push(&[write("a", "g1", None, &[1], &[])], "dev-1", 1).unwrap(), 1);
 }

@@ -7,15 +7,18 @@
 //! A store serves many callers at once (`&self`): the relay decodes and checks a push's
 //! Automerge outside any database lock and hands the store only finished writes. Every
 //! implementation passes one conformance suite (`tests/conformance.rs`): [`MemoryRelayStore`]
-//! for the deterministic tests, [`SqliteRelayStore`] (the embedded default).
+//! for the deterministic tests, [`SqliteRelayStore`] (the embedded default) and
+//! [`PostgresRelayStore`] (several relays on one database).
 
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
 mod memory;
+mod postgres;
 mod sqlite;
 
+pub use self::postgres::PostgresRelayStore;
 pub use memory::MemoryRelayStore;
 pub use sqlite::SqliteRelayStore;
 
@@ -30,6 +33,8 @@ pub enum StoreError {
     Conflict { doc: String },
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error("relay storage (PostgreSQL): {0}")]
+    Postgres(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

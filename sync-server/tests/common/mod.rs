@@ -1,6 +1,7 @@
 //! Shared by the sync tests: devices with the same reference data, and random offline work.
 #![allow(dead_code)]
 
+pub mod pg;
 mod transport;
 #[allow(unused_imports)] // Not every test file drives sync in memory.
 pub use transport::InMemoryTransport;

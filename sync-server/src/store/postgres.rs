@@ -1,0 +1,475 @@
+//! The relay on PostgreSQL, for when one hall machine is not enough: any number of relay
+//! processes share one database (`gridwalk-relay serve --database postgres://…`).
+//!
+//! The pull cursor must never pass a change that commits later. PostgreSQL hands out sequence
+//! values in the order transactions ask, not the order they commit, so a reader taking
+//! `seq > cursor` could see change 12 committed while 11 is still in flight, move its cursor to
+//! 12, and never receive 11. Every push therefore locks one counter row (`change_counter`) for
+//! the length of its transaction and numbers its changes from it: pushes that write changes
+//! commit one after another, in the order of their numbers, so whatever a reader sees is a
+//! prefix of the log. The lock is held only while rows are written; decoding and checking a
+//! push happen before, outside any transaction, in parallel across relays. (The alternative,
+//! reading by commit order through transaction-id watermarks, lets writers overlap but makes
+//! every read reason about in-flight transactions; pushes are small and few per device, so the
+//! simple lock is the better trade here.)
+//!
+//! A pull reads in one REPEATABLE READ transaction where it asks more than one question.
+//! Migrations take an advisory lock, so relays started at once do not race to create tables.
+
+use std::sync::Mutex;
+
+use ::postgres::{Client, NoTls};
+
+use super::*;
+
+/// Idle connections kept for reuse.
+const MAX_IDLE_CONNECTIONS: usize = 8;
+
+/// The advisory lock key migrations hold (any fixed number; "gridwalk" in ASCII, folded).
+const MIGRATION_LOCK: i64 = 0x6772_6964_7761_6c6b;
+
+/// The schema, in versions; each is applied once, in order, under the advisory lock.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE devices (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    token_hash BYTEA NOT NULL UNIQUE,
+    enrolled_at BIGINT NOT NULL,
+    last_seen_at BIGINT,
+    revoked_at BIGINT,
+    walker TEXT
+);
+CREATE TABLE device_grids (
+    device_id TEXT COLLATE "C" NOT NULL REFERENCES devices(id),
+    grid TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (device_id, grid)
+);
+CREATE TABLE enrollments (
+    code_hash BYTEA PRIMARY KEY,
+    device_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    grids TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT,
+    device_id TEXT,
+    walker TEXT
+);
+CREATE TABLE docs (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    grid TEXT COLLATE "C" NOT NULL,
+    kind TEXT NOT NULL,
+    snapshot BYTEA NOT NULL,
+    first_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL
+);
+CREATE INDEX docs_by_grid ON docs (grid, id);
+CREATE TABLE changes (
+    seq BIGINT PRIMARY KEY,
+    doc_id TEXT COLLATE "C" NOT NULL,
+    grid TEXT COLLATE "C" NOT NULL,
+    hash BYTEA NOT NULL,
+    bytes BYTEA NOT NULL,
+    received_at BIGINT NOT NULL,
+    device_id TEXT NOT NULL,
+    UNIQUE (doc_id, hash)
+);
+CREATE INDEX changes_by_grid_seq ON changes (grid, seq);
+CREATE TABLE blob_refs (
+    hash TEXT NOT NULL CHECK (length(hash) = 64),
+    doc_id TEXT COLLATE "C" NOT NULL,
+    grid TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (hash, grid, doc_id)
+);
+CREATE INDEX blob_refs_by_doc ON blob_refs (doc_id);
+CREATE TABLE change_counter (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL
+);
+INSERT INTO change_counter (id, seq) VALUES (1, 0);
+"#];
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        // The server's own words (and SQLSTATE) where it said something; "db error" alone
+        // tells an admin nothing.
+        StoreError::Postgres(match e.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => e.to_string(),
+        })
+    }
+}
+
+pub struct PostgresRelayStore {
+    config: ::postgres::Config,
+    idle: Mutex<Vec<Client>>,
+}
+
+struct Pooled<'s> {
+    store: &'s PostgresRelayStore,
+    client: Option<Client>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("a pooled connection")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("a pooled connection")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // A connection that broke (the server restarted) is not kept.
+            if client.is_closed() {
+                return;
+            }
+            let mut idle = self.store.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_CONNECTIONS {
+                idle.push(client);
+            }
+        }
+    }
+}
+
+fn row_hash(v: Vec<u8>) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    if v.len() == 32 {
+        h.copy_from_slice(&v);
+    }
+    h
+}
+
+fn scope_vec(scope: Option<&[String]>) -> Option<Vec<String>> {
+    scope.map(<[String]>::to_vec)
+}
+
+impl PostgresRelayStore {
+    /// Connects to `url` (`postgres://user@host/db` or `host=/run/sock user=… dbname=…`) and
+    /// brings the schema up to date, one relay at a time.
+    pub fn open(url: &str) -> StoreResult<Self> {
+        let config: ::postgres::Config =
+            url.parse().map_err(|e: ::postgres::Error| StoreError::Postgres(e.to_string()))?;
+        let store = PostgresRelayStore { config, idle: Mutex::new(Vec::new()) };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> StoreResult<()> {
+        let mut client = self.conn()?;
+        client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+        let result = (|| -> StoreResult<()> {
+            client.batch_execute("CREATE TABLE IF NOT EXISTS relay_schema (version INTEGER NOT NULL)")?;
+            let version: i32 =
+                client.query_opt("SELECT version FROM relay_schema", &[])?.map(|r| r.get(0)).unwrap_or(0);
+            for (n, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                let mut tx = client.transaction()?;
+                tx.batch_execute(sql)?;
+                tx.execute("DELETE FROM relay_schema", &[])?;
+                tx.execute("INSERT INTO relay_schema (version) VALUES ($1)", &[&(n as i32 + 1)])?;
+                tx.commit()?;
+            }
+            Ok(())
+        })();
+        client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])?;
+        result
+    }
+
+    fn conn(&self) -> StoreResult<Pooled<'_>> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let client = match idle {
+            Some(c) => c,
+            None => self.config.connect(NoTls)?,
+        };
+        Ok(Pooled { store: self, client: Some(client) })
+    }
+
+    fn grids_of(client: &mut Client, device_id: &str) -> StoreResult<Vec<String>> {
+        Ok(client
+            .query("SELECT grid FROM device_grids WHERE device_id = $1 ORDER BY grid", &[&device_id])?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// Empties every table (for tests that share one server): the schema stays.
+    pub fn clear_for_tests(&self) -> StoreResult<()> {
+        self.conn()?.batch_execute(
+            "TRUNCATE devices, device_grids, enrollments, docs, changes, blob_refs;
+             UPDATE change_counter SET seq = 0;",
+        )?;
+        Ok(())
+    }
+}
+
+fn stored_doc(r: &::postgres::Row) -> StoredDoc {
+    StoredDoc {
+        id: r.get(0),
+        grid: r.get(1),
+        kind: r.get(2),
+        snapshot: r.get(3),
+        first_seq: r.get(4),
+        last_seq: r.get(5),
+    }
+}
+
+fn change_row(r: &::postgres::Row) -> ChangeRow {
+    ChangeRow { seq: r.get(0), doc_id: r.get(1), hash: row_hash(r.get(2)), bytes: r.get(3), received_at: r.get(4) }
+}
+
+impl RelayStore for PostgresRelayStore {
+    fn create_enrollment(
+        &self,
+        code_hash: &[u8; 32],
+        e: &Enrollment,
+        created_at: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        self.conn()?.execute(
+            "INSERT INTO enrollments (code_hash, device_name, role, grids, created_at, expires_at, walker)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &&code_hash[..],
+                &e.device_name,
+                &e.role.as_str(),
+                &e.grids.join(","),
+                &created_at,
+                &expires_at,
+                &e.walker,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn redeem_enrollment(
+        &self,
+        code_hash: &[u8; 32],
+        device_id: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<Option<Enrollment>> {
+        let mut client = self.conn()?;
+        let mut tx = client.transaction()?;
+        // Marking the code used first makes two relays redeeming one code at once exclusive:
+        // only one update finds it unused.
+        let row = tx.query_opt(
+            "UPDATE enrollments SET used_at = $2, device_id = $3
+              WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2
+             RETURNING device_name, role, grids, walker",
+            &[&&code_hash[..], &now, &device_id],
+        )?;
+        let Some(row) = row else { return Ok(None) };
+        let (name, role, grids, walker): (String, String, String, Option<String>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let role = Role::parse(&role).unwrap_or(Role::Walker);
+        let grids: Vec<String> = grids.split(',').filter(|g| !g.is_empty()).map(str::to_string).collect();
+        tx.execute(
+            "INSERT INTO devices (id, name, role, token_hash, enrolled_at, walker) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&device_id, &name, &role.as_str(), &&token_hash[..], &now, &walker],
+        )?;
+        for g in &grids {
+            tx.execute("INSERT INTO device_grids (device_id, grid) VALUES ($1, $2)", &[&device_id, g])?;
+        }
+        tx.commit()?;
+        Ok(Some(Enrollment { device_name: name, role, grids, walker }))
+    }
+
+    fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
+        let mut client = self.conn()?;
+        let row = client.query_opt(
+            "SELECT id, name, role, walker FROM devices WHERE token_hash = $1 AND revoked_at IS NULL",
+            &[&&token_hash[..]],
+        )?;
+        let Some(row) = row else { return Ok(None) };
+        let (id, name, role, walker): (String, String, String, Option<String>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let grids = Self::grids_of(&mut client, &id)?;
+        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker }))
+    }
+
+    fn touch_device(&self, id: &str, now: i64) -> StoreResult<()> {
+        self.conn()?.execute(
+            "UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at <= $2::BIGINT - $3::BIGINT)",
+            &[&id, &now, &LAST_SEEN_RESOLUTION_MS],
+        )?;
+        Ok(())
+    }
+
+    fn devices(&self) -> StoreResult<Vec<DeviceInfo>> {
+        let mut client = self.conn()?;
+        let rows = client.query(
+            "SELECT id, name, role, enrolled_at, last_seen_at, revoked_at FROM devices ORDER BY enrolled_at, id",
+            &[],
+        )?;
+        let mut devices = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.get(0);
+            let grids = Self::grids_of(&mut client, &id)?;
+            devices.push(DeviceInfo {
+                id,
+                name: r.get(1),
+                role: r.get(2),
+                grids,
+                enrolled_at: r.get(3),
+                last_seen_at: r.get(4),
+                revoked_at: r.get(5),
+            });
+        }
+        Ok(devices)
+    }
+
+    fn revoke(&self, id: &str, now: i64) -> StoreResult<bool> {
+        Ok(self
+            .conn()?
+            .execute("UPDATE devices SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", &[&id, &now])?
+            > 0)
+    }
+
+    fn load_doc(&self, id: &str) -> StoreResult<Option<StoredDoc>> {
+        Ok(self
+            .conn()?
+            .query_opt("SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs WHERE id = $1", &[&id])?
+            .map(|r| stored_doc(&r)))
+    }
+
+    fn store_push(&self, writes: &[DocWrite], device: &str, received_at: i64) -> StoreResult<u32> {
+        let mut client = self.conn()?;
+        let mut tx = client.transaction()?;
+        // The counter row, locked until commit: pushes write one after another, in the order of
+        // their sequence numbers (see the module comment).
+        let mut next: i64 = tx.query_one("SELECT seq FROM change_counter WHERE id = 1 FOR UPDATE", &[])?.get(0);
+        let mut stored = 0u32;
+        for w in writes {
+            let current: Option<i64> =
+                tx.query_opt("SELECT last_seq FROM docs WHERE id = $1", &[&w.id])?.map(|r| r.get(0));
+            if current != w.base_last_seq {
+                return Err(StoreError::Conflict { doc: w.id.clone() });
+            }
+            let mut first = None;
+            let mut last = None;
+            for c in &w.new_changes {
+                let seq = next + 1;
+                let inserted = tx.execute(
+                    "INSERT INTO changes (seq, doc_id, grid, hash, bytes, received_at, device_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (doc_id, hash) DO NOTHING",
+                    &[&seq, &w.id, &w.grid, &&c.hash[..], &c.bytes, &received_at, &device],
+                )?;
+                if inserted > 0 {
+                    next = seq;
+                    stored += 1;
+                    first.get_or_insert(seq);
+                    last = Some(seq);
+                }
+            }
+            let Some(last) = last else { continue };
+            let first = first.unwrap_or(last);
+            tx.execute(
+                "INSERT INTO docs (id, grid, kind, snapshot, first_seq, last_seq) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, last_seq = excluded.last_seq",
+                &[&w.id, &w.grid, &w.kind, &w.snapshot, &first, &last],
+            )?;
+            tx.execute("DELETE FROM blob_refs WHERE doc_id = $1", &[&w.id])?;
+            for hash in &w.blob_refs {
+                tx.execute(
+                    "INSERT INTO blob_refs (hash, doc_id, grid) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[hash, &w.id, &w.grid],
+                )?;
+            }
+        }
+        tx.execute("UPDATE change_counter SET seq = $1 WHERE id = 1", &[&next])?;
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    fn max_seq(&self) -> StoreResult<i64> {
+        Ok(self.conn()?.query_one("SELECT seq FROM change_counter WHERE id = 1", &[])?.get(0))
+    }
+
+    fn changes_since(
+        &self,
+        after_seq: i64,
+        scope: Option<&[String]>,
+        except_device: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ChangeRow>> {
+        let rows = self.conn()?.query(
+            "SELECT seq, doc_id, hash, bytes, received_at FROM changes
+              WHERE seq > $1 AND device_id <> $3 AND ($4::text[] IS NULL OR grid = ANY($4))
+              ORDER BY seq LIMIT $2",
+            &[&after_seq, &(limit as i64), &except_device, &scope_vec(scope)],
+        )?;
+        Ok(rows.iter().map(change_row).collect())
+    }
+
+    fn docs_after(
+        &self,
+        after_id: &str,
+        scope: Option<&[String]>,
+        except_device: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredDoc>> {
+        let rows = self.conn()?.query(
+            "SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs
+              WHERE id > $1 AND ($4::text[] IS NULL OR grid = ANY($4))
+                AND EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = docs.id AND c.device_id <> $3)
+              ORDER BY id LIMIT $2",
+            &[&after_id, &(limit as i64), &except_device, &scope_vec(scope)],
+        )?;
+        Ok(rows.iter().map(stored_doc).collect())
+    }
+
+    fn receipts(&self, doc_id: &str) -> StoreResult<Vec<([u8; 32], i64)>> {
+        let rows =
+            self.conn()?.query("SELECT hash, received_at FROM changes WHERE doc_id = $1 ORDER BY seq", &[&doc_id])?;
+        Ok(rows.into_iter().map(|r| (row_hash(r.get(0)), r.get(1))).collect())
+    }
+
+    fn doc_changes(&self, doc_id: &str) -> StoreResult<Vec<ChangeRow>> {
+        let rows = self.conn()?.query(
+            "SELECT seq, doc_id, hash, bytes, received_at FROM changes WHERE doc_id = $1 ORDER BY seq",
+            &[&doc_id],
+        )?;
+        Ok(rows.iter().map(change_row).collect())
+    }
+
+    fn blob_referenced(&self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool> {
+        Ok(self
+            .conn()?
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM blob_refs WHERE hash = $1 AND ($2::text[] IS NULL OR grid = ANY($2)))",
+                &[&hash, &scope_vec(scope)],
+            )?
+            .get(0))
+    }
+
+    fn backup(&self, _to: &std::path::Path) -> StoreResult<()> {
+        Err(StoreError::Unsupported("back up a PostgreSQL relay with pg_dump or the database's own backups"))
+    }
+
+    fn stats(&self) -> StoreResult<Stats> {
+        let row = self.conn()?.query_one(
+            "SELECT (SELECT COUNT(*) FROM devices WHERE revoked_at IS NULL),
+                    (SELECT COUNT(*) FROM devices WHERE revoked_at IS NOT NULL),
+                    (SELECT COUNT(*) FROM docs),
+                    (SELECT COUNT(*) FROM changes),
+                    (SELECT COALESCE(SUM(LENGTH(bytes)), 0)::BIGINT FROM changes),
+                    (SELECT COALESCE(SUM(LENGTH(snapshot)), 0)::BIGINT FROM docs)",
+            &[],
+        )?;
+        Ok(Stats {
+            devices: row.get(0),
+            revoked_devices: row.get(1),
+            documents: row.get(2),
+            changes: row.get(3),
+            change_bytes: row.get(4),
+            snapshot_bytes: row.get(5),
+        })
+    }
+}
