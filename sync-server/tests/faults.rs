@@ -31,11 +31,18 @@ struct Relay {
     child: Child,
     port: u16,
     data: PathBuf,
+    database: Option<String>,
 }
 
 impl Relay {
     fn start(data: &Path, port: u16) -> Relay {
+        Self::start_on(data, port, None)
+    }
+
+    /// A relay on a PostgreSQL database (`database`), or on its embedded SQLite file.
+    fn start_on(data: &Path, port: u16, database: Option<&str>) -> Relay {
         let mut child = Command::new(RELAY)
+            .args(database.map(|url| vec!["--database", url]).unwrap_or_default())
             .args(["--data-dir", data.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
@@ -45,7 +52,7 @@ impl Relay {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
-        Relay { child, port, data: data.to_path_buf() }
+        Relay { child, port, data: data.to_path_buf(), database: database.map(str::to_string) }
     }
     fn enroll(&self, name: &str, role: &str, grids: &str) -> String {
         let mut args = vec![
@@ -59,6 +66,9 @@ impl Relay {
         ];
         if !grids.is_empty() {
             args.extend(["--grids".into(), grids.into()]);
+        }
+        if let Some(url) = &self.database {
+            args.extend(["--database".into(), url.clone()]);
         }
         let out = Command::new(RELAY).args(&args).output().unwrap();
         assert!(out.status.success());
@@ -404,4 +414,86 @@ fn a_retried_push_after_a_lost_reply_leaves_the_same_relay_time_on_every_device(
     assert!(!on_phone.is_empty() && on_phone.iter().all(|(_, t)| t.iter().all(Option::is_some)), "{on_phone:?}");
     assert_eq!(on_phone, times(&other), "the phone and another walker show the same relay times");
     assert_eq!(on_phone, times(&hall), "and so does the hall");
+}
+
+/// Several relays on one PostgreSQL database serve as one: devices talk to either from one
+/// sync to the next, and when one relay is SIGKILLed in the middle of a burst they carry on
+/// through the other, losing and duplicating nothing.
+#[test]
+fn two_relays_on_one_postgres_database_serve_as_one_and_survive_one_being_killed() {
+    let server = common::pg::TempPostgres::start();
+    let url = server.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    // Both relays keep photos in one shared folder; documents and devices are in the database.
+    let data = dir.path().join("relays");
+    let first = Relay::start_on(&data, 0, Some(&url));
+    let second = Relay::start_on(&data, 0, Some(&url));
+    let urls = [format!("http://127.0.0.1:{}", first.port), format!("http://127.0.0.1:{}", second.port)];
+    let mut devices = Vec::new();
+    for i in 0..3 {
+        let store = device_store(dir.path(), &format!("phone-{i}"), &format!("w{i}"));
+        // Enrolled through one relay with a code the other relay made: one relay, seen twice.
+        client::join(&store, &urls[i % 2], &second.enroll(&format!("phone-{i}"), "walker", "g1"), "p").unwrap();
+        devices.push(store);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut first = Some(first);
+    for round in 0..6usize {
+        for _ in 0..10 {
+            let d = rng.random_range(0..devices.len());
+            let minute = (round * 100) as i64 + rng.random_range(0..100);
+            random_edit(&devices[d], &mut rng, "g1", minute);
+        }
+        // In round 3 the first relay is SIGKILLed while the devices are syncing with both.
+        let killer = (round == 3).then(|| {
+            let mut relay = first.take().unwrap();
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(15));
+                relay.kill();
+            })
+        });
+        let alive_first = first.is_some() || killer.is_some();
+        devices = devices
+            .into_iter()
+            .enumerate()
+            .map(|(d, store)| {
+                let urls = urls.clone();
+                thread::spawn(move || {
+                    // Round robin from one sync to the next, over the relays thought to be up.
+                    let choice = if alive_first { (round + d) % 2 } else { 1 };
+                    point_at(&store, &urls[choice]);
+                    if sync(&store).is_err() {
+                        point_at(&store, &urls[1]);
+                        sync_until_done(&store);
+                    }
+                    store
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        if let Some(k) = killer {
+            k.join().unwrap();
+        }
+    }
+    for store in &devices {
+        point_at(store, &urls[1]);
+        sync_until_done(store);
+    }
+    let expected = fingerprint(&devices[0]);
+    for d in &devices[1..] {
+        assert_eq!(fingerprint(d), expected, "every device holds the same documents and index");
+    }
+    let hall = relay_documents(&second, dir.path(), "hall-check");
+    assert_eq!(fingerprint(&hall), expected, "the database holds exactly what the devices hold, once");
+    for d in &devices {
+        assert_eq!(d.outbox_len().unwrap(), 0);
+    }
+}
+
+fn point_at(store: &Store, url: &str) {
+    let mut link = store.relay_link().unwrap().unwrap();
+    link.url = url.to_string();
+    store.set_relay_link(&link).unwrap();
 }
