@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use gridwalk_doc::SystemClock;
 use gridwalk_relay::http::{router, AppState, AttemptLimiter, AttemptLimits};
 use gridwalk_relay::relay::Relay;
-use gridwalk_relay::store::{PostgresRelayStore, Role, SqliteRelayStore};
+use gridwalk_relay::store::{PostgresRelayStore, RelayStore, Role, SqliteRelayStore};
 
 #[derive(Parser)]
 #[command(name = "gridwalk-relay", version, about = "The service hall's Gridwalk relay")]
@@ -71,6 +71,19 @@ enum Command {
     Backup { to: PathBuf },
     /// Counts of devices, documents and changes.
     Stats,
+    /// The SHA-256 of every row the relay holds (devices, codes, documents, changes, photo
+    /// references), to compare two relays or one relay before and after a move.
+    Digest,
+    /// Move this hall's relay from its embedded SQLite file onto PostgreSQL: devices (their
+    /// tokens stay valid), enrolment codes, documents, every change with its sequence number
+    /// and receipt time, and the photo files. Stop the relay first. The SQLite file is left as
+    /// it was; the move is refused unless the PostgreSQL database is empty, and fails unless the
+    /// digest after the move equals the digest before.
+    MigrateToPostgres {
+        /// The PostgreSQL database to move into, e.g. `postgres://gridwalk@db-host/gridwalk`.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 fn open_relay(data_dir: &Path, database: Option<&str>) -> Result<Relay> {
@@ -89,8 +102,79 @@ fn open_relay(data_dir: &Path, database: Option<&str>) -> Result<Relay> {
     })
 }
 
+/// Copies every file under `from` to the same place under `to`, leaving what `to` already has.
+fn copy_tree(from: &Path, to: &Path) -> Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    if !from.exists() {
+        return Ok((0, 0));
+    }
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            let (f, b) = copy_tree(&entry.path(), &target)?;
+            files += f;
+            bytes += b;
+        } else if !target.exists() {
+            bytes += std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("cannot copy {} to {}", entry.path().display(), target.display()))?;
+            files += 1;
+        }
+    }
+    Ok((files, bytes))
+}
+
+fn migrate_to_postgres(data_dir: &Path, url: &str) -> Result<()> {
+    let file = data_dir.join("relay.db");
+    if !file.exists() {
+        bail!("there is no relay database at {}: give the --data-dir the relay serves from", file.display());
+    }
+    let sqlite = SqliteRelayStore::open(&file).context("cannot open the relay database")?;
+    let before = sqlite.dump().context("cannot read the relay database")?;
+    let digest_before = before.digest();
+    let postgres = PostgresRelayStore::open(url).context("cannot open the PostgreSQL database")?;
+    postgres.load_dump(&before).context("cannot write into the PostgreSQL database")?;
+    // Photos are files; the PostgreSQL relay keeps them under <data-dir>/blobs (see open_relay),
+    // unfinished uploads included so they resume where they stopped.
+    let (photo_files, photo_bytes) =
+        copy_tree(&sqlite.blob_dir().expect("a file store has a photo folder"), &data_dir.join("blobs"))?;
+    let digest_after = postgres.dump().context("cannot read the PostgreSQL database back")?.digest();
+    println!(
+        "{}",
+        serde_json::json!({
+            "devices": before.devices.len(),
+            "enrollments": before.enrollments.len(),
+            "documents": before.docs.len(),
+            "changes": before.changes.len(),
+            "photo_references": before.blob_refs.len(),
+            "photo_files_copied": photo_files,
+            "photo_bytes_copied": photo_bytes,
+            "digest_before": digest_before,
+            "digest_after": digest_after,
+        })
+    );
+    if digest_before != digest_after {
+        bail!("the PostgreSQL database does not hold exactly what the SQLite file holds; do not serve from it");
+    }
+    eprintln!("moved: serve with --database {url} --data-dir {}", data_dir.display());
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::MigrateToPostgres { to } = &cli.command {
+        return migrate_to_postgres(&cli.data_dir, to);
+    }
+    if let Command::Digest = &cli.command {
+        std::fs::create_dir_all(&cli.data_dir)?;
+        let digest = match cli.database.as_deref() {
+            Some(url) => PostgresRelayStore::open(url)?.dump()?.digest(),
+            None => SqliteRelayStore::open(&cli.data_dir.join("relay.db"))?.dump()?.digest(),
+        };
+        println!("{digest}");
+        return Ok(());
+    }
     let relay = open_relay(&cli.data_dir, cli.database.as_deref())?;
     match cli.command {
         Command::Serve { listen, enrol_attempts_per_address, enrol_attempts_in_all, enrol_attempt_window_s } => {
@@ -183,6 +267,7 @@ fn main() -> Result<()> {
         Command::Stats => {
             println!("{}", serde_json::to_string_pretty(&relay.stats().map_err(|e| anyhow::anyhow!(e.message))?)?);
         }
+        Command::Digest | Command::MigrateToPostgres { .. } => unreachable!("handled before the relay opens"),
     }
     Ok(())
 }

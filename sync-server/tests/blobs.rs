@@ -28,7 +28,7 @@ use gridwalk_core::sync::protocol::{BlobStatus, DocChanges, EnrollRequest, PushR
 use gridwalk_core::{CoreError, ManualClock};
 use gridwalk_relay::blobs::ByteRange;
 use gridwalk_relay::relay::Relay;
-use gridwalk_relay::store::{Device, Role, SqliteRelayStore};
+use gridwalk_relay::store::{Device, PostgresRelayStore, Role, SqliteRelayStore};
 use rand::RngCore;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 
@@ -863,4 +863,86 @@ fn photos_cross_a_real_relay_killed_mid_upload_and_mid_download_without_resendin
     assert_eq!(http.get(format!("{}/health", relay.url)).send().unwrap().status().as_u16(), 200);
     let finished = client::sync_over_http(&a, &AtomicBool::new(false), &mut |_| {}).unwrap();
     assert_eq!((finished.photos_uploaded, finished.photo_bytes_up), (1, total2 as u64));
+}
+
+/// A hall's relay moves from its SQLite file onto PostgreSQL with nothing lost: devices keep
+/// their tokens, documents and receipts are equal by digest, a finished photo is served and a
+/// half-uploaded one resumes where it stopped.
+#[test]
+fn a_sqlite_relay_moves_onto_postgres_with_its_photos_and_a_half_finished_upload() {
+    let server = common::pg::TempPostgres::start();
+    let url = server.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let clock = || Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()));
+    let (phone_token, partial_hash, partial_total, held, stats_before) = {
+        let relay = Relay::new(Box::new(SqliteRelayStore::open(&data.join("relay.db")).unwrap()), clock());
+        let phone = device_store(dir.path(), "phone-a", "wa");
+        let token = enrol(&relay, "phone-a", Role::Walker, &["g1"]);
+        let device = relay.authenticate(&token).unwrap();
+        let request = raise(&phone, "g1", 0);
+        add_photo(&phone, &request, 320, 240, 5, PhotoRole::Before, 1);
+        sync(&phone, &relay, &token);
+        // A second photo whose upload stopped halfway.
+        let second = add_photo(&phone, &request, 640, 480, 6, PhotoRole::Before, 2);
+        push_documents(&phone, &relay, &device);
+        let bytes = phone.photo_bytes(&second).unwrap();
+        let half = (bytes.len() / 2) as u64;
+        relay.put_blob(&device, &second, 0, bytes.len() as u64, &bytes[..half as usize]).unwrap();
+        (token, second, bytes.len() as u64, half, relay.stats().unwrap())
+    };
+
+    let relay_bin = env!("CARGO_BIN_EXE_gridwalk-relay");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(relay_bin).arg("--data-dir").arg(&data).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let digest_sqlite = cli(&["digest"]);
+    let moved: serde_json::Value = serde_json::from_str(&cli(&["migrate-to-postgres", "--to", &url])).unwrap();
+    assert_eq!(moved["digest_before"], moved["digest_after"], "{moved}");
+    assert_eq!(moved["photo_files_copied"], 2, "the finished photo and the half upload: {moved}");
+    assert_eq!(
+        cli(&["--database", &url, "digest"]),
+        digest_sqlite,
+        "the digest the relay prints is equal after the move"
+    );
+    // A second move into the same database is refused: moves never merge relays.
+    let again = std::process::Command::new(relay_bin)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["migrate-to-postgres", "--to", &url])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    // The relay on PostgreSQL, photos under <data-dir>/blobs as `serve --database` keeps them.
+    let relay =
+        Relay::new(Box::new(PostgresRelayStore::open(&url).unwrap()), clock()).with_blob_dir(data.join("blobs"));
+    let stats = relay.stats().unwrap();
+    assert_eq!(
+        (stats.devices, stats.documents, stats.changes, stats.change_bytes, stats.snapshot_bytes),
+        (
+            stats_before.devices,
+            stats_before.documents,
+            stats_before.changes,
+            stats_before.change_bytes,
+            stats_before.snapshot_bytes
+        )
+    );
+    let device = relay.authenticate(&phone_token).expect("the phone's token still works");
+    let status = relay.blob_status(&device, &partial_hash).unwrap();
+    assert_eq!((status.size_received, status.complete), (held, false), "the half upload is still half there");
+    // The phone finishes its upload from where it stopped; a new hall PC receives everything.
+    let phone = Store::open(dir.path().join("phone-a.db")).unwrap();
+    sync(&phone, &relay, &phone_token);
+    assert!(phone.unacknowledged_photos().unwrap().is_empty());
+    assert_eq!(relay.blob_status(&device, &partial_hash).unwrap().size_received, partial_total);
+    let hall = device_store(dir.path(), "hall-pc", "hall-1");
+    let hall_token = enrol(&relay, "hall-pc", Role::Hall, &[]);
+    sync(&hall, &relay, &hall_token);
+    for hash in phone.document_ids().unwrap().iter().flat_map(|id| phone.photos_of(id).unwrap()) {
+        assert_eq!(hall.photo_bytes(&hash.hash).unwrap(), phone.photo_bytes(&hash.hash).unwrap());
+    }
 }

@@ -14,11 +14,13 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+mod dump;
 mod memory;
 mod postgres;
 mod sqlite;
 
 pub use self::postgres::PostgresRelayStore;
+pub use dump::{DumpChange, DumpDevice, DumpEnrollment, RelayDump};
 pub use memory::MemoryRelayStore;
 pub use sqlite::SqliteRelayStore;
 
@@ -108,7 +110,7 @@ pub struct Enrollment {
     pub walker: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredDoc {
     pub id: String,
     pub grid: String,

@@ -473,3 +473,146 @@ impl RelayStore for PostgresRelayStore {
         })
     }
 }
+
+impl PostgresRelayStore {
+    /// Every row, in the same order as the SQLite store's dump, read in one REPEATABLE READ
+    /// transaction (one consistent state while relays serve).
+    pub fn dump(&self) -> StoreResult<RelayDump> {
+        let mut client = self.conn()?;
+        let mut tx = client.build_transaction().isolation_level(::postgres::IsolationLevel::RepeatableRead).start()?;
+        let mut dump = RelayDump::default();
+        for r in tx.query(
+            "SELECT id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker FROM devices ORDER BY id",
+            &[],
+        )? {
+            let id: String = r.get(0);
+            let grids: Vec<String> = tx
+                .query("SELECT grid FROM device_grids WHERE device_id = $1 ORDER BY grid", &[&id])?
+                .into_iter()
+                .map(|g| g.get(0))
+                .collect();
+            dump.devices.push(DumpDevice {
+                id,
+                name: r.get(1),
+                role: r.get(2),
+                token_hash: r.get(3),
+                enrolled_at: r.get(4),
+                last_seen_at: r.get(5),
+                revoked_at: r.get(6),
+                walker: r.get(7),
+                grids,
+            });
+        }
+        dump.enrollments = tx
+            .query(
+                "SELECT code_hash, device_name, role, grids, created_at, expires_at, used_at, device_id, walker
+                   FROM enrollments ORDER BY code_hash",
+                &[],
+            )?
+            .into_iter()
+            .map(|r| DumpEnrollment {
+                code_hash: r.get(0),
+                device_name: r.get(1),
+                role: r.get(2),
+                grids: r.get(3),
+                created_at: r.get(4),
+                expires_at: r.get(5),
+                used_at: r.get(6),
+                device_id: r.get(7),
+                walker: r.get(8),
+            })
+            .collect();
+        dump.docs = tx
+            .query("SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs ORDER BY id", &[])?
+            .iter()
+            .map(stored_doc)
+            .collect();
+        dump.changes = tx
+            .query("SELECT seq, doc_id, grid, hash, bytes, received_at, device_id FROM changes ORDER BY seq", &[])?
+            .into_iter()
+            .map(|r| DumpChange {
+                seq: r.get(0),
+                doc_id: r.get(1),
+                grid: r.get(2),
+                hash: r.get(3),
+                bytes: r.get(4),
+                received_at: r.get(5),
+                device_id: r.get(6),
+            })
+            .collect();
+        dump.blob_refs = tx
+            .query("SELECT hash, doc_id, grid FROM blob_refs ORDER BY hash, doc_id, grid", &[])?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        tx.commit()?;
+        Ok(dump)
+    }
+
+    /// Writes a whole dump into this database in one transaction, sequence numbers and receipt
+    /// times as they were, and moves the change counter past them. Refuses a database that
+    /// already holds devices or documents: a move never merges two relays.
+    pub fn load_dump(&self, dump: &RelayDump) -> StoreResult<()> {
+        let mut client = self.conn()?;
+        let mut tx = client.transaction()?;
+        tx.query_one("SELECT seq FROM change_counter WHERE id = 1 FOR UPDATE", &[])?;
+        let used: i64 = tx
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM devices) + (SELECT COUNT(*) FROM docs) + (SELECT COUNT(*) FROM enrollments)",
+                &[],
+            )?
+            .get(0);
+        if used > 0 {
+            return Err(StoreError::Unsupported(
+                "the PostgreSQL database already holds a relay's devices or documents; move into an empty one",
+            ));
+        }
+        for d in &dump.devices {
+            tx.execute(
+                "INSERT INTO devices (id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&d.id, &d.name, &d.role, &d.token_hash, &d.enrolled_at, &d.last_seen_at, &d.revoked_at, &d.walker],
+            )?;
+            for g in &d.grids {
+                tx.execute("INSERT INTO device_grids (device_id, grid) VALUES ($1, $2)", &[&d.id, g])?;
+            }
+        }
+        for e in &dump.enrollments {
+            tx.execute(
+                "INSERT INTO enrollments (code_hash, device_name, role, grids, created_at, expires_at, used_at, device_id, walker)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &e.code_hash,
+                    &e.device_name,
+                    &e.role,
+                    &e.grids,
+                    &e.created_at,
+                    &e.expires_at,
+                    &e.used_at,
+                    &e.device_id,
+                    &e.walker,
+                ],
+            )?;
+        }
+        for d in &dump.docs {
+            tx.execute(
+                "INSERT INTO docs (id, grid, kind, snapshot, first_seq, last_seq) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&d.id, &d.grid, &d.kind, &d.snapshot, &d.first_seq, &d.last_seq],
+            )?;
+        }
+        let insert = tx.prepare(
+            "INSERT INTO changes (seq, doc_id, grid, hash, bytes, received_at, device_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )?;
+        for c in &dump.changes {
+            tx.execute(&insert, &[&c.seq, &c.doc_id, &c.grid, &c.hash, &c.bytes, &c.received_at, &c.device_id])?;
+        }
+        for (hash, doc, grid) in &dump.blob_refs {
+            tx.execute("INSERT INTO blob_refs (hash, doc_id, grid) VALUES ($1, $2, $3)", &[hash, doc, grid])?;
+        }
+        let top = dump.changes.iter().map(|c| c.seq).max().unwrap_or(0);
+        tx.execute("UPDATE change_counter SET seq = $1 WHERE id = 1", &[&top])?;
+        tx.commit()?;
+        Ok(())
+    }
+}

@@ -511,3 +511,85 @@ impl RelayStore for SqliteRelayStore {
         })
     }
 }
+
+impl SqliteRelayStore {
+    /// Every row, for moving the relay elsewhere and for its digest (see `dump.rs`). Read in
+    /// one transaction, so it is one consistent state even while the relay serves.
+    pub fn dump(&self) -> StoreResult<RelayDump> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let mut dump = RelayDump::default();
+        let mut devices = tx.prepare(
+            "SELECT id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker FROM devices ORDER BY id",
+        )?;
+        for row in devices.query_map([], |r| {
+            Ok(DumpDevice {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                role: r.get(2)?,
+                token_hash: r.get(3)?,
+                enrolled_at: r.get(4)?,
+                last_seen_at: r.get(5)?,
+                revoked_at: r.get(6)?,
+                walker: r.get(7)?,
+                grids: Vec::new(),
+            })
+        })? {
+            let mut d = row?;
+            d.grids = Self::grids_of(&tx, &d.id)?;
+            dump.devices.push(d);
+        }
+        drop(devices);
+        dump.enrollments = tx
+            .prepare(
+                "SELECT code_hash, device_name, role, grids, created_at, expires_at, used_at, device_id, walker
+                   FROM enrollments ORDER BY code_hash",
+            )?
+            .query_map([], |r| {
+                Ok(DumpEnrollment {
+                    code_hash: r.get(0)?,
+                    device_name: r.get(1)?,
+                    role: r.get(2)?,
+                    grids: r.get(3)?,
+                    created_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                    used_at: r.get(6)?,
+                    device_id: r.get(7)?,
+                    walker: r.get(8)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        dump.docs = tx
+            .prepare("SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs ORDER BY id")?
+            .query_map([], |r| {
+                Ok(StoredDoc {
+                    id: r.get(0)?,
+                    grid: r.get(1)?,
+                    kind: r.get(2)?,
+                    snapshot: r.get(3)?,
+                    first_seq: r.get(4)?,
+                    last_seq: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        dump.changes = tx
+            .prepare("SELECT seq, doc_id, grid, hash, bytes, received_at, device_id FROM changes ORDER BY seq")?
+            .query_map([], |r| {
+                Ok(DumpChange {
+                    seq: r.get(0)?,
+                    doc_id: r.get(1)?,
+                    grid: r.get(2)?,
+                    hash: r.get(3)?,
+                    bytes: r.get(4)?,
+                    received_at: r.get(5)?,
+                    device_id: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        dump.blob_refs = tx
+            .prepare("SELECT hash, doc_id, grid FROM blob_refs ORDER BY hash, doc_id, grid")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(dump)
+    }
+}

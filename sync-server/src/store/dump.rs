@@ -1,0 +1,134 @@
+//! Every row a relay store holds, in one fixed order: what moves a hall's relay from its
+//! embedded SQLite file onto PostgreSQL (`gridwalk-relay migrate-to-postgres`), and the digest
+//! that proves the move lost and changed nothing.
+
+use sha2::{Digest, Sha256};
+
+/// One enrolled (or revoked) device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DumpDevice {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub token_hash: Vec<u8>,
+    pub enrolled_at: i64,
+    pub last_seen_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub walker: Option<String>,
+    pub grids: Vec<String>,
+}
+
+/// One enrolment code, used or not (only its SHA-256 is kept).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DumpEnrollment {
+    pub code_hash: Vec<u8>,
+    pub device_name: String,
+    pub role: String,
+    pub grids: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub device_id: Option<String>,
+    pub walker: Option<String>,
+}
+
+/// One change as the relay received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DumpChange {
+    pub seq: i64,
+    pub doc_id: String,
+    pub grid: String,
+    pub hash: Vec<u8>,
+    pub bytes: Vec<u8>,
+    pub received_at: i64,
+    pub device_id: String,
+}
+
+/// Everything in a relay store, each list in its key's byte order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RelayDump {
+    pub devices: Vec<DumpDevice>,
+    pub enrollments: Vec<DumpEnrollment>,
+    pub docs: Vec<super::StoredDoc>,
+    pub changes: Vec<DumpChange>,
+    /// (photo hash, document, grid).
+    pub blob_refs: Vec<(String, String, String)>,
+}
+
+/// Feeds a value into the digest with its length, so that no two different dumps hash alike
+/// by shifting bytes from one field into the next.
+fn feed(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_be_bytes());
+    h.update(bytes);
+}
+
+fn feed_opt_i64(h: &mut Sha256, v: Option<i64>) {
+    match v {
+        Some(v) => feed(h, &v.to_be_bytes()),
+        None => feed(h, b"-"),
+    }
+}
+
+fn feed_opt_str(h: &mut Sha256, v: &Option<String>) {
+    match v {
+        Some(v) => feed(h, format!("+{v}").as_bytes()),
+        None => feed(h, b"-"),
+    }
+}
+
+impl RelayDump {
+    /// SHA-256 over every row, as hex.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        feed(&mut h, b"devices");
+        for d in &self.devices {
+            for s in [&d.id, &d.name, &d.role] {
+                feed(&mut h, s.as_bytes());
+            }
+            feed(&mut h, &d.token_hash);
+            feed(&mut h, &d.enrolled_at.to_be_bytes());
+            feed_opt_i64(&mut h, d.last_seen_at);
+            feed_opt_i64(&mut h, d.revoked_at);
+            feed_opt_str(&mut h, &d.walker);
+            feed(&mut h, d.grids.join(",").as_bytes());
+        }
+        feed(&mut h, b"enrollments");
+        for e in &self.enrollments {
+            feed(&mut h, &e.code_hash);
+            for s in [&e.device_name, &e.role, &e.grids] {
+                feed(&mut h, s.as_bytes());
+            }
+            feed(&mut h, &e.created_at.to_be_bytes());
+            feed(&mut h, &e.expires_at.to_be_bytes());
+            feed_opt_i64(&mut h, e.used_at);
+            feed_opt_str(&mut h, &e.device_id);
+            feed_opt_str(&mut h, &e.walker);
+        }
+        feed(&mut h, b"docs");
+        for d in &self.docs {
+            for s in [&d.id, &d.grid, &d.kind] {
+                feed(&mut h, s.as_bytes());
+            }
+            feed(&mut h, &d.snapshot);
+            feed(&mut h, &d.first_seq.to_be_bytes());
+            feed(&mut h, &d.last_seq.to_be_bytes());
+        }
+        feed(&mut h, b"changes");
+        for c in &self.changes {
+            feed(&mut h, &c.seq.to_be_bytes());
+            for s in [&c.doc_id, &c.grid, &c.device_id] {
+                feed(&mut h, s.as_bytes());
+            }
+            feed(&mut h, &c.hash);
+            feed(&mut h, &c.bytes);
+            feed(&mut h, &c.received_at.to_be_bytes());
+        }
+        feed(&mut h, b"blob_refs");
+        for (hash, doc, grid) in &self.blob_refs {
+            for s in [hash, doc, grid] {
+                feed(&mut h, s.as_bytes());
+            }
+        }
+        hex::encode(h.finalize())
+    }
+}
