@@ -17,6 +17,11 @@
 // request from anywhere on the row and with Enter; a deadline with a bad year is called not a
 // valid date (not missing); the countdown shows only while the request is open; the overdue
 // view's 逾期天数 equals its "超期 N 天"; a meeting decision reads as 议事决定 in the history.
+// No screen's visible text holds a uuid, a device id or an office id (e2e/visible.mjs); the inbox
+// names the grid; a merge target is picked from the suggestions or found by its words (no box for
+// a number) and the history names it by its description, as a link; the hall's steps are signed
+// with its name and its device in short; the assignee is picked among the grid's walkers; a
+// meeting names the requests it discussed by their descriptions.
 //
 // Screenshots: target/test-output/hall-*.png
 // Run: node ui/e2e/hall.mjs   (after `cd ui && npm run build` and
@@ -28,6 +33,7 @@ import {
   BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, assert, assertCjkRenders, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
   png,
 } from '../../tests/e2e/lib.mjs';
+import { assertNoMachineIds } from './visible.mjs';
 
 const GRID = 'v01-g01';
 const tid = (id) => `[data-testid="${id}"]`;
@@ -196,6 +202,8 @@ async function main() {
     const page = await ctx.newPage();
     page.on('pageerror', (e) => console.error('hall page error:', e.message));
     await page.goto(hall.url);
+    await page.locator(tid('enroll-relay')).waitFor();
+    await assertNoMachineIds(page, 'hall: enrol screen');
     await page.locator(tid('enroll-relay')).fill(relay.url);
     await page.locator(tid('enroll-code')).fill(relayCli(relayDir, 'enroll', '--name', 'hall-pc', '--role', 'hall'));
     await page.locator(tid('enroll-device')).fill('hall-pc');
@@ -218,20 +226,54 @@ async function main() {
     await page.locator(`${tid('inbox-item')}[data-request-id="${dupId}"]`).waitFor();
     const owner = await row.locator(tid('inbox-owner')).innerText();
     assert(owner.trim().length > 0, 'the inbox shows the first receiver');
+    // The grid by its name, not its code.
+    const gridName = (await api(hall, 'grids')).find((g) => g.id === GRID).name;
+    await row.locator(tid('inbox-grid')).filter({ hasText: gridName }).waitFor({ timeout: 15000 });
     await page.screenshot({ path: join(OUT, 'hall-inbox.png'), fullPage: true });
+    await assertNoMachineIds(page, 'hall: inbox');
 
     // 4. The duplicate: merge, into the request the suggestions name first.
     //    The whole row opens it: a click on its address cell, away from the description's link.
     await page.locator(`${tid('inbox-item')}[data-request-id="${dupId}"] td`).nth(4).click();
     await page.locator(`${tid('screen-hall-request')}[data-request-id="${dupId}"]`).waitFor();
     await page.locator(tid('triage-panel')).waitFor();
+    await page.locator(tid('request-timeline')).waitFor();
+    await assertNoMachineIds(page, 'hall: a new request');
     await page.locator(tid('triage-merge_into')).click();
     const suggestion = page.locator(tid('duplicate-item')).first();
     await suggestion.waitFor();
+    await assertNoMachineIds(page, 'hall: merge with its suggestions');
     assert((await suggestion.getAttribute('data-request-id')) === id, 'the original is the first suggested duplicate');
+    // The only box to type in is the search by words: no field takes a request's number.
+    const boxes = await page.locator(`${tid('triage-panel')} input:not([type="radio"]), ${tid('triage-panel')} textarea`).evaluateAll((els) => els.map((e) => e.getAttribute('data-testid')));
+    assert(boxes.length === 1 && boxes[0] === 'merge-search', `fields of the merge: ${boxes}`);
+    // Any other request of the grid is found by what it says, and chosen by its description.
+    const other = (await api(hall, 'requests', { grid: GRID, limit: 50 })).items.find((r) => r.id !== id && r.id !== dupId && r.description.length >= 6);
+    await page.locator(tid('merge-search')).fill(other.description.slice(0, 6));
+    await page.locator(tid('merge-search-submit')).click();
+    const found = page.locator(`${tid('merge-result')}[data-request-id="${other.id}"]`);
+    await found.waitFor();
+    await found.locator('input').check();
+    await page.locator(tid('merge-chosen-request')).filter({ hasText: other.description.slice(0, 10) }).waitFor();
+    await assertNoMachineIds(page, 'hall: merge, searched');
+    await page.screenshot({ path: join(OUT, 'hall-merge-search.png') });
+    // The suggestion it is, in the end.
     await suggestion.locator('input').check();
+    await page.locator(tid('merge-chosen-request')).filter({ hasText: description.slice(0, 10) }).waitFor();
     await page.locator(tid('triage-submit')).click();
     await page.locator(tid('hall-status') + '[data-status="merged"]').waitFor();
+    await page.locator(`${tid('timeline-event')}[data-type="triaged"]`).waitFor();
+    await assertNoMachineIds(page, 'hall: a merged request');
+    // The history names the request it went into by its description, as a link to it; the hall
+    // PC's step is signed with its name and its device in short.
+    const mergedInto = page.locator(`${tid('timeline-event')}[data-type="triaged"] ${tid('timeline-request')}`);
+    await mergedInto.filter({ hasText: description.slice(0, 10) }).waitFor();
+    const hallWho = await page.locator(`${tid('timeline-event')}[data-type="triaged"] ${tid('timeline-who')}`).innerText();
+    assert(hallWho.includes('hall-pc') && /设备尾号 [0-9a-f]{4}/.test(hallWho), `the hall's step is signed: ${hallWho}`);
+    await page.locator(`${tid('timeline-event')}[data-type="triaged"]`).scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(OUT, 'hall-merged.png') });
+    await mergedInto.click();
+    await page.locator(`${tid('screen-hall-request')}[data-request-id="${id}"]`).waitFor();
 
     // 5. The original: accept, assign (office, person, deadline, level), resolve with an after photo.
     await page.goto(`${hall.url}/#/hall/request/${id}`);
@@ -239,9 +281,14 @@ async function main() {
     await page.locator(tid('triage-accept')).click();
     await page.locator(tid('triage-submit')).click();
     await page.locator(tid('hall-status') + '[data-status="accepted"]').waitFor();
+    await assertNoMachineIds(page, 'hall: an accepted request');
     const office = await page.locator(`${tid('assign-department')} option`).nth(1).getAttribute('value');
     await page.locator(tid('assign-department')).selectOption(office);
-    await page.locator(tid('assign-person')).fill('李师傅');
+    // The person is picked from the grid's walkers (typing a name still works).
+    const pick = page.locator(tid('assign-person-pick')).first();
+    const assignee = (await pick.innerText()).trim();
+    await pick.click();
+    assert((await page.locator(tid('assign-person')).inputValue()) === assignee, 'a tap on a walker fills in the person');
     await page.locator(tid('assign-level')).selectOption('village');
     // A deadline with a wrong year is called not a valid date, not a missing one.
     const deadlineField = page.locator(tid('assign-deadline'));
@@ -270,6 +317,9 @@ async function main() {
     await deadlineField.fill(chosenDeadline);
     await page.locator(tid('assign-submit')).click();
     await page.locator(tid('hall-status') + '[data-status="assigned"]').waitFor();
+    await page.locator(`${tid('timeline-event')}[data-type="assigned"]`).waitFor();
+    await assertNoMachineIds(page, 'hall: an assigned request');
+    assert((await page.locator(tid('detail-assignee')).innerText()).trim() === assignee, `the assignee: ${await page.locator(tid('detail-assignee')).innerText()}`);
     // While it is open the deadline counts down; the countdown is what a person reads there.
     const countdown = page.locator(`${tid('detail-deadline')} ${tid('detail-countdown')}`);
     await countdown.waitFor();
@@ -286,6 +336,9 @@ async function main() {
     await page.locator(`${tid('detail-status')}[data-status="resolved"]`).waitFor();
     const deadlineShown = await page.locator(tid('detail-deadline')).innerText();
     assert(!(await countdown.count()) && !/还剩|超期|到期/.test(deadlineShown), `no countdown once resolved: ${deadlineShown}`);
+    await page.locator(`${tid('timeline-event')}[data-type="resolved"]`).waitFor();
+    await assertNoMachineIds(page, 'hall: a resolved request');
+    await page.screenshot({ path: join(OUT, 'hall-request-resolved.png'), fullPage: true });
     const detail = await api(hall, 'request', { id });
     assert(detail.photos.some((p) => p.role === 'after'), 'the after photo is on the request');
     assert(detail.department === office && detail.level === 'village', 'assigned to the office at village level');
@@ -312,6 +365,7 @@ async function main() {
     // No chart label sits on another, on the hall PC's screen and on a large one.
     await assertChartsReadable(page, '1366×768');
     await page.screenshot({ path: join(OUT, 'hall-dashboard.png'), fullPage: true });
+    await assertNoMachineIds(page, 'hall: dashboard with the resolved list');
     await page.setViewportSize({ width: 1920, height: 1080 });
     await assertChartsReadable(page, '1920×1080');
     await page.screenshot({ path: join(OUT, 'hall-dashboard-1920.png'), fullPage: true });
@@ -345,15 +399,19 @@ async function main() {
     // Coverage: households are counted in 户, enterprises in 家.
     await page.locator(tid('cov-households_not_visited')).click();
     await page.locator(`${tid('drill-list')}[data-kind="household"]`).waitFor();
+    await assertNoMachineIds(page, 'hall: households not visited');
     assert(/^共 \d+ 户$/.test((await page.locator(tid('drill-total')).innerText()).trim()), `households: ${await page.locator(tid('drill-total')).innerText()}`);
     await page.locator(tid('cov-enterprises_not_visited')).click();
     await page.locator(`${tid('drill-total')}`).filter({ hasText: '家' }).waitFor();
+    await assertNoMachineIds(page, 'hall: enterprises not visited');
     // A row of the list behind a figure opens its request, from anywhere on the row.
     await page.locator(tid('kpi-resolution_rate')).click();
     const drillRow = page.locator(`${tid('drill-item')}[data-id="${id}"]`);
     await drillRow.waitFor();
     await drillRow.locator('td').first().click();
     await page.locator(`${tid('screen-hall-request')}[data-request-id="${id}"]`).waitFor();
+    await page.locator(tid('request-timeline')).waitFor();
+    await assertNoMachineIds(page, 'hall: a request opened from the dashboard');
     await page.locator(tid('nav-dashboard')).click();
     await page.locator(tid('dash-refresh')).waitFor();
 
@@ -368,6 +426,7 @@ async function main() {
     ppage.on('pageerror', (e) => console.error('phone page error:', e.message));
     await ppage.goto(`${phone.url}/#/request/${id}`);
     await ppage.locator(tid('detail-status') + '[data-status="resolved"]').waitFor({ timeout: 30000 });
+    await assertNoMachineIds(ppage, 'phone: the resolved request');
     await ppage.locator(tid('feedback-note')).fill('已告知张大爷路灯修好了');
     await ppage.locator(tid('feedback-submit')).click();
     await ppage.locator(tid('detail-status') + '[data-status="feedback_given"]').waitFor();
@@ -375,6 +434,7 @@ async function main() {
     await ppage.locator(tid('rating-submit')).click();
     await ppage.locator(tid('detail-status') + '[data-status="rated"]').waitFor();
     await ppage.screenshot({ path: join(OUT, 'hall-phone-rated.png'), fullPage: true });
+    await assertNoMachineIds(ppage, 'phone: the rated request');
     await syncNow(phone, 'phone rating up');
     await until('the hall to see the rating', async () => {
       await syncNow(hall, 'hall down');
@@ -389,6 +449,7 @@ async function main() {
     // 8. The monthly list: on screen, exported (downloaded and saved on this PC), printable.
     await page.locator(tid('nav-monthly')).click();
     await page.locator(`${tid('monthly-row')}[data-request-id="${id}"][data-completion="resolved"]`).waitFor({ timeout: 30000 });
+    await assertNoMachineIds(page, 'hall: monthly list');
     await page.locator(tid('monthly-scope')).selectOption(`grid:${GRID}`);
     await page.locator(`${tid('monthly-row')}[data-request-id="${id}"]`).waitFor();
     // Rows open their request with the keyboard too: Tab reaches a row, Enter opens it.
@@ -426,15 +487,27 @@ async function main() {
     }
     console.log(`overdue view: ${lateRows.length} rows, countdown and 逾期天数 agree`);
     await page.screenshot({ path: join(OUT, 'hall-overdue.png'), fullPage: true });
+    await assertNoMachineIds(page, 'hall: overdue');
+    await page.locator(tid('nav-work')).click();
+    for (const g of ['to_assign', 'in_progress', 'resolved']) {
+      await page.locator(tid('work-group-' + g)).click();
+      await page.locator(`${tid('work-item')}, ${tid('work-empty')}`).first().waitFor();
+      await assertNoMachineIds(page, `hall: assign (${g})`);
+    }
     await page.locator(tid('nav-admin')).click();
     await page.locator(tid('admin-walker')).first().waitFor();
+    await assertNoMachineIds(page, 'hall: admin');
 
     // 10. A grid deliberation meeting (网格议事会).
     {
       await page.locator(tid('nav-meetings')).click();
+      await page.locator(`${tid('meeting-item')}, ${tid('meetings-empty')}`).first().waitFor();
+      await assertNoMachineIds(page, 'hall: meetings');
       await page.locator(tid('meeting-new')).click();
       await page.locator(tid('screen-meeting-new')).waitFor();
       await page.locator(tid('meeting-grid')).selectOption(GRID);
+      await page.locator(tid('meeting-request')).first().waitFor();
+      await assertNoMachineIds(page, 'hall: new meeting');
       await page.locator(tid('meeting-place')).fill('马社村村委会');
       await page.locator(tid('meeting-topic-input')).fill('3组路灯与闲置太阳能路灯再利用');
       const names = page.locator(tid('participant-name'));
@@ -452,6 +525,10 @@ async function main() {
       await page.locator(tid('screen-meeting')).waitFor({ timeout: 30000 });
       await page.locator(tid('meeting-decision')).first().waitFor();
       await page.screenshot({ path: join(OUT, 'hall-meeting.png'), fullPage: true });
+      await assertNoMachineIds(page, 'hall: a meeting');
+      // The requests it discussed and decided on, by their descriptions.
+      await page.locator(`${tid('meeting-discussed-request')}[data-request-id="${id}"]`).filter({ hasText: description.slice(0, 10) }).waitFor();
+      await page.locator(`${tid('meeting-decision-request')}[data-request-id="${id}"]`).filter({ hasText: description.slice(0, 10) }).waitFor();
       const history = (await api(hall, 'request', { id })).history;
       assert(history.some((h) => h.type === 'meeting_decision'), 'the decision is an event on the request');
       // In the request's history it reads as a meeting decision, not as a triage result.
@@ -460,17 +537,24 @@ async function main() {
       await decided.waitFor();
       const told = await decided.innerText();
       assert(told.includes('议事决定') && told.includes('利用闲置太阳能路灯') && !told.includes('研判结果'), `the meeting decision in the history: ${told}`);
+      await assertNoMachineIds(page, 'hall: a request with a meeting decision');
       await decided.scrollIntoViewIfNeeded();
       await page.screenshot({ path: join(OUT, 'hall-request-meeting-decision.png') });
       await decided.locator(tid('timeline-meeting')).click();
       await page.locator(tid('meeting-decision')).first().waitFor();
+      await page.locator(tid('nav-meetings')).click();
+      await page.locator(tid('meeting-item')).first().waitFor();
+      await assertNoMachineIds(page, 'hall: meetings, one recorded');
     }
 
     // English: the hall's own words have no Chinese left.
     await page.locator(tid('nav-sync')).click();
+    await page.locator(tid('screen-sync')).waitFor();
+    await assertNoMachineIds(page, 'hall: sync');
     await page.locator(tid('lang-en')).click();
     await page.locator(tid('nav-inbox')).click();
     await page.locator(tid('screen-inbox')).waitFor();
+    await assertNoMachineIds(page, 'hall: inbox in English');
     const nav = await page.locator(tid('side-nav')).innerText();
     assert(!/[\u4e00-\u9fff]/.test(nav), `English navigation: ${nav}`);
     // English names are longer: the charts' labels still keep apart.

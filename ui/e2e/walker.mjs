@@ -8,12 +8,19 @@
 // target/test-output/. On the way, the visit form's save buttons are checked to sit above the
 // bottom tab bar (wholly on screen, reachable by a tap) at 360 × 740 and 390 × 844.
 //
+// What a person reads (issue 16): every screen's visible text holds no uuid, device id or office
+// id (e2e/visible.mjs); the timeline names the walker and her device in short; the request's
+// number is short; a request raised at a household has its head's name and phone filled in;
+// companions are offered from the roster (a colleague picked there is ticked as a walker); the
+// visit form takes no position unasked, and takes it by itself once geolocation is granted.
+//
 // Run: node ui/e2e/walker.mjs   (scripts/test.sh does, after building the UI and the workspace)
 import { chromium } from 'playwright-core';
 import { join } from 'node:path';
 import {
   BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, assert, assertCjkRenders, png, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
 } from '../../tests/e2e/lib.mjs';
+import { assertNoMachineIds, machineIdsIn } from './visible.mjs';
 
 const GRID = 'v01-g01';
 
@@ -73,6 +80,8 @@ async function assertSaveAboveTabBar(page, what) {
 }
 
 async function main() {
+  // The check of what a person reads is not vacuous: it finds each kind of machine id.
+  assert(machineIdsIn('服务中心前台电脑 · dev-94f4a1c2d3e4 合并到 0b6f1c1e-2d3a-4c5b-8e9f-0a1b2c3d4e5f 首问 dept-office').length === 3, 'the machine id check finds a uuid, a device id and an office id');
   const dir = tempDir('walker');
   const relayDir = join(dir, 'relay');
   let relay = await startRelay(relayDir);
@@ -95,18 +104,42 @@ async function main() {
     await page.goto(phone1.url);
     await page.locator(tid('screen-enroll')).waitFor();
     await shot(page, '01-enroll');
+    await assertNoMachineIds(page, 'enrol screen');
     await checkChineseRenders(browser, page, phone1.url);
     await enrol(page, relay.url, relayCli(relayDir, 'enroll', '--name', '王芳的手机', '--grids', GRID, '--walker', 'w001'), '王芳的手机');
     await shot(page, '02-grids');
+    await assertNoMachineIds(page, 'grids');
 
     // 2. Record a visit at the first household.
     await page.locator(`${tid('grid-item')}[data-grid-id="${GRID}"]`).click();
     await page.locator(tid('place-item')).first().waitFor();
     await shot(page, '03-places');
+    await assertNoMachineIds(page, 'places');
     const placeId = await page.locator(tid('place-item')).first().getAttribute('data-place-id');
     await page.locator(tid('place-item')).first().click();
+    await page.locator(tid('place-name')).waitFor();
+    await assertNoMachineIds(page, 'place');
+    const household = (await (await fetch(`${phone1.url}/api/places`, { method: 'POST', body: JSON.stringify({ grid: GRID, query: placeId }) })).json()).find((p) => p.id === placeId);
+    assert(household?.kind === 'household' && household.phone, `the first place is a household with a phone: ${JSON.stringify(household)}`);
     await page.locator(tid('visit-new')).click();
     await page.locator(tid('visit-kind-daily')).click();
+    // No position is taken unasked: this browser has not been allowed to locate.
+    await sleep(500);
+    assert(!(await page.locator(tid('visit-gps-value')).count()), 'no position without the permission and a tap');
+    // Companions are offered from the roster; a colleague of this grid picked there is ticked
+    // among 同行网格员, not kept as free text. Free text still works.
+    const roster = await (await fetch(`${phone1.url}/api/reference`, { method: 'POST', body: '{}' })).json();
+    const colleague = roster.walkers.find((w) => w.id !== 'w001' && w.grids.includes(GRID));
+    assert(colleague, 'the grid has a second walker');
+    const offered = await page.locator(`${tid('visit-companions-suggestions')} option`).evaluateAll((os) => os.map((o) => o.value));
+    assert(offered.includes(colleague.name), `the roster's walkers are offered as companions: ${offered}`);
+    await page.locator(tid('visit-companions-input')).fill(colleague.name);
+    await page.locator(tid('visit-companions-input')).press('Enter');
+    await page.locator(`${tid('visit-walker')}[data-walker-id="${colleague.id}"][aria-pressed="true"]`).waitFor();
+    await page.locator(tid('visit-companions-input')).fill('村书记 王建国');
+    await page.locator(tid('visit-companions-input')).press('Enter');
+    const companions = await page.locator(tid('visit-companions-list')).innerText();
+    assert(companions.includes('村书记 王建国') && !companions.includes(colleague.name), `companions: ${companions}`);
     await page.locator(tid('visit-notes')).fill('张大爷说门口路灯坏了一周');
     // The save button is never under the bottom tabs: on a small phone (360 × 740) and this one.
     await page.setViewportSize({ width: 360, height: 740 });
@@ -117,20 +150,29 @@ async function main() {
     await assertSaveAboveTabBar(page, '390×844');
     await page.evaluate(() => window.scrollTo(0, 0));
     await shot(page, '04-visit');
+    await assertNoMachineIds(page, 'visit form');
     await page.locator(tid('visit-submit')).click();
     await page.locator(tid('visit-done')).waitFor();
     const visitId = await page.locator(tid('visit-done')).getAttribute('data-visit-id');
     assert(visitId, 'the visit has an id');
+    await assertNoMachineIds(page, 'visit saved');
 
     // 3. Raise a request from it, with a photo.
     await page.locator(tid('visit-raise-request')).click();
     await page.locator(tid('screen-request-new')).waitFor();
     await page.locator(tid('request-category')).selectOption('streetlight');
+    // Raised at a household: its head's name and phone are filled in, and can be changed.
+    await page.locator(tid('request-reporter-prefilled')).waitFor();
+    const reporterName = await page.locator(tid('request-reporter-name')).inputValue();
+    const reporterPhone = await page.locator(tid('request-reporter-phone')).inputValue();
+    assert(reporterName === household.name && reporterPhone === household.phone, `reporter filled from the household head: ${reporterName} ${reporterPhone}, household ${household.name} ${household.phone}`);
+    assert(await page.locator(tid('request-reporter-name')).isEditable(), 'the reporter stays editable');
     const description = `门口路灯不亮 ${Date.now()}`;
     await page.locator(tid('request-description')).fill(description);
     await page.locator(tid('request-photo-input')).setInputFiles({ name: 'lamp.png', mimeType: 'image/png', buffer: png(320, 240) });
     await page.locator(tid('request-photo-list')).waitFor();
     await shot(page, '05-request-form');
+    await assertNoMachineIds(page, 'request form');
     await page.locator(tid('request-submit')).click();
     await page.locator(tid('screen-request')).waitFor({ timeout: 30000 });
     await page.locator(tid('request-timeline')).waitFor();
@@ -138,6 +180,14 @@ async function main() {
     await shot(page, '06-request-detail');
     const requestId = page.url().split('#/request/')[1];
     assert(requestId, 'the request detail is open');
+    await assertNoMachineIds(page, 'request detail');
+    // Who did each step is a name; the device follows in small print, in a short form.
+    const who = page.locator(tid('timeline-who')).first();
+    const myName = roster.walkers.find((w) => w.id === 'w001').name;
+    assert((await who.locator(tid('timeline-actor')).innerText()).trim() === myName, `the walker by name: ${await who.innerText()}`);
+    assert(/^设备尾号 [0-9a-f]{4}$/.test(await who.locator(tid('timeline-device')).innerText()), `the device in short: ${await who.innerText()}`);
+    assert(/^[0-9a-f]{8}$/.test((await page.locator(tid('detail-number')).innerText()).trim()), 'the number in a short form');
+    assert((await page.locator(tid('screen-request')).innerText()).includes(household.name), 'the reporter is shown');
 
     // Everything goes up by itself while the relay is there.
     await page.locator(tid('pending-count') + '[data-count="0"]').waitFor({ timeout: 60000 });
@@ -147,15 +197,28 @@ async function main() {
     await page.locator(tid('online-mark') + '[data-online="false"]').waitFor({ timeout: 30000 });
     await page.locator(tid('tab-grids')).click();
     await page.locator(`${tid('grid-item')}[data-grid-id="${GRID}"]`).click();
+    // This phone has now been allowed to locate: the form takes the position by itself.
+    await context.grantPermissions(['geolocation'], { origin: phone1.url });
+    await context.setGeolocation({ latitude: 30.70123, longitude: 121.01234, accuracy: 15 });
     await page.locator(tid('place-item')).nth(1).click();
     await page.locator(tid('visit-new')).click();
     await page.locator(tid('visit-kind-evening_talk')).click();
+    const fix = page.locator(`${tid('visit-gps-value')}[data-auto="true"]`);
+    await fix.waitFor({ timeout: 15000 });
+    const fixText = await fix.innerText();
+    assert(fixText.includes('30.70123, 121.01234') && fixText.includes('±15 米') && fixText.includes('已自动记录位置'), `the position taken by itself: ${fixText}`);
+    await shot(page, '04b-visit-gps-auto');
+    await assertNoMachineIds(page, 'visit form, offline');
     await page.locator(tid('visit-notes')).fill('夜谈：邻里纠纷已调解（离线记录）');
     await page.locator(tid('visit-submit')).click();
     await page.locator(tid('visit-done')).waitFor();
     const offlineVisitId = await page.locator(tid('visit-done')).getAttribute('data-visit-id');
     await page.locator(tid('tab-requests')).click();
+    await page.locator(tid('request-item')).first().waitFor();
+    await assertNoMachineIds(page, 'requests');
     await page.locator(tid('request-new')).click();
+    await page.locator(tid('screen-request-new')).waitFor();
+    await assertNoMachineIds(page, 'new request form');
     await page.locator(tid('request-category')).selectOption('environment');
     const offlineDescription = `垃圾桶满溢（离线） ${Date.now()}`;
     await page.locator(tid('request-description')).fill(offlineDescription);
@@ -165,6 +228,8 @@ async function main() {
     await page.locator(tid('request-submit')).click();
     await page.locator(tid('screen-request')).waitFor({ timeout: 30000 });
     const offlineRequestId = page.url().split('#/request/')[1];
+    await page.locator(tid('request-timeline')).waitFor();
+    await assertNoMachineIds(page, 'request detail, offline');
     // The top bar polls the status every few seconds; both records are soon counted as waiting.
     await page.waitForFunction(
       (sel) => Number(document.querySelector(sel)?.getAttribute('data-count')) >= 2,
@@ -174,6 +239,7 @@ async function main() {
     await page.locator(tid('tab-sync')).click();
     await page.locator(tid('screen-sync')).waitFor();
     await shot(page, '07-offline-sync');
+    await assertNoMachineIds(page, 'sync, offline');
 
     // 5. The relay is back: the app syncs by itself and the bar reaches 100%.
     relay = await startRelay(relayDir, port);
@@ -181,12 +247,17 @@ async function main() {
     await page.locator(tid('sync-progress') + '[data-fraction="1"]').waitFor({ timeout: 60000 });
     await page.locator(tid('pending-count') + '[data-count="0"]').waitFor({ timeout: 60000 });
     await shot(page, '08-synced');
+    await assertNoMachineIds(page, 'sync, done');
 
     // English: no Chinese left in the UI's own text (data from the town is Chinese and stays).
     await page.locator(tid('lang-en')).click();
     await page.locator(tid('tab-requests')).click();
     await page.locator(tid('screen-requests')).waitFor();
     await shot(page, '09-requests-en');
+    await assertNoMachineIds(page, 'requests in English');
+    await page.locator(tid('request-item')).first().click();
+    await page.locator(tid('request-timeline')).waitFor();
+    await assertNoMachineIds(page, 'request detail in English');
     await page.locator(tid('tab-sync')).click();
     const syncText = await page.locator(tid('screen-sync')).innerText();
     // Names from the town (the device, the walker, the grids) are data and stay Chinese.
@@ -209,15 +280,19 @@ async function main() {
     await page2.locator(tid('tab-requests')).click();
     await page2.locator(tid('request-search')).fill(description.split(' ')[1]);
     await page2.locator(`${tid('request-item')}`).first().waitFor({ timeout: 30000 });
+    await assertNoMachineIds(page2, 'second device, requests');
     await page2.goto(`${phone2.url}/#/request/${requestId}`);
     await page2.locator(tid('detail-description')).filter({ hasText: description }).waitFor({ timeout: 30000 });
     await page2.locator(tid('photo-thumb') + ' img').first().waitFor({ timeout: 60000 });
     await shot2(page2, '10-second-device-request');
+    await assertNoMachineIds(page2, 'second device, request detail');
     await page2.goto(`${phone2.url}/#/request/${offlineRequestId}`);
     await page2.locator(tid('detail-description')).filter({ hasText: offlineDescription }).waitFor({ timeout: 30000 });
+    await assertNoMachineIds(page2, 'second device, offline request detail');
     await page2.goto(`${phone2.url}/#/place/${GRID}/${placeId}`);
     await page2.locator(tid('place-visit')).first().waitFor({ timeout: 30000 });
     await shot2(page2, '11-second-device-place');
+    await assertNoMachineIds(page2, 'second device, place');
     // The relay holds both visits too: the second device's status shows nothing missing.
     const status2 = await (await fetch(`${phone2.url}/api/visits`, { method: 'POST', body: JSON.stringify({ grid: GRID, limit: 500 }) })).json();
     const ids = status2.map((v) => v.id);

@@ -101,6 +101,8 @@ export type VisitSummary = {
   walkers: string[] | string;
   notes: string;
   request_count: number;
+  /** Where the visit was recorded, when it was. Not sent by the core yet (asked for). */
+  gps?: Gps | null;
 };
 
 /** A visit's walkers as a list, whichever way the core sent them. */
@@ -182,6 +184,8 @@ export type RequestDetail = RequestRow & {
   photos: PhotoRef[];
   history: HistoryEvent[];
   allowed: string[];
+  /** Where the request was recorded, when it was. Not sent by the core yet (asked for). */
+  gps?: Gps | null;
 };
 
 export type Rating = 'satisfied' | 'basically' | 'not_satisfied';

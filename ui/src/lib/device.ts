@@ -50,3 +50,18 @@ export function getGps(timeoutMs = 15000): Promise<Gps> {
     );
   });
 }
+
+/**
+ * Whether this app may read the position without asking: the browser says the permission is
+ * already granted. Where it cannot tell (no Permissions API), the answer is no, so nothing ever
+ * prompts unasked.
+ */
+export async function gpsAlreadyPermitted(): Promise<boolean> {
+  try {
+    if (!gpsAvailable() || typeof navigator.permissions?.query !== 'function') return false;
+    const status = await navigator.permissions.query({ name: 'geolocation' as PermissionName });
+    return status.state === 'granted';
+  } catch {
+    return false;
+  }
+}

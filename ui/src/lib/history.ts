@@ -2,9 +2,13 @@
 
 import { formatDateTime } from './format';
 import { has, label, t } from './i18n.svelte';
-import { departmentName, walkerName } from './reference.svelte';
+import { departmentName, shortId, walkerName } from './reference.svelte';
 
-export type DetailLine = { key: string; label: string; value: string };
+/**
+ * One line of an event: a label and a value. A line about another request (a merge's target)
+ * names it in `request`, for the screen to show as a link with its description.
+ */
+export type DetailLine = { key: string; label: string; value: string; request?: string };
 
 function fieldLabel(key: string): string {
   return has('field.' + key) ? t('field.' + key) : key;
@@ -64,6 +68,10 @@ function walk(details: unknown, out: DetailLine[]): void {
     }
     if (v && typeof v === 'object' && !Array.isArray(v)) {
       walk(v, out); // e.g. `assignment: {department, person, deadline, level}`
+      continue;
+    }
+    if (key === 'target' && typeof v === 'string' && v) {
+      out.push({ key, label: fieldLabel(key), value: shortId(v), request: v });
       continue;
     }
     if (Array.isArray(v)) {

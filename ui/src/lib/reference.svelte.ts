@@ -1,8 +1,10 @@
 // Reference lists (categories, departments, walkers) and the device's grids, loaded once and
-// reloaded after a sync brings new ones.
+// reloaded after a sync brings new ones, and the names a person reads in place of ids: walkers,
+// offices and grids by name, devices and requests in a short form. A name looked up and not
+// found asks for the lists again (at most every few seconds): a sync may have brought it.
 
 import { api, type GridSummary, type Reference } from './api';
-import { locale } from './i18n.svelte';
+import { locale, t } from './i18n.svelte';
 
 export const refs = $state<{ reference: Reference | null; grids: GridSummary[] | null }>({
   reference: null,
@@ -11,7 +13,9 @@ export const refs = $state<{ reference: Reference | null; grids: GridSummary[] |
 
 export async function loadReference(): Promise<Reference | null> {
   try {
-    refs.reference = await api.reference();
+    const r = await api.reference();
+    // The same lists again change nothing: screens that follow them are not redrawn.
+    if (JSON.stringify(r) !== JSON.stringify(refs.reference)) refs.reference = r;
   } catch {
     /* keep what we had; screens fall back to codes */
   }
@@ -19,9 +23,40 @@ export async function loadReference(): Promise<Reference | null> {
 }
 
 export async function loadGrids(): Promise<GridSummary[] | null> {
-  refs.grids = await api.grids();
+  const g = await api.grids();
+  if (JSON.stringify(g) !== JSON.stringify(refs.grids)) refs.grids = g;
   return refs.grids;
 }
+
+/** How long after a load a missed name may ask for the lists again. */
+export const RELOAD_AFTER_MISS_MS = 5000;
+let lastReload = 0;
+const missedOnce = new Set<string>();
+
+/**
+ * A name was not found: load the lists again, once per id (a name nobody listed stays unlisted
+ * until the next sync reloads them anyway), not during the render that asked (that would change
+ * state while it is read) and not more often than every RELOAD_AFTER_MISS_MS.
+ */
+function missed(key: string): void {
+  if (missedOnce.has(key)) return;
+  const now = Date.now();
+  if (now - lastReload < RELOAD_AFTER_MISS_MS) return;
+  missedOnce.add(key);
+  lastReload = now;
+  setTimeout(() => {
+    void loadReference();
+    loadGrids().catch(() => {});
+  }, 0);
+}
+
+/** A name to show, and whether it is a known name (else it is an id or a name nobody listed). */
+export type Named = { text: string; known: boolean };
+
+const unknown = (text: string): Named => {
+  missed(text);
+  return { text, known: false };
+};
 
 export function categoryName(code: string): string {
   const c = refs.reference?.categories.find((x) => x.code === code);
@@ -29,24 +64,74 @@ export function categoryName(code: string): string {
   return (locale.lang === 'en' ? c.en : c.zh) || c.zh || c.en || code;
 }
 
+export function office(id: string | null | undefined): Named {
+  if (!id) return { text: '', known: true };
+  const d = refs.reference?.departments.find((x) => x.id === id);
+  return d ? { text: d.name, known: true } : unknown(id);
+}
 export function departmentName(id: string | null | undefined): string {
-  if (!id) return '';
-  return refs.reference?.departments.find((d) => d.id === id)?.name ?? id;
+  return office(id).text;
 }
 
+/**
+ * A person: a walker id, or a name the core already put in its place (it names the people its
+ * grid's roster knows). Anything else (a hall PC's own identity, a walker of another grid) is
+ * shown as it is, marked as not known.
+ */
+export function person(idOrName: string | null | undefined): Named {
+  if (!idOrName) return { text: '', known: true };
+  const walkers = refs.reference?.walkers ?? [];
+  const byId = walkers.find((w) => w.id === idOrName);
+  if (byId) return { text: byId.name, known: true };
+  if (walkers.some((w) => w.name === idOrName)) return { text: idOrName, known: true };
+  return unknown(idOrName);
+}
 export function walkerName(id: string | null | undefined): string {
-  if (!id) return '';
-  return refs.reference?.walkers.find((w) => w.id === id)?.name ?? id;
+  return person(id).text;
 }
 
 /** Whoever owns a request now (首问责任制): an office once assigned, else a person. */
+export function owner(id: string | null | undefined): Named {
+  if (!id) return { text: '', known: true };
+  const d = refs.reference?.departments.find((x) => x.id === id);
+  return d ? { text: d.name, known: true } : person(id);
+}
 export function ownerName(id: string | null | undefined): string {
-  if (!id) return '';
-  const office = refs.reference?.departments.find((d) => d.id === id);
-  return office ? office.name : walkerName(id);
+  return owner(id).text;
 }
 
+export function grid(id: string | null | undefined): Named {
+  if (!id) return { text: '', known: true };
+  const g = refs.grids?.find((x) => x.id === id);
+  return g ? { text: g.name, known: true } : unknown(id);
+}
 export function gridName(id: string | null | undefined): string {
-  if (!id) return '';
-  return refs.grids?.find((g) => g.id === id)?.name ?? id;
+  return grid(id).text;
+}
+
+/** The walker whose name this is, when exactly one on the roster has it. */
+export function walkerByName(name: string): { id: string; name: string } | null {
+  const n = name.trim();
+  if (!n) return null;
+  const found = (refs.reference?.walkers ?? []).filter((w) => w.name === n);
+  return found.length === 1 ? found[0] : null;
+}
+
+/** An id the relay made for a device at enrolment: `dev-` and hex. */
+const DEVICE_ID = /^dev-[0-9a-f]{6,}$/i;
+
+/**
+ * A device as a person can read it: a device the relay enrolled is known by the last four
+ * characters of its id ("设备尾号 6e59", as phones and bank cards are); a device named by its
+ * owner (a hall PC set up from the command line) by that name. The core does not name devices
+ * to other devices yet.
+ */
+export function deviceText(device: string | null | undefined): string {
+  if (!device) return '';
+  return DEVICE_ID.test(device) ? t('device.tail', { tail: device.slice(-4) }) : device;
+}
+
+/** A request's uuid in a short form (its first 8 characters), for where nothing else names it. */
+export function shortId(id: string): string {
+  return id.slice(0, 8);
 }

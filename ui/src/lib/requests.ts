@@ -1,6 +1,6 @@
 // Request list logic that lives in the UI: status groups for the filter, overdue and ordering.
 
-import type { RequestRow } from './api';
+import { api, type RequestRow } from './api';
 import { OPEN_STATUSES } from './format';
 
 export const STATUS_GROUPS = {
@@ -42,4 +42,38 @@ export function overdueFirst<T extends Pick<RequestRow, 'overdue' | 'deadline' |
 export const STALE_DAYS = 14;
 export function isStale(lastVisitedAt: number | null, now: number): boolean {
   return lastVisitedAt === null || now - lastVisitedAt > STALE_DAYS * 24 * 3600 * 1000;
+}
+
+/** What names a request to a reader: its description (and where and how it stands). */
+export type RequestBrief = Pick<RequestRow, 'id' | 'description' | 'address' | 'status' | 'grid'>;
+
+const briefs = new Map<string, Promise<RequestBrief | null>>();
+
+/**
+ * A request another one points at (a merge's target, a meeting's agenda), read once per id; null
+ * when this device does not hold it (another grid's, or not synced yet: asked again next time).
+ */
+export function requestBrief(id: string): Promise<RequestBrief | null> {
+  const known = briefs.get(id);
+  if (known) return known;
+  const p = api
+    .request(id)
+    .then((r): RequestBrief => ({ id: r.id, description: r.description, address: r.address, status: r.status, grid: r.grid }))
+    .catch(() => {
+      briefs.delete(id);
+      return null;
+    });
+  briefs.set(id, p);
+  return p;
+}
+
+/** Forget what was read (tests; a sync that may have changed a description). */
+export function forgetBriefs(): void {
+  briefs.clear();
+}
+
+/** A text cut to `max` characters, with an ellipsis when cut. */
+export function clip(text: string, max = 40): string {
+  const chars = [...text.trim()];
+  return chars.length > max ? chars.slice(0, max - 1).join('') + '…' : chars.join('');
 }
