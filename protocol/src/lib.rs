@@ -17,9 +17,13 @@
 //! photo is a thousand times larger than a day's changes and must be able to stop and resume
 //! anywhere. A blob is addressed by the SHA-256 of its bytes; `{hash}` must be exactly 64
 //! lowercase hexadecimal characters, anything else is refused with 400 before the relay looks at
-//! its disk. A device may upload, ask about or read a blob only if a document in its grids names
-//! it (in its photo list, removed entries included, or as a `Resolved` event's evidence), so a
-//! device pushes its documents before their photos; otherwise the answer is 403.
+//! its disk. A device may upload or ask about a blob only if a document in its grids names it
+//! (in its photo list, removed entries included, or as a `Resolved` event's evidence), so a
+//! device pushes its documents before their photos; otherwise the answer is 403. It may read a
+//! blob only in the grids the blob was granted to: those of the device that finished uploading
+//! it, and those where a device that may see it named it. Naming a hash grants nothing: a push
+//! that newly names a blob the relay holds, which the pusher may not see, is refused with 403
+//! `forbidden_photo`.
 //!
 //! * `GET /v1/blobs/{hash}/status` — JSON [`BlobStatus`]: how many bytes the relay holds and
 //!   whether the blob is complete (verified and stored).

@@ -21,6 +21,18 @@ use sha2::{Digest, Sha256};
 use crate::blobs::{BlobError, BlobFiles, BlobSlice, ByteRange};
 use crate::store::{Device, DocWrite, Enrollment, NewChange, RelayStore, Role, StoreError};
 
+/// One pushed document, decoded and checked, ready to store.
+struct PreparedDoc {
+    /// `None` when the push holds nothing new for it.
+    write: Option<DocWrite>,
+    duplicates: u32,
+    /// Every change hash of the push for this document, new or not.
+    hashes: Vec<[u8; 32]>,
+    /// Photos the relay holds that the document names for the first time (checked: the pusher
+    /// may see them); once stored, they may be read in the document's grid too.
+    newly_named_photos: Vec<String>,
+}
+
 /// How often a push is prepared again when its documents keep changing under it.
 const MAX_PUSH_ATTEMPTS: u32 = 16;
 
@@ -307,17 +319,28 @@ impl Relay {
             let mut writes = Vec::with_capacity(req.docs.len());
             let mut duplicates = 0u32;
             let mut pushed = Vec::with_capacity(req.docs.len());
+            let mut newly_named = Vec::new();
             for d in &req.docs {
-                let (write, dup, hashes) = self.prepare_write(store, device, d)?;
-                duplicates += dup;
-                pushed.push((d.doc_id.clone(), hashes));
-                if let Some(w) = write {
+                let prepared = self.prepare_write(store, device, d)?;
+                duplicates += prepared.duplicates;
+                pushed.push((d.doc_id.clone(), prepared.hashes));
+                if let Some(w) = prepared.write {
+                    newly_named.extend(prepared.newly_named_photos.into_iter().map(|h| (h, w.grid.clone())));
                     writes.push(w);
                 }
             }
             let received_at = self.now();
             match store.store_push(&writes, &device.id, received_at) {
-                Ok(stored) => break (writes, duplicates, pushed, stored, received_at),
+                Ok(stored) => {
+                    // A photo the pusher may see, newly named in a document of another grid,
+                    // may be read there too from now on.
+                    for (hash, grid) in &newly_named {
+                        if self.blob_complete(hash)? {
+                            store.grant_blob(hash, std::slice::from_ref(grid))?;
+                        }
+                    }
+                    break (writes, duplicates, pushed, stored, received_at);
+                }
                 Err(StoreError::Conflict { doc }) if attempt < MAX_PUSH_ATTEMPTS => {
                     tracing::debug!(doc, attempt, "a document changed while the push was prepared; again");
                 }
@@ -343,12 +366,7 @@ impl Relay {
         })
     }
 
-    fn prepare_write(
-        &self,
-        store: &dyn RelayStore,
-        device: &Device,
-        d: &DocChanges,
-    ) -> RelayResult<(Option<DocWrite>, u32, Vec<[u8; 32]>)> {
+    fn prepare_write(&self, store: &dyn RelayStore, device: &Device, d: &DocChanges) -> RelayResult<PreparedDoc> {
         let doc_err = |code: &'static str, m: String| RelayError::bad(code, format!("document {}: {m}", d.doc_id));
         if d.doc_id.is_empty() || d.doc_id.len() > 100 {
             return Err(doc_err("invalid_document_id", "a document id has 1 to 100 characters".into()));
@@ -382,13 +400,16 @@ impl Relay {
         }
         let hashes: Vec<[u8; 32]> = changes.iter().map(|c| c.hash().0).collect();
         if fresh.is_empty() {
-            return Ok((None, dup, hashes));
+            return Ok(PreparedDoc { write: None, duplicates: dup, hashes, newly_named_photos: Vec::new() });
         }
         // What the document was before this push, for the permission check: which events and
         // body the push adds. A stored document that no longer reads counts as new.
-        let before = match &existing {
-            Some(_) => incoming::read_whole(&d.doc_id, &DocView::new(&doc)).ok(),
-            None => None,
+        let (before, refs_before) = match &existing {
+            Some(_) => {
+                let view = DocView::new(&doc);
+                (incoming::read_whole(&d.doc_id, &view).ok(), attach::blob_references(&view).unwrap_or_default())
+            }
+            None => (None, Vec::new()),
         };
         doc.apply_changes(changes.iter().cloned()).map_err(|e| doc_err("not_automerge", e.to_string()))?;
         if !doc.get_missing_deps(&[]).is_empty() {
@@ -428,6 +449,21 @@ impl Relay {
         let blob_refs = attach::blob_references(&view)
             .map_err(|e| doc_err("bad_photo_list", format!("its photos or events cannot be read: {e}")))?;
         drop(view);
+        // Naming a photo grants nothing: a photo the relay already holds may be newly named only
+        // by a device that may see it (photos follow the grid, not a reference).
+        let newly_named: Vec<String> = blob_refs.iter().filter(|h| !refs_before.contains(h)).cloned().collect();
+        for hash in &newly_named {
+            if self.blob_complete(hash)? && !store.blob_granted(hash, device.scope())? {
+                return Err(RelayError::new(
+                    403,
+                    "forbidden_photo",
+                    format!(
+                        "document {} names photo {hash}, which belongs to a grid this device may not see; nothing of this push was stored",
+                        d.doc_id
+                    ),
+                ));
+            }
+        }
         let snapshot = doc.save();
         if snapshot.len() > self.limits.max_document_bytes {
             return Err(RelayError::new(
@@ -436,8 +472,8 @@ impl Relay {
                 format!("document {} would grow past {} bytes", d.doc_id, self.limits.max_document_bytes),
             ));
         }
-        Ok((
-            Some(DocWrite {
+        Ok(PreparedDoc {
+            write: Some(DocWrite {
                 id: d.doc_id.clone(),
                 grid: header.grid.clone(),
                 kind: header.kind.as_str().to_string(),
@@ -446,9 +482,10 @@ impl Relay {
                 blob_refs,
                 base_last_seq: existing.as_ref().map(|e| e.last_seq),
             }),
-            dup,
+            duplicates: dup,
             hashes,
-        ))
+            newly_named_photos: newly_named,
+        })
     }
 
     /// One page of everything in the device's grids after `cursor`.
@@ -548,6 +585,14 @@ impl Relay {
     /// relay's photo files. The id is checked first, so a malformed one (a path, say) is
     /// refused before anything is looked up; an id no document in scope names gets the same
     /// 403 whether or not the relay holds it, so a device learns nothing about other grids.
+    /// Whether the relay holds the whole photo.
+    fn blob_complete(&self, hash: &str) -> RelayResult<bool> {
+        match &self.blobs {
+            Some(blobs) => Ok(blobs.status(hash)?.complete),
+            None => Ok(false),
+        }
+    }
+
     fn blob_access(&self, device: &Device, hash: &str) -> RelayResult<&BlobFiles> {
         validate_hash(hash).map_err(|_| RelayError::from(BlobError::BadId(hash.chars().take(80).collect())))?;
         let blobs = self
@@ -583,8 +628,13 @@ impl Relay {
         bytes: &[u8],
     ) -> RelayResult<BlobStatus> {
         let blobs = self.blob_access(device, hash)?;
+        let was_complete = blobs.status(hash)?.complete;
         let held = blobs.append(hash, offset, total, bytes, self.limits.max_blob_bytes)?;
-        if held.complete && offset + bytes.len() as u64 == total {
+        if held.complete && !was_complete {
+            // Finished by this device, which sent every byte: the photo may be read in its
+            // grids that name it. Answering "already complete" to anyone grants nothing.
+            let grids: Vec<String> = self.store().blob_grids(hash)?.into_iter().filter(|g| device.may_see(g)).collect();
+            self.store().grant_blob(hash, &grids)?;
             tracing::info!(device = %device.id, blob = %hash, bytes = total, "blob stored");
         }
         Ok(self.blob_status_of(held))
@@ -593,6 +643,12 @@ impl Relay {
     /// Part (or all) of a complete blob.
     pub fn read_blob(&self, device: &Device, hash: &str, range: Option<ByteRange>) -> RelayResult<BlobSlice> {
         let blobs = self.blob_access(device, hash)?;
+        // An unfinished photo is answered 404 below, whoever asks; a finished one only where granted.
+        if blobs.status(hash)?.complete && !self.store().blob_granted(hash, device.scope())? {
+            return Err(RelayError::forbidden(format!(
+                "photo {hash} belongs to a grid this device may not see; naming it in a document grants nothing"
+            )));
+        }
         Ok(blobs.read(hash, range)?)
     }
 

@@ -625,7 +625,7 @@ fn a_relay_with_photos_from_before_the_blob_index_indexes_them_when_it_opens() {
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         // Back to the layout of version 1: no blob index, no walker columns.
-        conn.execute_batch("DROP TABLE blob_refs; ALTER TABLE enrollments DROP COLUMN walker; ALTER TABLE devices DROP COLUMN walker; PRAGMA user_version = 1;").unwrap();
+        conn.execute_batch("DROP TABLE blob_grants; DROP TABLE blob_refs; ALTER TABLE enrollments DROP COLUMN walker; ALTER TABLE devices DROP COLUMN walker; PRAGMA user_version = 1;").unwrap();
     }
     let relay = relay_in(dir.path());
     let device = relay.authenticate(&ta).unwrap();
@@ -945,4 +945,90 @@ fn a_sqlite_relay_moves_onto_postgres_with_its_photos_and_a_half_finished_upload
     for hash in phone.document_ids().unwrap().iter().flat_map(|id| phone.photos_of(id).unwrap()) {
         assert_eq!(hall.photo_bytes(&hash.hash).unwrap(), phone.photo_bytes(&hash.hash).unwrap());
     }
+}
+
+/// A document's change that names `hash` as one of its photos, made with the document API
+/// directly (no store: the device need not hold the photo).
+fn naming_photo(bytes: &[u8], hash: &str, by: &str) -> Vec<u8> {
+    let mut am = automerge::AutoCommit::load(bytes).unwrap().with_actor(automerge::ActorId::random());
+    let before = am.get_heads();
+    let entry = gridwalk_core::photo::PhotoRef {
+        hash: hash.to_string(),
+        role: PhotoRole::Before,
+        caption: None,
+        added_at: t(50),
+        added_by: by.to_string(),
+        gps: None,
+        removed: false,
+        removed_at: None,
+        removed_by: None,
+    };
+    gridwalk_core::photo::attach::attach(&mut am, &entry).unwrap();
+    am.commit();
+    am.get_changes(&before).iter().flat_map(|c| c.raw_bytes().to_vec()).collect()
+}
+
+/// Regression: knowing a photo's hash was enough to read it. A walker of grid 1 who named grid
+/// 2's photo in her own request could then download it, because the relay granted a photo to
+/// any device whose grids held a document naming it. Now a photo is read only in the grids of
+/// the device that uploaded it; a push naming a photo the pusher may not see is refused, and a
+/// name that slipped in before the upload grants nothing.
+#[test]
+fn a_photo_named_from_another_grid_is_never_served_and_the_push_naming_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay_in(dir.path());
+    let b = device_store(dir.path(), "phone-b", "wb");
+    let tb = enrol(&relay, "phone-b", Role::Walker, &["g2"]);
+    let b_request = raise(&b, "g2", 0);
+    let photo = add_photo(&b, &b_request, 320, 240, 31, PhotoRole::Before, 1);
+    sync(&b, &relay, &tb);
+    let a = device_store(dir.path(), "phone-a", "wa");
+    let ta = enrol(&relay, "phone-a", Role::Walker, &["g1"]);
+    let a_device = relay.authenticate(&ta).unwrap();
+    let a_request = raise(&a, "g1", 2);
+    sync(&a, &relay, &ta);
+    let before = relay.stats().unwrap();
+
+    // 1. Naming grid 2's photo in her own request is refused, and nothing is stored.
+    let push = |doc: &str, bytes: Vec<u8>| {
+        relay.push(
+            &a_device,
+            &PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: doc.into(), bytes }] },
+        )
+    };
+    let e = push(&a_request, naming_photo(&a.document_bytes(&a_request).unwrap(), &photo, "wa")).unwrap_err();
+    assert_eq!((e.status, e.code), (403, "forbidden_photo"), "{e:?}");
+    assert_eq!(relay.stats().unwrap().changes, before.changes);
+    let e = relay.read_blob(&a_device, &photo, None).unwrap_err();
+    assert_eq!(e.status, 403, "the photo is never served to her: {e:?}");
+
+    // 2. A name that reaches the relay before the photo does grants nothing either.
+    let c = device_store(dir.path(), "phone-c", "wc");
+    let tc = enrol(&relay, "phone-c", Role::Walker, &["g2"]);
+    let c_device = relay.authenticate(&tc).unwrap();
+    let c_request = raise(&c, "g2", 3);
+    let later = add_photo(&c, &c_request, 320, 240, 32, PhotoRole::Before, 4);
+    push_documents(&c, &relay, &c_device);
+    assert_eq!(push(&a_request, naming_photo(&a.document_bytes(&a_request).unwrap(), &later, "wa")).unwrap().stored, 1);
+    sync(&c, &relay, &tc);
+    assert_eq!(relay.read_blob(&a_device, &later, None).unwrap_err().status, 403);
+    // "Uploading" a photo the relay already holds, with no bytes, grants nothing.
+    let total = c.photo_bytes(&later).unwrap().len() as u64;
+    let answer = relay.put_blob(&a_device, &later, total, total, &[]);
+    assert!(answer.map(|s| s.complete).unwrap_or(true));
+    assert_eq!(relay.read_blob(&a_device, &later, None).unwrap_err().status, 403);
+    // Her phone syncs on; the photo it may not have is simply not fetched.
+    sync(&a, &relay, &ta);
+    assert!(a.photo_bytes(&later).is_err());
+
+    // 3. The grid's own walkers and the hall still read both photos.
+    let d = device_store(dir.path(), "phone-d", "wd");
+    let td = enrol(&relay, "phone-d", Role::Walker, &["g2"]);
+    sync(&d, &relay, &td);
+    assert_eq!(d.photo_bytes(&photo).unwrap(), b.photo_bytes(&photo).unwrap());
+    assert_eq!(d.photo_bytes(&later).unwrap(), c.photo_bytes(&later).unwrap());
+    let hall = device_store(dir.path(), "hall-pc", "hall-1");
+    let th = enrol(&relay, "hall-pc", Role::Hall, &[]);
+    sync(&hall, &relay, &th);
+    assert_eq!(hall.photo_bytes(&photo).unwrap(), b.photo_bytes(&photo).unwrap());
 }

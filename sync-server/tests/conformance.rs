@@ -119,6 +119,14 @@ fn pushes_and_pulls(store: &dyn RelayStore) {
     assert!(store.blob_referenced(&photo("p2"), Some(&["g1".to_string()])).unwrap());
     assert!(!store.blob_referenced(&photo("p2"), Some(&["g2".to_string()])).unwrap());
     assert!(store.blob_referenced(&photo("p1"), None).unwrap());
+    assert_eq!(store.blob_grids(&photo("p2")).unwrap(), vec!["g1".to_string()]);
+    // Where a photo may be read is granted by grid, apart from who names it.
+    assert!(!store.blob_granted(&photo("p2"), None).unwrap(), "naming grants nothing");
+    store.grant_blob(&photo("p2"), &["g1".to_string()]).unwrap();
+    store.grant_blob(&photo("p2"), &["g1".to_string()]).unwrap();
+    assert!(store.blob_granted(&photo("p2"), Some(&["g1".to_string()])).unwrap());
+    assert!(!store.blob_granted(&photo("p2"), Some(&["g2".to_string()])).unwrap());
+    assert!(store.blob_granted(&photo("p2"), None).unwrap());
     let base = last_seq(store, "b");
     store.store_push(&[write("b", "g2", base, &[5], &[])], "dev-2", 4_000).unwrap();
     assert!(!store.blob_referenced(&photo("p1"), None).unwrap(), "b no longer names p1");

@@ -53,6 +53,8 @@ pub struct RelayDump {
     pub changes: Vec<DumpChange>,
     /// (photo hash, document, grid).
     pub blob_refs: Vec<(String, String, String)>,
+    /// (photo hash, grid where it may be read).
+    pub blob_grants: Vec<(String, String)>,
 }
 
 /// Feeds a value into the digest with its length, so that no two different dumps hash alike
@@ -128,6 +130,11 @@ impl RelayDump {
             for s in [hash, doc, grid] {
                 feed(&mut h, s.as_bytes());
             }
+        }
+        feed(&mut h, b"blob_grants");
+        for (hash, grid) in &self.blob_grants {
+            feed(&mut h, hash.as_bytes());
+            feed(&mut h, grid.as_bytes());
         }
         hex::encode(h.finalize())
     }

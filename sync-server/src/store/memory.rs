@@ -23,6 +23,8 @@ struct State {
     change_keys: BTreeSet<(String, [u8; 32])>,
     /// (blob hash, grid, document).
     blob_refs: BTreeSet<(String, String, String)>,
+    /// (blob hash, grid) where the photo may be read.
+    blob_grants: BTreeSet<(String, String)>,
 }
 
 struct PendingEnrollment {
@@ -266,6 +268,24 @@ impl RelayStore for MemoryRelayStore {
 
     fn blob_referenced(&self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool> {
         Ok(self.state().blob_refs.iter().any(|(h, grid, _)| h == hash && in_scope(scope, grid)))
+    }
+
+    fn blob_grids(&self, hash: &str) -> StoreResult<Vec<String>> {
+        let grids: BTreeSet<String> =
+            self.state().blob_refs.iter().filter(|(h, _, _)| h == hash).map(|(_, g, _)| g.clone()).collect();
+        Ok(grids.into_iter().collect())
+    }
+
+    fn grant_blob(&self, hash: &str, grids: &[String]) -> StoreResult<()> {
+        let mut state = self.state();
+        for g in grids {
+            state.blob_grants.insert((hash.to_string(), g.clone()));
+        }
+        Ok(())
+    }
+
+    fn blob_granted(&self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool> {
+        Ok(self.state().blob_grants.iter().any(|(h, grid)| h == hash && in_scope(scope, grid)))
     }
 
     fn backup(&self, _to: &Path) -> StoreResult<()> {

@@ -218,6 +218,13 @@ pub trait RelayStore: Send + Sync {
     fn doc_changes(&self, doc_id: &str) -> StoreResult<Vec<ChangeRow>>;
     /// Whether a document in `scope` (`None`: any grid) names this blob.
     fn blob_referenced(&self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool>;
+    /// The grids whose documents name this blob.
+    fn blob_grids(&self, hash: &str) -> StoreResult<Vec<String>>;
+    /// Records that the photo may be read in these grids: it was uploaded by a device entitled
+    /// to them, or named there by a push from a device that may see it.
+    fn grant_blob(&self, hash: &str, grids: &[String]) -> StoreResult<()>;
+    /// Whether the photo may be read in some grid of `scope` (`None`: in any grid).
+    fn blob_granted(&self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool>;
     fn backup(&self, to: &Path) -> StoreResult<()>;
     fn stats(&self) -> StoreResult<Stats>;
     /// Where this store keeps blob (photo) files by default. A store that lives in a file keeps

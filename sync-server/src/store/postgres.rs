@@ -29,7 +29,8 @@ const MAX_IDLE_CONNECTIONS: usize = 8;
 const MIGRATION_LOCK: i64 = 0x6772_6964_7761_6c6b;
 
 /// The schema, in versions; each is applied once, in order, under the advisory lock.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE devices (
     id TEXT COLLATE "C" PRIMARY KEY,
     name TEXT NOT NULL,
@@ -88,7 +89,16 @@ CREATE TABLE change_counter (
     seq BIGINT NOT NULL
 );
 INSERT INTO change_counter (id, seq) VALUES (1, 0);
-"#];
+"#,
+    r#"
+CREATE TABLE blob_grants (
+    hash TEXT NOT NULL CHECK (length(hash) = 64),
+    grid TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (hash, grid)
+);
+INSERT INTO blob_grants (hash, grid) SELECT DISTINCT hash, grid FROM blob_refs ON CONFLICT DO NOTHING;
+"#,
+];
 
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> Self {
@@ -202,7 +212,7 @@ impl PostgresRelayStore {
     /// Empties every table (for tests that share one server): the schema stays.
     pub fn clear_for_tests(&self) -> StoreResult<()> {
         self.conn()?.batch_execute(
-            "TRUNCATE devices, device_grids, enrollments, docs, changes, blob_refs;
+            "TRUNCATE devices, device_grids, enrollments, docs, changes, blob_refs, blob_grants;
              UPDATE change_counter SET seq = 0;",
         )?;
         Ok(())
@@ -449,6 +459,34 @@ impl RelayStore for PostgresRelayStore {
             .get(0))
     }
 
+    fn blob_grids(&self, hash: &str) -> StoreResult<Vec<String>> {
+        Ok(self
+            .conn()?
+            .query("SELECT DISTINCT grid FROM blob_refs WHERE hash = $1 ORDER BY grid", &[&hash])?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn grant_blob(&self, hash: &str, grids: &[String]) -> StoreResult<()> {
+        let mut client = self.conn()?;
+        for g in grids {
+            client
+                .execute("INSERT INTO blob_grants (hash, grid) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&hash, g])?;
+        }
+        Ok(())
+    }
+
+    fn blob_granted(&self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool> {
+        Ok(self
+            .conn()?
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM blob_grants WHERE hash = $1 AND ($2::text[] IS NULL OR grid = ANY($2)))",
+                &[&hash, &scope_vec(scope)],
+            )?
+            .get(0))
+    }
+
     fn backup(&self, _to: &std::path::Path) -> StoreResult<()> {
         Err(StoreError::Unsupported("back up a PostgreSQL relay with pg_dump or the database's own backups"))
     }
@@ -545,6 +583,11 @@ impl PostgresRelayStore {
             .into_iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
+        dump.blob_grants = tx
+            .query("SELECT hash, grid FROM blob_grants ORDER BY hash, grid", &[])?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
         tx.commit()?;
         Ok(dump)
     }
@@ -609,6 +652,9 @@ impl PostgresRelayStore {
         }
         for (hash, doc, grid) in &dump.blob_refs {
             tx.execute("INSERT INTO blob_refs (hash, doc_id, grid) VALUES ($1, $2, $3)", &[hash, doc, grid])?;
+        }
+        for (hash, grid) in &dump.blob_grants {
+            tx.execute("INSERT INTO blob_grants (hash, grid) VALUES ($1, $2)", &[hash, grid])?;
         }
         let top = dump.changes.iter().map(|c| c.seq).max().unwrap_or(0);
         tx.execute("UPDATE change_counter SET seq = $1 WHERE id = 1", &[&top])?;

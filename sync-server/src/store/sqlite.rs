@@ -77,6 +77,19 @@ ALTER TABLE enrollments ADD COLUMN walker TEXT;
 ALTER TABLE devices ADD COLUMN walker TEXT;
 "#;
 
+/// Version 4: the grids in which a photo may be read. A photo is granted to the grids of the
+/// device that uploaded it (or of a device that may see it and named it in another grid's
+/// document), never to a grid merely because a document there names its hash. Photos already
+/// on the relay keep the grids whose documents name them.
+const SCHEMA_V4: &str = r#"
+CREATE TABLE blob_grants (
+    hash TEXT NOT NULL CHECK (length(hash) = 64),
+    grid TEXT NOT NULL,
+    PRIMARY KEY (hash, grid)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO blob_grants (hash, grid) SELECT DISTINCT hash, grid FROM blob_refs;
+"#;
+
 fn fill_blob_refs(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
     let docs: Vec<(String, String, Vec<u8>)> = tx
         .prepare("SELECT id, grid, snapshot FROM docs")?
@@ -154,8 +167,13 @@ fn connect(path: &Path) -> StoreResult<Connection> {
 impl SqliteRelayStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
         let mut conn = connect(path)?;
-        Migrations::new(vec![M::up(SCHEMA_V1), M::up_with_hook(SCHEMA_V2, fill_blob_refs), M::up(SCHEMA_V3)])
-            .to_latest(&mut conn)?;
+        Migrations::new(vec![
+            M::up(SCHEMA_V1),
+            M::up_with_hook(SCHEMA_V2, fill_blob_refs),
+            M::up(SCHEMA_V3),
+            M::up(SCHEMA_V4),
+        ])
+        .to_latest(&mut conn)?;
         Ok(SqliteRelayStore { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) })
     }
 
@@ -486,6 +504,30 @@ impl RelayStore for SqliteRelayStore {
         Ok(self.conn()?.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(all), |r| r.get(0))?)
     }
 
+    fn blob_grids(&self, hash: &str) -> StoreResult<Vec<String>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT DISTINCT grid FROM blob_refs WHERE hash = ?1 ORDER BY grid")?;
+        let grids = stmt.query_map([hash], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(grids)
+    }
+
+    fn grant_blob(&self, hash: &str, grids: &[String]) -> StoreResult<()> {
+        let conn = self.conn()?;
+        let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO blob_grants (hash, grid) VALUES (?1, ?2)")?;
+        for g in grids {
+            insert.execute(params![hash, g])?;
+        }
+        Ok(())
+    }
+
+    fn blob_granted(&self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool> {
+        let (clause, mut values) = scope_clause(scope, "grid", 2);
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM blob_grants WHERE hash = ?1{clause})");
+        let mut all = vec![rusqlite::types::Value::Text(hash.to_string())];
+        all.append(&mut values);
+        Ok(self.conn()?.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(all), |r| r.get(0))?)
+    }
+
     fn blob_dir(&self) -> Option<PathBuf> {
         let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "relay".into());
         name.push("-blobs");
@@ -589,6 +631,10 @@ impl SqliteRelayStore {
         dump.blob_refs = tx
             .prepare("SELECT hash, doc_id, grid FROM blob_refs ORDER BY hash, doc_id, grid")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        dump.blob_grants = tx
+            .prepare("SELECT hash, grid FROM blob_grants ORDER BY hash, grid")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         Ok(dump)
     }
