@@ -497,3 +497,79 @@ fn point_at(store: &Store, url: &str) {
     link.url = url.to_string();
     store.set_relay_link(&link).unwrap();
 }
+
+/// A proxy whose first `stall` connections are taken and then left silent, open, forever (the
+/// hall's Wi-Fi on a bad day); the connections after them are passed through.
+struct StallingProxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    stalled: Arc<AtomicU64>,
+}
+
+impl StallingProxy {
+    fn start(upstream: u16, stall: u64) -> StallingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicU64::new(0));
+        let (stop2, stalled2) = (stop.clone(), stalled.clone());
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                if stalled2.load(Ordering::SeqCst) < stall {
+                    stalled2.fetch_add(1, Ordering::SeqCst);
+                    // Kept open and never answered: no bytes, no close.
+                    held.push(client);
+                    continue;
+                }
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                }
+            }
+        });
+        StallingProxy { port, stop, stalled }
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Regression: a connection the network stalled without closing held a sync for the whole
+/// request timeout (120 s), again on each retry, up to about ten minutes per sync. Now a
+/// connection that moves no bytes for `STALL_TIMEOUT` (15 s) is dropped and the request retried.
+#[test]
+fn a_sync_through_a_stalled_connection_completes_within_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"), 0);
+    let phone = device_store(dir.path(), "phone", "w1");
+    client::join(&phone, &format!("http://127.0.0.1:{}", relay.port), &relay.enroll("phone", "walker", "g1"), "p")
+        .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for minute in 0..8 {
+        random_edit(&phone, &mut rng, "g1", minute);
+    }
+    let proxy = StallingProxy::start(relay.port, 1);
+    point_at(&phone, &format!("http://127.0.0.1:{}", proxy.port));
+    let started = Instant::now();
+    let progress = sync(&phone).expect("the sync gets through after the stall");
+    let took = started.elapsed();
+    assert!(progress.done);
+    assert_eq!(proxy.stalled.load(Ordering::SeqCst), 1, "one connection was stalled");
+    assert!(took >= client::STALL_TIMEOUT, "the stalled request was waited on ({took:?})");
+    assert!(took < Duration::from_secs(60), "the sync finished within a minute of the stall ({took:?})");
+    assert_eq!(phone.outbox_len().unwrap(), 0);
+}

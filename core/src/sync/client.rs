@@ -709,8 +709,61 @@ fn run_session_messages(
 pub struct HttpTransport {
     base: String,
     token: String,
-    client: reqwest::blocking::Client,
+    http: Http,
     next_page: Option<PageFetchedAhead>,
+}
+
+/// How long a connection may move no bytes before it is dropped and the request retried. A
+/// hall's Wi-Fi can stall a connection without closing it; without this a sync waited for the
+/// whole request timeout, again on every retry. Slow but moving transfers are never cut: the
+/// clock restarts with every byte read.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The HTTP client and the small runtime that drives it. reqwest's asynchronous client is used
+/// for its read timeout (per read, not per request), which its blocking client does not offer;
+/// callers stay synchronous.
+#[derive(Clone)]
+struct Http {
+    client: reqwest::Client,
+    runtime: std::sync::Arc<tokio::runtime::Runtime>,
+}
+
+impl Http {
+    fn new() -> Result<Http> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(STALL_TIMEOUT)
+            // A backstop for what a read timeout cannot see (a peer that stops taking an
+            // upload): no one request may take longer than this.
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| CoreError::Network(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gridwalk-http")
+            .enable_all()
+            .build()
+            .map_err(|e| CoreError::Network(format!("cannot start the network thread: {e}")))?;
+        Ok(Http { client, runtime: std::sync::Arc::new(runtime) })
+    }
+
+    /// Runs one request to its end on the runtime.
+    fn run<T>(&self, request: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.runtime.block_on(request)
+    }
+}
+
+/// Drops its runtime on a thread of its own: a runtime may not be dropped inside another
+/// runtime's context (the app's worker runs on one).
+impl Drop for HttpTransport {
+    fn drop(&mut self) {
+        let http = self.http.clone();
+        let next = self.next_page.take();
+        let _ = std::thread::Builder::new().name("gridwalk-http-drop".into()).spawn(move || {
+            drop(next);
+            drop(http);
+        });
+    }
 }
 
 /// A pull sent ahead of the session's asking for it.
@@ -725,7 +778,7 @@ impl HttpTransport {
         Ok(HttpTransport {
             base: link.url.trim_end_matches('/').to_string(),
             token: link.token.clone(),
-            client: http_client()?,
+            http: Http::new()?,
             next_page: None,
         })
     }
@@ -738,15 +791,15 @@ impl HttpTransport {
                 ahead.reply.join().unwrap_or_else(|_| Err(CoreError::Network("fetching the next page stopped".into())))
             }
             // A page fetched for another request is left to finish on its own and dropped.
-            _ => fetch_page(&self.client, &self.base, &self.token, cursor, limit),
+            _ => fetch_page(&self.http, &self.base, &self.token, cursor, limit),
         };
         if let Ok(Incoming::Pulled(page)) = &reply {
             if page.more {
-                let (client, base, token, next) =
-                    (self.client.clone(), self.base.clone(), self.token.clone(), page.cursor.clone());
+                let (http, base, token, next) =
+                    (self.http.clone(), self.base.clone(), self.token.clone(), page.cursor.clone());
                 let ahead = std::thread::Builder::new()
                     .name("gridwalk-next-page".into())
-                    .spawn(move || fetch_page(&client, &base, &token, &next, limit));
+                    .spawn(move || fetch_page(&http, &base, &token, &next, limit));
                 // A thread that cannot be started only means the next page is fetched when asked.
                 if let Ok(reply) = ahead {
                     self.next_page = Some(PageFetchedAhead { cursor: page.cursor.clone(), limit, reply });
@@ -758,28 +811,19 @@ impl HttpTransport {
 }
 
 /// One `GET /v1/pull`, decoded.
-fn fetch_page(
-    client: &reqwest::blocking::Client,
-    base: &str,
-    token: &str,
-    cursor: &str,
-    limit: usize,
-) -> Result<Incoming> {
-    let resp = client
-        .get(format!("{base}/v1/pull"))
-        .bearer_auth(token)
-        .query(&[("cursor", cursor), ("limit", &limit.to_string())])
-        .send()
-        .map_err(network)?;
-    Ok(Incoming::Pulled(protocol::decode(&success(resp)?.bytes().map_err(network)?)?))
-}
-
-fn http_client() -> Result<reqwest::blocking::Client> {
-    reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| CoreError::Network(e.to_string()))
+fn fetch_page(http: &Http, base: &str, token: &str, cursor: &str, limit: usize) -> Result<Incoming> {
+    http.run(async {
+        let resp = http
+            .client
+            .get(format!("{base}/v1/pull"))
+            .bearer_auth(token)
+            .query(&[("cursor", cursor), ("limit", &limit.to_string())])
+            .send()
+            .await
+            .map_err(network)?;
+        let body = success(resp).await?.bytes().await.map_err(network)?;
+        Ok(Incoming::Pulled(protocol::decode(&body)?))
+    })
 }
 
 fn network(e: reqwest::Error) -> CoreError {
@@ -787,9 +831,9 @@ fn network(e: reqwest::Error) -> CoreError {
 }
 
 /// Turns a non-success reply into the relay's `{code, message}`.
-fn refusal(resp: reqwest::blocking::Response) -> CoreError {
+async fn refusal(resp: reqwest::Response) -> CoreError {
     let status = resp.status().as_u16();
-    let body = resp.bytes().unwrap_or_default();
+    let body = resp.bytes().await.unwrap_or_default();
     match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(e) => CoreError::Relay { status, code: e.code, message: e.message },
         Err(_) => CoreError::Relay {
@@ -809,11 +853,11 @@ impl HttpTransport {
 }
 
 /// A reply's body when its status is a success, the relay's refusal otherwise.
-fn success(resp: reqwest::blocking::Response) -> Result<reqwest::blocking::Response> {
+async fn success(resp: reqwest::Response) -> Result<reqwest::Response> {
     if resp.status().is_success() {
         Ok(resp)
     } else {
-        Err(refusal(resp))
+        Err(refusal(resp).await)
     }
 }
 
@@ -826,64 +870,76 @@ fn content_range(value: &str) -> Option<(u64, u64)> {
 
 impl Transport for HttpTransport {
     fn send(&mut self, message: &Outgoing) -> Result<Incoming> {
+        let http = &self.http;
+        let (base, token) = (&self.base, &self.token);
         match message {
-            Outgoing::Push(req) => {
-                let resp = self
+            Outgoing::Push(req) => http.run(async {
+                let resp = http
                     .client
-                    .post(format!("{}/v1/push", self.base))
-                    .bearer_auth(&self.token)
+                    .post(format!("{base}/v1/push"))
+                    .bearer_auth(token)
                     .header(reqwest::header::CONTENT_TYPE, protocol::BINARY_CONTENT_TYPE)
                     .body(protocol::encode(req))
                     .send()
+                    .await
                     .map_err(network)?;
-                Ok(Incoming::Pushed(protocol::decode(&success(resp)?.bytes().map_err(network)?)?))
-            }
+                let body = success(resp).await?.bytes().await.map_err(network)?;
+                Ok(Incoming::Pushed(protocol::decode(&body)?))
+            }),
             Outgoing::Pull { cursor, limit } => self.pull(cursor, *limit),
             Outgoing::BlobStatus { hash } => {
-                let resp = self
-                    .client
-                    .get(self.blob_url(hash, "/status")?)
-                    .bearer_auth(&self.token)
-                    .send()
-                    .map_err(network)?;
-                Ok(Incoming::BlobStatus(success(resp)?.json().map_err(network)?))
+                let url = self.blob_url(hash, "/status")?;
+                http.run(async {
+                    let resp = http.client.get(url).bearer_auth(token).send().await.map_err(network)?;
+                    Ok(Incoming::BlobStatus(success(resp).await?.json().await.map_err(network)?))
+                })
             }
             Outgoing::BlobUpload { hash, offset, total, bytes } => {
-                let resp = self
-                    .client
-                    .put(self.blob_url(hash, "")?)
-                    .bearer_auth(&self.token)
-                    .query(&[("offset", offset), ("total", total)])
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(bytes.clone())
-                    .send()
-                    .map_err(network)?;
-                Ok(Incoming::BlobStatus(success(resp)?.json().map_err(network)?))
+                let url = self.blob_url(hash, "")?;
+                http.run(async {
+                    let resp = http
+                        .client
+                        .put(url)
+                        .bearer_auth(token)
+                        .query(&[("offset", offset), ("total", total)])
+                        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                        .body(bytes.clone())
+                        .send()
+                        .await
+                        .map_err(network)?;
+                    Ok(Incoming::BlobStatus(success(resp).await?.json().await.map_err(network)?))
+                })
             }
             Outgoing::BlobDownload { hash, offset, max_len } => {
+                let url = self.blob_url(hash, "")?;
                 let last = offset + max_len.max(&1) - 1;
-                let resp = self
-                    .client
-                    .get(self.blob_url(hash, "")?)
-                    .bearer_auth(&self.token)
-                    .header(reqwest::header::RANGE, format!("bytes={offset}-{last}"))
-                    .send()
-                    .map_err(network)?;
-                let resp = success(resp)?;
-                let partial = resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
-                let range = resp
-                    .headers()
-                    .get(reqwest::header::CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(content_range);
-                let bytes = resp.bytes().map_err(network)?.to_vec();
-                let (start, total) = match (partial, range) {
-                    (true, Some(range)) => range,
-                    // A whole blob (a relay that ignored the range): it starts at 0.
-                    (false, _) => (0, bytes.len() as u64),
-                    (true, None) => return Err(CoreError::Network("a partial reply without a Content-Range".into())),
-                };
-                Ok(Incoming::BlobBytes(BlobBytes { start, total, bytes }))
+                http.run(async {
+                    let resp = http
+                        .client
+                        .get(url)
+                        .bearer_auth(token)
+                        .header(reqwest::header::RANGE, format!("bytes={offset}-{last}"))
+                        .send()
+                        .await
+                        .map_err(network)?;
+                    let resp = success(resp).await?;
+                    let partial = resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+                    let range = resp
+                        .headers()
+                        .get(reqwest::header::CONTENT_RANGE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(content_range);
+                    let bytes = resp.bytes().await.map_err(network)?.to_vec();
+                    let (start, total) = match (partial, range) {
+                        (true, Some(range)) => range,
+                        // A whole blob (a relay that ignored the range): it starts at 0.
+                        (false, _) => (0, bytes.len() as u64),
+                        (true, None) => {
+                            return Err(CoreError::Network("a partial reply without a Content-Range".into()))
+                        }
+                    };
+                    Ok(Incoming::BlobBytes(BlobBytes { start, total, bytes }))
+                })
             }
         }
     }
@@ -900,15 +956,25 @@ pub fn join(store: &Store, relay_url: &str, code: &str, device_name: &str) -> Re
 /// app learns from it whose device it is before it creates its store.
 pub fn enroll(relay_url: &str, code: &str, device_name: &str) -> Result<RelayLink> {
     let base = relay_url.trim_end_matches('/');
-    let resp = http_client()?
-        .post(format!("{base}/v1/enroll"))
-        .json(&EnrollRequest { code: code.to_string(), device_name: device_name.to_string() })
-        .send()
-        .map_err(network)?;
-    if !resp.status().is_success() {
-        return Err(refusal(resp));
-    }
-    let body: EnrollResponse = resp.json().map_err(network)?;
+    let body: EnrollResponse = std::thread::scope(|scope| {
+        // On a thread of its own, runtime and all: the caller may be inside another runtime.
+        scope
+            .spawn(|| {
+                let http = Http::new()?;
+                http.run(async {
+                    let resp = http
+                        .client
+                        .post(format!("{base}/v1/enroll"))
+                        .json(&EnrollRequest { code: code.to_string(), device_name: device_name.to_string() })
+                        .send()
+                        .await
+                        .map_err(network)?;
+                    success(resp).await?.json().await.map_err(network)
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(CoreError::Network("the enrolment request stopped".into())))
+    })?;
     Ok(RelayLink {
         url: base.to_string(),
         device_id: body.device_id,
