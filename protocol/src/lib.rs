@@ -69,6 +69,11 @@ pub const BINARY_CONTENT_TYPE: &str = "application/x-gridwalk";
 pub struct EnrollRequest {
     pub code: String,
     pub device_name: String,
+    /// A random key the app makes for one enrolment and sends again with every retry of it:
+    /// when the reply to the first try was lost, the relay answers the retry for the same
+    /// device instead of refusing a used code (the hall need not issue a new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

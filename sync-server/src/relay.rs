@@ -249,14 +249,16 @@ impl Relay {
         let mut token_bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut token_bytes);
         let token = hex::encode(token_bytes);
+        let key = req.device_key.as_deref().filter(|k| !k.is_empty()).map(|k| sha256(k.as_bytes()));
         let enrolled = self.store().redeem_enrollment(
             &sha256(code.as_bytes()),
             &device_id,
             &sha256(token.as_bytes()),
             self.now(),
+            key.as_ref(),
         )?;
         match enrolled {
-            Some(e) => {
+            Some(crate::store::Redeemed { enrollment: e, device_id }) => {
                 tracing::info!(device = %device_id, name = %e.device_name, role = e.role.as_str(), "device enrolled");
                 Ok(EnrollResponse {
                     device_id,

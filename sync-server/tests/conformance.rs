@@ -56,11 +56,24 @@ fn last_seq(store: &dyn RelayStore, doc: &str) -> Option<i64> {
 fn enrolment_and_devices(store: &dyn RelayStore) {
     store.create_enrollment(&[1; 32], &enrollment("phone", Role::Walker, &["g2", "g1"]), 0, 1_000).unwrap();
     store.create_enrollment(&[2; 32], &enrollment("late", Role::Walker, &["g1"]), 0, 1_000).unwrap();
-    assert!(store.redeem_enrollment(&[9; 32], "dev-x", &[90; 32], 10).unwrap().is_none(), "an unknown code");
-    assert!(store.redeem_enrollment(&[2; 32], "dev-late", &[91; 32], 1_000).unwrap().is_none(), "an expired code");
-    let e = store.redeem_enrollment(&[1; 32], "dev-1", &[10; 32], 10).unwrap().expect("a fresh code");
-    assert_eq!((e.device_name.as_str(), e.role), ("phone", Role::Walker));
-    assert!(store.redeem_enrollment(&[1; 32], "dev-2", &[11; 32], 11).unwrap().is_none(), "a used code");
+    let key = Some(&[7u8; 32]);
+    assert!(store.redeem_enrollment(&[9; 32], "dev-x", &[90; 32], 10, key).unwrap().is_none(), "an unknown code");
+    assert!(store.redeem_enrollment(&[2; 32], "dev-late", &[91; 32], 1_000, key).unwrap().is_none(), "an expired code");
+    let r = store.redeem_enrollment(&[1; 32], "dev-1", &[12; 32], 10, key).unwrap().expect("a fresh code");
+    assert_eq!(
+        (r.enrollment.device_name.as_str(), r.enrollment.role, r.device_id.as_str()),
+        ("phone", Role::Walker, "dev-1")
+    );
+    assert!(
+        store.redeem_enrollment(&[1; 32], "dev-2", &[11; 32], 11, Some(&[8; 32])).unwrap().is_none(),
+        "a used code"
+    );
+    assert!(store.redeem_enrollment(&[1; 32], "dev-2", &[11; 32], 11, None).unwrap().is_none(), "a used code, no key");
+    // The same app asking again (its reply was lost): the same device, with the new token only.
+    let again = store.redeem_enrollment(&[1; 32], "dev-3", &[10; 32], 12, key).unwrap().expect("the same key");
+    assert_eq!(again.device_id, "dev-1");
+    assert!(store.device_by_token(&[12; 32]).unwrap().is_none(), "the lost token no longer works");
+    assert_eq!(store.devices().unwrap().len(), 1, "no second device");
     let device = store.device_by_token(&[10; 32]).unwrap().expect("the device");
     assert_eq!(device.id, "dev-1");
     assert_eq!(device.grids, vec!["g1".to_string(), "g2".to_string()]);

@@ -290,8 +290,9 @@ fn a_relay_and_a_device_killed_mid_sync_recover_without_loss() {
     assert_eq!(fingerprint(&hall), fingerprint(&phone), "every change reached the relay exactly once");
 }
 
-/// A proxy that lets requests through whole but swallows the reply to the first `cut` pushes:
-/// the relay has stored the push, the device never hears so and pushes again.
+/// A proxy that lets requests through whole but swallows the reply to the first `cut` requests
+/// that start with `request_line` (e.g. `POST /v1/push`): the relay has done the work, the
+/// device never hears so and asks again.
 struct PushReplyCutter {
     port: u16,
     stop: Arc<AtomicBool>,
@@ -300,6 +301,10 @@ struct PushReplyCutter {
 
 impl PushReplyCutter {
     fn start(upstream: u16, cut: u64) -> PushReplyCutter {
+        Self::start_for(upstream, cut, b"POST /v1/push")
+    }
+
+    fn start_for(upstream: u16, cut: u64, request_line: &'static [u8]) -> PushReplyCutter {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -328,7 +333,7 @@ impl PushReplyCutter {
                             match up_client.read(&mut buf) {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => {
-                                    if buf[..n].windows(13).any(|w| w == b"POST /v1/push") {
+                                    if buf[..n].windows(request_line.len()).any(|w| w == request_line) {
                                         pushed_up.store(true, Ordering::SeqCst);
                                     }
                                     if up_server.write_all(&buf[..n]).is_err() {
@@ -572,4 +577,31 @@ fn a_sync_through_a_stalled_connection_completes_within_a_minute() {
     assert!(took >= client::STALL_TIMEOUT, "the stalled request was waited on ({took:?})");
     assert!(took < Duration::from_secs(60), "the sync finished within a minute of the stall ({took:?})");
     assert_eq!(phone.outbox_len().unwrap(), 0);
+}
+
+/// Regression: when the reply to an enrolment was lost, the code was used up and the hall had
+/// to issue a new one. The app now retries with the same device key and the relay answers the
+/// retry for the same device: one code, one device, a working token.
+#[test]
+fn an_enrolment_whose_reply_is_cut_succeeds_on_retry_with_the_same_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"), 0);
+    let cutter = PushReplyCutter::start_for(relay.port, 1, b"POST /v1/enroll");
+    let code = relay.enroll("王芳的手机", "walker", "g1");
+    let phone = device_store(dir.path(), "phone", "w1");
+    let link = client::join(&phone, &format!("http://127.0.0.1:{}", cutter.port), &code, "王芳的手机")
+        .expect("the enrolment gets through on its retry");
+    assert_eq!(cutter.cut_left.load(Ordering::SeqCst), 0, "the first reply was cut");
+    // One device for the one code, and the token the phone holds works.
+    let devices =
+        Command::new(RELAY).args(["--data-dir", relay.data.to_str().unwrap(), "devices", "--json"]).output().unwrap();
+    let devices: serde_json::Value = serde_json::from_slice(&devices.stdout).unwrap();
+    assert_eq!(devices.as_array().unwrap().len(), 1, "{devices}");
+    assert_eq!(devices[0]["id"], link.device_id.as_str());
+    point_at(&phone, &format!("http://127.0.0.1:{}", relay.port));
+    sync_until_done(&phone);
+    // Another app with the same code is still refused: the code is used.
+    let other = device_store(dir.path(), "other", "w2");
+    let refused = client::join(&other, &format!("http://127.0.0.1:{}", relay.port), &code, "别人的手机").unwrap_err();
+    assert!(matches!(refused, gridwalk_core::CoreError::Relay { status: 401, .. }), "{refused}");
 }

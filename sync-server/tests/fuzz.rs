@@ -36,7 +36,10 @@ fn fixture() -> &'static std::sync::Mutex<Fixture> {
         let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()));
         let relay = Relay::new(Box::new(SqliteRelayStore::open(&dir.path().join("relay.db")).unwrap()), clock);
         let code = relay.create_enrollment("fuzz", Role::Walker, &["g1".to_string()]).unwrap();
-        let token = relay.enroll(&protocol::EnrollRequest { code, device_name: "fuzz".into() }).unwrap().token;
+        let token = relay
+            .enroll(&protocol::EnrollRequest { code, device_name: "fuzz".into(), device_key: None })
+            .unwrap()
+            .token;
         let device = relay.authenticate(&token).unwrap();
         let store = common::device_store(dir.path(), "phone", "w1");
         let mut rng = ChaCha8Rng::seed_from_u64(1);

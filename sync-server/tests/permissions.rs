@@ -30,7 +30,7 @@ fn relay_in(dir: &std::path::Path) -> Relay {
 fn enrol(relay: &Relay, name: &str, role: Role, grids: &[&str], walker: Option<&str>) -> String {
     let grids: Vec<String> = grids.iter().map(|g| g.to_string()).collect();
     let code = relay.create_enrollment_for(name, role, &grids, walker).unwrap();
-    relay.enroll(&EnrollRequest { code, device_name: name.into() }).unwrap().token
+    relay.enroll(&EnrollRequest { code, device_name: name.into(), device_key: None }).unwrap().token
 }
 
 fn sync(store: &Store, relay: &Relay, token: &str) {

@@ -954,23 +954,45 @@ pub fn join(store: &Store, relay_url: &str, code: &str, device_name: &str) -> Re
 
 /// Presents an enrolment code to a relay and returns the link it grants, without a store: a new
 /// app learns from it whose device it is before it creates its store.
+///
+/// A lost reply is retried with the same device key, which the relay answers for the same
+/// device: the code is not used up by a reply that never arrived.
 pub fn enroll(relay_url: &str, code: &str, device_name: &str) -> Result<RelayLink> {
     let base = relay_url.trim_end_matches('/');
+    let mut key = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+    let request = EnrollRequest {
+        code: code.to_string(),
+        device_name: device_name.to_string(),
+        device_key: Some(hex::encode(key)),
+    };
     let body: EnrollResponse = std::thread::scope(|scope| {
         // On a thread of its own, runtime and all: the caller may be inside another runtime.
         scope
             .spawn(|| {
                 let http = Http::new()?;
-                http.run(async {
-                    let resp = http
-                        .client
-                        .post(format!("{base}/v1/enroll"))
-                        .json(&EnrollRequest { code: code.to_string(), device_name: device_name.to_string() })
-                        .send()
-                        .await
-                        .map_err(network)?;
-                    success(resp).await?.json().await.map_err(network)
-                })
+                let mut delay = Duration::from_millis(300);
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let reply = http.run(async {
+                        let resp = http
+                            .client
+                            .post(format!("{base}/v1/enroll"))
+                            .json(&request)
+                            .send()
+                            .await
+                            .map_err(network)?;
+                        success(resp).await?.json::<EnrollResponse>().await.map_err(network)
+                    });
+                    match reply {
+                        Err(CoreError::Network(_)) if attempt < ENROL_ATTEMPTS => {
+                            std::thread::sleep(delay);
+                            delay *= 2;
+                        }
+                        other => return other,
+                    }
+                }
             })
             .join()
             .unwrap_or_else(|_| Err(CoreError::Network("the enrolment request stopped".into())))
@@ -984,6 +1006,9 @@ pub fn enroll(relay_url: &str, code: &str, device_name: &str) -> Result<RelayLin
         walker: body.walker,
     })
 }
+
+/// How often an enrolment is tried when the network fails it.
+const ENROL_ATTEMPTS: u32 = 4;
 
 /// Syncs with the joined relay over HTTP.
 pub fn sync_over_http(store: &Store, cancel: &AtomicBool, on_progress: &mut dyn FnMut(&Progress)) -> Result<Progress> {

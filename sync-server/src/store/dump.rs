@@ -30,6 +30,7 @@ pub struct DumpEnrollment {
     pub used_at: Option<i64>,
     pub device_id: Option<String>,
     pub walker: Option<String>,
+    pub device_key_hash: Option<Vec<u8>>,
 }
 
 /// One change as the relay received it.
@@ -105,6 +106,10 @@ impl RelayDump {
             feed_opt_i64(&mut h, e.used_at);
             feed_opt_str(&mut h, &e.device_id);
             feed_opt_str(&mut h, &e.walker);
+            match &e.device_key_hash {
+                Some(k) => feed(&mut h, k),
+                None => feed(&mut h, b"-"),
+            }
         }
         feed(&mut h, b"docs");
         for d in &self.docs {

@@ -30,7 +30,8 @@ struct State {
 struct PendingEnrollment {
     enrollment: Enrollment,
     expires_at: i64,
-    used: bool,
+    /// The device it made and the key the enrolling app sent, once used.
+    used: Option<(String, Option<[u8; 32]>)>,
 }
 
 struct StoredDevice {
@@ -72,7 +73,7 @@ impl RelayStore for MemoryRelayStore {
     ) -> StoreResult<()> {
         self.state()
             .enrollments
-            .insert(*code_hash, PendingEnrollment { enrollment: e.clone(), expires_at, used: false });
+            .insert(*code_hash, PendingEnrollment { enrollment: e.clone(), expires_at, used: None });
         Ok(())
     }
 
@@ -82,14 +83,29 @@ impl RelayStore for MemoryRelayStore {
         device_id: &str,
         token_hash: &[u8; 32],
         now: i64,
-    ) -> StoreResult<Option<Enrollment>> {
+        device_key_hash: Option<&[u8; 32]>,
+    ) -> StoreResult<Option<Redeemed>> {
         let mut state = self.state();
         let Some(pending) = state.enrollments.get_mut(code_hash) else { return Ok(None) };
-        if pending.used || pending.expires_at <= now {
+        if pending.expires_at <= now {
             return Ok(None);
         }
-        pending.used = true;
         let e = pending.enrollment.clone();
+        if let Some((existing, key)) = &pending.used {
+            // The same app asking again: its device gets a fresh token.
+            if key.is_none() || key.as_ref() != device_key_hash {
+                return Ok(None);
+            }
+            let existing = existing.clone();
+            return Ok(match state.devices.iter_mut().find(|d| d.device.id == existing && d.revoked_at.is_none()) {
+                Some(d) => {
+                    d.token_hash = *token_hash;
+                    Some(Redeemed { enrollment: e, device_id: existing })
+                }
+                None => None,
+            });
+        }
+        pending.used = Some((device_id.to_string(), device_key_hash.copied()));
         state.devices.push(StoredDevice {
             device: Device {
                 id: device_id.to_string(),
@@ -103,7 +119,7 @@ impl RelayStore for MemoryRelayStore {
             last_seen_at: None,
             revoked_at: None,
         });
-        Ok(Some(e))
+        Ok(Some(Redeemed { enrollment: e, device_id: device_id.to_string() }))
     }
 
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {

@@ -100,6 +100,13 @@ pub struct DeviceInfo {
     pub revoked_at: Option<i64>,
 }
 
+/// A redeemed enrolment: what it was for, and the device it made (or made before, for a retry).
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    pub enrollment: Enrollment,
+    pub device_id: String,
+}
+
 /// A pending enrolment.
 #[derive(Debug, Clone)]
 pub struct Enrollment {
@@ -173,15 +180,18 @@ pub trait RelayStore: Send + Sync {
         created_at: i64,
         expires_at: i64,
     ) -> StoreResult<()>;
-    /// Marks the code used and creates the device, atomically; `None` if the code is unknown,
-    /// used or expired.
+    /// Marks the code used and creates the device, atomically, remembering the device key the
+    /// enrolling app sent. A code already used answers again, for the same device with a new
+    /// token, when the same device key comes back (the first reply was lost on the way); `None`
+    /// if the code is unknown or expired, or used by another key.
     fn redeem_enrollment(
         &self,
         code_hash: &[u8; 32],
         device_id: &str,
         token_hash: &[u8; 32],
         now: i64,
-    ) -> StoreResult<Option<Enrollment>>;
+        device_key_hash: Option<&[u8; 32]>,
+    ) -> StoreResult<Option<Redeemed>>;
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>>;
     /// Records the device's last contact, to within [`LAST_SEEN_RESOLUTION_MS`].
     fn touch_device(&self, id: &str, now: i64) -> StoreResult<()>;

@@ -98,6 +98,9 @@ CREATE TABLE blob_grants (
 );
 INSERT INTO blob_grants (hash, grid) SELECT DISTINCT hash, grid FROM blob_refs ON CONFLICT DO NOTHING;
 "#,
+    r#"
+ALTER TABLE enrollments ADD COLUMN device_key_hash BYTEA;
+"#,
 ];
 
 impl From<::postgres::Error> for StoreError {
@@ -264,22 +267,40 @@ impl RelayStore for PostgresRelayStore {
         device_id: &str,
         token_hash: &[u8; 32],
         now: i64,
-    ) -> StoreResult<Option<Enrollment>> {
+        device_key_hash: Option<&[u8; 32]>,
+    ) -> StoreResult<Option<Redeemed>> {
         let mut client = self.conn()?;
         let mut tx = client.transaction()?;
-        // Marking the code used first makes two relays redeeming one code at once exclusive:
-        // only one update finds it unused.
+        // Locked for the transaction: two relays redeeming one code at once take turns.
         let row = tx.query_opt(
-            "UPDATE enrollments SET used_at = $2, device_id = $3
-              WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2
-             RETURNING device_name, role, grids, walker",
-            &[&&code_hash[..], &now, &device_id],
+            "SELECT device_name, role, grids, walker, used_at, device_id, device_key_hash FROM enrollments
+              WHERE code_hash = $1 AND expires_at > $2 FOR UPDATE",
+            &[&&code_hash[..], &now],
         )?;
         let Some(row) = row else { return Ok(None) };
         let (name, role, grids, walker): (String, String, String, Option<String>) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (used_at, used_by, used_key): (Option<i64>, Option<String>, Option<Vec<u8>>) =
+            (row.get(4), row.get(5), row.get(6));
         let role = Role::parse(&role).unwrap_or(Role::Walker);
         let grids: Vec<String> = grids.split(',').filter(|g| !g.is_empty()).map(str::to_string).collect();
+        let enrollment = Enrollment { device_name: name.clone(), role, grids: grids.clone(), walker: walker.clone() };
+        if used_at.is_some() {
+            // The same app asking again: its device gets a fresh token (the first never arrived).
+            let same_key = matches!((&used_key, device_key_hash), (Some(k), Some(h)) if k.as_slice() == &h[..]);
+            let Some(existing) = used_by.filter(|_| same_key) else { return Ok(None) };
+            let updated = tx.execute(
+                "UPDATE devices SET token_hash = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&existing, &&token_hash[..]],
+            )?;
+            tx.commit()?;
+            return Ok((updated > 0).then_some(Redeemed { enrollment, device_id: existing }));
+        }
+        let key: Option<&[u8]> = device_key_hash.map(|h| &h[..]);
+        tx.execute(
+            "UPDATE enrollments SET used_at = $2, device_id = $3, device_key_hash = $4 WHERE code_hash = $1",
+            &[&&code_hash[..], &now, &device_id, &key],
+        )?;
         tx.execute(
             "INSERT INTO devices (id, name, role, token_hash, enrolled_at, walker) VALUES ($1, $2, $3, $4, $5, $6)",
             &[&device_id, &name, &role.as_str(), &&token_hash[..], &now, &walker],
@@ -288,7 +309,7 @@ impl RelayStore for PostgresRelayStore {
             tx.execute("INSERT INTO device_grids (device_id, grid) VALUES ($1, $2)", &[&device_id, g])?;
         }
         tx.commit()?;
-        Ok(Some(Enrollment { device_name: name, role, grids, walker }))
+        Ok(Some(Redeemed { enrollment, device_id: device_id.to_string() }))
     }
 
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
@@ -543,7 +564,8 @@ impl PostgresRelayStore {
         }
         dump.enrollments = tx
             .query(
-                "SELECT code_hash, device_name, role, grids, created_at, expires_at, used_at, device_id, walker
+                "SELECT code_hash, device_name, role, grids, created_at, expires_at, used_at, device_id, walker,
+                        device_key_hash
                    FROM enrollments ORDER BY code_hash",
                 &[],
             )?
@@ -558,6 +580,7 @@ impl PostgresRelayStore {
                 used_at: r.get(6),
                 device_id: r.get(7),
                 walker: r.get(8),
+                device_key_hash: r.get(9),
             })
             .collect();
         dump.docs = tx
@@ -622,8 +645,9 @@ impl PostgresRelayStore {
         }
         for e in &dump.enrollments {
             tx.execute(
-                "INSERT INTO enrollments (code_hash, device_name, role, grids, created_at, expires_at, used_at, device_id, walker)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO enrollments (code_hash, device_name, role, grids, created_at, expires_at, used_at, device_id, walker,
+                                          device_key_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
                     &e.code_hash,
                     &e.device_name,
@@ -634,6 +658,7 @@ impl PostgresRelayStore {
                     &e.used_at,
                     &e.device_id,
                     &e.walker,
+                    &e.device_key_hash,
                 ],
             )?;
         }

@@ -90,6 +90,12 @@ CREATE TABLE blob_grants (
 INSERT OR IGNORE INTO blob_grants (hash, grid) SELECT DISTINCT hash, grid FROM blob_refs;
 "#;
 
+/// Version 5: the key the enrolling app sent with a code, so that the same app asking again
+/// after a lost reply is answered again (only its SHA-256 is kept).
+const SCHEMA_V5: &str = r#"
+ALTER TABLE enrollments ADD COLUMN device_key_hash BLOB;
+"#;
+
 fn fill_blob_refs(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
     let docs: Vec<(String, String, Vec<u8>)> = tx
         .prepare("SELECT id, grid, snapshot FROM docs")?
@@ -172,6 +178,7 @@ impl SqliteRelayStore {
             M::up_with_hook(SCHEMA_V2, fill_blob_refs),
             M::up(SCHEMA_V3),
             M::up(SCHEMA_V4),
+            M::up(SCHEMA_V5),
         ])
         .to_latest(&mut conn)?;
         Ok(SqliteRelayStore { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) })
@@ -246,25 +253,39 @@ impl RelayStore for SqliteRelayStore {
         device_id: &str,
         token_hash: &[u8; 32],
         now: i64,
-    ) -> StoreResult<Option<Enrollment>> {
+        device_key_hash: Option<&[u8; 32]>,
+    ) -> StoreResult<Option<Redeemed>> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let row: Option<(String, String, String, Option<String>)> = tx
+        type Row = (String, String, String, Option<String>, Option<i64>, Option<String>, Option<Vec<u8>>);
+        let row: Option<Row> = tx
             .query_row(
-                "SELECT device_name, role, grids, walker FROM enrollments
-                 WHERE code_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+                "SELECT device_name, role, grids, walker, used_at, device_id, device_key_hash FROM enrollments
+                 WHERE code_hash = ?1 AND expires_at > ?2",
                 params![&code_hash[..], now],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
             )
             .optional()?;
-        let Some((name, role, grids, walker)) = row else {
+        let Some((name, role, grids, walker, used_at, used_by, used_key)) = row else {
             return Ok(None);
         };
         let role = Role::parse(&role).unwrap_or(Role::Walker);
         let grids: Vec<String> = grids.split(',').filter(|g| !g.is_empty()).map(str::to_string).collect();
+        let enrollment = Enrollment { device_name: name.clone(), role, grids: grids.clone(), walker: walker.clone() };
+        if used_at.is_some() {
+            // The same app asking again: its device gets a fresh token (the first never arrived).
+            let same_key = matches!((&used_key, device_key_hash), (Some(k), Some(h)) if k.as_slice() == &h[..]);
+            let Some(existing) = used_by.filter(|_| same_key) else { return Ok(None) };
+            let updated = tx.execute(
+                "UPDATE devices SET token_hash = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![existing, &token_hash[..]],
+            )?;
+            tx.commit()?;
+            return Ok((updated > 0).then_some(Redeemed { enrollment, device_id: existing }));
+        }
         tx.execute(
-            "UPDATE enrollments SET used_at = ?2, device_id = ?3 WHERE code_hash = ?1",
-            params![&code_hash[..], now, device_id],
+            "UPDATE enrollments SET used_at = ?2, device_id = ?3, device_key_hash = ?4 WHERE code_hash = ?1",
+            params![&code_hash[..], now, device_id, device_key_hash.map(|h| &h[..])],
         )?;
         tx.execute(
             "INSERT INTO devices (id, name, role, token_hash, enrolled_at, walker) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -274,7 +295,7 @@ impl RelayStore for SqliteRelayStore {
             tx.execute("INSERT INTO device_grids (device_id, grid) VALUES (?1, ?2)", params![device_id, g])?;
         }
         tx.commit()?;
-        Ok(Some(Enrollment { device_name: name, role, grids, walker }))
+        Ok(Some(Redeemed { enrollment, device_id: device_id.to_string() }))
     }
 
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
@@ -584,7 +605,8 @@ impl SqliteRelayStore {
         drop(devices);
         dump.enrollments = tx
             .prepare(
-                "SELECT code_hash, device_name, role, grids, created_at, expires_at, used_at, device_id, walker
+                "SELECT code_hash, device_name, role, grids, created_at, expires_at, used_at, device_id, walker,
+                        device_key_hash
                    FROM enrollments ORDER BY code_hash",
             )?
             .query_map([], |r| {
@@ -598,6 +620,7 @@ impl SqliteRelayStore {
                     used_at: r.get(6)?,
                     device_id: r.get(7)?,
                     walker: r.get(8)?,
+                    device_key_hash: r.get(9)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
