@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use gridwalk_doc::SystemClock;
 use gridwalk_relay::http::{router, AppState, AttemptLimiter, AttemptLimits};
 use gridwalk_relay::relay::Relay;
-use gridwalk_relay::store::{PostgresRelayStore, RelayStore, Role, SqliteRelayStore};
+use gridwalk_relay::store::{chain, PostgresRelayStore, RelayStore, Role, SqliteRelayStore};
 
 #[derive(Parser)]
 #[command(name = "gridwalk-relay", version, about = "The service hall's Gridwalk relay")]
@@ -71,6 +71,11 @@ enum Command {
     Backup { to: PathBuf },
     /// Counts of devices, documents and changes.
     Stats,
+    /// Check the relay's record: the receipt chain and the stored documents.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// The SHA-256 of every row the relay holds (devices, codes, documents, changes, photo
     /// references), to compare two relays or one relay before and after a move.
     Digest,
@@ -83,6 +88,16 @@ enum Command {
         /// The PostgreSQL database to move into, e.g. `postgres://gridwalk@db-host/gridwalk`.
         #[arg(long)]
         to: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk every receipt in order and every stored document; name the first that does not hold
+    /// (a receipt edited, removed or moved, a change's bytes altered, a document replaced).
+    Verify {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -165,6 +180,24 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Command::MigrateToPostgres { to } = &cli.command {
         return migrate_to_postgres(&cli.data_dir, to);
+    }
+    if let Command::Audit { command: AuditCommand::Verify { json } } = &cli.command {
+        std::fs::create_dir_all(&cli.data_dir)?;
+        let dump = match cli.database.as_deref() {
+            Some(url) => PostgresRelayStore::open(url)?.dump()?,
+            None => SqliteRelayStore::open(&cli.data_dir.join("relay.db"))?.dump()?,
+        };
+        return match chain::verify(&dump, dump.head()) {
+            Ok(v) => {
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!("the record holds: {} receipts, {} documents, chain head {}", v.receipts, v.documents, v.head);
+                }
+                Ok(())
+            }
+            Err(broken) => bail!("the record does not hold: {broken}"),
+        };
     }
     if let Command::Digest = &cli.command {
         std::fs::create_dir_all(&cli.data_dir)?;
@@ -267,7 +300,9 @@ fn main() -> Result<()> {
         Command::Stats => {
             println!("{}", serde_json::to_string_pretty(&relay.stats().map_err(|e| anyhow::anyhow!(e.message))?)?);
         }
-        Command::Digest | Command::MigrateToPostgres { .. } => unreachable!("handled before the relay opens"),
+        Command::Digest | Command::MigrateToPostgres { .. } | Command::Audit { .. } => {
+            unreachable!("handled before the relay opens")
+        }
     }
     Ok(())
 }

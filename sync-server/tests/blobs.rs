@@ -625,7 +625,12 @@ fn a_relay_with_photos_from_before_the_blob_index_indexes_them_when_it_opens() {
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         // Back to the layout of version 1: no blob index, no walker columns.
-        conn.execute_batch("DROP TABLE blob_grants; DROP TABLE blob_refs; ALTER TABLE enrollments DROP COLUMN walker; ALTER TABLE devices DROP COLUMN walker; PRAGMA user_version = 1;").unwrap();
+        conn.execute_batch(
+            "DROP TABLE chain_head; ALTER TABLE changes DROP COLUMN chain;
+             ALTER TABLE enrollments DROP COLUMN device_key_hash; DROP TABLE blob_grants; DROP TABLE blob_refs;
+             ALTER TABLE enrollments DROP COLUMN walker; ALTER TABLE devices DROP COLUMN walker; PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     let relay = relay_in(dir.path());
     let device = relay.authenticate(&ta).unwrap();

@@ -43,6 +43,8 @@ pub struct DumpChange {
     pub bytes: Vec<u8>,
     pub received_at: i64,
     pub device_id: String,
+    /// The receipt chain's value at this change (see `chain.rs`).
+    pub chain: Option<Vec<u8>>,
 }
 
 /// Everything in a relay store, each list in its key's byte order.
@@ -56,6 +58,8 @@ pub struct RelayDump {
     pub blob_refs: Vec<(String, String, String)>,
     /// (photo hash, grid where it may be read).
     pub blob_grants: Vec<(String, String)>,
+    /// The last receipt the relay recorded, and its chain value.
+    pub chain_head: Option<(i64, Vec<u8>)>,
 }
 
 /// Feeds a value into the digest with its length, so that no two different dumps hash alike
@@ -80,6 +84,11 @@ fn feed_opt_str(h: &mut Sha256, v: &Option<String>) {
 }
 
 impl RelayDump {
+    /// The chain head as `chain::verify` takes it.
+    pub fn head(&self) -> Option<(i64, [u8; 32])> {
+        self.chain_head.as_ref().and_then(|(seq, chain)| Some((*seq, <[u8; 32]>::try_from(chain.as_slice()).ok()?)))
+    }
+
     /// SHA-256 over every row, as hex.
     pub fn digest(&self) -> String {
         let mut h = Sha256::new();
@@ -129,12 +138,18 @@ impl RelayDump {
             feed(&mut h, &c.hash);
             feed(&mut h, &c.bytes);
             feed(&mut h, &c.received_at.to_be_bytes());
+            feed(&mut h, c.chain.as_deref().unwrap_or(b"-"));
         }
         feed(&mut h, b"blob_refs");
         for (hash, doc, grid) in &self.blob_refs {
             for s in [hash, doc, grid] {
                 feed(&mut h, s.as_bytes());
             }
+        }
+        feed(&mut h, b"chain_head");
+        if let Some((seq, chain)) = &self.chain_head {
+            feed(&mut h, &seq.to_be_bytes());
+            feed(&mut h, chain);
         }
         feed(&mut h, b"blob_grants");
         for (hash, grid) in &self.blob_grants {

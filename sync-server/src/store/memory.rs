@@ -25,6 +25,8 @@ struct State {
     blob_refs: BTreeSet<(String, String, String)>,
     /// (blob hash, grid) where the photo may be read.
     blob_grants: BTreeSet<(String, String)>,
+    /// The receipt chain's value at the last change.
+    chain: Option<[u8; 32]>,
 }
 
 struct PendingEnrollment {
@@ -199,6 +201,8 @@ impl RelayStore for MemoryRelayStore {
                     continue;
                 }
                 let seq = state.changes.len() as i64 + 1;
+                let prev = state.chain.unwrap_or(chain::GENESIS);
+                state.chain = Some(chain::link(&prev, seq, &w.id, &c.hash, device, received_at));
                 state.changes.push(StoredChange {
                     row: ChangeRow { seq, doc_id: w.id.clone(), hash: c.hash, bytes: c.bytes.clone(), received_at },
                     grid: w.grid.clone(),

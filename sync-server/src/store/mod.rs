@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub mod chain;
 mod dump;
 mod memory;
 mod postgres;

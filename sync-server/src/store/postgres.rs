@@ -101,6 +101,14 @@ INSERT INTO blob_grants (hash, grid) SELECT DISTINCT hash, grid FROM blob_refs O
     r#"
 ALTER TABLE enrollments ADD COLUMN device_key_hash BYTEA;
 "#,
+    r#"
+ALTER TABLE changes ADD COLUMN chain BYTEA;
+CREATE TABLE chain_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
+    chain BYTEA NOT NULL
+);
+"#,
 ];
 
 impl From<::postgres::Error> for StoreError {
@@ -189,6 +197,26 @@ impl PostgresRelayStore {
                 tx.execute("INSERT INTO relay_schema (version) VALUES ($1)", &[&(n as i32 + 1)])?;
                 tx.commit()?;
             }
+            // Receipts stored before the chain existed are chained once, in log order.
+            let unchained: bool = client.query_one("SELECT EXISTS (SELECT 1 FROM changes WHERE chain IS NULL)", &[])?.get(0);
+            if unchained {
+                let mut tx = client.transaction()?;
+                let mut prev = chain::GENESIS;
+                let mut last = 0i64;
+                for r in tx.query("SELECT seq, doc_id, hash, device_id, received_at FROM changes ORDER BY seq", &[])? {
+                    let (seq, doc, hash, device, at): (i64, String, Vec<u8>, String, i64) =
+                        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+                    prev = chain::link(&prev, seq, &doc, &hash, &device, at);
+                    tx.execute("UPDATE changes SET chain = $2 WHERE seq = $1", &[&seq, &&prev[..]])?;
+                    last = seq;
+                }
+                tx.execute(
+                    "INSERT INTO chain_head (id, seq, chain) VALUES (1, $1, $2)
+                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, chain = excluded.chain",
+                    &[&last, &&prev[..]],
+                )?;
+                tx.commit()?;
+            }
             Ok(())
         })();
         client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])?;
@@ -215,7 +243,7 @@ impl PostgresRelayStore {
     /// Empties every table (for tests that share one server): the schema stays.
     pub fn clear_for_tests(&self) -> StoreResult<()> {
         self.conn()?.batch_execute(
-            "TRUNCATE devices, device_grids, enrollments, docs, changes, blob_refs, blob_grants;
+            "TRUNCATE devices, device_grids, enrollments, docs, changes, blob_refs, blob_grants, chain_head;
              UPDATE change_counter SET seq = 0;",
         )?;
         Ok(())
@@ -376,6 +404,11 @@ impl RelayStore for PostgresRelayStore {
         // The counter row, locked until commit: pushes write one after another, in the order of
         // their sequence numbers (see the module comment).
         let mut next: i64 = tx.query_one("SELECT seq FROM change_counter WHERE id = 1 FOR UPDATE", &[])?.get(0);
+        // The receipt chain goes on from the last receipt, under the same lock.
+        let mut chain: [u8; 32] = tx
+            .query_opt("SELECT chain FROM chain_head WHERE id = 1", &[])?
+            .and_then(|r| r.get::<_, Vec<u8>>(0).try_into().ok())
+            .unwrap_or(chain::GENESIS);
         let mut stored = 0u32;
         for w in writes {
             let current: Option<i64> =
@@ -387,13 +420,15 @@ impl RelayStore for PostgresRelayStore {
             let mut last = None;
             for c in &w.new_changes {
                 let seq = next + 1;
+                let linked = chain::link(&chain, seq, &w.id, &c.hash, device, received_at);
                 let inserted = tx.execute(
-                    "INSERT INTO changes (seq, doc_id, grid, hash, bytes, received_at, device_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (doc_id, hash) DO NOTHING",
-                    &[&seq, &w.id, &w.grid, &&c.hash[..], &c.bytes, &received_at, &device],
+                    "INSERT INTO changes (seq, doc_id, grid, hash, bytes, received_at, device_id, chain)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (doc_id, hash) DO NOTHING",
+                    &[&seq, &w.id, &w.grid, &&c.hash[..], &c.bytes, &received_at, &device, &&linked[..]],
                 )?;
                 if inserted > 0 {
                     next = seq;
+                    chain = linked;
                     stored += 1;
                     first.get_or_insert(seq);
                     last = Some(seq);
@@ -415,6 +450,13 @@ impl RelayStore for PostgresRelayStore {
             }
         }
         tx.execute("UPDATE change_counter SET seq = $1 WHERE id = 1", &[&next])?;
+        if stored > 0 {
+            tx.execute(
+                "INSERT INTO chain_head (id, seq, chain) VALUES (1, $1, $2)
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, chain = excluded.chain",
+                &[&next, &&chain[..]],
+            )?;
+        }
         tx.commit()?;
         Ok(stored)
     }
@@ -589,7 +631,7 @@ impl PostgresRelayStore {
             .map(stored_doc)
             .collect();
         dump.changes = tx
-            .query("SELECT seq, doc_id, grid, hash, bytes, received_at, device_id FROM changes ORDER BY seq", &[])?
+            .query("SELECT seq, doc_id, grid, hash, bytes, received_at, device_id, chain FROM changes ORDER BY seq", &[])?
             .into_iter()
             .map(|r| DumpChange {
                 seq: r.get(0),
@@ -599,8 +641,10 @@ impl PostgresRelayStore {
                 bytes: r.get(4),
                 received_at: r.get(5),
                 device_id: r.get(6),
+                chain: r.get(7),
             })
             .collect();
+        dump.chain_head = tx.query_opt("SELECT seq, chain FROM chain_head WHERE id = 1", &[])?.map(|r| (r.get(0), r.get(1)));
         dump.blob_refs = tx
             .query("SELECT hash, doc_id, grid FROM blob_refs ORDER BY hash, doc_id, grid", &[])?
             .into_iter()
@@ -669,11 +713,14 @@ impl PostgresRelayStore {
             )?;
         }
         let insert = tx.prepare(
-            "INSERT INTO changes (seq, doc_id, grid, hash, bytes, received_at, device_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO changes (seq, doc_id, grid, hash, bytes, received_at, device_id, chain)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )?;
         for c in &dump.changes {
-            tx.execute(&insert, &[&c.seq, &c.doc_id, &c.grid, &c.hash, &c.bytes, &c.received_at, &c.device_id])?;
+            tx.execute(&insert, &[&c.seq, &c.doc_id, &c.grid, &c.hash, &c.bytes, &c.received_at, &c.device_id, &c.chain])?;
+        }
+        if let Some((seq, chain)) = &dump.chain_head {
+            tx.execute("INSERT INTO chain_head (id, seq, chain) VALUES (1, $1, $2)", &[seq, chain])?;
         }
         for (hash, doc, grid) in &dump.blob_refs {
             tx.execute("INSERT INTO blob_refs (hash, doc_id, grid) VALUES ($1, $2, $3)", &[hash, doc, grid])?;

@@ -96,6 +96,35 @@ const SCHEMA_V5: &str = r#"
 ALTER TABLE enrollments ADD COLUMN device_key_hash BLOB;
 "#;
 
+/// Version 6: the receipt chain (see `chain.rs`): each change's chain value, and the last
+/// receipt with its value. Receipts stored before it are chained in log order here.
+const SCHEMA_V6: &str = r#"
+ALTER TABLE changes ADD COLUMN chain BLOB;
+CREATE TABLE chain_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    chain BLOB NOT NULL
+);
+"#;
+
+fn fill_chain(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
+    let rows: Vec<(i64, String, Vec<u8>, String, i64)> = tx
+        .prepare("SELECT seq, doc_id, hash, device_id, received_at FROM changes ORDER BY seq")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut prev = chain::GENESIS;
+    let mut last = 0;
+    for (seq, doc, hash, device, at) in rows {
+        prev = chain::link(&prev, seq, &doc, &hash, &device, at);
+        tx.execute("UPDATE changes SET chain = ?2 WHERE seq = ?1", params![seq, &prev[..]])?;
+        last = seq;
+    }
+    if last > 0 {
+        tx.execute("INSERT INTO chain_head (id, seq, chain) VALUES (1, ?1, ?2)", params![last, &prev[..]])?;
+    }
+    Ok(())
+}
+
 fn fill_blob_refs(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
     let docs: Vec<(String, String, Vec<u8>)> = tx
         .prepare("SELECT id, grid, snapshot FROM docs")?
@@ -179,6 +208,7 @@ impl SqliteRelayStore {
             M::up(SCHEMA_V3),
             M::up(SCHEMA_V4),
             M::up(SCHEMA_V5),
+            M::up_with_hook(SCHEMA_V6, fill_chain),
         ])
         .to_latest(&mut conn)?;
         Ok(SqliteRelayStore { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) })
@@ -372,6 +402,13 @@ impl RelayStore for SqliteRelayStore {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut stored = 0u32;
+        // The receipt chain goes on from the last receipt, under the same write lock.
+        let mut chain: [u8; 32] = tx
+            .query_row("SELECT chain FROM chain_head WHERE id = 1", [], |r| r.get::<_, Vec<u8>>(0))
+            .optional()?
+            .and_then(|c| c.try_into().ok())
+            .unwrap_or(chain::GENESIS);
+        let mut head_seq = None;
         for w in writes {
             // Under the write lock: the document is still as the push was prepared from it, or
             // nothing is written and the relay prepares the push again.
@@ -394,6 +431,9 @@ impl RelayStore for SqliteRelayStore {
                 if inserted > 0 {
                     stored += 1;
                     let seq = tx.last_insert_rowid();
+                    chain = chain::link(&chain, seq, &w.id, &c.hash, device, received_at);
+                    tx.prepare_cached("UPDATE changes SET chain = ?2 WHERE seq = ?1")?.execute(params![seq, &chain[..]])?;
+                    head_seq = Some(seq);
                     first.get_or_insert(seq);
                     last = Some(seq);
                 }
@@ -411,6 +451,13 @@ impl RelayStore for SqliteRelayStore {
             for hash in &w.blob_refs {
                 insert.execute(params![hash, w.id, w.grid])?;
             }
+        }
+        if let Some(seq) = head_seq {
+            tx.prepare_cached(
+                "INSERT INTO chain_head (id, seq, chain) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, chain = excluded.chain",
+            )?
+            .execute(params![seq, &chain[..]])?;
         }
         tx.commit()?;
         Ok(stored)
@@ -638,7 +685,7 @@ impl SqliteRelayStore {
             })?
             .collect::<Result<_, _>>()?;
         dump.changes = tx
-            .prepare("SELECT seq, doc_id, grid, hash, bytes, received_at, device_id FROM changes ORDER BY seq")?
+            .prepare("SELECT seq, doc_id, grid, hash, bytes, received_at, device_id, chain FROM changes ORDER BY seq")?
             .query_map([], |r| {
                 Ok(DumpChange {
                     seq: r.get(0)?,
@@ -648,9 +695,13 @@ impl SqliteRelayStore {
                     bytes: r.get(4)?,
                     received_at: r.get(5)?,
                     device_id: r.get(6)?,
+                    chain: r.get(7)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
+        dump.chain_head = tx
+            .query_row("SELECT seq, chain FROM chain_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
         dump.blob_refs = tx
             .prepare("SELECT hash, doc_id, grid FROM blob_refs ORDER BY hash, doc_id, grid")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
