@@ -192,7 +192,10 @@ fn main() -> Result<()> {
                 if *json {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
-                    println!("the record holds: {} receipts, {} documents, chain head {}", v.receipts, v.documents, v.head);
+                    println!(
+                        "the record holds: {} receipts, {} documents, chain head {}",
+                        v.receipts, v.documents, v.head
+                    );
                 }
                 Ok(())
             }

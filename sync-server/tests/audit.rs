@@ -52,8 +52,10 @@ fn audit_verify_passes_on_a_synced_relay_and_names_every_kind_of_tampering() {
             .map(|i| {
                 let store = device_store(dir.path(), &format!("phone-{i}"), &format!("w{i}"));
                 let code = relay.create_enrollment(&format!("phone-{i}"), Role::Walker, &["g1".to_string()]).unwrap();
-                let token =
-                    relay.enroll(&EnrollRequest { code, device_name: format!("phone-{i}"), device_key: None }).unwrap().token;
+                let token = relay
+                    .enroll(&EnrollRequest { code, device_name: format!("phone-{i}"), device_key: None })
+                    .unwrap()
+                    .token;
                 (store, token)
             })
             .collect();
@@ -73,12 +75,22 @@ fn audit_verify_passes_on_a_synced_relay_and_names_every_kind_of_tampering() {
 
     // Each tampering on its own copy of the database.
     let original = rusqlite::Connection::open(data.join("relay.db")).unwrap();
-    let seqs: Vec<i64> =
-        original.prepare("SELECT seq FROM changes ORDER BY seq").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let seqs: Vec<i64> = original
+        .prepare("SELECT seq FROM changes ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert!(seqs.len() > 20, "enough receipts to tamper with: {}", seqs.len());
     let (first, middle, next, last) = (seqs[0], seqs[seqs.len() / 2], seqs[seqs.len() / 2 + 1], *seqs.last().unwrap());
-    let docs: Vec<String> =
-        original.prepare("SELECT id FROM docs ORDER BY id").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let docs: Vec<String> = original
+        .prepare("SELECT id FROM docs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let cases: Vec<(&str, String, String)> = vec![
         (
             "a receipt time edited",
@@ -86,7 +98,11 @@ fn audit_verify_passes_on_a_synced_relay_and_names_every_kind_of_tampering() {
             format!("receipt {middle} "),
         ),
         ("a receipt removed", format!("DELETE FROM changes WHERE seq = {middle}"), format!("receipt {next} ")),
-        ("the last receipt removed", format!("DELETE FROM changes WHERE seq = {last}"), format!("receipt {last} as its last")),
+        (
+            "the last receipt removed",
+            format!("DELETE FROM changes WHERE seq = {last}"),
+            format!("receipt {last} as its last"),
+        ),
         (
             "two receipts swapped",
             format!(
@@ -107,7 +123,10 @@ fn audit_verify_passes_on_a_synced_relay_and_names_every_kind_of_tampering() {
         ),
         (
             "a document replaced by another",
-            format!("UPDATE docs SET snapshot = (SELECT snapshot FROM docs WHERE id = '{}') WHERE id = '{}'", docs[1], docs[0]),
+            format!(
+                "UPDATE docs SET snapshot = (SELECT snapshot FROM docs WHERE id = '{}') WHERE id = '{}'",
+                docs[1], docs[0]
+            ),
             format!("document {} ", docs[0]),
         ),
     ];

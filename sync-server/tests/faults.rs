@@ -74,6 +74,21 @@ impl Relay {
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
+    /// `gridwalk-relay audit verify` on this relay's record passes.
+    fn audit_holds(&self) {
+        let mut cmd = Command::new(RELAY);
+        if let Some(url) = &self.database {
+            cmd.args(["--database", url]);
+        }
+        let out = cmd.arg("--data-dir").arg(&self.data).args(["audit", "verify"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "audit verify: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -235,6 +250,7 @@ fn connections_cut_at_random_byte_counts_lose_and_duplicate_nothing() {
     }
     let hall = relay_documents(&relay, dir.path(), "hall-check");
     assert_eq!(fingerprint(&hall), expected, "the relay holds exactly what the devices hold, once");
+    relay.audit_holds();
     for d in &devices {
         assert_eq!(d.outbox_len().unwrap(), 0);
     }
@@ -288,6 +304,7 @@ fn a_relay_and_a_device_killed_mid_sync_recover_without_loss() {
     assert!(phone.check().unwrap().index_matches_documents);
     let hall = relay_documents(&relay, dir.path(), "hall-check");
     assert_eq!(fingerprint(&hall), fingerprint(&phone), "every change reached the relay exactly once");
+    relay.audit_holds();
 }
 
 /// A proxy that lets requests through whole but swallows the reply to the first `cut` requests
@@ -492,6 +509,7 @@ fn two_relays_on_one_postgres_database_serve_as_one_and_survive_one_being_killed
     }
     let hall = relay_documents(&second, dir.path(), "hall-check");
     assert_eq!(fingerprint(&hall), expected, "the database holds exactly what the devices hold, once");
+    second.audit_holds();
     for d in &devices {
         assert_eq!(d.outbox_len().unwrap(), 0);
     }

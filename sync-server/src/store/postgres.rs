@@ -198,7 +198,8 @@ impl PostgresRelayStore {
                 tx.commit()?;
             }
             // Receipts stored before the chain existed are chained once, in log order.
-            let unchained: bool = client.query_one("SELECT EXISTS (SELECT 1 FROM changes WHERE chain IS NULL)", &[])?.get(0);
+            let unchained: bool =
+                client.query_one("SELECT EXISTS (SELECT 1 FROM changes WHERE chain IS NULL)", &[])?.get(0);
             if unchained {
                 let mut tx = client.transaction()?;
                 let mut prev = chain::GENESIS;
@@ -631,7 +632,10 @@ impl PostgresRelayStore {
             .map(stored_doc)
             .collect();
         dump.changes = tx
-            .query("SELECT seq, doc_id, grid, hash, bytes, received_at, device_id, chain FROM changes ORDER BY seq", &[])?
+            .query(
+                "SELECT seq, doc_id, grid, hash, bytes, received_at, device_id, chain FROM changes ORDER BY seq",
+                &[],
+            )?
             .into_iter()
             .map(|r| DumpChange {
                 seq: r.get(0),
@@ -644,7 +648,8 @@ impl PostgresRelayStore {
                 chain: r.get(7),
             })
             .collect();
-        dump.chain_head = tx.query_opt("SELECT seq, chain FROM chain_head WHERE id = 1", &[])?.map(|r| (r.get(0), r.get(1)));
+        dump.chain_head =
+            tx.query_opt("SELECT seq, chain FROM chain_head WHERE id = 1", &[])?.map(|r| (r.get(0), r.get(1)));
         dump.blob_refs = tx
             .query("SELECT hash, doc_id, grid FROM blob_refs ORDER BY hash, doc_id, grid", &[])?
             .into_iter()
@@ -717,7 +722,10 @@ impl PostgresRelayStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )?;
         for c in &dump.changes {
-            tx.execute(&insert, &[&c.seq, &c.doc_id, &c.grid, &c.hash, &c.bytes, &c.received_at, &c.device_id, &c.chain])?;
+            tx.execute(
+                &insert,
+                &[&c.seq, &c.doc_id, &c.grid, &c.hash, &c.bytes, &c.received_at, &c.device_id, &c.chain],
+            )?;
         }
         if let Some((seq, chain)) = &dump.chain_head {
             tx.execute("INSERT INTO chain_head (id, seq, chain) VALUES (1, $1, $2)", &[seq, chain])?;

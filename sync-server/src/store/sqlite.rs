@@ -432,7 +432,8 @@ impl RelayStore for SqliteRelayStore {
                     stored += 1;
                     let seq = tx.last_insert_rowid();
                     chain = chain::link(&chain, seq, &w.id, &c.hash, device, received_at);
-                    tx.prepare_cached("UPDATE changes SET chain = ?2 WHERE seq = ?1")?.execute(params![seq, &chain[..]])?;
+                    tx.prepare_cached("UPDATE changes SET chain = ?2 WHERE seq = ?1")?
+                        .execute(params![seq, &chain[..]])?;
                     head_seq = Some(seq);
                     first.get_or_insert(seq);
                     last = Some(seq);
