@@ -551,9 +551,17 @@ fn the_monthly_list_has_every_request_of_the_month_classified() {
         let grids = grids_of(&store, &scope);
         let expected: Vec<&Req> =
             all.iter().filter(|r| grids.contains(&r.grid) && month_of(r.created) == "2026-10").collect();
+        // What a service day works through besides: every request of an earlier month still open.
+        let carried: Vec<&Req> = all
+            .iter()
+            .filter(|r| grids.contains(&r.grid) && month_of(r.created).as_str() < "2026-10" && r.state.status.is_open())
+            .collect();
         assert!(!expected.is_empty());
-        assert_eq!(list.rows.len(), expected.len(), "{scope:?}");
-        let by_id: HashMap<&str, &Req> = expected.iter().map(|r| (r.id.as_str(), *r)).collect();
+        assert!(!carried.is_empty(), "{scope:?}: the town has open requests from earlier months");
+        assert_eq!(list.rows.len(), expected.len() + carried.len(), "{scope:?}");
+        assert_eq!(list.rows.iter().filter(|r| r.carried_over).count(), carried.len(), "{scope:?}");
+        assert_eq!(list.total.carried_over, carried.len() as i64);
+        let by_id: HashMap<&str, &Req> = expected.iter().chain(&carried).map(|r| (r.id.as_str(), *r)).collect();
         for row in &list.rows {
             let r = by_id.get(row.id.as_str()).unwrap_or_else(|| panic!("{} is not of the month", row.id));
             let grid = &areas[&r.grid];
@@ -580,6 +588,7 @@ fn the_monthly_list_has_every_request_of_the_month_classified() {
             assert_eq!(row.status, r.state.status.as_str());
             assert_eq!(row.completion, expected_completion(r, now), "{}", row.id);
             assert_eq!(row.resolved_at, r.state.resolved_at.map(|t| t.millis()));
+            assert_eq!(row.carried_over, month_of(r.created) != "2026-10", "{}", row.id);
         }
         // Grouped by grid, oldest first within a grid.
         let mut seen = BTreeSet::new();
@@ -600,6 +609,7 @@ fn the_monthly_list_has_every_request_of_the_month_classified() {
             assert_eq!(g.in_progress, count(Completion::InProgress));
             assert_eq!(g.overdue, count(Completion::Overdue));
             assert_eq!(g.untriaged, count(Completion::Untriaged));
+            assert_eq!(g.carried_over, carried.iter().filter(|r| r.grid == g.grid).count() as i64);
         }
         assert_eq!(list.total.total, expected.len() as i64);
         assert_eq!(list.total.resolved, list.grids.iter().map(|g| g.resolved).sum::<i64>());
@@ -659,9 +669,10 @@ fn the_monthly_xlsx_has_a_summary_and_a_sheet_per_grid_with_chinese_intact() {
     }
     let last = rows.last().unwrap();
     assert_eq!(last[1], "合计");
-    assert_eq!(last[2], list.rows.len().to_string());
+    assert_eq!(last[2], list.total.total.to_string());
+    assert_eq!(last[9], list.total.carried_over.to_string());
 
-    // Each grid's sheet: its requests, 16 columns, Chinese text as written.
+    // Each grid's sheet: its requests (carried-over ones marked), 17 columns, Chinese as written.
     let mut total_rows = 0;
     for name in &names[1..] {
         let range = book.worksheet_range(name).unwrap();
@@ -671,7 +682,7 @@ fn the_monthly_xlsx_has_a_summary_and_a_sheet_per_grid_with_chinese_intact() {
             "{}",
             rows[0][0]
         );
-        assert_eq!(rows[1].len(), 16);
+        assert_eq!(rows[1].len(), 17);
         assert_eq!(rows[1][0], "序号");
         assert_eq!(rows[1][5], "诉求类别");
         assert_eq!(rows[1][9], "责任科室");
@@ -689,6 +700,7 @@ fn the_monthly_xlsx_has_a_summary_and_a_sheet_per_grid_with_chinese_intact() {
             assert_eq!(row[9], r.department_name);
             assert_eq!(row[14], r.status_name);
             assert_eq!(row[15], r.completion_name);
+            assert_eq!(row[16], if r.carried_over { "是" } else { "" });
         }
         total_rows += mine.len();
     }

@@ -450,6 +450,13 @@ async function main() {
     await page.locator(tid('nav-monthly')).click();
     await page.locator(`${tid('monthly-row')}[data-request-id="${id}"][data-completion="resolved"]`).waitFor({ timeout: 30000 });
     await assertNoMachineIds(page, 'hall: monthly list');
+    // This month's list carries over what earlier months left open, marked, counted apart.
+    const carriedRows = await page.locator(`${tid('monthly-row')}[data-carried="yes"]`).count();
+    const carriedTotal = Number(await page.locator(tid('monthly-carried-total')).getAttribute('data-carried'));
+    assert(carriedRows > 0 && carriedRows === carriedTotal, `carried-over rows ${carriedRows} = summary ${carriedTotal}`);
+    const mark = await page.locator(`${tid('monthly-row')}[data-carried="yes"] ${tid('monthly-carried')}`).first().innerText();
+    assert(/往月结转/.test(mark), `a carried-over row says so: ${mark}`);
+    console.log(`monthly list: ${carriedRows} requests carried over from earlier months`);
     await page.locator(tid('monthly-scope')).selectOption(`grid:${GRID}`);
     await page.locator(`${tid('monthly-row')}[data-request-id="${id}"]`).waitFor();
     // Rows open their request with the keyboard too: Tab reaches a row, Enter opens it.

@@ -1,7 +1,12 @@
-//! The monthly list (驻网办事清单): every request raised in one month in a grid, a village or the
-//! whole street, classified by area (village, grid, micro-grid), category, responsible office,
-//! deadline and completion status, with a summary per grid; and its XLSX export (a summary sheet,
-//! then one sheet per grid that has requests that month).
+//! The monthly list (驻网办事清单): what an on-grid service day (驻网办事日) works through in a
+//! grid, a village or the whole street: every request raised that month, plus every request
+//! from an earlier month that is still open (carried over, marked as such), classified by area
+//! (village, grid, micro-grid), category, responsible office, deadline and completion status,
+//! with a summary per grid; and its XLSX export (a summary sheet, then one sheet per grid).
+//!
+//! The summary's figures count the month's own requests; carried-over ones are counted apart
+//! (`carried_over`), so a month's resolution rate is not changed by what came before it.
+//! "Still open" is judged by the index, which holds each request's status now.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -168,6 +173,8 @@ pub struct MonthlyRow {
     pub resolved_at: Option<i64>,
     pub address: String,
     pub description: String,
+    /// Raised in an earlier month and still open: carried over to this month's list.
+    pub carried_over: bool,
 }
 
 /// One grid's line of the summary.
@@ -187,6 +194,8 @@ pub struct GridSummary {
     pub not_handled: i64,
     /// resolved / (total - untriaged - not_handled), as the dashboard's 办结率.
     pub resolution_rate: Option<f64>,
+    /// Requests from earlier months still open, listed with this month's (not in `total`).
+    pub carried_over: i64,
 }
 
 /// The monthly list of a scope.
@@ -196,11 +205,12 @@ pub struct MonthlyList {
     /// The scope's name: the street's, the village's or the grid's.
     pub scope_name: String,
     pub month: Month,
-    /// Requests created in `[from, to)` (milliseconds) are listed.
+    /// Requests created in `[from, to)` (milliseconds) are listed, and those created before
+    /// `from` that are still open (marked `carried_over`).
     pub from: i64,
     pub to: i64,
     pub now: i64,
-    /// Ordered by village, grid, creation time.
+    /// Ordered by village, grid, creation time (carried-over requests first in their grid).
     pub rows: Vec<MonthlyRow>,
     /// Every grid of the scope, with or without requests this month, in the rows' order.
     pub grids: Vec<GridSummary>,
@@ -271,8 +281,11 @@ pub fn monthly_list(store: &Store, scope: &Scope, month: Month, now: Timestamp) 
     clauses.extend(scope_clause(&mut sql, &grids, "r.grid"));
     // See `set_clauses`: with grids named, a grid's rows come from the grid's index.
     let created = if grids.is_some() { "+r.created_at" } else { "r.created_at" };
-    clauses.push(format!("{created} >= {}", sql.bind(from)));
-    clauses.push(format!("{created} < {}", sql.bind(to)));
+    // This month's requests, and those of earlier months still open (carried over).
+    let (from_a, to_b, from_c) = (sql.bind(from), sql.bind(to), sql.bind(from));
+    clauses.push(format!(
+        "(({created} >= {from_a} AND {created} < {to_b}) OR ({created} < {from_c} AND r.status IN ('new', 'accepted', 'assigned', 'reopened')))"
+    ));
     let text = format!(
         "SELECT r.id, r.grid, r.micro_grid, m.name, r.category, r.urgency, r.department, d.name, r.level,
                 r.deadline, r.status, r.created_at, r.resolved_at, r.address, r.description
@@ -319,6 +332,7 @@ pub fn monthly_list(store: &Store, scope: &Scope, month: Month, now: Timestamp) 
                 resolved_at,
                 address: r.get(13)?,
                 description: r.get(14)?,
+                carried_over: r.get::<_, i64>(11)? < from,
             });
         }
     }
@@ -331,6 +345,13 @@ pub fn monthly_list(store: &Store, scope: &Scope, month: Month, now: Timestamp) 
 
     let mut total = GridSummary { grid: String::new(), grid_name: "合计".into(), ..Default::default() };
     for row in &rows {
+        if row.carried_over {
+            if let Some(&i) = position.get(&row.grid) {
+                summaries[i].carried_over += 1;
+            }
+            total.carried_over += 1;
+            continue;
+        }
         if let Some(&i) = position.get(&row.grid) {
             summarise(&mut summaries[i], row.completion);
         }
@@ -375,7 +396,7 @@ pub struct XlsxReport {
 pub const SUMMARY_SHEET: &str = "汇总";
 
 /// Column headers of a grid's sheet (after the title row).
-pub const GRID_HEADERS: [&str; 16] = [
+pub const GRID_HEADERS: [&str; 17] = [
     "序号",
     "编号",
     "村/社区",
@@ -392,11 +413,22 @@ pub const GRID_HEADERS: [&str; 16] = [
     "办结时间",
     "办理状态",
     "完成情况",
+    "往月结转",
 ];
 
 /// Column headers of the summary sheet (after the title row).
-pub const SUMMARY_HEADERS: [&str; 9] =
-    ["村/社区", "网格", "诉求总数", "已办结", "办理中", "已逾期", "待研判", "不予受理/合并", "办结率"];
+pub const SUMMARY_HEADERS: [&str; 10] = [
+    "村/社区",
+    "网格",
+    "诉求总数",
+    "已办结",
+    "办理中",
+    "已逾期",
+    "待研判",
+    "不予受理/合并",
+    "办结率",
+    "往月结转未办结",
+];
 
 fn time_text(ms: Option<i64>) -> String {
     ms.and_then(|m| Timestamp::from_millis(m).ok()).map(|t| t.display()).unwrap_or_default()
@@ -508,10 +540,11 @@ fn build_workbook(list: &MonthlyList, tmp: &Path) -> Result<Vec<String>> {
             Some(r) => sheet.write_number_with_format(row, 8, r, &percent).map_err(xerr)?,
             None => sheet.write_string_with_format(row, 8, "—", &cell).map_err(xerr)?,
         };
+        sheet.write_number_with_format(row, 9, s.carried_over as f64, &cell).map_err(xerr)?;
     }
     sheet.set_column_width(0, 14).map_err(xerr)?;
     sheet.set_column_width(1, 22).map_err(xerr)?;
-    sheet.set_column_range_width(2, 8, 12).map_err(xerr)?;
+    sheet.set_column_range_width(2, 9, 12).map_err(xerr)?;
     sheet.set_freeze_panes(2, 0).map_err(xerr)?;
     sheet.set_landscape();
     sheet.set_paper_size(9); // A4
@@ -539,7 +572,7 @@ fn build_workbook(list: &MonthlyList, tmp: &Path) -> Result<Vec<String>> {
             let row = i as u32 + 2;
             sheet.write_number_with_format(row, 0, (i + 1) as f64, &cell).map_err(xerr)?;
             let village = if r.enterprise_grid { "企业网格" } else { r.village_name.as_str() };
-            let texts: [&str; 15] = [
+            let texts: [&str; 16] = [
                 &r.id,
                 village,
                 &r.grid_name,
@@ -555,12 +588,13 @@ fn build_workbook(list: &MonthlyList, tmp: &Path) -> Result<Vec<String>> {
                 &time_text(r.resolved_at),
                 r.status_name,
                 r.completion_name,
+                if r.carried_over { "是" } else { "" },
             ];
             for (c, t) in texts.iter().enumerate() {
                 sheet.write_string_with_format(row, c as u16 + 1, *t, &cell).map_err(xerr)?;
             }
         }
-        for (c, w) in [5.0, 12.0, 10.0, 18.0, 18.0, 10.0, 40.0, 24.0, 8.0, 14.0, 6.0, 16.0, 16.0, 16.0, 9.0, 9.0]
+        for (c, w) in [5.0, 12.0, 10.0, 18.0, 18.0, 10.0, 40.0, 24.0, 8.0, 14.0, 6.0, 16.0, 16.0, 16.0, 9.0, 9.0, 9.0]
             .into_iter()
             .enumerate()
         {

@@ -93,6 +93,8 @@ export type MonthlyRow = {
   status_name: string;
   completion: string;
   completion_name: string;
+  /** Raised in an earlier month and still open: carried over to this month's list. */
+  carried_over: boolean;
   created_at: number;
   resolved_at: number | null;
   address: string;
@@ -111,6 +113,8 @@ export type MonthlyGrid = {
   untriaged: number;
   not_handled: number;
   resolution_rate: number | null;
+  /** Open requests from earlier months listed with this month's (not in total). */
+  carried_over: number;
 };
 export type MonthlyList = { scope: Scope; scope_name: string; month: string; from: number; to: number; now: number; rows: MonthlyRow[]; grids: MonthlyGrid[]; total: MonthlyGrid };
 export type ExportedFile = { path: string; file_name: string; sheets: string[]; requests: number; data_base64: string };
