@@ -1,6 +1,7 @@
 //! The service hall's relay: enrols devices, authenticates every call, stores pushed changes
 //! durably before acknowledging them, and hands each device what its grids entitle it to.
 
+pub mod backup;
 pub mod blobs;
 pub mod http;
 pub mod relay;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use gridwalk_doc::SystemClock;
+use gridwalk_relay::backup::{self, BackupKey, RestoreKey};
 use gridwalk_relay::http::{router, AppState, AttemptLimiter, AttemptLimits};
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::{chain, PostgresRelayStore, RelayStore, Role, SqliteRelayStore};
@@ -65,10 +66,42 @@ enum Command {
     },
     /// Revoke a device: its token is refused from the next request on.
     Revoke { device_id: String },
-    /// Write a consistent copy of the relay's database while it keeps serving. Photos are files
-    /// under `<data-dir>/relay.db-blobs/` that never change once written; copy that folder with
+    /// Write a consistent copy of the relay's database while it keeps serving, encrypted: to the
+    /// recipient key of `backup-key` (kept off this machine), or to a passphrase read from a
+    /// file. A plain copy only with --plaintext. Photos are files under
+    /// `<data-dir>/relay.db-blobs/` that never change once written; copy that folder with
     /// ordinary file tools (its `partial/` subfolder holds unfinished uploads and may be left out).
-    Backup { to: PathBuf },
+    Backup {
+        to: PathBuf,
+        /// Encrypt to this recipient key (age1…, from `gridwalk-relay backup-key`); repeatable.
+        #[arg(long)]
+        recipient: Vec<String>,
+        /// Encrypt to the passphrase in this file (its first line).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Write an unencrypted copy: anyone holding the file reads every resident's record.
+        #[arg(long)]
+        plaintext: bool,
+    },
+    /// Put a backup back as this data directory's database (which must not exist yet).
+    Restore {
+        from: PathBuf,
+        /// The identity file the backup was encrypted to (from `backup-key`).
+        #[arg(long)]
+        identity: Option<PathBuf>,
+        /// The file holding the backup's passphrase.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// The backup is a plain copy (`backup --plaintext`).
+        #[arg(long)]
+        plaintext: bool,
+    },
+    /// Make the key pair backups are encrypted to: the identity (secret) is written to --out
+    /// with owner-only permissions and belongs off this machine; the recipient key is printed.
+    BackupKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Counts of devices, documents and changes.
     Stats,
     /// Check the relay's record: the receipt chain and the stored documents.
@@ -176,6 +209,29 @@ fn migrate_to_postgres(data_dir: &Path, url: &str) -> Result<()> {
     Ok(())
 }
 
+/// The first line of a passphrase file.
+fn read_passphrase(file: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let line = text.lines().next().unwrap_or("").to_string();
+    if line.trim().is_empty() {
+        bail!("{} holds no passphrase", file.display());
+    }
+    Ok(line)
+}
+
+/// Writes a file only its owner may read.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Command::MigrateToPostgres { to } = &cli.command {
@@ -201,6 +257,43 @@ fn main() -> Result<()> {
             }
             Err(broken) => bail!("the record does not hold: {broken}"),
         };
+    }
+    if let Command::BackupKey { out } = &cli.command {
+        if out.exists() {
+            bail!("{} exists; choose a new file name", out.display());
+        }
+        let (secret, recipient) = backup::new_identity();
+        write_private(out, &format!("# gridwalk-relay backup key; recipient: {recipient}\n{secret}\n"))?;
+        println!("{recipient}");
+        eprintln!(
+            "identity written to {}: keep it off this machine; backups use --recipient {recipient}",
+            out.display()
+        );
+        return Ok(());
+    }
+    if let Command::Restore { from, identity, passphrase_file, plaintext } = &cli.command {
+        std::fs::create_dir_all(&cli.data_dir)?;
+        let db = cli.data_dir.join("relay.db");
+        if db.exists() {
+            bail!("{} exists: restore into a new --data-dir", db.display());
+        }
+        match (identity, passphrase_file, plaintext) {
+            (Some(id), None, false) => backup::decrypt_file(from, &db, &RestoreKey::IdentityFile(id.clone()))?,
+            (None, Some(file), false) => {
+                backup::decrypt_file(from, &db, &RestoreKey::Passphrase(read_passphrase(file)?))?
+            }
+            (None, None, true) => {
+                std::fs::copy(from, &db).with_context(|| format!("cannot copy {}", from.display()))?;
+            }
+            _ => bail!("give one of --identity, --passphrase-file or --plaintext"),
+        }
+        // What came back must be a relay database.
+        if let Err(e) = SqliteRelayStore::open(&db).and_then(|s| s.stats()) {
+            let _ = std::fs::remove_file(&db);
+            bail!("{} is not a relay backup: {e}", from.display());
+        }
+        println!("restored into {}", db.display());
+        return Ok(());
     }
     if let Command::Digest = &cli.command {
         std::fs::create_dir_all(&cli.data_dir)?;
@@ -293,17 +386,45 @@ fn main() -> Result<()> {
             }
             println!("revoked {device_id}");
         }
-        Command::Backup { to } => {
+        Command::Backup { to, recipient, passphrase_file, plaintext } => {
             if to.exists() {
                 bail!("{} exists; choose a new file name", to.display());
             }
-            relay.backup(&to).map_err(|e| anyhow::anyhow!(e.message))?;
-            println!("backed up to {}", to.display());
+            let key = match (recipient.is_empty(), passphrase_file, plaintext) {
+                (false, None, false) => BackupKey::Recipients(
+                    recipient.iter().map(|r| backup::parse_recipient(r)).collect::<Result<_, _>>()?,
+                ),
+                (true, Some(file), false) => BackupKey::Passphrase(read_passphrase(&file)?),
+                (true, None, true) => {
+                    relay.backup(&to).map_err(|e| anyhow::anyhow!(e.message))?;
+                    println!("backed up to {} (not encrypted)", to.display());
+                    return Ok(());
+                }
+                (true, None, false) => bail!(
+                    "a backup holds every resident's record: encrypt it with --recipient (a key from \
+                     `gridwalk-relay backup-key`) or --passphrase-file, or ask for --plaintext"
+                ),
+                _ => bail!("give one of --recipient, --passphrase-file or --plaintext"),
+            };
+            // The plain copy lives only beside the relay's own database, and only until encrypted.
+            let plain = cli.data_dir.join(".backup-in-progress.db");
+            let _ = std::fs::remove_file(&plain);
+            let result = relay
+                .backup(&plain)
+                .map_err(|e| anyhow::anyhow!(e.message))
+                .and_then(|()| Ok(backup::encrypt_file(&plain, &to, &key)?));
+            let _ = std::fs::remove_file(&plain);
+            result?;
+            println!("backed up to {} (encrypted)", to.display());
         }
         Command::Stats => {
             println!("{}", serde_json::to_string_pretty(&relay.stats().map_err(|e| anyhow::anyhow!(e.message))?)?);
         }
-        Command::Digest | Command::MigrateToPostgres { .. } | Command::Audit { .. } => {
+        Command::Digest
+        | Command::MigrateToPostgres { .. }
+        | Command::Audit { .. }
+        | Command::Restore { .. }
+        | Command::BackupKey { .. } => {
             unreachable!("handled before the relay opens")
         }
     }
