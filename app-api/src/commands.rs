@@ -492,11 +492,36 @@ pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResul
             }
         })
         .collect();
-    let allowed = candidate_actions(now)
-        .into_iter()
-        .filter(|(_, action)| lifecycle::check(state, action).is_ok())
-        .map(|(name, _)| name.to_string())
-        .collect();
+    let ctx = context(app, store);
+    let mut allowed = Vec::new();
+    for (name, action) in candidate_actions(now) {
+        if lifecycle::check(state, &action).is_ok() && store.allows(&ctx, state, &action)? {
+            allowed.push(name.to_string());
+        }
+    }
+    let linked = |other: &str| -> CommandResult<Option<LinkedRequestDto>> {
+        let Ok(v) = store.request(other) else { return Ok(None) };
+        let reporter = match &v.body.reporter {
+            Reporter::Resident { name, .. } if !name.trim().is_empty() => Some(name.clone()),
+            _ => None,
+        };
+        Ok(Some(LinkedRequestDto {
+            id: v.header.id.clone(),
+            description: v.body.description.clone(),
+            address: v.body.place.address.clone(),
+            status: v.state.status.as_str().into(),
+            reporter,
+        }))
+    };
+    let merged_into = match &state.merged_into {
+        Some(target) => linked(target)?,
+        None => None,
+    };
+    let mut duplicates = Vec::new();
+    for d in store.duplicates_of(id)? {
+        duplicates.extend(linked(&d.id)?);
+    }
+    let gps = view.body.place.gps.map(|g| GpsDto { lat: g.lat, lon: g.lon, accuracy_m: g.accuracy_m });
     let row = RequestRow {
         id: view.header.id.clone(),
         grid: view.header.grid.clone(),
@@ -531,6 +556,9 @@ pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResul
         photos,
         history,
         allowed,
+        gps,
+        merged_into,
+        duplicates,
     })
 }
 

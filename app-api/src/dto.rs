@@ -281,7 +281,33 @@ pub struct RequestDetail {
     pub created_by: String,
     pub photos: Vec<PhotoRefDto>,
     pub history: Vec<HistoryDto>,
+    /// The steps this person may take now: the lifecycle allows them and so does the
+    /// permission table for this device's role.
     pub allowed: Vec<String>,
+    /// Where the request was raised, when the walker's phone recorded it.
+    pub gps: Option<GpsDto>,
+    /// The request this one was merged into, as a duplicate.
+    pub merged_into: Option<LinkedRequestDto>,
+    /// The duplicates merged into this one, with their reporters (owed feedback too).
+    pub duplicates: Vec<LinkedRequestDto>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GpsDto {
+    pub lat: f64,
+    pub lon: f64,
+    pub accuracy_m: Option<f64>,
+}
+
+/// Another request, named the way a person reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkedRequestDto {
+    pub id: String,
+    pub description: String,
+    pub address: String,
+    pub status: String,
+    /// The reporter's name, when a resident gave one.
+    pub reporter: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

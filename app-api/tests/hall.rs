@@ -234,8 +234,26 @@ fn the_monthly_list_and_its_xlsx_export_for_a_village() {
             ..RequestFilter::default()
         })
         .unwrap();
-    assert_eq!(rows.len() as i64, expected);
+    // And those of earlier months still open, carried over.
+    let carried: usize = [Status::New, Status::Accepted, Status::Assigned, Status::Reopened]
+        .into_iter()
+        .map(|status| {
+            store
+                .list_requests(&RequestFilter {
+                    grids: village_grids.clone(),
+                    statuses: vec![status],
+                    created_before: Some(from.with_timezone(&chrono::Utc).into()),
+                    limit: 10_000,
+                    ..RequestFilter::default()
+                })
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(rows.len() as i64, expected + carried as i64);
+    assert_eq!(rows.iter().filter(|r| r["carried_over"] == true).count(), carried);
     assert_eq!(list["total"]["total"].as_i64().unwrap(), expected);
+    assert_eq!(list["total"]["carried_over"].as_i64().unwrap(), carried as i64);
 
     let file = app
         .call("export_monthly_xlsx", json!({"month": "2026-10", "scope": {"kind": "village", "id": village}}))
@@ -245,7 +263,7 @@ fn the_monthly_list_and_its_xlsx_export_for_a_village() {
     assert!(path.exists());
     let name = file["file_name"].as_str().unwrap();
     assert!(name.starts_with("驻网办事清单_") && name.ends_with("_2026-10.xlsx"), "{name}");
-    assert_eq!(file["requests"].as_i64().unwrap(), expected);
+    assert_eq!(file["requests"].as_i64().unwrap(), expected + carried as i64, "every listed request is in the file");
     assert_eq!(file["sheets"][0], "汇总");
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD.decode(file["data_base64"].as_str().unwrap()).unwrap();

@@ -745,3 +745,26 @@ fn a_first_pull_builds_the_list_indexes_after_its_rows_and_loses_none_when_cut_o
     assert_eq!((counts(&device), counts(&hall)), (151, 151));
     assert_eq!(device.list_requests(&search).unwrap().len(), 151);
 }
+
+/// A merged duplicate names the request it went into, and that request lists its duplicates:
+/// their reporters are owed feedback too. The index keeps it through a rebuild.
+#[test]
+fn the_request_a_duplicate_was_merged_into_lists_its_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(&dir, "hall.db", "hall-pc");
+    let first = store.raise_request(&store.context(t(0)), streetlight("g1", None)).unwrap();
+    let second = store.raise_request(&store.context(t(1)), streetlight("g1", None)).unwrap();
+    let third = store.raise_request(&store.context(t(2)), streetlight("g1", None)).unwrap();
+    assert!(store.duplicates_of(&first).unwrap().is_empty());
+    for dup in [&third, &second] {
+        let merge = Action::Triaged { decision: TriageDecision::MergeInto { target: first.clone() } };
+        store.act(&store.context(t(3)), dup, merge).unwrap();
+    }
+    let ids =
+        |list: Vec<gridwalk_core::store::query::RequestSummary>| list.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.duplicates_of(&first).unwrap()), vec![second.clone(), third.clone()], "oldest first");
+    assert!(store.duplicates_of(&second).unwrap().is_empty());
+    store.rebuild_index().unwrap();
+    assert_eq!(ids(store.duplicates_of(&first).unwrap()), vec![second, third]);
+    assert!(store.check().unwrap().index_matches_documents);
+}

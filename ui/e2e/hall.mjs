@@ -274,6 +274,9 @@ async function main() {
     await page.screenshot({ path: join(OUT, 'hall-merged.png') });
     await mergedInto.click();
     await page.locator(`${tid('screen-hall-request')}[data-request-id="${id}"]`).waitFor();
+    // The original lists the duplicate merged into it, by its words: its reporter is owed an answer.
+    await page.locator(`${tid('detail-duplicates')}[data-count="1"] ${tid('detail-duplicate-link')}[data-request-id="${dupId}"]`).waitFor({ timeout: 15000 });
+    await assertNoMachineIds(page, 'hall: the original with its duplicate');
 
     // 5. The original: accept, assign (office, person, deadline, level), resolve with an after photo.
     await page.goto(`${hall.url}/#/hall/request/${id}`);

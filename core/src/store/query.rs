@@ -193,6 +193,15 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The duplicates merged into request `id` (研判: merged), oldest first. Their reporters are
+    /// owed feedback as much as the request's own.
+    pub fn duplicates_of(&self, id: &str) -> Result<Vec<RequestSummary>> {
+        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM request_index WHERE merged_into = ?1 ORDER BY created_at, id");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([id], summary_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// How many requests match `filter` (limit and offset ignored).
     pub fn count_requests(&self, filter: &RequestFilter) -> Result<i64> {
         let mut params = Vec::new();

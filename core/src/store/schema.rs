@@ -847,6 +847,35 @@ CREATE TABLE damaged_documents (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 17: which request a merged duplicate went into, so the request it went into can
+/// list its duplicates (and their reporters, who are owed feedback too). Filled for the merged
+/// requests already here by the hook below.
+const V17: &str = r#"
+ALTER TABLE request_index ADD COLUMN merged_into TEXT;
+CREATE INDEX request_by_merged_into ON request_index(merged_into) WHERE merged_into IS NOT NULL;
+"#;
+
+fn fill_merged_into(tx: &rusqlite::Transaction) -> HookResult {
+    let ids: Vec<String> = tx
+        .prepare("SELECT id FROM request_index WHERE status = 'merged'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        // A document that does not load is reported by `check`; it must not stop the upgrade.
+        let Ok(Some((_, _, doc))) = super::Store::load_automerge(tx, &id) else {
+            continue;
+        };
+        let Ok(state) = crate::docs::RequestDocument::from_automerge(doc).state() else {
+            continue;
+        };
+        tx.execute(
+            "UPDATE request_index SET merged_into = ?2 WHERE id = ?1",
+            rusqlite::params![id, state.merged_into],
+        )?;
+    }
+    Ok(())
+}
+
 /// Every running count (`request_tally`, `request_resolved_tally`, `request_deadline_tally`)
 /// counted afresh, set-wise, from `request_index` and `areas`: what the triggers of version 13
 /// add up row by row, for a first pull that drops the triggers while its rows go in (see
@@ -950,8 +979,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V14),
         M::up(V15),
         M::up(V16),
+        M::up_with_hook(V17, fill_merged_into),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 16;
+pub const LATEST_VERSION: usize = 17;

@@ -184,9 +184,15 @@ export type RequestDetail = RequestRow & {
   photos: PhotoRef[];
   history: HistoryEvent[];
   allowed: string[];
-  /** Where the request was recorded, when it was. Not sent by the core yet (asked for). */
+  /** Where the request was recorded, when it was. */
   gps?: Gps | null;
+  /** The request this one was merged into, as a duplicate. */
+  merged_into?: LinkedRequest | null;
+  /** The duplicates merged into this one, with their reporters (owed feedback too). */
+  duplicates?: LinkedRequest[];
 };
+
+export type LinkedRequest = { id: string; description: string; address: string; status: string; reporter: string | null };
 
 export type Rating = 'satisfied' | 'basically' | 'not_satisfied';
 export const RATINGS: Rating[] = ['satisfied', 'basically', 'not_satisfied'];
