@@ -387,7 +387,11 @@ fn admin_lists(app: &App) -> CommandResult<Value> {
         .into_iter()
         .map(|w| json!({ "id": w.id, "name": w.name, "phone": w.phone, "role": w.role, "work_group": w.work_group, "grids": w.grids }))
         .collect();
-    Ok(json!({ "villages": villages, "grids": grids, "departments": departments, "walkers": walkers }))
+    // Records this device holds but cannot read (written by an older relay or a bug): the hall
+    // sees how many and which, to ask about each.
+    let damaged = store.damaged_documents()?;
+    Ok(json!({ "villages": villages, "grids": grids, "departments": departments, "walkers": walkers,
+               "damaged": damaged }))
 }
 
 // ----- admin writes -----------------------------------------------------------------------------

@@ -289,3 +289,32 @@ fn admin_lists_show_offices_grids_and_walkers_grid_assignments() {
     assert_eq!(w["grids"], json!(walkers[0].grids));
     assert_eq!(lists["villages"].as_array().unwrap().len(), 2);
 }
+
+/// The hall sees how many records this PC holds but cannot read, and which (the admin screen's
+/// list), while everything else lists as before.
+#[test]
+fn the_hall_sees_the_records_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _clock) = hall_app(dir.path());
+    let lists = app.call("admin_lists", json!({})).unwrap();
+    assert_eq!(lists["damaged"], json!([]));
+    let grid = grid_of(&app);
+    let id = raise(&app, &grid, "streetlight", "村口", "路灯不亮");
+    // A change from elsewhere that deletes the request's body.
+    let store = store_of(dir.path());
+    let mut doc = automerge::AutoCommit::load(&store.document_bytes(&id).unwrap()).unwrap();
+    let before = doc.get_heads();
+    automerge::transaction::Transactable::delete(&mut doc, automerge::ROOT, "body").unwrap();
+    doc.commit();
+    let bytes: Vec<u8> = doc.get_changes(&before).iter().flat_map(|c| c.raw_bytes().to_vec()).collect();
+    store.apply_remote(&id, &bytes).unwrap();
+    let lists = app.call("admin_lists", json!({})).unwrap();
+    let damaged = lists["damaged"].as_array().unwrap();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!(damaged[0]["doc_id"], id.as_str());
+    assert_eq!(damaged[0]["field"], "body");
+    // The inbox lists the rest.
+    let inbox = app.call("inbox", json!({})).unwrap();
+    let items = inbox["items"].as_array().unwrap();
+    assert!(!items.is_empty() && items.iter().all(|r| r["id"] != id.as_str()));
+}

@@ -124,6 +124,8 @@ export type AdminLists = {
   grids: { id: string; name: string; enterprise_grid: boolean; village: string | null; village_name: string | null }[];
   departments: { id: string; name: string; level: string }[];
   walkers: { id: string; name: string; phone: string | null; role: string; work_group: string | null; grids: string[] }[];
+  /** Records this device holds but cannot read, with the part that cannot be read. */
+  damaged?: { doc_id: string; field: string; message: string }[];
 };
 
 /** What republishing the rosters did: each changed roster goes to its grid's phones. */
