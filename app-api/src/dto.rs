@@ -26,22 +26,10 @@ impl ProgressDto {
     }
 }
 
-/// How far a sync has come, for a progress bar: documents pushed, photo bytes uploaded and photos
-/// downloaded each count, weighed by their share of the work; the pull counts once it has
-/// started. Reaches 1 only when the session says every phase is done.
+/// How far a sync has come, for a progress bar: the session's own model (`Progress::fraction`),
+/// the same the command line prints.
 pub fn fraction(p: &Progress) -> f64 {
-    if p.done {
-        return 1.0;
-    }
-    // One "unit" per document, per 64 KiB of photo upload and per photo download.
-    const PHOTO_UNIT: f64 = 64.0 * 1024.0;
-    let total =
-        p.docs_to_push as f64 + (p.photo_bytes_to_upload as f64 / PHOTO_UNIT) + p.photos_to_download as f64 + 1.0;
-    let done = p.docs_pushed.min(p.docs_to_push) as f64
-        + (p.photo_bytes_up.min(p.photo_bytes_to_upload) as f64 / PHOTO_UNIT)
-        + p.photos_downloaded.min(p.photos_to_download) as f64
-        + if p.pages_pulled > 0 { 1.0 } else { 0.0 };
-    (done / total).clamp(0.0, 0.99)
+    p.fraction()
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -26,7 +26,12 @@ pub struct SyncSettings {
 
 impl Default for SyncSettings {
     fn default() -> Self {
-        SyncSettings { check_every: Duration::from_secs(3), refresh_every: Duration::from_secs(60), automatic: true }
+        // A look at the relay twice a second: a walker back in range sees it within a second.
+        SyncSettings {
+            check_every: Duration::from_millis(500),
+            refresh_every: Duration::from_secs(60),
+            automatic: true,
+        }
     }
 }
 

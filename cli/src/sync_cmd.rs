@@ -33,7 +33,8 @@ pub fn sync(env: &Env, resend_all: bool) -> Result<()> {
         if !json {
             // One line rewritten in place: a progress bar for a terminal.
             eprint!(
-                "\rsync: up {}/{} documents ({} bytes), down {} documents ({} bytes); photos up {}/{} ({}/{} bytes), down {}/{} ({} bytes)   ",
+                "\rsync {:>3}%: up {}/{} documents ({} bytes), down {} documents ({} bytes); photos up {}/{} ({}/{} bytes), down {}/{} ({} bytes)   ",
+                (p.fraction() * 100.0).floor(),
                 p.docs_pushed,
                 p.docs_to_push,
                 p.bytes_pushed,

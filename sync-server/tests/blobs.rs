@@ -1037,3 +1037,62 @@ fn a_photo_named_from_another_grid_is_never_served_and_the_push_naming_it_is_ref
     sync(&hall, &relay, &th);
     assert_eq!(hall.photo_bytes(&photo).unwrap(), b.photo_bytes(&photo).unwrap());
 }
+
+/// Regression: the sync bar went 0.99 → 0.25 → 0.5 when the photo stage turned out to hold
+/// work, and "up 7294/7247 documents" counted a document twice when its changes went up in two
+/// pushes. Now every progress a sync reports (the same model the app and the command line
+/// show) never goes back, never passes 1, counts documents once, and ends at 1.
+#[test]
+fn a_syncs_progress_never_goes_back_counts_documents_once_and_ends_at_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay_in(dir.path());
+    let phone = device_store(dir.path(), "phone-a", "wa");
+    let token = enrol(&relay, "phone-a", Role::Walker, &["g1"]);
+    for n in 0..6 {
+        let request = raise(&phone, "g1", n);
+        // Several changes per document, so that one document spans several small pushes.
+        phone.act(&phone.context(t(n + 100)), &request, Action::Progress { note: "已联系".into() }).ok();
+        if n % 2 == 0 {
+            add_photo(&phone, &request, 320, 240, 40 + n as u64, PhotoRole::Before, n + 200);
+        }
+    }
+    let docs = phone.outbox_docs().unwrap();
+    let mut seen = Vec::new();
+    let session = SyncSession::new(&phone, SessionLimits { push_entries: 2, push_bytes: 1024, pull_page: 2 })
+        .unwrap()
+        .with_blob_chunk(CHUNK);
+    let last = client::run_session(
+        session,
+        &mut InMemoryTransport::new(&relay, token.as_str()),
+        Retry { attempts: 1, ..Retry::default() },
+        &AtomicBool::new(false),
+        &mut |p| seen.push((p.fraction(), p.docs_pushed, p.docs_to_push, p.stage)),
+    )
+    .unwrap();
+    assert!(seen.len() > 5, "{seen:?}");
+    for w in seen.windows(2) {
+        assert!(w[1].0 >= w[0].0, "the bar went back: {:?} then {:?}", w[0], w[1]);
+    }
+    assert!(seen.iter().all(|(f, pushed, to_push, _)| *f <= 1.0 && pushed <= to_push), "{seen:?}");
+    assert_eq!((last.docs_pushed, last.docs_to_push), (docs, docs), "each document counted once");
+    assert_eq!(last.fraction(), 1.0);
+    // A second device receives it all (pages, then photo downloads): the same holds.
+    let other = device_store(dir.path(), "phone-b", "wb");
+    let token_b = enrol(&relay, "phone-b", Role::Walker, &["g1"]);
+    let mut seen = Vec::new();
+    let session = SyncSession::new(&other, SessionLimits { push_entries: 2, push_bytes: 1024, pull_page: 2 })
+        .unwrap()
+        .with_blob_chunk(CHUNK);
+    let last = client::run_session(
+        session,
+        &mut InMemoryTransport::new(&relay, token_b.as_str()),
+        Retry { attempts: 1, ..Retry::default() },
+        &AtomicBool::new(false),
+        &mut |p| seen.push(p.fraction()),
+    )
+    .unwrap();
+    seen.push(last.fraction());
+    assert!(seen.len() > 4 && seen.windows(2).all(|w| w[1] >= w[0]), "{seen:?}");
+    assert_eq!(seen.last().copied(), Some(1.0));
+    assert!(last.photos_downloaded > 0, "the photo stage ran");
+}

@@ -241,11 +241,35 @@ async function main() {
     await shot(page, '07-offline-sync');
     await assertNoMachineIds(page, 'sync, offline');
 
-    // 5. The relay is back: the app syncs by itself and the bar reaches 100%.
+    // 5. The relay is back: the app syncs by itself and the bar reaches 100%. What the sync screen
+    //    shows meanwhile is honest: what waits shows 0 %, not the last sync's 100 %; the bar never
+    //    goes back and never passes 100 %; it never says offline while a sync runs.
+    const waitingShown = await page.locator(tid('sync-progress')).getAttribute('data-fraction');
+    assert(waitingShown === '0', `with records waiting offline the bar shows ${waitingShown}, not the last sync's`);
+    await page.evaluate(() => {
+      window.__syncSeen = [];
+      const look = () => {
+        const bar = document.querySelector('[data-testid="sync-progress"]');
+        const chip = document.querySelector('[data-testid="sync-online"]');
+        if (bar) window.__syncSeen.push([Number(bar.getAttribute('data-fraction')), bar.getAttribute('data-syncing'), chip?.textContent ?? '']);
+      };
+      window.__syncLook = setInterval(look, 50);
+    });
+    const backAt = Date.now();
     relay = await startRelay(relayDir, port);
     await page.locator(tid('online-mark') + '[data-online="true"]').waitFor({ timeout: 30000 });
+    const noticedIn = Date.now() - backAt;
     await page.locator(tid('sync-progress') + '[data-fraction="1"]').waitFor({ timeout: 60000 });
     await page.locator(tid('pending-count') + '[data-count="0"]').waitFor({ timeout: 60000 });
+    const seen = await page.evaluate(() => {
+      clearInterval(window.__syncLook);
+      return window.__syncSeen;
+    });
+    const fractions = seen.map(([f]) => f);
+    assert(fractions.every((f, i) => f <= 1 && (i === 0 || f >= fractions[i - 1])), `the bar went back or past 100%: ${fractions.join(' ')}`);
+    const offlineWhileSyncing = seen.filter(([, syncing, chip]) => syncing === 'true' && /离线|Offline/.test(chip));
+    assert(offlineWhileSyncing.length === 0, `offline shown during a sync: ${JSON.stringify(offlineWhileSyncing.slice(0, 3))}`);
+    console.log(`sync screen: ${seen.length} looks, bar ${fractions[0]} → ${fractions[fractions.length - 1]} never back; reconnection noticed ${noticedIn} ms after the relay started`);
     await shot(page, '08-synced');
     await assertNoMachineIds(page, 'sync, done');
 

@@ -26,6 +26,8 @@ export type Progress = {
   photos_waiting: number;
   done: boolean;
   fraction: number;
+  /** What the sync is doing now. */
+  stage?: 'sending' | 'receiving' | 'photos_up' | 'photos_down' | 'done';
 };
 
 export type Role = 'walker' | 'hall' | 'admin';

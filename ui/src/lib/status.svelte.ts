@@ -1,9 +1,12 @@
-// The device's AppStatus, polled every second while a sync runs and every five seconds otherwise.
+// The device's AppStatus, polled every second while a sync runs, twice a second while the relay
+// is out of reach (so a walker back in range sees it within a second), and every five seconds
+// otherwise. The browser's own "online" event asks at once.
 
 import { api, toApiError, type ApiError, type AppStatus } from './api';
 
 export const FAST_POLL_MS = 1000;
 export const SLOW_POLL_MS = 5000;
+export const OFFLINE_POLL_MS = 500;
 
 export const app = $state<{ status: AppStatus | null; error: ApiError | null; loaded: boolean }>({
   status: null,
@@ -33,7 +36,9 @@ export async function refreshStatus(): Promise<AppStatus | null> {
 }
 
 export function nextPollDelay(s: AppStatus | null): number {
-  return s?.syncing ? FAST_POLL_MS : SLOW_POLL_MS;
+  if (s?.syncing) return FAST_POLL_MS;
+  if (s && s.enrolled && !s.online) return OFFLINE_POLL_MS;
+  return SLOW_POLL_MS;
 }
 
 async function tick() {
@@ -43,15 +48,22 @@ async function tick() {
   timer = setTimeout(tick, nextPollDelay(app.status));
 }
 
+/** The browser (or the phone) says the network is back: ask the core at once. */
+function onOnline(): void {
+  pollSoon(0);
+}
+
 export function startPolling(): void {
   if (running) return;
   running = true;
+  if (typeof window !== 'undefined') window.addEventListener('online', onOnline);
   void tick();
 }
 
 export function stopPolling(): void {
   running = false;
   clearTimeout(timer);
+  if (typeof window !== 'undefined') window.removeEventListener('online', onOnline);
 }
 
 /** Poll soon (after a sync was started, for instance). */

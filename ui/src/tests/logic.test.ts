@@ -146,7 +146,9 @@ describe('status polling', () => {
   it('polls fast while syncing, slowly otherwise; counts what waits', () => {
     const s = { syncing: true, pending_documents: 3, pending_photos: 2 } as AppStatus;
     expect(nextPollDelay(s)).toBe(1000);
-    expect(nextPollDelay({ ...s, syncing: false })).toBe(5000);
+    expect(nextPollDelay({ ...s, syncing: false, enrolled: true, online: true })).toBe(5000);
+    // Out of reach: asked twice a second, so the way back is seen within a second.
+    expect(nextPollDelay({ ...s, syncing: false, enrolled: true, online: false })).toBe(500);
     expect(nextPollDelay(null)).toBe(5000);
     expect(pendingCount(s)).toBe(5);
     expect(pendingCount(null)).toBe(0);
