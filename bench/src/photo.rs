@@ -218,6 +218,22 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
         .into_iter()
         .fold((0, 0.0), |(rss, cpu), (r, c)| (rss.max(r), cpu + c));
     let (baseline_rss, ours_rss, magick_rss, vips_rss) = (baseline.0, ours_usage.0, magick_usage.0, vips_usage.0);
+    // The largest PNG the ingest accepts (RGBA, 8 bits: what screenshots and editors save), whose
+    // decode cannot be scaled down: its peak memory is the most one ingest may take.
+    let max_pixels = IngestOptions::default().max_pixels;
+    let (png_w, png_h) = if args.smoke { (600, 400) } else { largest_png_size(max_pixels) };
+    let png_path = out_dir.join("largest.png");
+    std::fs::write(&png_path, gradient_png(png_w, png_h)?)?;
+    let png_usage = probe(
+        &me,
+        &[
+            "photo".into(),
+            "--child-ingest".into(),
+            png_path.display().to_string(),
+            "--child-store".into(),
+            work.path().join("rss-store-png").display().to_string(),
+        ],
+    )?;
 
     if args.keep_dir.is_some() {
         let photo = ingest(&source, &IngestOptions::default())?;
@@ -251,6 +267,14 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
             "in_memory_ingest_median_ms": round(median(&mut ours_ingest_only)),
             "cpu_ms_one_run": round(ours_usage.1),
             "peak_rss_mb": mb(ours_rss),
+            "largest_accepted_png": {
+                "size": [png_w, png_h],
+                "pixels": u64::from(png_w) * u64::from(png_h),
+                "limit_pixels": max_pixels,
+                "color": "RGBA, 8 bits",
+                "peak_rss_mb": mb(png_usage.0),
+            },
+            "goal_peak_rss_at_most_150_mb": !args.smoke && ours_rss.max(png_usage.0) <= 150 * 1024,
             "process_baseline_rss_mb": mb(baseline_rss),
         },
         "imagemagick": {
@@ -563,4 +587,25 @@ fn exif_block(orientation: u16) -> Vec<u8> {
         t.extend(d.to_le_bytes());
     }
     t
+}
+
+/// The largest 3:2 image within `max_pixels`.
+fn largest_png_size(max_pixels: u64) -> (u32, u32) {
+    let unit = ((max_pixels / 6) as f64).sqrt().floor() as u32;
+    (unit * 3, unit * 2)
+}
+
+/// An RGBA PNG of smooth gradients: small on disk (the file is not what is measured) but as
+/// large decoded as any PNG of its size.
+fn gradient_png(w: u32, h: u32) -> anyhow::Result<Vec<u8>> {
+    let mut pixels = Vec::with_capacity((w * h * 4) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            pixels.extend_from_slice(&[(x * 255 / w) as u8, (y * 255 / h) as u8, 128, 255]);
+        }
+    }
+    let image = image::RgbaImage::from_raw(w, h, pixels).context("the gradient's pixels")?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png)?;
+    Ok(out.into_inner())
 }

@@ -283,6 +283,11 @@ fn crc32(data: &[u8]) -> u32 {
 /// A PNG whose header claims `w` × `h` RGBA pixels, followed by a little compressed data: a few
 /// hundred bytes that would need `w * h * 4` bytes to decode.
 fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    png_claiming_depth(w, h, 8)
+}
+
+/// A PNG whose header claims `w` × `h` RGBA pixels of `depth` bits a channel.
+fn png_claiming_depth(w: u32, h: u32, depth: u8) -> Vec<u8> {
     fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
         out.extend((data.len() as u32).to_be_bytes());
         let mut body = kind.to_vec();
@@ -294,7 +299,7 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     let mut ihdr = Vec::new();
     ihdr.extend(w.to_be_bytes());
     ihdr.extend(h.to_be_bytes());
-    ihdr.extend([8, 6, 0, 0, 0]);
+    ihdr.extend([depth, 6, 0, 0, 0]);
     chunk(&mut png, b"IHDR", &ihdr);
     // A zlib stream of 1,024 zero bytes, stored uncompressed.
     let mut idat = vec![0x78, 0x01, 0x01, 0x00, 0x04, 0xFF, 0xFB];
@@ -1043,4 +1048,23 @@ fn a_store_from_before_photo_sync_learns_which_photos_it_lacks_when_upgraded() {
     }
     let upgraded = Store::open(&old).unwrap();
     assert_eq!(upgraded.wanted_photos().unwrap(), vec![photo.full.hash]);
+}
+
+/// Regression: an accepted 8000 × 8000 PNG peaked at 316 MB, more than a cheap phone can spare.
+/// Now no accepted photo may need more than about 150 MB (`gridwalk-bench photo` prints the
+/// peaks): over 24 MP is refused, and deeper pixels are held to fewer, each before decoding and
+/// with the limit in the message.
+#[test]
+fn photos_that_would_need_more_memory_than_a_cheap_phone_has_are_refused_before_decoding() {
+    for (w, h, depth, limit) in [(8000u32, 8000u32, 8u8, 24u64), (6001, 4000, 8, 24), (4000, 3500, 16, 12)] {
+        let png = png_claiming_depth(w, h, depth);
+        let (result, peak) = peak_heap(|| ingest(&png, &IngestOptions::default()));
+        match result {
+            Err(e @ PhotoError::TooLarge { .. }) => {
+                assert!(e.to_string().contains(&format!("{limit} megapixels")), "{w}×{h}×{depth}: {e}");
+            }
+            other => panic!("{w}×{h} at {depth} bits: {other:?}"),
+        }
+        assert!(peak < 1 << 20, "refusing it took {peak} bytes of heap");
+    }
 }

@@ -46,9 +46,13 @@ impl Default for IngestOptions {
             max_long_side: 1600,
             thumb_long_side: 320,
             quality: 80,
-            // 64 MP covers the 50 MP sensors of today's phones (8160 × 6144) with room to spare,
-            // and keeps one decode under about 200 MB.
-            max_pixels: 64_000_000,
+            // A cheap phone has little memory: no accepted photo may take more than about 150 MB
+            // to ingest (`gridwalk-bench photo` prints the peak of a 12 MP JPEG and of the largest
+            // PNG accepted). 24 MP is twice what phones save by default (12 MP, binned from their
+            // 48–50 MP sensors); a full-resolution 50 MP shot is refused with a clear message
+            // saying to take it at the phone's normal size. Deeper pixels are bounded apart, by
+            // `MAX_DECODED_BYTES`.
+            max_pixels: 24_000_000,
         }
     }
 }
@@ -386,6 +390,10 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), &'static str> {
     }
 }
 
+/// The most a decoded source image may take in memory. A PNG of 16-bit RGBA pixels takes eight
+/// bytes a pixel, so it is held to fewer pixels than `max_pixels` allows an ordinary photo.
+const MAX_DECODED_BYTES: u64 = 100 * 1000 * 1000;
+
 /// PNG and WebP through `image`'s decoders, which read only the header when created.
 fn decode_with_image(
     mut decoder: impl ImageDecoder,
@@ -396,6 +404,14 @@ fn decode_with_image(
     check_size(format, width, height, options)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let color = decoder.color_type();
+    if decoder.total_bytes() > MAX_DECODED_BYTES {
+        return Err(PhotoError::TooLarge {
+            format: format.name(),
+            width: width.into(),
+            height: height.into(),
+            limit_megapixels: MAX_DECODED_BYTES / u64::from(color.bytes_per_pixel().max(1)) / 1_000_000,
+        });
+    }
     let len = usize::try_from(decoder.total_bytes()).map_err(|_| PhotoError::OutOfMemory { width, height })?;
     let mut pixels = alloc(len, width, height)?;
     decoder.read_image(&mut pixels).map_err(|e| damaged(format, e))?;
