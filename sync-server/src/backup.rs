@@ -47,23 +47,11 @@ pub fn encrypt_file(plain: &Path, to: &Path, key: &BackupKey) -> Result<(), Back
         BackupKey::Recipients(rs) => age::Encryptor::with_recipients(rs.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| BackupError::Encrypt(e.to_string()))?,
     };
-    let partial = partial_name(to);
-    let result = (|| -> Result<(), BackupError> {
-        let out = BufWriter::new(File::create(&partial)?);
+    write_whole(to, |out| {
         let mut writer = encryptor.wrap_output(out)?;
         std::io::copy(&mut BufReader::new(File::open(plain)?), &mut writer)?;
-        let mut out = writer.finish()?;
-        out.flush()?;
-        out.get_ref().sync_all()?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => Ok(std::fs::rename(&partial, to)?),
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(e)
-        }
-    }
+        Ok(writer.finish()?)
+    })
 }
 
 /// Decrypts the backup `from` into the file `to`, written under a temporary name and renamed
@@ -81,14 +69,25 @@ pub fn decrypt_file(from: &Path, to: &Path, key: &RestoreKey) -> Result<(), Back
     let mut reader = decryptor
         .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
         .map_err(|e| BackupError::Decrypt(e.to_string()))?;
-    let partial = partial_name(to);
-    let result = (|| -> Result<(), BackupError> {
-        let mut out = BufWriter::new(File::create(&partial)?);
+    write_whole(to, |mut out| {
         std::io::copy(&mut reader, &mut out).map_err(|e| BackupError::Decrypt(e.to_string()))?;
+        Ok(out)
+    })
+}
+
+/// Writes `to` through `write` under a temporary name, flushed and synced, and renames it into
+/// place once whole; on an error nothing is left behind.
+fn write_whole(
+    to: &Path,
+    write: impl FnOnce(BufWriter<File>) -> Result<BufWriter<File>, BackupError>,
+) -> Result<(), BackupError> {
+    let partial = partial_name(to);
+    let result = File::create(&partial).map_err(BackupError::from).and_then(|f| {
+        let mut out = write(BufWriter::new(f))?;
         out.flush()?;
         out.get_ref().sync_all()?;
         Ok(())
-    })();
+    });
     match result {
         Ok(()) => Ok(std::fs::rename(&partial, to)?),
         Err(e) => {

@@ -245,6 +245,17 @@ fn scope_clause(scope: Option<&[String]>, column: &str, first_param: usize) -> (
     }
 }
 
+fn stored_doc(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDoc> {
+    Ok(StoredDoc {
+        id: r.get(0)?,
+        grid: r.get(1)?,
+        kind: r.get(2)?,
+        snapshot: r.get(3)?,
+        first_seq: r.get(4)?,
+        last_seq: r.get(5)?,
+    })
+}
+
 fn hash_from(v: Vec<u8>) -> [u8; 32] {
     let mut h = [0u8; 32];
     if v.len() == 32 {
@@ -385,16 +396,7 @@ impl RelayStore for SqliteRelayStore {
         Ok(self
             .conn()?
             .prepare_cached("SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs WHERE id = ?1")?
-            .query_row([id], |r| {
-                Ok(StoredDoc {
-                    id: r.get(0)?,
-                    grid: r.get(1)?,
-                    kind: r.get(2)?,
-                    snapshot: r.get(3)?,
-                    first_seq: r.get(4)?,
-                    last_seq: r.get(5)?,
-                })
-            })
+            .query_row([id], stored_doc)
             .optional()?)
     }
 
@@ -525,16 +527,7 @@ impl RelayStore for SqliteRelayStore {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(all), |r| {
-                Ok(StoredDoc {
-                    id: r.get(0)?,
-                    grid: r.get(1)?,
-                    kind: r.get(2)?,
-                    snapshot: r.get(3)?,
-                    first_seq: r.get(4)?,
-                    last_seq: r.get(5)?,
-                })
-            })?
+            .query_map(rusqlite::params_from_iter(all), stored_doc)?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -674,16 +667,7 @@ impl SqliteRelayStore {
             .collect::<Result<_, _>>()?;
         dump.docs = tx
             .prepare("SELECT id, grid, kind, snapshot, first_seq, last_seq FROM docs ORDER BY id")?
-            .query_map([], |r| {
-                Ok(StoredDoc {
-                    id: r.get(0)?,
-                    grid: r.get(1)?,
-                    kind: r.get(2)?,
-                    snapshot: r.get(3)?,
-                    first_seq: r.get(4)?,
-                    last_seq: r.get(5)?,
-                })
-            })?
+            .query_map([], stored_doc)?
             .collect::<Result<_, _>>()?;
         dump.changes = tx
             .prepare("SELECT seq, doc_id, grid, hash, bytes, received_at, device_id, chain FROM changes ORDER BY seq")?

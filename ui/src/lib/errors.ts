@@ -1,4 +1,6 @@
-// Error codes to sentences in the user's language; unknown codes show the core's message.
+// Error codes to sentences in the user's language, each with the next step. The core's own text
+// is English and can be a library's words; it never reaches the screen: an unknown code is shown
+// by a general sentence that names the code, for the service hall to look up.
 
 import { has, t } from './i18n.svelte';
 import { toApiError } from './api';
@@ -17,7 +19,7 @@ export function errorText(e: unknown): string {
   }
   if (has('error.' + err.code)) return t('error.' + err.code);
   if (/^photo_/.test(err.code)) return t('error.photo_other');
-  return err.message || err.code;
+  return t('error.other', { code: err.code || 'unknown' });
 }
 
 /** A message to show, kept as a function so it follows a change of language. */

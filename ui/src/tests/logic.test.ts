@@ -52,18 +52,23 @@ describe('overdue and ordering', () => {
 });
 
 describe('error sentences', () => {
-  it('maps known codes in both languages and falls back to the message', () => {
+  it('maps known codes in both languages, each with its next step, and never shows raw text', () => {
     expect(errorText({ code: 'network', message: 'cannot reach the relay: refused' })).toBe('连不上服务中心，请到有信号的地方再试。');
     expect(errorText({ code: 'photo_not_here_yet', message: '' })).toBe('照片还没同步到本机。');
-    expect(errorText({ code: 'photo_something_new', message: 'x' })).toBe('照片处理出错。');
-    expect(errorText({ code: 'weird_new_code', message: 'the core says why' })).toBe('the core says why');
+    expect(errorText({ code: 'photo_something_new', message: 'x' })).toBe('照片处理出错：请重新拍一张再试；还不行请联系服务中心。');
+    // Regression: raw library text ("Hit the end of buffer, expected more data") reached the
+    // screen. An unknown code now gets a sentence in the user's language that names the code.
+    const unknown = errorText({ code: 'weird_new_code', message: 'Hit the end of buffer, expected more data' });
+    expect(unknown).toContain('weird_new_code');
+    expect(unknown).not.toContain('buffer');
+    expect(errorText({ code: 'photo_unsupported_format', message: '' })).toContain('兼容性最佳');
     expect(errorText({ code: 'invalid_input', message: 'invalid description: must not be empty' })).toBe('“诉求内容”填写不正确，请检查。');
     expect(errorText({ code: 'invalid_input', message: 'something else' })).toBe('有内容填写不正确，请检查。');
     expect(errorText({ code: 'relay_refused', message: 'the relay refused: unknown code (bad_enrollment_code)' })).toContain('登记码无效');
     setLang('en');
     expect(errorText({ code: 'not_joined', message: '' })).toBe('This phone has not joined a service hall yet.');
     expect(errorText({ code: 'unauthorized', message: '' })).toContain('Enrol it again');
-    expect(errorText(new Error('boom'))).toBe('boom');
+    expect(errorText(new Error('boom'))).toContain('(code unknown)');
   });
 });
 
