@@ -285,7 +285,7 @@ fn every_endpoint_enforces_tokens_and_grids_and_refuses_bad_input_with_json() {
 
     // The relay's files hold no token and no code in plain text.
     let backup = dir.path().join("backup.db");
-    relay.admin(&["backup", backup.to_str().unwrap()]);
+    relay.admin(&["backup", backup.to_str().unwrap(), "--plaintext"]);
     for file in std::fs::read_dir(dir.path().join("relay")).unwrap().map(|e| e.unwrap().path()).chain([backup]) {
         let bytes = std::fs::read(&file).unwrap();
         for secret in [&link_a.token, &link_b.token, &code] {

@@ -200,6 +200,7 @@ async function main() {
     // This phone has now been allowed to locate: the form takes the position by itself.
     await context.grantPermissions(['geolocation'], { origin: phone1.url });
     await context.setGeolocation({ latitude: 30.70123, longitude: 121.01234, accuracy: 15 });
+    const gpsPlaceId = await page.locator(tid('place-item')).nth(1).getAttribute('data-place-id');
     await page.locator(tid('place-item')).nth(1).click();
     await page.locator(tid('visit-new')).click();
     await page.locator(tid('visit-kind-evening_talk')).click();
@@ -213,6 +214,11 @@ async function main() {
     await page.locator(tid('visit-submit')).click();
     await page.locator(tid('visit-done')).waitFor();
     const offlineVisitId = await page.locator(tid('visit-done')).getAttribute('data-visit-id');
+    // The place's visits show where it was recorded, with a link that opens a map.
+    await page.goto(`${phone1.url}/#/place/${GRID}/${gpsPlaceId}`);
+    const visitGps = page.locator(tid('visit-gps-shown')).first();
+    await visitGps.waitFor({ timeout: 15000 });
+    assert((await visitGps.innerText()).includes('30.70123'), `the visit's position is shown: ${await visitGps.innerText()}`);
     await page.locator(tid('tab-requests')).click();
     await page.locator(tid('request-item')).first().waitFor();
     await assertNoMachineIds(page, 'requests');

@@ -91,8 +91,8 @@ pub(crate) fn index_visit(conn: &Connection, header: &DocHeader, body: &VisitBod
     let at = body.visited_at.millis();
     conn.prepare_cached(
         "INSERT OR REPLACE INTO visit_index (id, grid, micro_grid, target_kind, target_id, kind,
-            visited_at, created_by, walkers, notes, request_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            visited_at, created_by, walkers, notes, request_count, lat, lon, accuracy_m)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         header.id,
@@ -106,6 +106,9 @@ pub(crate) fn index_visit(conn: &Connection, header: &DocHeader, body: &VisitBod
         body.walkers.join(","),
         body.notes,
         body.requests_raised.len() as i64,
+        body.gps.map(|g| g.lat),
+        body.gps.map(|g| g.lon),
+        body.gps.and_then(|g| g.accuracy_m),
     ])?;
     conn.prepare_cached("DELETE FROM visit_walkers WHERE visit_id = ?1")?.execute([&header.id])?;
     let mut walker_row =

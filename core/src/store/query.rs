@@ -5,6 +5,7 @@ use rusqlite::types::Value;
 use serde::Serialize;
 
 use super::Store;
+use crate::docs::GeoPoint;
 use crate::error::{CoreError, Result};
 use crate::lifecycle::Status;
 use crate::time::Timestamp;
@@ -101,6 +102,8 @@ pub struct VisitSummary {
     pub walkers: String,
     pub notes: String,
     pub request_count: i64,
+    /// Where it was recorded, when the walker's phone could say.
+    pub gps: Option<GeoPoint>,
 }
 
 /// A household or enterprise with the date it was last visited.
@@ -236,7 +239,7 @@ impl Store {
         let limit = if filter.limit == 0 { 50 } else { filter.limit };
         let sql = format!(
             "SELECT id, grid, target_kind, target_id, kind, visited_at, created_by, walkers, notes,
-                request_count FROM visit_index v {where_sql}
+                request_count, lat, lon, accuracy_m FROM visit_index v {where_sql}
              ORDER BY visited_at DESC, id LIMIT {limit} OFFSET {}",
             filter.offset
         );
@@ -253,6 +256,10 @@ impl Store {
                 walkers: r.get(7)?,
                 notes: r.get(8)?,
                 request_count: r.get(9)?,
+                gps: match (r.get::<_, Option<f64>>(10)?, r.get::<_, Option<f64>>(11)?) {
+                    (Some(lat), Some(lon)) => Some(GeoPoint { lat, lon, accuracy_m: r.get(12)? }),
+                    _ => None,
+                },
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

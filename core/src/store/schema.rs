@@ -855,6 +855,35 @@ ALTER TABLE request_index ADD COLUMN merged_into TEXT;
 CREATE INDEX request_by_merged_into ON request_index(merged_into) WHERE merged_into IS NOT NULL;
 "#;
 
+/// Version 18: where a visit was recorded, beside it in the index, so a place's visits show it
+/// without opening documents. The hook below reads it from the visits already here (the index
+/// must equal what the documents imply, or `index check` would fail after the upgrade).
+const V18: &str = r#"
+ALTER TABLE visit_index ADD COLUMN lat REAL;
+ALTER TABLE visit_index ADD COLUMN lon REAL;
+ALTER TABLE visit_index ADD COLUMN accuracy_m REAL;
+"#;
+
+fn fill_visit_gps(tx: &rusqlite::Transaction) -> HookResult {
+    let ids: Vec<String> =
+        tx.prepare("SELECT id FROM visit_index")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    for id in ids {
+        let Ok(Some((_, _, doc))) = super::Store::load_automerge(tx, &id) else {
+            continue;
+        };
+        let Ok(body) = crate::docs::VisitDocument::from_automerge(doc).body() else {
+            continue;
+        };
+        if let Some(g) = body.gps {
+            tx.execute(
+                "UPDATE visit_index SET lat = ?2, lon = ?3, accuracy_m = ?4 WHERE id = ?1",
+                rusqlite::params![id, g.lat, g.lon, g.accuracy_m],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn fill_merged_into(tx: &rusqlite::Transaction) -> HookResult {
     let ids: Vec<String> = tx
         .prepare("SELECT id FROM request_index WHERE status = 'merged'")?
@@ -980,8 +1009,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V15),
         M::up(V16),
         M::up_with_hook(V17, fill_merged_into),
+        M::up_with_hook(V18, fill_visit_gps),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 17;
+pub const LATEST_VERSION: usize = 18;

@@ -526,9 +526,7 @@ impl RelayStore for SqliteRelayStore {
         all.append(&mut values);
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(all), stored_doc)?
-            .collect::<Result<_, _>>()?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(all), stored_doc)?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
 
