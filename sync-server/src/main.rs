@@ -58,6 +58,12 @@ enum Command {
         walker: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Also print a QR code holding the relay's address and the code, for the app to scan.
+        #[arg(long)]
+        qr: bool,
+        /// The address phones reach this relay at, e.g. http://192.168.1.20:8470 (for the QR code).
+        #[arg(long, requires = "qr")]
+        relay_url: Option<String>,
     },
     /// List enrolled devices with their last contact.
     Devices {
@@ -209,6 +215,27 @@ fn migrate_to_postgres(data_dir: &Path, url: &str) -> Result<()> {
     Ok(())
 }
 
+/// The text an enrolment QR code holds: `gridwalk:enrol?relay=<address>&code=<code>` (the
+/// address left out when not given), which the app reads whether scanned or pasted.
+fn enrolment_link(relay_url: Option<&str>, code: &str) -> String {
+    match relay_url {
+        Some(url) => format!("gridwalk:enrol?relay={}&code={code}", url.trim_end_matches('/')),
+        None => format!("gridwalk:enrol?code={code}"),
+    }
+}
+
+/// The QR code of the enrolment link as text blocks, two rows of modules a line, with a quiet
+/// zone: it scans from a terminal.
+fn enrolment_qr(relay_url: Option<&str>, code: &str) -> Result<String> {
+    let qr = qrcode::QrCode::new(enrolment_link(relay_url, code).as_bytes()).context("cannot make the QR code")?;
+    Ok(qr
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .dark_color(qrcode::render::unicode::Dense1x2::Light)
+        .light_color(qrcode::render::unicode::Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
+}
+
 /// The first line of a passphrase file.
 fn read_passphrase(file: &Path) -> Result<String> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -338,7 +365,7 @@ fn main() -> Result<()> {
                 Ok::<_, anyhow::Error>(())
             })?;
         }
-        Command::Enroll { name, role, grids, walker, json } => {
+        Command::Enroll { name, role, grids, walker, json, qr, relay_url } => {
             let role = Role::parse(&role).expect("clap checked the role");
             let code = relay
                 .create_enrollment_for(&name, role, &grids, walker.as_deref())
@@ -355,6 +382,10 @@ fn main() -> Result<()> {
                     role.as_str(),
                     relay.limits.enrollment_ttl_hours
                 );
+            }
+            if qr {
+                // On stderr, so that stdout stays the code alone for scripts.
+                eprintln!("{}", enrolment_qr(relay_url.as_deref(), &code)?);
             }
         }
         Command::Devices { json } => {

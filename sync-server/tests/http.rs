@@ -351,3 +351,55 @@ fn wrong_enrolment_codes_are_limited_per_address_without_locking_out_the_hall() 
     std::thread::sleep(std::time::Duration::from_millis(3_200));
     assert_eq!(enrol(&code).status().as_u16(), 200);
 }
+
+/// `enroll --qr` prints a QR code in the terminal holding the relay's address and the code; read
+/// back from the printed blocks by a QR decoder (as a phone's camera would), it is the link the
+/// app understands, and the code in it enrols a device.
+#[test]
+fn the_enrolment_qr_code_printed_in_the_terminal_reads_back_as_the_link_and_enrols() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&dir.path().join("relay"), 0);
+    let out = Command::new(RELAY)
+        .arg("--data-dir")
+        .arg(&relay.data)
+        .args(["enroll", "--name", "王芳的手机", "--grids", "g1", "--qr", "--relay-url", &relay.url])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let code = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let blocks: Vec<Vec<char>> = String::from_utf8(out.stderr)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains('█') || l.contains('▀') || l.contains('▄'))
+        .map(|l| l.chars().collect())
+        .collect();
+    // Each character is two modules, top and bottom; the code is printed light on dark, so a
+    // full block is a light module pair.
+    let width = blocks.iter().map(Vec::len).max().unwrap();
+    let height = blocks.len() * 2;
+    let scale = 4;
+    let dark_at = |x: usize, y: usize| -> bool {
+        let c = blocks[y / 2].get(x).copied().unwrap_or('█');
+        let (top_light, bottom_light) = match c {
+            '█' => (true, true),
+            '▀' => (true, false),
+            '▄' => (false, true),
+            _ => (false, false),
+        };
+        !(if y % 2 == 0 { top_light } else { bottom_light })
+    };
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(width * scale, height * scale, |x, y| {
+        if dark_at(x / scale, y / scale) {
+            0
+        } else {
+            255
+        }
+    });
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the terminal");
+    let (_, text) = grids[0].decode().expect("the QR code reads");
+    assert_eq!(text, format!("gridwalk:enrol?relay={}&code={code}", relay.url));
+    // The code in it enrols a phone.
+    let phone = device_store(dir.path(), "phone", "w1");
+    client::join(&phone, &relay.url, &code, "王芳的手机").unwrap();
+}

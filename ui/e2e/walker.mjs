@@ -306,7 +306,15 @@ async function main() {
     const context2 = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, locale: 'zh-CN', hasTouch: true });
     const page2 = await context2.newPage();
     await page2.goto(phone2.url);
-    await enrol(page2, relay.url, relayCli(relayDir, 'enroll', '--name', '李强的手机', '--grids', GRID, '--walker', 'w002'), '李强的手机');
+    // The second phone enrols from the hall's QR link alone (a scanner types it as text): the
+    // address and the code come from the link, and the phone gets a sensible name by itself.
+    const code2 = relayCli(relayDir, 'enroll', '--name', '李强的手机', '--grids', GRID, '--walker', 'w002');
+    await page2.locator(tid('enroll-code')).fill(`gridwalk:enrol?relay=${relay.url}&code=${code2}`);
+    assert((await page2.locator(tid('enroll-relay')).inputValue()) === relay.url, 'the link fills the relay address');
+    assert((await page2.locator(tid('enroll-code')).inputValue()) === code2, 'and leaves the code alone in its field');
+    await page2.locator(tid('enroll-submit')).click();
+    await page2.locator(tid('app-shell')).waitFor({ timeout: 30000 });
+    await page2.locator(`${tid('grid-item')}[data-grid-id="${GRID}"]`).waitFor({ timeout: 30000 });
     await page2.locator(tid('tab-requests')).click();
     await page2.locator(tid('request-search')).fill(description.split(' ')[1]);
     await page2.locator(`${tid('request-item')}`).first().waitFor({ timeout: 30000 });

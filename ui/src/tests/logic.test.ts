@@ -168,3 +168,16 @@ describe('visit walkers', () => {
     expect(visitWalkers({ walkers: '' })).toEqual([]);
   });
 });
+
+describe('the enrolment link of a QR code', () => {
+  it('gives the relay address and the code, and nothing for other text', async () => {
+    const { parseEnrolLink } = await import('../lib/enrol');
+    expect(parseEnrolLink('gridwalk:enrol?relay=http://192.168.1.20:8470&code=K7MX2P9QRT')).toEqual({
+      relay: 'http://192.168.1.20:8470',
+      code: 'K7MX2P9QRT',
+    });
+    expect(parseEnrolLink(' gridwalk:enrol?code=K7MX2P9QRT ')).toEqual({ relay: null, code: 'K7MX2P9QRT' });
+    expect(parseEnrolLink('K7MX2P9QRT')).toBeNull();
+    expect(parseEnrolLink('gridwalk:enrol?relay=http://x')).toBeNull();
+  });
+});
