@@ -386,7 +386,7 @@ fn the_enrolment_qr_code_printed_in_the_terminal_reads_back_as_the_link_and_enro
             '▄' => (false, true),
             _ => (false, false),
         };
-        !(if y % 2 == 0 { top_light } else { bottom_light })
+        !(if y.is_multiple_of(2) { top_light } else { bottom_light })
     };
     let mut img = rqrr::PreparedImage::prepare_from_greyscale(width * scale, height * scale, |x, y| {
         if dark_at(x / scale, y / scale) {
