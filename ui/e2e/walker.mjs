@@ -141,9 +141,17 @@ async function main() {
     const companions = await page.locator(tid('visit-companions-list')).innerText();
     assert(companions.includes('村书记 王建国') && !companions.includes(colleague.name), `companions: ${companions}`);
     await page.locator(tid('visit-notes')).fill('张大爷说门口路灯坏了一周');
+    // A quick phrase is one tap, lands on its own line, and a second tap does not repeat it.
+    const safety = page.locator(`${tid('visit-phrase')}[data-phrase="visit.phrase.safety"]`);
+    await safety.click();
+    await safety.click();
+    const notes = await page.locator(tid('visit-notes')).inputValue();
+    assert(notes === '张大爷说门口路灯坏了一周\n已提醒注意用电用气安全', `notes after quick phrases: ${JSON.stringify(notes)}`);
     // The save button is never under the bottom tabs: on a small phone (360 × 740) and this one.
     await page.setViewportSize({ width: 360, height: 740 });
     await assertSaveAboveTabBar(page, '360×740');
+    const pageWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert(pageWidth <= 360, `the visit form with its quick phrases fits 360 px without sideways scrolling: ${pageWidth}`);
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(OUT, 'walker-04-visit-360.png') });
     await page.setViewportSize({ width: 390, height: 844 });
