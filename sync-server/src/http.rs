@@ -91,7 +91,8 @@ impl AttemptLimiter {
     /// `Err` with the seconds to wait when `source` (or everyone) has used up its attempts.
     fn check(&self, source: Option<std::net::IpAddr>) -> Result<(), u64> {
         let now = std::time::Instant::now();
-        let mut w = self.state.lock().expect("attempt counts");
+        // The counts stay usable after a panic elsewhere: a poisoned lock still holds valid numbers.
+        let mut w = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let window = self.limits.window;
         let wait = |(start, n): (std::time::Instant, u32), limit: u32| {
             let left = window.saturating_sub(now.duration_since(start));
@@ -111,7 +112,8 @@ impl AttemptLimiter {
     fn failed(&self, source: Option<std::net::IpAddr>) {
         let now = std::time::Instant::now();
         let window = self.limits.window;
-        let mut w = self.state.lock().expect("attempt counts");
+        // The counts stay usable after a panic elsewhere: a poisoned lock still holds valid numbers.
+        let mut w = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let bump = |c: &mut (std::time::Instant, u32)| {
             if now.duration_since(c.0) >= window {
                 *c = (now, 0);
@@ -326,14 +328,14 @@ async fn download_blob(
 }
 
 fn slice_response(ranged: bool, start: u64, total: u64, bytes: Vec<u8>) -> Response {
-    let content_type = (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    if !ranged {
+    let content_type = (header::CONTENT_TYPE, "application/octet-stream".to_string());
+    if !ranged || bytes.is_empty() {
         return ([content_type], bytes).into_response();
     }
     let end = start + bytes.len() as u64 - 1;
-    let content_range =
-        HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).expect("digits are a valid header");
-    (StatusCode::PARTIAL_CONTENT, [content_type, (header::CONTENT_RANGE, content_range)], bytes).into_response()
+    // Headers given as text: axum answers 500 rather than panicking should one ever be invalid.
+    let content_range = (header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"));
+    (StatusCode::PARTIAL_CONTENT, [content_type, content_range], bytes).into_response()
 }
 
 async fn count_outcomes(

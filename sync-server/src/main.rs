@@ -191,8 +191,10 @@ fn migrate_to_postgres(data_dir: &Path, url: &str) -> Result<()> {
     postgres.load_dump(&before).context("cannot write into the PostgreSQL database")?;
     // Photos are files; the PostgreSQL relay keeps them under <data-dir>/blobs (see open_relay),
     // unfinished uploads included so they resume where they stopped.
-    let (photo_files, photo_bytes) =
-        copy_tree(&sqlite.blob_dir().expect("a file store has a photo folder"), &data_dir.join("blobs"))?;
+    let (photo_files, photo_bytes) = copy_tree(
+        &sqlite.blob_dir().context("the SQLite relay database has no photo folder beside it")?,
+        &data_dir.join("blobs"),
+    )?;
     let digest_after = postgres.dump().context("cannot read the PostgreSQL database back")?.digest();
     println!(
         "{}",

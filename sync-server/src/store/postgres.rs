@@ -127,6 +127,9 @@ pub struct PostgresRelayStore {
     idle: Mutex<Vec<Client>>,
 }
 
+/// A client taken from the pool, put back when dropped. The client is `Some` from `conn()` until
+/// `drop` takes it back, so the `expect`s in `Deref` guard an invariant of this type, not anything a
+/// request can reach; the `Option` exists only so that `drop` can move it back without `unsafe`.
 struct Pooled<'s> {
     store: &'s PostgresRelayStore,
     client: Option<Client>,

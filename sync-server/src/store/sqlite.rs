@@ -160,6 +160,9 @@ pub struct SqliteRelayStore {
 }
 
 /// A connection taken from the pool, put back when dropped.
+/// The connection is `Some` from `conn()` until `drop` takes it back, so the `expect`s in `Deref`
+/// guard an invariant of this type, not anything a request can reach; the `Option` exists only so
+/// that `drop` can move the connection back into the pool without `unsafe`.
 struct Pooled<'s> {
     store: &'s SqliteRelayStore,
     conn: Option<Connection>,
