@@ -67,7 +67,9 @@ impl ActionContext {
         let mut bytes = [0u8; 16];
         match &self.ids {
             IdSource::Random => rand::rng().fill_bytes(&mut bytes),
-            IdSource::Seeded(rng) => rng.lock().expect("id generator lock").fill_bytes(&mut bytes),
+            IdSource::Seeded(rng) => {
+                rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner).fill_bytes(&mut bytes)
+            }
         }
         uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
     }
