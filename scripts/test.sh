@@ -29,6 +29,8 @@ cargo run -q -p gridwalk-bench -- p4 --smoke > target/bench-p4-smoke.json
 echo "benchmark smoke: p4 ok"
 cargo run -q -p gridwalk-bench -- photo --smoke > target/bench-photo-smoke.json
 echo "benchmark smoke: photo ok"
+cargo run -q -p gridwalk-bench -- tap --smoke > target/bench-tap-smoke.json
+echo "benchmark smoke: tap ok"
 cargo run -q -p gridwalk-bench -- sync --smoke > target/bench-sync-smoke.json
 echo "benchmark smoke: sync ok"
 cargo run -q -p gridwalk-bench -- report --smoke > target/bench-report-smoke.json

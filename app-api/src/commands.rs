@@ -7,9 +7,11 @@ use base64::Engine as _;
 use gridwalk_core::docs::{GeoPoint, Reporter, Source, Urgency, VisitKind, VisitTarget};
 use gridwalk_core::lifecycle::{self, Action, Assignment, Rating, Status, TriageDecision};
 use gridwalk_core::model::{Level, CATEGORIES};
-use gridwalk_core::photo::{attach, Attachment, IngestOptions};
+use gridwalk_core::photo::{attach, IngestOptions};
 use gridwalk_core::search::place_matches;
-use gridwalk_core::store::{Identity, NewRequest, NewVisit, RequestFilter, RequestSort, Store, VisitFilter};
+use gridwalk_core::store::{
+    Identity, NewRequest, NewVisit, PhotoToQueue, RequestFilter, RequestSort, Store, VisitFilter,
+};
 use gridwalk_core::sync::client;
 use gridwalk_core::time::Timestamp;
 use serde::de::DeserializeOwned;
@@ -38,6 +40,8 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
         "visits" => out(visits(app, parse(args)?)?),
         "raise_request" => out(raise_request(app, parse(args)?)?),
         "add_photo" => out(add_photo(app, parse(args)?)?),
+        "retry_photo" => retry_photo(app, parse(args)?),
+        "discard_photo" => discard_photo(app, parse(args)?),
         "requests" => out(requests(app, parse(args)?)?),
         "request" => {
             let a: IdArgs = parse(args)?;
@@ -110,10 +114,13 @@ pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
             last_error: None,
             pending_documents: 0,
             pending_photos: 0,
+            processing_photos: 0,
+            failed_photos: 0,
             now,
         });
     };
     let link = store.relay_link()?;
+    let queue = store.photo_queue_counts()?;
     let identity = store.identity().clone();
     let walker_name = store
         .walkers()?
@@ -135,6 +142,8 @@ pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
         last_error: sync.last_error,
         pending_documents: client::pending_documents(store)?.len(),
         pending_photos: store.unacknowledged_photos()?.len(),
+        processing_photos: queue.processing,
+        failed_photos: queue.failed,
         now,
     })
 }
@@ -336,8 +345,14 @@ fn raise_request(app: &App, a: NewRequestArgs) -> CommandResult<Value> {
             household: household.filter(|h| !h.is_empty()),
         },
     };
+    let files =
+        a.photos.iter().map(|p| Ok((p.file_name.as_str(), decode_photo(p)?))).collect::<CommandResult<Vec<_>>>()?;
+    let photos: Vec<PhotoToQueue<'_>> = files
+        .iter()
+        .map(|(name, bytes)| PhotoToQueue { file_name: name.to_string(), role: attach::Role::Before, bytes, gps: None })
+        .collect();
     let ctx = context(app, &store);
-    let id = store.raise_request(
+    let (id, waiting) = store.raise_request_with_photos(
         &ctx,
         NewRequest {
             id: None,
@@ -352,28 +367,62 @@ fn raise_request(app: &App, a: NewRequestArgs) -> CommandResult<Value> {
             source: if a.visit.is_some() { Source::Visit } else { Source::WalkIn },
             visit: a.visit,
         },
+        &photos,
+        &IngestOptions::default(),
     )?;
-    Ok(json!({ "id": id }))
+    drop(store);
+    if !waiting.is_empty() {
+        app.photos.wake();
+    }
+    app.sync.nudge();
+    let waiting: Vec<_> = waiting.into_iter().map(WaitingPhotoDto::of).collect();
+    Ok(json!({ "id": id, "waiting_photos": waiting }))
 }
 
-fn add_photo(app: &App, a: AddPhotoArgs) -> CommandResult<PhotoRefDto> {
+/// A photo's bytes from the UI's base64 (a `data:` URL prefix is accepted, since that is what a
+/// file reader hands the UI).
+fn decode_photo(p: &PhotoUpload) -> CommandResult<Vec<u8>> {
+    let data = p.data_base64.split_once(";base64,").map(|(_, d)| d).unwrap_or(&p.data_base64);
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| invalid("data_base64", format!("the photo of '{}' is not valid base64: {e}", p.file_name)))
+}
+
+/// Keeps a photo for a record that exists (the hall's "after" photos): saved at once, processed
+/// in the background like the photos a request is raised with.
+fn add_photo(app: &App, a: AddPhotoArgs) -> CommandResult<WaitingPhotoDto> {
     let store = app.store()?;
     let role = attach::Role::parse(&a.role).ok_or_else(|| invalid("role", "a photo is 'before' or 'after'"))?;
-    // A data: URL prefix is accepted, since that is what a file reader hands the UI.
-    let data = a.data_base64.split_once(";base64,").map(|(_, d)| d).unwrap_or(&a.data_base64);
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
-        .map_err(|e| invalid("data_base64", format!("the photo of '{}' is not valid base64: {e}", a.file_name)))?;
+    let bytes = decode_photo(&PhotoUpload { file_name: a.file_name.clone(), data_base64: a.data_base64 })?;
     let ctx = context(app, &store);
-    let (_, entry) = store.add_photo_file(
+    let waiting = store.queue_photo(
         &ctx,
         &a.doc_id,
-        &bytes,
+        &PhotoToQueue { file_name: a.file_name, role, bytes: &bytes, gps: None },
         &IngestOptions::default(),
-        &Attachment { role, caption: None, gps: None },
     )?;
-    app.sync.nudge();
-    Ok(PhotoRefDto { hash: entry.hash, role: entry.role.as_str().into(), removed: false, here: true })
+    drop(store);
+    app.photos.wake();
+    Ok(WaitingPhotoDto::of(waiting))
+}
+
+/// Puts a photo whose processing failed back in line.
+fn retry_photo(app: &App, a: WaitingPhotoArgs) -> CommandResult<Value> {
+    let found = app.store()?.retry_queued_photo(a.id)?;
+    if !found {
+        return Err(CommandError::new("not_found", format!("no waiting photo {}: it was attached or discarded", a.id)));
+    }
+    app.photos.wake();
+    Ok(json!({ "ok": true }))
+}
+
+/// Throws away a photo whose processing failed (the walker chose to).
+fn discard_photo(app: &App, a: WaitingPhotoArgs) -> CommandResult<Value> {
+    let found = app.store()?.discard_queued_photo(a.id)?;
+    if !found {
+        return Err(CommandError::new("not_found", format!("no waiting photo {}: it was attached or discarded", a.id)));
+    }
+    Ok(json!({ "ok": true }))
 }
 
 fn status_is_open(status: &str) -> bool {
@@ -471,6 +520,7 @@ pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResul
     let name_of = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
     let state = &view.state;
     let photos = attach_list(store, id)?;
+    let waiting_photos = store.queued_photos(id)?.into_iter().map(WaitingPhotoDto::of).collect();
     let history = view
         .history
         .iter()
@@ -554,6 +604,7 @@ pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResul
         rating: state.rating.map(|r| r.as_str().into()),
         created_by: name_of(&view.header.created_by),
         photos,
+        waiting_photos,
         history,
         allowed,
         gps,

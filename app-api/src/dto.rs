@@ -47,6 +47,10 @@ pub struct AppStatus {
     pub last_error: Option<CommandError>,
     pub pending_documents: usize,
     pub pending_photos: usize,
+    /// Photos saved with records that the background worker has still to process.
+    pub processing_photos: usize,
+    /// Photos whose processing failed, waiting for the walker to retry or discard them.
+    pub failed_photos: usize,
     pub now: i64,
 }
 
@@ -183,6 +187,47 @@ pub struct NewRequestArgs {
     pub gps: Option<GpsArgs>,
     #[serde(default)]
     pub visit: Option<String>,
+    /// Photos of the problem, saved with the request and processed in the background.
+    #[serde(default)]
+    pub photos: Vec<PhotoUpload>,
+}
+
+/// A photo file as the UI read it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PhotoUpload {
+    #[serde(default)]
+    pub file_name: String,
+    /// The file's bytes in base64; a `data:` URL prefix is accepted.
+    pub data_base64: String,
+}
+
+/// A photo saved with a record that is still being processed, or failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaitingPhotoDto {
+    pub id: i64,
+    pub role: String,
+    pub file_name: String,
+    pub bytes: u64,
+    /// `processing` or `failed`.
+    pub state: &'static str,
+    /// Why it failed, with the code the UI words.
+    pub error: Option<CommandError>,
+}
+
+impl WaitingPhotoDto {
+    pub fn of(q: gridwalk_core::store::QueuedPhoto) -> Self {
+        use gridwalk_core::store::QueuedPhotoState;
+        let (state, error) = match q.state {
+            QueuedPhotoState::Processing => ("processing", None),
+            QueuedPhotoState::Failed { code, message } => ("failed", Some(CommandError { code, message })),
+        };
+        WaitingPhotoDto { id: q.id, role: q.role.as_str().into(), file_name: q.file_name, bytes: q.bytes, state, error }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WaitingPhotoArgs {
+    pub id: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -268,6 +313,8 @@ pub struct RequestDetail {
     pub rating: Option<String>,
     pub created_by: String,
     pub photos: Vec<PhotoRefDto>,
+    /// Photos saved with the request that are not attached yet: being processed, or failed.
+    pub waiting_photos: Vec<WaitingPhotoDto>,
     pub history: Vec<HistoryDto>,
     /// The steps this person may take now: the lifecycle allows them and so does the
     /// permission table for this device's role.

@@ -5,12 +5,14 @@
 //! browser tests exercise is what the real app runs. The contract is `docs/app-commands.md`.
 //!
 //! This crate also runs the background sync ([`worker`]): the device checks its relay every few
-//! seconds and syncs by itself when the relay is reachable.
+//! seconds and syncs by itself when the relay is reachable; and the background photo worker
+//! ([`photo_worker`]), which shrinks and attaches the photos a record was saved with.
 
 mod commands;
 mod dto;
 mod hall;
 mod meetings;
+mod photo_worker;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -80,6 +82,7 @@ pub struct App {
     clock: Arc<dyn Clock>,
     store: Mutex<Option<Store>>,
     sync: worker::SyncHandle,
+    photos: photo_worker::PhotoWorker,
 }
 
 impl App {
@@ -91,8 +94,9 @@ impl App {
             .map_err(|e| CommandError::new("storage", format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join(STORE_FILE);
         let store = if path.exists() { Some(Store::open(&path)?) } else { None };
-        let sync = worker::SyncHandle::start(path, clock.clone(), settings);
-        Ok(App { data_dir, clock, store: Mutex::new(store), sync })
+        let sync = worker::SyncHandle::start(path.clone(), clock.clone(), settings);
+        let photos = photo_worker::PhotoWorker::start(path, sync.nudger());
+        Ok(App { data_dir, clock, store: Mutex::new(store), sync, photos })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -121,6 +125,7 @@ impl App {
 
 impl Drop for App {
     fn drop(&mut self) {
+        self.photos.stop();
         self.sync.stop();
     }
 }

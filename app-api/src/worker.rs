@@ -90,6 +90,12 @@ impl SyncHandle {
         self.shared.wake.notify_all();
     }
 
+    /// `nudge`, for another thread to call (the photo worker, after it attached a photo).
+    pub fn nudger(&self) -> Box<dyn Fn() + Send> {
+        let shared = self.shared.clone();
+        Box::new(move || shared.wake.notify_all())
+    }
+
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.cancel.store(true, Ordering::SeqCst);

@@ -100,6 +100,13 @@ fn tiny_jpeg() -> Vec<u8> {
     out.into_inner()
 }
 
+fn tiny_png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, 30, (y * 5) as u8]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
 fn settings() -> SyncSettings {
     SyncSettings { check_every: Duration::from_millis(100), ..SyncSettings::default() }
 }
@@ -166,12 +173,19 @@ fn a_walker_app_enrols_receives_her_grid_works_offline_and_reaches_the_hall() {
         .call(
             "raise_request",
             json!({"grid": grid, "category": "streetlight", "description": "门口路灯不亮一周了", "urgency": "normal",
-                   "address": household.address, "reporter": {"kind": "resident", "name": household.head_name}, "visit": visit_id}),
+                   "address": household.address, "reporter": {"kind": "resident", "name": household.head_name}, "visit": visit_id,
+                   "photos": [{"file_name": "lamp.jpg", "data_base64": base64_of(&tiny_jpeg())}]}),
         )
         .unwrap();
     let request_id = raised["id"].as_str().unwrap().to_string();
-    let photo = app.call("add_photo", json!({"doc_id": request_id, "role": "before", "file_name": "lamp.jpg", "data_base64": base64_of(&tiny_jpeg())})).unwrap();
-    assert_eq!(photo["here"], true);
+    // Saved at once with its photo waiting; the photo worker attaches it by itself.
+    assert_eq!(raised["waiting_photos"][0]["file_name"], "lamp.jpg");
+    assert_eq!(raised["waiting_photos"][0]["state"], "processing");
+    wait_for(&app, "the photo to be processed", |s| s["processing_photos"] == 0);
+    let detail = app.call("request", json!({"id": request_id})).unwrap();
+    assert_eq!(detail["waiting_photos"], json!([]));
+    let photo = detail["photos"][0].clone();
+    assert_eq!(photo["here"], true, "{detail:#}");
     let waiting = app.call("status", json!({})).unwrap();
     assert!(waiting["pending_documents"].as_u64().unwrap() >= 2, "{waiting}");
     assert_eq!(waiting["pending_photos"], 1);
@@ -238,9 +252,53 @@ fn bad_commands_and_arguments_get_clear_errors_and_change_nothing() {
         .unwrap_err();
     assert_eq!(err.code, "invalid_input");
     assert_eq!(app.call("photo", json!({"hash": "../../etc/passwd"})).unwrap_err().code, "photo_bad_id");
+    // A video picked as a photo is refused at the tap, naming the file, and nothing is saved.
+    let err = app
+        .call(
+            "raise_request",
+            json!({"grid": grid, "category": "streetlight", "description": "x", "urgency": "normal",
+              "address": "村口", "reporter": {"kind": "anonymous"},
+              "photos": [{"file_name": "VID_1.mp4", "data_base64": base64_of(b"\0\0\0\x18ftypmp42\0\0\0\0isom")}]}),
+        )
+        .unwrap_err();
+    assert_eq!(err.code, "photo_unsupported_format", "{err:?}");
+    assert!(err.message.starts_with("VID_1.mp4: "), "{err:?}");
     let after = app.call("requests", json!({})).unwrap();
     assert_eq!(after["total"], known, "nothing was written by the refused commands");
     assert_eq!(app.call("status", json!({})).unwrap()["pending_documents"], 0);
+
+    // A photo damaged inside passes the tap's checks and fails in the background: the request
+    // shows it failed, with the reason's code; a retry fails again; discarding it clears it.
+    let mut damaged = tiny_png();
+    let idat = damaged.windows(4).position(|w| w == b"IDAT").unwrap();
+    for b in &mut damaged[idat + 6..idat + 12] {
+        *b ^= 0x5A;
+    }
+    let raised = app
+        .call(
+            "raise_request",
+            json!({"grid": grid, "category": "streetlight", "description": "桥头灯不亮", "urgency": "normal",
+              "address": "桥头", "reporter": {"kind": "anonymous"},
+              "photos": [{"file_name": "bad.png", "data_base64": base64_of(&damaged)}]}),
+        )
+        .unwrap();
+    let id = raised["id"].as_str().unwrap().to_string();
+    wait_for(&app, "the damaged photo to fail", |s| s["failed_photos"] == 1 && s["processing_photos"] == 0);
+    let detail = app.call("request", json!({"id": id})).unwrap();
+    let failed = &detail["waiting_photos"][0];
+    assert_eq!(
+        (failed["state"].as_str(), failed["error"]["code"].as_str()),
+        (Some("failed"), Some("photo_damaged")),
+        "{failed}"
+    );
+    let queued = failed["id"].clone();
+    app.call("retry_photo", json!({"id": queued})).unwrap();
+    wait_for(&app, "the retry to fail again", |s| s["failed_photos"] == 1 && s["processing_photos"] == 0);
+    app.call("discard_photo", json!({"id": queued})).unwrap();
+    assert_eq!(app.call("discard_photo", json!({"id": queued})).unwrap_err().code, "not_found");
+    let status = app.call("status", json!({})).unwrap();
+    assert_eq!((status["failed_photos"].as_u64(), status["processing_photos"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(app.call("request", json!({"id": id})).unwrap()["waiting_photos"], json!([]));
 
     // Drafts: saved, read back after the app restarts, deleted.
     app.call("draft_put", json!({"key": "request:new", "value": {"description": "半句话"}})).unwrap();

@@ -6,6 +6,7 @@ mod p4;
 mod photo;
 mod report;
 mod sync;
+mod tap;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,9 @@ enum Command {
     /// Reports (issue 6): the dashboard and the monthly list on a small and a large town, and the
     /// grid's figures from documents beside them.
     Report(report::Args),
+    /// Tap to saved (issue 16): a request with 12 MP photos saved through the app's command, the
+    /// photos processed in the background, against processing them before the answer.
+    Tap(tap::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         Command::Photo(args) => photo::run(&args)?,
         Command::Sync(args) => sync::run(&args)?,
         Command::Report(args) => report::run(&args)?,
+        Command::Tap(args) => tap::run(&args)?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -317,7 +317,7 @@ fn round2(v: f64) -> f64 {
 }
 
 /// Sorts the samples and returns their median.
-fn median(samples: &mut [f64]) -> f64 {
+pub(crate) fn median(samples: &mut [f64]) -> f64 {
     samples.sort_by(f64::total_cmp);
     let n = samples.len();
     if n % 2 == 1 {
@@ -535,7 +535,7 @@ fn scene(w: u32, h: u32) -> Vec<u8> {
 /// The scene stored as a phone stores a photo taken with orientation 6: rotated a quarter turn
 /// counter-clockwise on disk, with an EXIF block that says to turn it back, a camera make and a
 /// GPS position.
-fn photo_jpeg(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn photo_jpeg(w: u32, h: u32) -> Vec<u8> {
     let upright = scene(w, h);
     // Stored pixel (sx, sy) is shown at (w - 1 - sy, sx): orientation 6, "rotate 90° clockwise
     // to view".

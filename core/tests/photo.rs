@@ -17,7 +17,9 @@ use gridwalk_core::docs::{GeoPoint, Reporter, Source, Urgency, VisitKind, VisitT
 use gridwalk_core::lifecycle::{Action, TriageDecision};
 use gridwalk_core::model::{Area, AreaKind};
 use gridwalk_core::photo::{attach, content_hash, ingest, Attachment, IngestOptions, PhotoError, Role, SourceFormat};
-use gridwalk_core::store::{Identity, NewRequest, NewVisit, Store};
+use gridwalk_core::store::{
+    Identity, NewRequest, NewVisit, PhotoProcessed, PhotoQueueCounts, PhotoToQueue, QueuedPhotoState, Store,
+};
 use gridwalk_core::Timestamp;
 use image::{GenericImageView, RgbImage};
 
@@ -1067,4 +1069,165 @@ fn photos_that_would_need_more_memory_than_a_cheap_phone_has_are_refused_before_
         }
         assert!(peak < 1 << 20, "refusing it took {peak} bytes of heap");
     }
+}
+
+// ----- the instant save: photos saved with the record, processed in the background ----------------
+
+fn new_request(f: &Fixture) -> NewRequest {
+    NewRequest {
+        id: None,
+        grid: "mashe-1".into(),
+        micro_grid: None,
+        reporter: Reporter::Anonymous,
+        address: "马厩村 3 组 桥头".into(),
+        gps: None,
+        category: "streetlight".into(),
+        description: "桥头路灯坏了".into(),
+        urgency: Urgency::Normal,
+        source: Source::Visit,
+        visit: Some(f.visit.clone()),
+    }
+}
+
+fn queued<'a>(name: &str, bytes: &'a [u8]) -> PhotoToQueue<'a> {
+    PhotoToQueue { file_name: name.into(), role: Role::Before, bytes, gps: None }
+}
+
+fn request_count(store: &Store) -> i64 {
+    store.connection().query_row("SELECT COUNT(*) FROM request_index", [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn a_request_with_photos_is_saved_at_once_and_its_photos_attached_in_the_background_even_after_a_restart() {
+    let f = fixture();
+    let camera = jpeg(Jpeg::Rgb(&photo_like(2400, 1800)), false, Some(6), false);
+    let screenshot = png_rgba(&image::RgbaImage::from_pixel(300, 200, image::Rgba([200, 30, 30, 255])));
+    let outbox = f.store.outbox_len().unwrap();
+    let ctx = f.store.context(t(10));
+    let (id, waiting) = f
+        .store
+        .raise_request_with_photos(
+            &ctx,
+            new_request(&f),
+            &[queued("IMG_2031.jpg", &camera), queued("DCIM/Screenshot 1.png", &screenshot)],
+            &IngestOptions::default(),
+        )
+        .unwrap();
+    // Saved: the record, its index row and its outbox entry (and the visit's), nothing attached.
+    assert_eq!(f.store.request(&id).unwrap().body.description, "桥头路灯坏了");
+    assert!(f.store.outbox_len().unwrap() > outbox);
+    assert!(f.store.photos_of(&id).unwrap().is_empty());
+    assert_eq!(waiting.iter().map(|w| w.file_name.as_str()).collect::<Vec<_>>(), ["IMG_2031.jpg", "Screenshot 1.png"]);
+    assert!(waiting.iter().all(|w| w.state == QueuedPhotoState::Processing && w.queued_at == t(10)));
+    assert_eq!(f.store.photo_queue_counts().unwrap(), PhotoQueueCounts { processing: 2, failed: 0 });
+
+    // The app is killed before the worker ran: the photos wait in the store file.
+    let path = f.store.path().to_path_buf();
+    drop(f.store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.queued_photos(&id).unwrap(), waiting);
+
+    // The worker attaches them one by one, as done at the tap, by the walker who tapped.
+    let mut attached = Vec::new();
+    while let Some(next) = store.next_queued_photo().unwrap() {
+        match store.process_queued_photo(next, &IngestOptions::default()).unwrap() {
+            PhotoProcessed::Attached(entry) => attached.push(entry),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(attached.len(), 2);
+    let photos = store.photos_of(&id).unwrap();
+    assert_eq!(photos, attached);
+    assert!(photos.iter().all(|p| p.added_at == t(10) && p.added_by == "wang-li" && p.role == Role::Before));
+    let first = store.stored_photo(&photos[0].hash).unwrap().unwrap();
+    // EXIF orientation 6 turned the landscape camera file upright, shrunk to 1600 px.
+    assert_eq!((first.width, first.height), (1200, 1600));
+    assert!(store.queued_photos(&id).unwrap().is_empty());
+    assert_eq!(store.photo_queue_counts().unwrap(), PhotoQueueCounts::default());
+    assert!(store.check().unwrap().index_matches_documents);
+}
+
+#[test]
+fn a_photo_refused_at_the_tap_names_its_file_and_saves_nothing() {
+    let f = fixture();
+    let good = jpeg(Jpeg::Rgb(&photo_like(400, 300)), false, None, false);
+    let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\x08free".to_vec();
+    let (requests, outbox) = (request_count(&f.store), f.store.outbox_len().unwrap());
+    let err = f
+        .store
+        .raise_request_with_photos(
+            &f.store.context(t(10)),
+            new_request(&f),
+            &[queued("a.jpg", &good), queued("IMG_0042.HEIC", &heic)],
+            &IngestOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "photo_unsupported_format");
+    assert!(err.to_string().starts_with("IMG_0042.HEIC: HEIC images are not supported"), "{err}");
+    assert_eq!((request_count(&f.store), f.store.outbox_len().unwrap()), (requests, outbox));
+    assert_eq!(f.store.photo_queue_counts().unwrap(), PhotoQueueCounts::default());
+}
+
+#[test]
+fn a_photo_damaged_inside_fails_in_the_background_and_can_be_retried_or_discarded() {
+    let f = fixture();
+    let mut damaged = png_rgba(&image::RgbaImage::from_pixel(300, 200, image::Rgba([10, 200, 30, 255])));
+    // Spoil the compressed pixels but not the header: the tap's checks pass, decoding fails.
+    let idat = damaged.windows(4).position(|w| w == b"IDAT").unwrap();
+    for b in &mut damaged[idat + 6..idat + 12] {
+        *b ^= 0x5A;
+    }
+    let good = jpeg(Jpeg::Rgb(&photo_like(400, 300)), false, None, false);
+    let ctx = f.store.context(t(10));
+    let (id, waiting) = f
+        .store
+        .raise_request_with_photos(
+            &ctx,
+            new_request(&f),
+            &[queued("bad.png", &damaged), queued("good.jpg", &good)],
+            &IngestOptions::default(),
+        )
+        .unwrap();
+    let options = IngestOptions::default();
+    match f.store.process_queued_photo(waiting[0].id, &options).unwrap() {
+        PhotoProcessed::Failed(e) => assert_eq!(e.code(), "photo_damaged", "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // The failed one no longer blocks the line; the good one goes through.
+    assert_eq!(f.store.next_queued_photo().unwrap(), Some(waiting[1].id));
+    assert!(matches!(f.store.process_queued_photo(waiting[1].id, &options).unwrap(), PhotoProcessed::Attached(_)));
+    assert_eq!(f.store.next_queued_photo().unwrap(), None);
+    let left = f.store.queued_photos(&id).unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(
+        matches!(&left[0].state, QueuedPhotoState::Failed { code, message } if code == "photo_damaged" && message.contains("PNG"))
+    );
+    assert_eq!(f.store.photo_queue_counts().unwrap(), PhotoQueueCounts { processing: 0, failed: 1 });
+
+    // A retry puts it back in line (and fails again, counted); discarding removes it for good.
+    assert!(f.store.retry_queued_photo(left[0].id).unwrap());
+    assert_eq!(f.store.next_queued_photo().unwrap(), Some(left[0].id));
+    assert!(matches!(f.store.process_queued_photo(left[0].id, &options).unwrap(), PhotoProcessed::Failed(_)));
+    assert_eq!(f.store.queued_photos(&id).unwrap()[0].attempts, 2);
+    assert!(f.store.discard_queued_photo(left[0].id).unwrap());
+    assert!(!f.store.discard_queued_photo(left[0].id).unwrap());
+    assert!(matches!(f.store.process_queued_photo(left[0].id, &options).unwrap(), PhotoProcessed::Gone));
+    assert_eq!(f.store.photos_of(&id).unwrap().len(), 1);
+    assert_eq!(f.store.photo_queue_counts().unwrap(), PhotoQueueCounts::default());
+}
+
+#[test]
+fn an_after_photo_queued_for_an_unknown_record_is_refused() {
+    let f = fixture();
+    let good = jpeg(Jpeg::Rgb(&photo_like(400, 300)), false, None, false);
+    let err = f
+        .store
+        .queue_photo(&f.store.context(t(10)), "no-such-request", &queued("a.jpg", &good), &IngestOptions::default())
+        .unwrap_err();
+    assert_eq!(err.code(), "not_found", "{err}");
+    let waiting = f
+        .store
+        .queue_photo(&f.store.context(t(10)), &f.request, &queued("a.jpg", &good), &IngestOptions::default())
+        .unwrap();
+    assert_eq!(f.store.queued_photos(&f.request).unwrap(), vec![waiting]);
 }

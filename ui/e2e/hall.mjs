@@ -63,7 +63,7 @@ async function syncNow(dev, what) {
   const start = Date.now();
   for (;;) {
     const s = await api(dev, 'status');
-    if ((s.last_sync_at ?? 0) > before && !s.syncing && s.pending_documents === 0 && s.pending_photos === 0) return s;
+    if ((s.last_sync_at ?? 0) > before && !s.syncing && s.pending_documents === 0 && s.pending_photos === 0 && !s.processing_photos) return s;
     if (Date.now() - start > 60000) throw new Error(`timed out syncing (${what}): ${JSON.stringify(s.last_error)}`);
     await sleep(200);
   }
@@ -334,7 +334,13 @@ async function main() {
     await page.locator(tid('resolve-photo-input')).setInputFiles({ name: 'after.png', mimeType: 'image/png', buffer: png(320, 240) });
     await page.locator(tid('resolve-submit')).click();
     await page.locator(tid('hall-status') + '[data-status="resolved"]').waitFor();
+    // The after photo is processed in the background and turns into a thumbnail by itself.
     await page.locator(tid('photo-thumb')).first().waitFor();
+    await until('the after photo to be attached', async () => {
+      const d = await api(hall, 'request', { id });
+      return d.photos.some((p) => p.role === 'after') && !(d.waiting_photos ?? []).length;
+    });
+    await page.locator(tid('waiting-photo')).waitFor({ state: 'detached', timeout: 30000 });
     // Resolved: the deadline is still shown, without "还剩 N 天".
     await page.locator(`${tid('detail-status')}[data-status="resolved"]`).waitFor();
     const deadlineShown = await page.locator(tid('detail-deadline')).innerText();

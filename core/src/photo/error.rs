@@ -54,6 +54,10 @@ pub enum PhotoError {
     #[error("photo {hash} is not attached to {doc}")]
     NotAttached { hash: String, doc: String },
 
+    /// One of the errors above, about one of several files the user picked.
+    #[error("{file_name}: {inner}")]
+    Named { file_name: String, inner: Box<PhotoError> },
+
     /// An error of the rest of the core (storage, a record that does not exist...). Boxed so
     /// that every `Result` with a photo error stays small.
     #[error(transparent)]
@@ -77,6 +81,7 @@ impl PhotoError {
             PhotoError::BlobCorrupt { .. } => "photo_corrupt",
             PhotoError::BadHash { .. } => "photo_bad_id",
             PhotoError::NotAttached { .. } => "photo_not_attached",
+            PhotoError::Named { inner, .. } => inner.code(),
             PhotoError::Core(e) => e.code(),
         }
     }

@@ -171,6 +171,35 @@ pub fn ingest(bytes: &[u8], options: &IngestOptions) -> Result<IngestedPhoto, Ph
     })
 }
 
+/// The checks that need only a file's first bytes and headers: is it an image of a format we
+/// read, and is it small enough to decode? They take a millisecond, so a request is refused at
+/// the tap for a video or a HEIC file, while the slow decoding runs later in the background
+/// (and can still find a file damaged in its middle). Touches no disk.
+pub fn precheck(bytes: &[u8], options: &IngestOptions) -> Result<SourceFormat, PhotoError> {
+    options.validate()?;
+    let format = sniff(bytes)?;
+    match format {
+        SourceFormat::Jpeg => {
+            let zopts =
+                DecoderOptions::default().set_strict_mode(false).set_max_width(usize::MAX).set_max_height(usize::MAX);
+            let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), zopts);
+            decoder.decode_headers().map_err(|e| damaged(format, e))?;
+            let (w, h) = decoder.dimensions().ok_or_else(|| damaged(format, "no frame header"))?;
+            check_size(format, w as u32, h as u32, options)?;
+            check_jpeg_complete(bytes).map_err(|detail| damaged(format, detail))?;
+        }
+        SourceFormat::Png => {
+            let decoder = image::codecs::png::PngDecoder::new(Cursor::new(bytes)).map_err(|e| damaged(format, e))?;
+            check_image_header(&decoder, format, options)?;
+        }
+        SourceFormat::WebP => {
+            let decoder = image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(|e| damaged(format, e))?;
+            check_image_header(&decoder, format, options)?;
+        }
+    }
+    Ok(format)
+}
+
 /// A photo another device already ingested (received by sync): its size and a thumbnail made
 /// here, since thumbnails stay on the device that shows them and never travel.
 #[derive(Debug, Clone)]
@@ -395,23 +424,35 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), &'static str> {
 const MAX_DECODED_BYTES: u64 = 100 * 1000 * 1000;
 
 /// PNG and WebP through `image`'s decoders, which read only the header when created.
+/// The size checks of a PNG or WebP file, from its header alone: its pixel count, and the memory
+/// its decoded pixels would take (a 16-bit PNG takes twice an 8-bit one's).
+fn check_image_header(
+    decoder: &impl ImageDecoder,
+    format: SourceFormat,
+    options: &IngestOptions,
+) -> Result<(), PhotoError> {
+    let (width, height) = decoder.dimensions();
+    check_size(format, width, height, options)?;
+    if decoder.total_bytes() > MAX_DECODED_BYTES {
+        return Err(PhotoError::TooLarge {
+            format: format.name(),
+            width: width.into(),
+            height: height.into(),
+            limit_megapixels: MAX_DECODED_BYTES / u64::from(decoder.color_type().bytes_per_pixel().max(1)) / 1_000_000,
+        });
+    }
+    Ok(())
+}
+
 fn decode_with_image(
     mut decoder: impl ImageDecoder,
     format: SourceFormat,
     options: &IngestOptions,
 ) -> Result<Decoded, PhotoError> {
     let (width, height) = decoder.dimensions();
-    check_size(format, width, height, options)?;
+    check_image_header(&decoder, format, options)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let color = decoder.color_type();
-    if decoder.total_bytes() > MAX_DECODED_BYTES {
-        return Err(PhotoError::TooLarge {
-            format: format.name(),
-            width: width.into(),
-            height: height.into(),
-            limit_megapixels: MAX_DECODED_BYTES / u64::from(color.bytes_per_pixel().max(1)) / 1_000_000,
-        });
-    }
     let len = usize::try_from(decoder.total_bytes()).map_err(|_| PhotoError::OutOfMemory { width, height })?;
     let mut pixels = alloc(len, width, height)?;
     decoder.read_image(&mut pixels).map_err(|e| damaged(format, e))?;

@@ -17,7 +17,8 @@ pub use attach::{PhotoRef, Role};
 pub use blobs::BlobStore;
 pub use error::PhotoError;
 pub use ingest::{
-    content_hash, ingest, thumbnail_of_received, EncodedJpeg, IngestOptions, IngestedPhoto, ReceivedPhoto, SourceFormat,
+    content_hash, ingest, precheck, thumbnail_of_received, EncodedJpeg, IngestOptions, IngestedPhoto, ReceivedPhoto,
+    SourceFormat,
 };
 
 use serde::Serialize;

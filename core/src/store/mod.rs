@@ -10,6 +10,7 @@ mod admin;
 mod drafts;
 mod index;
 mod meetings;
+mod photo_queue;
 mod photos;
 pub mod query;
 mod reference;
@@ -36,6 +37,7 @@ use crate::ActionContext;
 use gridwalk_doc::permissions::{self, Actor, Forbidden, Step};
 
 pub use meetings::{MeetingSummary, MeetingView};
+pub use photo_queue::{PhotoProcessed, PhotoQueueCounts, PhotoToQueue, QueuedPhoto, QueuedPhotoState};
 pub use query::{RequestFilter, RequestSort, RequestSummary, VisitFilter, VisitSummary};
 pub use roster::PublishReport;
 pub use schema::LATEST_VERSION;

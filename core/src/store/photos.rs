@@ -46,7 +46,7 @@ impl Store {
     /// `atomically` for photo actions, whose steps can fail with photo errors (a file that could
     /// not be written) as well as core ones. Any error rolls the transaction back and is returned
     /// as it was.
-    fn photo_action<T>(&self, f: impl FnOnce(&Connection) -> PhotoResult<T>) -> PhotoResult<T> {
+    pub(super) fn photo_action<T>(&self, f: impl FnOnce(&Connection) -> PhotoResult<T>) -> PhotoResult<T> {
         let mut photo_error = None;
         let result = self.atomically(|conn| match f(conn) {
             Ok(value) => Ok(value),
@@ -490,7 +490,7 @@ impl Store {
         Ok(RequestExport { request: request_id.to_string(), dir: dir.to_path_buf(), photos: items, missing })
     }
 
-    fn load_kind(conn: &Connection, id: &str) -> Result<Option<DocKind>, CoreError> {
+    pub(super) fn load_kind(conn: &Connection, id: &str) -> Result<Option<DocKind>, CoreError> {
         let kind: Option<String> = conn
             .prepare_cached("SELECT kind FROM documents WHERE id = ?1")?
             .query_row([id], |r| r.get(0))

@@ -864,6 +864,31 @@ ALTER TABLE visit_index ADD COLUMN lon REAL;
 ALTER TABLE visit_index ADD COLUMN accuracy_m REAL;
 "#;
 
+/// Version 19: photos taken with a request or visit wait here, as the camera wrote them, until
+/// the background worker has shrunk them and attached them. Saving a request therefore takes no
+/// longer than writing its record and these bytes; a walker on a doorstep moves on at once, and
+/// an app killed meanwhile finds its photos still waiting when it starts again. `failed_code` and
+/// `failed_message` are set when processing failed (a damaged file), and cleared by a retry.
+const V19: &str = r#"
+CREATE TABLE photo_queue (
+    id INTEGER PRIMARY KEY,
+    doc_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    bytes BLOB NOT NULL,
+    lat REAL,
+    lon REAL,
+    accuracy_m REAL,
+    actor TEXT NOT NULL,
+    device TEXT NOT NULL,
+    queued_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    failed_code TEXT,
+    failed_message TEXT
+);
+CREATE INDEX photo_queue_by_doc ON photo_queue(doc_id);
+"#;
+
 fn fill_visit_gps(tx: &rusqlite::Transaction) -> HookResult {
     let ids: Vec<String> =
         tx.prepare("SELECT id FROM visit_index")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -1010,8 +1035,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V16),
         M::up_with_hook(V17, fill_merged_into),
         M::up_with_hook(V18, fill_visit_gps),
+        M::up(V19),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 18;
+pub const LATEST_VERSION: usize = 19;

@@ -46,6 +46,10 @@ export type AppStatus = {
   last_error: ApiError | null;
   pending_documents: number;
   pending_photos: number;
+  /** Photos saved with records that this device is still shrinking and attaching. */
+  processing_photos: number;
+  /** Photos whose processing failed, waiting for a retry or to be discarded. */
+  failed_photos: number;
   now: number;
 };
 
@@ -129,6 +133,20 @@ export type NewRequestArgs = {
   reporter: Reporter;
   gps?: Gps;
   visit?: string;
+  /** Photos of the problem: saved with the request at once, processed in the background. */
+  photos?: PhotoUpload[];
+};
+
+export type PhotoUpload = { file_name: string; data_base64: string };
+
+/** A photo saved with a record that is not attached yet: still processing, or failed. */
+export type WaitingPhoto = {
+  id: number;
+  role: PhotoRole;
+  file_name: string;
+  bytes: number;
+  state: 'processing' | 'failed';
+  error: ApiError | null;
 };
 
 export const STATUSES = [
@@ -184,6 +202,8 @@ export type RequestDetail = RequestRow & {
   rating: string | null;
   created_by: string;
   photos: PhotoRef[];
+  /** Photos saved with the request that are not attached yet (absent from older bridges). */
+  waiting_photos?: WaitingPhoto[];
   history: HistoryEvent[];
   allowed: string[];
   /** Where the request was recorded, when it was. */
@@ -334,9 +354,11 @@ export const api = {
   recordVisit: (args: NewVisitArgs) => call<{ id: string }>('record_visit', args),
   visits: (args: { grid?: string; target?: string; limit?: number } = {}) => call<VisitSummary[]>('visits', args),
 
-  raiseRequest: (args: NewRequestArgs) => call<{ id: string }>('raise_request', args),
+  raiseRequest: (args: NewRequestArgs) => call<{ id: string; waiting_photos: WaitingPhoto[] }>('raise_request', args),
   addPhoto: (args: { doc_id: string; role: PhotoRole; file_name: string; data_base64: string }) =>
-    call<PhotoRef>('add_photo', args),
+    call<WaitingPhoto>('add_photo', args),
+  retryPhoto: (id: number) => call<{ ok: boolean }>('retry_photo', { id }),
+  discardPhoto: (id: number) => call<{ ok: boolean }>('discard_photo', { id }),
   requests: (args: RequestsArgs = {}) => call<{ items: RequestRow[]; total: number }>('requests', args),
   request: (id: string) => call<RequestDetail>('request', { id }),
   act: (id: string, action: ActionArgs) => call<RequestDetail>('act', { id, action }),

@@ -39,5 +39,6 @@ export function buildRequestArgs(f: RequestDraft): NewRequestArgs {
   };
   if (f.gps) args.gps = f.gps;
   if (f.visit) args.visit = f.visit;
+  if (f.photos.length) args.photos = f.photos.map((p) => ({ file_name: p.name, data_base64: p.data_base64 }));
   return args;
 }

@@ -40,6 +40,7 @@ function detail(over: Partial<Detail> = {}): Detail {
       { id: 'e3', type: 'resolved', at: T0 + 2 * 86400_000, relay_received_at: null, actor: 's1', device: 'hall-pc', applied: true, details: { note: '已更换灯泡' } },
       { id: 'e2', type: 'rated', at: T0 + 86400_000, relay_received_at: T0 + 86400_000, actor: 'w2', device: 'phone-2', applied: false, details: { rating: 'satisfied', comment: '' } },
     ],
+    waiting_photos: [],
     allowed: ['feedback_given'],
     ...over,
   };
@@ -89,6 +90,41 @@ describe('request detail', () => {
     // Only the actions the core allows are offered.
     expect(screen.getByTestId('feedback-submit')).toBeTruthy();
     expect(screen.queryByTestId('rating-submit')).toBeNull();
+  });
+
+  it('shows photos still processing, turns them into thumbnails when done, and offers a retry when one failed', async () => {
+    let current = detail({
+      photos: [],
+      waiting_photos: [
+        { id: 7, role: 'before', file_name: 'IMG_1.jpg', bytes: 4_000_000, state: 'processing', error: null },
+        {
+          id: 8,
+          role: 'before',
+          file_name: 'IMG_2.png',
+          bytes: 900,
+          state: 'failed',
+          error: { code: 'photo_damaged', message: 'the PNG file is damaged or incomplete (x)' },
+        },
+      ],
+    });
+    const stub = stubTransport({
+      request: () => current,
+      photo: () => ({ mime: 'image/jpeg', data_base64: '/9j/' }),
+      retry_photo: () => ({ ok: true }),
+    });
+    render(RequestDetail, { props: { id: 'r-1' } });
+    await waitFor(() => expect(screen.getAllByTestId('waiting-photo').map((e) => e.dataset.state)).toEqual(['processing', 'failed']));
+    expect(screen.getAllByTestId('waiting-photo-state')[0].textContent).toBe('处理中…');
+    expect(screen.getByTestId('waiting-photo-reason').textContent).toContain('IMG_2.png');
+    expect(screen.getByTestId('waiting-photo-reason').textContent).toContain('照片已损坏');
+
+    // The worker attaches the first: the screen looks again by itself and shows its thumbnail.
+    current = detail({ photos: [{ hash: 'aaa', role: 'before', removed: false, here: true }], waiting_photos: [current.waiting_photos![1]] });
+    await waitFor(() => expect(screen.getAllByTestId('photo-thumb').map((e) => e.dataset.state)).toEqual(['ok']), { timeout: 3000 });
+    expect(screen.getAllByTestId('waiting-photo')).toHaveLength(1);
+
+    await fireEvent.click(screen.getByTestId('waiting-photo-retry'));
+    await waitFor(() => expect(stub.of('retry_photo')).toEqual([{ id: 8 }]));
   });
 
   it('records feedback and then the resident’s rating with act', async () => {

@@ -29,14 +29,13 @@ describe('request form', () => {
     location.hash = '#/request/new';
   });
 
-  it('refuses a missing description, then raises the request and adds each photo as "before"', async () => {
+  it('refuses a missing description, then saves the request with its photos in one call and moves on', async () => {
     const stub = stubTransport({
       draft_get: () => ({ value: null, updated_at: null }),
       draft_put: () => ({}),
       draft_delete: () => ({}),
       grids: () => GRIDS,
-      raise_request: () => ({ id: 'r-42' }),
-      add_photo: (a) => ({ hash: 'h-' + a.file_name, role: 'before', removed: false, here: true }),
+      raise_request: () => ({ id: 'r-42', waiting_photos: [] }),
       status: () => ({}),
     });
     render(RequestForm, { props: { query: { grid: 'g1', address: '马厍村三组 12 号', visit: 'v-7', place: 'h-3' } } });
@@ -63,7 +62,7 @@ describe('request form', () => {
     await waitFor(() => expect(screen.getAllByTestId('request-photo-remove')).toHaveLength(2));
 
     await fireEvent.click(screen.getByTestId('request-submit'));
-    await waitFor(() => expect(stub.of('add_photo')).toHaveLength(2));
+    await waitFor(() => expect(stub.of('raise_request')).toHaveLength(1));
 
     expect(stub.of('raise_request')).toEqual([
       {
@@ -74,16 +73,15 @@ describe('request form', () => {
         address: '马厍村三组 12 号',
         reporter: { kind: 'resident', name: '张桂英' },
         visit: 'v-7',
+        photos: [
+          { file_name: 'a.jpg', data_base64: btoa(String.fromCharCode(1, 2, 3)) },
+          { file_name: 'b.jpg', data_base64: btoa(String.fromCharCode(4, 5)) },
+        ],
       },
     ]);
-    expect(stub.of('add_photo')).toEqual([
-      { doc_id: 'r-42', role: 'before', file_name: 'a.jpg', data_base64: btoa(String.fromCharCode(1, 2, 3)) },
-      { doc_id: 'r-42', role: 'before', file_name: 'b.jpg', data_base64: btoa(String.fromCharCode(4, 5)) },
-    ]);
-    // The draft is gone, and photos went up only after the request existed.
-    expect(stub.of('draft_delete')).toEqual([{ key: 'request:new' }]);
-    const order = stub.calls.map((c) => c.cmd).filter((c) => c === 'raise_request' || c === 'add_photo');
-    expect(order).toEqual(['raise_request', 'add_photo', 'add_photo']);
+    // One call saves it all: the photos are processed in the background, not photo by photo here.
+    expect(stub.of('add_photo')).toEqual([]);
+    await waitFor(() => expect(stub.of('draft_delete')).toEqual([{ key: 'request:new' }]));
     await waitFor(() => expect(location.hash).toBe('#/request/r-42'));
   });
 
