@@ -14,8 +14,15 @@
 // companions are offered from the roster (a colleague picked there is ticked as a walker); the
 // visit form takes no position unasked, and takes it by itself once geolocation is granted.
 //
+// The second device enrols by its camera (enrolByCameraScan): Chromium's fake camera plays a
+// video made here of the QR code the relay printed, and the enrol screen reads it.
+//
 // Run: node ui/e2e/walker.mjs   (scripts/test.sh does, after building the UI and the workspace)
 import { chromium } from 'playwright-core';
+import jsQR from 'jsqr';
+import QRCode from 'qrcode';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, assert, assertCjkRenders, png, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
@@ -23,6 +30,7 @@ import {
 import { assertNoMachineIds, machineIdsIn } from './visible.mjs';
 
 const GRID = 'v01-g01';
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 async function device(dir, name) {
   return startListening(join(BIN, 'gridwalk-bridge'), [
@@ -127,8 +135,9 @@ async function main() {
   const devices = [];
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: CHROMIUM_ARGS,
   });
+  let cameraBrowser = null;
   try {
     hallWithTown(dir, relayDir, relay.url);
     const phone1 = await device(dir, 'phone1');
@@ -364,16 +373,12 @@ async function main() {
     assert(!chineseOutsideData, `English sync screen has no Chinese of its own: ${syncText}`);
     await page.locator(tid('lang-zh')).click();
 
-    // 6. A second device of the same grid sees everything.
-    const context2 = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, locale: 'zh-CN', hasTouch: true });
-    const page2 = await context2.newPage();
-    await page2.goto(phone2.url);
-    // The second phone enrols from the hall's QR link alone (a scanner types it as text): the
-    // address and the code come from the link, and the phone gets a sensible name by itself.
-    const code2 = relayCli(relayDir, 'enroll', '--name', '李强的手机', '--grids', GRID, '--walker', 'w002');
-    await page2.locator(tid('enroll-code')).fill(`gridwalk:enrol?relay=${relay.url}&code=${code2}`);
-    assert((await page2.locator(tid('enroll-relay')).inputValue()) === relay.url, 'the link fills the relay address');
-    assert((await page2.locator(tid('enroll-code')).inputValue()) === code2, 'and leaves the code alone in its field');
+    // 6. A second device of the same grid sees everything. It enrols by scanning the hall's QR
+    //    code with its camera: the address and the code come from the code, and the phone gets a
+    //    sensible name by itself.
+    const scan = await enrolByCameraScan(dir, relayDir, relay.url, phone2.url);
+    cameraBrowser = scan.browser;
+    const page2 = scan.page;
     await page2.locator(tid('enroll-submit')).click();
     await page2.locator(tid('app-shell')).waitFor({ timeout: 30000 });
     await page2.locator(`${tid('grid-item')}[data-grid-id="${GRID}"]`).waitFor({ timeout: 30000 });
@@ -399,6 +404,7 @@ async function main() {
     assert(ids.includes(visitId) && ids.includes(offlineVisitId), 'both visits reached the second device');
     console.log('walker e2e: ok (enrol, visit, request with photo, offline work, sync to 100%, second device sees all)');
   } finally {
+    await cameraBrowser?.close();
     await browser.close();
     for (const d of devices) await stop(d.child);
     await stop(relay.child);
@@ -425,6 +431,161 @@ async function checkChineseRenders(browser, page, url) {
   }
   await bare.close();
   assert(failed, 'the font check fails when the shipped font is missing');
+}
+
+/**
+ * The second phone at the hall: the relay prints an enrolment code with its QR code, and the phone
+ * reads it with its camera. Chromium's fake camera plays a video made here: first a QR code that
+ * is not an enrolment link (on another phone's screen in dark mode: light on dark), then the
+ * relay's (dark on light). The screen must say
+ * the first is not an enrolment code and keep reading until the second fills the fields. A photo
+ * of the poster through the "choose a photo" fallback is refused the same way first. Returns the
+ * page at the enrol screen with the fields filled, in its own browser (the fake camera is a
+ * browser-wide switch), for the caller to close.
+ */
+async function enrolByCameraScan(dir, relayDir, relayUrl, phoneUrl) {
+  const printed = spawnSync(
+    join(BIN, 'gridwalk-relay'),
+    ['--data-dir', relayDir, 'enroll', '--name', '李强的手机', '--grids', GRID, '--walker', 'w002', '--qr', '--relay-url', relayUrl],
+    { encoding: 'utf8' },
+  );
+  assert(printed.status === 0, `gridwalk-relay enroll --qr: ${printed.stderr}`);
+  const code = printed.stdout.trim();
+  const link = readTerminalQr(printed.stderr);
+  assert(link === `gridwalk:enrol?relay=${relayUrl}&code=${code}`, `the relay's QR code holds its address and the code: ${link}`);
+  const poster = 'https://www.example.org/notice/2026-12';
+
+  // 640 × 480 at 5 frames a second: 3 s of the other code, then 3 s of the hall's, looping.
+  const width = 640;
+  const height = 480;
+  const frames = [...Array(15).fill(qrFrame(poster, width, height, true)), ...Array(15).fill(qrFrame(link, width, height))];
+  const video = join(dir, 'hall-qr.y4m');
+  writeFileSync(video, y4m(frames, width, height, 5));
+
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: [...CHROMIUM_ARGS, '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${video}`],
+  });
+  try {
+    // The scanner is looked at on a small phone; the caller's later screenshots are at 390 × 844.
+    const context = await browser.newContext({ viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, locale: 'zh-CN', hasTouch: true });
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('page error (second phone):', e.message));
+    await page.goto(phoneUrl);
+    await page.locator(tid('screen-enroll')).waitFor();
+
+    // The fallback: a photo of a QR code that is not an enrolment link is refused, nothing filled.
+    await page.locator(tid('enroll-scan-file')).setInputFiles({ name: 'poster.png', mimeType: 'image/png', buffer: await QRCode.toBuffer(poster, { scale: 6 }) });
+    const photoSays = await page.locator(tid('enroll-scan-message')).innerText();
+    assert(photoSays.includes('不是登记码'), `a photo of another QR code is named as such: ${photoSays}`);
+    assert((await page.locator(tid('enroll-code')).inputValue()) === '', 'a QR code that is not an enrolment link fills nothing');
+
+    // Every camera stream the page opens is kept, to check that its tracks end.
+    await page.evaluate(() => {
+      const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+      window.__streams = [];
+      navigator.mediaDevices.getUserMedia = async (c) => {
+        const s = await open(c);
+        window.__streams.push(s);
+        return s;
+      };
+    });
+    await page.locator(tid('enroll-scan')).click();
+    await page.locator(`${tid('enroll-scanner')}[data-live="true"]`).waitFor({ timeout: 15000 });
+    // The poster comes first: the scanner says what it is, stays open and reads on.
+    await page.locator(tid('enroll-scan-message')).filter({ hasText: '不是登记码' }).waitFor({ timeout: 15000 });
+    const fit = await page.evaluate((ids) => {
+      const box = (id) => {
+        const r = document.querySelector(`[data-testid="${id}"]`).getBoundingClientRect();
+        return { id, top: r.top, bottom: r.bottom, left: r.left, right: r.right };
+      };
+      const video = document.querySelector('[data-testid="enroll-scan-video"]');
+      return { boxes: ids.map(box), scrollWidth: document.documentElement.scrollWidth, frame: [video.videoWidth, video.videoHeight] };
+    }, ['enroll-scan-video', 'enroll-scan-file', 'enroll-scan-close', 'enroll-scan-message']);
+    await page.screenshot({ path: join(OUT, 'walker-10a-scan-360.png') });
+    assert(fit.frame[0] === width && fit.frame[1] === height, `the video shows the fake camera: ${fit.frame}`);
+    assert(fit.scrollWidth <= 360, `the scanner fits 360 px without sideways scrolling: ${fit.scrollWidth}`);
+    for (const b of fit.boxes) {
+      // The file input is hidden inside its label; the label is what a finger taps.
+      const r = b.id === 'enroll-scan-file' ? await page.locator(tid(b.id)).locator('xpath=..').boundingBox() : { x: b.left, y: b.top, width: b.right - b.left, height: b.bottom - b.top };
+      assert(r.x >= 0 && r.x + r.width <= 360 && r.y >= 0 && r.y + r.height <= 740, `${b.id} is wholly on a 360 × 740 screen: ${JSON.stringify(r)}`);
+    }
+
+    // Then the hall's code: the fields fill, the scanner closes and the camera is off.
+    await page.locator(tid('enroll-scan-filled')).waitFor({ timeout: 15000 });
+    assert((await page.locator(tid('enroll-relay')).inputValue()) === relayUrl, 'the scan fills the relay address');
+    assert((await page.locator(tid('enroll-code')).inputValue()) === code, 'the scan fills the code');
+    assert((await page.locator(tid('enroll-device')).inputValue()) === '', 'the device is named by the app, not by the walker');
+    assert(!(await page.locator(tid('enroll-scan-video')).count()), 'the scanner closes once it has read the code');
+    const ended = await page.evaluate(() => window.__streams.length > 0 && window.__streams.every((s) => s.getTracks().every((t) => t.readyState === 'ended')));
+    assert(ended, 'the camera is stopped once the code is read');
+    await page.screenshot({ path: join(OUT, 'walker-10b-scanned-360.png') });
+    console.log(`second phone: enrolment QR code read by the camera (after refusing another QR code by camera and by photo); scanner fits 360 × 740`);
+    await page.setViewportSize({ width: 390, height: 844 });
+    return { browser, page };
+  } catch (e) {
+    await browser.close();
+    throw e;
+  }
+}
+
+/**
+ * The text of the QR code the relay prints in a terminal. It is drawn with half blocks, two rows
+ * of modules a line, light modules as ink (the terminal's text is light on dark); read back into
+ * pixels, jsQR decodes it like any picture.
+ */
+function readTerminalQr(printed) {
+  const lines = printed.split('\n').filter((l) => l.length > 0 && /^[█▀▄ ]+$/.test(l));
+  assert(lines.length > 10, `the relay printed a QR code: ${printed}`);
+  const rows = lines.flatMap((l) => [[...l].map((c) => c === '█' || c === '▀'), [...l].map((c) => c === '█' || c === '▄')]);
+  const scale = 4;
+  const width = rows[0].length * scale;
+  const height = rows.length * scale;
+  const data = new Uint8ClampedArray(width * height * 4);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const v = rows[Math.floor(y / scale)][Math.floor(x / scale)] ? 255 : 0;
+      data.fill(v, (y * width + x) * 4, (y * width + x) * 4 + 3);
+      data[(y * width + x) * 4 + 3] = 255;
+    }
+  }
+  return jsQR(data, width, height)?.data ?? null;
+}
+
+/**
+ * The luma plane of one camera frame: a grey wall with `text`'s QR code on white paper in its
+ * middle (a quiet zone of four modules), as large as fits in two thirds of the frame's height;
+ * `inverted`, light modules on a black screen instead.
+ */
+function qrFrame(text, width, height, inverted = false) {
+  const { modules } = QRCode.create(text, { errorCorrectionLevel: 'M' });
+  const quiet = 4;
+  const side = modules.size + 2 * quiet;
+  const scale = Math.floor((height * 2) / 3 / side);
+  const left = Math.floor((width - side * scale) / 2);
+  const top = Math.floor((height - side * scale) / 2);
+  const luma = Buffer.alloc(width * height, 110);
+  for (let y = 0; y < side * scale; y++) {
+    for (let x = 0; x < side * scale; x++) {
+      const r = Math.floor(y / scale) - quiet;
+      const c = Math.floor(x / scale) - quiet;
+      const dark = r >= 0 && c >= 0 && r < modules.size && c < modules.size && modules.get(r, c) === 1;
+      luma[(top + y) * width + left + x] = dark !== inverted ? 20 : 235;
+    }
+  }
+  return luma;
+}
+
+/**
+ * A YUV4MPEG2 video, the format Chromium's fake camera plays: a one-line header, then each
+ * frame as "FRAME\n", its luma plane and two quarter-size chroma planes (4:2:0). Chroma 128 is
+ * no colour, so the frames are grey scale.
+ */
+function y4m(lumaFrames, width, height, fps) {
+  const chroma = Buffer.alloc((width / 2) * (height / 2) * 2, 128);
+  const parts = [Buffer.from(`YUV4MPEG2 W${width} H${height} F${fps}:1 Ip A1:1 C420jpeg\n`)];
+  for (const luma of lumaFrames) parts.push(Buffer.from('FRAME\n'), luma, chroma);
+  return Buffer.concat(parts);
 }
 
 async function shot2(page, name) {
