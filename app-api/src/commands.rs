@@ -445,6 +445,7 @@ fn row(s: gridwalk_core::store::RequestSummary, now: i64) -> RequestRow {
         address: s.address,
         description: s.description,
         overdue,
+        number: s.number,
     }
 }
 
@@ -557,6 +558,7 @@ pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResul
         };
         Ok(Some(LinkedRequestDto {
             id: v.header.id.clone(),
+            number: v.body.number.clone(),
             description: v.body.description.clone(),
             address: v.body.place.address.clone(),
             status: v.state.status.as_str().into(),
@@ -586,6 +588,7 @@ pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResul
         address: view.body.place.address.clone(),
         description: view.body.description.clone(),
         overdue: state.is_overdue(now),
+        number: view.body.number.clone(),
     };
     let reporter = match &view.body.reporter {
         Reporter::Anonymous => json!({ "kind": "anonymous" }),

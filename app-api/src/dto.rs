@@ -279,6 +279,9 @@ pub struct RequestRow {
     pub address: String,
     pub description: String,
     pub overdue: bool,
+    /// The number people read and search for (`261205-7-3`); `None` for requests raised
+    /// before numbers existed.
+    pub number: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -338,6 +341,7 @@ pub struct GpsDto {
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkedRequestDto {
     pub id: String,
+    pub number: Option<String>,
     pub description: String,
     pub address: String,
     pub status: String,

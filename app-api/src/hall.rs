@@ -55,6 +55,7 @@ fn row(s: RequestSummary, now: i64, names: &HashMap<String, String>) -> RequestR
         address: s.address,
         description: s.description,
         overdue,
+        number: s.number,
     }
 }
 
@@ -238,6 +239,7 @@ fn drill(app: &App, args: Value) -> CommandResult<Value> {
                         address: v.body.place.address.clone(),
                         description: v.body.description.clone(),
                         overdue: v.state.is_overdue(now),
+                        number: v.body.number.clone(),
                     })
                     .unwrap_or(Value::Null),
                 );

@@ -394,6 +394,21 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
     // Requests with their lifecycles.
     let total_weight: u32 = REQUEST_TEXTS.iter().map(|(_, w, _)| w).sum();
     let mut earlier: Vec<(String, String, String)> = Vec::new(); // id, grid, category
+                                                                 // Request numbers as the town's devices would give them: the hall PC is device 1, walker
+                                                                 // wNNN's phone device NNN + 1, each counting its own requests day by day.
+    let mut numbered: std::collections::HashMap<(String, chrono::NaiveDate), u32> = Default::default();
+    let mut next_number = |device: &str, at: DateTime<Utc>| {
+        let device_number = match device.strip_prefix("phone-w").and_then(|n| n.parse::<u32>().ok()) {
+            Some(n) => Some(n + 1),
+            None if device == "hall-pc" => Some(1),
+            None => None,
+        };
+        let code = crate::numbers::device_code(device_number, device);
+        let day = crate::numbers::number_day(Timestamp(at));
+        let seq = numbered.entry((code.clone(), day)).or_insert(0);
+        *seq += 1;
+        crate::numbers::request_number(day, &code, *seq)
+    };
     for i in 0..cfg.requests {
         let gi = rng.random_range(0..grids.len());
         let grid = &grids[gi];
@@ -459,6 +474,7 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
                 .unwrap(),
             source,
             visit,
+            number: Some(next_number(&device, created)),
         };
         let ctx = ctx_for(&collector, device, created, &mut rng);
         let mut doc = RequestDocument::create(&ctx, &request_id, &grid.id, &body)?;

@@ -47,7 +47,8 @@ fn time_text(ms: Option<i64>) -> String {
 
 fn row(r: &RequestSummary) -> [String; 10] {
     [
-        r.id.clone(),
+        // The number people read; the id only for requests raised before numbers existed.
+        r.number.clone().unwrap_or_else(|| r.id.clone()),
         r.grid.clone(),
         category(&r.category).map(|c| c.zh.to_string()).unwrap_or_else(|| r.category.clone()),
         r.status.clone(),

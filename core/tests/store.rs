@@ -102,6 +102,7 @@ fn documents_round_trip_through_autosurgeon_and_automerge_bytes() {
         urgency: Urgency::Urgent,
         source: Source::Phone,
         visit: None,
+        number: Some("261205-3-1".into()),
     };
     let mut doc = RequestDocument::create(&ctx, "r1", "g1", &body).unwrap();
     let bytes = doc.automerge().save();
@@ -767,4 +768,71 @@ fn the_request_a_duplicate_was_merged_into_lists_its_duplicates() {
     store.rebuild_index().unwrap();
     assert_eq!(ids(store.duplicates_of(&first).unwrap()), vec![second, third]);
     assert!(store.check().unwrap().index_matches_documents);
+}
+
+fn at_shanghai(day: u32, hour: u32, minute: u32) -> Timestamp {
+    // Shanghai is UTC+8 all year.
+    Timestamp(Utc.with_ymd_and_hms(2026, 12, day, hour, minute, 0).unwrap() - Duration::hours(8))
+}
+
+fn numbers_of(store: &Store, text: &str) -> Vec<String> {
+    let filter = RequestFilter { text: Some(text.into()), limit: 100, ..RequestFilter::default() };
+    let mut numbers: Vec<String> =
+        store.list_requests(&filter).unwrap().into_iter().map(|r| r.number.expect("a number")).collect();
+    numbers.sort();
+    numbers
+}
+
+/// Regression: nobody could read a request number over the phone (the app showed the start of
+/// a uuid). Requests now get `day-device-count` numbers, the device being the relay's number
+/// for it, counted per local day; a typed number, or its start, finds them.
+#[test]
+fn requests_get_short_numbers_by_local_day_and_device_that_a_search_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let numbered = |name: &str, device: &str, number: u32| {
+        let store = store_in(&dir, name, device);
+        store
+            .set_relay_link(&gridwalk_core::store::RelayLink {
+                url: "http://relay.example".into(),
+                device_id: device.into(),
+                token: "t".into(),
+                role: "walker".into(),
+                grids: vec!["g1".into()],
+                walker: Some("w1".into()),
+                device_number: Some(number),
+            })
+            .unwrap();
+        store
+    };
+    let phone = numbered("phone.gridwalk", "dev-aaaa0001", 7);
+    let other = numbered("other.gridwalk", "dev-bbbb0002", 8);
+    let raise = |store: &Store, at: Timestamp| {
+        let id = store.raise_request(&store.context(at), streetlight("g1", None)).unwrap();
+        store.request(&id).unwrap().body.number.expect("a number")
+    };
+    assert_eq!(raise(&phone, at_shanghai(5, 9, 0)), "261205-7-1");
+    assert_eq!(raise(&phone, at_shanghai(5, 14, 0)), "261205-7-2");
+    // Half past eleven at night is still the 5th in Shanghai (15:30 UTC).
+    assert_eq!(raise(&phone, at_shanghai(5, 23, 30)), "261205-7-3");
+    assert_eq!(raise(&phone, at_shanghai(6, 0, 10)), "261206-7-1");
+    // Another device the same day counts on its own, with its own number: no clash.
+    assert_eq!(raise(&other, at_shanghai(5, 9, 0)), "261205-8-1");
+    // A request made here in another device's name (the demo, an import) uses that device's id.
+    let ctx = ActionContext::new("w1", "phone-w012", at_shanghai(5, 10, 0));
+    let id = phone.raise_request(&ctx, streetlight("g1", None)).unwrap();
+    assert_eq!(phone.request(&id).unwrap().body.number.as_deref(), Some("261205-W012-1"));
+
+    // The other device's request arrives here; all of them are found by number.
+    let from_other = other.list_requests(&RequestFilter::default()).unwrap().remove(0).id;
+    phone.apply_remote(&from_other, &other.document_bytes(&from_other).unwrap()).unwrap();
+    assert_eq!(numbers_of(&phone, "261205-7"), ["261205-7-1", "261205-7-2", "261205-7-3"]);
+    assert_eq!(numbers_of(&phone, "261206-7-1"), ["261206-7-1"]);
+    assert_eq!(numbers_of(&phone, "261205-8-1"), ["261205-8-1"]);
+    assert_eq!(numbers_of(&phone, "261205-w012"), ["261205-W012-1"]);
+    assert_eq!(numbers_of(&phone, "261205").len(), 5);
+
+    // The numbers are part of the documents: a rebuilt index has them all again.
+    phone.rebuild_index().unwrap();
+    assert!(phone.check().unwrap().index_matches_documents);
+    assert_eq!(numbers_of(&phone, "261205").len(), 5);
 }

@@ -222,6 +222,11 @@ pub struct RequestBody {
     pub source: Source,
     /// The visit it was raised on, when `source` is a visit.
     pub visit: Option<String>,
+    /// The number people read and search for (see [`crate::numbers`]); absent from requests
+    /// raised before numbers existed, which show the start of their id instead.
+    #[serde(default)]
+    #[autosurgeon(missing = "Default::default")]
+    pub number: Option<String>,
 }
 
 /// Closes the pending Automerge change with the action's time (seconds, as the change metadata

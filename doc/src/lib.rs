@@ -13,6 +13,7 @@ pub mod incoming;
 pub mod lifecycle;
 pub mod meeting;
 pub mod model;
+pub mod numbers;
 pub mod permissions;
 pub mod photos;
 pub mod roster;

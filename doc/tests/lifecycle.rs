@@ -21,6 +21,7 @@ fn body() -> RequestBody {
         urgency: Urgency::Normal,
         source: Source::Visit,
         visit: None,
+        number: None,
     }
 }
 
@@ -283,4 +284,22 @@ fn overdue_is_derived_from_the_deadline_and_the_moment_asked() {
     assert!(state.is_overdue(Timestamp(t0() + Duration::days(6))));
     doc.apply(&ctx(0, 3), Action::Resolved { note: "done".into(), photos: vec![] }).unwrap();
     assert!(!doc.state().unwrap().is_overdue(Timestamp(t0() + Duration::days(6))), "a resolved request is not overdue");
+}
+
+/// A request written before request numbers existed has no `number` key in its body: it still
+/// reads, with no number, on every replica and on the relay.
+#[test]
+fn a_request_from_before_numbers_reads_with_no_number() {
+    use automerge::transaction::Transactable;
+    use automerge::ReadDoc;
+    let numbered = RequestBody { number: Some("261205-7-1".into()), ..body() };
+    let mut doc = RequestDocument::create(&ctx(0, 0), "r-old", "g1", &numbered).unwrap();
+    let am: &mut AutoCommit = doc.automerge();
+    let (_, body_obj) = am.get(automerge::ROOT, "body").unwrap().expect("a body");
+    am.delete(&body_obj, "number").unwrap();
+    let bytes = am.save();
+    let old = RequestDocument::load(&bytes, None).unwrap();
+    assert_eq!(old.body().unwrap(), body());
+    let loaded = AutoCommit::load(&bytes).unwrap();
+    assert!(gridwalk_doc::incoming::read_whole("r-old", &gridwalk_doc::doc_view::DocView::new(&loaded)).is_ok());
 }

@@ -87,6 +87,10 @@ pub struct EnrollResponse {
     /// The walker the hall enrolled this device for, when it named one.
     #[serde(default)]
     pub walker: Option<String>,
+    /// The device's short number on this relay (1, 2, 3…), part of every request number it
+    /// gives. Absent from relays older than it.
+    #[serde(default)]
+    pub device_number: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

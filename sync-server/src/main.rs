@@ -402,7 +402,8 @@ fn main() -> Result<()> {
                             .unwrap_or_else(|| "-".into())
                     };
                     println!(
-                        "{}\t{}\t{}\t{}\tlast contact {}{}",
+                        "no. {}\t{}\t{}\t{}\t{}\tlast contact {}{}",
+                        d.number.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
                         d.id,
                         d.name,
                         d.role,

@@ -258,7 +258,7 @@ impl Relay {
             key.as_ref(),
         )?;
         match enrolled {
-            Some(crate::store::Redeemed { enrollment: e, device_id }) => {
+            Some(crate::store::Redeemed { enrollment: e, device_id, device_number }) => {
                 tracing::info!(device = %device_id, name = %e.device_name, role = e.role.as_str(), "device enrolled");
                 Ok(EnrollResponse {
                     device_id,
@@ -266,6 +266,7 @@ impl Relay {
                     role: e.role.as_str().to_string(),
                     grids: e.grids,
                     walker: e.walker,
+                    device_number: u32::try_from(device_number).ok(),
                 })
             }
             None => Err(RelayError::new(

@@ -624,9 +624,9 @@ fn a_relay_with_photos_from_before_the_blob_index_indexes_them_when_it_opens() {
     let db = dir.path().join("relay.db");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        // Back to the layout of version 1: no blob index, no walker columns.
+        // Back to the layout of version 1: no blob index, no walker columns, no device numbers.
         conn.execute_batch(
-            "DROP TABLE chain_head; ALTER TABLE changes DROP COLUMN chain;
+            "DROP INDEX devices_by_number; ALTER TABLE devices DROP COLUMN number; DROP TABLE chain_head; ALTER TABLE changes DROP COLUMN chain;
              ALTER TABLE enrollments DROP COLUMN device_key_hash; DROP TABLE blob_grants; DROP TABLE blob_refs;
              ALTER TABLE enrollments DROP COLUMN walker; ALTER TABLE devices DROP COLUMN walker; PRAGMA user_version = 1;",
         )
@@ -635,6 +635,8 @@ fn a_relay_with_photos_from_before_the_blob_index_indexes_them_when_it_opens() {
     let relay = relay_in(dir.path());
     let device = relay.authenticate(&ta).unwrap();
     assert_eq!(relay.blob_status(&device, &hash).unwrap().size_received, 0, "the photo is known again");
+    // The device enrolled before numbers existed is numbered by the upgrade.
+    assert_eq!(relay.devices().unwrap().iter().map(|d| d.number).collect::<Vec<_>>(), [Some(1)]);
     let up = sync(&a, &relay, &ta);
     assert_eq!(up.photos_uploaded, 1);
 }

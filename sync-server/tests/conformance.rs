@@ -72,6 +72,8 @@ fn enrolment_and_devices(store: &dyn RelayStore) {
     // The same app asking again (its reply was lost): the same device, with the new token only.
     let again = store.redeem_enrollment(&[1; 32], "dev-3", &[10; 32], 12, key).unwrap().expect("the same key");
     assert_eq!(again.device_id, "dev-1");
+    // Devices are numbered 1, 2, 3… as they enrol; a retried enrolment keeps its number.
+    assert_eq!((r.device_number, again.device_number), (1, 1));
     assert!(store.device_by_token(&[12; 32]).unwrap().is_none(), "the lost token no longer works");
     assert_eq!(store.devices().unwrap().len(), 1, "no second device");
     let device = store.device_by_token(&[10; 32]).unwrap().expect("the device");
@@ -88,6 +90,13 @@ fn enrolment_and_devices(store: &dyn RelayStore) {
     assert_eq!((listed[0].last_seen_at, listed[0].revoked_at), (Some(100_000), Some(200_000)));
     let stats = store.stats().unwrap();
     assert_eq!((stats.devices, stats.revoked_devices), (0, 1));
+    // The next device takes the next number, even after one was revoked (numbers are never
+    // reused, or an old request number could be given twice).
+    store.create_enrollment(&[3; 32], &enrollment("hall", Role::Hall, &[]), 0, 1_000).unwrap();
+    let hall = store.redeem_enrollment(&[3; 32], "dev-hall", &[13; 32], 20, None).unwrap().expect("a fresh code");
+    assert_eq!(hall.device_number, 2);
+    let numbers: Vec<_> = store.devices().unwrap().iter().map(|d| (d.id.clone(), d.number)).collect();
+    assert_eq!(numbers, vec![("dev-1".to_string(), Some(1)), ("dev-hall".to_string(), Some(2))]);
 }
 
 /// Pushes, documents, changes by cursor and scope, receipts, photos, and the optimistic check.
@@ -229,10 +238,31 @@ fn concurrent_pushes_and_pulls(store: Arc<dyn RelayStore>) {
     eprintln!("{total} changes by {WRITERS} writers, {conflicts} pushes prepared again after a conflict");
 }
 
+/// Devices enrolling at the same moment each get a number of their own: 1 to N, none twice.
+fn concurrent_enrolments(store: Arc<dyn RelayStore>) {
+    const DEVICES: u8 = 8;
+    for n in 0..DEVICES {
+        store.create_enrollment(&[100 + n; 32], &enrollment("phone", Role::Walker, &["g1"]), 0, 1_000).unwrap();
+    }
+    let enrolling: Vec<_> = (0..DEVICES)
+        .map(|n| {
+            let store = store.clone();
+            thread::spawn(move || {
+                let r = store.redeem_enrollment(&[100 + n; 32], &format!("dev-{n}"), &[100 + n; 32], 10, None);
+                r.unwrap().expect("a fresh code").device_number
+            })
+        })
+        .collect();
+    let mut numbers: Vec<i64> = enrolling.into_iter().map(|t| t.join().unwrap()).collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=i64::from(DEVICES)).collect::<Vec<_>>());
+}
+
 fn conformance(make: impl Fn() -> Arc<dyn RelayStore>) {
     enrolment_and_devices(&*make());
     pushes_and_pulls(&*make());
     concurrent_pushes_and_pulls(make());
+    concurrent_enrolments(make());
 }
 
 #[test]

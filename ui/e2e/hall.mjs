@@ -234,7 +234,7 @@ async function main() {
 
     // 4. The duplicate: merge, into the request the suggestions name first.
     //    The whole row opens it: a click on its address cell, away from the description's link.
-    await page.locator(`${tid('inbox-item')}[data-request-id="${dupId}"] td`).nth(4).click();
+    await page.locator(`${tid('inbox-item')}[data-request-id="${dupId}"] td`).nth(5).click();
     await page.locator(`${tid('screen-hall-request')}[data-request-id="${dupId}"]`).waitFor();
     await page.locator(tid('triage-panel')).waitFor();
     await page.locator(tid('request-timeline')).waitFor();

@@ -257,7 +257,10 @@ async function main() {
     const myName = roster.walkers.find((w) => w.id === 'w001').name;
     assert((await who.locator(tid('timeline-actor')).innerText()).trim() === myName, `the walker by name: ${await who.innerText()}`);
     assert(/^设备尾号 [0-9a-f]{4}$/.test(await who.locator(tid('timeline-device')).innerText()), `the device in short: ${await who.innerText()}`);
-    assert(/^[0-9a-f]{8}$/.test((await page.locator(tid('detail-number')).innerText()).trim()), 'the number in a short form');
+    // A number a person can read over the phone: the day, this phone's number at the relay, and
+    // its count of requests that day.
+    const requestNumber = (await page.locator(tid('detail-number')).innerText()).trim();
+    assert(/^\d{6}-\d{1,3}-\d{1,3}$/.test(requestNumber), `a number to read over the phone: ${requestNumber}`);
     assert((await page.locator(tid('screen-request')).innerText()).includes(household.name), 'the reporter is shown');
 
     // Everything goes up by itself while the relay is there.
@@ -293,6 +296,15 @@ async function main() {
     await page.locator(tid('tab-requests')).click();
     await page.locator(tid('request-item')).first().waitFor();
     await assertNoMachineIds(page, 'requests');
+    // The number said over the phone finds the request.
+    await page.locator(tid('request-search')).fill(requestNumber);
+    await page.waitForFunction(
+      ([sel, n]) => document.querySelectorAll(sel).length === 1 && document.querySelector(sel).innerText.includes(n),
+      [tid('request-item'), requestNumber],
+      { timeout: 15000 },
+    );
+    await shot(page, '07b-search-by-number');
+    await page.locator(tid('request-search')).fill('');
     await page.locator(tid('request-new')).click();
     await page.locator(tid('screen-request-new')).waitFor();
     await assertNoMachineIds(page, 'new request form');

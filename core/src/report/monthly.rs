@@ -149,6 +149,8 @@ impl Completion {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MonthlyRow {
     pub id: String,
+    /// The number people read (`261205-7-3`), for requests raised since numbers exist.
+    pub number: Option<String>,
     /// The grid's village (村/社区); `None` for an enterprise grid under the street.
     pub village: Option<String>,
     pub village_name: String,
@@ -288,7 +290,7 @@ pub fn monthly_list(store: &Store, scope: &Scope, month: Month, now: Timestamp) 
     ));
     let text = format!(
         "SELECT r.id, r.grid, r.micro_grid, m.name, r.category, r.urgency, r.department, d.name, r.level,
-                r.deadline, r.status, r.created_at, r.resolved_at, r.address, r.description
+                r.deadline, r.status, r.created_at, r.resolved_at, r.address, r.description, r.number
            FROM request_index r
            LEFT JOIN areas m ON m.id = r.micro_grid
            LEFT JOIN departments d ON d.id = r.department
@@ -310,6 +312,7 @@ pub fn monthly_list(store: &Store, scope: &Scope, month: Month, now: Timestamp) 
             let area = position.get(&grid).map(|&i| &summaries[i]);
             rows.push(MonthlyRow {
                 id: r.get(0)?,
+                number: r.get(15)?,
                 village: area.and_then(|a| a.village.clone()),
                 village_name: area.map(|a| a.village_name.clone()).unwrap_or_default(),
                 grid_name: area.map(|a| a.grid_name.clone()).unwrap_or_else(|| grid.clone()),
@@ -573,7 +576,7 @@ fn build_workbook(list: &MonthlyList, tmp: &Path) -> Result<Vec<String>> {
             sheet.write_number_with_format(row, 0, (i + 1) as f64, &cell).map_err(xerr)?;
             let village = if r.enterprise_grid { "企业网格" } else { r.village_name.as_str() };
             let texts: [&str; 16] = [
-                &r.id,
+                r.number.as_deref().unwrap_or(&r.id),
                 village,
                 &r.grid_name,
                 &r.micro_grid_name,

@@ -29,9 +29,9 @@ pub(crate) fn index_request(
             "INSERT INTO request_index (id, grid, micro_grid, status, category, urgency,
                 source, department, owner, level, deadline, resolved_at, rating, reopen_count,
                 created_at, created_by, updated_at, address, description, household, visit,
-                event_count, merged_into)
+                event_count, merged_into, number)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                ?19, ?20, ?21, ?22, ?23)
+                ?19, ?20, ?21, ?22, ?23, ?24)
              ON CONFLICT (id) DO UPDATE SET grid = excluded.grid, micro_grid = excluded.micro_grid,
                 status = excluded.status, category = excluded.category, urgency = excluded.urgency,
                 source = excluded.source, department = excluded.department, owner = excluded.owner,
@@ -41,7 +41,8 @@ pub(crate) fn index_request(
                 created_by = excluded.created_by, updated_at = excluded.updated_at,
                 address = excluded.address, description = excluded.description,
                 household = excluded.household, visit = excluded.visit,
-                event_count = excluded.event_count, merged_into = excluded.merged_into
+                event_count = excluded.event_count, merged_into = excluded.merged_into,
+                number = excluded.number
              RETURNING rowid",
         )?
         .query_row(
@@ -69,6 +70,7 @@ pub(crate) fn index_request(
                 body.visit,
                 event_count as i64,
                 state.merged_into,
+                body.number,
             ],
             |r| r.get(0),
         )?;

@@ -741,6 +741,7 @@ impl Store {
                 _ => {}
             }
             let id = request.id.clone().unwrap_or_else(|| ctx.new_id());
+            let number = self.next_request_number(conn, ctx)?;
             let body = RequestBody {
                 reporter: request.reporter.clone(),
                 place: Place { address: request.address.clone(), gps: request.gps },
@@ -750,6 +751,7 @@ impl Store {
                 urgency: request.urgency,
                 source: request.source,
                 visit: request.visit.clone(),
+                number: Some(number),
             };
             let mut doc = RequestDocument::create(ctx, &id, &request.grid, &body)?;
             let header = doc.header()?;
@@ -780,6 +782,28 @@ impl Store {
             }
             Ok(id)
         })
+    }
+
+    /// The number the request raised now by `ctx`'s device gets (`gridwalk_doc::numbers`): this
+    /// device's relay number when it is this store's own device, and one more than the highest
+    /// number it gave that day. The request is written in the same transaction, and the device's
+    /// own requests are all in its index, so no number is given twice.
+    fn next_request_number(&self, conn: &Connection, ctx: &ActionContext) -> Result<String> {
+        let device_number = match self.meta("relay_device_id")? {
+            Some(own) if own == ctx.device => self.meta("relay_device_number")?.and_then(|n| n.parse().ok()),
+            _ => None,
+        };
+        let code = crate::numbers::device_code(device_number, &ctx.device);
+        let day = crate::numbers::number_day(ctx.at);
+        let prefix = crate::numbers::number_prefix(day, &code);
+        let last: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MAX(CAST(substr(number, ?3) AS INTEGER)) FROM request_index
+                 WHERE number >= ?1 AND number < ?2",
+            )?
+            .query_row(params![prefix, format!("{prefix}~"), prefix.len() as i64 + 1], |r| r.get(0))?;
+        let seq = u32::try_from(last.unwrap_or(0) + 1).unwrap_or(u32::MAX);
+        Ok(crate::numbers::request_number(day, &code, seq))
     }
 
     /// Applies one lifecycle action to a request: checked against the current state, appended,

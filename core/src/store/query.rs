@@ -56,10 +56,12 @@ pub struct RequestSummary {
     pub created_at: i64,
     pub address: String,
     pub description: String,
+    /// The number people read (`261205-7-3`); `None` for requests raised before numbers.
+    pub number: Option<String>,
 }
 
 pub(crate) const SUMMARY_COLUMNS: &str =
-    "id, grid, status, category, urgency, department, owner, deadline, updated_at, created_at, address, description";
+    "id, grid, status, category, urgency, department, owner, deadline, updated_at, created_at, address, description, number";
 
 pub(crate) fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RequestSummary> {
     Ok(RequestSummary {
@@ -75,6 +77,7 @@ pub(crate) fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Reques
         created_at: r.get(9)?,
         address: r.get(10)?,
         description: r.get(11)?,
+        number: r.get(12)?,
     })
 }
 
@@ -161,7 +164,14 @@ fn where_clause(filter: &RequestFilter, params: &mut Vec<Value>) -> Result<Strin
         if text.is_empty() {
             return Err(CoreError::invalid("search", "the search text is empty"));
         }
-        if text.chars().count() >= 3 {
+        if crate::numbers::looks_like_number(text) {
+            // A request number, or its start (`261205-7`): every number that begins so.
+            let upper = text.to_ascii_uppercase();
+            // '~' sorts after every letter and digit: [from, to) is "starts with the text".
+            let from = placeholders(vec![Value::Text(upper.clone())], params);
+            let to = placeholders(vec![Value::Text(format!("{upper}~"))], params);
+            clauses.push(format!("(number >= {from} AND number < {to})"));
+        } else if text.chars().count() >= 3 {
             // A quoted FTS5 string is matched as a phrase of trigrams: a substring search.
             let phrase = format!("\"{}\"", text.replace('"', "\"\""));
             let p = placeholders(vec![Value::Text(phrase)], params);

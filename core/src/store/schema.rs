@@ -909,6 +909,32 @@ fn fill_visit_gps(tx: &rusqlite::Transaction) -> HookResult {
     Ok(())
 }
 
+/// Version 20: each request's short number (`gridwalk_doc::numbers`), beside it in the index,
+/// so lists show it and a typed number finds its request. The hook copies it from the requests
+/// already here that have one (raised on a newer device before this one upgraded).
+const V20: &str = r#"
+ALTER TABLE request_index ADD COLUMN number TEXT;
+CREATE INDEX request_by_number ON request_index(number) WHERE number IS NOT NULL;
+"#;
+
+fn fill_request_numbers(tx: &rusqlite::Transaction) -> HookResult {
+    let ids: Vec<String> =
+        tx.prepare("SELECT id FROM request_index")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    for id in ids {
+        // A document that does not load is reported by `check`; it must not stop the upgrade.
+        let Ok(Some((_, _, doc))) = super::Store::load_automerge(tx, &id) else {
+            continue;
+        };
+        let Ok(body) = crate::docs::RequestDocument::from_automerge(doc).body() else {
+            continue;
+        };
+        if let Some(number) = body.number {
+            tx.execute("UPDATE request_index SET number = ?2 WHERE id = ?1", rusqlite::params![id, number])?;
+        }
+    }
+    Ok(())
+}
+
 fn fill_merged_into(tx: &rusqlite::Transaction) -> HookResult {
     let ids: Vec<String> = tx
         .prepare("SELECT id FROM request_index WHERE status = 'merged'")?
@@ -1036,8 +1062,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up_with_hook(V17, fill_merged_into),
         M::up_with_hook(V18, fill_visit_gps),
         M::up(V19),
+        M::up_with_hook(V20, fill_request_numbers),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 19;
+pub const LATEST_VERSION: usize = 20;

@@ -120,6 +120,8 @@ pub struct RelayLink {
     pub grids: Vec<String>,
     /// The walker the hall enrolled this device for, if it named one.
     pub walker: Option<String>,
+    /// This device's short number on the relay, part of the request numbers it gives.
+    pub device_number: Option<u32>,
 }
 
 impl Store {
@@ -149,6 +151,12 @@ impl Store {
             self.set_meta("relay_role", &link.role)?;
             self.set_meta("relay_grids", &link.grids.join(","))?;
             self.set_meta("relay_walker", link.walker.as_deref().unwrap_or(""))?;
+            match link.device_number {
+                Some(n) => self.set_meta("relay_device_number", &n.to_string())?,
+                None => {
+                    self.conn.execute("DELETE FROM meta WHERE key = 'relay_device_number'", [])?;
+                }
+            }
             // A new relay means a new history of cursors.
             self.conn.execute("DELETE FROM meta WHERE key = 'relay_cursor'", [])?;
             Ok(())
@@ -174,6 +182,7 @@ impl Store {
                 .map(str::to_string)
                 .collect(),
             walker: self.meta("relay_walker")?.filter(|w| !w.is_empty()),
+            device_number: self.meta("relay_device_number")?.and_then(|n| n.parse().ok()),
         }))
     }
 

@@ -1087,6 +1087,7 @@ pub fn enroll(relay_url: &str, code: &str, device_name: &str) -> Result<RelayLin
         role: body.role,
         grids: body.grids,
         walker: body.walker,
+        device_number: body.device_number,
     })
 }
 

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, PartialEq)]
 pub struct DumpDevice {
     pub id: String,
+    pub number: Option<i64>,
     pub name: String,
     pub role: String,
     pub token_hash: Vec<u8>,
@@ -103,6 +104,7 @@ impl RelayDump {
             feed_opt_i64(&mut h, d.revoked_at);
             feed_opt_str(&mut h, &d.walker);
             feed(&mut h, d.grids.join(",").as_bytes());
+            feed_opt_i64(&mut h, d.number);
         }
         feed(&mut h, b"enrollments");
         for e in &self.enrollments {

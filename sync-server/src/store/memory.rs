@@ -38,6 +38,7 @@ struct PendingEnrollment {
 
 struct StoredDevice {
     device: Device,
+    number: i64,
     token_hash: [u8; 32],
     enrolled_at: i64,
     last_seen_at: Option<i64>,
@@ -102,13 +103,15 @@ impl RelayStore for MemoryRelayStore {
             return Ok(match state.devices.iter_mut().find(|d| d.device.id == existing && d.revoked_at.is_none()) {
                 Some(d) => {
                     d.token_hash = *token_hash;
-                    Some(Redeemed { enrollment: e, device_id: existing })
+                    Some(Redeemed { enrollment: e, device_id: existing, device_number: d.number })
                 }
                 None => None,
             });
         }
         pending.used = Some((device_id.to_string(), device_key_hash.copied()));
+        let device_number = state.devices.iter().map(|d| d.number).max().unwrap_or(0) + 1;
         state.devices.push(StoredDevice {
+            number: device_number,
             device: Device {
                 id: device_id.to_string(),
                 name: e.device_name.clone(),
@@ -121,7 +124,7 @@ impl RelayStore for MemoryRelayStore {
             last_seen_at: None,
             revoked_at: None,
         });
-        Ok(Some(Redeemed { enrollment: e, device_id: device_id.to_string() }))
+        Ok(Some(Redeemed { enrollment: e, device_id: device_id.to_string(), device_number }))
     }
 
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
@@ -153,6 +156,7 @@ impl RelayStore for MemoryRelayStore {
             .iter()
             .map(|d| DeviceInfo {
                 id: d.device.id.clone(),
+                number: Some(d.number),
                 name: d.device.name.clone(),
                 role: d.device.role.as_str().to_string(),
                 grids: {

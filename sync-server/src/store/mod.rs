@@ -93,6 +93,9 @@ impl Device {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeviceInfo {
     pub id: String,
+    /// The device's short number, given at enrolment (1, 2, 3…): part of every request number
+    /// the device gives, which is how those stay unique without the devices talking.
+    pub number: Option<i64>,
     pub name: String,
     pub role: String,
     pub grids: Vec<String>,
@@ -106,6 +109,8 @@ pub struct DeviceInfo {
 pub struct Redeemed {
     pub enrollment: Enrollment,
     pub device_id: String,
+    /// The device's short number (see [`DeviceInfo::number`]); the same on a retry.
+    pub device_number: i64,
 }
 
 /// A pending enrolment.
@@ -181,7 +186,8 @@ pub trait RelayStore: Send + Sync {
         created_at: i64,
         expires_at: i64,
     ) -> StoreResult<()>;
-    /// Marks the code used and creates the device, atomically, remembering the device key the
+    /// Marks the code used and creates the device with the next free short number, atomically,
+    /// remembering the device key the
     /// enrolling app sent. A code already used answers again, for the same device with a new
     /// token, when the same device key comes back (the first reply was lost on the way); `None`
     /// if the code is unknown or expired, or used by another key.

@@ -109,7 +109,20 @@ CREATE TABLE chain_head (
     chain BYTEA NOT NULL
 );
 "#,
+    // Each device's short number, given at enrolment; the devices already enrolled are numbered
+    // in the order they enrolled.
+    r#"
+ALTER TABLE devices ADD COLUMN number BIGINT;
+UPDATE devices SET number = r.n
+  FROM (SELECT id, row_number() OVER (ORDER BY enrolled_at, id) AS n FROM devices) r
+ WHERE devices.id = r.id;
+CREATE UNIQUE INDEX devices_by_number ON devices(number);
+"#,
 ];
+
+/// The advisory lock an enrolment holds while it takes the next device number, so that two
+/// relays enrolling at once never hand out the same one ("devnum" in ASCII).
+const DEVICE_NUMBER_LOCK: i64 = 0x6465_766e_756d;
 
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> Self {
@@ -321,27 +334,30 @@ impl RelayStore for PostgresRelayStore {
             // The same app asking again: its device gets a fresh token (the first never arrived).
             let same_key = matches!((&used_key, device_key_hash), (Some(k), Some(h)) if k.as_slice() == &h[..]);
             let Some(existing) = used_by.filter(|_| same_key) else { return Ok(None) };
-            let updated = tx.execute(
-                "UPDATE devices SET token_hash = $2 WHERE id = $1 AND revoked_at IS NULL",
+            let number = tx.query_opt(
+                "UPDATE devices SET token_hash = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING number",
                 &[&existing, &&token_hash[..]],
             )?;
             tx.commit()?;
-            return Ok((updated > 0).then_some(Redeemed { enrollment, device_id: existing }));
+            return Ok(number.map(|r| Redeemed { enrollment, device_id: existing, device_number: r.get(0) }));
         }
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DEVICE_NUMBER_LOCK])?;
+        let device_number: i64 = tx.query_one("SELECT COALESCE(MAX(number), 0) + 1 FROM devices", &[])?.get(0);
         let key: Option<&[u8]> = device_key_hash.map(|h| &h[..]);
         tx.execute(
             "UPDATE enrollments SET used_at = $2, device_id = $3, device_key_hash = $4 WHERE code_hash = $1",
             &[&&code_hash[..], &now, &device_id, &key],
         )?;
         tx.execute(
-            "INSERT INTO devices (id, name, role, token_hash, enrolled_at, walker) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&device_id, &name, &role.as_str(), &&token_hash[..], &now, &walker],
+            "INSERT INTO devices (id, name, role, token_hash, enrolled_at, walker, number)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&device_id, &name, &role.as_str(), &&token_hash[..], &now, &walker, &device_number],
         )?;
         for g in &grids {
             tx.execute("INSERT INTO device_grids (device_id, grid) VALUES ($1, $2)", &[&device_id, g])?;
         }
         tx.commit()?;
-        Ok(Some(Redeemed { enrollment, device_id: device_id.to_string() }))
+        Ok(Some(Redeemed { enrollment, device_id: device_id.to_string(), device_number }))
     }
 
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
@@ -368,7 +384,7 @@ impl RelayStore for PostgresRelayStore {
     fn devices(&self) -> StoreResult<Vec<DeviceInfo>> {
         let mut client = self.conn()?;
         let rows = client.query(
-            "SELECT id, name, role, enrolled_at, last_seen_at, revoked_at FROM devices ORDER BY enrolled_at, id",
+            "SELECT id, name, role, enrolled_at, last_seen_at, revoked_at, number FROM devices ORDER BY enrolled_at, id",
             &[],
         )?;
         let mut devices = Vec::with_capacity(rows.len());
@@ -377,6 +393,7 @@ impl RelayStore for PostgresRelayStore {
             let grids = Self::grids_of(&mut client, &id)?;
             devices.push(DeviceInfo {
                 id,
+                number: r.get(6),
                 name: r.get(1),
                 role: r.get(2),
                 grids,
@@ -587,7 +604,8 @@ impl PostgresRelayStore {
         let mut tx = client.build_transaction().isolation_level(::postgres::IsolationLevel::RepeatableRead).start()?;
         let mut dump = RelayDump::default();
         for r in tx.query(
-            "SELECT id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker FROM devices ORDER BY id",
+            "SELECT id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker, number
+               FROM devices ORDER BY id",
             &[],
         )? {
             let id: String = r.get(0);
@@ -598,6 +616,7 @@ impl PostgresRelayStore {
                 .collect();
             dump.devices.push(DumpDevice {
                 id,
+                number: r.get(8),
                 name: r.get(1),
                 role: r.get(2),
                 token_hash: r.get(3),
@@ -687,9 +706,19 @@ impl PostgresRelayStore {
         }
         for d in &dump.devices {
             tx.execute(
-                "INSERT INTO devices (id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[&d.id, &d.name, &d.role, &d.token_hash, &d.enrolled_at, &d.last_seen_at, &d.revoked_at, &d.walker],
+                "INSERT INTO devices (id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker, number)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &d.id,
+                    &d.name,
+                    &d.role,
+                    &d.token_hash,
+                    &d.enrolled_at,
+                    &d.last_seen_at,
+                    &d.revoked_at,
+                    &d.walker,
+                    &d.number,
+                ],
             )?;
             for g in &d.grids {
                 tx.execute("INSERT INTO device_grids (device_id, grid) VALUES ($1, $2)", &[&d.id, g])?;

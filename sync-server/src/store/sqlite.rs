@@ -107,6 +107,15 @@ CREATE TABLE chain_head (
 );
 "#;
 
+/// Version 7: each device's short number, given at enrolment and never reused; the devices
+/// already enrolled are numbered in the order they enrolled.
+const SCHEMA_V7: &str = r#"
+ALTER TABLE devices ADD COLUMN number INTEGER;
+UPDATE devices SET number = (SELECT COUNT(*) FROM devices d
+    WHERE d.enrolled_at < devices.enrolled_at OR (d.enrolled_at = devices.enrolled_at AND d.id <= devices.id));
+CREATE UNIQUE INDEX devices_by_number ON devices(number);
+"#;
+
 fn fill_chain(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
     let rows: Vec<(i64, String, Vec<u8>, String, i64)> = tx
         .prepare("SELECT seq, doc_id, hash, device_id, received_at FROM changes ORDER BY seq")?
@@ -212,6 +221,7 @@ impl SqliteRelayStore {
             M::up(SCHEMA_V4),
             M::up(SCHEMA_V5),
             M::up_with_hook(SCHEMA_V6, fill_chain),
+            M::up(SCHEMA_V7),
         ])
         .to_latest(&mut conn)?;
         Ok(SqliteRelayStore { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) })
@@ -320,26 +330,32 @@ impl RelayStore for SqliteRelayStore {
             // The same app asking again: its device gets a fresh token (the first never arrived).
             let same_key = matches!((&used_key, device_key_hash), (Some(k), Some(h)) if k.as_slice() == &h[..]);
             let Some(existing) = used_by.filter(|_| same_key) else { return Ok(None) };
-            let updated = tx.execute(
-                "UPDATE devices SET token_hash = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                params![existing, &token_hash[..]],
-            )?;
+            let number: Option<i64> = tx
+                .query_row(
+                    "UPDATE devices SET token_hash = ?2 WHERE id = ?1 AND revoked_at IS NULL RETURNING number",
+                    params![existing, &token_hash[..]],
+                    |r| r.get(0),
+                )
+                .optional()?;
             tx.commit()?;
-            return Ok((updated > 0).then_some(Redeemed { enrollment, device_id: existing }));
+            return Ok(number.map(|device_number| Redeemed { enrollment, device_id: existing, device_number }));
         }
+        // The write lock is held (IMMEDIATE), so no other enrolment takes the same number.
+        let device_number: i64 = tx.query_row("SELECT COALESCE(MAX(number), 0) + 1 FROM devices", [], |r| r.get(0))?;
         tx.execute(
             "UPDATE enrollments SET used_at = ?2, device_id = ?3, device_key_hash = ?4 WHERE code_hash = ?1",
             params![&code_hash[..], now, device_id, device_key_hash.map(|h| &h[..])],
         )?;
         tx.execute(
-            "INSERT INTO devices (id, name, role, token_hash, enrolled_at, walker) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![device_id, name, role.as_str(), &token_hash[..], now, walker],
+            "INSERT INTO devices (id, name, role, token_hash, enrolled_at, walker, number)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![device_id, name, role.as_str(), &token_hash[..], now, walker, device_number],
         )?;
         for g in &grids {
             tx.execute("INSERT INTO device_grids (device_id, grid) VALUES (?1, ?2)", params![device_id, g])?;
         }
         tx.commit()?;
-        Ok(Some(Redeemed { enrollment, device_id: device_id.to_string() }))
+        Ok(Some(Redeemed { enrollment, device_id: device_id.to_string(), device_number }))
     }
 
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
@@ -367,12 +383,13 @@ impl RelayStore for SqliteRelayStore {
     fn devices(&self) -> StoreResult<Vec<DeviceInfo>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
-            "SELECT id, name, role, enrolled_at, last_seen_at, revoked_at FROM devices ORDER BY enrolled_at, id",
+            "SELECT id, name, role, enrolled_at, last_seen_at, revoked_at, number FROM devices ORDER BY enrolled_at, id",
         )?;
         let mut devices: Vec<DeviceInfo> = stmt
             .query_map([], |r| {
                 Ok(DeviceInfo {
                     id: r.get(0)?,
+                    number: r.get(6)?,
                     name: r.get(1)?,
                     role: r.get(2)?,
                     grids: Vec::new(),
@@ -625,11 +642,13 @@ impl SqliteRelayStore {
         let tx = conn.transaction()?;
         let mut dump = RelayDump::default();
         let mut devices = tx.prepare(
-            "SELECT id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker FROM devices ORDER BY id",
+            "SELECT id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker, number
+             FROM devices ORDER BY id",
         )?;
         for row in devices.query_map([], |r| {
             Ok(DumpDevice {
                 id: r.get(0)?,
+                number: r.get(8)?,
                 name: r.get(1)?,
                 role: r.get(2)?,
                 token_hash: r.get(3)?,

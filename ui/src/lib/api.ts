@@ -177,6 +177,8 @@ export type RequestRow = {
   address: string;
   description: string;
   overdue: boolean;
+  /** The number people read over the phone (261205-7-3); absent from requests raised before numbers. */
+  number?: string | null;
 };
 
 export type PhotoRole = 'before' | 'after';
@@ -214,7 +216,14 @@ export type RequestDetail = RequestRow & {
   duplicates?: LinkedRequest[];
 };
 
-export type LinkedRequest = { id: string; description: string; address: string; status: string; reporter: string | null };
+export type LinkedRequest = {
+  id: string;
+  number?: string | null;
+  description: string;
+  address: string;
+  status: string;
+  reporter: string | null;
+};
 
 export type Rating = 'satisfied' | 'basically' | 'not_satisfied';
 export const RATINGS: Rating[] = ['satisfied', 'basically', 'not_satisfied'];

@@ -75,6 +75,7 @@ export type Candidate = RequestRow & { score: number; place_similarity: number; 
 
 export type MonthlyRow = {
   id: string;
+  number?: string | null;
   village: string | null;
   village_name: string;
   grid: string;

@@ -135,3 +135,11 @@ export function deviceText(device: string | null | undefined): string {
 export function shortId(id: string): string {
   return id.slice(0, 8);
 }
+
+/**
+ * The number a person reads and types (261205-7-3: day, device, count); a request raised
+ * before numbers existed shows the short form of its id instead.
+ */
+export function requestNumber(r: { id: string; number?: string | null }): string {
+  return r.number || shortId(r.id);
+}

@@ -127,6 +127,16 @@ describe('request detail', () => {
     await waitFor(() => expect(stub.of('retry_photo')).toEqual([{ id: 8 }]));
   });
 
+  it('shows the number a person reads over the phone, or the start of the id for an old request', async () => {
+    stubTransport({ request: () => detail({ number: '261205-7-3' }), photo: () => ({ mime: 'image/jpeg', data_base64: '/9j/' }) });
+    const { unmount } = render(RequestDetail, { props: { id: 'r-1' } });
+    await waitFor(() => expect(screen.getByTestId('detail-number').textContent).toBe('261205-7-3'));
+    unmount();
+    stubTransport({ request: () => detail({ id: '0b6f1c1e-aaaa-4bbb-8ccc-123456789abc' }), photo: () => ({ mime: 'image/jpeg', data_base64: '/9j/' }) });
+    render(RequestDetail, { props: { id: '0b6f1c1e-aaaa-4bbb-8ccc-123456789abc' } });
+    await waitFor(() => expect(screen.getByTestId('detail-number').textContent).toBe('0b6f1c1e'));
+  });
+
   it('records feedback and then the resident’s rating with act', async () => {
     let current = detail();
     const stub = stubTransport({
