@@ -381,10 +381,42 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
     let random_time = |rng: &mut ChaCha8Rng| start + Duration::milliseconds(rng.random_range(0..span_ms));
 
     // Visits. Visits that raise a request are made alongside it below; these are the rest.
+    // First the grid walked as the seeds ask, every household and enterprise once a fortnight:
+    // the last two fortnights, as far as the visit budget reaches, with one place in ten
+    // slipping a few days past its fortnight. What is left of the budget is spread over the
+    // year, so older months have visits too.
     let requests_from_visits = cfg.requests * 6 / 10;
     let plain_visits = cfg.visits.saturating_sub(requests_from_visits);
+    // At most seven in ten of them for the fortnights, so that the year before has visits too.
+    let mut budget = plain_visits * 7 / 10;
     let mut visits_made = 0usize;
-    for i in 0..plain_visits {
+    let places: Vec<(usize, VisitTarget)> = grids
+        .iter()
+        .enumerate()
+        .flat_map(|(gi, g)| {
+            let households = g.households.iter().map(move |(id, _, _)| (gi, VisitTarget::Household { id: id.clone() }));
+            let enterprises =
+                g.enterprises.iter().map(move |(id, _, _)| (gi, VisitTarget::Enterprise { id: id.clone() }));
+            households.chain(enterprises)
+        })
+        .collect();
+    'rounds: for round in 0..2i64 {
+        for (gi, target) in &places {
+            if budget == 0 {
+                break 'rounds;
+            }
+            let days_ago =
+                if rng.random_bool(0.9) { rng.random_range(0.0..14.0) } else { rng.random_range(14.0..20.0) };
+            let at = cfg.until - Duration::minutes(((days_ago + 14.0 * round as f64) * 24.0 * 60.0) as i64 + 30);
+            if at <= start {
+                continue;
+            }
+            make_visit_to(store, &mut rng, &grids[*gi], at, &ctx_for, None, Some(target.clone()))?;
+            visits_made += 1;
+            budget -= 1;
+        }
+    }
+    for i in 0..plain_visits - visits_made {
         let grid = &grids[i % grids.len()];
         let at = random_time(&mut rng);
         make_visit(store, &mut rng, grid, at, &ctx_for, None)?;
@@ -393,9 +425,10 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
 
     // Requests with their lifecycles.
     let total_weight: u32 = REQUEST_TEXTS.iter().map(|(_, w, _)| w).sum();
-    let mut earlier: Vec<(String, String, String)> = Vec::new(); // id, grid, category
-                                                                 // Request numbers as the town's devices would give them: the hall PC is device 1, walker
-                                                                 // wNNN's phone device NNN + 1, each counting its own requests day by day.
+    // id, grid, category
+    let mut earlier: Vec<(String, String, String)> = Vec::new();
+    // Request numbers as the town's devices would give them: the hall PC is device 1, walker
+    // wNNN's phone device NNN + 1, each counting its own requests day by day.
     let mut numbered: std::collections::HashMap<(String, chrono::NaiveDate), u32> = Default::default();
     let mut next_number = |device: &str, at: DateTime<Utc>| {
         let device_number = match device.strip_prefix("phone-w").and_then(|n| n.parse::<u32>().ok()) {
@@ -508,8 +541,24 @@ fn make_visit(
     ctx_for: &CtxFor<'_>,
     raised: Option<String>,
 ) -> Result<String> {
+    make_visit_to(store, rng, grid, at, ctx_for, raised, None)
+}
+
+/// A visit to `target` (a household or enterprise of `grid`), or to one picked at random.
+fn make_visit_to(
+    store: &Store,
+    rng: &mut ChaCha8Rng,
+    grid: &Grid,
+    at: DateTime<Utc>,
+    ctx_for: &CtxFor<'_>,
+    raised: Option<String>,
+    target: Option<VisitTarget>,
+) -> Result<String> {
     let walker = grid.walkers.choose(rng).cloned().unwrap_or_else(|| "hall-1".into());
-    let (target, notes) = if grid.enterprise {
+    let (target, notes) = if let Some(target) = target {
+        let notes = if grid.enterprise { ENTERPRISE_NOTES } else { VISIT_NOTES };
+        (target, notes.choose(rng).unwrap())
+    } else if grid.enterprise {
         match grid.enterprises.choose(rng) {
             Some((id, _, _)) => (VisitTarget::Enterprise { id: id.clone() }, ENTERPRISE_NOTES.choose(rng).unwrap()),
             None => (VisitTarget::Place { address: "曹桥工业园区".into() }, ENTERPRISE_NOTES.choose(rng).unwrap()),
@@ -612,9 +661,9 @@ fn run_lifecycle(
     if !accepted && !solved {
         return Ok(());
     }
-    let mut reopened_once = false;
+    let mut reopens = 0;
     loop {
-        if accepted || reopened_once {
+        if accepted || reopens > 0 {
             if !step(&mut t, rng, 1, 24) {
                 return Ok(());
             }
@@ -626,14 +675,15 @@ fn run_lifecycle(
             } else {
                 Level::Town
             };
-            let deadline = Timestamp(t + Duration::days(rng.random_range(5..30)));
-            let assignment = Assignment { department, person: None, deadline, level };
+            let mut deadline = t + Duration::days(rng.random_range(5..30));
+            let assignment = Assignment { department, person: None, deadline: Timestamp(deadline), level };
             act(doc, rng, staff, "hall-pc", t, Action::Assigned { assignment })?;
             if rng.random_bool(0.05) && step(&mut t, rng, 2, 48) {
+                deadline = t + Duration::days(10);
                 let assignment = Assignment {
                     department: "dept-office".into(),
                     person: None,
-                    deadline: Timestamp(t + Duration::days(10)),
+                    deadline: Timestamp(deadline),
                     level: Level::Town,
                 };
                 act(
@@ -651,9 +701,17 @@ fn run_lifecycle(
                 }
                 act(doc, rng, staff, "hall-pc", t, Action::Progress { note: "已联系责任科室，正在办理。".into() })?;
             }
-            // Most are resolved in time; some late, some still open.
-            let (lo, hi) = if rng.random_bool(0.8) { (24, 24 * 20) } else { (24 * 20, 24 * 45) };
-            if rng.random_bool(0.1) || !step(&mut t, rng, lo, hi) {
+            // As a street that works looks: most are resolved before their deadline, some days
+            // to two weeks late, some weeks late, and two in a hundred drag on for months (they
+            // may still be open at the end). What is open now is mostly what is recent.
+            let left = (deadline - t).num_hours().max(12);
+            let (lo, hi) = match rng.random_range(0..100) {
+                0..=79 => (4, left),
+                80..=92 => (left, left + 24 * 14),
+                93..=97 => (left + 24 * 14, left + 24 * 42),
+                _ => (left + 24 * 60, left + 24 * 120),
+            };
+            if !step(&mut t, rng, lo, hi) {
                 return Ok(());
             }
             let note = RESOLUTIONS.choose(rng).unwrap().to_string();
@@ -679,6 +737,9 @@ fn run_lifecycle(
         let rating = match rng.random_range(0..100) {
             0..=84 => Rating::Satisfied,
             85..=94 => Rating::Basically,
+            // Reopened twice, the third resolution is accepted: nothing is left reopened for a
+            // year with a deadline long past.
+            _ if reopens >= 2 => Rating::Basically,
             _ => Rating::NotSatisfied,
         };
         let comment = match rating {
@@ -687,16 +748,12 @@ fn run_lifecycle(
             Rating::NotSatisfied => "问题没有彻底解决。",
         };
         act(doc, rng, walker, &device_of(walker), t, Action::Rated { rating, comment: comment.into() })?;
-        if rating == Rating::NotSatisfied && reopened_once {
-            // Twice unhappy: it stays reopened for the hall to take up again.
-            return Ok(());
-        }
         if rating != Rating::NotSatisfied {
             if rng.random_bool(0.5) && step(&mut t, rng, 24, 24 * 7) {
                 act(doc, rng, staff, "hall-pc", t, Action::Closed { note: "闭环归档。".into() })?;
             }
             return Ok(());
         }
-        reopened_once = true;
+        reopens += 1;
     }
 }

@@ -86,7 +86,7 @@ export function hallWithTown(dir, relayDir, relayUrl) {
   const store = join(dir, 'hall.db');
   gw(store, 'init', '--device', 'hall-pc', '--walker', 'hall-1');
   gw(store, 'demo', '--seed', '5', '--villages', '2', '--households', '80', '--enterprises', '6',
-    '--enterprise-grids', '1', '--requests', '40', '--visits', '40');
+    '--enterprise-grids', '1', '--requests', '40', '--visits', '200');
   gw(store, 'roster', 'publish');
   const code = relayCli(relayDir, 'enroll', '--name', 'hall', '--role', 'hall');
   gw(store, 'join', '--relay', relayUrl, '--code', code, '--name', 'hall');
