@@ -24,6 +24,7 @@ cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 node ui/e2e/walker.mjs
 node ui/e2e/hall.mjs
 node tests/e2e/window.mjs
+node tests/e2e/poison-js.mjs
 
 cargo run -q -p gridwalk-bench -- p4 --smoke > target/bench-p4-smoke.json
 echo "benchmark smoke: p4 ok"

@@ -33,6 +33,17 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
             app.sync.request();
             out(status(app)?)
         }
+        "staff" => out(app.store()?.staff()?),
+        "sign_in" => out(crate::session::sign_in(app, args)?),
+        "sign_out" => out(crate::session::sign_out(app)?),
+        "set_pin" => {
+            let a: SetPinArgs = parse(args)?;
+            let store = app.store()?;
+            store.set_staff_pin(&context(app, &store)?, a.person.trim(), a.pin.trim())?;
+            drop(store);
+            app.sync.nudge();
+            out(app.store()?.staff()?)
+        }
         "reference" => out(reference(app)?),
         "grids" => out(grids(app)?),
         "places" => out(places(app, parse(args)?)?),
@@ -116,6 +127,8 @@ pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
             pending_photos: 0,
             processing_photos: 0,
             failed_photos: 0,
+            sign_in_required: false,
+            signed_in: None,
             now,
         });
     };
@@ -144,6 +157,8 @@ pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
         pending_photos: store.unacknowledged_photos()?.len(),
         processing_photos: queue.processing,
         failed_photos: queue.failed,
+        sign_in_required: crate::session::required(store)?,
+        signed_in: app.sessions.signed_in(),
         now,
     })
 }
@@ -286,7 +301,7 @@ fn record_visit(app: &App, a: NewVisitArgs) -> CommandResult<Value> {
         TargetArgs::Enterprise { id } => VisitTarget::Enterprise { id },
         TargetArgs::Place { address } => VisitTarget::Place { address },
     };
-    let ctx = context(app, &store);
+    let ctx = context(app, &store)?;
     let id = store.record_visit(
         &ctx,
         NewVisit {
@@ -326,9 +341,11 @@ fn visits(app: &App, a: VisitsArgs) -> CommandResult<Value> {
     out(list)
 }
 
-pub(crate) fn context(app: &App, store: &Store) -> gridwalk_core::ActionContext {
-    let identity = store.identity();
-    gridwalk_core::ActionContext::new(identity.walker.clone(), identity.device.clone(), app.now())
+/// The moment, person and device of an action taken now: on a hall PC, the staff member
+/// signed in (`sign_in_required` when nobody is).
+pub(crate) fn context(app: &App, store: &Store) -> CommandResult<gridwalk_core::ActionContext> {
+    let person = crate::session::acting_person(app, store)?;
+    Ok(gridwalk_core::ActionContext::new(person, store.identity().device.clone(), app.now()))
 }
 
 // ----- requests --------------------------------------------------------------------------------
@@ -351,7 +368,7 @@ fn raise_request(app: &App, a: NewRequestArgs) -> CommandResult<Value> {
         .iter()
         .map(|(name, bytes)| PhotoToQueue { file_name: name.to_string(), role: attach::Role::Before, bytes, gps: None })
         .collect();
-    let ctx = context(app, &store);
+    let ctx = context(app, &store)?;
     let (id, waiting) = store.raise_request_with_photos(
         &ctx,
         NewRequest {
@@ -394,7 +411,7 @@ fn add_photo(app: &App, a: AddPhotoArgs) -> CommandResult<WaitingPhotoDto> {
     let store = app.store()?;
     let role = attach::Role::parse(&a.role).ok_or_else(|| invalid("role", "a photo is 'before' or 'after'"))?;
     let bytes = decode_photo(&PhotoUpload { file_name: a.file_name.clone(), data_base64: a.data_base64 })?;
-    let ctx = context(app, &store);
+    let ctx = context(app, &store)?;
     let waiting = store.queue_photo(
         &ctx,
         &a.doc_id,
@@ -543,10 +560,12 @@ pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResul
             }
         })
         .collect();
-    let ctx = context(app, store);
+    // Nobody signed in on a hall PC may take any step.
+    let ctx = context(app, store).ok();
     let mut allowed = Vec::new();
     for (name, action) in candidate_actions(now) {
-        if lifecycle::check(state, &action).is_ok() && store.allows(&ctx, state, &action)? {
+        let Some(ctx) = &ctx else { break };
+        if lifecycle::check(state, &action).is_ok() && store.allows(ctx, state, &action)? {
             allowed.push(name.to_string());
         }
     }
@@ -656,7 +675,7 @@ fn act(app: &App, a: ActArgs) -> CommandResult<RequestDetail> {
         ActionArgs::Reopened { reason } => Action::Reopened { reason },
         ActionArgs::Closed { note } => Action::Closed { note },
     };
-    let ctx = context(app, &store);
+    let ctx = context(app, &store)?;
     store.act(&ctx, &a.id, action)?;
     app.sync.nudge();
     request_detail(app, &store, &a.id)

@@ -51,6 +51,10 @@ pub struct AppStatus {
     pub processing_photos: usize,
     /// Photos whose processing failed, waiting for the walker to retry or discard them.
     pub failed_photos: usize,
+    /// A hall PC whose staff sign in: nothing can be done until someone has.
+    pub sign_in_required: bool,
+    /// Who is signed in on this hall PC now.
+    pub signed_in: Option<WalkerRef>,
     pub now: i64,
 }
 
@@ -223,6 +227,12 @@ impl WaitingPhotoDto {
         };
         WaitingPhotoDto { id: q.id, role: q.role.as_str().into(), file_name: q.file_name, bytes: q.bytes, state, error }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SetPinArgs {
+    pub person: String,
+    pub pin: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -427,7 +427,7 @@ fn admin_save_department(app: &App, a: SaveDepartmentArgs) -> CommandResult<Valu
         Some(id) => id,
         None => format!("dept-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
     };
-    let ctx = crate::commands::context(app, &store);
+    let ctx = crate::commands::context(app, &store)?;
     let published =
         store.save_department(&ctx, &gridwalk_core::model::Department { id: id.clone(), name: a.name, level })?;
     // The republished rosters are waiting to go up: the sync worker looks now.
@@ -444,7 +444,7 @@ struct AssignWalkerArgs {
 fn admin_assign_walker(app: &App, a: AssignWalkerArgs) -> CommandResult<Value> {
     let store = app.store()?;
     require_hall(&store)?;
-    let ctx = crate::commands::context(app, &store);
+    let ctx = crate::commands::context(app, &store)?;
     let published = store.assign_walker_grids(&ctx, &a.walker, &a.grids)?;
     // The republished rosters are waiting to go up: the sync worker looks now.
     app.sync.nudge();

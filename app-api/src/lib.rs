@@ -13,6 +13,7 @@ mod dto;
 mod hall;
 mod meetings;
 mod photo_worker;
+mod session;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -83,6 +84,7 @@ pub struct App {
     store: Mutex<Option<Store>>,
     sync: worker::SyncHandle,
     photos: photo_worker::PhotoWorker,
+    sessions: session::Sessions,
 }
 
 impl App {
@@ -96,7 +98,14 @@ impl App {
         let store = if path.exists() { Some(Store::open(&path)?) } else { None };
         let sync = worker::SyncHandle::start(path.clone(), clock.clone(), settings);
         let photos = photo_worker::PhotoWorker::start(path, sync.nudger());
-        Ok(App { data_dir, clock, store: Mutex::new(store), sync, photos })
+        Ok(App {
+            data_dir,
+            clock,
+            store: Mutex::new(store),
+            sync,
+            photos,
+            sessions: session::Sessions::new(settings.sign_in_idle),
+        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -106,6 +115,10 @@ impl App {
     /// Answers one command. Unknown names and malformed arguments are the caller's errors;
     /// nothing here panics on input.
     pub fn call(&self, name: &str, args: Value) -> CommandResult<Value> {
+        // Every command but the status poll is someone at the screen: the session goes on.
+        if name != "status" {
+            self.sessions.touch();
+        }
         commands::dispatch(self, name, args)
     }
 

@@ -139,7 +139,7 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
                     .collect(),
             };
             let store = app.store()?;
-            let id = store.record_meeting(&context(app, &store), &a.grid, body)?;
+            let id = store.record_meeting(&context(app, &store)?, &a.grid, body)?;
             out(dto(store.meeting(&id)?))
         }
         "meetings" => {

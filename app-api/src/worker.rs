@@ -22,6 +22,8 @@ pub struct SyncSettings {
     pub refresh_every: Duration,
     /// Whether to sync by itself at all (tests of the commands alone turn it off).
     pub automatic: bool,
+    /// How long a staff member stays signed in on a hall PC without a command (see `session`).
+    pub sign_in_idle: Duration,
 }
 
 impl Default for SyncSettings {
@@ -31,6 +33,7 @@ impl Default for SyncSettings {
             check_every: Duration::from_millis(500),
             refresh_every: Duration::from_secs(60),
             automatic: true,
+            sign_in_idle: crate::session::IDLE_LIMIT,
         }
     }
 }

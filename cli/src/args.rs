@@ -87,6 +87,9 @@ pub enum Command {
     /// sync carries to the devices of that grid.
     #[command(subcommand)]
     Roster(RosterCommand),
+    /// Hall staff who sign in on a hall PC with their PIN.
+    #[command(subcommand)]
+    Staff(StaffCommand),
     /// List the request categories and their codes.
     Categories,
     /// Enrol this device with the hall's relay using a one-time code.
@@ -114,6 +117,20 @@ pub enum Command {
     /// Reports: the dashboard, the list behind a figure, the monthly list (驻网办事清单).
     #[command(subcommand)]
     Report(crate::report_cmd::ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StaffCommand {
+    /// List the people who may work at the hall, and whether each has a PIN.
+    List,
+    /// Give a staff member a PIN (4 to 8 digits), or a new one; the staff roster that carries
+    /// it to the other hall PCs goes with the next sync. Only its Argon2id hash is kept.
+    SetPin {
+        #[arg(long)]
+        person: String,
+        #[arg(long)]
+        pin: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

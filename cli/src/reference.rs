@@ -238,6 +238,26 @@ pub fn publish_rosters(env: &Env, grids: &[String]) -> Result<()> {
     })
 }
 
+pub fn staff(env: &Env) -> Result<()> {
+    let store = env.open()?;
+    let staff = store.staff()?;
+    env.emit(&staff, || {
+        let mut table = Table::new(&["ID", "NAME", "ROLE", "PIN"]);
+        for s in &staff {
+            table.row(vec![s.id.clone(), s.name.clone(), s.role.clone(), if s.has_pin { "set" } else { "-" }.into()]);
+        }
+        table.render()
+    })
+}
+
+pub fn set_pin(env: &Env, person: &str, pin: &str) -> Result<()> {
+    let store = env.open()?;
+    store.set_staff_pin(&env.context(&store), person, pin)?;
+    env.emit(&serde_json::json!({ "person": person, "pin": "set" }), || {
+        format!("PIN set for {person}; the next sync carries the staff roster to the other hall PCs")
+    })
+}
+
 /// The categories are fixed in the core, so this needs no store.
 pub fn categories(env: &Env) -> Result<()> {
     env.emit(&CATEGORIES, || {

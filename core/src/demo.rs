@@ -347,11 +347,12 @@ fn generate_inner(store: &mut Store, cfg: &DemoConfig) -> Result<DemoReport> {
             grid.walkers.push(id);
         }
     }
-    let hall_staff = ["hall-1", "hall-2", "hall-3"];
-    for (i, id) in hall_staff.iter().enumerate() {
+    // The service hall's staff are people (who triaged, who assigned), not its windows.
+    let hall_staff = [("hall-1", "陈国平"), ("hall-2", "王丽华"), ("hall-3", "张建军")];
+    for (id, name) in hall_staff {
         store.put_walker(&Walker {
             id: id.to_string(),
-            name: format!("服务中心{}号窗口", i + 1),
+            name: name.to_string(),
             phone: None,
             role: Role::Hall,
             work_group: None,

@@ -377,7 +377,9 @@ impl RequestDocument {
                 why,
             });
         }
-        let lamport = events.iter().map(|e| e.lamport).max().unwrap_or(0) + 1;
+        // Saturating: a document read through `incoming::read_whole` never carries a number near
+        // the top, but a step on an unchecked one must not panic.
+        let lamport = events.iter().map(|e| e.lamport).max().unwrap_or(0).saturating_add(1);
         // Each device writes under its own Automerge actor, whoever loaded the document.
         let actor = actor_for_device(&ctx.device);
         if self.doc.get_actor() != &actor {

@@ -48,6 +48,11 @@ impl Readable {
     }
 }
 
+/// The largest order number (`LifecycleEvent::lamport`) an event may carry: a request's steps
+/// number one more than the highest before them, so even a request handled every minute for a
+/// century stays far below it.
+pub const MAX_LAMPORT: u64 = 1 << 32;
+
 /// Reads every part of document `doc_id`: its header (which must name `doc_id`), its body as
 /// its kind's type, a request's events (which must fold: a request begins with its collection),
 /// and the photo list of a visit or request.
@@ -62,6 +67,25 @@ pub fn read_whole(doc_id: &str, doc: &DocView) -> Result<Readable, Unreadable> {
             let body: RequestBody = hydrate_prop(doc, ROOT, "body").map_err(|e| unreadable("body", e.to_string()))?;
             let events: Vec<LifecycleEvent> =
                 hydrate_prop(doc, ROOT, "events").map_err(|e| unreadable("events", e.to_string()))?;
+            // A request is collected once, when it is raised: a second `Collected` (another
+            // device's, sorted first) would take the request over from whoever received it first.
+            let collected = events.iter().filter(|e| e.action == lifecycle::Action::Collected).count();
+            if collected > 1 {
+                return Err(unreadable(
+                    "events",
+                    format!(
+                        "a request is collected once, when it is raised; this one has {collected} 'collected' events"
+                    ),
+                ));
+            }
+            // Lamport numbers grow by one per step; one beyond any real history would overflow
+            // the next step's number on every device.
+            if let Some(e) = events.iter().find(|e| e.lamport > MAX_LAMPORT) {
+                return Err(unreadable(
+                    "events",
+                    format!("event {} has the order number {}, beyond any real request's history", e.id, e.lamport),
+                ));
+            }
             let state = lifecycle::fold(&events)
                 .ok_or_else(|| unreadable("events", "the request has no 'collected' event".into()))?;
             Readable::Request { header, body, events, state }

@@ -12,12 +12,36 @@
 use autosurgeon::{Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Area, Department, Enterprise, Household, Walker};
+use crate::model::{Area, Department, Enterprise, Household, Role, Walker};
 use crate::time::Timestamp;
 
 /// Every grid's roster has this id, so publishing twice updates one document.
 pub fn roster_id(grid: &str) -> String {
     format!("roster-{grid}")
+}
+
+/// The "grid" of the staff roster: no area has it, so no walker's phone is ever entitled to it,
+/// while hall and admin devices (which see every grid) receive it.
+pub const STAFF_GRID: &str = "_hall";
+
+/// The hall's staff roster: who may sign in on a hall PC, with the salted slow hash of each
+/// person's PIN, so a hall PC can check a PIN with no relay in reach. It is a roster document
+/// of the `_hall` grid whose other lists are empty.
+pub fn staff_roster_id() -> String {
+    roster_id(STAFF_GRID)
+}
+
+/// A member of the hall's staff who may sign in, as the staff roster lists her.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Reconcile, Hydrate)]
+pub struct StaffMember {
+    /// The person's id, as events name her (`by`).
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// The office (责任科室) she works for, for office staff.
+    pub office: Option<String>,
+    /// The PIN's Argon2id hash in PHC form (salt and parameters inside); never the PIN.
+    pub pin_hash: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile, Hydrate)]
@@ -30,6 +54,16 @@ pub struct RosterBody {
     pub departments: Vec<Department>,
     /// The walkers of this grid; each lists only this grid, since a phone knows no other.
     pub walkers: Vec<Walker>,
+    /// The hall's staff by name (no grids, no PINs), so that a phone shows who triaged or
+    /// assigned its requests by name. Rosters published before it have no such list.
+    #[serde(default)]
+    #[autosurgeon(missing = "Default::default")]
+    pub people: Vec<Walker>,
+    /// The staff who may sign in on a hall PC: filled only in the staff roster (grid `_hall`).
+    /// Rosters published before staff sign-in existed have no such list.
+    #[serde(default)]
+    #[autosurgeon(missing = "Default::default")]
+    pub staff: Vec<StaffMember>,
     /// When the hall last published a change to this roster.
     pub published_at: Timestamp,
 }

@@ -1,7 +1,7 @@
 //! The relay's logic, free of HTTP: enrolment, authentication, push and pull. The HTTP layer
 //! (`http.rs`) and the deterministic in-memory tests both drive this same code.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use automerge::AutoCommit;
@@ -313,6 +313,8 @@ impl Relay {
             }
         }
         let store = self.store();
+        // The people who may act on a hall PC, read once for the whole push.
+        let staff = staff_on_roster(store)?;
         // The push is prepared (decoded, merged, checked) outside any lock. If another push
         // changed one of its documents meanwhile, the store refuses it whole and it is prepared
         // again from the new state; each round makes progress, since the other push committed.
@@ -324,7 +326,7 @@ impl Relay {
             let mut pushed = Vec::with_capacity(req.docs.len());
             let mut newly_named = Vec::new();
             for d in &req.docs {
-                let prepared = self.prepare_write(store, device, d)?;
+                let prepared = self.prepare_write(store, device, d, staff.as_ref())?;
                 duplicates += prepared.duplicates;
                 pushed.push((d.doc_id.clone(), prepared.hashes));
                 if let Some(w) = prepared.write {
@@ -369,7 +371,13 @@ impl Relay {
         })
     }
 
-    fn prepare_write(&self, store: &dyn RelayStore, device: &Device, d: &DocChanges) -> RelayResult<PreparedDoc> {
+    fn prepare_write(
+        &self,
+        store: &dyn RelayStore,
+        device: &Device,
+        d: &DocChanges,
+        staff: Option<&KnownPeople>,
+    ) -> RelayResult<PreparedDoc> {
         let doc_err = |code: &'static str, m: String| RelayError::bad(code, format!("document {}: {m}", d.doc_id));
         if d.doc_id.is_empty() || d.doc_id.len() > 100 {
             return Err(doc_err("invalid_document_id", "a document id has 1 to 100 characters".into()));
@@ -446,7 +454,7 @@ impl Relay {
         let view = DocView::new(&doc);
         let after = incoming::read_whole(&d.doc_id, &view)
             .map_err(|u| RelayError::new(422, "document_unreadable", u.to_string()))?;
-        check_permitted(device, &d.doc_id, before.as_ref(), &after)?;
+        check_permitted(device, staff, &d.doc_id, before.as_ref(), &after)?;
         // The photos it names decide who may upload and read them, so a document whose photo
         // list or events cannot be read is refused rather than stored with no photos.
         let blob_refs = attach::blob_references(&view)
@@ -672,12 +680,36 @@ impl Relay {
     }
 }
 
+/// Everyone the hall's staff roster names, with the role and office each acts in.
+type KnownPeople = HashMap<String, (gridwalk_doc::model::Role, Option<String>)>;
+
+/// The people the hall's staff roster (`gridwalk_doc::roster::staff_roster_id`) names, or `None`
+/// while the hall has none (before an admin gave anyone a PIN, hall devices act as before).
+fn staff_on_roster(store: &dyn RelayStore) -> RelayResult<Option<KnownPeople>> {
+    let Some(stored) = store.load_doc(&gridwalk_doc::roster::staff_roster_id())? else { return Ok(None) };
+    let doc = AutoCommit::load(&stored.snapshot)
+        .map_err(|e| RelayError::new(500, "damaged_document", format!("the staff roster does not load: {e}")))?;
+    let mut known = KnownPeople::new();
+    match incoming::read_whole(&stored.id, &DocView::new(&doc)) {
+        Ok(incoming::Readable::Roster { body, .. }) => {
+            known.extend(body.people.into_iter().map(|p| (p.id, (p.role, None))));
+            known.extend(body.staff.into_iter().map(|s| (s.id, (s.role, s.office))));
+        }
+        _ => return Err(RelayError::new(500, "damaged_document", "the staff roster does not read as a roster")),
+    }
+    Ok((!known.is_empty()).then_some(known))
+}
+
 /// The permission table (`gridwalk_doc::permissions`, the one place it lives) applied to what a
 /// push adds to one document: each lifecycle event it adds, judged against the request as it
 /// stood before that event, a changed request body, a new or changed visit, meeting or roster.
-/// A walker's phone is bound to its walker: every event it adds must be hers.
+/// A walker's phone is bound to its walker: every event it adds must be hers. A hall or admin
+/// device is shared by staff who sign in: once the hall has a staff roster, every event it adds
+/// must name someone on it, and is judged by that person's role (a walker's visit that the hall
+/// PC passes on is a walker's; a triage in a walker's name is refused).
 fn check_permitted(
     device: &Device,
+    staff: Option<&KnownPeople>,
     doc_id: &str,
     before: Option<&incoming::Readable>,
     after: &incoming::Readable,
@@ -695,12 +727,22 @@ fn check_permitted(
     let refuse = |what: String| {
         RelayError::new(403, "forbidden_action", format!("document {doc_id}: {what}; nothing of this push was stored"))
     };
+    // On a shared hall device, whom the staff roster names acts in her own role.
+    let known = staff.filter(|_| device.role != Role::Walker && device.walker.is_none());
     let judge = |person: &str, step: Step, state: Option<&gridwalk_doc::lifecycle::RequestState>| {
-        permitted(&Actor { role, person, office: None }, step, state).map_err(|f| refuse(f.to_string()))
+        let (role, office) = match known.and_then(|k| k.get(person)) {
+            Some((role, office)) => (*role, office.as_deref()),
+            None => (role, None),
+        };
+        permitted(&Actor { role, person, office }, step, state).map_err(|f| refuse(f.to_string()))
     };
-    let bound = |person: &str, what: &str| match device.walker.as_deref() {
-        Some(walker) if walker != person => Err(refuse(format!(
+    let bound = |person: &str, what: &str| match (device.walker.as_deref(), known) {
+        (Some(walker), _) if walker != person => Err(refuse(format!(
             "{what} is signed by {person}, but this device belongs to {walker} and may act only as her or him"
+        ))),
+        (None, Some(known)) if !known.contains_key(person) => Err(refuse(format!(
+            "{what} is signed by {person}, whom the hall's staff roster does not name: on a hall PC only \
+             staff signed in with their own PIN act"
         ))),
         _ => Ok(()),
     };
@@ -738,7 +780,12 @@ fn check_permitted(
                 judge(device.walker.as_deref().unwrap_or(&header.created_by), Step::RecordVisit, None)?;
             }
         }
-        Readable::Meeting { header, .. } => judge(&header.created_by, Step::Meeting, None)?,
+        Readable::Meeting { header, .. } => {
+            if before.is_none() {
+                bound(&header.created_by, "the meeting")?;
+            }
+            judge(&header.created_by, Step::Meeting, None)?
+        }
         Readable::Roster { header, .. } => judge(&header.created_by, Step::PublishRoster, None)?,
     }
     Ok(())

@@ -394,3 +394,73 @@ fn a_device_sets_aside_documents_it_cannot_read_and_syncs_lists_and_rebuilds_the
     sync(&town.hall, &town.relay, &town.hall_token).unwrap();
     assert!(town.hall.list_visits(&Default::default()).unwrap().iter().any(|v| v.id == later));
 }
+
+/// A request's events as the devices read them, changed by `edit` and written back, as another
+/// implementation could write them.
+fn with_events(bytes: &[u8], edit: impl FnOnce(&mut Vec<gridwalk_core::lifecycle::LifecycleEvent>)) -> Vec<u8> {
+    crafted(bytes, |d| {
+        let mut events: Vec<gridwalk_core::lifecycle::LifecycleEvent> =
+            autosurgeon::hydrate_prop(&*d, ROOT, "events").unwrap();
+        edit(&mut events);
+        autosurgeon::reconcile_prop(d, ROOT, "events", &events).unwrap();
+    })
+}
+
+/// Regression (found by the JavaScript writer's probe): another walker of the grid added her
+/// own `collected` event, sorted first, to a request w1 raised; the relay took it as raising a
+/// request, and the request became hers to settle on the spot (首问责任制 bypassed).
+#[test]
+fn regression_a_second_collected_event_cannot_take_a_request_over() {
+    let town = town();
+    let other = town.relay.authenticate(&town.other_token).unwrap();
+    let bytes = town.phone.document_bytes(&town.request).unwrap();
+    let forged = with_events(&bytes, |events| {
+        let mut mine = events[0].clone();
+        mine.id = "forged-collected".into();
+        mine.by = "w2".into();
+        mine.lamport = 0;
+        events.push(mine);
+    });
+    let digest = fingerprint_relay(&town);
+    let refused = town
+        .relay
+        .push(
+            &other,
+            &PushRequest {
+                version: PROTOCOL_VERSION,
+                docs: vec![DocChanges { doc_id: town.request.clone(), bytes: forged }],
+            },
+        )
+        .unwrap_err();
+    assert_eq!((refused.status, refused.code), (422, "document_unreadable"), "{}", refused.message);
+    assert!(refused.message.contains("collected once"), "{}", refused.message);
+    assert_eq!(fingerprint_relay(&town), digest, "nothing was stored");
+}
+
+/// Regression (found by the JavaScript writer's probe): an event numbered 2^64 − 1 was stored,
+/// and the next honest step on the request overflowed its number on every device.
+#[test]
+fn regression_an_event_numbered_beyond_any_history_is_refused() {
+    let town = town();
+    let bytes = town.phone.document_bytes(&town.request).unwrap();
+    let forged = with_events(&bytes, |events| {
+        let mut next = events[0].clone();
+        next.id = "huge".into();
+        next.lamport = u64::MAX;
+        next.action = gridwalk_core::lifecycle::Action::Progress { note: "x".into() };
+        events.push(next);
+    });
+    let digest = fingerprint_relay(&town);
+    let refused = town.push(&town.request, forged).unwrap_err();
+    assert_eq!((refused.status, refused.code), (422, "document_unreadable"), "{}", refused.message);
+    assert_eq!(fingerprint_relay(&town), digest, "nothing was stored");
+    // And the walker's own next step still works on the document as it was.
+    let solved = gridwalk_core::lifecycle::TriageDecision::SolvedOnSpot { note: "当场修好".into() };
+    let ctx = town.phone.context(t(2));
+    town.phone.act(&ctx, &town.request, gridwalk_core::lifecycle::Action::Triaged { decision: solved }).unwrap();
+}
+
+fn fingerprint_relay(town: &Town) -> (i64, i64) {
+    let s = town.relay.stats().unwrap();
+    (s.documents, s.changes)
+}

@@ -78,6 +78,12 @@ export function gw(store, ...args) {
   return execFileSync(join(BIN, 'gridwalk'), ['--store', store, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
 }
 
+/** The demo town's hall staff who sign in on a hall PC, with the PINs the tests give them. */
+export const STAFF = [
+  { id: 'hall-1', name: '陈国平', pin: '2580' },
+  { id: 'hall-2', name: '王丽华', pin: '1357' },
+];
+
 /**
  * A hall PC with a small demo town, its rosters published and everything pushed to the relay.
  * Returns the hall's store path.
@@ -88,6 +94,8 @@ export function hallWithTown(dir, relayDir, relayUrl) {
   gw(store, 'demo', '--seed', '5', '--villages', '2', '--households', '80', '--enterprises', '6',
     '--enterprise-grids', '1', '--requests', '40', '--visits', '200');
   gw(store, 'roster', 'publish');
+  // Two of the hall's staff get PINs: from then on they sign in on a hall PC (see STAFF).
+  for (const s of STAFF) gw(store, 'staff', 'set-pin', '--person', s.id, '--pin', s.pin);
   const code = relayCli(relayDir, 'enroll', '--name', 'hall', '--role', 'hall');
   gw(store, 'join', '--relay', relayUrl, '--code', code, '--name', 'hall');
   gw(store, 'sync', '--resend-all');

@@ -30,7 +30,7 @@ import { chromium } from 'playwright-core';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, assert, assertCjkRenders, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
+  BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, STAFF, assert, assertCjkRenders, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
   png,
 } from '../../tests/e2e/lib.mjs';
 import { assertNoMachineIds } from './visible.mjs';
@@ -67,6 +67,15 @@ async function syncNow(dev, what) {
     if (Date.now() - start > 60000) throw new Error(`timed out syncing (${what}): ${JSON.stringify(s.last_error)}`);
     await sleep(200);
   }
+}
+
+/** Signs a staff member in on the hall PC's sign-in screen: her name, then her PIN. */
+async function signIn(page, staff) {
+  await page.locator(`${tid('sign-in-person')}[data-person="${staff.id}"]`).click();
+  await page.locator(tid('sign-in-pin')).fill(staff.pin);
+  await page.locator(tid('sign-in-submit')).click();
+  await page.locator(`${tid('signed-in')}[data-person="${staff.id}"]`).waitFor({ timeout: 15000 });
+  assert((await page.locator(tid('signed-in-name')).innerText()).trim() === staff.name, `signed in as ${staff.name}`);
 }
 
 async function until(what, fn, ms = 60000) {
@@ -208,6 +217,11 @@ async function main() {
     await page.locator(tid('enroll-code')).fill(relayCli(relayDir, 'enroll', '--name', 'hall-pc', '--role', 'hall'));
     await page.locator(tid('enroll-device')).fill('hall-pc');
     await page.locator(tid('enroll-submit')).click();
+    // The first sync brings the staff roster: this PC is shared, so its staff sign in.
+    await page.locator(tid('screen-sign-in')).waitFor({ timeout: 30000 });
+    await page.screenshot({ path: join(OUT, 'hall-sign-in.png') });
+    await assertNoMachineIds(page, 'hall: sign-in');
+    await signIn(page, STAFF[0]);
     await page.locator(tid('app-shell') + '[data-layout="desktop"]').waitFor({ timeout: 30000 });
     await page.locator(tid('side-nav')).waitFor();
     assert(!(await page.locator(tid('tab-grids')).count()), 'no bottom tabs on the hall PC');
@@ -265,11 +279,11 @@ async function main() {
     await page.locator(`${tid('timeline-event')}[data-type="triaged"]`).waitFor();
     await assertNoMachineIds(page, 'hall: a merged request');
     // The history names the request it went into by its description, as a link to it; the hall
-    // PC's step is signed with its name and its device in short.
+    // PC's step is signed with the name of who was signed in, and the device in short.
     const mergedInto = page.locator(`${tid('timeline-event')}[data-type="triaged"] ${tid('timeline-request')}`);
     await mergedInto.filter({ hasText: description.slice(0, 10) }).waitFor();
     const hallWho = await page.locator(`${tid('timeline-event')}[data-type="triaged"] ${tid('timeline-who')}`).innerText();
-    assert(hallWho.includes('hall-pc') && /设备尾号 [0-9a-f]{4}/.test(hallWho), `the hall's step is signed: ${hallWho}`);
+    assert(hallWho.includes(STAFF[0].name) && /设备尾号 [0-9a-f]{4}/.test(hallWho), `the hall's step is signed: ${hallWho}`);
     await page.locator(`${tid('timeline-event')}[data-type="triaged"]`).scrollIntoViewIfNeeded();
     await page.screenshot({ path: join(OUT, 'hall-merged.png') });
     await mergedInto.click();
@@ -285,6 +299,12 @@ async function main() {
     await page.locator(tid('triage-submit')).click();
     await page.locator(tid('hall-status') + '[data-status="accepted"]').waitFor();
     await assertNoMachineIds(page, 'hall: an accepted request');
+    // 陈 hands the desk to 王, who signs in on the same PC and assigns it in her own name.
+    await page.locator(tid('sign-out')).click();
+    await page.locator(tid('screen-sign-in')).waitFor();
+    await signIn(page, STAFF[1]);
+    await page.goto(`${hall.url}/#/hall/request/${id}`);
+    await page.locator(tid('hall-status') + '[data-status="accepted"]').waitFor();
     const office = await page.locator(`${tid('assign-department')} option`).nth(1).getAttribute('value');
     await page.locator(tid('assign-department')).selectOption(office);
     // The person is picked from the grid's walkers (typing a name still works).
@@ -430,6 +450,11 @@ async function main() {
       await syncNow(phone, 'phone down');
       return (await api(phone, 'request', { id })).status === 'resolved';
     });
+    // On the phone too, each step carries the name of the staff member who took it.
+    const seen = (await api(phone, 'request', { id })).history;
+    const by = (type) => seen.find((h) => h.type === type)?.actor;
+    assert(by('triaged') === STAFF[0].name && by('assigned') === STAFF[1].name, `each step by its person on the phone: ${by('triaged')}, ${by('assigned')}`);
+    console.log(`two staff on one hall PC: accepted by ${by('triaged')}, assigned by ${by('assigned')}, as the phone shows`);
     const pctx = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, locale: 'zh-CN', hasTouch: true });
     const ppage = await pctx.newPage();
     ppage.on('pageerror', (e) => console.error('phone page error:', e.message));
@@ -571,7 +596,8 @@ async function main() {
     await page.locator(tid('nav-inbox')).click();
     await page.locator(tid('screen-inbox')).waitFor();
     await assertNoMachineIds(page, 'hall: inbox in English');
-    const nav = await page.locator(tid('side-nav')).innerText();
+    // (Its links: the name of who is signed in stays as she writes it.)
+    const nav = (await page.locator(`${tid('side-nav')} a`).allInnerTexts()).join(' ');
     assert(!/[\u4e00-\u9fff]/.test(nav), `English navigation: ${nav}`);
     // English names are longer: the charts' labels still keep apart.
     await page.locator(tid('nav-dashboard')).click();

@@ -16,6 +16,7 @@ pub mod query;
 mod reference;
 mod roster;
 pub mod schema;
+pub mod staff;
 mod sync_state;
 
 use std::path::{Path, PathBuf};

@@ -61,6 +61,13 @@ impl Store {
             enterprises: self.enterprises(grid)?,
             departments: self.departments()?,
             walkers,
+            people: self
+                .walkers()?
+                .into_iter()
+                .filter(|w| w.role != crate::model::Role::Walker)
+                .map(|w| Walker { grids: Vec::new(), work_group: None, phone: None, ..w })
+                .collect(),
+            staff: Vec::new(),
             published_at: at,
         })
     }
@@ -119,6 +126,11 @@ impl Store {
                 }
                 // The roster's own tables already hold these rows: nothing to re-index.
             }
+            // Once staff sign in, the staff roster names everyone (the relay judges a hall
+            // device's steps by the person's role): keep it up with the people published here.
+            if conn.query_row("SELECT EXISTS (SELECT 1 FROM staff_pins)", [], |r| r.get::<_, bool>(0))? {
+                Self::publish_staff_roster(conn, ctx)?;
+            }
             Ok(report)
         })
     }
@@ -129,6 +141,9 @@ impl Store {
         let header = docs::read_header(doc)?;
         let body: RosterBody = hydrate_prop(doc, ROOT, "body")?;
         let grid = header.grid;
+        if grid == gridwalk_doc::roster::STAFF_GRID {
+            return Self::apply_staff(conn, &body.people, &body.staff);
+        }
         let order = |k: AreaKind| match k {
             AreaKind::Town => 0,
             AreaKind::Village => 1,
@@ -216,6 +231,14 @@ impl Store {
             &grid,
             &walking,
         )?;
+        for p in &body.people {
+            // The hall's staff, by name only: they walk no grid.
+            conn.prepare_cached(
+                "INSERT INTO walkers (id, name, phone, role, work_group) VALUES (?1, ?2, NULL, ?3, NULL)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role",
+            )?
+            .execute(params![p.id, p.name, p.role.as_str()])?;
+        }
         for w in &body.walkers {
             // The hall's own walker rows keep their work group; a phone learns only the name.
             conn.prepare_cached(

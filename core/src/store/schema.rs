@@ -917,6 +917,17 @@ ALTER TABLE request_index ADD COLUMN number TEXT;
 CREATE INDEX request_by_number ON request_index(number) WHERE number IS NOT NULL;
 "#;
 
+/// Version 21: hall staff who may sign in on a hall PC, each with the Argon2id hash of her PIN
+/// (never the PIN). Set by an admin on a hall PC and received by the others in the staff roster.
+/// The people themselves (name, role) stay in `walkers`.
+const V21: &str = r#"
+CREATE TABLE staff_pins (
+    person TEXT PRIMARY KEY,
+    office TEXT,
+    pin_hash TEXT NOT NULL
+) WITHOUT ROWID;
+"#;
+
 fn fill_request_numbers(tx: &rusqlite::Transaction) -> HookResult {
     let ids: Vec<String> =
         tx.prepare("SELECT id FROM request_index")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -1063,8 +1074,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up_with_hook(V18, fill_visit_gps),
         M::up(V19),
         M::up_with_hook(V20, fill_request_numbers),
+        M::up(V21),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 20;
+pub const LATEST_VERSION: usize = 21;

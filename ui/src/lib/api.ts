@@ -50,8 +50,15 @@ export type AppStatus = {
   processing_photos: number;
   /** Photos whose processing failed, waiting for a retry or to be discarded. */
   failed_photos: number;
+  /** A hall PC whose staff sign in with their PIN: nothing can be done until someone has. */
+  sign_in_required?: boolean;
+  /** Who is signed in on this hall PC now. */
+  signed_in?: { id: string; name: string } | null;
   now: number;
 };
+
+/** A person who may work at the hall, as the sign-in screen lists her. */
+export type StaffEntry = { id: string; name: string; role: string; has_pin: boolean };
 
 export type Category = { code: string; zh: string; en: string };
 export type Department = { id: string; name: string; level: string };
@@ -366,6 +373,10 @@ export const api = {
   raiseRequest: (args: NewRequestArgs) => call<{ id: string; waiting_photos: WaitingPhoto[] }>('raise_request', args),
   addPhoto: (args: { doc_id: string; role: PhotoRole; file_name: string; data_base64: string }) =>
     call<WaitingPhoto>('add_photo', args),
+  staff: () => call<StaffEntry[]>('staff', {}),
+  signIn: (person: string, pin: string) => call<AppStatus>('sign_in', { person, pin }),
+  signOut: () => call<AppStatus>('sign_out', {}),
+  setPin: (person: string, pin: string) => call<StaffEntry[]>('set_pin', { person, pin }),
   retryPhoto: (id: number) => call<{ ok: boolean }>('retry_photo', { id }),
   discardPhoto: (id: number) => call<{ ok: boolean }>('discard_photo', { id }),
   requests: (args: RequestsArgs = {}) => call<{ items: RequestRow[]; total: number }>('requests', args),
