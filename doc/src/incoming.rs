@@ -104,6 +104,9 @@ pub fn read_whole(doc_id: &str, doc: &DocView) -> Result<Readable, Unreadable> {
         }
     };
     if matches!(readable, Readable::Request { .. } | Readable::Visit { .. }) {
+        if !photos::photo_key_is_lists(doc.doc()).map_err(|e| unreadable("photos", e.to_string()))? {
+            return Err(unreadable("photos", "'photos' holds something other than a list of photo entries".into()));
+        }
         let _: Vec<PhotoRef> = photos::photos(doc).map_err(|e| unreadable("photos", e.to_string()))?;
     }
     Ok(readable)

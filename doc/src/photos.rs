@@ -71,6 +71,13 @@ fn photo_lists(doc: &AutoCommit) -> Result<Vec<ObjId>> {
         .collect())
 }
 
+/// Whether the document's `photos` key holds only lists (two devices that each started the list
+/// at once leave two, both read). Anything else there, a string say, would hide every photo entry
+/// and every removal from every device, so a document holding it is not readable.
+pub fn photo_key_is_lists(doc: &AutoCommit) -> Result<bool> {
+    Ok(doc.get_all(ROOT, PHOTOS_KEY)?.iter().all(|(value, _)| matches!(value, Value::Object(ObjType::List))))
+}
+
 /// Appends `photo` to the document's photo list, creating the list if the document has none.
 /// The caller commits the change.
 pub fn attach(doc: &mut AutoCommit, photo: &PhotoRef) -> Result<()> {

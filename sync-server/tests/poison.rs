@@ -245,6 +245,16 @@ fn documents_no_device_could_read_are_refused_with_422_and_nothing_is_stored() {
             }),
         ),
         (
+            // Regression (found by the JavaScript writer's probe): a string put over the photo
+            // list hid every photo entry, removals included, from every device, and was stored.
+            "photos: the list replaced by a string",
+            "photos",
+            &request_bytes,
+            Box::new(|d| {
+                d.put(ROOT, "photos", "no photos here").unwrap();
+            }),
+        ),
+        (
             "visit body: notes as a number",
             "body",
             &visit_bytes,
