@@ -90,6 +90,9 @@ pub enum Command {
     /// Hall staff who sign in on a hall PC with their PIN.
     #[command(subcommand)]
     Staff(StaffCommand),
+    /// Check a request's evidence file (from `gridwalk-relay audit export`), offline.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// List the request categories and their codes.
     Categories,
     /// Enrol this device with the hall's relay using a one-time code.
@@ -117,6 +120,13 @@ pub enum Command {
     /// Reports: the dashboard, the list behind a figure, the monthly list (驻网办事清单).
     #[command(subcommand)]
     Report(crate::report_cmd::ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check that every receipt in the file follows from the one before it, that every change
+    /// is the one its receipt names and that the request they make reads whole; print its steps.
+    Verify { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

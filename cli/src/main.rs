@@ -119,6 +119,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Households { grid } => reference::households(&env, &grid),
         Command::Departments => reference::departments(&env),
         Command::Roster(args::RosterCommand::Publish { grid }) => reference::publish_rosters(&env, &grid),
+        Command::Audit(args::AuditCommand::Verify { file }) => reference::verify_evidence(&env, &file),
         Command::Staff(args::StaffCommand::List) => reference::staff(&env),
         Command::Staff(args::StaffCommand::SetPin { person, pin }) => reference::set_pin(&env, &person, &pin),
         Command::Categories => reference::categories(&env),

@@ -238,6 +238,31 @@ pub fn publish_rosters(env: &Env, grids: &[String]) -> Result<()> {
     })
 }
 
+/// Needs no store: the file carries everything it is checked against.
+pub fn verify_evidence(env: &Env, file: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let report = gridwalk_core::evidence::verify_evidence(&text)?;
+    env.emit(&report, || {
+        let time = |ms: i64| gridwalk_core::Timestamp::from_millis(ms).map(|t| t.display()).unwrap_or_default();
+        let mut out = format!(
+            "the evidence holds: request {} ({}), {} receipts received by the relay from {} to {}, status {}\n\
+             the relay's chain head when exported: receipt {} {}\n",
+            report.number.as_deref().unwrap_or("-"),
+            report.document,
+            report.receipts,
+            time(report.first_received_at),
+            time(report.last_received_at),
+            report.status.as_deref().unwrap_or("-"),
+            report.head_seq,
+            report.head_chain,
+        );
+        for s in &report.steps {
+            out.push_str(&format!("  {}  {} by {} on {}\n", time(s.at), s.step, s.by, s.device));
+        }
+        out.trim_end().to_string()
+    })
+}
+
 pub fn staff(env: &Env) -> Result<()> {
     let store = env.open()?;
     let staff = store.staff()?;

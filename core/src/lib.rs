@@ -6,6 +6,7 @@
 
 pub mod demo;
 pub mod error;
+pub mod evidence;
 pub mod export;
 pub mod import;
 pub mod photo;

@@ -39,6 +39,8 @@
 //!   that part, as 206 with `Content-Range: bytes a-b/total`, so a download resumes where it
 //!   stopped. 404 while the blob is not complete on the relay; 416 for a range past its end.
 
+pub mod evidence;
+
 use serde::{Deserialize, Serialize};
 
 /// Bytes that are not a message of this protocol, or a blob id that is not one.

@@ -138,6 +138,15 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write one request's evidence file: its changes with the receipts that chain them, to be
+    /// checked anywhere, with no relay, by `gridwalk audit verify FILE`.
+    Export {
+        /// The request (or visit) document's id.
+        #[arg(long)]
+        doc: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn open_relay(data_dir: &Path, database: Option<&str>) -> Result<Relay> {
@@ -265,6 +274,21 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Command::MigrateToPostgres { to } = &cli.command {
         return migrate_to_postgres(&cli.data_dir, to);
+    }
+    if let Command::Audit { command: AuditCommand::Export { doc, out } } = &cli.command {
+        std::fs::create_dir_all(&cli.data_dir)?;
+        let dump = match cli.database.as_deref() {
+            Some(url) => PostgresRelayStore::open(url)?.dump()?,
+            None => SqliteRelayStore::open(&cli.data_dir.join("relay.db"))?.dump()?,
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let Some(evidence) = chain::evidence(&dump, doc, now) else {
+            bail!("the relay holds no change of document {doc}: check the id (`gridwalk request show` prints it)");
+        };
+        std::fs::write(out, gridwalk_protocol::evidence::write(&evidence))
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        println!("{} receipts of document {doc} written to {}", evidence.receipts.len(), out.display());
+        return Ok(());
     }
     if let Command::Audit { command: AuditCommand::Verify { json } } = &cli.command {
         std::fs::create_dir_all(&cli.data_dir)?;

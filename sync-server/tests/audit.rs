@@ -140,3 +140,87 @@ fn audit_verify_passes_on_a_synced_relay_and_names_every_kind_of_tampering() {
         assert!(said.contains(&named), "{what}: names {named:?}: {said}");
     }
 }
+
+/// A request's history can be carried away as an evidence file and checked anywhere, with no
+/// relay: the file from `gridwalk-relay audit export` verifies (`gridwalk audit verify` is this
+/// check), and the same file with any one byte changed does not.
+#[test]
+fn an_exported_evidence_file_verifies_offline_and_one_changed_byte_anywhere_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()));
+        let relay = Relay::new(Box::new(SqliteRelayStore::open(&data.join("relay.db")).unwrap()), clock.clone());
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let store = device_store(dir.path(), "phone", "w1");
+        let code = relay.create_enrollment("phone", Role::Walker, &["g1".to_string()]).unwrap();
+        let token = relay.enroll(&EnrollRequest { code, device_name: "phone".into(), device_key: None }).unwrap().token;
+        for round in 0..3 {
+            for k in 0..5 {
+                random_edit(&store, &mut rng, "g1", round * 100 + k);
+            }
+            clock.advance(chrono::Duration::minutes(9));
+            sync(&store, &relay, &token);
+        }
+    }
+    // The request with the most receipts.
+    let db = rusqlite::Connection::open(data.join("relay.db")).unwrap();
+    let (doc, receipts): (String, i64) = db
+        .query_row(
+            "SELECT c.doc_id, COUNT(*) FROM changes c JOIN docs d ON d.id = c.doc_id WHERE d.kind = 'request'
+              GROUP BY c.doc_id ORDER BY 2 DESC, 1 LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let file = dir.path().join("evidence.txt");
+    let out = Command::new(RELAY)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["audit", "export", "--doc", &doc, "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let report = gridwalk_core::evidence::verify_evidence(&text).expect("the exported file verifies");
+    assert_eq!((report.document.as_str(), report.receipts as i64), (doc.as_str(), receipts));
+    assert!(!report.steps.is_empty() && report.steps[0].step == "collected", "{:?}", report.steps);
+
+    // One byte changed: in a change, in a device name, in a receipt time, in the layout, in the
+    // digest line. Each is caught.
+    let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle} in the file"));
+    let change_byte = at("\"change\": \"") + 20;
+    let device_byte = at("\"device\": \"") + 12;
+    let time_byte = at("\"received_at\": ") + 16;
+    let layout_byte = at("\n  \"document\"");
+    let digest_byte = text.rfind("sha256 ").unwrap() + 10;
+    for (what, i) in [
+        ("a change", change_byte),
+        ("a device", device_byte),
+        ("a receipt time", time_byte),
+        ("the layout", layout_byte),
+        ("the digest line", digest_byte),
+    ] {
+        let mut bytes = text.clone().into_bytes();
+        bytes[i] = if bytes[i] == b'1' {
+            b'2'
+        } else if bytes[i] == b'\n' {
+            b' '
+        } else {
+            b'1'
+        };
+        let changed = String::from_utf8(bytes).unwrap();
+        assert_ne!(changed, text, "{what}: the byte changed");
+        let err = gridwalk_core::evidence::verify_evidence(&changed).expect_err(what);
+        assert_eq!(err.code(), "invalid_input", "{what}: {err}");
+    }
+    // A receipt edited and the file's digest recomputed to match: the chain still catches it.
+    let edited = text.replacen("\"device\": \"", "\"device\": \"x", 1);
+    let body = &edited[..edited.rfind("sha256 ").unwrap()];
+    use sha2::Digest as _;
+    let forged = format!("{body}sha256 {}\n", hex::encode(sha2::Sha256::digest(body.as_bytes())));
+    let err = gridwalk_core::evidence::verify_evidence(&forged).unwrap_err();
+    assert!(err.to_string().contains("does not follow from the value before it"), "{err}");
+}

@@ -8,26 +8,10 @@
 //! `chain_head` the relay keeps. `gridwalk-relay audit verify` walks the chain and the stored
 //! documents and names the first row that does not hold.
 
-use sha2::{Digest, Sha256};
-
 use super::RelayDump;
 
-/// The chain value before the first receipt.
-pub const GENESIS: [u8; 32] = [0; 32];
-
-/// The chain value of one receipt, from the one before it.
-pub fn link(prev: &[u8; 32], seq: i64, doc_id: &str, hash: &[u8], device: &str, received_at: i64) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"gridwalk receipt v1");
-    h.update(prev);
-    h.update(seq.to_be_bytes());
-    for field in [doc_id.as_bytes(), hash, device.as_bytes()] {
-        h.update((field.len() as u64).to_be_bytes());
-        h.update(field);
-    }
-    h.update(received_at.to_be_bytes());
-    h.finalize().into()
-}
+// The rule lives in the protocol crate, shared with whoever checks an evidence file offline.
+pub use gridwalk_protocol::evidence::{receipt_link as link, GENESIS};
 
 /// What `audit verify` found when everything holds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -118,4 +102,33 @@ pub fn verify(dump: &RelayDump, head: Option<(i64, [u8; 32])>) -> Result<Verifie
         return broken(None, format!("the log names {logged_docs} documents but {} are stored", dump.docs.len()));
     }
     Ok(Verified { receipts: dump.changes.len(), documents: dump.docs.len(), head: hex::encode(prev) })
+}
+
+/// One document's evidence (see `gridwalk_protocol::evidence`): its receipts in log order, each
+/// with the chain value of the receipt before it, and the relay's head. `None` when the relay
+/// holds no change of that document.
+pub fn evidence(dump: &RelayDump, doc_id: &str, now: i64) -> Option<gridwalk_protocol::evidence::Evidence> {
+    use gridwalk_protocol::evidence::{Evidence, EvidenceReceipt, FORMAT};
+    let mut prev = GENESIS.to_vec();
+    let mut receipts = Vec::new();
+    for c in &dump.changes {
+        let chain = c.chain.clone().unwrap_or_default();
+        if c.doc_id == doc_id {
+            receipts.push(EvidenceReceipt {
+                seq: c.seq,
+                prev_chain: hex::encode(&prev),
+                chain: hex::encode(&chain),
+                change_hash: hex::encode(&c.hash),
+                device: c.device_id.clone(),
+                received_at: c.received_at,
+                change: hex::encode(&c.bytes),
+            });
+        }
+        prev = chain;
+    }
+    if receipts.is_empty() {
+        return None;
+    }
+    let (head_seq, head_chain) = dump.head().map(|(s, c)| (s, hex::encode(c))).unwrap_or((0, hex::encode(GENESIS)));
+    Some(Evidence { format: FORMAT.into(), document: doc_id.into(), exported_at: now, head_seq, head_chain, receipts })
 }
