@@ -181,10 +181,28 @@ fn the_relay_refuses_a_hall_devices_events_in_the_name_of_someone_not_on_the_sta
     honest.act(&honest.context(now()), &other, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
     client::sync_over_http(&honest, &AtomicBool::new(false), &mut |_| {}).unwrap();
 
+    // Nor in the name of a hall colleague who has no PIN: nobody can have signed in as him.
+    let next = honest.list_requests(&RequestFilter { limit: 1, ..new_filter() }).unwrap().remove(0).id;
+    let unsigned = ActionContext::new("hall-3", "hall-pc2", now());
+    honest.act(&unsigned, &next, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
+    let refused = client::sync_over_http(&honest, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(&refused, gridwalk_core::CoreError::Relay { status: 403, code, message } if code == "forbidden_action" && message.contains("hall-3")),
+        "{refused:?}"
+    );
+    // (Its refused step stays in this store's outbox; a fresh store goes on.)
+    let fresh2 = tempfile::tempdir().unwrap();
+    let honest =
+        Store::create(fresh2.path().join("h.db"), Identity { device: "hall-pc3".into(), walker: "hall-1".into() })
+            .unwrap();
+    let code = relay.relay().create_enrollment("hall-pc3", gridwalk_relay::store::Role::Hall, &[]).unwrap();
+    client::join(&honest, &relay.url(), &code, "hall-pc3").unwrap();
+    client::sync_over_http(&honest, &AtomicBool::new(false), &mut |_| {}).unwrap();
+
     // Nor may a hall device take a hall's step in a walker's name: the roster knows w001 as a
     // walker, and a walker does not triage.
     let next = honest.list_requests(&RequestFilter { limit: 1, ..new_filter() }).unwrap().remove(0).id;
-    let as_walker = ActionContext::new("w001", "hall-pc2", now());
+    let as_walker = ActionContext::new("w001", "hall-pc3", now());
     honest.act(&as_walker, &next, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
     let refused = client::sync_over_http(&honest, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
     assert!(

@@ -692,7 +692,15 @@ fn staff_on_roster(store: &dyn RelayStore) -> RelayResult<Option<KnownPeople>> {
     let mut known = KnownPeople::new();
     match incoming::read_whole(&stored.id, &DocView::new(&doc)) {
         Ok(incoming::Readable::Roster { body, .. }) => {
-            known.extend(body.people.into_iter().map(|p| (p.id, (p.role, None))));
+            // Walkers act on their own phones; a hall device may pass their steps on. Anyone
+            // else acts on a hall PC only signed in, so only with a PIN (on the staff list):
+            // a hall-role person with none is someone nobody can have signed in as.
+            known.extend(
+                body.people
+                    .into_iter()
+                    .filter(|p| p.role == gridwalk_doc::model::Role::Walker)
+                    .map(|p| (p.id, (p.role, None))),
+            );
             known.extend(body.staff.into_iter().map(|s| (s.id, (s.role, s.office))));
         }
         _ => return Err(RelayError::new(500, "damaged_document", "the staff roster does not read as a roster")),

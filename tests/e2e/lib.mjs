@@ -82,6 +82,7 @@ export function gw(store, ...args) {
 export const STAFF = [
   { id: 'hall-1', name: '陈国平', pin: '2580' },
   { id: 'hall-2', name: '王丽华', pin: '1357' },
+  { id: 'hall-3', name: '张建军', pin: '4680' },
 ];
 
 /**
