@@ -36,6 +36,8 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
         "staff" => out(app.store()?.staff()?),
         "sign_in" => out(crate::session::sign_in(app, args)?),
         "sign_out" => out(crate::session::sign_out(app)?),
+        // Someone tapped or typed: `App::call` has kept her session going.
+        "still_here" => out(status(app)?),
         "set_pin" => {
             let a: SetPinArgs = parse(args)?;
             let store = app.store()?;

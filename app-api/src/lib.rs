@@ -115,8 +115,10 @@ impl App {
     /// Answers one command. Unknown names and malformed arguments are the caller's errors;
     /// nothing here panics on input.
     pub fn call(&self, name: &str, args: Value) -> CommandResult<Value> {
-        // Every command but the status poll is someone at the screen: the session goes on.
-        if name != "status" {
+        // What only someone at the screen does keeps her session going. The screens' own reloads
+        // (after each sync, while photos process) must not, or a hall PC left on a page would
+        // never sign out.
+        if session::is_activity(name) {
             self.sessions.touch();
         }
         commands::dispatch(self, name, args)

@@ -77,6 +77,28 @@ impl Sessions {
     }
 }
 
+/// Commands only a person at the screen gives: a step taken or a record written, or the UI's
+/// `still_here`, sent when she taps or types. Reading a list or a request is not among them:
+/// screens reload those by themselves.
+pub(crate) fn is_activity(name: &str) -> bool {
+    matches!(
+        name,
+        "still_here"
+            | "act"
+            | "raise_request"
+            | "add_photo"
+            | "retry_photo"
+            | "discard_photo"
+            | "record_visit"
+            | "record_meeting"
+            | "set_pin"
+            | "sync_now"
+            | "admin_save_department"
+            | "admin_assign_walker"
+            | "export_monthly_xlsx"
+    )
+}
+
 /// Whether actions on this device need someone signed in: a hall or admin device on which an
 /// admin has given staff PINs.
 pub(crate) fn required(store: &Store) -> CommandResult<bool> {

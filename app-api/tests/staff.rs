@@ -86,8 +86,17 @@ fn two_staff_sign_in_one_after_the_other_and_each_acts_in_her_own_name() {
     // Each step by its person, by name (the demo town's hall-1 is 陈国平, hall-2 王丽华).
     assert_eq!(&done[done.len() - 2..], [("triaged".into(), "陈国平".into()), ("assigned".into(), "王丽华".into())]);
 
-    // Left idle, the session ends by itself.
-    std::thread::sleep(Duration::from_millis(1700));
+    // Taps and typing keep the session going (the UI says `still_here`); the screens' own
+    // reloads do not: left on a page, the session ends by itself.
+    std::thread::sleep(Duration::from_millis(900));
+    app.call("still_here", json!({})).unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(app.call("status", json!({})).unwrap()["signed_in"]["id"], "hall-2", "kept going by a tap");
+    for _ in 0..3 {
+        app.call("request", json!({"id": id})).unwrap();
+        app.call("inbox", json!({})).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+    }
     assert!(app.call("status", json!({})).unwrap()["signed_in"].is_null());
     assert_eq!(
         app.call("act", json!({"id": id, "action": {"type": "progress", "note": "x"}})).unwrap_err().code,

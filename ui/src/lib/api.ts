@@ -376,6 +376,7 @@ export const api = {
   staff: () => call<StaffEntry[]>('staff', {}),
   signIn: (person: string, pin: string) => call<AppStatus>('sign_in', { person, pin }),
   signOut: () => call<AppStatus>('sign_out', {}),
+  stillHere: () => call<AppStatus>('still_here', {}),
   setPin: (person: string, pin: string) => call<StaffEntry[]>('set_pin', { person, pin }),
   retryPhoto: (id: number) => call<{ ok: boolean }>('retry_photo', { id }),
   discardPhoto: (id: number) => call<{ ok: boolean }>('discard_photo', { id }),
