@@ -427,7 +427,10 @@ fn add_photo(app: &App, a: AddPhotoArgs) -> CommandResult<WaitingPhotoDto> {
 
 /// Puts a photo whose processing failed back in line.
 fn retry_photo(app: &App, a: WaitingPhotoArgs) -> CommandResult<Value> {
-    let found = app.store()?.retry_queued_photo(a.id)?;
+    let store = app.store()?;
+    context(app, &store)?;
+    let found = store.retry_queued_photo(a.id)?;
+    drop(store);
     if !found {
         return Err(CommandError::new("not_found", format!("no waiting photo {}: it was attached or discarded", a.id)));
     }
@@ -437,7 +440,9 @@ fn retry_photo(app: &App, a: WaitingPhotoArgs) -> CommandResult<Value> {
 
 /// Throws away a photo whose processing failed (the walker chose to).
 fn discard_photo(app: &App, a: WaitingPhotoArgs) -> CommandResult<Value> {
-    let found = app.store()?.discard_queued_photo(a.id)?;
+    let store = app.store()?;
+    context(app, &store)?;
+    let found = store.discard_queued_photo(a.id)?;
     if !found {
         return Err(CommandError::new("not_found", format!("no waiting photo {}: it was attached or discarded", a.id)));
     }

@@ -62,6 +62,9 @@ impl PhotoWorker {
 fn run(shared: Arc<Shared>, path: PathBuf, attached: Box<dyn Fn() + Send>) {
     let options = IngestOptions::default();
     let mut store: Option<Store> = None;
+    // Storage errors in a row on the same photo: after three it is set aside as failed, so one
+    // photo the store cannot take does not hold up every photo behind it.
+    let mut stuck: (i64, u32) = (0, 0);
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             return;
@@ -88,6 +91,10 @@ fn run(shared: Arc<Shared>, path: PathBuf, attached: Box<dyn Fn() + Send>) {
                             // Storage trouble (a full disk): the photo keeps waiting; try again
                             // after a pause rather than spinning on it.
                             tracing::warn!(queued = id, "cannot process a waiting photo now: {e}");
+                            stuck = if stuck.0 == id { (id, stuck.1 + 1) } else { (id, 1) };
+                            if stuck.1 >= 3 {
+                                let _ = s.set_queued_photo_failed(id, &e);
+                            }
                             busy = false;
                         }
                     }

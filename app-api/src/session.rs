@@ -66,8 +66,8 @@ impl Sessions {
     }
 
     /// How long the next attempt must still wait, if wrong PINs are being slowed down.
-    fn wait_left(&self) -> Option<Duration> {
-        let (wrong, last) = *self.failures.lock().unwrap_or_else(|p| p.into_inner());
+    fn wait_left(failures: &(u32, Option<Instant>)) -> Option<Duration> {
+        let (wrong, last) = *failures;
         let last = last?;
         if wrong < FREE_ATTEMPTS {
             return None;
@@ -124,7 +124,10 @@ struct SignInArgs {
 
 pub(crate) fn sign_in(app: &App, args: Value) -> CommandResult<AppStatus> {
     let a: SignInArgs = parse(args)?;
-    if let Some(wait) = app.sessions.wait_left() {
+    // Held from the check to the count: attempts sent at once take turns, so none slips past
+    // the slow-down. (The count lives in memory: restarting the app gives five more tries.)
+    let mut failures = app.sessions.failures.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(wait) = Sessions::wait_left(&failures) {
         return Err(CommandError::new(
             "pin_attempts_slowed",
             format!("too many wrong PINs on this PC: try again in {} seconds", wait.as_secs().max(1)),
@@ -137,7 +140,6 @@ pub(crate) fn sign_in(app: &App, args: Value) -> CommandResult<AppStatus> {
         }
         store.verify_staff_pin(a.person.trim(), a.pin.trim())?
     };
-    let mut failures = app.sessions.failures.lock().unwrap_or_else(|p| p.into_inner());
     match found {
         Some(staff) => {
             *failures = (0, None);

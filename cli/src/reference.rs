@@ -246,7 +246,7 @@ pub fn verify_evidence(env: &Env, file: &std::path::Path) -> Result<()> {
         let time = |ms: i64| gridwalk_core::Timestamp::from_millis(ms).map(|t| t.display()).unwrap_or_default();
         let mut out = format!(
             "the evidence holds: request {} ({}), {} receipts received by the relay from {} to {}, status {}\n\
-             the relay's chain head when exported: receipt {} {}\n",
+             the relay's chain head when exported: receipt {} {} (compare it with the relay's own: a file whose chain was recomputed passes every check here but that one)\n",
             report.number.as_deref().unwrap_or("-"),
             report.document,
             report.receipts,

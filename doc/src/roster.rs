@@ -34,7 +34,9 @@ pub fn staff_roster_id() -> String {
 /// A member of the hall's staff who may sign in, as the staff roster lists her.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Reconcile, Hydrate)]
 pub struct StaffMember {
-    /// The person's id, as events name her (`by`).
+    /// The person's id, as events name her (`by`). The key that two hall PCs' concurrent
+    /// changes to the list merge by, person by person.
+    #[key]
     pub id: String,
     pub name: String,
     pub role: Role,

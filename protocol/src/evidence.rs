@@ -10,7 +10,10 @@
 //! be compared with the relay's head (`gridwalk-relay audit verify` prints it) at any later day.
 //!
 //! The file is JSON followed by one line, `sha256 <hex>`, over every byte before that line: a
-//! file damaged in copying is told apart from one that was edited.
+//! file damaged in copying is caught. Someone who edits a change and recomputes every chain value
+//! after it and the digest makes a file that checks out on its own; what catches that is the
+//! chain head it carries, compared with the relay's (`gridwalk-relay audit verify` prints it, and
+//! the hall can write it down or publish it each day).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

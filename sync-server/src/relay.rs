@@ -225,6 +225,13 @@ impl Relay {
         if role == Role::Walker && grids.is_empty() {
             return Err(RelayError::bad("invalid_input", "a walker's device needs at least one grid"));
         }
+        // The staff roster's grid carries the hall's PIN hashes: no device is enrolled "for" it.
+        if grids.iter().any(|g| g == gridwalk_doc::roster::STAFF_GRID) {
+            return Err(RelayError::bad(
+                "invalid_input",
+                "the _hall grid holds the staff roster; it is no area to walk",
+            ));
+        }
         let code = random_code();
         let now = self.now();
         let expires = now + self.limits.enrollment_ttl_hours * 3_600_000;
@@ -448,6 +455,17 @@ impl Relay {
                 "document {} is in grid {}, outside this device's grids",
                 d.doc_id, header.grid
             )));
+        }
+        // A roster's id names its grid, and only a roster has such an id: a visit named like
+        // the staff roster would otherwise stand in its place on every device and the relay.
+        let is_roster = header.kind == gridwalk_doc::docs::DocKind::Roster;
+        if d.doc_id.starts_with("roster-") != is_roster
+            || (is_roster && d.doc_id != gridwalk_doc::roster::roster_id(&header.grid))
+        {
+            return Err(doc_err(
+                "misnamed_roster",
+                "a roster's id is roster-<its grid>, and no other document's id starts with roster-".into(),
+            ));
         }
         // Then every part of it must read through the typed mapping the devices use: a document
         // one device cannot read would stop every other device's pull of its grid.
@@ -687,11 +705,13 @@ type KnownPeople = HashMap<String, (gridwalk_doc::model::Role, Option<String>)>;
 /// while the hall has none (before an admin gave anyone a PIN, hall devices act as before).
 fn staff_on_roster(store: &dyn RelayStore) -> RelayResult<Option<KnownPeople>> {
     let Some(stored) = store.load_doc(&gridwalk_doc::roster::staff_roster_id())? else { return Ok(None) };
-    let doc = AutoCommit::load(&stored.snapshot)
-        .map_err(|e| RelayError::new(500, "damaged_document", format!("the staff roster does not load: {e}")))?;
+    let Ok(doc) = AutoCommit::load(&stored.snapshot) else {
+        tracing::warn!("the staff roster does not load; hall devices act as before it");
+        return Ok(None);
+    };
     let mut known = KnownPeople::new();
     match incoming::read_whole(&stored.id, &DocView::new(&doc)) {
-        Ok(incoming::Readable::Roster { body, .. }) => {
+        Ok(incoming::Readable::Roster { body, header }) if header.grid == gridwalk_doc::roster::STAFF_GRID => {
             // Walkers act on their own phones; a hall device may pass their steps on. Anyone
             // else acts on a hall PC only signed in, so only with a PIN (on the staff list):
             // a hall-role person with none is someone nobody can have signed in as.
@@ -703,7 +723,12 @@ fn staff_on_roster(store: &dyn RelayStore) -> RelayResult<Option<KnownPeople>> {
             );
             known.extend(body.staff.into_iter().map(|s| (s.id, (s.role, s.office))));
         }
-        _ => return Err(RelayError::new(500, "damaged_document", "the staff roster does not read as a roster")),
+        // Not a staff roster after all (stored before rosters' ids were checked): no staff list,
+        // rather than refusing every device's every push.
+        _ => {
+            tracing::warn!("{} is not the hall's staff roster; hall devices act as before it", stored.id);
+            return Ok(None);
+        }
     }
     Ok((!known.is_empty()).then_some(known))
 }

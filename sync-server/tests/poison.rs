@@ -474,3 +474,35 @@ fn fingerprint_relay(town: &Town) -> (i64, i64) {
     let s = town.relay.stats().unwrap();
     (s.documents, s.changes)
 }
+
+/// Regression (found in review): a walker's visit named like the staff roster (`roster-_hall`)
+/// was stored; from then on every push of every device was answered 500 and the real staff
+/// roster could never be stored. Only a roster has a roster's id, and only its own grid's.
+#[test]
+fn regression_a_document_named_like_a_roster_that_is_no_roster_is_refused() {
+    let town = town();
+    let visit = town
+        .phone
+        .record_visit(
+            &town.phone.context(t(3)),
+            NewVisit {
+                id: Some("roster-_hall".into()),
+                grid: "g1".into(),
+                micro_grid: None,
+                target: VisitTarget::Household { id: "g1-h0".into() },
+                kind: VisitKind::Daily,
+                visited_at: None,
+                other_walkers: vec![],
+                companions: vec![],
+                notes: "冒名的名册".into(),
+                gps: None,
+            },
+        )
+        .unwrap();
+    let refused = town.push(&visit, town.phone.document_bytes(&visit).unwrap()).unwrap_err();
+    assert_eq!((refused.status, refused.code), (400, "misnamed_roster"), "{}", refused.message);
+    // Every device's pushes go on as before.
+    let other = town.relay.authenticate(&town.other_token).unwrap();
+    let empty = PushRequest { version: PROTOCOL_VERSION, docs: vec![] };
+    town.relay.push(&other, &empty).unwrap();
+}

@@ -213,12 +213,17 @@ impl Store {
         let Some((doc_id, role, bytes, lat, lon, accuracy_m, actor, device, queued_at)) = row else {
             return Ok(PhotoProcessed::Gone);
         };
-        let role = Role::parse(&role).ok_or_else(|| bad_role(id, &role))?;
+        let (Some(role), Ok(queued_at)) = (Role::parse(&role), Timestamp::from_millis(queued_at)) else {
+            // A row only a hand-edited store holds: set aside, so it does not block the line.
+            let e = PhotoError::from(bad_role(id, &role));
+            self.mark_queued_failed(id, &e)?;
+            return Ok(PhotoProcessed::Failed(e));
+        };
         let gps = match (lat, lon) {
             (Some(lat), Some(lon)) => Some(GeoPoint { lat, lon, accuracy_m }),
             _ => None,
         };
-        let ctx = ActionContext::new(actor, device, Timestamp::from_millis(queued_at)?);
+        let ctx = ActionContext::new(actor, device, queued_at);
         let photo = match ingest(&bytes, options) {
             Ok(photo) => photo,
             Err(e) => {
@@ -254,6 +259,11 @@ impl Store {
         }
     }
 
+    /// Sets a waiting photo aside as failed with `e` (the worker, after storage errors in a row).
+    pub fn set_queued_photo_failed(&self, id: i64, e: &PhotoError) -> PhotoResult<()> {
+        self.mark_queued_failed(id, e)
+    }
+
     fn mark_queued_failed(&self, id: i64, e: &PhotoError) -> PhotoResult<()> {
         self.conn
             .prepare_cached(
@@ -272,10 +282,14 @@ impl Store {
         Ok(changed > 0)
     }
 
-    /// Throws a waiting photo away (the walker chose to, after it failed). Returns false when
-    /// there is no such waiting photo, e.g. because it was attached meanwhile.
+    /// Throws a photo whose processing failed away (the walker chose to). Returns false when
+    /// there is no such failed photo: attached meanwhile, or still being processed.
     pub fn discard_queued_photo(&self, id: i64) -> PhotoResult<bool> {
-        let changed = self.conn.prepare_cached("DELETE FROM photo_queue WHERE id = ?1")?.execute([id])?;
+        // Only a failed one: a photo still being processed is on its way into the record.
+        let changed = self
+            .conn
+            .prepare_cached("DELETE FROM photo_queue WHERE id = ?1 AND failed_code IS NOT NULL")?
+            .execute([id])?;
         Ok(changed > 0)
     }
 }

@@ -141,7 +141,7 @@ impl Store {
         let header = docs::read_header(doc)?;
         let body: RosterBody = hydrate_prop(doc, ROOT, "body")?;
         let grid = header.grid;
-        if grid == gridwalk_doc::roster::STAFF_GRID {
+        if grid == gridwalk_doc::roster::STAFF_GRID && header.id == gridwalk_doc::roster::staff_roster_id() {
             return Self::apply_staff(conn, &body.people, &body.staff);
         }
         let order = |k: AreaKind| match k {

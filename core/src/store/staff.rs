@@ -192,9 +192,10 @@ impl Store {
                 docs::commit(&mut doc, ctx.at, "publish staff roster");
                 Self::insert_new_document(conn, &header, &mut doc, ctx.at, true)?;
             }
-            Some((kind, _, mut doc)) => {
-                if kind != DocKind::Roster {
-                    return Err(CoreError::DamagedDocument { id, message: "expected a roster document".into() });
+            Some((kind, grid, mut doc)) => {
+                // Only the `_hall` grid's roster may carry PIN hashes: no walker's phone has it.
+                if kind != DocKind::Roster || grid != STAFF_GRID {
+                    return Err(CoreError::DamagedDocument { id, message: "expected the _hall grid's roster".into() });
                 }
                 let old: RosterBody = hydrate_prop(&doc, ROOT, "body")?;
                 if old.staff == body.staff && old.people == body.people {
@@ -227,8 +228,12 @@ impl Store {
                  ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role",
             )?
             .execute(params![s.id, s.name, s.role.as_str()])?;
-            conn.prepare_cached("INSERT INTO staff_pins (person, office, pin_hash) VALUES (?1, ?2, ?3)")?
-                .execute(params![s.id, s.office, s.pin_hash])?;
+            // Upsert: a list merged from two hall PCs' changes may name someone twice.
+            conn.prepare_cached(
+                "INSERT INTO staff_pins (person, office, pin_hash) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (person) DO UPDATE SET office = excluded.office, pin_hash = excluded.pin_hash",
+            )?
+            .execute(params![s.id, s.office, s.pin_hash])?;
         }
         Ok(())
     }
