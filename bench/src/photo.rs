@@ -327,12 +327,9 @@ pub(crate) fn median(samples: &mut [f64]) -> f64 {
     }
 }
 
-/// A new store with one request, then the timed part's work: the file read from disk, ingested,
-/// stored and attached. Returns the photo's hash and the sizes of photo and thumbnail.
-fn ingest_into_new_store(file: &Path, dir: &Path, n: usize) -> anyhow::Result<(String, (usize, usize))> {
-    std::fs::create_dir_all(dir)?;
-    let store =
-        Store::create(dir.join("bench.gridwalk"), Identity { device: "bench-phone".into(), walker: "bench".into() })?;
+/// A new phone store at `path` with one grid (`grid`) to raise requests in.
+pub(crate) fn new_store(path: &Path) -> anyhow::Result<Store> {
+    let store = Store::create(path, Identity { device: "bench-phone".into(), walker: "bench".into() })?;
     for (id, kind, parent) in [
         ("town", AreaKind::Town, None),
         ("village", AreaKind::Village, Some("town")),
@@ -346,6 +343,14 @@ fn ingest_into_new_store(file: &Path, dir: &Path, n: usize) -> anyhow::Result<(S
             enterprise_grid: false,
         })?;
     }
+    Ok(store)
+}
+
+/// A new store with one request, then the timed part's work: the file read from disk, ingested,
+/// stored and attached. Returns the photo's hash and the sizes of photo and thumbnail.
+fn ingest_into_new_store(file: &Path, dir: &Path, n: usize) -> anyhow::Result<(String, (usize, usize))> {
+    std::fs::create_dir_all(dir)?;
+    let store = new_store(&dir.join("bench.gridwalk"))?;
     let at = Timestamp(Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap() + chrono::Duration::seconds(n as i64));
     let ctx = store.context(at);
     let request = store.raise_request(

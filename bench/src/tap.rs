@@ -19,13 +19,12 @@ use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use gridwalk_app_api::{App, SyncSettings};
 use gridwalk_core::docs::{Reporter, Source, Urgency};
-use gridwalk_core::model::{Area, AreaKind};
 use gridwalk_core::photo::{Attachment, IngestOptions, Role};
-use gridwalk_core::store::{Identity, NewRequest};
-use gridwalk_core::{ManualClock, Store, Timestamp};
+use gridwalk_core::store::NewRequest;
+use gridwalk_core::{ManualClock, Timestamp};
 use serde_json::{json, Value};
 
-use crate::photo::{median, photo_jpeg};
+use crate::photo::{median, new_store, photo_jpeg};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,24 +35,6 @@ pub struct Args {
     /// nothing then.
     #[arg(long)]
     smoke: bool,
-}
-
-fn new_store(path: &std::path::Path) -> anyhow::Result<Store> {
-    let store = Store::create(path, Identity { device: "bench-phone".into(), walker: "bench".into() })?;
-    for (id, kind, parent) in [
-        ("town", AreaKind::Town, None),
-        ("village", AreaKind::Village, Some("town")),
-        ("grid", AreaKind::Grid, Some("village")),
-    ] {
-        store.put_area(&Area {
-            id: id.into(),
-            kind,
-            name: id.into(),
-            parent: parent.map(str::to_string),
-            enterprise_grid: false,
-        })?;
-    }
-    Ok(store)
 }
 
 fn request() -> NewRequest {

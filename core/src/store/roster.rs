@@ -72,6 +72,54 @@ impl Store {
         })
     }
 
+    /// Writes `body` as grid `grid`'s roster document (`roster-<grid>`), creating it the first
+    /// time, inside the caller's transaction; it goes to the outbox when it changed. The
+    /// publication time changes only with the lists, so publishing an unchanged roster writes and
+    /// sends nothing. The one place rosters (grid rosters and the staff roster) are written.
+    pub(crate) fn put_roster(
+        conn: &Connection,
+        ctx: &ActionContext,
+        grid: &str,
+        mut body: RosterBody,
+    ) -> Result<RosterWrite> {
+        let id = roster_id(grid);
+        match Self::load_automerge(conn, &id)? {
+            None => {
+                let header = DocHeader {
+                    id: id.clone(),
+                    kind: DocKind::Roster,
+                    grid: grid.to_string(),
+                    created_at: ctx.at,
+                    created_by: ctx.actor.clone(),
+                    device: ctx.device.clone(),
+                    schema: DOC_SCHEMA,
+                };
+                let mut doc = docs::new_doc(ctx, &header)?;
+                reconcile_prop(&mut doc, ROOT, "body", &body)?;
+                docs::commit(&mut doc, ctx.at, "publish roster");
+                Self::insert_new_document(conn, &header, &mut doc, ctx.at, true)?;
+                Ok(RosterWrite::Created)
+            }
+            Some((kind, stored_grid, mut doc)) => {
+                if kind != DocKind::Roster || stored_grid != grid {
+                    return Err(CoreError::DamagedDocument { id, message: format!("expected grid {grid}'s roster") });
+                }
+                let old: RosterBody = hydrate_prop(&doc, ROOT, "body")?;
+                body.published_at = old.published_at;
+                if old == body {
+                    return Ok(RosterWrite::Unchanged);
+                }
+                body.published_at = ctx.at;
+                doc.set_actor(docs::actor_for_device(&ctx.device));
+                let before = doc.get_heads();
+                reconcile_prop(&mut doc, ROOT, "body", &body)?;
+                docs::commit(&mut doc, ctx.at, "publish roster");
+                Self::save_changes(conn, &id, &mut doc, &before, ctx.at, true)?;
+                Ok(RosterWrite::Updated)
+            }
+        }
+    }
+
     /// Publishes the rosters of the given grids (every grid when empty) in one transaction:
     /// each becomes or updates its grid's roster document and goes to the outbox when it changed.
     pub fn publish_rosters(&self, ctx: &ActionContext, grids: &[String]) -> Result<PublishReport> {
@@ -81,48 +129,11 @@ impl Store {
         self.atomically(|conn| {
             let mut report = PublishReport::default();
             for grid in &grids {
-                let mut body = self.roster_from_tables(grid, ctx.at)?;
-                let id = roster_id(grid);
-                match Self::load_automerge(conn, &id)? {
-                    None => {
-                        let header = DocHeader {
-                            id: id.clone(),
-                            kind: DocKind::Roster,
-                            grid: grid.clone(),
-                            created_at: ctx.at,
-                            created_by: ctx.actor.clone(),
-                            device: ctx.device.clone(),
-                            schema: DOC_SCHEMA,
-                        };
-                        let mut doc = docs::new_doc(ctx, &header)?;
-                        reconcile_prop(&mut doc, ROOT, "body", &body)?;
-                        docs::commit(&mut doc, ctx.at, "publish roster");
-                        Self::insert_new_document(conn, &header, &mut doc, ctx.at, true)?;
-                        report.created += 1;
-                    }
-                    Some((kind, _, mut doc)) => {
-                        if kind != DocKind::Roster {
-                            return Err(CoreError::DamagedDocument {
-                                id,
-                                message: "expected a roster document".into(),
-                            });
-                        }
-                        let old: RosterBody = hydrate_prop(&doc, ROOT, "body")?;
-                        // The publication time changes only with the lists, so publishing an
-                        // unchanged grid writes and sends nothing.
-                        body.published_at = old.published_at;
-                        if old == body {
-                            report.unchanged += 1;
-                            continue;
-                        }
-                        body.published_at = ctx.at;
-                        doc.set_actor(docs::actor_for_device(&ctx.device));
-                        let before = doc.get_heads();
-                        reconcile_prop(&mut doc, ROOT, "body", &body)?;
-                        docs::commit(&mut doc, ctx.at, "publish roster");
-                        Self::save_changes(conn, &id, &mut doc, &before, ctx.at, true)?;
-                        report.updated += 1;
-                    }
+                let body = self.roster_from_tables(grid, ctx.at)?;
+                match Self::put_roster(conn, ctx, grid, body)? {
+                    RosterWrite::Created => report.created += 1,
+                    RosterWrite::Updated => report.updated += 1,
+                    RosterWrite::Unchanged => report.unchanged += 1,
                 }
                 // The roster's own tables already hold these rows: nothing to re-index.
             }
@@ -251,6 +262,13 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// What writing a roster did.
+pub(crate) enum RosterWrite {
+    Created,
+    Updated,
+    Unchanged,
 }
 
 /// Deletes the grid's rows that `list` finds and `keep` does not name: a roster lists everything

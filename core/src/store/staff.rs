@@ -10,17 +10,14 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use automerge::ROOT;
-use autosurgeon::{hydrate_prop, reconcile_prop};
 use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::Store;
-use crate::docs::{self, DocHeader, DocKind, DOC_SCHEMA};
 use crate::error::{CoreError, Result};
 use crate::model::Role;
-use crate::roster::{staff_roster_id, RosterBody, StaffMember, STAFF_GRID};
+use crate::roster::{RosterBody, StaffMember, STAFF_GRID};
 use crate::ActionContext;
 
 /// A staff member as the sign-in screen lists her.
@@ -175,39 +172,8 @@ impl Store {
             staff,
             published_at: ctx.at,
         };
-        let id = staff_roster_id();
-        match Self::load_automerge(conn, &id)? {
-            None => {
-                let header = DocHeader {
-                    id: id.clone(),
-                    kind: DocKind::Roster,
-                    grid: STAFF_GRID.to_string(),
-                    created_at: ctx.at,
-                    created_by: ctx.actor.clone(),
-                    device: ctx.device.clone(),
-                    schema: DOC_SCHEMA,
-                };
-                let mut doc = docs::new_doc(ctx, &header)?;
-                reconcile_prop(&mut doc, ROOT, "body", &body)?;
-                docs::commit(&mut doc, ctx.at, "publish staff roster");
-                Self::insert_new_document(conn, &header, &mut doc, ctx.at, true)?;
-            }
-            Some((kind, grid, mut doc)) => {
-                // Only the `_hall` grid's roster may carry PIN hashes: no walker's phone has it.
-                if kind != DocKind::Roster || grid != STAFF_GRID {
-                    return Err(CoreError::DamagedDocument { id, message: "expected the _hall grid's roster".into() });
-                }
-                let old: RosterBody = hydrate_prop(&doc, ROOT, "body")?;
-                if old.staff == body.staff && old.people == body.people {
-                    return Ok(());
-                }
-                doc.set_actor(docs::actor_for_device(&ctx.device));
-                let before = doc.get_heads();
-                reconcile_prop(&mut doc, ROOT, "body", &body)?;
-                docs::commit(&mut doc, ctx.at, "publish staff roster");
-                Self::save_changes(conn, &id, &mut doc, &before, ctx.at, true)?;
-            }
-        }
+        // Only the `_hall` grid's roster carries PIN hashes: no walker's phone is entitled to it.
+        Self::put_roster(conn, ctx, STAFF_GRID, body)?;
         Ok(())
     }
 
