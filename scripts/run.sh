@@ -34,9 +34,11 @@ echo "== 生成示范街道 (demo town)"
 hall demo --seed 2026
 hall roster publish
 # The hall PC is shared by its staff, who sign in with their name and PIN (demo PINs below).
-hall staff set-pin --person hall-1 --pin 2580 > /dev/null
-hall staff set-pin --person hall-2 --pin 1357 > /dev/null
-hall staff set-pin --person hall-3 --pin 4680 > /dev/null
+# The first PIN goes to the admin, who then gives the others theirs.
+hall staff set-pin --person admin --pin 9630 > /dev/null
+hall --as admin staff set-pin --person hall-1 --pin 2580 > /dev/null
+hall --as admin staff set-pin --person hall-2 --pin 1357 > /dev/null
+hall --as admin staff set-pin --person hall-3 --pin 4680 > /dev/null
 hall join --relay "$URL" --code "$("$RELAY" --data-dir "$DIR/relay" enroll --name 服务中心电脑 --role hall 2>/dev/null)" --name 服务中心电脑
 echo "== 上传到中继 (the hall PC fills the relay)"
 hall sync --resend-all
@@ -52,6 +54,7 @@ CODE=$("$RELAY" --data-dir "$DIR/relay" enroll --name 王芳的手机 --grids v0
 echo
 echo "================================================================"
 echo " 服务中心电脑登录 hall PC sign-in: 陈国平 PIN 2580, 王丽华 PIN 1357, 张建军 PIN 4680"
+echo "   系统管理员 admin PIN 9630 (gives and resets PINs: 基础信息 → 工作人员)"
 echo "----------------------------------------------------------------"
 echo " 网格员王芳的手机 / Wang Fang's phone (grid v01-g01)"
 echo "   中继地址 relay address : $URL"

@@ -41,7 +41,7 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
         "set_pin" => {
             let a: SetPinArgs = parse(args)?;
             let store = app.store()?;
-            store.set_staff_pin(&context(app, &store)?, a.person.trim(), a.pin.trim())?;
+            store.set_staff_pin(&context(app, &store)?, a.person.trim(), a.pin.trim(), a.old_pin.as_deref())?;
             drop(store);
             app.sync.nudge();
             out(app.store()?.staff()?)

@@ -233,6 +233,9 @@ impl WaitingPhotoDto {
 pub struct SetPinArgs {
     pub person: String,
     pub pin: String,
+    /// Her old PIN, when a staff member changes her own (an admin needs none).
+    #[serde(default)]
+    pub old_pin: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

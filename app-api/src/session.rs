@@ -5,13 +5,15 @@
 //!
 //! Wrong PINs are slowed down: after [`FREE_ATTEMPTS`] wrong ones in a row, each further attempt
 //! waits a delay that doubles every time (30 s, 1 min, 2 min… at most an hour), counted on this
-//! PC. A right PIN resets it.
+//! PC in its store (restarting the app gives no fresh tries). A right PIN resets it.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gridwalk_core::model::Role;
 use gridwalk_core::store::Store;
+use gridwalk_core::sync::client;
+use gridwalk_core::CoreError;
 use serde_json::Value;
 
 use crate::commands::{invalid, parse, status};
@@ -34,13 +36,14 @@ struct Session {
 pub(crate) struct Sessions {
     idle_limit: Duration,
     current: Mutex<Option<Session>>,
-    /// Wrong PINs in a row, and when the last one was typed.
-    failures: Mutex<(u32, Option<Instant>)>,
+    /// Held from a PIN's check to its count (which lives in the store): attempts sent at once
+    /// take turns, so none slips past the slow-down.
+    attempts: Mutex<()>,
 }
 
 impl Sessions {
     pub fn new(idle_limit: Duration) -> Self {
-        Sessions { idle_limit, current: Mutex::new(None), failures: Mutex::new((0, None)) }
+        Sessions { idle_limit, current: Mutex::new(None), attempts: Mutex::new(()) }
     }
 
     /// The person signed in now, if her session has not run out.
@@ -65,15 +68,17 @@ impl Sessions {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// How long the next attempt must still wait, if wrong PINs are being slowed down.
-    fn wait_left(failures: &(u32, Option<Instant>)) -> Option<Duration> {
-        let (wrong, last) = *failures;
+    /// How long the next attempt must still wait at `now` (milliseconds since the epoch), if
+    /// wrong PINs are being slowed down.
+    fn wait_left((wrong, last): (u32, Option<i64>), now: i64) -> Option<Duration> {
         let last = last?;
         if wrong < FREE_ATTEMPTS {
             return None;
         }
         let delay = FIRST_DELAY.saturating_mul(1 << (wrong - FREE_ATTEMPTS).min(7)).min(LONGEST_DELAY);
-        delay.checked_sub(last.elapsed()).filter(|d| !d.is_zero())
+        // A clock set back counts as no time passed.
+        let elapsed = Duration::from_millis(u64::try_from(now.saturating_sub(last)).unwrap_or(0));
+        delay.checked_sub(elapsed).filter(|d| !d.is_zero())
     }
 }
 
@@ -124,33 +129,56 @@ struct SignInArgs {
 
 pub(crate) fn sign_in(app: &App, args: Value) -> CommandResult<AppStatus> {
     let a: SignInArgs = parse(args)?;
-    // Held from the check to the count: attempts sent at once take turns, so none slips past
-    // the slow-down. (The count lives in memory: restarting the app gives five more tries.)
-    let mut failures = app.sessions.failures.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(wait) = Sessions::wait_left(&failures) {
-        return Err(CommandError::new(
-            "pin_attempts_slowed",
-            format!("too many wrong PINs on this PC: try again in {} seconds", wait.as_secs().max(1)),
-        ));
-    }
-    let found = {
+    let (person, pin) = (a.person.trim(), a.pin.trim());
+    let turn = app.sessions.attempts.lock().unwrap_or_else(|p| p.into_inner());
+    let now = app.now().millis();
+    let link = {
         let store = app.store()?;
         if store.role()? == Role::Walker {
             return Err(invalid("person", "a walker's phone belongs to its walker; nobody signs in on it"));
         }
-        store.verify_staff_pin(a.person.trim(), a.pin.trim())?
+        if let Some(wait) = Sessions::wait_left(store.wrong_pins()?, now) {
+            return Err(CommandError::new(
+                "pin_attempts_slowed",
+                format!("too many wrong PINs on this PC: try again in {} seconds", wait.as_secs().max(1)),
+            ));
+        }
+        // A PIN set here and not yet sent is newer here than on the relay.
+        let roster_waiting = client::pending_documents(&store)?.contains(&gridwalk_core::roster::staff_roster_id());
+        store.relay_link()?.filter(|_| !roster_waiting)
     };
+    // The relay checks first while it is in reach: it holds the newest staff roster, so a PIN
+    // an admin changed on another PC, or a person taken off the list, counts here at once. Out
+    // of reach (or before the hall has a roster), or while a PIN set here waits to go up, this
+    // PC checks the hash it holds.
+    let by_relay = match link.as_ref().map(|l| client::sign_in_with_relay(l, person, pin)) {
+        Some(Ok(Some(who))) => Some(Some(WalkerRef { id: who.person, name: who.name })),
+        Some(Ok(None)) => Some(None),
+        Some(Err(CoreError::Relay { status: 429, message, .. })) => {
+            return Err(CommandError::new("pin_attempts_slowed", message));
+        }
+        Some(Err(_)) | None => None,
+    };
+    let found = {
+        let store = app.store()?;
+        let found = match by_relay {
+            Some(answer) => answer,
+            None => store.verify_staff_pin(person, pin)?.map(|s| WalkerRef { id: s.id, name: s.name }),
+        };
+        store.record_wrong_pin(if found.is_some() { None } else { Some(now) })?;
+        found.ok_or(store.wrong_pins()?.0)
+    };
+    drop(turn);
     match found {
-        Some(staff) => {
-            *failures = (0, None);
-            drop(failures);
+        Ok(person) => {
             *app.sessions.current.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(Session { person: WalkerRef { id: staff.id, name: staff.name }, last_active: Instant::now() });
+                Some(Session { person, last_active: Instant::now() });
+            // A staff member the relay knows and this PC not yet: its next pull brings her.
+            app.sync.nudge();
             status(app)
         }
-        None => {
-            *failures = (failures.0 + 1, Some(Instant::now()));
-            let left = FREE_ATTEMPTS.saturating_sub(failures.0);
+        Err(wrong) => {
+            let left = FREE_ATTEMPTS.saturating_sub(wrong);
             Err(CommandError::new(
                 "wrong_pin",
                 format!("that name and PIN do not match ({left} more tries before attempts are slowed down)"),

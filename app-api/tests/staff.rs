@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use common::*;
 use gridwalk_app_api::{App, SyncSettings};
+use gridwalk_core::docs::RequestDocument;
 use gridwalk_core::lifecycle::{Action, TriageDecision};
 use gridwalk_core::store::{Identity, RequestFilter, Store};
-use gridwalk_core::sync::client;
+use gridwalk_core::sync::client::{self, HttpTransport, Outgoing, Transport};
+use gridwalk_core::sync::protocol::{DocChanges, PushRequest, PROTOCOL_VERSION};
 use gridwalk_core::{ActionContext, SystemClock};
 use serde_json::json;
 
@@ -44,16 +46,23 @@ fn two_staff_sign_in_one_after_the_other_and_each_acts_in_her_own_name() {
     let settings = SyncSettings { sign_in_idle: Duration::from_millis(1500), ..settings() };
     let app = App::open(&data, Arc::new(SystemClock), settings).unwrap();
 
-    // Before any PIN is set, the PC acts as before; the admin gives two staff their PINs.
+    // Before any PIN is set, the PC acts as before. The first PIN goes to an admin, who then
+    // signs in and gives two staff theirs.
     let status = app.call("status", json!({})).unwrap();
     assert_eq!(status["sign_in_required"], false);
     assert_eq!(app.call("set_pin", json!({"person": "w001", "pin": "1234"})).unwrap_err().code, "invalid_input");
-    assert_eq!(app.call("set_pin", json!({"person": "hall-2", "pin": "12"})).unwrap_err().code, "invalid_input");
-    app.call("set_pin", json!({"person": "hall-1", "pin": "2580"})).unwrap();
+    assert_eq!(app.call("set_pin", json!({"person": "admin", "pin": "12"})).unwrap_err().code, "invalid_input");
+    let not_admin = app.call("set_pin", json!({"person": "hall-1", "pin": "2580"})).unwrap_err();
+    assert!(not_admin.code == "invalid_input" && not_admin.message.contains("admin"), "{not_admin:?}");
+    app.call("set_pin", json!({"person": "admin", "pin": "9630"})).unwrap();
     // From the first PIN on, nobody acts here without signing in.
     let status = app.call("status", json!({})).unwrap();
     assert_eq!((status["sign_in_required"].as_bool(), status["signed_in"].is_null()), (Some(true), true));
     assert_eq!(app.call("set_pin", json!({"person": "hall-2", "pin": "1357"})).unwrap_err().code, "sign_in_required");
+    app.call("sign_in", json!({"person": "admin", "pin": "9630"})).unwrap();
+    app.call("set_pin", json!({"person": "hall-1", "pin": "2580"})).unwrap();
+    app.call("set_pin", json!({"person": "hall-2", "pin": "1357"})).unwrap();
+    app.call("sign_out", json!({})).unwrap();
     let id = new_request_of(&app);
     let accept = json!({"id": id, "action": {"type": "triaged", "decision": {"kind": "accept"}}});
     assert_eq!(app.call("act", accept.clone()).unwrap_err().code, "sign_in_required");
@@ -65,12 +74,19 @@ fn two_staff_sign_in_one_after_the_other_and_each_acts_in_her_own_name() {
         .query_row("SELECT pin_hash FROM staff_pins WHERE person = 'hall-1'", [], |r| r.get(0))
         .unwrap();
     assert!(hash.starts_with("$argon2id$") && !hash.contains("2580"), "{hash}");
+    drop(store);
 
-    // 陈 (hall-1) signs in, sets 王's PIN and accepts the request; then signs out.
+    // 陈 (hall-1) signs in. She may not set a colleague's PIN (she could then sign in as him),
+    // changes her own only with her old one, and accepts the request; then signs out.
     assert_eq!(app.call("sign_in", json!({"person": "hall-1", "pin": "0000"})).unwrap_err().code, "wrong_pin");
     let signed = app.call("sign_in", json!({"person": "hall-1", "pin": "2580"})).unwrap();
     assert_eq!(signed["signed_in"]["id"], "hall-1");
-    app.call("set_pin", json!({"person": "hall-2", "pin": "1357"})).unwrap();
+    assert_eq!(app.call("set_pin", json!({"person": "hall-2", "pin": "2222"})).unwrap_err().code, "forbidden");
+    let no_old = app.call("set_pin", json!({"person": "hall-1", "pin": "2468"})).unwrap_err();
+    assert_eq!((no_old.code.as_str(), no_old.message.contains("old PIN")), ("invalid_input", true), "{no_old:?}");
+    let wrong_old = json!({"person": "hall-1", "pin": "2468", "old_pin": "1111"});
+    assert_eq!(app.call("set_pin", wrong_old).unwrap_err().code, "invalid_input");
+    app.call("set_pin", json!({"person": "hall-1", "pin": "2468", "old_pin": "2580"})).unwrap();
     app.call("act", accept).unwrap();
     app.call("sign_out", json!({})).unwrap();
     // 王 (hall-2) signs in on the same PC and assigns it.
@@ -139,14 +155,15 @@ fn wrong_pins_are_slowed_down_after_five_in_a_row() {
             id: "hall-1".into(),
             name: "陈国平".into(),
             phone: None,
-            role: gridwalk_core::model::Role::Hall,
+            role: gridwalk_core::model::Role::Admin,
             work_group: None,
             grids: vec![],
         })
         .unwrap();
-    store.set_staff_pin(&store.context(now()), "hall-1", "2580").unwrap();
+    store.set_staff_pin(&store.context(now()), "hall-1", "2580", None).unwrap();
     drop(store);
-    let app = App::open(&data, Arc::new(SystemClock), SyncSettings { automatic: false, ..settings() }).unwrap();
+    let settings = SyncSettings { automatic: false, ..settings() };
+    let app = App::open(&data, Arc::new(SystemClock), settings).unwrap();
     for _ in 0..5 {
         assert_eq!(app.call("sign_in", json!({"person": "hall-1", "pin": "1111"})).unwrap_err().code, "wrong_pin");
     }
@@ -154,6 +171,65 @@ fn wrong_pins_are_slowed_down_after_five_in_a_row() {
     let slowed = app.call("sign_in", json!({"person": "hall-1", "pin": "2580"})).unwrap_err();
     assert_eq!(slowed.code, "pin_attempts_slowed", "{slowed:?}");
     assert!(slowed.message.contains("30 seconds") || slowed.message.contains("29 seconds"), "{}", slowed.message);
+    // Restarting the app gives no fresh tries: the count is kept in the store.
+    drop(app);
+    let app = App::open(&data, Arc::new(SystemClock), settings).unwrap();
+    assert_eq!(
+        app.call("sign_in", json!({"person": "hall-1", "pin": "2580"})).unwrap_err().code,
+        "pin_attempts_slowed"
+    );
+}
+
+/// The change that appends `action` to a request in `person`'s name, made with the document
+/// API directly (no store, no permission check), pushed straight to the relay as a modified
+/// hall app would.
+fn push_step_bypassing_the_core(store: &Store, id: &str, person: &str, action: Action) -> gridwalk_core::Result<()> {
+    let am = automerge::AutoCommit::load(&store.document_bytes(id).unwrap()).unwrap();
+    let mut doc = RequestDocument::from_automerge(am.with_actor(automerge::ActorId::random()));
+    let before = doc.automerge().get_heads();
+    doc.apply(&ActionContext::new(person, store.identity().device.clone(), now()), action).unwrap();
+    doc.automerge().commit();
+    let bytes = doc.automerge().get_changes(&before).iter().flat_map(|c| c.raw_bytes().to_vec()).collect();
+    push_bytes(store, id, bytes)
+}
+
+fn push_bytes(store: &Store, id: &str, bytes: Vec<u8>) -> gridwalk_core::Result<()> {
+    let mut transport = HttpTransport::new(&store.relay_link().unwrap().unwrap()).unwrap();
+    let docs = vec![DocChanges { doc_id: id.into(), bytes }];
+    transport.send(&Outgoing::Push(PushRequest { version: PROTOCOL_VERSION, docs })).map(|_| ())
+}
+
+/// The staff roster as `store` holds it, changed by `edit` in `publisher`'s name with the
+/// document API directly, pushed straight to the relay.
+fn push_staff_roster_edit(
+    store: &Store,
+    publisher: &str,
+    edit: impl FnOnce(&mut Vec<gridwalk_core::roster::StaffMember>),
+) -> gridwalk_core::Result<()> {
+    let id = gridwalk_core::roster::staff_roster_id();
+    let mut am = automerge::AutoCommit::load(&store.document_bytes(&id).unwrap())
+        .unwrap()
+        .with_actor(automerge::ActorId::random());
+    let before = am.get_heads();
+    let mut body: gridwalk_core::roster::RosterBody = autosurgeon::hydrate_prop(&am, automerge::ROOT, "body").unwrap();
+    let old = body.staff.clone();
+    edit(&mut body.staff);
+    // Each entry changed says who set it, as the core writes it.
+    for m in body.staff.iter_mut().filter(|m| !old.contains(m)) {
+        m.set_by = publisher.into();
+    }
+    body.published_by = publisher.into();
+    autosurgeon::reconcile_prop(&mut am, automerge::ROOT, "body", &body).unwrap();
+    am.commit();
+    let bytes = am.get_changes(&before).iter().flat_map(|c| c.raw_bytes().to_vec()).collect();
+    push_bytes(store, &id, bytes)
+}
+
+fn refused_naming(result: gridwalk_core::Result<()>, name: &str) {
+    assert!(
+        matches!(&result, Err(gridwalk_core::CoreError::Relay { status: 403, code, message }) if code == "forbidden_action" && message.contains(name)),
+        "{result:?}"
+    );
 }
 
 /// The check lives in the relay, not only in the app: a hall device whose software skips the
@@ -164,62 +240,134 @@ fn the_relay_refuses_a_hall_devices_events_in_the_name_of_someone_not_on_the_sta
     std::fs::create_dir_all(dir.path().join("relay")).unwrap();
     let relay = RelayServer::start(&dir.path().join("relay"), None);
     let hall = hall_at(&dir.path().join("hall.db"), &relay);
-    hall.set_staff_pin(&hall.context(now()), "hall-1", "2580").unwrap();
+    hall.set_staff_pin(&hall.context(now()), "admin", "9630", None).unwrap();
+    let admin = ActionContext::new("admin", "hall-pc", now());
+    hall.set_staff_pin(&admin, "hall-1", "2580", None).unwrap();
+    hall.set_staff_pin(&admin, "hall-2", "1357", None).unwrap();
     client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
     let digest_before = relay.digest();
 
+    // The core refuses a step in the name of someone the roster does not name, or of a
+    // colleague without a PIN; a modified app that skips the core is refused by the relay.
     let id = hall.list_requests(&RequestFilter { limit: 1, ..new_filter() }).unwrap().remove(0).id;
-    let mallory = ActionContext::new("mallory", "hall-pc", now());
-    hall.act(&mallory, &id, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
-    let refused = client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
-    assert!(
-        matches!(&refused, gridwalk_core::CoreError::Relay { status: 403, code, message } if code == "forbidden_action" && message.contains("mallory")),
-        "{refused:?}"
-    );
-    assert_eq!(relay.digest(), digest_before, "nothing of the push was stored");
-
-    // The same step in the name of a staff member on the roster goes through.
-    let fresh = tempfile::tempdir().unwrap();
-    let honest =
-        Store::create(fresh.path().join("h.db"), Identity { device: "hall-pc2".into(), walker: "hall-1".into() })
-            .unwrap();
-    let code = relay.relay().create_enrollment("hall-pc2", gridwalk_relay::store::Role::Hall, &[]).unwrap();
-    client::join(&honest, &relay.url(), &code, "hall-pc2").unwrap();
-    client::sync_over_http(&honest, &AtomicBool::new(false), &mut |_| {}).unwrap();
-    let other = honest.list_requests(&RequestFilter { limit: 1, ..new_filter() }).unwrap().remove(0).id;
-    honest.act(&honest.context(now()), &other, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
-    client::sync_over_http(&honest, &AtomicBool::new(false), &mut |_| {}).unwrap();
-
-    // Nor in the name of a hall colleague who has no PIN: nobody can have signed in as him.
-    let next = honest.list_requests(&RequestFilter { limit: 1, ..new_filter() }).unwrap().remove(0).id;
-    let unsigned = ActionContext::new("hall-3", "hall-pc2", now());
-    honest.act(&unsigned, &next, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
-    let refused = client::sync_over_http(&honest, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
-    assert!(
-        matches!(&refused, gridwalk_core::CoreError::Relay { status: 403, code, message } if code == "forbidden_action" && message.contains("hall-3")),
-        "{refused:?}"
-    );
-    // (Its refused step stays in this store's outbox; a fresh store goes on.)
-    let fresh2 = tempfile::tempdir().unwrap();
-    let honest =
-        Store::create(fresh2.path().join("h.db"), Identity { device: "hall-pc3".into(), walker: "hall-1".into() })
-            .unwrap();
-    let code = relay.relay().create_enrollment("hall-pc3", gridwalk_relay::store::Role::Hall, &[]).unwrap();
-    client::join(&honest, &relay.url(), &code, "hall-pc3").unwrap();
-    client::sync_over_http(&honest, &AtomicBool::new(false), &mut |_| {}).unwrap();
-
+    let accept = Action::Triaged { decision: TriageDecision::Accept };
+    for person in ["mallory", "hall-3"] {
+        let ctx = ActionContext::new(person, "hall-pc", now());
+        let core = hall.act(&ctx, &id, accept.clone()).unwrap_err();
+        assert!(matches!(core, gridwalk_core::CoreError::Forbidden(_)), "{core:?}");
+        refused_naming(push_step_bypassing_the_core(&hall, &id, person, accept.clone()), person);
+    }
     // Nor may a hall device take a hall's step in a walker's name: the roster knows w001 as a
     // walker, and a walker does not triage.
-    let next = honest.list_requests(&RequestFilter { limit: 1, ..new_filter() }).unwrap().remove(0).id;
-    let as_walker = ActionContext::new("w001", "hall-pc3", now());
-    honest.act(&as_walker, &next, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
-    let refused = client::sync_over_http(&honest, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
-    assert!(
-        matches!(&refused, gridwalk_core::CoreError::Relay { status: 403, code, message } if code == "forbidden_action" && message.contains("w001")),
-        "{refused:?}"
+    refused_naming(push_step_bypassing_the_core(&hall, &id, "w001", accept.clone()), "w001");
+    assert_eq!(relay.digest(), digest_before, "nothing of the pushes was stored");
+    // The same step in the name of a staff member on the roster goes through.
+    push_step_bypassing_the_core(&hall, &id, "hall-2", accept).unwrap();
+
+    // The staff list: a hall colleague may not rewrite another's PIN hash (she could then sign
+    // in as him everywhere), nor her own role; she may change her own PIN; an admin changes
+    // anyone's.
+    let digest_before = relay.digest();
+    let other_pin = gridwalk_core::store::staff::hash_pin("1111").unwrap();
+    refused_naming(
+        push_staff_roster_edit(&hall, "hall-1", |staff| {
+            staff.iter_mut().find(|m| m.id == "hall-2").unwrap().pin_hash = other_pin.clone()
+        }),
+        "hall-2",
     );
+    refused_naming(
+        push_staff_roster_edit(&hall, "hall-1", |staff| {
+            staff.iter_mut().find(|m| m.id == "hall-1").unwrap().role = gridwalk_core::model::Role::Admin
+        }),
+        "hall-1",
+    );
+    assert_eq!(relay.digest(), digest_before, "nothing of the pushes was stored");
+    push_staff_roster_edit(&hall, "hall-1", |staff| {
+        staff.iter_mut().find(|m| m.id == "hall-1").unwrap().pin_hash = other_pin.clone()
+    })
+    .unwrap();
+    push_staff_roster_edit(&hall, "admin", |staff| {
+        staff.iter_mut().find(|m| m.id == "hall-2").unwrap().pin_hash = other_pin.clone()
+    })
+    .unwrap();
+}
+
+/// Regression (review): a hall PC enrolled after the hall's staff had PINs acted as itself until
+/// its first pull brought the staff roster, and the relay then refused what it did; the refused
+/// step stayed in its outbox and failed every later sync. The enrolment reply now says staff
+/// sign in here, and the app asks for a sign-in from the first moment.
+#[test]
+fn regression_a_hall_pc_enrolled_after_pins_exist_asks_for_a_sign_in_before_its_first_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("relay")).unwrap();
+    let relay = RelayServer::start(&dir.path().join("relay"), None);
+    let hall = hall_at(&dir.path().join("hall.db"), &relay);
+    hall.set_staff_pin(&hall.context(now()), "admin", "9630", None).unwrap();
+    client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+
+    let code = relay.relay().create_enrollment("hall-pc2", gridwalk_relay::store::Role::Hall, &[]).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let second =
+        Store::create(fresh.path().join("h.db"), Identity { device: "hall-pc2".into(), walker: "hall-1".into() })
+            .unwrap();
+    client::join(&second, &relay.url(), &code, "hall-pc2").unwrap();
+    assert!(second.sign_in_required().unwrap(), "the relay said so at enrolment");
+    let refused = second.publish_rosters(&second.context(now()), &[]).unwrap_err();
+    assert!(matches!(refused, gridwalk_core::CoreError::Forbidden(_)), "{refused:?}");
+    assert_eq!(second.outbox_len().unwrap(), 0);
+    // Its first pull brings the staff roster; the admin signs in with the PIN it carries.
+    client::sync_over_http(&second, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(second.verify_staff_pin("admin", "9630").unwrap().map(|s| s.role), Some("admin".into()));
 }
 
 fn new_filter() -> RequestFilter {
     RequestFilter { statuses: vec![gridwalk_core::lifecycle::Status::New], ..RequestFilter::default() }
+}
+
+/// Sign-in is checked by the relay while it is in reach, against its newest staff roster: a PIN
+/// an admin changed on another hall PC counts at once here, before this PC has pulled it. Out
+/// of reach, this PC checks the hash it holds.
+#[test]
+fn the_relay_checks_a_sign_in_while_in_reach_and_the_pc_alone_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("relay")).unwrap();
+    let mut relay = RelayServer::start(&dir.path().join("relay"), None);
+    let hall = hall_at(&dir.path().join("hall.db"), &relay);
+    hall.set_staff_pin(&hall.context(now()), "admin", "9630", None).unwrap();
+    let admin = ActionContext::new("admin", "hall-pc", now());
+    hall.set_staff_pin(&admin, "hall-1", "2580", None).unwrap();
+    hall.set_staff_pin(&admin, "hall-2", "1357", None).unwrap();
+    client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+
+    let code = relay.relay().create_enrollment("hall-pc2", gridwalk_relay::store::Role::Hall, &[]).unwrap();
+    let second = App::open(dir.path().join("second"), Arc::new(SystemClock), settings()).unwrap();
+    second.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "二号前台电脑"})).unwrap();
+    wait_for(&second, "the second PC's first sync", |s| s["last_sync_at"].is_number() && s["syncing"] == false);
+
+    // The admin changes 陈's PIN on the first PC; the second has not pulled it.
+    hall.set_staff_pin(&admin, "hall-1", "1111", None).unwrap();
+    client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let held = Store::open(dir.path().join("second").join(gridwalk_app_api::STORE_FILE)).unwrap();
+    assert!(held.verify_staff_pin("hall-1", "2580").unwrap().is_some(), "the second PC still holds the old hash");
+    drop(held);
+    // The old PIN no longer opens the second PC, the new one does: the relay said so.
+    assert_eq!(second.call("sign_in", json!({"person": "hall-1", "pin": "2580"})).unwrap_err().code, "wrong_pin");
+    let signed = second.call("sign_in", json!({"person": "hall-1", "pin": "1111"})).unwrap();
+    assert_eq!(signed["signed_in"]["name"], "陈国平");
+    second.call("sign_out", json!({})).unwrap();
+
+    // The relay limits wrong PINs per person, whichever PC they come from (asked directly here,
+    // as a modified app would, past this PC's own count).
+    let link = hall.relay_link().unwrap().unwrap();
+    for _ in 0..5 {
+        assert!(client::sign_in_with_relay(&link, "hall-2", "0000").unwrap().is_none());
+    }
+    let limited = client::sign_in_with_relay(&link, "hall-2", "1357").unwrap_err();
+    assert!(matches!(&limited, gridwalk_core::CoreError::Relay { status: 429, .. }), "{limited:?}");
+    assert!(client::sign_in_with_relay(&link, "hall-1", "1111").unwrap().is_some(), "others are not locked out");
+
+    // Out of reach, the PC checks the hash it holds.
+    relay.stop();
+    let by_pc = second.call("sign_in", json!({"person": "hall-2", "pin": "1357"})).unwrap();
+    assert_eq!(by_pc["signed_in"]["name"], "王丽华");
 }

@@ -134,12 +134,24 @@ pub enum StaffCommand {
     /// List the people who may work at the hall, and whether each has a PIN.
     List,
     /// Give a staff member a PIN (4 to 8 digits), or a new one; the staff roster that carries
-    /// it to the other hall PCs goes with the next sync. Only its Argon2id hash is kept.
+    /// it to the other hall PCs goes with the next sync. Only its Argon2id hash is kept. The
+    /// first PIN goes to an admin; after it, only an admin (`--as` her) gives PINs, and a staff
+    /// member changes her own with `--old-pin`.
     SetPin {
         #[arg(long)]
         person: String,
         #[arg(long)]
         pin: String,
+        /// Her old PIN, when a staff member changes her own.
+        #[arg(long)]
+        old_pin: Option<String>,
+    },
+    /// Record the office (责任科室) a member of office staff resolves requests for (admin only).
+    SetOffice {
+        #[arg(long)]
+        person: String,
+        #[arg(long)]
+        office: String,
     },
 }
 

@@ -275,11 +275,19 @@ pub fn staff(env: &Env) -> Result<()> {
     })
 }
 
-pub fn set_pin(env: &Env, person: &str, pin: &str) -> Result<()> {
+pub fn set_pin(env: &Env, person: &str, pin: &str, old_pin: Option<&str>) -> Result<()> {
     let store = env.open()?;
-    store.set_staff_pin(&env.context(&store), person, pin)?;
+    store.set_staff_pin(&env.context(&store), person, pin, old_pin)?;
     env.emit(&serde_json::json!({ "person": person, "pin": "set" }), || {
         format!("PIN set for {person}; the next sync carries the staff roster to the other hall PCs")
+    })
+}
+
+pub fn set_staff_office(env: &Env, person: &str, office: &str) -> Result<()> {
+    let store = env.open()?;
+    store.set_staff_office(&env.context(&store), person, office)?;
+    env.emit(&serde_json::json!({ "person": person, "office": office }), || {
+        format!("{person} now resolves what is assigned to {office}")
     })
 }
 

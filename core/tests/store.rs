@@ -800,6 +800,7 @@ fn requests_get_short_numbers_by_local_day_and_device_that_a_search_finds() {
                 grids: vec!["g1".into()],
                 walker: Some("w1".into()),
                 device_number: Some(number),
+                staff_sign_in: false,
             })
             .unwrap();
         store

@@ -16,6 +16,7 @@ pub mod model;
 pub mod numbers;
 pub mod permissions;
 pub mod photos;
+pub mod pin;
 pub mod roster;
 pub mod time;
 

@@ -44,6 +44,13 @@ pub struct StaffMember {
     pub office: Option<String>,
     /// The PIN's Argon2id hash in PHC form (salt and parameters inside); never the PIN.
     pub pin_hash: String,
+    /// Who last set this entry: an admin, or the person herself when she changed her own PIN.
+    /// The relay judges a change to the entry by it, entry by entry, so that two hall PCs
+    /// changing different people's entries at once are each judged by their own person.
+    /// Entries from before it name nobody.
+    #[serde(default)]
+    #[autosurgeon(missing = "Default::default")]
+    pub set_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile, Hydrate)]
@@ -68,4 +75,10 @@ pub struct RosterBody {
     pub staff: Vec<StaffMember>,
     /// When the hall last published a change to this roster.
     pub published_at: Timestamp,
+    /// Who published that change (the person signed in, not the PC): the relay judges a change
+    /// to the staff roster by it (only an admin changes the list; anyone changes her own PIN).
+    /// Rosters published before it name nobody; the header's creator stands in.
+    #[serde(default)]
+    #[autosurgeon(missing = "Default::default")]
+    pub published_by: String,
 }

@@ -11,6 +11,9 @@
 //! * `GET /v1/pull?cursor=C&limit=N` — [`PullResponse`]: everything in the device's grids since a
 //!   relay-issued cursor, in pages. A device with no cursor (or a document it has never had)
 //!   receives compact snapshots instead of every change.
+//! * `POST /v1/staff/sign-in` — JSON [`StaffSignInRequest`] → [`StaffSignInResponse`], from a
+//!   hall or admin device: is this the staff member's PIN, by the relay's newest staff roster?
+//!   401 `wrong_pin` when it is not; 429 after too many wrong ones for one person.
 //! * Errors: a 4xx/5xx status with JSON [`ErrorBody`] `{code, message}`.
 //!
 //! Photos and other blobs travel on their own, after the documents that name them, because a
@@ -93,6 +96,28 @@ pub struct EnrollResponse {
     /// gives. Absent from relays older than it.
     #[serde(default)]
     pub device_number: Option<u32>,
+    /// Whether the hall's staff sign in with their PINs (its staff roster exists): a hall PC
+    /// enrolled then must not act before someone signed in, even before its first pull brings
+    /// the roster. Absent from relays older than it.
+    #[serde(default)]
+    pub staff_sign_in: bool,
+}
+
+/// A staff member signing in on a hall PC, checked by the relay while it is in reach: it holds
+/// the newest staff roster, so a PIN an admin just changed or a person just taken off the list
+/// counts at once on every hall PC that can reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StaffSignInRequest {
+    pub person: String,
+    pub pin: String,
+}
+
+/// Who signed in, as the relay's staff roster names her.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StaffSignInResponse {
+    pub person: String,
+    pub name: String,
+    pub role: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

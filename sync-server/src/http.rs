@@ -41,11 +41,18 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Wrong enrolment codes, counted per source and in all, so that codes cannot be guessed.
     pub enrol_attempts: AttemptLimiter,
+    /// Wrong staff PINs, counted per person signing in and in all.
+    pub pin_attempts: AttemptLimiter,
 }
 
 impl AppState {
     pub fn new(relay: Relay) -> AppState {
-        AppState { relay, metrics: Metrics::default(), enrol_attempts: AttemptLimiter::new(AttemptLimits::default()) }
+        AppState {
+            relay,
+            metrics: Metrics::default(),
+            enrol_attempts: AttemptLimiter::new(AttemptLimits::default()),
+            pin_attempts: AttemptLimiter::new(AttemptLimits::PINS),
+        }
     }
 }
 
@@ -57,6 +64,14 @@ pub struct AttemptLimits {
     /// Wrong codes from all addresses together within `window`: a guesser with many addresses.
     pub in_all: u32,
     pub window: std::time::Duration,
+}
+
+impl AttemptLimits {
+    /// Five wrong PINs for one person per ten minutes (a four-digit PIN is 10,000 guesses: that
+    /// pace needs two weeks on average), two hundred in all. A hall PC slows its own user down
+    /// after five as well; a PC out of reach of the relay checks alone.
+    pub const PINS: AttemptLimits =
+        AttemptLimits { per_source: 5, in_all: 200, window: std::time::Duration::from_secs(600) };
 }
 
 impl Default for AttemptLimits {
@@ -79,7 +94,7 @@ pub struct AttemptLimiter {
 
 #[derive(Default)]
 struct AttemptWindows {
-    per_source: std::collections::HashMap<Option<std::net::IpAddr>, (std::time::Instant, u32)>,
+    per_source: std::collections::HashMap<String, (std::time::Instant, u32)>,
     in_all: Option<(std::time::Instant, u32)>,
 }
 
@@ -88,8 +103,9 @@ impl AttemptLimiter {
         AttemptLimiter { limits, state: Default::default() }
     }
 
-    /// `Err` with the seconds to wait when `source` (or everyone) has used up its attempts.
-    fn check(&self, source: Option<std::net::IpAddr>) -> Result<(), u64> {
+    /// `Err` with the seconds to wait when `source` (an address, or a person signing in), or
+    /// everyone, has used up its attempts.
+    fn check(&self, source: &str) -> Result<(), u64> {
         let now = std::time::Instant::now();
         // The counts stay usable after a panic elsewhere: a poisoned lock still holds valid numbers.
         let mut w = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -101,7 +117,7 @@ impl AttemptLimiter {
         if let Some(secs) = w.in_all.and_then(|c| wait(c, self.limits.in_all)) {
             return Err(secs);
         }
-        if let Some(secs) = w.per_source.get(&source).copied().and_then(|c| wait(c, self.limits.per_source)) {
+        if let Some(secs) = w.per_source.get(source).copied().and_then(|c| wait(c, self.limits.per_source)) {
             return Err(secs);
         }
         // Windows that ended are forgotten, so the map holds only recent sources.
@@ -109,7 +125,7 @@ impl AttemptLimiter {
         Ok(())
     }
 
-    fn failed(&self, source: Option<std::net::IpAddr>) {
+    fn failed(&self, source: &str) {
         let now = std::time::Instant::now();
         let window = self.limits.window;
         // The counts stay usable after a panic elsewhere: a poisoned lock still holds valid numbers.
@@ -121,7 +137,7 @@ impl AttemptLimiter {
             c.1 += 1;
         };
         bump(w.in_all.get_or_insert((now, 0)));
-        bump(w.per_source.entry(source).or_insert((now, 0)));
+        bump(w.per_source.entry(source.to_string()).or_insert((now, 0)));
     }
 }
 
@@ -192,8 +208,11 @@ async fn enroll(
 ) -> Result<Response, ApiError> {
     // The peer's address, where the server was started with it (`gridwalk-relay serve` is);
     // without it every caller shares one count.
-    let source = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-    if let Err(secs) = state.enrol_attempts.check(source) {
+    let source = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    if let Err(secs) = state.enrol_attempts.check(&source) {
         let minutes = secs.div_ceil(60);
         let mut response = ApiError(RelayError::new(
             429,
@@ -211,7 +230,41 @@ async fn enroll(
         .map_err(|e| RelayError::new(400, "bad_body", format!("expected JSON {{code, device_name}}: {e}")))?;
     let result = blocking(&state, move |relay| relay.enroll(&req)).await;
     if matches!(&result, Err(e) if e.status == 401 || e.status == 403 || e.status == 404 || e.status == 410) {
-        state.enrol_attempts.failed(source);
+        state.enrol_attempts.failed(&source);
+    }
+    Ok(Json(result?).into_response())
+}
+
+/// A staff member's PIN checked against the relay's newest staff roster, for a hall PC. Wrong
+/// PINs are limited per person (and in all), so that a hall PC's token cannot be used to guess
+/// one person's PIN quickly; only wrong PINs count, so the hall is never locked out by its own
+/// right ones.
+async fn staff_sign_in(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let req: gridwalk_protocol::StaffSignInRequest = serde_json::from_slice(&body)
+        .map_err(|e| RelayError::new(400, "bad_body", format!("expected JSON {{person, pin}}: {e}")))?;
+    let person = req.person.clone();
+    if let Err(secs) = state.pin_attempts.check(&person) {
+        let mut response = ApiError(RelayError::new(
+            429,
+            "too_many_attempts",
+            format!("too many wrong PINs for {person}; wait {} minute(s) and try again", secs.div_ceil(60)),
+        ))
+        .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return Ok(response);
+    }
+    let result = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        relay.verify_staff_pin(&device, &req.person, &req.pin)
+    })
+    .await;
+    if matches!(&result, Err(e) if e.code == "wrong_pin") {
+        state.pin_attempts.failed(&person);
     }
     Ok(Json(result?).into_response())
 }
@@ -387,6 +440,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/enroll", post(enroll))
         .route("/v1/push", post(push))
+        .route("/v1/staff/sign-in", post(staff_sign_in))
         .route("/v1/pull", get(pull))
         .route("/v1/blobs/{hash}", put(upload_blob).get(download_blob))
         .route("/v1/blobs/{hash}/status", get(blob_status))

@@ -380,3 +380,71 @@ fn a_stolen_phone_cannot_resolve_or_close_its_grids_requests() {
     sync(&hall, &relay, &hall_token);
     assert_eq!(figures(&hall), before, "the hall's dashboard figures are unchanged");
 }
+
+/// Regression (review): the core judged a person signed in on a hall PC by the PC's role, the
+/// relay by her own. An admin or a leader signed in there could triage; the relay then refused
+/// the step, which stayed in the outbox and failed every later sync. Now the core acts in the
+/// signed-in person's own role and office, as the relay does. And any hall user could reset a
+/// colleague's PIN and then sign in as her: now only an admin gives PINs.
+#[test]
+fn regression_on_a_hall_pc_each_person_acts_in_her_own_role_and_only_an_admin_gives_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let hall = device_store(dir.path(), "hall-pc", "hall-1");
+    let person = |id: &str, role| gridwalk_core::model::Walker {
+        id: id.into(),
+        name: id.into(),
+        phone: None,
+        role,
+        work_group: None,
+        grids: vec![],
+    };
+    for (id, role) in [
+        ("hall-1", PersonRole::Hall),
+        ("hall-2", PersonRole::Hall),
+        ("admin-1", PersonRole::Admin),
+        ("leader-1", PersonRole::Leader),
+        ("office-1", PersonRole::Office),
+    ] {
+        hall.put_walker(&person(id, role)).unwrap();
+    }
+    hall.put_department(&gridwalk_core::model::Department {
+        id: "dept-water".into(),
+        name: "水务站".into(),
+        level: Level::Town,
+    })
+    .unwrap();
+    let new = request_in(&hall, Status::New, 1);
+    let ours = request_in(&hall, Status::Assigned, 2);
+    let theirs = request_in(&hall, Status::Accepted, 3);
+    let water = Assignment { department: "dept-water".into(), ..assignment() };
+    hall.act(&hall.context(t(4)), &theirs, Action::Assigned { assignment: water }).unwrap();
+
+    // The first PIN goes to an admin, who gives the others theirs.
+    let as_ = |p: &str| ActionContext::new(p, "hall-pc", t(10));
+    let refused = hall.set_staff_pin(&as_("hall-1"), "hall-1", "2580", None).unwrap_err();
+    assert!(matches!(refused, CoreError::InvalidInput { .. }), "{refused:?}");
+    hall.set_staff_pin(&as_("hall-1"), "admin-1", "9630", None).unwrap();
+    for p in ["hall-1", "hall-2", "leader-1", "office-1"] {
+        hall.set_staff_pin(&as_("admin-1"), p, "2580", None).unwrap();
+    }
+    hall.set_staff_office(&as_("admin-1"), "office-1", "dept-urban").unwrap();
+    // A hall colleague may not reset another's PIN, nor set an office.
+    let hash = |p: &str| -> String {
+        hall.connection().query_row("SELECT pin_hash FROM staff_pins WHERE person = ?1", [p], |r| r.get(0)).unwrap()
+    };
+    let before = hash("hall-2");
+    assert!(matches!(hall.set_staff_pin(&as_("hall-1"), "hall-2", "1111", None), Err(CoreError::Forbidden(_))));
+    assert!(matches!(hall.set_staff_office(&as_("hall-1"), "office-1", "dept-water"), Err(CoreError::Forbidden(_))));
+    assert_eq!(hash("hall-2"), before);
+
+    // Each acts in her own role: the admin and the leader do not triage; hall staff do.
+    let accept = Action::Triaged { decision: TriageDecision::Accept };
+    for p in ["admin-1", "leader-1", "office-1"] {
+        assert!(matches!(hall.act(&as_(p), &new, accept.clone()), Err(CoreError::Forbidden(_))), "{p}");
+    }
+    hall.act(&as_("hall-2"), &new, accept).unwrap();
+    // Office staff resolve what is assigned to their own office, not another's.
+    let resolve = Action::Resolved { note: "已修好".into(), photos: vec![] };
+    assert!(matches!(hall.act(&as_("office-1"), &theirs, resolve.clone()), Err(CoreError::Forbidden(_))));
+    hall.act(&as_("office-1"), &ours, resolve).unwrap();
+}

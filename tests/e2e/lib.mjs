@@ -84,6 +84,8 @@ export const STAFF = [
   { id: 'hall-2', name: '王丽华', pin: '1357' },
   { id: 'hall-3', name: '张建军', pin: '4680' },
 ];
+/** The demo town's admin, who gives the staff their PINs. */
+export const ADMIN = { id: 'admin', name: '系统管理员', pin: '9630' };
 
 /**
  * A hall PC with a small demo town, its rosters published and everything pushed to the relay.
@@ -95,8 +97,10 @@ export function hallWithTown(dir, relayDir, relayUrl) {
   gw(store, 'demo', '--seed', '5', '--villages', '2', '--households', '80', '--enterprises', '6',
     '--enterprise-grids', '1', '--requests', '40', '--visits', '200');
   gw(store, 'roster', 'publish');
-  // Two of the hall's staff get PINs: from then on they sign in on a hall PC (see STAFF).
-  for (const s of STAFF) gw(store, 'staff', 'set-pin', '--person', s.id, '--pin', s.pin);
+  // The admin gets the first PIN and gives the hall's staff theirs: from then on they sign in
+  // on a hall PC (see STAFF).
+  gw(store, 'staff', 'set-pin', '--person', ADMIN.id, '--pin', ADMIN.pin);
+  for (const s of STAFF) gw(store, '--as', ADMIN.id, 'staff', 'set-pin', '--person', s.id, '--pin', s.pin);
   const code = relayCli(relayDir, 'enroll', '--name', 'hall', '--role', 'hall');
   gw(store, 'join', '--relay', relayUrl, '--code', code, '--name', 'hall');
   gw(store, 'sync', '--resend-all');

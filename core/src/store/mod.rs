@@ -637,20 +637,56 @@ impl Store {
         self.set_meta("office", office)
     }
 
-    /// Checks the permission table (`gridwalk_doc::permissions`) before a write: may the person
-    /// in `ctx`, in this store's role, take `step` (on a request in `state`)? A walker's device
-    /// acts only as its own walker.
-    fn may(&self, ctx: &ActionContext, step: Step, state: Option<&RequestState>) -> Result<()> {
-        let role = self.role()?;
-        if role == Role::Walker && ctx.actor != self.identity.walker {
-            return Err(CoreError::Forbidden(Forbidden {
+    /// The role, and for office staff the office, that the person in `ctx` acts in here — the
+    /// same the relay judges her steps by. A walker's phone acts in its own role, only as its
+    /// walker. On a hall or admin PC where staff sign in (once an admin gave anyone a PIN), each
+    /// person acts in her own role from the staff roster: an admin signed in acts as an admin, a
+    /// leader as a leader; someone the roster does not name, or a colleague without a PIN (whom
+    /// nobody can have signed in as), acts in none. Before any PIN exists, the PC's own role.
+    pub fn acting_role(&self, ctx: &ActionContext) -> Result<(Role, Option<String>)> {
+        let device_role = self.role()?;
+        let forbidden = |why: &'static str| {
+            CoreError::Forbidden(Forbidden {
                 person: ctx.actor.clone(),
-                role: role.as_str(),
-                what: step.words(),
-                why: "a walker's device acts only as the walker it belongs to",
-            }));
+                role: device_role.as_str(),
+                what: "act on this device",
+                why,
+            })
+        };
+        if device_role == Role::Walker {
+            if ctx.actor != self.identity.walker {
+                return Err(forbidden("a walker's device acts only as the walker it belongs to"));
+            }
+            return Ok((Role::Walker, None));
         }
-        let office = self.office()?;
+        if !self.sign_in_required()? {
+            return Ok((device_role, self.office()?));
+        }
+        let person: Option<(String, Option<String>, bool)> = self
+            .conn
+            .prepare_cached(
+                "SELECT w.role, p.office, p.person IS NOT NULL FROM walkers w
+                   LEFT JOIN staff_pins p ON p.person = w.id WHERE w.id = ?1",
+            )?
+            .query_row([&ctx.actor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        match person {
+            None => Err(forbidden("the hall's staff roster does not name this person")),
+            Some((role, office, has_pin)) => match Role::parse(&role) {
+                // A hall PC may pass a walker's own steps on in her name (she signs nothing here).
+                Some(Role::Walker) => Ok((Role::Walker, None)),
+                Some(_) if !has_pin => Err(forbidden("this colleague has no PIN, so nobody can have signed in as her")),
+                Some(role) => Ok((role, office)),
+                None => Err(forbidden("this person's role is unknown")),
+            },
+        }
+    }
+
+    /// Checks the permission table (`gridwalk_doc::permissions`) before a write: may the person
+    /// in `ctx`, in the role she acts in here (`acting_role`), take `step` (on a request in
+    /// `state`)?
+    fn may(&self, ctx: &ActionContext, step: Step, state: Option<&RequestState>) -> Result<()> {
+        let (role, office) = self.acting_role(ctx)?;
         let actor = Actor { role, person: &ctx.actor, office: office.as_deref() };
         permissions::permitted(&actor, step, state).map_err(CoreError::Forbidden)
     }

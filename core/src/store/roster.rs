@@ -69,6 +69,7 @@ impl Store {
                 .collect(),
             staff: Vec::new(),
             published_at: at,
+            published_by: String::new(),
         })
     }
 
@@ -83,6 +84,7 @@ impl Store {
         mut body: RosterBody,
     ) -> Result<RosterWrite> {
         let id = roster_id(grid);
+        body.published_by = ctx.actor.clone();
         match Self::load_automerge(conn, &id)? {
             None => {
                 let header = DocHeader {
@@ -105,11 +107,14 @@ impl Store {
                     return Err(CoreError::DamagedDocument { id, message: format!("expected grid {grid}'s roster") });
                 }
                 let old: RosterBody = hydrate_prop(&doc, ROOT, "body")?;
+                // Who publishes and when change only with the lists.
                 body.published_at = old.published_at;
+                body.published_by = old.published_by.clone();
                 if old == body {
                     return Ok(RosterWrite::Unchanged);
                 }
                 body.published_at = ctx.at;
+                body.published_by = ctx.actor.clone();
                 doc.set_actor(docs::actor_for_device(&ctx.device));
                 let before = doc.get_heads();
                 reconcile_prop(&mut doc, ROOT, "body", &body)?;

@@ -928,6 +928,13 @@ CREATE TABLE staff_pins (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 22: who last set each staff member's entry (her PIN, her office): the relay accepts
+/// an entry set by an admin, or a PIN set by its own person, and nothing else. Entries from
+/// before it name nobody.
+const V22: &str = r#"
+ALTER TABLE staff_pins ADD COLUMN set_by TEXT NOT NULL DEFAULT '';
+"#;
+
 fn fill_request_numbers(tx: &rusqlite::Transaction) -> HookResult {
     let ids: Vec<String> =
         tx.prepare("SELECT id FROM request_index")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -1075,8 +1082,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V19),
         M::up_with_hook(V20, fill_request_numbers),
         M::up(V21),
+        M::up(V22),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 21;
+pub const LATEST_VERSION: usize = 22;

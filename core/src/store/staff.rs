@@ -8,9 +8,6 @@
 //! can check a PIN with the relay out of reach. The app keeps who signed in and acts in her
 //! name; the relay refuses a hall device's events that name anyone not on the roster.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -19,6 +16,12 @@ use crate::error::{CoreError, Result};
 use crate::model::Role;
 use crate::roster::{RosterBody, StaffMember, STAFF_GRID};
 use crate::ActionContext;
+use gridwalk_doc::permissions::Forbidden;
+
+/// The meta key under which a device keeps the relay's word that its hall's staff sign in.
+const STAFF_SIGN_IN_META: &str = "staff_sign_in";
+/// The meta key of the wrong PINs typed in a row here: "count,last millisecond".
+const WRONG_PINS_META: &str = "wrong_pins";
 
 /// A staff member as the sign-in screen lists her.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,37 +32,12 @@ pub struct StaffEntry {
     pub has_pin: bool,
 }
 
-/// Argon2id with 19 MiB and two passes (OWASP's first recommended setting): about 50 ms to
-/// check one PIN on a hall PC, and the same for every guess of whoever copied the hashes. A
-/// PIN of four to eight digits is weak however it is hashed, which is why wrong PINs are also
-/// slowed down where they are typed (the app) and the hashes never leave hall devices.
-fn hasher() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-}
-
-fn check_pin_shape(pin: &str) -> Result<()> {
-    if !(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(CoreError::invalid("pin", "a PIN is 4 to 8 digits"));
-    }
-    Ok(())
-}
-
-/// The PHC string of `pin`'s Argon2id hash with a fresh random salt.
+/// The PIN hashing rule lives in `gridwalk_doc::pin`, shared with the relay.
 pub fn hash_pin(pin: &str) -> Result<String> {
-    check_pin_shape(pin)?;
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| CoreError::invalid("pin", e.to_string()))?;
-    let hash = hasher().hash_password(pin.as_bytes(), &salt).map_err(|e| CoreError::invalid("pin", e.to_string()))?;
-    Ok(hash.to_string())
+    gridwalk_doc::pin::hash_pin(pin).map_err(|e| CoreError::invalid("pin", e.to_string()))
 }
 
-/// Whether `pin` matches the PHC string `hash`. A hash that does not parse matches nothing.
-pub fn pin_matches(pin: &str, hash: &str) -> bool {
-    let Ok(parsed) = PasswordHash::new(hash) else { return false };
-    hasher().verify_password(pin.as_bytes(), &parsed).is_ok()
-}
+pub use gridwalk_doc::pin::pin_matches;
 
 impl Store {
     /// The people who may work at the hall (every role but walker), with whether each has a PIN.
@@ -75,9 +53,40 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Whether staff must sign in on this device before acting: once any PIN is set here.
+    /// Whether staff must sign in on this device before acting: once any PIN is held here, or
+    /// once the relay said at enrolment that its hall has a staff roster (a hall PC enrolled
+    /// after PINs were given must not act as itself until its first pull brings them).
     pub fn sign_in_required(&self) -> Result<bool> {
-        Ok(self.conn.query_row("SELECT EXISTS (SELECT 1 FROM staff_pins)", [], |r| r.get(0))?)
+        let pins: bool = self.conn.query_row("SELECT EXISTS (SELECT 1 FROM staff_pins)", [], |r| r.get(0))?;
+        Ok(pins || self.meta(STAFF_SIGN_IN_META)?.is_some_and(|v| v == "1"))
+    }
+
+    /// Wrong PINs typed in a row on this device, and when the last one was (milliseconds since
+    /// the epoch). Kept in the store, so that restarting the app gives no fresh tries.
+    pub fn wrong_pins(&self) -> Result<(u32, Option<i64>)> {
+        let Some(text) = self.meta(WRONG_PINS_META)? else { return Ok((0, None)) };
+        let mut parts = text.split(',');
+        let count = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+        Ok((count, parts.next().and_then(|t| t.parse().ok())))
+    }
+
+    /// Counts one more wrong PIN typed at `at`, or with `None` clears the count (a right PIN).
+    pub fn record_wrong_pin(&self, at: Option<i64>) -> Result<()> {
+        match at {
+            Some(at) => {
+                let (count, _) = self.wrong_pins()?;
+                self.set_meta(WRONG_PINS_META, &format!("{},{at}", count.saturating_add(1)))
+            }
+            None => {
+                self.conn.execute("DELETE FROM meta WHERE key = ?1", [WRONG_PINS_META])?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Records the relay's word at enrolment that its hall's staff sign in.
+    pub fn set_sign_in_required_by_relay(&self) -> Result<()> {
+        self.set_meta(STAFF_SIGN_IN_META, "1")
     }
 
     /// Checks a staff member's PIN against the hash held here. `Ok(None)` when she has no PIN
@@ -99,40 +108,115 @@ impl Store {
         }))
     }
 
-    /// An admin (or hall staff) gives a staff member a PIN, or a new one. One action: the hash
-    /// is stored and the staff roster published, in one transaction, so every hall PC learns it
-    /// on its next sync.
-    pub fn set_staff_pin(&self, ctx: &ActionContext, person: &str, pin: &str) -> Result<()> {
-        self.may(ctx, gridwalk_doc::permissions::Step::PublishRoster, None)?;
+    /// Gives a staff member a PIN, or a new one. Only an admin gives anyone a PIN; a staff member
+    /// changes her own by typing her old one. (Were any hall user able to set a colleague's PIN,
+    /// she could then sign in as that colleague.) The very first PIN goes to an admin, so that
+    /// someone can still give PINs once they are in force. One action: the hash is
+    /// stored and the staff roster published, in one transaction, so every hall PC learns it on
+    /// its next sync; the relay applies the same rule to that roster.
+    pub fn set_staff_pin(&self, ctx: &ActionContext, person: &str, pin: &str, old_pin: Option<&str>) -> Result<()> {
+        let (acting, _) = self.acting_role(ctx)?;
+        let refuse = |why: &'static str| {
+            CoreError::Forbidden(Forbidden { person: ctx.actor.clone(), role: acting.as_str(), what: "set a PIN", why })
+        };
+        if acting == Role::Walker {
+            return Err(refuse("a walker's phone belongs to its walker; PINs are for staff at the hall"));
+        }
         let hash = hash_pin(pin)?;
-        self.atomically(|conn| {
-            let role: Option<String> =
-                conn.query_row("SELECT role FROM walkers WHERE id = ?1", [person], |r| r.get(0)).optional()?;
-            match role.as_deref().and_then(Role::parse) {
-                None => return Err(CoreError::NotFound { kind: "person", id: person.to_string() }),
-                Some(Role::Walker) => {
-                    return Err(CoreError::invalid(
-                        "person",
-                        format!("{person} is a walker, who acts on her own phone; only hall staff sign in with a PIN"),
+        // Whose PIN an admin may set is checked against the admin's own role as a person, also
+        // before any PIN exists (when the PC still acts in its own role).
+        let actor_role = self
+            .conn
+            .query_row("SELECT role FROM walkers WHERE id = ?1", [&ctx.actor], |r| r.get::<_, String>(0))
+            .optional()?
+            .and_then(|r| Role::parse(&r));
+        let held: Option<String> = self
+            .conn
+            .query_row("SELECT pin_hash FROM staff_pins WHERE person = ?1", [person], |r| r.get(0))
+            .optional()?;
+        let own = ctx.actor == person;
+        if !self.sign_in_required()? {
+            // The first PIN of all: before it, every hall PC acts in its own role (the relay too),
+            // so whoever is at one may give it, but only to an admin, who then gives the others.
+            if Self::staff_role_of(&self.conn, person)? != Role::Admin {
+                return Err(CoreError::invalid(
+                    "first_pin",
+                    "the first PIN goes to an admin, who then signs in and gives the others theirs",
+                ));
+            }
+        } else {
+            match (actor_role, own, &held) {
+                (Some(Role::Admin), _, _) => {}
+                (_, true, Some(old_hash)) => match old_pin {
+                    Some(old) if pin_matches(old.trim(), old_hash) => {}
+                    Some(_) => return Err(CoreError::invalid("old_pin", "the old PIN is not right")),
+                    None => return Err(CoreError::invalid("old_pin", "type your old PIN to change it")),
+                },
+                _ => {
+                    return Err(refuse(
+                        "only an admin gives staff their PINs; a staff member changes her own with her old PIN",
                     ))
                 }
-                Some(_) => {}
             }
+        }
+        self.atomically(|conn| {
+            Self::staff_role_of(conn, person)?;
             conn.prepare_cached(
-                "INSERT INTO staff_pins (person, pin_hash) VALUES (?1, ?2)
-                 ON CONFLICT (person) DO UPDATE SET pin_hash = excluded.pin_hash",
+                "INSERT INTO staff_pins (person, pin_hash, set_by) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (person) DO UPDATE SET pin_hash = excluded.pin_hash, set_by = excluded.set_by",
             )?
-            .execute(params![person, hash])?;
+            .execute(params![person, hash, ctx.actor])?;
             Self::publish_staff_roster(conn, ctx)
         })
+    }
+
+    /// An admin records which office (责任科室) a member of office staff works for: signed in on
+    /// a hall PC she then resolves what is assigned to that office, and nothing else.
+    pub fn set_staff_office(&self, ctx: &ActionContext, person: &str, office: &str) -> Result<()> {
+        let (acting, _) = self.acting_role(ctx)?;
+        if acting != Role::Admin {
+            return Err(CoreError::Forbidden(Forbidden {
+                person: ctx.actor.clone(),
+                role: acting.as_str(),
+                what: "set a staff member's office",
+                why: "only an admin changes the staff list",
+            }));
+        }
+        self.atomically(|conn| {
+            if Self::staff_role_of(conn, person)? != Role::Office {
+                return Err(CoreError::invalid("person", format!("{person} is not office staff")));
+            }
+            crate::store::reference::require_department(conn, office)?;
+            let changed = conn
+                .prepare_cached("UPDATE staff_pins SET office = ?2, set_by = ?3 WHERE person = ?1")?
+                .execute(params![person, office, ctx.actor])?;
+            if changed == 0 {
+                return Err(CoreError::invalid("person", format!("give {person} a PIN first")));
+            }
+            Self::publish_staff_roster(conn, ctx)
+        })
+    }
+
+    /// The role of someone who may be given a PIN: any role but walker.
+    fn staff_role_of(conn: &Connection, person: &str) -> Result<Role> {
+        let role: Option<String> =
+            conn.query_row("SELECT role FROM walkers WHERE id = ?1", [person], |r| r.get(0)).optional()?;
+        match role.as_deref().and_then(Role::parse) {
+            None => Err(CoreError::NotFound { kind: "person", id: person.to_string() }),
+            Some(Role::Walker) => Err(CoreError::invalid(
+                "person",
+                format!("{person} is a walker, who acts on her own phone; only hall staff sign in with a PIN"),
+            )),
+            Some(role) => Ok(role),
+        }
     }
 
     /// Writes the staff roster document from the tables (creating it the first time) and puts
     /// it in the outbox, inside the caller's transaction.
     pub(crate) fn publish_staff_roster(conn: &Connection, ctx: &ActionContext) -> Result<()> {
         let mut stmt = conn.prepare_cached(
-            "SELECT w.id, w.name, w.role, p.office, p.pin_hash FROM staff_pins p JOIN walkers w ON w.id = p.person
-              ORDER BY w.id",
+            "SELECT w.id, w.name, w.role, p.office, p.pin_hash, p.set_by FROM staff_pins p
+               JOIN walkers w ON w.id = p.person ORDER BY w.id",
         )?;
         let staff = stmt
             .query_map([], |r| {
@@ -143,6 +227,7 @@ impl Store {
                     role: Role::parse(&role).unwrap_or(Role::Hall),
                     office: r.get(3)?,
                     pin_hash: r.get(4)?,
+                    set_by: r.get(5)?,
                 })
             })?
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -171,6 +256,7 @@ impl Store {
             people,
             staff,
             published_at: ctx.at,
+            published_by: ctx.actor.clone(),
         };
         // Only the `_hall` grid's roster carries PIN hashes: no walker's phone is entitled to it.
         Self::put_roster(conn, ctx, STAFF_GRID, body)?;
@@ -196,10 +282,11 @@ impl Store {
             .execute(params![s.id, s.name, s.role.as_str()])?;
             // Upsert: a list merged from two hall PCs' changes may name someone twice.
             conn.prepare_cached(
-                "INSERT INTO staff_pins (person, office, pin_hash) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (person) DO UPDATE SET office = excluded.office, pin_hash = excluded.pin_hash",
+                "INSERT INTO staff_pins (person, office, pin_hash, set_by) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (person) DO UPDATE
+                 SET office = excluded.office, pin_hash = excluded.pin_hash, set_by = excluded.set_by",
             )?
-            .execute(params![s.id, s.office, s.pin_hash])?;
+            .execute(params![s.id, s.office, s.pin_hash, s.set_by])?;
         }
         Ok(())
     }

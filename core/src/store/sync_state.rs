@@ -122,6 +122,9 @@ pub struct RelayLink {
     pub walker: Option<String>,
     /// This device's short number on the relay, part of the request numbers it gives.
     pub device_number: Option<u32>,
+    /// The relay said at enrolment that its hall's staff sign in (see `sign_in_required`).
+    #[serde(skip)]
+    pub staff_sign_in: bool,
 }
 
 impl Store {
@@ -157,6 +160,9 @@ impl Store {
                     self.conn.execute("DELETE FROM meta WHERE key = 'relay_device_number'", [])?;
                 }
             }
+            if link.staff_sign_in {
+                self.set_sign_in_required_by_relay()?;
+            }
             // A new relay means a new history of cursors.
             self.conn.execute("DELETE FROM meta WHERE key = 'relay_cursor'", [])?;
             Ok(())
@@ -183,6 +189,7 @@ impl Store {
                 .collect(),
             walker: self.meta("relay_walker")?.filter(|w| !w.is_empty()),
             device_number: self.meta("relay_device_number")?.and_then(|n| n.parse().ok()),
+            staff_sign_in: self.sign_in_required()?,
         }))
     }
 

@@ -1088,6 +1088,51 @@ pub fn enroll(relay_url: &str, code: &str, device_name: &str) -> Result<RelayLin
         grids: body.grids,
         walker: body.walker,
         device_number: body.device_number,
+        staff_sign_in: body.staff_sign_in,
+    })
+}
+
+/// Asks the relay whether `pin` is `person`'s PIN, by its newest staff roster: `Ok(Some)` with
+/// who she is when it is, `Ok(None)` when it is not. `Err(Network)` when the relay is out of
+/// reach within a few seconds (the hall PC then checks the hash it holds), and the relay's own
+/// refusal otherwise (429 after too many wrong PINs for her; 404 before the hall has a staff
+/// roster).
+pub fn sign_in_with_relay(
+    link: &RelayLink,
+    person: &str,
+    pin: &str,
+) -> Result<Option<gridwalk_protocol::StaffSignInResponse>> {
+    let url = format!("{}/v1/staff/sign-in", link.url.trim_end_matches('/'));
+    let request = gridwalk_protocol::StaffSignInRequest { person: person.to_string(), pin: pin.to_string() };
+    std::thread::scope(|scope| {
+        // On a thread of its own: the caller may be inside an async runtime, where a blocking
+        // client may not run.
+        scope
+            .spawn(|| {
+                let client = reqwest::blocking::Client::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .timeout(Duration::from_secs(4))
+                    .build()
+                    .map_err(|e| CoreError::Network(e.to_string()))?;
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(&link.token)
+                    .json(&request)
+                    .send()
+                    .map_err(|e| CoreError::Network(e.to_string()))?;
+                let status = resp.status().as_u16();
+                if resp.status().is_success() {
+                    return resp.json().map(Some).map_err(|e| CoreError::Network(e.to_string()));
+                }
+                let body: Option<ErrorBody> = resp.json().ok();
+                let (code, message) = body.map(|b| (b.code, b.message)).unwrap_or_default();
+                if code == "wrong_pin" {
+                    return Ok(None);
+                }
+                Err(CoreError::Relay { status, code, message })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(CoreError::Network("the sign-in request stopped".into())))
     })
 }
 

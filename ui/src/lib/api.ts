@@ -377,7 +377,8 @@ export const api = {
   signIn: (person: string, pin: string) => call<AppStatus>('sign_in', { person, pin }),
   signOut: () => call<AppStatus>('sign_out', {}),
   stillHere: () => call<AppStatus>('still_here', {}),
-  setPin: (person: string, pin: string) => call<StaffEntry[]>('set_pin', { person, pin }),
+  setPin: (person: string, pin: string, oldPin?: string) =>
+    call<StaffEntry[]>('set_pin', oldPin ? { person, pin, old_pin: oldPin } : { person, pin }),
   retryPhoto: (id: number) => call<{ ok: boolean }>('retry_photo', { id }),
   discardPhoto: (id: number) => call<{ ok: boolean }>('discard_photo', { id }),
   requests: (args: RequestsArgs = {}) => call<{ items: RequestRow[]; total: number }>('requests', args),
