@@ -1,4 +1,15 @@
-//! The relay's photo files: content-addressed, resumable, verified.
+//! The relay's photos: content-addressed, resumable, verified, behind one trait
+//! ([`BlobStore`]) with three implementations that pass one conformance suite
+//! (`sync-server/tests/blob_conformance.rs`): files in a directory (the embedded default,
+//! [`BlobFiles`]), rows in PostgreSQL (shared by every relay on one database,
+//! `store::postgres::PostgresBlobs`) and memory (for tests, [`MemoryBlobs`]).
+//!
+//! Every implementation keeps the same promises: an acknowledged chunk is durable; chunks are
+//! accepted only at the offset the store holds, so an upload resumes where it stopped and two
+//! devices sending one photo at once cannot interleave; a blob becomes readable only once its
+//! bytes have the SHA-256 its id names, and a finished blob never changes.
+//!
+//! ## Files
 //!
 //! A finished blob lives at `<root>/ab/cdef…` (its SHA-256 in lowercase hex, split after two
 //! characters so no directory grows huge), exactly as on the devices. An upload in progress is
@@ -105,6 +116,178 @@ pub struct BlobSlice {
     pub bytes: Vec<u8>,
 }
 
+/// Where the relay keeps photos. Ids reaching it have been checked to be blob ids (the
+/// implementations check again); whether a device may touch a blob is the relay's decision.
+pub trait BlobStore: Send + Sync {
+    /// What is held of `hash`: the bytes received so far, or the whole blob.
+    fn status(&self, hash: &str) -> Result<HeldBlob, BlobError>;
+    /// Appends `bytes` at `offset` to the upload of a blob of `total` bytes, durably, and
+    /// finishes the blob when they are its last bytes. `max_total` bounds `total`. A blob
+    /// already complete answers complete and takes nothing.
+    fn append(&self, hash: &str, offset: u64, total: u64, bytes: &[u8], max_total: u64) -> Result<HeldBlob, BlobError>;
+    /// Reads part (or all) of a complete blob.
+    fn read(&self, hash: &str, range: Option<ByteRange>) -> Result<BlobSlice, BlobError>;
+    /// Every blob held, complete or not, by id: for moving a relay's photos elsewhere and for
+    /// comparing two relays.
+    fn list(&self) -> Result<Vec<(String, HeldBlob)>, BlobError>;
+    /// The bytes of an upload not finished yet.
+    fn read_partial(&self, hash: &str) -> Result<Vec<u8>, BlobError>;
+    /// Puts the bytes of an unfinished upload here as they are, to be resumed by its device
+    /// (moving a relay's photos elsewhere). Nothing happens when this store holds the blob or
+    /// more of its upload.
+    fn import_partial(&self, hash: &str, bytes: &[u8]) -> Result<(), BlobError>;
+}
+
+/// Copies every blob of `from` into `to` (complete ones verified again on the way in;
+/// unfinished uploads as they stand, to be resumed), leaving what `to` holds. Returns the
+/// number of blobs and of bytes copied.
+pub fn copy_blobs(from: &dyn BlobStore, to: &dyn BlobStore) -> Result<(u64, u64), BlobError> {
+    let (mut blobs, mut bytes) = (0, 0);
+    for (hash, held) in from.list()? {
+        if held.complete {
+            if to.status(&hash)?.complete {
+                continue;
+            }
+            let whole = from.read(&hash, None)?;
+            // An upload begun in `to` is started afresh from the whole blob.
+            let have = to.status(&hash)?.size;
+            to.append(&hash, have, whole.total, &whole.bytes[have as usize..], u64::MAX)?;
+            bytes += whole.total;
+        } else {
+            let part = from.read_partial(&hash)?;
+            to.import_partial(&hash, &part)?;
+            bytes += part.len() as u64;
+        }
+        blobs += 1;
+    }
+    Ok((blobs, bytes))
+}
+
+/// A digest of every blob a store holds (id, size, complete), the same for two stores holding
+/// the same photos whatever their kind: what a move must keep equal.
+pub fn blob_digest(store: &dyn BlobStore) -> Result<String, BlobError> {
+    let mut all = store.list()?;
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut hasher = Sha256::new();
+    for (hash, held) in all {
+        hasher.update(format!("{hash} {} {}\n", held.size, held.complete));
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Checks the shape of an upload's next chunk against what is held; the one place the rules
+/// for a chunk live, shared by every implementation.
+pub fn check_chunk(have: u64, offset: u64, total: u64, bytes: &[u8], max_total: u64) -> Result<u64, BlobError> {
+    if total == 0 {
+        return Err(BlobError::BadChunk("a blob has at least one byte (total=0)".into()));
+    }
+    if total > max_total {
+        return Err(BlobError::TooLarge { max: max_total, total });
+    }
+    if offset != have {
+        return Err(BlobError::WrongOffset { have, offset });
+    }
+    if bytes.is_empty() {
+        return Err(BlobError::BadChunk("the chunk is empty: send the bytes from the offset on".into()));
+    }
+    let end = offset + bytes.len() as u64;
+    if end > total {
+        return Err(BlobError::BadChunk(format!(
+            "the chunk ends at byte {end}, past the end of the {total}-byte blob"
+        )));
+    }
+    Ok(end)
+}
+
+/// The part of `total` bytes a read asks for, as (start, end).
+pub fn range_bounds(range: Option<ByteRange>, total: u64) -> Result<(u64, u64), BlobError> {
+    match range {
+        Some(r) => r.bounds(total),
+        None => Ok((0, total)),
+    }
+}
+
+/// Photos in memory, for the deterministic tests: the same promises, nothing durable.
+#[derive(Default)]
+pub struct MemoryBlobs {
+    /// Id → (bytes so far, complete).
+    blobs: Mutex<std::collections::BTreeMap<String, (Vec<u8>, bool)>>,
+}
+
+impl MemoryBlobs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn checked(hash: &str) -> Result<(), BlobError> {
+        validate_hash(hash).map_err(|_| BlobError::BadId(hash.to_string()))
+    }
+}
+
+impl BlobStore for MemoryBlobs {
+    fn status(&self, hash: &str) -> Result<HeldBlob, BlobError> {
+        Self::checked(hash)?;
+        let blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(blobs
+            .get(hash)
+            .map_or(HeldBlob { size: 0, complete: false }, |(b, c)| HeldBlob { size: b.len() as u64, complete: *c }))
+    }
+
+    fn append(&self, hash: &str, offset: u64, total: u64, bytes: &[u8], max_total: u64) -> Result<HeldBlob, BlobError> {
+        Self::checked(hash)?;
+        let mut blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let (have, complete) = blobs.get(hash).map_or((0, false), |(b, c)| (b.len() as u64, *c));
+        if complete {
+            return Ok(HeldBlob { size: have, complete: true });
+        }
+        let end = check_chunk(have, offset, total, bytes, max_total)?;
+        let entry = blobs.entry(hash.to_string()).or_default();
+        entry.0.extend_from_slice(bytes);
+        if end < total {
+            return Ok(HeldBlob { size: end, complete: false });
+        }
+        if hex::encode(Sha256::digest(&entry.0)) != hash {
+            blobs.remove(hash);
+            return Err(BlobError::HashMismatch);
+        }
+        entry.1 = true;
+        Ok(HeldBlob { size: total, complete: true })
+    }
+
+    fn read(&self, hash: &str, range: Option<ByteRange>) -> Result<BlobSlice, BlobError> {
+        Self::checked(hash)?;
+        let blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((bytes, true)) = blobs.get(hash) else { return Err(BlobError::NotFound) };
+        let total = bytes.len() as u64;
+        let (start, end) = range_bounds(range, total)?;
+        Ok(BlobSlice { start, total, bytes: bytes[start as usize..end as usize].to_vec() })
+    }
+
+    fn list(&self) -> Result<Vec<(String, HeldBlob)>, BlobError> {
+        let blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(blobs.iter().map(|(h, (b, c))| (h.clone(), HeldBlob { size: b.len() as u64, complete: *c })).collect())
+    }
+
+    fn read_partial(&self, hash: &str) -> Result<Vec<u8>, BlobError> {
+        Self::checked(hash)?;
+        let blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        match blobs.get(hash) {
+            Some((bytes, false)) => Ok(bytes.clone()),
+            _ => Err(BlobError::NotFound),
+        }
+    }
+
+    fn import_partial(&self, hash: &str, bytes: &[u8]) -> Result<(), BlobError> {
+        Self::checked(hash)?;
+        let mut blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = blobs.entry(hash.to_string()).or_default();
+        if !entry.1 && entry.0.len() < bytes.len() {
+            entry.0 = bytes.to_vec();
+        }
+        Ok(())
+    }
+}
+
 pub struct BlobFiles {
     root: PathBuf,
     /// Uploads append to a file and then may rename it; one at a time, so two devices sending
@@ -132,8 +315,10 @@ impl BlobFiles {
         validate_hash(hash).map_err(|_| BlobError::BadId(hash.to_string()))?;
         Ok(self.root.join("partial").join(hash))
     }
+}
 
-    pub fn status(&self, hash: &str) -> Result<HeldBlob, BlobError> {
+impl BlobStore for BlobFiles {
+    fn status(&self, hash: &str) -> Result<HeldBlob, BlobError> {
         if let Some(size) = file_len(&self.final_path(hash)?)? {
             return Ok(HeldBlob { size, complete: true });
         }
@@ -141,16 +326,7 @@ impl BlobFiles {
         Ok(HeldBlob { size, complete: false })
     }
 
-    /// Appends `bytes` at `offset` to the upload of a blob of `total` bytes, durably, and
-    /// finishes the blob when they are its last bytes. `max_total` bounds `total`.
-    pub fn append(
-        &self,
-        hash: &str,
-        offset: u64,
-        total: u64,
-        bytes: &[u8],
-        max_total: u64,
-    ) -> Result<HeldBlob, BlobError> {
+    fn append(&self, hash: &str, offset: u64, total: u64, bytes: &[u8], max_total: u64) -> Result<HeldBlob, BlobError> {
         let final_path = self.final_path(hash)?;
         let partial = self.partial_path(hash)?;
         let _guard = self.writing.lock().unwrap_or_else(|p| p.into_inner());
@@ -158,25 +334,8 @@ impl BlobFiles {
             // Already here (another device sent it, or a reply was lost): nothing to do.
             return Ok(HeldBlob { size, complete: true });
         }
-        if total == 0 {
-            return Err(BlobError::BadChunk("a blob has at least one byte (total=0)".into()));
-        }
-        if total > max_total {
-            return Err(BlobError::TooLarge { max: max_total, total });
-        }
         let have = file_len(&partial)?.unwrap_or(0);
-        if offset != have {
-            return Err(BlobError::WrongOffset { have, offset });
-        }
-        if bytes.is_empty() {
-            return Err(BlobError::BadChunk("the chunk is empty: send the bytes from the offset on".into()));
-        }
-        let end = offset + bytes.len() as u64;
-        if end > total {
-            return Err(BlobError::BadChunk(format!(
-                "the chunk ends at byte {end}, past the end of the {total}-byte blob"
-            )));
-        }
+        let end = check_chunk(have, offset, total, bytes, max_total)?;
         let dir = partial.parent().expect("a partial path has a parent");
         fs::create_dir_all(dir)?;
         let mut file = OpenOptions::new().create(true).append(true).open(&partial)?;
@@ -198,9 +357,9 @@ impl BlobFiles {
         Ok(HeldBlob { size: total, complete: true })
     }
 
-    /// Reads part (or all) of a complete blob. The bytes were verified when the blob was
-    /// finished, and a finished blob is never written again.
-    pub fn read(&self, hash: &str, range: Option<ByteRange>) -> Result<BlobSlice, BlobError> {
+    /// The bytes were verified when the blob was finished, and a finished blob is never
+    /// written again.
+    fn read(&self, hash: &str, range: Option<ByteRange>) -> Result<BlobSlice, BlobError> {
         let path = self.final_path(hash)?;
         let mut file = match File::open(&path) {
             Ok(f) => f,
@@ -208,14 +367,61 @@ impl BlobFiles {
             Err(e) => return Err(e.into()),
         };
         let total = file.metadata()?.len();
-        let (start, end) = match range {
-            Some(r) => r.bounds(total)?,
-            None => (0, total),
-        };
+        let (start, end) = range_bounds(range, total)?;
         file.seek(SeekFrom::Start(start))?;
         let mut bytes = vec![0; (end - start) as usize];
         file.read_exact(&mut bytes)?;
         Ok(BlobSlice { start, total, bytes })
+    }
+
+    fn list(&self) -> Result<Vec<(String, HeldBlob)>, BlobError> {
+        let mut all = Vec::new();
+        let Ok(shards) = fs::read_dir(&self.root) else { return Ok(all) };
+        for shard in shards {
+            let shard = shard?;
+            let name = shard.file_name().to_string_lossy().to_string();
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(shard.path())? {
+                let file = file?;
+                let rest = file.file_name().to_string_lossy().to_string();
+                let hash = if name == "partial" { rest } else { format!("{name}{rest}") };
+                // Anything else in the folder (a stray file) is not a blob.
+                if validate_hash(&hash).is_err() {
+                    continue;
+                }
+                let size = file.metadata()?.len();
+                all.push((hash, HeldBlob { size, complete: name != "partial" }));
+            }
+        }
+        // A blob finished while its partial file was being listed appears once, complete.
+        all.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.complete.cmp(&a.1.complete)));
+        all.dedup_by(|a, b| a.0 == b.0);
+        Ok(all)
+    }
+
+    fn read_partial(&self, hash: &str) -> Result<Vec<u8>, BlobError> {
+        match fs::read(self.partial_path(hash)?) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(BlobError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn import_partial(&self, hash: &str, bytes: &[u8]) -> Result<(), BlobError> {
+        let (final_path, partial) = (self.final_path(hash)?, self.partial_path(hash)?);
+        let _guard = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        if file_len(&final_path)?.is_some() || file_len(&partial)?.unwrap_or(0) >= bytes.len() as u64 {
+            return Ok(());
+        }
+        let dir = partial.parent().expect("a partial path has a parent");
+        fs::create_dir_all(dir)?;
+        let mut file = File::create(&partial)?;
+        file.write_all(bytes)?;
+        file.sync_data()?;
+        sync_dir(dir)?;
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use gridwalk_doc::SystemClock;
 use gridwalk_relay::backup::{self, BackupKey, RestoreKey};
+use gridwalk_relay::blobs::{blob_digest, copy_blobs, BlobFiles};
 use gridwalk_relay::http::{router, AppState, AttemptLimiter, AttemptLimits};
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::{chain, PostgresRelayStore, RelayStore, Role, SqliteRelayStore};
@@ -156,36 +157,21 @@ fn open_relay(data_dir: &Path, database: Option<&str>) -> Result<Relay> {
             let store = SqliteRelayStore::open(&data_dir.join("relay.db")).context("cannot open the relay database")?;
             Relay::new(Box::new(store), Arc::new(SystemClock))
         }
-        // Photos stay files under the data directory for now; relays sharing a database share
-        // that directory too (photos in the database are the next step).
+        // Photos live in the database too, so every relay on it serves every photo. Photo files
+        // an earlier version kept under <data-dir>/blobs are moved in once (already there: skipped).
         Some(url) => {
             let store = PostgresRelayStore::open(url).context("cannot open the relay's PostgreSQL database")?;
-            Relay::new(Box::new(store), Arc::new(SystemClock)).with_blob_dir(data_dir.join("blobs"))
+            let old_files = data_dir.join("blobs");
+            if old_files.exists() {
+                let (blobs, bytes) = copy_blobs(&BlobFiles::new(&old_files), &store.blobs())
+                    .context("cannot move the photo files into the database")?;
+                if blobs > 0 {
+                    tracing::info!(blobs, bytes, "photo files moved into the database");
+                }
+            }
+            Relay::new(Box::new(store), Arc::new(SystemClock))
         }
     })
-}
-
-/// Copies every file under `from` to the same place under `to`, leaving what `to` already has.
-fn copy_tree(from: &Path, to: &Path) -> Result<(u64, u64)> {
-    let (mut files, mut bytes) = (0, 0);
-    if !from.exists() {
-        return Ok((0, 0));
-    }
-    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            let (f, b) = copy_tree(&entry.path(), &target)?;
-            files += f;
-            bytes += b;
-        } else if !target.exists() {
-            bytes += std::fs::copy(entry.path(), &target)
-                .with_context(|| format!("cannot copy {} to {}", entry.path().display(), target.display()))?;
-            files += 1;
-        }
-    }
-    Ok((files, bytes))
 }
 
 fn migrate_to_postgres(data_dir: &Path, url: &str) -> Result<()> {
@@ -198,12 +184,13 @@ fn migrate_to_postgres(data_dir: &Path, url: &str) -> Result<()> {
     let digest_before = before.digest();
     let postgres = PostgresRelayStore::open(url).context("cannot open the PostgreSQL database")?;
     postgres.load_dump(&before).context("cannot write into the PostgreSQL database")?;
-    // Photos are files; the PostgreSQL relay keeps them under <data-dir>/blobs (see open_relay),
-    // unfinished uploads included so they resume where they stopped.
-    let (photo_files, photo_bytes) = copy_tree(
-        &sqlite.blob_dir().context("the SQLite relay database has no photo folder beside it")?,
-        &data_dir.join("blobs"),
-    )?;
+    // Photos go into the database, each verified again on the way in; unfinished uploads go
+    // as they stand, so they resume where they stopped.
+    let files = BlobFiles::new(sqlite.blob_dir().context("the SQLite relay database has no photo folder beside it")?);
+    let photos_before = blob_digest(&files).context("cannot read the photo files")?;
+    let (photo_files, photo_bytes) =
+        copy_blobs(&files, &postgres.blobs()).context("cannot copy the photos into the database")?;
+    let photos_after = blob_digest(&postgres.blobs()).context("cannot read the photos back")?;
     let digest_after = postgres.dump().context("cannot read the PostgreSQL database back")?.digest();
     println!(
         "{}",
@@ -213,12 +200,17 @@ fn migrate_to_postgres(data_dir: &Path, url: &str) -> Result<()> {
             "documents": before.docs.len(),
             "changes": before.changes.len(),
             "photo_references": before.blob_refs.len(),
-            "photo_files_copied": photo_files,
+            "photos_copied": photo_files,
             "photo_bytes_copied": photo_bytes,
             "digest_before": digest_before,
             "digest_after": digest_after,
+            "photo_digest_before": photos_before,
+            "photo_digest_after": photos_after,
         })
     );
+    if photos_before != photos_after {
+        bail!("the PostgreSQL database does not hold exactly the photos the folder holds; do not serve from it");
+    }
     if digest_before != digest_after {
         bail!("the PostgreSQL database does not hold exactly what the SQLite file holds; do not serve from it");
     }

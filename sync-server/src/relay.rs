@@ -18,7 +18,7 @@ use gridwalk_protocol::{
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::blobs::{BlobError, BlobFiles, BlobSlice, ByteRange};
+use crate::blobs::{BlobError, BlobFiles, BlobSlice, BlobStore, ByteRange};
 use crate::store::{Device, DocWrite, Enrollment, NewChange, RelayStore, Role, StoreError};
 
 /// One pushed document, decoded and checked, ready to store.
@@ -137,8 +137,10 @@ pub struct Relay {
     /// Serves many callers at once; the relay holds no lock of its own around it.
     store: Box<dyn RelayStore>,
     clock: Arc<dyn Clock>,
-    /// Photo files; `None` when the store has no place for them and none was given.
-    blobs: Option<BlobFiles>,
+    /// Photos; `None` when the store has no place for them and none was given.
+    blobs: Option<Box<dyn BlobStore>>,
+    /// The folder photos are kept in, when they are files (for backups and moves).
+    blob_dir: Option<std::path::PathBuf>,
     pub limits: Limits,
 }
 
@@ -177,21 +179,37 @@ impl Cursor {
 }
 
 impl Relay {
-    /// A relay over `store`, keeping photo files where the store keeps them by default.
+    /// A relay over `store`, keeping photos where the store keeps them by default: files beside
+    /// an SQLite file, rows in a PostgreSQL database (shared by every relay on it).
     pub fn new(store: Box<dyn RelayStore>, clock: Arc<dyn Clock>) -> Self {
-        let blobs = store.blob_dir().map(BlobFiles::new);
-        Relay { store, clock, blobs, limits: Limits::default() }
+        let blob_dir = store.blob_dir();
+        let blobs = store.blob_store();
+        Relay { store, clock, blobs, blob_dir, limits: Limits::default() }
     }
 
     /// Keeps photo files under `dir` instead.
     pub fn with_blob_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.blobs = Some(BlobFiles::new(dir));
+        let dir = dir.into();
+        self.blobs = Some(Box::new(BlobFiles::new(&dir)));
+        self.blob_dir = Some(dir);
         self
     }
 
-    /// Where photo files are kept, if anywhere.
+    /// Keeps photos in `blobs` instead.
+    pub fn with_blob_store(mut self, blobs: Box<dyn BlobStore>) -> Self {
+        self.blobs = Some(blobs);
+        self.blob_dir = None;
+        self
+    }
+
+    /// Where photo files are kept, when they are files.
     pub fn blob_dir(&self) -> Option<&std::path::Path> {
-        self.blobs.as_ref().map(BlobFiles::root)
+        self.blob_dir.as_deref()
+    }
+
+    /// Where photos are kept, if anywhere.
+    pub fn blob_store(&self) -> Option<&dyn BlobStore> {
+        self.blobs.as_deref()
     }
 
     fn now(&self) -> i64 {
@@ -623,11 +641,11 @@ impl Relay {
         }
     }
 
-    fn blob_access(&self, device: &Device, hash: &str) -> RelayResult<&BlobFiles> {
+    fn blob_access(&self, device: &Device, hash: &str) -> RelayResult<&dyn BlobStore> {
         validate_hash(hash).map_err(|_| RelayError::from(BlobError::BadId(hash.chars().take(80).collect())))?;
         let blobs = self
             .blobs
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| RelayError::new(503, "no_blob_storage", "this relay has no place for photos configured"))?;
         if !self.store().blob_referenced(hash, device.scope())? {
             return Err(RelayError::forbidden(format!(

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Cursor, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use chrono::TimeZone;
 use common::InMemoryTransport;
-use common::{device_store, t};
+use common::{add_photo, device_store, noise_png, t};
 use gridwalk_core::docs::{Reporter, Source, Urgency};
 use gridwalk_core::lifecycle::{Action, TriageDecision};
-use gridwalk_core::photo::{content_hash, Attachment, IngestOptions, Role as PhotoRole};
+use gridwalk_core::photo::{content_hash, Role as PhotoRole};
 use gridwalk_core::store::{NewRequest, Store};
 use gridwalk_core::sync::client::{
     self, Direction, HttpTransport, Incoming, Outgoing, Progress, Retry, SessionLimits, SyncSession, Transport,
@@ -29,8 +29,6 @@ use gridwalk_core::{CoreError, ManualClock};
 use gridwalk_relay::blobs::ByteRange;
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::{Device, PostgresRelayStore, Role, SqliteRelayStore};
-use rand::RngCore;
-use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 
 // ----- set-up ------------------------------------------------------------------------------------
 
@@ -64,27 +62,6 @@ fn raise(store: &Store, grid: &str, minute: i64) -> String {
             },
         )
         .unwrap()
-}
-
-/// A camera file of `w` × `h` pixels of noise: noise does not compress, so even a modest photo
-/// needs several chunks.
-fn noise_png(w: u32, h: u32, seed: u64) -> Vec<u8> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut pixels = vec![0u8; (w * h * 3) as usize];
-    rng.fill_bytes(&mut pixels);
-    let img = image::RgbImage::from_raw(w, h, pixels).unwrap();
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
-
-/// Attaches a new photo to `doc` and returns its id.
-fn add_photo(store: &Store, doc: &str, w: u32, h: u32, seed: u64, role: PhotoRole, minute: i64) -> String {
-    let attachment = Attachment { role, caption: Some("现场照片".into()), gps: None };
-    let (photo, _) = store
-        .add_photo_file(&store.context(t(minute)), doc, &noise_png(w, h, seed), &IngestOptions::default(), &attachment)
-        .unwrap();
-    photo.full.hash
 }
 
 const CHUNK: usize = 16 * 1024;
@@ -909,7 +886,8 @@ fn a_sqlite_relay_moves_onto_postgres_with_its_photos_and_a_half_finished_upload
     let digest_sqlite = cli(&["digest"]);
     let moved: serde_json::Value = serde_json::from_str(&cli(&["migrate-to-postgres", "--to", &url])).unwrap();
     assert_eq!(moved["digest_before"], moved["digest_after"], "{moved}");
-    assert_eq!(moved["photo_files_copied"], 2, "the finished photo and the half upload: {moved}");
+    assert_eq!(moved["photos_copied"], 2, "the finished photo and the half upload: {moved}");
+    assert_eq!(moved["photo_digest_before"], moved["photo_digest_after"], "{moved}");
     assert_eq!(
         cli(&["--database", &url, "digest"]),
         digest_sqlite,
@@ -924,9 +902,9 @@ fn a_sqlite_relay_moves_onto_postgres_with_its_photos_and_a_half_finished_upload
         .unwrap();
     assert!(!again.status.success());
 
-    // The relay on PostgreSQL, photos under <data-dir>/blobs as `serve --database` keeps them.
-    let relay =
-        Relay::new(Box::new(PostgresRelayStore::open(&url).unwrap()), clock()).with_blob_dir(data.join("blobs"));
+    // The relay on PostgreSQL, photos in the database as `serve --database` keeps them.
+    let relay = Relay::new(Box::new(PostgresRelayStore::open(&url).unwrap()), clock());
+    assert!(relay.blob_dir().is_none(), "no photo folder: the photos are rows");
     let stats = relay.stats().unwrap();
     assert_eq!(
         (stats.devices, stats.documents, stats.changes, stats.change_bytes, stats.snapshot_bytes),
@@ -946,12 +924,18 @@ fn a_sqlite_relay_moves_onto_postgres_with_its_photos_and_a_half_finished_upload
     sync(&phone, &relay, &phone_token);
     assert!(phone.unacknowledged_photos().unwrap().is_empty());
     assert_eq!(relay.blob_status(&device, &partial_hash).unwrap().size_received, partial_total);
+    // A second relay on the same database (another process, another machine) serves a new
+    // hall PC every photo, with no folder shared between them.
+    let second = Relay::new(Box::new(PostgresRelayStore::open(&url).unwrap()), clock());
     let hall = device_store(dir.path(), "hall-pc", "hall-1");
-    let hall_token = enrol(&relay, "hall-pc", Role::Hall, &[]);
-    sync(&hall, &relay, &hall_token);
+    let hall_token = enrol(&second, "hall-pc", Role::Hall, &[]);
+    sync(&hall, &second, &hall_token);
+    let mut photos = 0;
     for hash in phone.document_ids().unwrap().iter().flat_map(|id| phone.photos_of(id).unwrap()) {
         assert_eq!(hall.photo_bytes(&hash.hash).unwrap(), phone.photo_bytes(&hash.hash).unwrap());
+        photos += 1;
     }
+    assert_eq!(photos, 2);
 }
 
 /// A document's change that names `hash` as one of its photos, made with the document API

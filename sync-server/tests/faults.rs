@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{device_store, fingerprint, random_edit};
+use common::{add_photo, device_store, fingerprint, random_edit};
+use gridwalk_core::photo::Role as PhotoRole;
 use gridwalk_core::store::Store;
 use gridwalk_core::sync::client;
 use rand::Rng;
@@ -203,16 +204,21 @@ fn relay_documents(relay: &Relay, dir: &Path, name: &str) -> Store {
     hall
 }
 
-#[test]
-fn connections_cut_at_random_byte_counts_lose_and_duplicate_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(&dir.path().join("relay"), 0);
-    let proxy = CuttingProxy::start(relay.port, 77, 0.6, 6_000);
-    let url = format!("http://127.0.0.1:{}", proxy.port);
+/// Phones syncing through proxies that cut connections at random byte counts, each sync to one
+/// of `relays` in turn (round robin), raising requests with photos on the way: their documents
+/// and photos end equal on every device and on the relay, each change once.
+fn connections_cut_at_random(relays: &[&Relay], dir: &Path, seed: u64) {
+    let proxies: Vec<CuttingProxy> = relays
+        .iter()
+        .enumerate()
+        .map(|(i, relay)| CuttingProxy::start(relay.port, seed + i as u64, 0.6, 6_000))
+        .collect();
+    let urls: Vec<String> = proxies.iter().map(|p| format!("http://127.0.0.1:{}", p.port)).collect();
     let mut devices = Vec::new();
     for i in 0..3 {
-        let store = device_store(dir.path(), &format!("phone-{i}"), &format!("w{i}"));
+        let store = device_store(dir, &format!("phone-{i}"), &format!("w{i}"));
         // Enrolment goes over a clean line: a cut enrolment reply would burn the one-time code.
+        let relay = relays[i % relays.len()];
         client::join(
             &store,
             &format!("http://127.0.0.1:{}", relay.port),
@@ -220,12 +226,9 @@ fn connections_cut_at_random_byte_counts_lose_and_duplicate_nothing() {
             "p",
         )
         .unwrap();
-        let mut link = store.relay_link().unwrap().unwrap();
-        link.url = url.clone();
-        store.set_relay_link(&link).unwrap();
         devices.push(store);
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut retries = 0;
     for round in 0..5 {
         for _ in 0..12 {
@@ -233,27 +236,74 @@ fn connections_cut_at_random_byte_counts_lose_and_duplicate_nothing() {
             let minute = round * 100 + rng.random_range(0..100);
             random_edit(&devices[d], &mut rng, "g1", minute);
         }
-        for d in &devices {
-            retries += sync_until_done(d);
+        // A streetlight photographed on two of the rounds, by every phone.
+        if round % 2 == 1 {
+            for (d, store) in devices.iter().enumerate() {
+                let request = store.document_ids().unwrap().into_iter().find(|id| store.request(id).is_ok()).unwrap();
+                add_photo(
+                    store,
+                    &request,
+                    160,
+                    120,
+                    seed * 100 + (round * 10) as u64 + d as u64,
+                    PhotoRole::Before,
+                    round * 100 + 99,
+                );
+            }
+        }
+        for (d, store) in devices.iter().enumerate() {
+            point_at(store, &urls[(round as usize + d) % urls.len()]);
+            retries += sync_until_done(store);
         }
     }
-    for d in &devices {
-        retries += sync_until_done(d);
+    for store in &devices {
+        retries += sync_until_done(store);
     }
     // The client retries a cut connection by itself, so most cuts never surface as a failed
-    // sync; the proxy's count shows they happened.
-    assert!(proxy.cuts.load(Ordering::Relaxed) > 5, "the proxy really cut connections");
-    eprintln!("cuts: {}, failed syncs retried by the test: {retries}", proxy.cuts.load(Ordering::Relaxed));
+    // sync; the proxies' counts show they happened.
+    let cuts: u64 = proxies.iter().map(|p| p.cuts.load(Ordering::Relaxed)).sum();
+    assert!(cuts > 5, "the proxies really cut connections");
+    eprintln!("cuts: {cuts}, failed syncs retried by the test: {retries}");
     let expected = fingerprint(&devices[0]);
     for d in &devices[1..] {
         assert_eq!(fingerprint(d), expected);
     }
-    let hall = relay_documents(&relay, dir.path(), "hall-check");
+    let hall = relay_documents(relays[relays.len() - 1], dir, "hall-check");
     assert_eq!(fingerprint(&hall), expected, "the relay holds exactly what the devices hold, once");
-    relay.audit_holds();
+    let mut photos = 0;
+    for store in &devices {
+        assert!(store.unacknowledged_photos().unwrap().is_empty(), "every photo reached the relay");
+        for id in store.document_ids().unwrap() {
+            for photo in store.photos_of(&id).unwrap() {
+                assert_eq!(hall.photo_bytes(&photo.hash).unwrap(), store.photo_bytes(&photo.hash).unwrap());
+                photos += 1;
+            }
+        }
+    }
+    assert!(photos >= 6, "the photos went through the cut connections: {photos}");
+    relays[0].audit_holds();
     for d in &devices {
         assert_eq!(d.outbox_len().unwrap(), 0);
     }
+}
+
+#[test]
+fn connections_cut_at_random_byte_counts_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"), 0);
+    connections_cut_at_random(&[&relay], dir.path(), 77);
+}
+
+/// The same through two relays on one PostgreSQL database, round robin: documents and photos
+/// are the database's, whichever relay a connection reached.
+#[test]
+fn connections_cut_at_random_to_two_relays_on_postgres_lose_and_duplicate_nothing() {
+    let server = common::pg::TempPostgres::start();
+    let url = server.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let first = Relay::start_on(&dir.path().join("relay-1"), 0, Some(&url));
+    let second = Relay::start_on(&dir.path().join("relay-2"), 0, Some(&url));
+    connections_cut_at_random(&[&first, &second], dir.path(), 91);
 }
 
 #[test]
@@ -446,10 +496,9 @@ fn two_relays_on_one_postgres_database_serve_as_one_and_survive_one_being_killed
     let server = common::pg::TempPostgres::start();
     let url = server.new_database();
     let dir = tempfile::tempdir().unwrap();
-    // Both relays keep photos in one shared folder; documents and devices are in the database.
-    let data = dir.path().join("relays");
-    let first = Relay::start_on(&data, 0, Some(&url));
-    let second = Relay::start_on(&data, 0, Some(&url));
+    // Each relay has its own data folder: documents, devices and photos are the database's.
+    let first = Relay::start_on(&dir.path().join("relay-1"), 0, Some(&url));
+    let second = Relay::start_on(&dir.path().join("relay-2"), 0, Some(&url));
     let urls = [format!("http://127.0.0.1:{}", first.port), format!("http://127.0.0.1:{}", second.port)];
     let mut devices = Vec::new();
     for i in 0..3 {

@@ -251,4 +251,9 @@ pub trait RelayStore: Send + Sync {
     fn blob_dir(&self) -> Option<PathBuf> {
         None
     }
+    /// Where this store keeps photos by default: files in `blob_dir`, or a store of its own
+    /// (PostgreSQL keeps them in the database, shared by every relay on it).
+    fn blob_store(&self) -> Option<Box<dyn crate::blobs::BlobStore>> {
+        self.blob_dir().map(|dir| Box::new(crate::blobs::BlobFiles::new(dir)) as Box<dyn crate::blobs::BlobStore>)
+    }
 }

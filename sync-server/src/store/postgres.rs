@@ -16,11 +16,13 @@
 //! A pull reads in one REPEATABLE READ transaction where it asks more than one question.
 //! Migrations take an advisory lock, so relays started at once do not race to create tables.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ::postgres::{Client, NoTls};
 
 use super::*;
+use crate::blobs::{BlobError, BlobSlice, ByteRange, HeldBlob};
+use sha2::{Digest, Sha256};
 
 /// Idle connections kept for reuse.
 const MAX_IDLE_CONNECTIONS: usize = 8;
@@ -118,7 +120,26 @@ UPDATE devices SET number = r.n
  WHERE devices.id = r.id;
 CREATE UNIQUE INDEX devices_by_number ON devices(number);
 "#,
+    // Photos in the database, so that every relay on it serves every photo: one row per blob
+    // (bytes so far, whether complete) and its bytes in chunks of at most `BLOB_ROW_BYTES`.
+    r#"
+CREATE TABLE blobs (
+    hash TEXT COLLATE "C" PRIMARY KEY CHECK (length(hash) = 64),
+    size BIGINT NOT NULL,
+    complete BOOLEAN NOT NULL
+);
+CREATE TABLE blob_chunks (
+    hash TEXT COLLATE "C" NOT NULL REFERENCES blobs(hash) ON DELETE CASCADE,
+    start BIGINT NOT NULL,
+    bytes BYTEA NOT NULL,
+    PRIMARY KEY (hash, start)
+);
+"#,
 ];
+
+/// The most bytes one row of `blob_chunks` holds: a device's chunk is split into rows of this
+/// size, so that no row is large enough to strain the server's memory when read.
+const BLOB_ROW_BYTES: usize = 256 * 1024;
 
 /// The advisory lock an enrolment holds while it takes the next device number, so that two
 /// relays enrolling at once never hand out the same one ("devnum" in ASCII).
@@ -136,15 +157,31 @@ impl From<::postgres::Error> for StoreError {
 }
 
 pub struct PostgresRelayStore {
+    pool: Arc<PgPool>,
+}
+
+/// Connections to one database, shared by the relay's store and its photos.
+struct PgPool {
     config: ::postgres::Config,
     idle: Mutex<Vec<Client>>,
+}
+
+impl PgPool {
+    fn conn(&self) -> StoreResult<Pooled<'_>> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let client = match idle {
+            Some(c) => c,
+            None => self.config.connect(NoTls)?,
+        };
+        Ok(Pooled { store: self, client: Some(client) })
+    }
 }
 
 /// A client taken from the pool, put back when dropped. The client is `Some` from `conn()` until
 /// `drop` takes it back, so the `expect`s in `Deref` guard an invariant of this type, not anything a
 /// request can reach; the `Option` exists only so that `drop` can move it back without `unsafe`.
 struct Pooled<'s> {
-    store: &'s PostgresRelayStore,
+    store: &'s PgPool,
     client: Option<Client>,
 }
 
@@ -194,7 +231,7 @@ impl PostgresRelayStore {
     pub fn open(url: &str) -> StoreResult<Self> {
         let config: ::postgres::Config =
             url.parse().map_err(|e: ::postgres::Error| StoreError::Postgres(e.to_string()))?;
-        let store = PostgresRelayStore { config, idle: Mutex::new(Vec::new()) };
+        let store = PostgresRelayStore { pool: Arc::new(PgPool { config, idle: Mutex::new(Vec::new()) }) };
         store.migrate()?;
         Ok(store)
     }
@@ -241,12 +278,12 @@ impl PostgresRelayStore {
     }
 
     fn conn(&self) -> StoreResult<Pooled<'_>> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let client = match idle {
-            Some(c) => c,
-            None => self.config.connect(NoTls)?,
-        };
-        Ok(Pooled { store: self, client: Some(client) })
+        self.pool.conn()
+    }
+
+    /// The photos kept in this database, on the same connections.
+    pub fn blobs(&self) -> PostgresBlobs {
+        PostgresBlobs { pool: self.pool.clone() }
     }
 
     fn grids_of(client: &mut Client, device_id: &str) -> StoreResult<Vec<String>> {
@@ -260,9 +297,191 @@ impl PostgresRelayStore {
     /// Empties every table (for tests that share one server): the schema stays.
     pub fn clear_for_tests(&self) -> StoreResult<()> {
         self.conn()?.batch_execute(
-            "TRUNCATE devices, device_grids, enrollments, docs, changes, blob_refs, blob_grants, chain_head;
+            "TRUNCATE devices, device_grids, enrollments, docs, changes, blob_refs, blob_grants, chain_head,
+                      blobs, blob_chunks;
              UPDATE change_counter SET seq = 0;",
         )?;
+        Ok(())
+    }
+}
+
+/// Photos in PostgreSQL (see `crate::blobs` for the promises every blob store keeps). An
+/// upload's chunks are appended under a lock on its `blobs` row (`FOR UPDATE`), so two relays
+/// receiving the same photo at once take turns and the offset check sees the other's bytes; the
+/// chunk, the new size and, with the last byte, the SHA-256 check and `complete` commit in one
+/// transaction, so an acknowledged chunk is durable and a blob is complete only when verified.
+pub struct PostgresBlobs {
+    pool: Arc<PgPool>,
+}
+
+impl PostgresBlobs {
+    fn checked(hash: &str) -> Result<(), BlobError> {
+        gridwalk_protocol::validate_blob_id(hash).map_err(|_| BlobError::BadId(hash.to_string()))
+    }
+
+    fn conn(&self) -> Result<Pooled<'_>, BlobError> {
+        self.pool.conn().map_err(pg_blob_error)
+    }
+
+    /// The bytes of `hash` from `start` to `end`, read from the rows that hold them.
+    fn bytes(
+        client: &mut impl ::postgres::GenericClient,
+        hash: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, BlobError> {
+        let mut out = Vec::with_capacity((end - start) as usize);
+        let rows = client
+            .query(
+                "SELECT start, bytes FROM blob_chunks
+                  WHERE hash = $1 AND start < $3 AND start + length(bytes) > $2 ORDER BY start",
+                &[&hash, &(start as i64), &(end as i64)],
+            )
+            .map_err(pg_blob_error)?;
+        for r in rows {
+            let (row_start, bytes): (i64, Vec<u8>) = (r.get(0), r.get(1));
+            let row_start = row_start as u64;
+            let from = start.saturating_sub(row_start) as usize;
+            let to = ((end - row_start) as usize).min(bytes.len());
+            out.extend_from_slice(&bytes[from..to]);
+        }
+        if out.len() as u64 != end - start {
+            return Err(BlobError::Io(std::io::Error::other(format!(
+                "blob {hash}: the database holds {} of bytes {start}..{end}",
+                out.len()
+            ))));
+        }
+        Ok(out)
+    }
+}
+
+fn pg_blob_error(e: impl Into<StoreError>) -> BlobError {
+    BlobError::Io(std::io::Error::other(e.into().to_string()))
+}
+
+impl crate::blobs::BlobStore for PostgresBlobs {
+    fn status(&self, hash: &str) -> Result<HeldBlob, BlobError> {
+        Self::checked(hash)?;
+        let row = self
+            .conn()?
+            .query_opt("SELECT size, complete FROM blobs WHERE hash = $1", &[&hash])
+            .map_err(pg_blob_error)?;
+        Ok(row.map_or(HeldBlob { size: 0, complete: false }, |r| HeldBlob {
+            size: r.get::<_, i64>(0) as u64,
+            complete: r.get(1),
+        }))
+    }
+
+    fn append(&self, hash: &str, offset: u64, total: u64, bytes: &[u8], max_total: u64) -> Result<HeldBlob, BlobError> {
+        Self::checked(hash)?;
+        let mut client = self.conn()?;
+        let mut tx = client.transaction().map_err(pg_blob_error)?;
+        tx.execute("INSERT INTO blobs (hash, size, complete) VALUES ($1, 0, false) ON CONFLICT DO NOTHING", &[&hash])
+            .map_err(pg_blob_error)?;
+        let row = tx
+            .query_one("SELECT size, complete FROM blobs WHERE hash = $1 FOR UPDATE", &[&hash])
+            .map_err(pg_blob_error)?;
+        let (have, complete) = (row.get::<_, i64>(0) as u64, row.get::<_, bool>(1));
+        if complete {
+            return Ok(HeldBlob { size: have, complete: true });
+        }
+        let end = crate::blobs::check_chunk(have, offset, total, bytes, max_total)?;
+        for (i, piece) in bytes.chunks(BLOB_ROW_BYTES).enumerate() {
+            let start = (offset + (i * BLOB_ROW_BYTES) as u64) as i64;
+            tx.execute("INSERT INTO blob_chunks (hash, start, bytes) VALUES ($1, $2, $3)", &[&hash, &start, &piece])
+                .map_err(pg_blob_error)?;
+        }
+        let finished = end == total;
+        if finished {
+            let mut hasher = Sha256::new();
+            let mut at = 0;
+            // Read back in pieces, so a large photo is never held twice in memory.
+            while at < total {
+                let next = (at + 8 * BLOB_ROW_BYTES as u64).min(total);
+                hasher.update(Self::bytes(&mut tx, hash, at, next)?);
+                at = next;
+            }
+            if hex::encode(hasher.finalize()) != hash {
+                tx.execute("DELETE FROM blobs WHERE hash = $1", &[&hash]).map_err(pg_blob_error)?;
+                tx.commit().map_err(pg_blob_error)?;
+                return Err(BlobError::HashMismatch);
+            }
+        }
+        tx.execute("UPDATE blobs SET size = $2, complete = $3 WHERE hash = $1", &[&hash, &(end as i64), &finished])
+            .map_err(pg_blob_error)?;
+        tx.commit().map_err(pg_blob_error)?;
+        Ok(HeldBlob { size: end, complete: finished })
+    }
+
+    fn read(&self, hash: &str, range: Option<ByteRange>) -> Result<BlobSlice, BlobError> {
+        Self::checked(hash)?;
+        let mut client = self.conn()?;
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(pg_blob_error)?;
+        let total = match tx.query_opt("SELECT size FROM blobs WHERE hash = $1 AND complete", &[&hash]) {
+            Ok(Some(r)) => r.get::<_, i64>(0) as u64,
+            Ok(None) => return Err(BlobError::NotFound),
+            Err(e) => return Err(pg_blob_error(e)),
+        };
+        let (start, end) = crate::blobs::range_bounds(range, total)?;
+        let bytes = Self::bytes(&mut tx, hash, start, end)?;
+        tx.commit().map_err(pg_blob_error)?;
+        Ok(BlobSlice { start, total, bytes })
+    }
+
+    fn list(&self) -> Result<Vec<(String, HeldBlob)>, BlobError> {
+        Ok(self
+            .conn()?
+            .query("SELECT hash, size, complete FROM blobs ORDER BY hash", &[])
+            .map_err(pg_blob_error)?
+            .into_iter()
+            .map(|r| (r.get(0), HeldBlob { size: r.get::<_, i64>(1) as u64, complete: r.get(2) }))
+            .collect())
+    }
+
+    fn read_partial(&self, hash: &str) -> Result<Vec<u8>, BlobError> {
+        Self::checked(hash)?;
+        let mut client = self.conn()?;
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .map_err(pg_blob_error)?;
+        let size = match tx.query_opt("SELECT size FROM blobs WHERE hash = $1 AND NOT complete", &[&hash]) {
+            Ok(Some(r)) => r.get::<_, i64>(0) as u64,
+            Ok(None) => return Err(BlobError::NotFound),
+            Err(e) => return Err(pg_blob_error(e)),
+        };
+        let bytes = Self::bytes(&mut tx, hash, 0, size)?;
+        tx.commit().map_err(pg_blob_error)?;
+        Ok(bytes)
+    }
+
+    fn import_partial(&self, hash: &str, bytes: &[u8]) -> Result<(), BlobError> {
+        Self::checked(hash)?;
+        let mut client = self.conn()?;
+        let mut tx = client.transaction().map_err(pg_blob_error)?;
+        tx.execute("INSERT INTO blobs (hash, size, complete) VALUES ($1, 0, false) ON CONFLICT DO NOTHING", &[&hash])
+            .map_err(pg_blob_error)?;
+        let row = tx
+            .query_one("SELECT size, complete FROM blobs WHERE hash = $1 FOR UPDATE", &[&hash])
+            .map_err(pg_blob_error)?;
+        if row.get::<_, bool>(1) || row.get::<_, i64>(0) as u64 >= bytes.len() as u64 {
+            return Ok(());
+        }
+        tx.execute("DELETE FROM blob_chunks WHERE hash = $1", &[&hash]).map_err(pg_blob_error)?;
+        for (i, piece) in bytes.chunks(BLOB_ROW_BYTES).enumerate() {
+            let start = (i * BLOB_ROW_BYTES) as i64;
+            tx.execute("INSERT INTO blob_chunks (hash, start, bytes) VALUES ($1, $2, $3)", &[&hash, &start, &piece])
+                .map_err(pg_blob_error)?;
+        }
+        tx.execute("UPDATE blobs SET size = $2 WHERE hash = $1", &[&hash, &(bytes.len() as i64)])
+            .map_err(pg_blob_error)?;
+        tx.commit().map_err(pg_blob_error)?;
         Ok(())
     }
 }
@@ -569,6 +788,10 @@ impl RelayStore for PostgresRelayStore {
                 &[&hash, &scope_vec(scope)],
             )?
             .get(0))
+    }
+
+    fn blob_store(&self) -> Option<Box<dyn crate::blobs::BlobStore>> {
+        Some(Box::new(self.blobs()))
     }
 
     fn backup(&self, _to: &std::path::Path) -> StoreResult<()> {

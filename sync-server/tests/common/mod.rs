@@ -155,3 +155,38 @@ pub fn fingerprint(store: &Store) -> (Vec<(String, Vec<automerge::ChangeHash>)>,
     });
     (docs.collect(), store.index_dump().unwrap())
 }
+
+/// A camera file of `w` × `h` pixels of noise: noise does not compress, so even a modest photo
+/// needs several chunks.
+pub fn noise_png(w: u32, h: u32, seed: u64) -> Vec<u8> {
+    let mut rng = <ChaCha8Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(seed);
+    let mut pixels = vec![0u8; (w * h * 3) as usize];
+    rand::RngCore::fill_bytes(&mut rng, &mut pixels);
+    let img = image::RgbImage::from_raw(w, h, pixels).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Attaches a new photo to `doc` and returns its id.
+pub fn add_photo(
+    store: &Store,
+    doc: &str,
+    w: u32,
+    h: u32,
+    seed: u64,
+    role: gridwalk_core::photo::Role,
+    minute: i64,
+) -> String {
+    let attachment = gridwalk_core::photo::Attachment { role, caption: Some("现场照片".into()), gps: None };
+    let (photo, _) = store
+        .add_photo_file(
+            &store.context(t(minute)),
+            doc,
+            &noise_png(w, h, seed),
+            &gridwalk_core::photo::IngestOptions::default(),
+            &attachment,
+        )
+        .unwrap();
+    photo.full.hash
+}
