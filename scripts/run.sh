@@ -33,15 +33,16 @@ hall init --device hall-pc --walker hall-1 > /dev/null
 echo "== 生成示范街道 (demo town)"
 hall demo --seed 2026
 hall roster publish
-# The hall PC is shared by its staff, who sign in with their name and PIN (demo PINs below).
-# The first PIN goes to the admin, who then gives the others theirs.
-hall staff set-pin --person admin --pin 9630 > /dev/null
-hall --as admin staff set-pin --person hall-1 --pin 2580 > /dev/null
-hall --as admin staff set-pin --person hall-2 --pin 1357 > /dev/null
-hall --as admin staff set-pin --person hall-3 --pin 4680 > /dev/null
 hall join --relay "$URL" --code "$("$RELAY" --data-dir "$DIR/relay" enroll --name 服务中心电脑 --role hall 2>/dev/null)" --name 服务中心电脑
 echo "== 上传到中继 (the hall PC fills the relay)"
 hall sync --resend-all
+# The hall PC is shared by its staff, who sign in with their name and PIN (demo PINs below).
+# The relay keeps the staff list: its operator names the admin, who gives the others theirs.
+"$RELAY" --data-dir "$DIR/relay" staff add-admin --person admin --name 系统管理员 --pin 9630 > /dev/null
+hall sync > /dev/null
+hall --as admin staff set-pin --person hall-1 --pin 2580 --my-pin 9630 > /dev/null
+hall --as admin staff set-pin --person hall-2 --pin 1357 --my-pin 9630 > /dev/null
+hall --as admin staff set-pin --person hall-3 --pin 4680 --my-pin 9630 > /dev/null
 
 echo
 echo "== 服务中心: 逾期诉求 (hall: overdue requests)"

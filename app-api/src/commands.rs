@@ -39,11 +39,17 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
         // Someone tapped or typed: `App::call` has kept her session going.
         "still_here" => out(status(app)?),
         "set_pin" => {
+            // The staff list is the relay's: it checks the asker's own PIN and writes the
+            // change, which comes back here with the next pull (asked for at once).
             let a: SetPinArgs = parse(args)?;
-            let store = app.store()?;
-            store.set_staff_pin(&context(app, &store)?, a.person.trim(), a.pin.trim(), a.old_pin.as_deref())?;
-            drop(store);
-            app.sync.nudge();
+            let (request, link) = {
+                let store = app.store()?;
+                let request =
+                    store.staff_pin_request(&context(app, &store)?, a.person.trim(), a.pin.trim(), a.my_pin.trim())?;
+                (request, store.relay_link()?.ok_or(gridwalk_core::CoreError::NotJoined)?)
+            };
+            gridwalk_core::sync::client::change_staff(&link, &request)?;
+            app.sync.request();
             out(app.store()?.staff()?)
         }
         "reference" => out(reference(app)?),

@@ -232,10 +232,11 @@ impl WaitingPhotoDto {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SetPinArgs {
     pub person: String,
+    /// The new PIN.
     pub pin: String,
-    /// Her old PIN, when a staff member changes her own (an admin needs none).
-    #[serde(default)]
-    pub old_pin: Option<String>,
+    /// The PIN of whoever is signed in (her old one, when she changes her own): the relay
+    /// checks it before it changes the staff list.
+    pub my_pin: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

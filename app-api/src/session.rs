@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use gridwalk_core::model::Role;
 use gridwalk_core::store::Store;
 use gridwalk_core::sync::client;
-use gridwalk_core::CoreError;
 use serde_json::Value;
 
 use crate::commands::{invalid, parse, status};
@@ -143,20 +142,16 @@ pub(crate) fn sign_in(app: &App, args: Value) -> CommandResult<AppStatus> {
                 format!("too many wrong PINs on this PC: try again in {} seconds", wait.as_secs().max(1)),
             ));
         }
-        // A PIN set here and not yet sent is newer here than on the relay.
-        let roster_waiting = client::pending_documents(&store)?.contains(&gridwalk_core::roster::staff_roster_id());
-        store.relay_link()?.filter(|_| !roster_waiting)
+        store.relay_link()?
     };
-    // The relay checks first while it is in reach: it holds the newest staff roster, so a PIN
-    // an admin changed on another PC, or a person taken off the list, counts here at once. Out
-    // of reach (or before the hall has a roster), or while a PIN set here waits to go up, this
-    // PC checks the hash it holds.
+    // The relay checks first while it is in reach: it keeps the staff list, so a PIN an admin
+    // changed a moment ago, or a person taken off the list, counts here at once. Out of reach,
+    // before the hall has a list, or when the relay asks to wait (someone may be guessing from
+    // another PC; this PC's own count still slows its user down), this PC checks the hash it
+    // holds.
     let by_relay = match link.as_ref().map(|l| client::sign_in_with_relay(l, person, pin)) {
         Some(Ok(Some(who))) => Some(Some(WalkerRef { id: who.person, name: who.name })),
         Some(Ok(None)) => Some(None),
-        Some(Err(CoreError::Relay { status: 429, message, .. })) => {
-            return Err(CommandError::new("pin_attempts_slowed", message));
-        }
         Some(Err(_)) | None => None,
     };
     let found = {

@@ -1,7 +1,8 @@
 //! People, not devices (issue 13): staff sign in on a shared hall PC with their name and PIN,
 //! every action is taken in the name of whoever is signed in, a session ends when left idle,
-//! wrong PINs are slowed down, another hall PC checks a PIN with the relay out of reach, and the
-//! relay refuses a hall device's events that name anyone not on the staff roster.
+//! wrong PINs are slowed down, another hall PC checks a PIN with the relay out of reach, the
+//! relay refuses a hall device's events that name anyone not on the staff list, and only the
+//! relay changes that list, for a person who proves herself with her own PIN.
 
 mod common;
 
@@ -35,6 +36,32 @@ fn steps(app: &App, id: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Names the demo town's admin at the relay (its operator's first step) and gives `people`
+/// their PINs through the relay, as that admin; `hall` then pulls the list.
+fn staff_at_relay(relay: &RelayServer, hall: &Store, people: &[(&str, &str)]) {
+    relay.relay().add_admin("admin", "系统管理员", "9630").unwrap();
+    client::sync_over_http(hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let admin = ActionContext::new("admin", hall.identity().device.clone(), now());
+    let link = hall.relay_link().unwrap().unwrap();
+    for (person, pin) in people {
+        client::change_staff(&link, &hall.staff_pin_request(&admin, person, pin, "9630").unwrap()).unwrap();
+    }
+    client::sync_over_http(hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+}
+
+/// Waits until the app's store holds `person` on its staff list (pulled from the relay).
+fn wait_for_staff(app: &App, person: &str) {
+    for _ in 0..100 {
+        let staff = app.call("staff", json!({})).unwrap();
+        if staff.as_array().unwrap().iter().any(|s| s["id"] == person && s["has_pin"] == true) {
+            return;
+        }
+        app.call("sync_now", json!({})).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{person} never reached the app's staff list");
+}
+
 #[test]
 fn two_staff_sign_in_one_after_the_other_and_each_acts_in_her_own_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -46,27 +73,37 @@ fn two_staff_sign_in_one_after_the_other_and_each_acts_in_her_own_name() {
     let settings = SyncSettings { sign_in_idle: Duration::from_millis(1500), ..settings() };
     let app = App::open(&data, Arc::new(SystemClock), settings).unwrap();
 
-    // Before any PIN is set, the PC acts as before. The first PIN goes to an admin, who then
-    // signs in and gives two staff theirs.
+    // Before the relay's operator names an admin, the PC acts as before, and nobody can give
+    // PINs: the staff list is the relay's.
     let status = app.call("status", json!({})).unwrap();
     assert_eq!(status["sign_in_required"], false);
-    assert_eq!(app.call("set_pin", json!({"person": "w001", "pin": "1234"})).unwrap_err().code, "invalid_input");
-    assert_eq!(app.call("set_pin", json!({"person": "admin", "pin": "12"})).unwrap_err().code, "invalid_input");
-    let not_admin = app.call("set_pin", json!({"person": "hall-1", "pin": "2580"})).unwrap_err();
-    assert!(not_admin.code == "invalid_input" && not_admin.message.contains("admin"), "{not_admin:?}");
-    app.call("set_pin", json!({"person": "admin", "pin": "9630"})).unwrap();
-    // From the first PIN on, nobody acts here without signing in.
+    let no_list = app.call("set_pin", json!({"person": "hall-1", "pin": "2580", "my_pin": "0000"})).unwrap_err();
+    assert_eq!(no_list.code, "no_staff_roster", "{no_list:?}");
+    assert_eq!(
+        app.call("set_pin", json!({"person": "w001", "pin": "1234", "my_pin": "0"})).unwrap_err().code,
+        "invalid_input"
+    );
+    relay.relay().add_admin("admin", "系统管理员", "9630").unwrap();
+    wait_for_staff(&app, "admin");
+    // From then on, nobody acts here without signing in.
     let status = app.call("status", json!({})).unwrap();
     assert_eq!((status["sign_in_required"].as_bool(), status["signed_in"].is_null()), (Some(true), true));
-    assert_eq!(app.call("set_pin", json!({"person": "hall-2", "pin": "1357"})).unwrap_err().code, "sign_in_required");
-    app.call("sign_in", json!({"person": "admin", "pin": "9630"})).unwrap();
-    app.call("set_pin", json!({"person": "hall-1", "pin": "2580"})).unwrap();
-    app.call("set_pin", json!({"person": "hall-2", "pin": "1357"})).unwrap();
-    app.call("sign_out", json!({})).unwrap();
+    let pin = |person: &str, new: &str, mine: &str| json!({"person": person, "pin": new, "my_pin": mine});
+    assert_eq!(app.call("set_pin", pin("hall-2", "1357", "9630")).unwrap_err().code, "sign_in_required");
     let id = new_request_of(&app);
     let accept = json!({"id": id, "action": {"type": "triaged", "decision": {"kind": "accept"}}});
     assert_eq!(app.call("act", accept.clone()).unwrap_err().code, "sign_in_required");
     assert_eq!(app.call("request", json!({"id": id})).unwrap()["allowed"], json!([]), "nothing offered signed out");
+
+    // The admin signs in and gives two staff their PINs; her own PIN is checked by the relay.
+    app.call("sign_in", json!({"person": "admin", "pin": "9630"})).unwrap();
+    assert_eq!(app.call("set_pin", pin("hall-1", "2580", "1111")).unwrap_err().code, "wrong_pin");
+    app.call("set_pin", pin("hall-1", "2580", "9630")).unwrap();
+    app.call("set_pin", pin("hall-2", "1357", "9630")).unwrap();
+    // An admin does not triage: she acts in her own role, as the relay judges.
+    assert_eq!(app.call("act", accept.clone()).unwrap_err().code, "forbidden");
+    app.call("sign_out", json!({})).unwrap();
+    wait_for_staff(&app, "hall-2");
     // The PIN is kept only as a slow salted hash.
     let store = Store::open(data.join(gridwalk_app_api::STORE_FILE)).unwrap();
     let hash: String = store
@@ -81,12 +118,9 @@ fn two_staff_sign_in_one_after_the_other_and_each_acts_in_her_own_name() {
     assert_eq!(app.call("sign_in", json!({"person": "hall-1", "pin": "0000"})).unwrap_err().code, "wrong_pin");
     let signed = app.call("sign_in", json!({"person": "hall-1", "pin": "2580"})).unwrap();
     assert_eq!(signed["signed_in"]["id"], "hall-1");
-    assert_eq!(app.call("set_pin", json!({"person": "hall-2", "pin": "2222"})).unwrap_err().code, "forbidden");
-    let no_old = app.call("set_pin", json!({"person": "hall-1", "pin": "2468"})).unwrap_err();
-    assert_eq!((no_old.code.as_str(), no_old.message.contains("old PIN")), ("invalid_input", true), "{no_old:?}");
-    let wrong_old = json!({"person": "hall-1", "pin": "2468", "old_pin": "1111"});
-    assert_eq!(app.call("set_pin", wrong_old).unwrap_err().code, "invalid_input");
-    app.call("set_pin", json!({"person": "hall-1", "pin": "2468", "old_pin": "2580"})).unwrap();
+    assert_eq!(app.call("set_pin", pin("hall-2", "2222", "2580")).unwrap_err().code, "staff_change_forbidden");
+    assert_eq!(app.call("set_pin", pin("hall-1", "2468", "1111")).unwrap_err().code, "wrong_pin");
+    app.call("set_pin", pin("hall-1", "2468", "2580")).unwrap();
     app.call("act", accept).unwrap();
     app.call("sign_out", json!({})).unwrap();
     // 王 (hall-2) signs in on the same PC and assigns it.
@@ -119,11 +153,11 @@ fn two_staff_sign_in_one_after_the_other_and_each_acts_in_her_own_name() {
         "sign_in_required"
     );
 
-    // Everything reaches the relay, accepted: both are on the staff roster.
+    // Everything reaches the relay, accepted: both are on the staff list.
     app.call("sync_now", json!({})).unwrap();
     wait_for(&app, "the hall PC's work to go up", |s| s["pending_documents"] == 0 && s["syncing"] == false);
 
-    // A second hall PC receives the staff roster and the steps with their people; with the
+    // A second hall PC receives the staff list and the steps with their people; with the
     // relay gone, 王 still signs in there, her PIN checked against the hash it holds.
     let code = relay.relay().create_enrollment("hall-2", gridwalk_relay::store::Role::Hall, &[]).unwrap();
     let second = App::open(dir.path().join("second"), Arc::new(SystemClock), settings).unwrap();
@@ -143,25 +177,15 @@ fn two_staff_sign_in_one_after_the_other_and_each_acts_in_her_own_name() {
 #[test]
 fn wrong_pins_are_slowed_down_after_five_in_a_row() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("relay")).unwrap();
+    let mut relay = RelayServer::start(&dir.path().join("relay"), None);
     let data = dir.path().join("hall");
     std::fs::create_dir_all(&data).unwrap();
-    let store = Store::create(
-        data.join(gridwalk_app_api::STORE_FILE),
-        Identity { device: "hall-pc".into(), walker: "hall-1".into() },
-    )
-    .unwrap();
-    store
-        .put_walker(&gridwalk_core::model::Walker {
-            id: "hall-1".into(),
-            name: "陈国平".into(),
-            phone: None,
-            role: gridwalk_core::model::Role::Admin,
-            work_group: None,
-            grids: vec![],
-        })
-        .unwrap();
-    store.set_staff_pin(&store.context(now()), "hall-1", "2580", None).unwrap();
-    drop(store);
+    let hall = hall_at(&data.join(gridwalk_app_api::STORE_FILE), &relay);
+    staff_at_relay(&relay, &hall, &[("hall-1", "2580")]);
+    drop(hall);
+    // Out of the relay's reach: this PC counts on its own.
+    relay.stop();
     let settings = SyncSettings { automatic: false, ..settings() };
     let app = App::open(&data, Arc::new(SystemClock), settings).unwrap();
     for _ in 0..5 {
@@ -199,12 +223,11 @@ fn push_bytes(store: &Store, id: &str, bytes: Vec<u8>) -> gridwalk_core::Result<
     transport.send(&Outgoing::Push(PushRequest { version: PROTOCOL_VERSION, docs })).map(|_| ())
 }
 
-/// The staff roster as `store` holds it, changed by `edit` in `publisher`'s name with the
-/// document API directly, pushed straight to the relay.
+/// The staff roster as `store` holds it, changed by `edit` with the document API directly,
+/// pushed straight to the relay by the hall PC, as a modified app would.
 fn push_staff_roster_edit(
     store: &Store,
-    publisher: &str,
-    edit: impl FnOnce(&mut Vec<gridwalk_core::roster::StaffMember>),
+    edit: impl FnOnce(&mut gridwalk_core::roster::RosterBody),
 ) -> gridwalk_core::Result<()> {
     let id = gridwalk_core::roster::staff_roster_id();
     let mut am = automerge::AutoCommit::load(&store.document_bytes(&id).unwrap())
@@ -212,18 +235,15 @@ fn push_staff_roster_edit(
         .with_actor(automerge::ActorId::random());
     let before = am.get_heads();
     let mut body: gridwalk_core::roster::RosterBody = autosurgeon::hydrate_prop(&am, automerge::ROOT, "body").unwrap();
-    let old = body.staff.clone();
-    edit(&mut body.staff);
-    // Each entry changed says who set it, as the core writes it.
-    for m in body.staff.iter_mut().filter(|m| !old.contains(m)) {
-        m.set_by = publisher.into();
-    }
-    body.published_by = publisher.into();
+    edit(&mut body);
     autosurgeon::reconcile_prop(&mut am, automerge::ROOT, "body", &body).unwrap();
     am.commit();
     let bytes = am.get_changes(&before).iter().flat_map(|c| c.raw_bytes().to_vec()).collect();
     push_bytes(store, &id, bytes)
 }
+
+/// A change a modified app makes to the staff roster's body.
+type RosterEdit<'a> = Box<dyn FnOnce(&mut gridwalk_core::roster::RosterBody) + 'a>;
 
 fn refused_naming(result: gridwalk_core::Result<()>, name: &str) {
     assert!(
@@ -233,21 +253,18 @@ fn refused_naming(result: gridwalk_core::Result<()>, name: &str) {
 }
 
 /// The check lives in the relay, not only in the app: a hall device whose software skips the
-/// sign-in and writes events in the name of someone not on the staff roster is refused.
+/// sign-in and writes events in the name of someone not on the staff list is refused; and no
+/// device can change the staff list itself, whoever it claims to act for.
 #[test]
 fn the_relay_refuses_a_hall_devices_events_in_the_name_of_someone_not_on_the_staff_roster() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("relay")).unwrap();
     let relay = RelayServer::start(&dir.path().join("relay"), None);
     let hall = hall_at(&dir.path().join("hall.db"), &relay);
-    hall.set_staff_pin(&hall.context(now()), "admin", "9630", None).unwrap();
-    let admin = ActionContext::new("admin", "hall-pc", now());
-    hall.set_staff_pin(&admin, "hall-1", "2580", None).unwrap();
-    hall.set_staff_pin(&admin, "hall-2", "1357", None).unwrap();
-    client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    staff_at_relay(&relay, &hall, &[("hall-1", "2580"), ("hall-2", "1357")]);
     let digest_before = relay.digest();
 
-    // The core refuses a step in the name of someone the roster does not name, or of a
+    // The core refuses a step in the name of someone the list does not name, or of a
     // colleague without a PIN; a modified app that skips the core is refused by the relay.
     let id = hall.list_requests(&RequestFilter { limit: 1, ..new_filter() }).unwrap().remove(0).id;
     let accept = Action::Triaged { decision: TriageDecision::Accept };
@@ -257,43 +274,85 @@ fn the_relay_refuses_a_hall_devices_events_in_the_name_of_someone_not_on_the_sta
         assert!(matches!(core, gridwalk_core::CoreError::Forbidden(_)), "{core:?}");
         refused_naming(push_step_bypassing_the_core(&hall, &id, person, accept.clone()), person);
     }
-    // Nor may a hall device take a hall's step in a walker's name: the roster knows w001 as a
+    // Nor may a hall device take a hall's step in a walker's name: the list knows w001 as a
     // walker, and a walker does not triage.
     refused_naming(push_step_bypassing_the_core(&hall, &id, "w001", accept.clone()), "w001");
     assert_eq!(relay.digest(), digest_before, "nothing of the pushes was stored");
-    // The same step in the name of a staff member on the roster goes through.
+    // The same step in the name of a staff member on the list goes through.
     push_step_bypassing_the_core(&hall, &id, "hall-2", accept).unwrap();
 
-    // The staff list: a hall colleague may not rewrite another's PIN hash (she could then sign
-    // in as him everywhere), nor her own role; she may change her own PIN; an admin changes
-    // anyone's.
+    // No device writes the staff list, whoever it names as having set an entry: not a
+    // colleague's PIN hash (its user could then sign in as her everywhere), not one claimed to
+    // be set by the admin or by her herself, not a second entry for her, not her own role.
     let digest_before = relay.digest();
-    let other_pin = gridwalk_core::store::staff::hash_pin("1111").unwrap();
-    refused_naming(
-        push_staff_roster_edit(&hall, "hall-1", |staff| {
-            staff.iter_mut().find(|m| m.id == "hall-2").unwrap().pin_hash = other_pin.clone()
+    let known_pin = gridwalk_core::store::staff::hash_pin("1111").unwrap();
+    let edits: Vec<RosterEdit> = vec![
+        Box::new(|b| {
+            let m = b.staff.iter_mut().find(|m| m.id == "hall-2").unwrap();
+            (m.pin_hash, m.set_by) = (known_pin.clone(), "hall-1".into());
         }),
-        "hall-2",
-    );
-    refused_naming(
-        push_staff_roster_edit(&hall, "hall-1", |staff| {
-            staff.iter_mut().find(|m| m.id == "hall-1").unwrap().role = gridwalk_core::model::Role::Admin
+        Box::new(|b| {
+            let m = b.staff.iter_mut().find(|m| m.id == "hall-2").unwrap();
+            (m.pin_hash, m.set_by) = (known_pin.clone(), "admin".into());
+            b.published_by = "admin".into();
         }),
-        "hall-1",
-    );
+        Box::new(|b| {
+            let m = b.staff.iter_mut().find(|m| m.id == "hall-2").unwrap();
+            (m.pin_hash, m.set_by) = (known_pin.clone(), "hall-2".into());
+        }),
+        Box::new(|b| {
+            let mut twin = b.staff.iter().find(|m| m.id == "hall-2").unwrap().clone();
+            twin.pin_hash = known_pin.clone();
+            b.staff.insert(0, twin);
+        }),
+        Box::new(|b| b.staff.iter_mut().find(|m| m.id == "hall-1").unwrap().role = gridwalk_core::model::Role::Admin),
+        Box::new(|b| b.staff.retain(|m| m.id != "admin")),
+    ];
+    for edit in edits {
+        let refused = push_staff_roster_edit(&hall, edit);
+        assert!(
+            matches!(&refused, Err(gridwalk_core::CoreError::Relay { status: 403, code, message }) if code == "forbidden_action" && message.contains("staff list")),
+            "{refused:?}"
+        );
+    }
     assert_eq!(relay.digest(), digest_before, "nothing of the pushes was stored");
-    push_staff_roster_edit(&hall, "hall-1", |staff| {
-        staff.iter_mut().find(|m| m.id == "hall-1").unwrap().pin_hash = other_pin.clone()
+    // A hall PC may bring the names the hall knows up to date (a new walker, say).
+    push_staff_roster_edit(&hall, |b| {
+        b.people.push(gridwalk_core::model::Walker {
+            id: "w999".into(),
+            name: "新网格员".into(),
+            phone: None,
+            role: gridwalk_core::model::Role::Walker,
+            work_group: None,
+            grids: vec![],
+        });
+        b.published_by = "hall-1".into();
     })
     .unwrap();
-    push_staff_roster_edit(&hall, "admin", |staff| {
-        staff.iter_mut().find(|m| m.id == "hall-2").unwrap().pin_hash = other_pin.clone()
-    })
-    .unwrap();
+
+    // At the relay, a person proves herself with her own PIN: 陈 may not reset 王's PIN, with a
+    // wrong PIN she is nobody, and she changes her own.
+    let link = hall.relay_link().unwrap().unwrap();
+    let chen = ActionContext::new("hall-1", "hall-pc", now());
+    let reset = hall.staff_pin_request(&chen, "hall-2", "2222", "2580").unwrap();
+    let refused = client::change_staff(&link, &reset).unwrap_err();
+    assert!(
+        matches!(&refused, gridwalk_core::CoreError::Relay { status: 403, code, .. } if code == "staff_change_forbidden"),
+        "{refused:?}"
+    );
+    let wrong = hall.staff_pin_request(&chen, "hall-1", "2468", "0000").unwrap();
+    let refused = client::change_staff(&link, &wrong).unwrap_err();
+    assert!(
+        matches!(&refused, gridwalk_core::CoreError::Relay { status: 401, code, .. } if code == "wrong_pin"),
+        "{refused:?}"
+    );
+    client::change_staff(&link, &hall.staff_pin_request(&chen, "hall-1", "2468", "2580").unwrap()).unwrap();
+    assert!(client::sign_in_with_relay(&link, "hall-1", "2468").unwrap().is_some());
+    assert!(client::sign_in_with_relay(&link, "hall-2", "1111").unwrap().is_none(), "王's PIN is hers still");
 }
 
 /// Regression (review): a hall PC enrolled after the hall's staff had PINs acted as itself until
-/// its first pull brought the staff roster, and the relay then refused what it did; the refused
+/// its first pull brought the staff list, and the relay then refused what it did; the refused
 /// step stayed in its outbox and failed every later sync. The enrolment reply now says staff
 /// sign in here, and the app asks for a sign-in from the first moment.
 #[test]
@@ -302,8 +361,7 @@ fn regression_a_hall_pc_enrolled_after_pins_exist_asks_for_a_sign_in_before_its_
     std::fs::create_dir_all(dir.path().join("relay")).unwrap();
     let relay = RelayServer::start(&dir.path().join("relay"), None);
     let hall = hall_at(&dir.path().join("hall.db"), &relay);
-    hall.set_staff_pin(&hall.context(now()), "admin", "9630", None).unwrap();
-    client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    staff_at_relay(&relay, &hall, &[]);
 
     let code = relay.relay().create_enrollment("hall-pc2", gridwalk_relay::store::Role::Hall, &[]).unwrap();
     let fresh = tempfile::tempdir().unwrap();
@@ -315,7 +373,7 @@ fn regression_a_hall_pc_enrolled_after_pins_exist_asks_for_a_sign_in_before_its_
     let refused = second.publish_rosters(&second.context(now()), &[]).unwrap_err();
     assert!(matches!(refused, gridwalk_core::CoreError::Forbidden(_)), "{refused:?}");
     assert_eq!(second.outbox_len().unwrap(), 0);
-    // Its first pull brings the staff roster; the admin signs in with the PIN it carries.
+    // Its first pull brings the staff list; the admin signs in with the PIN it carries.
     client::sync_over_http(&second, &AtomicBool::new(false), &mut |_| {}).unwrap();
     assert_eq!(second.verify_staff_pin("admin", "9630").unwrap().map(|s| s.role), Some("admin".into()));
 }
@@ -324,29 +382,27 @@ fn new_filter() -> RequestFilter {
     RequestFilter { statuses: vec![gridwalk_core::lifecycle::Status::New], ..RequestFilter::default() }
 }
 
-/// Sign-in is checked by the relay while it is in reach, against its newest staff roster: a PIN
-/// an admin changed on another hall PC counts at once here, before this PC has pulled it. Out
-/// of reach, this PC checks the hash it holds.
+/// Sign-in is checked by the relay while it is in reach, against its staff list: a PIN an admin
+/// changed a moment ago counts at once here, before this PC has pulled it. Wrong PINs are
+/// limited per person however many are sent at once. Out of reach, this PC checks the hash it
+/// holds.
 #[test]
 fn the_relay_checks_a_sign_in_while_in_reach_and_the_pc_alone_when_not() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("relay")).unwrap();
     let mut relay = RelayServer::start(&dir.path().join("relay"), None);
     let hall = hall_at(&dir.path().join("hall.db"), &relay);
-    hall.set_staff_pin(&hall.context(now()), "admin", "9630", None).unwrap();
-    let admin = ActionContext::new("admin", "hall-pc", now());
-    hall.set_staff_pin(&admin, "hall-1", "2580", None).unwrap();
-    hall.set_staff_pin(&admin, "hall-2", "1357", None).unwrap();
-    client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    staff_at_relay(&relay, &hall, &[("hall-1", "2580"), ("hall-2", "1357")]);
 
     let code = relay.relay().create_enrollment("hall-pc2", gridwalk_relay::store::Role::Hall, &[]).unwrap();
     let second = App::open(dir.path().join("second"), Arc::new(SystemClock), settings()).unwrap();
     second.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "二号前台电脑"})).unwrap();
     wait_for(&second, "the second PC's first sync", |s| s["last_sync_at"].is_number() && s["syncing"] == false);
 
-    // The admin changes 陈's PIN on the first PC; the second has not pulled it.
-    hall.set_staff_pin(&admin, "hall-1", "1111", None).unwrap();
-    client::sync_over_http(&hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    // The admin resets 陈's PIN from the first PC; the second has not pulled it.
+    let admin = ActionContext::new("admin", "hall-pc", now());
+    let link = hall.relay_link().unwrap().unwrap();
+    client::change_staff(&link, &hall.staff_pin_request(&admin, "hall-1", "1111", "9630").unwrap()).unwrap();
     let held = Store::open(dir.path().join("second").join(gridwalk_app_api::STORE_FILE)).unwrap();
     assert!(held.verify_staff_pin("hall-1", "2580").unwrap().is_some(), "the second PC still holds the old hash");
     drop(held);
@@ -356,15 +412,26 @@ fn the_relay_checks_a_sign_in_while_in_reach_and_the_pc_alone_when_not() {
     assert_eq!(signed["signed_in"]["name"], "陈国平");
     second.call("sign_out", json!({})).unwrap();
 
-    // The relay limits wrong PINs per person, whichever PC they come from (asked directly here,
-    // as a modified app would, past this PC's own count).
-    let link = hall.relay_link().unwrap().unwrap();
-    for _ in 0..5 {
-        assert!(client::sign_in_with_relay(&link, "hall-2", "0000").unwrap().is_none());
-    }
+    // Ten wrong PINs for 王 sent at once (as a modified app would, past any PC's own count):
+    // at most five are checked, the rest wait; then even her right PIN waits at the relay.
+    let tries: Vec<_> = (0..10)
+        .map(|_| {
+            let link = link.clone();
+            std::thread::spawn(move || client::sign_in_with_relay(&link, "hall-2", "0000"))
+        })
+        .collect();
+    let answers: Vec<_> = tries.into_iter().map(|t| t.join().unwrap()).collect();
+    let checked = answers.iter().filter(|a| matches!(a, Ok(None))).count();
+    let waited =
+        answers.iter().filter(|a| matches!(a, Err(gridwalk_core::CoreError::Relay { status: 429, .. }))).count();
+    assert_eq!((checked, waited), (5, 5), "{answers:?}");
     let limited = client::sign_in_with_relay(&link, "hall-2", "1357").unwrap_err();
     assert!(matches!(&limited, gridwalk_core::CoreError::Relay { status: 429, .. }), "{limited:?}");
     assert!(client::sign_in_with_relay(&link, "hall-1", "1111").unwrap().is_some(), "others are not locked out");
+    // The hall PC is not locked out either: when the relay says wait, it checks the hash it holds.
+    let by_pc = second.call("sign_in", json!({"person": "hall-2", "pin": "1357"})).unwrap();
+    assert_eq!(by_pc["signed_in"]["name"], "王丽华");
+    second.call("sign_out", json!({})).unwrap();
 
     // Out of reach, the PC checks the hash it holds.
     relay.stop();

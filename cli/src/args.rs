@@ -133,25 +133,29 @@ pub enum AuditCommand {
 pub enum StaffCommand {
     /// List the people who may work at the hall, and whether each has a PIN.
     List,
-    /// Give a staff member a PIN (4 to 8 digits), or a new one; the staff roster that carries
-    /// it to the other hall PCs goes with the next sync. Only its Argon2id hash is kept. The
-    /// first PIN goes to an admin; after it, only an admin (`--as` her) gives PINs, and a staff
-    /// member changes her own with `--old-pin`.
+    /// Give a staff member a PIN (4 to 8 digits), or a new one. The relay keeps the staff list:
+    /// it checks the PIN of whoever asks (`--as` her, `--my-pin`) and changes the list, which
+    /// this store then pulls. An admin gives anyone a PIN (adding her to the list); anyone else
+    /// changes only her own (`--my-pin` is then her old one). The first admin is named at the
+    /// relay: `gridwalk-relay staff add-admin`.
     SetPin {
         #[arg(long)]
         person: String,
         #[arg(long)]
         pin: String,
-        /// Her old PIN, when a staff member changes her own.
+        /// The PIN of whoever asks.
         #[arg(long)]
-        old_pin: Option<String>,
+        my_pin: String,
     },
-    /// Record the office (责任科室) a member of office staff resolves requests for (admin only).
+    /// Record the office (责任科室) a member of office staff resolves requests for (an admin's
+    /// change, asked of the relay like `set-pin`).
     SetOffice {
         #[arg(long)]
         person: String,
         #[arg(long)]
         office: String,
+        #[arg(long)]
+        my_pin: String,
     },
 }
 

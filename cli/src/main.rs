@@ -121,11 +121,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Roster(args::RosterCommand::Publish { grid }) => reference::publish_rosters(&env, &grid),
         Command::Audit(args::AuditCommand::Verify { file }) => reference::verify_evidence(&env, &file),
         Command::Staff(args::StaffCommand::List) => reference::staff(&env),
-        Command::Staff(args::StaffCommand::SetPin { person, pin, old_pin }) => {
-            reference::set_pin(&env, &person, &pin, old_pin.as_deref())
+        Command::Staff(args::StaffCommand::SetPin { person, pin, my_pin }) => {
+            reference::set_pin(&env, &person, &pin, &my_pin)
         }
-        Command::Staff(args::StaffCommand::SetOffice { person, office }) => {
-            reference::set_staff_office(&env, &person, &office)
+        Command::Staff(args::StaffCommand::SetOffice { person, office, my_pin }) => {
+            reference::set_staff_office(&env, &person, &office, &my_pin)
         }
         Command::Categories => reference::categories(&env),
         Command::Photo(command) => photo_cmd::run(&env, command),

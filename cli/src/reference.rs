@@ -275,20 +275,30 @@ pub fn staff(env: &Env) -> Result<()> {
     })
 }
 
-pub fn set_pin(env: &Env, person: &str, pin: &str, old_pin: Option<&str>) -> Result<()> {
+pub fn set_pin(env: &Env, person: &str, pin: &str, my_pin: &str) -> Result<()> {
     let store = env.open()?;
-    store.set_staff_pin(&env.context(&store), person, pin, old_pin)?;
+    let request = store.staff_pin_request(&env.context(&store), person, pin, my_pin)?;
+    change_staff_at_relay(&store, &request)?;
     env.emit(&serde_json::json!({ "person": person, "pin": "set" }), || {
-        format!("PIN set for {person}; the next sync carries the staff roster to the other hall PCs")
+        format!("PIN set for {person} at the relay; the other hall PCs learn it on their next sync")
     })
 }
 
-pub fn set_staff_office(env: &Env, person: &str, office: &str) -> Result<()> {
+pub fn set_staff_office(env: &Env, person: &str, office: &str, my_pin: &str) -> Result<()> {
     let store = env.open()?;
-    store.set_staff_office(&env.context(&store), person, office)?;
+    let request = store.staff_office_request(&env.context(&store), person, office, my_pin)?;
+    change_staff_at_relay(&store, &request)?;
     env.emit(&serde_json::json!({ "person": person, "office": office }), || {
         format!("{person} now resolves what is assigned to {office}")
     })
+}
+
+/// Asks the relay to change the staff list, then pulls the change into this store.
+fn change_staff_at_relay(store: &Store, request: &gridwalk_core::sync::protocol::StaffChangeRequest) -> Result<()> {
+    let link = store.relay_link()?.ok_or(gridwalk_core::CoreError::NotJoined)?;
+    gridwalk_core::sync::client::change_staff(&link, request)?;
+    gridwalk_core::sync::client::sync_over_http(store, &std::sync::atomic::AtomicBool::new(false), &mut |_| {})?;
+    Ok(())
 }
 
 /// The categories are fixed in the core, so this needs no store.

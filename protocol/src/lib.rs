@@ -14,6 +14,10 @@
 //! * `POST /v1/staff/sign-in` — JSON [`StaffSignInRequest`] → [`StaffSignInResponse`], from a
 //!   hall or admin device: is this the staff member's PIN, by the relay's newest staff roster?
 //!   401 `wrong_pin` when it is not; 429 after too many wrong ones for one person.
+//! * `POST /v1/staff/change` — JSON [`StaffChangeRequest`] → [`StaffChangeResponse`], from a
+//!   hall or admin device: the hall's staff list is changed by the relay itself, after it has
+//!   checked the PIN of the person asking (an admin changes anyone; anyone her own PIN). No
+//!   device writes the staff list, so no device's word about who is signed in can change it.
 //! * Errors: a 4xx/5xx status with JSON [`ErrorBody`] `{code, message}`.
 //!
 //! Photos and other blobs travel on their own, after the documents that name them, because a
@@ -110,6 +114,32 @@ pub struct EnrollResponse {
 pub struct StaffSignInRequest {
     pub person: String,
     pub pin: String,
+}
+
+/// A change to the hall's staff list, asked for by `actor` with her own PIN. An admin adds a
+/// person (with `name` and `role`), gives or resets a PIN, sets an office or takes someone off
+/// the list; anyone else only gives herself a new PIN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StaffChangeRequest {
+    pub actor: String,
+    pub actor_pin: String,
+    pub person: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub new_pin: Option<String>,
+    #[serde(default)]
+    pub office: Option<String>,
+    #[serde(default)]
+    pub remove: bool,
+}
+
+/// The person's entry on the staff list after the change (`None` once taken off).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StaffChangeResponse {
+    pub person: Option<StaffSignInResponse>,
 }
 
 /// Who signed in, as the relay's staff roster names her.

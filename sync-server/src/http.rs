@@ -17,7 +17,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::blobs::ByteRange;
-use crate::relay::{Relay, RelayError};
+use crate::relay::{Relay, RelayError, RelayResult};
 
 /// The largest body the relay reads (a day's work for one walker is far below this).
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -41,8 +41,34 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Wrong enrolment codes, counted per source and in all, so that codes cannot be guessed.
     pub enrol_attempts: AttemptLimiter,
-    /// Wrong staff PINs, counted per person signing in and in all.
-    pub pin_attempts: AttemptLimiter,
+    /// Staff PIN checks (sign-in and staff changes), counted per person and per device.
+    pub pin_attempts: PinAttempts,
+}
+
+/// Staff PIN checks are counted as they begin (and given back when the PIN was right), so that
+/// many sent at once cannot all slip through before the first wrong one is counted; and at most
+/// a few Argon2 checks (19 MiB each) run at once, so a flood of them cannot exhaust the relay's
+/// memory. Per person, so one person's PIN cannot be guessed quickly from any number of hall
+/// PCs; per device, so one PC's token cannot try many people; nothing counted hall-wide, so no
+/// one PC can lock the whole hall out.
+pub struct PinAttempts {
+    pub per_person: AttemptLimiter,
+    pub per_device: AttemptLimiter,
+    pub checks: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for PinAttempts {
+    fn default() -> Self {
+        PinAttempts {
+            per_person: AttemptLimiter::new(AttemptLimits::PINS),
+            per_device: AttemptLimiter::new(AttemptLimits {
+                per_source: 30,
+                in_all: u32::MAX,
+                window: std::time::Duration::from_secs(600),
+            }),
+            checks: Arc::new(tokio::sync::Semaphore::new(4)),
+        }
+    }
 }
 
 impl AppState {
@@ -51,7 +77,7 @@ impl AppState {
             relay,
             metrics: Metrics::default(),
             enrol_attempts: AttemptLimiter::new(AttemptLimits::default()),
-            pin_attempts: AttemptLimiter::new(AttemptLimits::PINS),
+            pin_attempts: PinAttempts::default(),
         }
     }
 }
@@ -68,10 +94,10 @@ pub struct AttemptLimits {
 
 impl AttemptLimits {
     /// Five wrong PINs for one person per ten minutes (a four-digit PIN is 10,000 guesses: that
-    /// pace needs two weeks on average), two hundred in all. A hall PC slows its own user down
-    /// after five as well; a PC out of reach of the relay checks alone.
+    /// pace needs about two weeks on average). A hall PC slows its own user down after five as
+    /// well, and checks the hash it holds when the relay says wait.
     pub const PINS: AttemptLimits =
-        AttemptLimits { per_source: 5, in_all: 200, window: std::time::Duration::from_secs(600) };
+        AttemptLimits { per_source: 5, in_all: u32::MAX, window: std::time::Duration::from_secs(600) };
 }
 
 impl Default for AttemptLimits {
@@ -90,6 +116,8 @@ impl Default for AttemptLimits {
 pub struct AttemptLimiter {
     limits: AttemptLimits,
     state: std::sync::Mutex<AttemptWindows>,
+    /// Makes a check and its count one step for `reserve`.
+    reserving: std::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -100,7 +128,7 @@ struct AttemptWindows {
 
 impl AttemptLimiter {
     pub fn new(limits: AttemptLimits) -> Self {
-        AttemptLimiter { limits, state: Default::default() }
+        AttemptLimiter { limits, state: Default::default(), reserving: Default::default() }
     }
 
     /// `Err` with the seconds to wait when `source` (an address, or a person signing in), or
@@ -123,6 +151,25 @@ impl AttemptLimiter {
         // Windows that ended are forgotten, so the map holds only recent sources.
         w.per_source.retain(|_, (start, _)| now.duration_since(*start) < window);
         Ok(())
+    }
+
+    /// Checks and counts one attempt at once (see [`PinAttempts`]); `forgive` gives it back.
+    fn reserve(&self, source: &str) -> Result<(), u64> {
+        let _turn = self.reserving.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.check(source)?;
+        self.failed(source);
+        Ok(())
+    }
+
+    /// Gives back an attempt `reserve` counted: the PIN was right.
+    fn forgive(&self, source: &str) {
+        let mut w = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = w.per_source.get_mut(source) {
+            c.1 = c.1.saturating_sub(1);
+        }
+        if let Some(c) = w.in_all.as_mut() {
+            c.1 = c.1.saturating_sub(1);
+        }
     }
 
     fn failed(&self, source: &str) {
@@ -235,10 +282,55 @@ async fn enroll(
     Ok(Json(result?).into_response())
 }
 
-/// A staff member's PIN checked against the relay's newest staff roster, for a hall PC. Wrong
-/// PINs are limited per person (and in all), so that a hall PC's token cannot be used to guess
-/// one person's PIN quickly; only wrong PINs count, so the hall is never locked out by its own
-/// right ones.
+/// Answers 429 with the wait, in minutes, in the words of `what`.
+fn too_many(secs: u64, what: String) -> Response {
+    let mut response =
+        ApiError(RelayError::new(429, "too_many_attempts", format!("{what}; wait {} minute(s)", secs.div_ceil(60))))
+            .into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
+
+/// Runs a staff PIN check by `device` for `person` under [`PinAttempts`]: counted first, given
+/// back when right, a few at a time.
+async fn pin_check<T: serde::Serialize + Send + 'static>(
+    state: &Arc<AppState>,
+    token: String,
+    person: String,
+    check: impl FnOnce(&Relay, &crate::store::Device) -> RelayResult<T> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let device = {
+        let token = token.clone();
+        blocking(state, move |relay| relay.authenticate(&token)).await?
+    };
+    let limits = &state.pin_attempts;
+    if let Err(secs) = limits.per_device.reserve(&device.id) {
+        return Ok(too_many(secs, "too many wrong PINs were typed on this device".into()));
+    }
+    if let Err(secs) = limits.per_person.reserve(&person) {
+        limits.per_device.forgive(&device.id);
+        return Ok(too_many(secs, format!("too many wrong PINs for {person}")));
+    }
+    let permit = limits
+        .checks
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| RelayError::new(503, "shutting_down", "the relay is stopping"))?;
+    let device_id = device.id.clone();
+    let result = blocking(state, move |relay| {
+        let _permit = permit;
+        check(relay, &device)
+    })
+    .await;
+    if !matches!(&result, Err(e) if e.code == "wrong_pin") {
+        limits.per_device.forgive(&device_id);
+        limits.per_person.forgive(&person);
+    }
+    Ok(Json(result?).into_response())
+}
+
+/// `POST /v1/staff/sign-in`: a staff member's PIN checked against the relay's staff list.
 async fn staff_sign_in(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -247,26 +339,21 @@ async fn staff_sign_in(
     let token = bearer(&headers)?.to_string();
     let req: gridwalk_protocol::StaffSignInRequest = serde_json::from_slice(&body)
         .map_err(|e| RelayError::new(400, "bad_body", format!("expected JSON {{person, pin}}: {e}")))?;
-    let person = req.person.clone();
-    if let Err(secs) = state.pin_attempts.check(&person) {
-        let mut response = ApiError(RelayError::new(
-            429,
-            "too_many_attempts",
-            format!("too many wrong PINs for {person}; wait {} minute(s) and try again", secs.div_ceil(60)),
-        ))
-        .into_response();
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return Ok(response);
-    }
-    let result = blocking(&state, move |relay| {
-        let device = relay.authenticate(&token)?;
-        relay.verify_staff_pin(&device, &req.person, &req.pin)
-    })
-    .await;
-    if matches!(&result, Err(e) if e.code == "wrong_pin") {
-        state.pin_attempts.failed(&person);
-    }
-    Ok(Json(result?).into_response())
+    let person: String = req.person.chars().take(100).collect();
+    pin_check(&state, token, person, move |relay, device| relay.verify_staff_pin(device, &req.person, &req.pin)).await
+}
+
+/// `POST /v1/staff/change`: a change to the staff list, asked for with the asker's own PIN.
+async fn staff_change(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let req: gridwalk_protocol::StaffChangeRequest = serde_json::from_slice(&body)
+        .map_err(|e| RelayError::new(400, "bad_body", format!("expected JSON {{actor, actor_pin, person, …}}: {e}")))?;
+    let actor: String = req.actor.chars().take(100).collect();
+    pin_check(&state, token, actor, move |relay, device| relay.change_staff(device, &req)).await
 }
 
 async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
@@ -441,6 +528,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/enroll", post(enroll))
         .route("/v1/push", post(push))
         .route("/v1/staff/sign-in", post(staff_sign_in))
+        .route("/v1/staff/change", post(staff_change))
         .route("/v1/pull", get(pull))
         .route("/v1/blobs/{hash}", put(upload_blob).get(download_blob))
         .route("/v1/blobs/{hash}/status", get(blob_status))

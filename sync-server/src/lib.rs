@@ -5,4 +5,5 @@ pub mod backup;
 pub mod blobs;
 pub mod http;
 pub mod relay;
+pub mod staff;
 pub mod store;

@@ -111,6 +111,11 @@ enum Command {
     },
     /// Counts of devices, documents and changes.
     Stats,
+    /// The hall's staff list (who signs in on a hall PC), kept by the relay.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
     /// Check the relay's record: the receipt chain and the stored documents.
     Audit {
         #[command(subcommand)]
@@ -129,6 +134,25 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+}
+
+#[derive(Subcommand)]
+enum StaffCommand {
+    /// Name an admin with her PIN: the first of the staff list (which this starts), another,
+    /// or the same again when she forgot her PIN. Every later change is made by an admin signed
+    /// in on a hall PC (基础信息 → 工作人员, or `gridwalk staff set-pin`).
+    AddAdmin {
+        /// Her person id, as events name her, e.g. "admin".
+        #[arg(long)]
+        person: String,
+        #[arg(long)]
+        name: String,
+        /// 4 to 8 digits; only its Argon2id hash is kept.
+        #[arg(long)]
+        pin: String,
+    },
+    /// Who is on the staff list, in which role, and who last set each entry (never the PINs).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -469,6 +493,22 @@ fn main() -> Result<()> {
         }
         Command::Stats => {
             println!("{}", serde_json::to_string_pretty(&relay.stats().map_err(|e| anyhow::anyhow!(e.message))?)?);
+        }
+        Command::Staff { command: StaffCommand::AddAdmin { person, name, pin } } => {
+            relay.add_admin(person.trim(), name.trim(), pin.trim()).map_err(|e| anyhow::anyhow!(e.message))?;
+            println!("{person} ({name}) is an admin of this hall's staff list; hall PCs learn it on their next sync");
+        }
+        Command::Staff { command: StaffCommand::List } => {
+            for m in relay.staff_list().map_err(|e| anyhow::anyhow!(e.message))? {
+                println!(
+                    "{}\t{}\t{}\t{}\tset by {}",
+                    m.id,
+                    m.name,
+                    m.role.as_str(),
+                    m.office.as_deref().unwrap_or("-"),
+                    if m.set_by.is_empty() { "-" } else { &m.set_by }
+                );
+            }
         }
         Command::Digest
         | Command::MigrateToPostgres { .. }

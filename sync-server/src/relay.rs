@@ -73,7 +73,7 @@ impl RelayError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         RelayError { status, code, message: message.into() }
     }
-    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(400, code, message)
     }
     fn unauthorized() -> Self {
@@ -212,11 +212,11 @@ impl Relay {
         self.blobs.as_deref()
     }
 
-    fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.clock.now().timestamp_millis()
     }
 
-    fn store(&self) -> &dyn RelayStore {
+    pub(crate) fn store(&self) -> &dyn RelayStore {
         &*self.store
     }
 
@@ -708,41 +708,6 @@ impl Relay {
         Ok(self.store().revoke(id, self.now())?)
     }
 
-    /// Checks a staff member's PIN for a hall or admin device, against the newest staff roster
-    /// (see `gridwalk_protocol::StaffSignInRequest`). 401 `wrong_pin` when the person is not on
-    /// it or the PIN does not match, with the same words either way, so that the answer does
-    /// not tell who is on the list.
-    pub fn verify_staff_pin(
-        &self,
-        device: &Device,
-        person: &str,
-        pin: &str,
-    ) -> RelayResult<gridwalk_protocol::StaffSignInResponse> {
-        if device.role == Role::Walker {
-            return Err(RelayError::forbidden(
-                "a walker's phone belongs to its walker; staff sign in only on hall PCs".to_string(),
-            ));
-        }
-        let wrong = || RelayError::new(401, "wrong_pin", "that name and PIN do not match");
-        let Some(stored) = self.store().load_doc(&gridwalk_doc::roster::staff_roster_id())? else {
-            return Err(RelayError::new(404, "no_staff_roster", "this hall has given nobody a PIN yet"));
-        };
-        let doc = AutoCommit::load(&stored.snapshot)
-            .map_err(|e| RelayError::new(500, "damaged_document", format!("the staff roster does not load: {e}")))?;
-        let Ok(incoming::Readable::Roster { body, .. }) = incoming::read_whole(&stored.id, &DocView::new(&doc)) else {
-            return Err(RelayError::new(500, "damaged_document", "the staff roster does not read"));
-        };
-        let member = body.staff.iter().find(|m| m.id == person).ok_or_else(wrong)?;
-        if !gridwalk_doc::pin::pin_matches(pin, &member.pin_hash) {
-            return Err(wrong());
-        }
-        Ok(gridwalk_protocol::StaffSignInResponse {
-            person: member.id.clone(),
-            name: member.name.clone(),
-            role: member.role.as_str().to_string(),
-        })
-    }
-
     pub fn backup(&self, to: &std::path::Path) -> RelayResult<()> {
         Ok(self.store().backup(to)?)
     }
@@ -877,15 +842,25 @@ fn check_permitted(
             // Who published this version, rather than who first created the roster.
             let publisher = if body.published_by.is_empty() { &header.created_by } else { &body.published_by };
             if header.grid == gridwalk_doc::roster::STAFF_GRID {
-                let old = match before {
-                    Some(Readable::Roster { body, .. }) => Some(body.staff.as_slice()),
-                    _ => None,
-                };
-                staff_list_change_permitted(publisher, old, &body.staff).map_err(refuse)?;
-                // A staff member changing her own PIN signs nothing else, whatever her role.
-                let own_pins_only =
-                    old.is_some_and(|old| is_only_own_pin_change(old, &body.staff)) && !people_changed(before, body);
-                if !own_pins_only {
+                // The staff list is the relay's own (see `crate::staff`): a device may change
+                // only who the hall knows by name (`people`), never who signs in with what.
+                if device.id != crate::staff::RELAY_WRITER {
+                    match before {
+                        Some(Readable::Roster { body: old, .. }) if old.staff == body.staff => {}
+                        Some(_) => {
+                            return Err(refuse(
+                                "the staff list (who signs in, in which role, with which PIN) is changed only at the \
+                                 relay, by a person with her own PIN"
+                                    .into(),
+                            ))
+                        }
+                        None => {
+                            return Err(refuse(
+                                "the staff roster is started by the relay's operator (gridwalk-relay staff add-admin)"
+                                    .into(),
+                            ))
+                        }
+                    }
                     bound(publisher, "the staff roster")?;
                     judge(publisher, Step::PublishRoster, None)?;
                 }
@@ -896,71 +871,4 @@ fn check_permitted(
         }
     }
     Ok(())
-}
-
-/// The rule for the hall's staff list (who may sign in on a hall PC, in which role, with which
-/// PIN hash), entry by entry: an entry added or changed must have been set (`set_by`) by an
-/// admin on the list as it stood, or by its own person when only her PIN hash changed; an
-/// entry removed, by an admin publishing. Were any hall PC able to rewrite a colleague's hash,
-/// its user could then sign in as that colleague everywhere. Judged per entry, two hall PCs
-/// changing different people at once are each judged by their own person. The very first list
-/// is accepted from any hall or admin device, which act in their own role until it exists (the
-/// core gives that first PIN only to an admin). Returns why not.
-fn staff_list_change_permitted(
-    publisher: &str,
-    old: Option<&[gridwalk_doc::roster::StaffMember]>,
-    new: &[gridwalk_doc::roster::StaffMember],
-) -> Result<(), String> {
-    let Some(old) = old else { return Ok(()) };
-    let by_id = |list: &[gridwalk_doc::roster::StaffMember]| {
-        list.iter().map(|m| (m.id.clone(), m.clone())).collect::<HashMap<_, _>>()
-    };
-    let (was, now) = (by_id(old), by_id(new));
-    let is_admin = |person: &str| was.get(person).is_some_and(|m| m.role == gridwalk_doc::model::Role::Admin);
-    for id in was.keys().chain(now.keys()) {
-        match (was.get(id), now.get(id)) {
-            (Some(a), Some(b)) if a == b => {}
-            (_, Some(b)) if is_admin(&b.set_by) => {}
-            (Some(a), Some(b)) if b.set_by == *id => {
-                let mut same = b.clone();
-                same.pin_hash = a.pin_hash.clone();
-                same.set_by = a.set_by.clone();
-                if same != *a {
-                    return Err(format!(
-                        "{id} may change only her own PIN on the staff roster, not her role, name or office"
-                    ));
-                }
-            }
-            (None, None) => {}
-            (Some(_), None) if is_admin(publisher) => {}
-            (_, Some(b)) => {
-                return Err(format!(
-                    "the staff roster's entry for {id} changed, set by {}: only an admin on the staff roster \
-                     changes it (a staff member changes only her own PIN)",
-                    if b.set_by.is_empty() { "nobody named" } else { &b.set_by }
-                ))
-            }
-            (Some(_), None) => {
-                return Err(format!(
-                    "{id} was taken off the staff roster by {publisher}: only an admin on it takes anyone off"
-                ))
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether a roster's `people` (everyone the hall knows, by name and role) changed.
-fn people_changed(before: Option<&incoming::Readable>, after: &gridwalk_doc::roster::RosterBody) -> bool {
-    !matches!(before, Some(incoming::Readable::Roster { body, .. }) if body.people == after.people)
-}
-
-/// Whether a new staff list differs from the old one only in entries their own people set
-/// (each her own PIN), which any staff member may publish whatever her role.
-fn is_only_own_pin_change(
-    old: &[gridwalk_doc::roster::StaffMember],
-    new: &[gridwalk_doc::roster::StaffMember],
-) -> bool {
-    old.len() == new.len()
-        && new.iter().all(|b| old.iter().any(|a| a == b) || (b.set_by == b.id && old.iter().any(|a| a.id == b.id)))
 }

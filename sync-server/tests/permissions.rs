@@ -385,7 +385,8 @@ fn a_stolen_phone_cannot_resolve_or_close_its_grids_requests() {
 /// relay by her own. An admin or a leader signed in there could triage; the relay then refused
 /// the step, which stayed in the outbox and failed every later sync. Now the core acts in the
 /// signed-in person's own role and office, as the relay does. And any hall user could reset a
-/// colleague's PIN and then sign in as her: now only an admin gives PINs.
+/// colleague's PIN and then sign in as her: now the relay keeps the staff list, and only an
+/// admin, proven by her own PIN, gives PINs.
 #[test]
 fn regression_on_a_hall_pc_each_person_acts_in_her_own_role_and_only_an_admin_gives_pins() {
     let dir = tempfile::tempdir().unwrap();
@@ -419,23 +420,31 @@ fn regression_on_a_hall_pc_each_person_acts_in_her_own_role_and_only_an_admin_gi
     let water = Assignment { department: "dept-water".into(), ..assignment() };
     hall.act(&hall.context(t(4)), &theirs, Action::Assigned { assignment: water }).unwrap();
 
-    // The first PIN goes to an admin, who gives the others theirs.
+    // The relay's operator names the admin, who gives the others their PINs at the relay; the
+    // hall PC pulls the list.
+    let relay = relay_in(dir.path());
+    let token = enrol(&relay, "hall-pc", Role::Hall, &[], None);
+    let device = relay.authenticate(&token).unwrap();
+    sync(&hall, &relay, &token);
+    relay.add_admin("admin-1", "admin-1", "9630").unwrap();
+    sync(&hall, &relay, &token);
     let as_ = |p: &str| ActionContext::new(p, "hall-pc", t(10));
-    let refused = hall.set_staff_pin(&as_("hall-1"), "hall-1", "2580", None).unwrap_err();
-    assert!(matches!(refused, CoreError::InvalidInput { .. }), "{refused:?}");
-    hall.set_staff_pin(&as_("hall-1"), "admin-1", "9630", None).unwrap();
     for p in ["hall-1", "hall-2", "leader-1", "office-1"] {
-        hall.set_staff_pin(&as_("admin-1"), p, "2580", None).unwrap();
+        relay.change_staff(&device, &hall.staff_pin_request(&as_("admin-1"), p, "2580", "9630").unwrap()).unwrap();
     }
-    hall.set_staff_office(&as_("admin-1"), "office-1", "dept-urban").unwrap();
+    relay
+        .change_staff(&device, &hall.staff_office_request(&as_("admin-1"), "office-1", "dept-urban", "9630").unwrap())
+        .unwrap();
     // A hall colleague may not reset another's PIN, nor set an office.
-    let hash = |p: &str| -> String {
-        hall.connection().query_row("SELECT pin_hash FROM staff_pins WHERE person = ?1", [p], |r| r.get(0)).unwrap()
-    };
-    let before = hash("hall-2");
-    assert!(matches!(hall.set_staff_pin(&as_("hall-1"), "hall-2", "1111", None), Err(CoreError::Forbidden(_))));
-    assert!(matches!(hall.set_staff_office(&as_("hall-1"), "office-1", "dept-water"), Err(CoreError::Forbidden(_))));
-    assert_eq!(hash("hall-2"), before);
+    for refused in [
+        hall.staff_pin_request(&as_("hall-1"), "hall-2", "1111", "2580").unwrap(),
+        hall.staff_office_request(&as_("hall-1"), "office-1", "dept-water", "2580").unwrap(),
+    ] {
+        let e = relay.change_staff(&device, &refused).unwrap_err();
+        assert_eq!((e.status, e.code), (403, "staff_change_forbidden"), "{e:?}");
+    }
+    sync(&hall, &relay, &token);
+    assert!(hall.verify_staff_pin("hall-2", "2580").unwrap().is_some());
 
     // Each acts in her own role: the admin and the leader do not triage; hall staff do.
     let accept = Action::Triaged { decision: TriageDecision::Accept };

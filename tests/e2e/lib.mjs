@@ -97,13 +97,16 @@ export function hallWithTown(dir, relayDir, relayUrl) {
   gw(store, 'demo', '--seed', '5', '--villages', '2', '--households', '80', '--enterprises', '6',
     '--enterprise-grids', '1', '--requests', '40', '--visits', '200');
   gw(store, 'roster', 'publish');
-  // The admin gets the first PIN and gives the hall's staff theirs: from then on they sign in
-  // on a hall PC (see STAFF).
-  gw(store, 'staff', 'set-pin', '--person', ADMIN.id, '--pin', ADMIN.pin);
-  for (const s of STAFF) gw(store, '--as', ADMIN.id, 'staff', 'set-pin', '--person', s.id, '--pin', s.pin);
   const code = relayCli(relayDir, 'enroll', '--name', 'hall', '--role', 'hall');
   gw(store, 'join', '--relay', relayUrl, '--code', code, '--name', 'hall');
   gw(store, 'sync', '--resend-all');
+  // The relay keeps the staff list: its operator names the admin, who gives the hall's staff
+  // their PINs; from then on they sign in on a hall PC (see STAFF).
+  relayCli(relayDir, 'staff', 'add-admin', '--person', ADMIN.id, '--name', ADMIN.name, '--pin', ADMIN.pin);
+  gw(store, 'sync');
+  for (const s of STAFF) {
+    gw(store, '--as', ADMIN.id, 'staff', 'set-pin', '--person', s.id, '--pin', s.pin, '--my-pin', ADMIN.pin);
+  }
   return store;
 }
 

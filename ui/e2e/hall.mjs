@@ -538,29 +538,28 @@ async function main() {
     await page.locator(tid('nav-admin')).click();
     await page.locator(tid('admin-walker')).first().waitFor();
     await assertNoMachineIds(page, 'hall: admin');
-    // Staff PINs: 王 (signed in, hall staff) may not reset a colleague's PIN — she could then
-    // sign in as him — and changes her own only with her old one. The refusal is said beside
-    // the table, in Chinese.
+    // Staff PINs: 王 (signed in, hall staff) is offered no colleague's PIN — she could then sign
+    // in as him — and changes her own only with her current one, which the relay checks. A
+    // wrong one is said beside the table, in Chinese.
     {
       const row = (id) => page.locator(`${tid('admin-staff-row')}[data-person="${id}"]`);
       const pinError = page.locator(tid('admin-staff-error'));
-      await row('hall-3').locator(tid('admin-staff-set')).click();
-      assert((await row('hall-3').locator(tid('admin-staff-old-pin')).count()) === 0, 'no old PIN asked for a colleague');
-      await row('hall-3').locator(tid('admin-staff-new-pin')).fill('1111');
-      await row('hall-3').locator(tid('admin-staff-save')).click();
-      await pinError.waitFor();
-      assert((await pinError.innerText()).includes('没有权限'), `a colleague's PIN is refused: ${await pinError.innerText()}`);
+      await row(STAFF[1].id).locator(tid('admin-staff-set')).waitFor();
+      for (const other of ['hall-3', 'admin', STAFF[0].id]) {
+        assert((await row(other).locator(tid('admin-staff-set')).count()) === 0, `no PIN of ${other} offered to hall staff`);
+      }
       await row(STAFF[1].id).locator(tid('admin-staff-set')).click();
-      await row(STAFF[1].id).locator(tid('admin-staff-old-pin')).fill('0000');
+      await row(STAFF[1].id).locator(tid('admin-staff-my-pin')).fill('0000');
       await row(STAFF[1].id).locator(tid('admin-staff-new-pin')).fill('2468');
       await row(STAFF[1].id).locator(tid('admin-staff-save')).click();
-      await page.waitForFunction((sel) => document.querySelector(sel)?.textContent?.includes('旧 PIN'), tid('admin-staff-error'));
+      await pinError.waitFor();
+      assert((await pinError.innerText()).includes('PIN 不匹配'), `a wrong current PIN is refused: ${await pinError.innerText()}`);
       await page.locator(tid('admin-staff')).screenshot({ path: join(OUT, 'hall-admin-staff-pins.png') });
-      await row(STAFF[1].id).locator(tid('admin-staff-old-pin')).fill(STAFF[1].pin);
+      await row(STAFF[1].id).locator(tid('admin-staff-my-pin')).fill(STAFF[1].pin);
       await row(STAFF[1].id).locator(tid('admin-staff-save')).click();
       await pinError.waitFor({ state: 'detached' });
-      await row(STAFF[1].id).locator(tid('admin-staff-old-pin')).waitFor({ state: 'detached' });
-      console.log('staff PINs: a colleague\'s PIN refused (没有权限), her own changed with her old PIN');
+      await row(STAFF[1].id).locator(tid('admin-staff-my-pin')).waitFor({ state: 'detached' });
+      console.log('staff PINs: no colleague\'s PIN offered, a wrong current PIN refused (PIN 不匹配), her own changed at the relay');
     }
 
     // 10. A grid deliberation meeting (网格议事会).

@@ -142,11 +142,9 @@ impl Store {
                 }
                 // The roster's own tables already hold these rows: nothing to re-index.
             }
-            // Once staff sign in, the staff roster names everyone (the relay judges a hall
+            // Once the hall has a staff roster, it names everyone (the relay judges a hall
             // device's steps by the person's role): keep it up with the people published here.
-            if conn.query_row("SELECT EXISTS (SELECT 1 FROM staff_pins)", [], |r| r.get::<_, bool>(0))? {
-                Self::publish_staff_roster(conn, ctx)?;
-            }
+            Self::publish_staff_roster(conn, ctx)?;
             Ok(report)
         })
     }

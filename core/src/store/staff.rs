@@ -1,12 +1,15 @@
 //! Hall staff who sign in on a shared hall PC: people, not devices.
 //!
 //! Several staff share the service hall's PC, so the PC acting as one device says nothing about
-//! who triaged or assigned a request. Each staff member is a person in `walkers` (with the role
-//! hall, admin, office or leader) whom an admin gives a PIN. Only the PIN's Argon2id hash is
-//! kept (`staff_pins`), and the admin's PC publishes every hash in the staff roster (a roster
-//! document of the `_hall` grid, which only hall and admin devices receive), so that any hall PC
-//! can check a PIN with the relay out of reach. The app keeps who signed in and acts in her
-//! name; the relay refuses a hall device's events that name anyone not on the roster.
+//! who triaged or assigned a request. Each staff member is a person (with the role hall, admin,
+//! office or leader) on the hall's staff list, which the relay keeps (`gridwalk_relay::staff`):
+//! its operator names the first admin, and an admin signed in on a hall PC adds people and
+//! gives their PINs there, each change asked with her own PIN (`sync::client::change_staff`).
+//! Only Argon2id hashes are kept, and every hall PC receives the list in the staff roster (a
+//! roster document of the `_hall` grid, which no walker's phone is entitled to), so that a PIN
+//! is checked by the PC when the relay is out of reach. The app keeps who signed in and acts in
+//! her name, in her own role; the relay refuses a hall device's events that name anyone not on
+//! the list.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -16,7 +19,6 @@ use crate::error::{CoreError, Result};
 use crate::model::Role;
 use crate::roster::{RosterBody, StaffMember, STAFF_GRID};
 use crate::ActionContext;
-use gridwalk_doc::permissions::Forbidden;
 
 /// The meta key under which a device keeps the relay's word that its hall's staff sign in.
 const STAFF_SIGN_IN_META: &str = "staff_sign_in";
@@ -108,96 +110,66 @@ impl Store {
         }))
     }
 
-    /// Gives a staff member a PIN, or a new one. Only an admin gives anyone a PIN; a staff member
-    /// changes her own by typing her old one. (Were any hall user able to set a colleague's PIN,
-    /// she could then sign in as that colleague.) The very first PIN goes to an admin, so that
-    /// someone can still give PINs once they are in force. One action: the hash is
-    /// stored and the staff roster published, in one transaction, so every hall PC learns it on
-    /// its next sync; the relay applies the same rule to that roster.
-    pub fn set_staff_pin(&self, ctx: &ActionContext, person: &str, pin: &str, old_pin: Option<&str>) -> Result<()> {
-        let (acting, _) = self.acting_role(ctx)?;
-        let refuse = |why: &'static str| {
-            CoreError::Forbidden(Forbidden { person: ctx.actor.clone(), role: acting.as_str(), what: "set a PIN", why })
-        };
-        if acting == Role::Walker {
-            return Err(refuse("a walker's phone belongs to its walker; PINs are for staff at the hall"));
-        }
-        let hash = hash_pin(pin)?;
-        // Whose PIN an admin may set is checked against the admin's own role as a person, also
-        // before any PIN exists (when the PC still acts in its own role).
-        let actor_role = self
-            .conn
-            .query_row("SELECT role FROM walkers WHERE id = ?1", [&ctx.actor], |r| r.get::<_, String>(0))
-            .optional()?
-            .and_then(|r| Role::parse(&r));
-        let held: Option<String> = self
-            .conn
-            .query_row("SELECT pin_hash FROM staff_pins WHERE person = ?1", [person], |r| r.get(0))
-            .optional()?;
-        let own = ctx.actor == person;
-        if !self.sign_in_required()? {
-            // The first PIN of all: before it, every hall PC acts in its own role (the relay too),
-            // so whoever is at one may give it, but only to an admin, who then gives the others.
-            if Self::staff_role_of(&self.conn, person)? != Role::Admin {
-                return Err(CoreError::invalid(
-                    "first_pin",
-                    "the first PIN goes to an admin, who then signs in and gives the others theirs",
-                ));
-            }
+    /// What to ask the relay (`sync::client::change_staff`) so that `person` gets the PIN
+    /// `new_pin`, asked by the person acting in `ctx` with her own PIN: with the name and role
+    /// this PC knows when she is not on the staff list yet (an admin adds her so). Whether the
+    /// asker may is the relay's to say: an admin anyone's, everyone else only her own.
+    pub fn staff_pin_request(
+        &self,
+        ctx: &ActionContext,
+        person: &str,
+        new_pin: &str,
+        my_pin: &str,
+    ) -> Result<gridwalk_protocol::StaffChangeRequest> {
+        gridwalk_doc::pin::check_pin_shape(new_pin).map_err(|e| CoreError::invalid("pin", e.to_string()))?;
+        let on_list: bool =
+            self.conn
+                .query_row("SELECT EXISTS (SELECT 1 FROM staff_pins WHERE person = ?1)", [person], |r| r.get(0))?;
+        let (name, role) = if on_list {
+            (None, None)
         } else {
-            match (actor_role, own, &held) {
-                (Some(Role::Admin), _, _) => {}
-                (_, true, Some(old_hash)) => match old_pin {
-                    Some(old) if pin_matches(old.trim(), old_hash) => {}
-                    Some(_) => return Err(CoreError::invalid("old_pin", "the old PIN is not right")),
-                    None => return Err(CoreError::invalid("old_pin", "type your old PIN to change it")),
-                },
-                _ => {
-                    return Err(refuse(
-                        "only an admin gives staff their PINs; a staff member changes her own with her old PIN",
-                    ))
-                }
-            }
-        }
-        self.atomically(|conn| {
-            Self::staff_role_of(conn, person)?;
-            conn.prepare_cached(
-                "INSERT INTO staff_pins (person, pin_hash, set_by) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (person) DO UPDATE SET pin_hash = excluded.pin_hash, set_by = excluded.set_by",
-            )?
-            .execute(params![person, hash, ctx.actor])?;
-            Self::publish_staff_roster(conn, ctx)
+            let role = Self::staff_role_of(&self.conn, person)?;
+            let name: String = self.conn.query_row("SELECT name FROM walkers WHERE id = ?1", [person], |r| r.get(0))?;
+            (Some(name), Some(role.as_str().to_string()))
+        };
+        Ok(gridwalk_protocol::StaffChangeRequest {
+            actor: ctx.actor.clone(),
+            actor_pin: my_pin.to_string(),
+            person: person.to_string(),
+            name,
+            role,
+            new_pin: Some(new_pin.to_string()),
+            office: None,
+            remove: false,
         })
     }
 
-    /// An admin records which office (责任科室) a member of office staff works for: signed in on
-    /// a hall PC she then resolves what is assigned to that office, and nothing else.
-    pub fn set_staff_office(&self, ctx: &ActionContext, person: &str, office: &str) -> Result<()> {
-        let (acting, _) = self.acting_role(ctx)?;
-        if acting != Role::Admin {
-            return Err(CoreError::Forbidden(Forbidden {
-                person: ctx.actor.clone(),
-                role: acting.as_str(),
-                what: "set a staff member's office",
-                why: "only an admin changes the staff list",
-            }));
+    /// What to ask the relay so that a member of office staff resolves what is assigned to
+    /// `office` (an admin's change).
+    pub fn staff_office_request(
+        &self,
+        ctx: &ActionContext,
+        person: &str,
+        office: &str,
+        my_pin: &str,
+    ) -> Result<gridwalk_protocol::StaffChangeRequest> {
+        crate::store::reference::require_department(&self.conn, office)?;
+        if Self::staff_role_of(&self.conn, person)? != Role::Office {
+            return Err(CoreError::invalid("person", format!("{person} is not office staff")));
         }
-        self.atomically(|conn| {
-            if Self::staff_role_of(conn, person)? != Role::Office {
-                return Err(CoreError::invalid("person", format!("{person} is not office staff")));
-            }
-            crate::store::reference::require_department(conn, office)?;
-            let changed = conn
-                .prepare_cached("UPDATE staff_pins SET office = ?2, set_by = ?3 WHERE person = ?1")?
-                .execute(params![person, office, ctx.actor])?;
-            if changed == 0 {
-                return Err(CoreError::invalid("person", format!("give {person} a PIN first")));
-            }
-            Self::publish_staff_roster(conn, ctx)
+        Ok(gridwalk_protocol::StaffChangeRequest {
+            actor: ctx.actor.clone(),
+            actor_pin: my_pin.to_string(),
+            person: person.to_string(),
+            name: None,
+            role: None,
+            new_pin: None,
+            office: Some(office.to_string()),
+            remove: false,
         })
     }
 
-    /// The role of someone who may be given a PIN: any role but walker.
+    /// The role of someone who may be on the staff list: any role but walker.
     fn staff_role_of(conn: &Connection, person: &str) -> Result<Role> {
         let role: Option<String> =
             conn.query_row("SELECT role FROM walkers WHERE id = ?1", [person], |r| r.get(0)).optional()?;
@@ -211,29 +183,18 @@ impl Store {
         }
     }
 
-    /// Writes the staff roster document from the tables (creating it the first time) and puts
-    /// it in the outbox, inside the caller's transaction.
+    /// Brings the staff roster's `people` (everyone the hall knows, by name and role; no grids,
+    /// no phone numbers) up to date with this PC's tables, inside the caller's transaction: the
+    /// relay judges a hall device's steps by the role of the person each names, and refuses a
+    /// stranger. The staff list itself (who signs in, with which PIN) is the relay's
+    /// (`gridwalk_relay::staff`) and is kept as received; before the relay started one there
+    /// is nothing to bring up to date.
     pub(crate) fn publish_staff_roster(conn: &Connection, ctx: &ActionContext) -> Result<()> {
-        let mut stmt = conn.prepare_cached(
-            "SELECT w.id, w.name, w.role, p.office, p.pin_hash, p.set_by FROM staff_pins p
-               JOIN walkers w ON w.id = p.person ORDER BY w.id",
-        )?;
-        let staff = stmt
-            .query_map([], |r| {
-                let role: String = r.get(2)?;
-                Ok(StaffMember {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    role: Role::parse(&role).unwrap_or(Role::Hall),
-                    office: r.get(3)?,
-                    pin_hash: r.get(4)?,
-                    set_by: r.get(5)?,
-                })
-            })?
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        // Everyone the hall knows, by name and role (no grids, no phone numbers): the relay judges
-        // a hall device's steps by the role of the person each names, and refuses a stranger.
-        let people = conn
+        let Some((_, _, doc)) = Self::load_automerge(conn, &gridwalk_doc::roster::staff_roster_id())? else {
+            return Ok(());
+        };
+        let mut body: RosterBody = autosurgeon::hydrate_prop(&doc, automerge::ROOT, "body")?;
+        body.people = conn
             .prepare_cached("SELECT id, name, role FROM walkers ORDER BY id")?
             .query_map([], |r| {
                 let role: String = r.get(2)?;
@@ -247,17 +208,6 @@ impl Store {
                 })
             })?
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let body = RosterBody {
-            areas: Vec::new(),
-            households: Vec::new(),
-            enterprises: Vec::new(),
-            departments: Vec::new(),
-            walkers: Vec::new(),
-            people,
-            staff,
-            published_at: ctx.at,
-            published_by: ctx.actor.clone(),
-        };
         // Only the `_hall` grid's roster carries PIN hashes: no walker's phone is entitled to it.
         Self::put_roster(conn, ctx, STAFF_GRID, body)?;
         Ok(())

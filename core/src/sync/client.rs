@@ -1092,48 +1092,68 @@ pub fn enroll(relay_url: &str, code: &str, device_name: &str) -> Result<RelayLin
     })
 }
 
-/// Asks the relay whether `pin` is `person`'s PIN, by its newest staff roster: `Ok(Some)` with
-/// who she is when it is, `Ok(None)` when it is not. `Err(Network)` when the relay is out of
-/// reach within a few seconds (the hall PC then checks the hash it holds), and the relay's own
-/// refusal otherwise (429 after too many wrong PINs for her; 404 before the hall has a staff
-/// roster).
-pub fn sign_in_with_relay(
-    link: &RelayLink,
-    person: &str,
-    pin: &str,
-) -> Result<Option<gridwalk_protocol::StaffSignInResponse>> {
-    let url = format!("{}/v1/staff/sign-in", link.url.trim_end_matches('/'));
-    let request = gridwalk_protocol::StaffSignInRequest { person: person.to_string(), pin: pin.to_string() };
+/// Posts `request` as JSON to the relay's `path` with the device's token and a short timeout,
+/// on a thread of its own (the caller may be inside an async runtime, where a blocking client
+/// may not run). `Err(Network)` when the relay is out of reach; its `{code, message}` when it
+/// refuses.
+fn post_to_relay<Req, Resp>(link: &RelayLink, path: &str, request: &Req) -> Result<Resp>
+where
+    Req: serde::Serialize + Sync,
+    Resp: serde::de::DeserializeOwned + Send,
+{
+    let url = format!("{}{path}", link.url.trim_end_matches('/'));
     std::thread::scope(|scope| {
-        // On a thread of its own: the caller may be inside an async runtime, where a blocking
-        // client may not run.
         scope
             .spawn(|| {
                 let client = reqwest::blocking::Client::builder()
                     .connect_timeout(Duration::from_secs(2))
-                    .timeout(Duration::from_secs(4))
+                    .timeout(Duration::from_secs(6))
                     .build()
                     .map_err(|e| CoreError::Network(e.to_string()))?;
                 let resp = client
                     .post(&url)
                     .bearer_auth(&link.token)
-                    .json(&request)
+                    .json(request)
                     .send()
                     .map_err(|e| CoreError::Network(e.to_string()))?;
                 let status = resp.status().as_u16();
                 if resp.status().is_success() {
-                    return resp.json().map(Some).map_err(|e| CoreError::Network(e.to_string()));
+                    return resp.json().map_err(|e| CoreError::Network(e.to_string()));
                 }
                 let body: Option<ErrorBody> = resp.json().ok();
                 let (code, message) = body.map(|b| (b.code, b.message)).unwrap_or_default();
-                if code == "wrong_pin" {
-                    return Ok(None);
-                }
                 Err(CoreError::Relay { status, code, message })
             })
             .join()
-            .unwrap_or_else(|_| Err(CoreError::Network("the sign-in request stopped".into())))
+            .unwrap_or_else(|_| Err(CoreError::Network("the request to the relay stopped".into())))
     })
+}
+
+/// Asks the relay whether `pin` is `person`'s PIN, by its newest staff list: `Ok(Some)` with
+/// who she is when it is, `Ok(None)` when it is not. `Err(Network)` when the relay is out of
+/// reach within a few seconds (the hall PC then checks the hash it holds), and the relay's own
+/// refusal otherwise (429 after too many wrong PINs; 404 before the hall has a staff list).
+pub fn sign_in_with_relay(
+    link: &RelayLink,
+    person: &str,
+    pin: &str,
+) -> Result<Option<gridwalk_protocol::StaffSignInResponse>> {
+    let request = gridwalk_protocol::StaffSignInRequest { person: person.to_string(), pin: pin.to_string() };
+    match post_to_relay(link, "/v1/staff/sign-in", &request) {
+        Ok(who) => Ok(Some(who)),
+        Err(CoreError::Relay { code, .. }) if code == "wrong_pin" => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Asks the relay to change the hall's staff list (see `gridwalk_relay::staff`): it checks the
+/// asker's own PIN and whether she may, and writes the change; this device receives it by its
+/// next pull. Needs the relay in reach: nobody's word alone changes who signs in.
+pub fn change_staff(
+    link: &RelayLink,
+    request: &gridwalk_protocol::StaffChangeRequest,
+) -> Result<gridwalk_protocol::StaffChangeResponse> {
+    post_to_relay(link, "/v1/staff/change", request)
 }
 
 /// How often an enrolment is tried when the network fails it.

@@ -377,8 +377,7 @@ export const api = {
   signIn: (person: string, pin: string) => call<AppStatus>('sign_in', { person, pin }),
   signOut: () => call<AppStatus>('sign_out', {}),
   stillHere: () => call<AppStatus>('still_here', {}),
-  setPin: (person: string, pin: string, oldPin?: string) =>
-    call<StaffEntry[]>('set_pin', oldPin ? { person, pin, old_pin: oldPin } : { person, pin }),
+  setPin: (person: string, pin: string, myPin: string) => call<StaffEntry[]>('set_pin', { person, pin, my_pin: myPin }),
   retryPhoto: (id: number) => call<{ ok: boolean }>('retry_photo', { id }),
   discardPhoto: (id: number) => call<{ ok: boolean }>('discard_photo', { id }),
   requests: (args: RequestsArgs = {}) => call<{ items: RequestRow[]; total: number }>('requests', args),
