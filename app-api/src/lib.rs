@@ -118,10 +118,15 @@ impl App {
         // What only someone at the screen does keeps her session going. The screens' own reloads
         // (after each sync, while photos process) must not, or a hall PC left on a page would
         // never sign out.
-        if session::is_activity(name) {
-            self.sessions.touch();
+        if !session::is_activity(name) {
+            return commands::dispatch(self, name, args);
         }
-        commands::dispatch(self, name, args)
+        self.sessions.touch();
+        let result = commands::dispatch(self, name, args);
+        // She was at the screen while it ran (a PIN checked at the relay takes a moment): the
+        // idle time counts from its end.
+        self.sessions.touch();
+        result
     }
 
     pub(crate) fn now(&self) -> gridwalk_core::time::Timestamp {

@@ -145,13 +145,16 @@ pub(crate) fn sign_in(app: &App, args: Value) -> CommandResult<AppStatus> {
         store.relay_link()?
     };
     // The relay checks first while it is in reach: it keeps the staff list, so a PIN an admin
-    // changed a moment ago, or a person taken off the list, counts here at once. Out of reach,
-    // before the hall has a list, or when the relay asks to wait (someone may be guessing from
-    // another PC; this PC's own count still slows its user down), this PC checks the hash it
-    // holds.
+    // changed a moment ago, or a person taken off the list, counts here at once, and it limits
+    // wrong PINs per person across every PC (its "wait" is final: checking the hash held here
+    // instead would let a guesser go on, or an old PIN work). Out of reach, or before the hall
+    // has a list, this PC checks the hash it holds.
     let by_relay = match link.as_ref().map(|l| client::sign_in_with_relay(l, person, pin)) {
         Some(Ok(Some(who))) => Some(Some(WalkerRef { id: who.person, name: who.name })),
         Some(Ok(None)) => Some(None),
+        Some(Err(gridwalk_core::CoreError::Relay { status: 429, message, .. })) => {
+            return Err(CommandError::new("pin_attempts_slowed", message));
+        }
         Some(Err(_)) | None => None,
     };
     let found = {

@@ -2,6 +2,7 @@
 //! the same run, against the anchor its issue names. They are commands, not timed tests: these
 //! machines are noisy, so figures are medians over many runs and read as ratios.
 
+mod load;
 mod p4;
 mod photo;
 mod report;
@@ -32,6 +33,9 @@ enum Command {
     /// Tap to saved (issue 16): a request with 12 MP photos saved through the app's command, the
     /// photos processed in the background, against processing them before the answer.
     Tap(tap::Args),
+    /// P6 (issue 15): 500 phones' day against one relay on SQLite, one on PostgreSQL, three on
+    /// one PostgreSQL, and samod.
+    Load(load::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sync(args) => sync::run(&args)?,
         Command::Report(args) => report::run(&args)?,
         Command::Tap(args) => tap::run(&args)?,
+        Command::Load(args) => load::run(&args)?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -752,8 +752,8 @@ fn p1_ours_round(
 
 /// A websocket dialer for samod's devices: tokio-tungstenite over plain TCP (samod's own
 /// tungstenite dialer needs its TLS feature, which loopback does not).
-struct WsDialer {
-    url: url::Url,
+pub(crate) struct WsDialer {
+    pub(crate) url: url::Url,
 }
 
 impl Dialer for WsDialer {
@@ -783,7 +783,7 @@ impl Dialer for WsDialer {
     }
 }
 
-fn sorted_heads(doc: &Automerge) -> Vec<ChangeHash> {
+pub(crate) fn sorted_heads(doc: &Automerge) -> Vec<ChangeHash> {
     let mut heads = doc.get_heads();
     heads.sort();
     heads
@@ -792,7 +792,7 @@ fn sorted_heads(doc: &Automerge) -> Vec<ChangeHash> {
 /// The documents a samod repo has opened (spawned an actor for), told by its observer: a
 /// device learns of a document the server announces to it without asking for it.
 #[derive(Default)]
-struct Opened {
+pub(crate) struct Opened {
     inner: Mutex<OpenedInner>,
 }
 
@@ -818,7 +818,7 @@ impl Opened {
     }
 }
 
-struct OpenedObserver(Arc<Opened>);
+pub(crate) struct OpenedObserver(pub(crate) Arc<Opened>);
 
 impl RepoObserver for OpenedObserver {
     fn observe(&self, event: &RepoEvent) {
@@ -834,13 +834,13 @@ impl RepoObserver for OpenedObserver {
 
 /// Counts of the times a samod device's wait fell back from being told to asking or looking.
 #[derive(Default)]
-struct Fallbacks {
+pub(crate) struct Fallbacks {
     /// A find ended with the document unavailable, so the device waited 500 ms to try again.
     unavailable: AtomicU64,
 }
 
 impl Fallbacks {
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "retries_after_unavailable": self.unavailable.load(Ordering::Relaxed),
         })
@@ -857,7 +857,7 @@ impl Fallbacks {
 /// the device follows its changes until the heads match. Before the burst (the history everyone
 /// synced earlier) the device simply finds each document. The one fallback (a find that says
 /// "unavailable" is tried again after 500 ms) is counted in the report.
-async fn converge(
+pub(crate) async fn converge(
     repo: Repo,
     opened: Arc<Opened>,
     announced: bool,
@@ -1315,7 +1315,7 @@ fn p2_and_p3(
 
 /// A program built next to this one (the same profile), so a release benchmark measures release
 /// binaries.
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::current_exe()?.with_file_name(name);
     ensure!(
         path.is_file(),
@@ -1326,18 +1326,24 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The relay binary serving `data_dir` on a free loopback port.
-struct RelayProcess {
+pub(crate) struct RelayProcess {
     child: Option<Child>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl RelayProcess {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
     fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<RelayProcess> {
+        Self::start_on(bin, data_dir, None)
+    }
+
+    /// A relay on PostgreSQL (`database`), or on its embedded SQLite file under `data_dir`.
+    pub(crate) fn start_on(bin: &Path, data_dir: &Path, database: Option<&str>) -> anyhow::Result<RelayProcess> {
         let mut child = Command::new(bin)
+            .args(database.map(|url| vec!["--database", url]).unwrap_or_default())
             .arg("--data-dir")
             .arg(data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -1623,7 +1629,7 @@ fn remove_database(path: &Path) {
 }
 
 /// User + system CPU time of another process so far (ms), from /proc.
-fn process_cpu_ms(pid: u32) -> f64 {
+pub(crate) fn process_cpu_ms(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name in parentheses may hold spaces; the fields after it are plain.
     let fields: Vec<&str> =
@@ -1636,7 +1642,7 @@ fn process_cpu_ms(pid: u32) -> f64 {
 }
 
 /// User + system CPU time of this process so far (ms), every thread included.
-fn own_cpu_ms() -> f64 {
+pub(crate) fn own_cpu_ms() -> f64 {
     // SAFETY: `rusage` is plain data that getrusage fills in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
@@ -1645,7 +1651,7 @@ fn own_cpu_ms() -> f64 {
 }
 
 /// The 1, 5 and 15 minute load averages: on a shared 2-core machine they say how much else ran.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
@@ -1668,7 +1674,7 @@ fn median(mut samples: Vec<f64>) -> f64 {
     }
 }
 
-fn round2(v: f64) -> f64 {
+pub(crate) fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 

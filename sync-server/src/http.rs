@@ -311,23 +311,40 @@ async fn pin_check<T: serde::Serialize + Send + 'static>(
         limits.per_device.forgive(&device.id);
         return Ok(too_many(secs, format!("too many wrong PINs for {person}")));
     }
+    // Given back unless the PIN was wrong, also when the caller gives up and this future is
+    // dropped half-way: a right PIN must never count against anyone.
+    let mut counted = Counted { limits, device: device.id.clone(), person, wrong: false };
     let permit = limits
         .checks
         .clone()
         .acquire_owned()
         .await
         .map_err(|_| RelayError::new(503, "shutting_down", "the relay is stopping"))?;
-    let device_id = device.id.clone();
     let result = blocking(state, move |relay| {
         let _permit = permit;
         check(relay, &device)
     })
     .await;
-    if !matches!(&result, Err(e) if e.code == "wrong_pin") {
-        limits.per_device.forgive(&device_id);
-        limits.per_person.forgive(&person);
-    }
+    counted.wrong = matches!(&result, Err(e) if e.code == "wrong_pin");
+    drop(counted);
     Ok(Json(result?).into_response())
+}
+
+/// An attempt `pin_check` counted, given back when dropped unless it was a wrong PIN.
+struct Counted<'a> {
+    limits: &'a PinAttempts,
+    device: String,
+    person: String,
+    wrong: bool,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if !self.wrong {
+            self.limits.per_device.forgive(&self.device);
+            self.limits.per_person.forgive(&self.person);
+        }
+    }
 }
 
 /// `POST /v1/staff/sign-in`: a staff member's PIN checked against the relay's staff list.

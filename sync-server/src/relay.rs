@@ -316,6 +316,13 @@ impl Relay {
     /// Validates every document of a push, then stores all of it in one durable transaction.
     /// Nothing is stored unless everything is valid.
     pub fn push(&self, device: &Device, req: &PushRequest) -> RelayResult<PushResponse> {
+        self.push_within(device, req, MAX_PUSH_ATTEMPTS)
+    }
+
+    /// `push`, giving up with 409 `conflict` when another push changed one of its documents
+    /// `attempts` times while it was prepared. The relay's own writes use one attempt: a change
+    /// decided on one state must not be merged onto another.
+    pub(crate) fn push_within(&self, device: &Device, req: &PushRequest, attempts: u32) -> RelayResult<PushResponse> {
         if req.version != PROTOCOL_VERSION {
             return Err(RelayError::bad(
                 "protocol_version",
@@ -372,8 +379,15 @@ impl Relay {
                     }
                     break (writes, duplicates, pushed, stored, received_at);
                 }
-                Err(StoreError::Conflict { doc }) if attempt < MAX_PUSH_ATTEMPTS => {
+                Err(StoreError::Conflict { doc }) if attempt < attempts => {
                     tracing::debug!(doc, attempt, "a document changed while the push was prepared; again");
+                }
+                Err(StoreError::Conflict { doc }) => {
+                    return Err(RelayError::new(
+                        409,
+                        "conflict",
+                        format!("document {doc} changed meanwhile; try again"),
+                    ))
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -567,13 +581,18 @@ impl Relay {
                 Ok(PullResponse { version: PROTOCOL_VERSION, docs, cursor: next.text(), more })
             }
             Cursor::Changes { seq } => {
+                // What is committed now, read before the changes: changes commit in the order of
+                // their numbers (see `store`), so every change up to `ceiling` is among those
+                // the next read sees. Read after it, a push committed between the two reads
+                // would be passed over for good.
+                let ceiling = store.max_seq()?;
                 // A device is never sent back the changes it pushed itself.
                 let rows = store.changes_since(seq, scope, &device.id, limit)?;
                 let more = rows.len() == limit;
-                // With nothing more to send, the cursor moves past everything, the device's own
-                // changes included, so the next pull does not scan them again. The store lock is
-                // held, so no push can slip in between the two reads.
-                let next_seq = if more { rows.last().map(|r| r.seq).unwrap_or(seq) } else { store.max_seq()?.max(seq) };
+                let last = rows.last().map(|r| r.seq).unwrap_or(seq);
+                // With nothing more to send, the cursor moves past everything committed, the
+                // device's own changes included, so the next pull does not scan them again.
+                let next_seq = if more { last } else { ceiling.max(last).max(seq) };
                 let mut docs: Vec<PulledDoc> = Vec::new();
                 let mut whole: HashSet<String> = HashSet::new();
                 for row in rows {

@@ -125,7 +125,7 @@ impl Relay {
         };
         self.write_staff_list(RELAY_WRITER, |body| {
             body.staff.retain(|m| m.id != member.id);
-            body.staff.push(member);
+            body.staff.push(member.clone());
             body.staff.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(())
         })
@@ -180,6 +180,14 @@ impl Relay {
         };
         let mut result = None;
         self.write_staff_list(&actor.id, |body| {
+            // Decided again on the list as it now stands: the asker must still be on it as she was.
+            if !body.staff.iter().any(|m| m.id == actor.id && m.pin_hash == actor.pin_hash && m.role == actor.role) {
+                return Err(RelayError::new(
+                    409,
+                    "staff_list_changed",
+                    "your own entry changed meanwhile; sign in again",
+                ));
+            }
             let index = body.staff.iter().position(|m| m.id == req.person);
             if req.remove {
                 let Some(i) = index else {
@@ -193,7 +201,7 @@ impl Relay {
                 if body.staff[i].role == PersonRole::Admin && admins == 1 {
                     return Err(RelayError::bad("last_admin", "the last admin stays: name another admin first"));
                 }
-                body.staff.remove(i);
+                body.staff.retain(|m| m.id != req.person);
                 return Ok(());
             }
             let entry = match index {
@@ -241,8 +249,25 @@ impl Relay {
 
     /// Writes a change to the staff list as the relay's own change to the staff roster document
     /// (creating it the first time), stored like any push: validated whole, chained, durable
-    /// before this returns.
-    fn write_staff_list(&self, by: &str, edit: impl FnOnce(&mut RosterBody) -> RelayResult<()>) -> RelayResult<()> {
+    /// before this returns. Compare and swap: `edit` is decided on the list as stored, and if
+    /// another write changed it meanwhile (another relay on the same database), the list is
+    /// read again and `edit` decided again, never merged onto a list it did not see — two
+    /// admins taking each other off at once must not leave the hall with none.
+    fn write_staff_list(&self, by: &str, mut edit: impl FnMut(&mut RosterBody) -> RelayResult<()>) -> RelayResult<()> {
+        for _ in 0..8 {
+            match self.write_staff_list_once(by, &mut edit) {
+                Err(e) if e.code == "conflict" => continue,
+                other => return other,
+            }
+        }
+        Err(RelayError::new(503, "busy", "the staff list kept changing; try again"))
+    }
+
+    fn write_staff_list_once(
+        &self,
+        by: &str,
+        edit: &mut impl FnMut(&mut RosterBody) -> RelayResult<()>,
+    ) -> RelayResult<()> {
         let at = Timestamp::from_millis(self.now()).map_err(|e| RelayError::new(500, "internal", e.to_string()))?;
         let internal = |e: &dyn std::fmt::Display| RelayError::new(500, "internal", format!("staff list: {e}"));
         // A fresh actor for every write: several relays on one database may write at once.
@@ -278,9 +303,10 @@ impl Relay {
                 (doc, body, Vec::new())
             }
         };
+        // Only the staff list is the relay's to write: who published the roster's people, and
+        // when, are the hall PCs' (a relay write there would race a PC's publication, and the
+        // relay judge the PC's people change by whoever won).
         edit(&mut body)?;
-        body.published_at = at;
-        body.published_by = by.to_string();
         reconcile_prop(&mut doc, ROOT, "body", &body).map_err(|e| internal(&e))?;
         commit(&mut doc, at, "staff list");
         // The body read back as written: nothing of the edit was lost on the way.
@@ -296,10 +322,9 @@ impl Relay {
             grids: Vec::new(),
             walker: None,
         };
-        self.push(
-            &writer,
-            &PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: staff_roster_id(), bytes }] },
-        )?;
+        let req =
+            PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: staff_roster_id(), bytes }] };
+        self.push_within(&writer, &req, 1)?;
         Ok(())
     }
 }

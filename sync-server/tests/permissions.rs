@@ -457,3 +457,38 @@ fn regression_on_a_hall_pc_each_person_acts_in_her_own_role_and_only_an_admin_gi
     assert!(matches!(hall.act(&as_("office-1"), &theirs, resolve.clone()), Err(CoreError::Forbidden(_))));
     hall.act(&as_("office-1"), &ours, resolve).unwrap();
 }
+
+/// Regression (review): two staff-list changes at once were each decided on the list as it was
+/// read, then merged: two admins taking each other off at the same moment left the hall with
+/// no admin. Each change is now decided again on the list as it stands when it is written.
+#[test]
+fn regression_two_admins_removing_each_other_at_once_leave_one_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Arc::new(relay_in(dir.path()));
+    let token = enrol(&relay, "hall-pc", Role::Hall, &[], None);
+    let device = relay.authenticate(&token).unwrap();
+    relay.add_admin("admin-1", "甲", "1111").unwrap();
+    relay.add_admin("admin-2", "乙", "2222").unwrap();
+    let ask = |actor: &str, pin: &str, person: &str| gridwalk_core::sync::protocol::StaffChangeRequest {
+        actor: actor.into(),
+        actor_pin: pin.into(),
+        person: person.into(),
+        name: None,
+        role: None,
+        new_pin: None,
+        office: None,
+        remove: true,
+    };
+    for _ in 0..5 {
+        let both = [ask("admin-1", "1111", "admin-2"), ask("admin-2", "2222", "admin-1")].map(|req| {
+            let (relay, device) = (relay.clone(), device.clone());
+            std::thread::spawn(move || relay.change_staff(&device, &req))
+        });
+        let _ = both.map(|t| t.join().unwrap());
+        let admins = relay.staff_list().unwrap().iter().filter(|m| m.role == PersonRole::Admin).count();
+        assert_eq!(admins, 1, "{:?}", relay.staff_list().unwrap());
+        // Back to two for the next round.
+        relay.add_admin("admin-1", "甲", "1111").unwrap();
+        relay.add_admin("admin-2", "乙", "2222").unwrap();
+    }
+}

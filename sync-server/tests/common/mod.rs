@@ -1,7 +1,8 @@
 //! Shared by the sync tests: devices with the same reference data, and random offline work.
 #![allow(dead_code)]
 
-pub mod pg;
+#[allow(unused_imports)] // Not every test file starts a PostgreSQL server.
+pub use gridwalk_tests::pg;
 mod transport;
 #[allow(unused_imports)] // Not every test file drives sync in memory.
 pub use transport::InMemoryTransport;

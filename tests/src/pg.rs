@@ -77,6 +77,13 @@ impl TempPostgres {
     }
 
     /// A new, empty database on this server, and its connection string.
+    /// The server's main process (from its `postmaster.pid`), whose children serve connections:
+    /// for measuring the CPU the database spent.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(Path::new(&self.data()).join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     pub fn new_database(&self) -> String {
         let n = self.databases.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let name = format!("relay_{n}");
