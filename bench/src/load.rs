@@ -278,7 +278,8 @@ async fn with_retries<T, F: std::future::Future<Output = anyhow::Result<T>>>(
     Err(last.expect("five tries"))
 }
 
-/// One phone's whole run against our relay(s). Returns what it received.
+/// One phone's whole run against our relay(s). Returns what it received. A phone that fails
+/// still says it is done pushing, so the others' final pulls are not kept waiting for it.
 async fn our_phone(
     client: Arc<Client>,
     phone: Arc<Phone>,
@@ -287,6 +288,25 @@ async fn our_phone(
     steady_for: Duration,
     everyone_pushed: Arc<tokio::sync::Barrier>,
     seed: u64,
+) -> anyhow::Result<Received> {
+    let arrived = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let result =
+        phone_day(client, phone, stats, began, steady_for, everyone_pushed.clone(), seed, arrived.clone()).await;
+    if !arrived.load(Ordering::SeqCst) {
+        everyone_pushed.wait().await;
+    }
+    result
+}
+
+async fn phone_day(
+    client: Arc<Client>,
+    phone: Arc<Phone>,
+    stats: Arc<Stats>,
+    began: Instant,
+    steady_for: Duration,
+    everyone_pushed: Arc<tokio::sync::Barrier>,
+    seed: u64,
+    arrived: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Received> {
     let mut received = Received::default();
     let mut cursor = String::new();
@@ -332,6 +352,7 @@ async fn our_phone(
         stats.stored.fetch_add(u64::from(resp.stored), Ordering::Relaxed);
     }
     // Everyone's last change is in; pull until nothing is left.
+    arrived.store(true, Ordering::SeqCst);
     everyone_pushed.wait().await;
     loop {
         let page = pull(cursor.clone()).await?;
@@ -553,14 +574,28 @@ async fn samod_burst(phones: &[Arc<Phone>], timeout: Duration) -> anyhow::Result
     let changes: usize = phones.iter().map(|p| p.day.iter().map(|d| d.hashes.len()).sum::<usize>()).sum();
     let converged_changes = Arc::new(AtomicUsize::new(0));
     let fallbacks = Arc::new(Fallbacks::default());
-    // Untimed: every phone's repo is made and connected first, as ours are enrolled first.
+    // Every phone's repo is made and connected first, as ours are enrolled first; this too
+    // must fit in the time samod is given (with 500 phones it may not), and the burst runs
+    // with the phones that connected.
+    let deadline = Instant::now() + timeout;
     let mut repos = Vec::new();
+    let connecting = Instant::now();
     for i in 0..days.len() {
+        if Instant::now() >= deadline {
+            break;
+        }
         let repo = Repo::build_tokio().with_peer_id(PeerId::from(format!("phone-{i:03}"))).load().await;
         let dialer = repo.dial(BackoffConfig::default(), Arc::new(WsDialer { url: url.clone() })).map_err(stopped)?;
-        dialer.established().await.map_err(|e| anyhow::anyhow!("samod dial failed: {e:?}"))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, dialer.established()).await {
+            Ok(r) => r.map_err(|e| anyhow::anyhow!("samod dial failed: {e:?}"))?,
+            Err(_) => break,
+        };
         repos.push((repo, dialer));
     }
+    let connect_s = connecting.elapsed().as_secs_f64();
+    let connected = repos.len();
+    eprintln!("samod: {connected} of {} phones connected in {connect_s:.1} s", days.len());
     // The burst: every phone makes its day's documents at once; the server must come to hold
     // each at its heads.
     let own_before = own_cpu_ms();
@@ -584,13 +619,16 @@ async fn samod_burst(phones: &[Arc<Phone>], timeout: Duration) -> anyhow::Result
         }
     }
     let all = futures::future::join_all(waits);
-    let finished = tokio::time::timeout(timeout, all).await.is_ok();
+    let finished = connected == phones.len()
+        && tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), all).await.is_ok();
     let seconds = began.elapsed().as_secs_f64();
     let accepted = converged_changes.load(Ordering::Relaxed);
     let cpu = own_cpu_ms() - own_before;
     server_task.abort();
     Ok(json!({
         "finished": finished,
+        "phones_connected": connected,
+        "connecting_s": round2(connect_s),
         "changes": changes,
         "changes_on_the_server": accepted,
         "seconds": round2(seconds),
@@ -617,18 +655,23 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
     let steady = Duration::from_secs(seconds);
     let load_before = load_average();
 
+    // Each configuration's figures go to stderr as soon as they are known, so a run stopped
+    // half-way still says what it measured.
     let sqlite = ours("sqlite", &phones, &relay_bin, work.path(), None, 1, steady)?;
+    eprintln!("a_sqlite: {sqlite}");
     let pg = gridwalk_tests::pg::TempPostgres::start();
     let pid = pg.postmaster_pid();
     let one_db = pg.new_database();
     let postgres_one = ours("postgres-1", &phones, &relay_bin, work.path(), Some((&one_db, pid)), 1, steady)?;
+    eprintln!("b_postgres_one_relay: {postgres_one}");
     let three_db = pg.new_database();
     let postgres_three = ours("postgres-3", &phones, &relay_bin, work.path(), Some((&three_db, pid)), 3, steady)?;
-    let samod = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(samod_burst(&phones, samod_timeout))?;
+    eprintln!("c_postgres_three_relays: {postgres_three}");
+    let samod_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let samod = samod_runtime.block_on(samod_burst(&phones, samod_timeout))?;
+    // A samod stopped at its time limit is still working through its backlog; its runtime is
+    // left to stop in the background rather than waited for.
+    samod_runtime.shutdown_background();
 
     let rate = |v: &Value| v["burst"]["accepted_changes_per_s"].as_f64().unwrap_or(0.0);
     let samod_rate = samod["accepted_changes_per_s"].as_f64().unwrap_or(0.0);

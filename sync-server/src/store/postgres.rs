@@ -16,7 +16,7 @@
 //! A pull reads in one REPEATABLE READ transaction where it asks more than one question.
 //! Migrations take an advisory lock, so relays started at once do not race to create tables.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ::postgres::{Client, NoTls};
 
@@ -24,8 +24,10 @@ use super::*;
 use crate::blobs::{BlobError, BlobSlice, ByteRange, HeldBlob};
 use sha2::{Digest, Sha256};
 
-/// Idle connections kept for reuse.
-const MAX_IDLE_CONNECTIONS: usize = 8;
+/// Connections one relay process keeps open at most. Beyond them, a request waits for one to be
+/// free rather than opening more: the database serves every relay on it, and a burst of phones
+/// at one relay must not take every connection the server has (PostgreSQL's default is 100).
+const MAX_CONNECTIONS: u32 = 16;
 
 /// The advisory lock key migrations hold (any fixed number; "gridwalk" in ASCII, folded).
 const MIGRATION_LOCK: i64 = 0x6772_6964_7761_6c6b;
@@ -160,56 +162,31 @@ pub struct PostgresRelayStore {
     pool: Arc<PgPool>,
 }
 
-/// Connections to one database, shared by the relay's store and its photos.
+/// Connections to one database, shared by the relay's store and its photos: a pool (r2d2) of at
+/// most `MAX_CONNECTIONS`, a broken connection (the server restarted) dropped when handed back.
 struct PgPool {
-    config: ::postgres::Config,
-    idle: Mutex<Vec<Client>>,
+    pool: r2d2_postgres::r2d2::Pool<r2d2_postgres::PostgresConnectionManager<NoTls>>,
 }
+
+/// A connection taken from the pool, handed back when dropped.
+type Pooled = r2d2_postgres::r2d2::PooledConnection<r2d2_postgres::PostgresConnectionManager<NoTls>>;
 
 impl PgPool {
-    fn conn(&self) -> StoreResult<Pooled<'_>> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let client = match idle {
-            Some(c) => c,
-            None => self.config.connect(NoTls)?,
-        };
-        Ok(Pooled { store: self, client: Some(client) })
+    fn open(config: ::postgres::Config) -> StoreResult<PgPool> {
+        let pool = r2d2_postgres::r2d2::Pool::builder()
+            .max_size(MAX_CONNECTIONS)
+            .min_idle(Some(1))
+            // Checked when handed back (a closed connection is dropped), not by a query each time
+            // one is taken: that would cost every request a round trip.
+            .test_on_check_out(false)
+            .connection_timeout(std::time::Duration::from_secs(30))
+            .build(r2d2_postgres::PostgresConnectionManager::new(config, NoTls))
+            .map_err(|e| StoreError::Postgres(e.to_string()))?;
+        Ok(PgPool { pool })
     }
-}
 
-/// A client taken from the pool, put back when dropped. The client is `Some` from `conn()` until
-/// `drop` takes it back, so the `expect`s in `Deref` guard an invariant of this type, not anything a
-/// request can reach; the `Option` exists only so that `drop` can move it back without `unsafe`.
-struct Pooled<'s> {
-    store: &'s PgPool,
-    client: Option<Client>,
-}
-
-impl std::ops::Deref for Pooled<'_> {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        self.client.as_ref().expect("a pooled connection")
-    }
-}
-
-impl std::ops::DerefMut for Pooled<'_> {
-    fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().expect("a pooled connection")
-    }
-}
-
-impl Drop for Pooled<'_> {
-    fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            // A connection that broke (the server restarted) is not kept.
-            if client.is_closed() {
-                return;
-            }
-            let mut idle = self.store.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_IDLE_CONNECTIONS {
-                idle.push(client);
-            }
-        }
+    fn conn(&self) -> StoreResult<Pooled> {
+        self.pool.get().map_err(|e| StoreError::Postgres(format!("no database connection: {e}")))
     }
 }
 
@@ -231,7 +208,7 @@ impl PostgresRelayStore {
     pub fn open(url: &str) -> StoreResult<Self> {
         let config: ::postgres::Config =
             url.parse().map_err(|e: ::postgres::Error| StoreError::Postgres(e.to_string()))?;
-        let store = PostgresRelayStore { pool: Arc::new(PgPool { config, idle: Mutex::new(Vec::new()) }) };
+        let store = PostgresRelayStore { pool: Arc::new(PgPool::open(config)?) };
         store.migrate()?;
         Ok(store)
     }
@@ -277,7 +254,7 @@ impl PostgresRelayStore {
         result
     }
 
-    fn conn(&self) -> StoreResult<Pooled<'_>> {
+    fn conn(&self) -> StoreResult<Pooled> {
         self.pool.conn()
     }
 
@@ -319,7 +296,7 @@ impl PostgresBlobs {
         gridwalk_protocol::validate_blob_id(hash).map_err(|_| BlobError::BadId(hash.to_string()))
     }
 
-    fn conn(&self) -> Result<Pooled<'_>, BlobError> {
+    fn conn(&self) -> Result<Pooled, BlobError> {
         self.pool.conn().map_err(pg_blob_error)
     }
 
