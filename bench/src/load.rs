@@ -46,7 +46,7 @@ use samod::{BackoffConfig, DocumentId, PeerId, Repo};
 use serde_json::{json, Value};
 
 use crate::sync::{
-    converge, load_average, own_cpu_ms, process_cpu_ms, round2, sibling, sorted_heads, Fallbacks, Opened,
+    converge, load_average, own_cpu_ms, process_cpu_ms, round2, samod_server, sibling, sorted_heads, Fallbacks, Opened,
     OpenedObserver, RelayProcess, WsDialer,
 };
 
@@ -543,21 +543,7 @@ async fn samod_burst(phones: &[Arc<Phone>], timeout: Duration) -> anyhow::Result
         .with_observer(OpenedObserver(seen.clone()))
         .load()
         .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let acceptor = server.make_acceptor(url::Url::parse(&format!("ws://{addr}/"))?).map_err(stopped)?;
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::get(move |upgrade: axum::extract::ws::WebSocketUpgrade| {
-            let acceptor = acceptor.clone();
-            async move {
-                upgrade.on_upgrade(move |socket| async move {
-                    let _ = acceptor.accept_axum(socket, None);
-                })
-            }
-        }),
-    );
-    let server_task = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (addr, server_task) = samod_server(&server).await?;
     let url = url::Url::parse(&format!("ws://{addr}/"))?;
     // Each phone's documents at the end of its day, as the server must come to hold them.
     let mut days = Vec::new();

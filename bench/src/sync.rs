@@ -894,20 +894,16 @@ pub(crate) async fn converge(
     bail!("samod stopped notifying changes of a document before it converged")
 }
 
-async fn p1_samod_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy) -> anyhow::Result<RoundResult> {
-    let stopped = |_| anyhow::anyhow!("samod repo stopped");
-    let server = Repo::build_tokio().with_peer_id(PeerId::from("hall-server")).load().await;
-    let mut ids: BTreeMap<String, DocumentId> = BTreeMap::new();
-    let mut history_heads = Vec::new();
-    for (id, bytes) in &template.history {
-        let doc = Automerge::load(bytes)?;
-        history_heads.push(Arc::new(sorted_heads(&doc)));
-        let handle = server.create(doc).await.map_err(stopped)?;
-        ids.insert(id.clone(), handle.document_id().clone());
-    }
+/// samod's server side: `server` accepting websockets on a free loopback port, served until the
+/// task returned is aborted.
+pub(crate) async fn samod_server(
+    server: &Repo,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let acceptor = server.make_acceptor(url::Url::parse(&format!("ws://{addr}/"))?).map_err(stopped)?;
+    let acceptor = server
+        .make_acceptor(url::Url::parse(&format!("ws://{addr}/"))?)
+        .map_err(|_| anyhow::anyhow!("samod repo stopped"))?;
     let app = axum::Router::new().route(
         "/",
         axum::routing::get(move |upgrade: axum::extract::ws::WebSocketUpgrade| {
@@ -919,7 +915,21 @@ async fn p1_samod_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy) -> anyh
             }
         }),
     );
-    let server_task = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((addr, tokio::spawn(async move { axum::serve(listener, app).await })))
+}
+
+async fn p1_samod_round(cfg: &Cfg, template: &P1Template, proxy: &Proxy) -> anyhow::Result<RoundResult> {
+    let stopped = |_| anyhow::anyhow!("samod repo stopped");
+    let server = Repo::build_tokio().with_peer_id(PeerId::from("hall-server")).load().await;
+    let mut ids: BTreeMap<String, DocumentId> = BTreeMap::new();
+    let mut history_heads = Vec::new();
+    for (id, bytes) in &template.history {
+        let doc = Automerge::load(bytes)?;
+        history_heads.push(Arc::new(sorted_heads(&doc)));
+        let handle = server.create(doc).await.map_err(stopped)?;
+        ids.insert(id.clone(), handle.document_id().clone());
+    }
+    let (addr, server_task) = samod_server(&server).await?;
     proxy.set_upstream(addr);
     let url = url::Url::parse(&format!("ws://{}/", proxy.addr))?;
     let fallbacks = Arc::new(Fallbacks::default());

@@ -332,6 +332,19 @@ impl PostgresBlobs {
     }
 }
 
+impl PostgresBlobs {
+    /// The upload of `hash` (bytes held, complete), its row made if new and locked until the
+    /// transaction ends: uploads of one photo through several relays take turns.
+    fn locked_upload(tx: &mut ::postgres::Transaction<'_>, hash: &str) -> Result<(u64, bool), BlobError> {
+        tx.execute("INSERT INTO blobs (hash, size, complete) VALUES ($1, 0, false) ON CONFLICT DO NOTHING", &[&hash])
+            .map_err(pg_blob_error)?;
+        let row = tx
+            .query_one("SELECT size, complete FROM blobs WHERE hash = $1 FOR UPDATE", &[&hash])
+            .map_err(pg_blob_error)?;
+        Ok((row.get::<_, i64>(0) as u64, row.get::<_, bool>(1)))
+    }
+}
+
 fn pg_blob_error(e: impl Into<StoreError>) -> BlobError {
     BlobError::Io(std::io::Error::other(e.into().to_string()))
 }
@@ -353,12 +366,7 @@ impl crate::blobs::BlobStore for PostgresBlobs {
         Self::checked(hash)?;
         let mut client = self.conn()?;
         let mut tx = client.transaction().map_err(pg_blob_error)?;
-        tx.execute("INSERT INTO blobs (hash, size, complete) VALUES ($1, 0, false) ON CONFLICT DO NOTHING", &[&hash])
-            .map_err(pg_blob_error)?;
-        let row = tx
-            .query_one("SELECT size, complete FROM blobs WHERE hash = $1 FOR UPDATE", &[&hash])
-            .map_err(pg_blob_error)?;
-        let (have, complete) = (row.get::<_, i64>(0) as u64, row.get::<_, bool>(1));
+        let (have, complete) = Self::locked_upload(&mut tx, hash)?;
         if complete {
             return Ok(HeldBlob { size: have, complete: true });
         }
@@ -442,12 +450,8 @@ impl crate::blobs::BlobStore for PostgresBlobs {
         Self::checked(hash)?;
         let mut client = self.conn()?;
         let mut tx = client.transaction().map_err(pg_blob_error)?;
-        tx.execute("INSERT INTO blobs (hash, size, complete) VALUES ($1, 0, false) ON CONFLICT DO NOTHING", &[&hash])
-            .map_err(pg_blob_error)?;
-        let row = tx
-            .query_one("SELECT size, complete FROM blobs WHERE hash = $1 FOR UPDATE", &[&hash])
-            .map_err(pg_blob_error)?;
-        if row.get::<_, bool>(1) || row.get::<_, i64>(0) as u64 >= bytes.len() as u64 {
+        let (have, complete) = Self::locked_upload(&mut tx, hash)?;
+        if complete || have >= bytes.len() as u64 {
             return Ok(());
         }
         tx.execute("DELETE FROM blob_chunks WHERE hash = $1", &[&hash]).map_err(pg_blob_error)?;
