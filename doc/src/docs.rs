@@ -62,6 +62,21 @@ pub struct DocHeader {
     pub schema: u64,
 }
 
+impl DocHeader {
+    /// The header of a document of `kind` created now by the person and device in `ctx`.
+    pub fn new(ctx: &ActionContext, id: &str, kind: DocKind, grid: &str) -> Self {
+        DocHeader {
+            id: id.to_string(),
+            kind,
+            grid: grid.to_string(),
+            created_at: ctx.at,
+            created_by: ctx.actor.clone(),
+            device: ctx.device.clone(),
+            schema: DOC_SCHEMA,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Reconcile, Hydrate)]
 pub struct GeoPoint {
     pub lat: f64,
@@ -285,15 +300,7 @@ fn load_doc(bytes: &[u8], ctx_device: Option<&str>) -> Result<AutoCommit> {
 impl RequestDocument {
     /// Creates a request with its first event, `Collected`, by the context's actor.
     pub fn create(ctx: &ActionContext, id: &str, grid: &str, body: &RequestBody) -> Result<Self> {
-        let header = DocHeader {
-            id: id.to_string(),
-            kind: DocKind::Request,
-            grid: grid.to_string(),
-            created_at: ctx.at,
-            created_by: ctx.actor.clone(),
-            device: ctx.device.clone(),
-            schema: DOC_SCHEMA,
-        };
+        let header = DocHeader::new(ctx, id, DocKind::Request, grid);
         let mut doc = new_doc(ctx, &header)?;
         reconcile_prop(&mut doc, ROOT, "body", body)?;
         doc.put_object(ROOT, "events", ObjType::List)?;
@@ -452,15 +459,7 @@ fn validate_action_content(action: &Action) -> Result<()> {
 
 impl VisitDocument {
     pub fn create(ctx: &ActionContext, id: &str, grid: &str, body: &VisitBody) -> Result<Self> {
-        let header = DocHeader {
-            id: id.to_string(),
-            kind: DocKind::Visit,
-            grid: grid.to_string(),
-            created_at: ctx.at,
-            created_by: ctx.actor.clone(),
-            device: ctx.device.clone(),
-            schema: DOC_SCHEMA,
-        };
+        let header = DocHeader::new(ctx, id, DocKind::Visit, grid);
         let mut doc = new_doc(ctx, &header)?;
         reconcile_prop(&mut doc, ROOT, "body", body)?;
         commit(&mut doc, ctx.at, "record visit");

@@ -415,12 +415,12 @@ impl BlobStore for BlobFiles {
         if file_len(&final_path)?.is_some() || file_len(&partial)?.unwrap_or(0) >= bytes.len() as u64 {
             return Ok(());
         }
-        let dir = partial.parent().expect("a partial path has a parent");
-        fs::create_dir_all(dir)?;
+        let dir = self.root.join("partial");
+        fs::create_dir_all(&dir)?;
         let mut file = File::create(&partial)?;
         file.write_all(bytes)?;
         file.sync_data()?;
-        sync_dir(dir)?;
+        sync_dir(&dir)?;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use automerge::{ActorId, AutoCommit, ROOT};
 use autosurgeon::{hydrate_prop, reconcile_prop};
 use gridwalk_doc::doc_view::DocView;
-use gridwalk_doc::docs::{commit, DocHeader, DocKind, DOC_SCHEMA};
+use gridwalk_doc::docs::{commit, DocHeader, DocKind};
 use gridwalk_doc::incoming;
 use gridwalk_doc::model::Role as PersonRole;
 use gridwalk_doc::pin::{hash_pin, pin_matches};
@@ -139,6 +139,13 @@ impl Relay {
         if req.person.trim().is_empty() || req.person.len() > MAX_PERSON_ID {
             return Err(RelayError::bad("bad_person", format!("a person id has 1 to {MAX_PERSON_ID} characters")));
         }
+        let too_long = [&req.name, &req.office].into_iter().flatten().any(|t| t.chars().count() > MAX_PERSON_ID);
+        if too_long {
+            return Err(RelayError::bad(
+                "bad_person",
+                format!("a name or office has at most {MAX_PERSON_ID} characters"),
+            ));
+        }
         let Some((_, body)) = self.staff_roster()? else {
             return Err(RelayError::new(
                 404,
@@ -213,16 +220,20 @@ impl Relay {
                             format!("{} is not on the staff list: add her with her name, role and a PIN", req.person),
                         ));
                     };
-                    body.staff.push(StaffMember {
-                        id: req.person.clone(),
-                        name: name.clone(),
-                        role,
-                        office: None,
-                        pin_hash: pin_hash.clone(),
-                        set_by: actor.id.clone(),
-                    });
-                    body.staff.sort_by(|a, b| a.id.cmp(&b.id));
-                    body.staff.iter_mut().find(|m| m.id == req.person).expect("just added")
+                    // Kept in id order, as the list is everywhere else.
+                    let at = body.staff.partition_point(|m| m.id < req.person);
+                    body.staff.insert(
+                        at,
+                        StaffMember {
+                            id: req.person.clone(),
+                            name: name.clone(),
+                            role,
+                            office: None,
+                            pin_hash: pin_hash.clone(),
+                            set_by: actor.id.clone(),
+                        },
+                    );
+                    &mut body.staff[at]
                 }
             };
             if let Some(name) = &req.name {
@@ -279,15 +290,8 @@ impl Relay {
             }
             None => {
                 let mut doc = AutoCommit::new().with_actor(ActorId::random());
-                let header = DocHeader {
-                    id: staff_roster_id(),
-                    kind: DocKind::Roster,
-                    grid: STAFF_GRID.to_string(),
-                    created_at: at,
-                    created_by: by.to_string(),
-                    device: RELAY_WRITER.to_string(),
-                    schema: DOC_SCHEMA,
-                };
+                let ctx = gridwalk_doc::ActionContext::new(by, RELAY_WRITER, at);
+                let header = DocHeader::new(&ctx, &staff_roster_id(), DocKind::Roster, STAFF_GRID);
                 reconcile_prop(&mut doc, ROOT, "header", &header).map_err(|e| internal(&e))?;
                 let body = RosterBody {
                     areas: Vec::new(),

@@ -5,7 +5,7 @@ use autosurgeon::{hydrate_prop, reconcile_prop};
 use serde::Serialize;
 
 use super::{index, reference, Store};
-use crate::docs::{self, DocHeader, DocKind, DOC_SCHEMA};
+use crate::docs::{self, DocHeader, DocKind};
 use crate::error::{CoreError, Result};
 use crate::lifecycle::Action;
 use crate::meeting::MeetingBody;
@@ -64,15 +64,7 @@ impl Store {
                 }
             }
             let id = ctx.new_id();
-            let header = DocHeader {
-                id: id.clone(),
-                kind: DocKind::Meeting,
-                grid: grid.to_string(),
-                created_at: ctx.at,
-                created_by: ctx.actor.clone(),
-                device: ctx.device.clone(),
-                schema: DOC_SCHEMA,
-            };
+            let header = DocHeader::new(ctx, &id, DocKind::Meeting, grid);
             let mut doc = docs::new_doc(ctx, &header)?;
             reconcile_prop(&mut doc, ROOT, "body", &body)?;
             docs::commit(&mut doc, ctx.at, "record meeting");

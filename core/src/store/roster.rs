@@ -8,7 +8,7 @@ use autosurgeon::{hydrate_prop, reconcile_prop};
 use rusqlite::{params, Connection};
 
 use super::Store;
-use crate::docs::{self, DocHeader, DocKind, DOC_SCHEMA};
+use crate::docs::{self, DocHeader, DocKind};
 use crate::error::{CoreError, Result};
 use crate::model::{AreaKind, Walker};
 use crate::roster::{roster_id, RosterBody};
@@ -87,15 +87,7 @@ impl Store {
         body.published_by = ctx.actor.clone();
         match Self::load_automerge(conn, &id)? {
             None => {
-                let header = DocHeader {
-                    id: id.clone(),
-                    kind: DocKind::Roster,
-                    grid: grid.to_string(),
-                    created_at: ctx.at,
-                    created_by: ctx.actor.clone(),
-                    device: ctx.device.clone(),
-                    schema: DOC_SCHEMA,
-                };
+                let header = DocHeader::new(ctx, &id, DocKind::Roster, grid);
                 let mut doc = docs::new_doc(ctx, &header)?;
                 reconcile_prop(&mut doc, ROOT, "body", &body)?;
                 docs::commit(&mut doc, ctx.at, "publish roster");
