@@ -29,6 +29,12 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
     match name {
         "status" => out(status(app)?),
         "enroll" => out(enroll(app, parse(args)?)?),
+        "unlock" => out(unlock(app, parse(args)?)?),
+        "lock" => {
+            app.lock.lock_now(&app.store_path())?;
+            out(status(app)?)
+        }
+        "set_device_pin" => out(set_device_pin(app, parse(args)?)?),
         "sync_now" => {
             app.sync.request();
             out(status(app)?)
@@ -118,9 +124,12 @@ pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
     let sync = app.sync.snapshot();
     let now = app.now().millis();
     let guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
+    let lock = app.lock.status(&app.store_path(), guard.as_ref(), now);
     let Some(store) = guard.as_ref() else {
         return Ok(AppStatus {
-            enrolled: false,
+            // A store locked since the app started is an enrolled device's.
+            enrolled: lock.locked,
+            lock,
             device_name: None,
             walker: None,
             role: None,
@@ -130,7 +139,8 @@ pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
             syncing: false,
             progress: None,
             last_sync_at: None,
-            last_error: None,
+            // A wiped device says why it has nothing.
+            last_error: sync.last_error,
             pending_documents: 0,
             pending_photos: 0,
             processing_photos: 0,
@@ -151,6 +161,7 @@ pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
         .unwrap_or_else(|| identity.walker.clone());
     Ok(AppStatus {
         enrolled: link.is_some(),
+        lock,
         device_name: store.device_name()?,
         walker: Some(WalkerRef { id: identity.walker.clone(), name: walker_name }),
         role: link.as_ref().map(|l| l.role.clone()),
@@ -171,6 +182,59 @@ pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
     })
 }
 
+#[derive(serde::Deserialize)]
+struct UnlockArgs {
+    pin: String,
+}
+
+/// The PIN pad: checks the walker's PIN and unlocks, opening the store if it was locked since
+/// the app started.
+fn unlock(app: &App, a: UnlockArgs) -> CommandResult<AppStatus> {
+    let path = app.store_path();
+    let key = app.lock.unlock(&path, a.pin.trim(), app.now().millis())?;
+    {
+        let mut guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(Store::open_encrypted(&path, key)?);
+            drop(guard);
+            app.sync.request();
+            app.photos.wake();
+        }
+    }
+    status(app)
+}
+
+#[derive(serde::Deserialize)]
+struct SetDevicePinArgs {
+    pin: String,
+    /// The PIN now, when the device has one.
+    #[serde(default)]
+    current_pin: Option<String>,
+}
+
+/// A walker chooses (or changes) the PIN her phone opens with. A store made before encryption
+/// on a platform without a keystore is encrypted here, in place.
+fn set_device_pin(app: &App, a: SetDevicePinArgs) -> CommandResult<AppStatus> {
+    let path = app.store_path();
+    let mut guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(store) = guard.as_ref() else {
+        return Err(CommandError::new("not_enrolled", "this device has not been enrolled with a relay yet"));
+    };
+    let was_plain = !store.is_encrypted();
+    let current = a.current_pin.as_deref().map(str::trim);
+    if was_plain {
+        // The plain store's connection closes before the file is encrypted and renamed over.
+        drop(guard.take());
+    }
+    let key = app.lock.set_pin(&path, a.pin.trim(), current, app.now().millis())?;
+    if was_plain {
+        *guard = Some(Store::open_encrypted(&path, key)?);
+    }
+    drop(guard);
+    app.sync.request();
+    status(app)
+}
+
 fn enroll(app: &App, a: EnrollArgs) -> CommandResult<AppStatus> {
     let relay_url = a.relay_url.trim().trim_end_matches('/').to_string();
     if !(relay_url.starts_with("http://") || relay_url.starts_with("https://")) {
@@ -188,20 +252,31 @@ fn enroll(app: &App, a: EnrollArgs) -> CommandResult<AppStatus> {
             }
         }
     }
+    let pin = a.pin.as_deref().map(str::trim).filter(|p| !p.is_empty());
+    let path = app.data_dir.join(STORE_FILE);
+    if !path.exists() {
+        app.lock.check_new_store_lock(pin)?;
+    }
     // The relay says whose device this is; only then can the store be created in her name.
     let link = client::enroll(&relay_url, a.code.trim(), device_name)?;
-    let path = app.data_dir.join(STORE_FILE);
     let mut guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
     let store = match guard.take() {
         Some(store) => store,
-        None => Store::create(
-            &path,
-            Identity {
-                device: link.device_id.clone(),
-                walker: link.walker.clone().unwrap_or_else(|| device_name.to_string()),
-            },
-        )?,
+        None => {
+            // A key left by a store that was wiped or never finished belongs to nothing.
+            gridwalk_core::store::keys::destroy(&path)?;
+            let key = app.lock.key_for_new_store(&path, pin)?;
+            Store::create_encrypted(
+                &path,
+                Identity {
+                    device: link.device_id.clone(),
+                    walker: link.walker.clone().unwrap_or_else(|| device_name.to_string()),
+                },
+                key,
+            )?
+        }
     };
+    app.lock.clear_wipe_notice();
     store.set_relay_link(&link)?;
     store.set_device_name(device_name)?;
     *guard = Some(store);

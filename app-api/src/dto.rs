@@ -35,6 +35,8 @@ pub fn fraction(p: &Progress) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct AppStatus {
     pub enrolled: bool,
+    /// The app lock: locked, a PIN to choose, wrong PINs waiting, a wipe (see `lock`).
+    pub lock: crate::LockStatus,
     pub device_name: Option<String>,
     pub walker: Option<WalkerRef>,
     pub role: Option<String>,
@@ -63,6 +65,10 @@ pub struct EnrollArgs {
     pub relay_url: String,
     pub code: String,
     pub device_name: String,
+    /// The walker's PIN for this phone, if she chose it on the enrolment screen; otherwise
+    /// the app asks for one right after (`lock.pin_needed`).
+    #[serde(default)]
+    pub pin: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

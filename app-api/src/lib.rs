@@ -11,6 +11,7 @@
 mod commands;
 mod dto;
 mod hall;
+mod lock;
 mod meetings;
 mod photo_worker;
 mod session;
@@ -25,7 +26,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use dto::*;
+pub use lock::{LockStatus, APP_LOCK_IDLE};
 pub use worker::SyncSettings;
+
+use gridwalk_core::store::keys::{FileKeystore, Keystore};
 
 /// An error as the UI receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -77,35 +81,85 @@ pub type CommandResult<T> = std::result::Result<T, CommandError>;
 /// The file the device's store lives in, inside the app's data directory.
 pub const STORE_FILE: &str = "gridwalk.db";
 
-/// One device's app: its store (once enrolled) and its background sync.
+/// The desktop keystore of a data directory when the embedding names none: a file beside the
+/// data directory, not in it (`<data>` → `<data>-keystore/device-key`), so that a copy of the
+/// data directory alone opens nothing. The Tauri shell passes the user's configuration folder.
+pub fn default_keystore(data_dir: &Path) -> FileKeystore {
+    let mut name = data_dir.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "gridwalk".into());
+    name.push("-keystore");
+    FileKeystore::new(data_dir.with_file_name(name).join("device-key"))
+}
+
+/// Opens a device's store outside the app (tests, and the command line on a hall PC), with the
+/// default keystore and, for a walker's phone, her PIN.
+pub fn open_device_store(data_dir: &Path, pin: Option<&str>) -> CommandResult<Store> {
+    use gridwalk_core::store::keys::{self, Lock};
+    let path = data_dir.join(STORE_FILE);
+    let keystore = default_keystore(data_dir);
+    let lock = match pin {
+        Some(pin) => Lock::Pin(pin),
+        None => Lock::Keystore,
+    };
+    let key = keys::unlock(&path, lock, Some(&keystore), 0)?;
+    Ok(Store::open_encrypted(&path, key)?)
+}
+
+/// One device's app: its store (once enrolled and unlocked), its lock and its background sync.
 pub struct App {
     data_dir: PathBuf,
     clock: Arc<dyn Clock>,
-    store: Mutex<Option<Store>>,
+    store: Arc<Mutex<Option<Store>>>,
     sync: worker::SyncHandle,
     photos: photo_worker::PhotoWorker,
     sessions: session::Sessions,
+    lock: Arc<lock::DeviceLock>,
 }
 
 impl App {
-    /// Opens the app on a data directory (created if missing). An existing store is opened and
-    /// its background sync started; without one the app waits for `enroll`.
+    /// Opens the app on a data directory (created if missing), with the default desktop
+    /// keystore beside it ([`default_keystore`]).
     pub fn open(data_dir: impl Into<PathBuf>, clock: Arc<dyn Clock>, settings: SyncSettings) -> CommandResult<App> {
+        let data_dir = data_dir.into();
+        let keystore: Arc<dyn Keystore> = Arc::new(default_keystore(&data_dir));
+        Self::open_with_keystore(data_dir, clock, settings, Some(keystore))
+    }
+
+    /// Opens the app on a data directory (created if missing). An existing store is opened as
+    /// its lock allows (see `lock`) and its background sync started; without one the app waits
+    /// for `enroll`. `keystore` is the platform's (`None` where there is none: a walker's PIN
+    /// is then all that locks her store).
+    pub fn open_with_keystore(
+        data_dir: impl Into<PathBuf>,
+        clock: Arc<dyn Clock>,
+        settings: SyncSettings,
+        keystore: Option<Arc<dyn Keystore>>,
+    ) -> CommandResult<App> {
         let data_dir = data_dir.into();
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| CommandError::new("storage", format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join(STORE_FILE);
-        let store = if path.exists() { Some(Store::open(&path)?) } else { None };
-        let sync = worker::SyncHandle::start(path.clone(), clock.clone(), settings);
-        let photos = photo_worker::PhotoWorker::start(path, sync.nudger());
-        Ok(App {
-            data_dir,
-            clock,
-            store: Mutex::new(store),
-            sync,
-            photos,
-            sessions: session::Sessions::new(settings.sign_in_idle),
-        })
+        let lock = Arc::new(lock::DeviceLock::new(keystore, settings.app_lock_idle));
+        lock.note_earlier_wipe(&data_dir);
+        lock::confirm_pending_wipe(&data_dir);
+        let store = Arc::new(Mutex::new(lock.open_at_start(&path)?));
+        // What the sync worker does when the relay says this device is revoked: close the
+        // app's own connection, then destroy the key and the files.
+        let on_revoked: worker::OnRevoked = {
+            let (store, lock, data_dir, path, clock) =
+                (store.clone(), lock.clone(), data_dir.clone(), path.clone(), clock.clone());
+            Arc::new(move |link| {
+                drop(store.lock().unwrap_or_else(|p| p.into_inner()).take());
+                let now = gridwalk_core::time::Timestamp::from(clock.now()).millis();
+                lock.wipe(&data_dir, &path, link, now);
+            })
+        };
+        let sync = worker::SyncHandle::start(path.clone(), lock.keys.clone(), clock.clone(), settings, on_revoked);
+        let photos = photo_worker::PhotoWorker::start(path, lock.keys.clone(), sync.nudger());
+        Ok(App { data_dir, clock, store, sync, photos, sessions: session::Sessions::new(settings.sign_in_idle), lock })
+    }
+
+    pub(crate) fn store_path(&self) -> PathBuf {
+        self.data_dir.join(STORE_FILE)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -115,6 +169,12 @@ impl App {
     /// Answers one command. Unknown names and malformed arguments are the caller's errors;
     /// nothing here panics on input.
     pub fn call(&self, name: &str, args: Value) -> CommandResult<Value> {
+        // A locked app answers only its status and the PIN pad; the idle limit locks it here,
+        // before anything else is answered.
+        self.lock.lock_if_idle(&self.store_path());
+        if self.lock.is_locked() && !matches!(name, "status" | "unlock") {
+            return Err(CommandError::new("app_locked", "the app is locked: unlock it with this device's PIN"));
+        }
         // What only someone at the screen does keeps her session going. The screens' own reloads
         // (after each sync, while photos process) must not, or a hall PC left on a page would
         // never sign out.
@@ -122,10 +182,12 @@ impl App {
             return commands::dispatch(self, name, args);
         }
         self.sessions.touch();
+        self.lock.touch();
         let result = commands::dispatch(self, name, args);
         // She was at the screen while it ran (a PIN checked at the relay takes a moment): the
         // idle time counts from its end.
         self.sessions.touch();
+        self.lock.touch();
         result
     }
 
@@ -137,6 +199,9 @@ impl App {
     pub(crate) fn store(&self) -> CommandResult<StoreGuard<'_>> {
         let guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
+            if self.lock.is_locked() {
+                return Err(CommandError::new("app_locked", "the app is locked: unlock it with this device's PIN"));
+            }
             return Err(CommandError::new("not_enrolled", "this device has not been enrolled with a relay yet"));
         }
         Ok(StoreGuard(guard))

@@ -11,7 +11,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use gridwalk_core::photo::IngestOptions;
-use gridwalk_core::store::{PhotoProcessed, Store};
+use gridwalk_core::store::PhotoProcessed;
+
+use crate::lock::{KeyCell, WorkerStore};
 
 /// How long the worker sleeps when nothing wakes it. A queued photo wakes it at once; this only
 /// bounds how late it notices a store that appeared (enrolment) or a storage error that passed.
@@ -33,12 +35,12 @@ pub(crate) struct PhotoWorker {
 impl PhotoWorker {
     /// Starts the worker on the store at `path` (which may not exist yet). `attached` runs after
     /// each photo is attached: the app uses it to ask the sync worker to send it up.
-    pub fn start(path: PathBuf, attached: Box<dyn Fn() + Send>) -> PhotoWorker {
+    pub fn start(path: PathBuf, keys: Arc<KeyCell>, attached: Box<dyn Fn() + Send>) -> PhotoWorker {
         let shared = Arc::new(Shared::default());
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("gridwalk-photos".into())
-            .spawn(move || run(worker, path, attached))
+            .spawn(move || run(worker, WorkerStore::new(path, keys), attached))
             .map_err(|e| tracing::error!("the photo worker cannot start: {e}"))
             .ok();
         PhotoWorker { shared, thread: Mutex::new(thread) }
@@ -59,9 +61,8 @@ impl PhotoWorker {
     }
 }
 
-fn run(shared: Arc<Shared>, path: PathBuf, attached: Box<dyn Fn() + Send>) {
+fn run(shared: Arc<Shared>, mut store: WorkerStore, attached: Box<dyn Fn() + Send>) {
     let options = IngestOptions::default();
-    let mut store: Option<Store> = None;
     // Storage errors in a row on the same photo: after three it is set aside as failed, so one
     // photo the store cannot take does not hold up every photo behind it.
     let mut stuck: (i64, u32) = (0, 0);
@@ -69,14 +70,8 @@ fn run(shared: Arc<Shared>, path: PathBuf, attached: Box<dyn Fn() + Send>) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        if store.is_none() && path.exists() {
-            match Store::open(&path) {
-                Ok(s) => store = Some(s),
-                Err(e) => tracing::warn!("the photo worker cannot open the store: {e}"),
-            }
-        }
         let mut busy = false;
-        if let Some(s) = store.as_ref() {
+        if let Some(s) = store.get("photo worker") {
             match s.next_queued_photo() {
                 Ok(Some(id)) => {
                     busy = true;

@@ -21,10 +21,7 @@ use crate::{App, CommandError, CommandResult};
 
 /// How long a session lasts without a command.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(15 * 60);
-/// Wrong PINs allowed in a row before attempts are slowed down.
-pub const FREE_ATTEMPTS: u32 = 5;
-const FIRST_DELAY: Duration = Duration::from_secs(30);
-const LONGEST_DELAY: Duration = Duration::from_secs(3600);
+pub use gridwalk_core::pin::FREE_ATTEMPTS;
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -67,17 +64,9 @@ impl Sessions {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// How long the next attempt must still wait at `now` (milliseconds since the epoch), if
-    /// wrong PINs are being slowed down.
+    /// How long the next attempt must still wait at `now`: the one rule in `gridwalk_doc::pin`.
     fn wait_left((wrong, last): (u32, Option<i64>), now: i64) -> Option<Duration> {
-        let last = last?;
-        if wrong < FREE_ATTEMPTS {
-            return None;
-        }
-        let delay = FIRST_DELAY.saturating_mul(1 << (wrong - FREE_ATTEMPTS).min(7)).min(LONGEST_DELAY);
-        // A clock set back counts as no time passed.
-        let elapsed = Duration::from_millis(u64::try_from(now.saturating_sub(last)).unwrap_or(0));
-        delay.checked_sub(elapsed).filter(|d| !d.is_zero())
+        gridwalk_core::pin::wrong_pin_wait(wrong, last, now)
     }
 }
 

@@ -9,11 +9,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use gridwalk_core::store::Store;
+use gridwalk_core::store::RelayLink;
 use gridwalk_core::sync::client::{self, Progress};
 use gridwalk_core::Clock;
 
+use crate::lock::{KeyCell, WorkerStore};
 use crate::CommandError;
+
+/// What the worker calls when the relay says this device is revoked (the app wipes itself).
+pub(crate) type OnRevoked = Arc<dyn Fn(&RelayLink) + Send + Sync>;
 
 /// How often the worker looks at the relay and how often it syncs with nothing waiting.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +28,8 @@ pub struct SyncSettings {
     pub automatic: bool,
     /// How long a staff member stays signed in on a hall PC without a command (see `session`).
     pub sign_in_idle: Duration,
+    /// How long a walker's phone stays unlocked without her at the screen (see `lock`).
+    pub app_lock_idle: Duration,
 }
 
 impl Default for SyncSettings {
@@ -34,6 +40,7 @@ impl Default for SyncSettings {
             refresh_every: Duration::from_secs(60),
             automatic: true,
             sign_in_idle: crate::session::IDLE_LIMIT,
+            app_lock_idle: crate::lock::APP_LOCK_IDLE,
         }
     }
 }
@@ -62,14 +69,20 @@ pub(crate) struct SyncHandle {
 }
 
 impl SyncHandle {
-    pub fn start(store_path: PathBuf, clock: Arc<dyn Clock>, settings: SyncSettings) -> SyncHandle {
+    pub fn start(
+        store_path: PathBuf,
+        keys: Arc<KeyCell>,
+        clock: Arc<dyn Clock>,
+        settings: SyncSettings,
+        on_revoked: OnRevoked,
+    ) -> SyncHandle {
         let shared = Arc::new(Shared::default());
         let thread = if settings.automatic {
             let worker = shared.clone();
             Some(
                 std::thread::Builder::new()
                     .name("gridwalk-sync".into())
-                    .spawn(move || run(worker, store_path, clock, settings))
+                    .spawn(move || run(worker, WorkerStore::new(store_path, keys), clock, settings, on_revoked))
                     .expect("the sync thread starts"),
             )
         } else {
@@ -109,8 +122,13 @@ impl SyncHandle {
     }
 }
 
-fn run(shared: Arc<Shared>, path: PathBuf, clock: Arc<dyn Clock>, settings: SyncSettings) {
-    let mut store: Option<Store> = None;
+fn run(
+    shared: Arc<Shared>,
+    mut store: WorkerStore,
+    clock: Arc<dyn Clock>,
+    settings: SyncSettings,
+    on_revoked: OnRevoked,
+) {
     let mut last_success: Option<Instant> = None;
     loop {
         // Sleep until the next tick, or until someone asks or nudges.
@@ -123,13 +141,7 @@ fn run(shared: Arc<Shared>, path: PathBuf, clock: Arc<dyn Clock>, settings: Sync
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        if store.is_none() && path.exists() {
-            match Store::open(&path) {
-                Ok(s) => store = Some(s),
-                Err(e) => tracing::warn!("the sync worker cannot open the store: {e}"),
-            }
-        }
-        let Some(s) = store.as_ref() else { continue };
+        let Some(s) = store.get("sync worker") else { continue };
         let link = match s.relay_link() {
             Ok(Some(link)) => link,
             _ => continue,
@@ -175,6 +187,18 @@ fn run(shared: Arc<Shared>, path: PathBuf, clock: Arc<dyn Clock>, settings: Sync
                     tracing::warn!("cannot record the sync time: {e}");
                 }
                 last_success = Some(Instant::now());
+            }
+            Err(gridwalk_core::CoreError::Relay { status: 401, code, .. }) if code == "device_revoked" => {
+                // The hall revoked this device: it pushes nothing more and forgets everything.
+                drop(state);
+                store.close();
+                on_revoked(&link);
+                let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.progress = None;
+                state.last_error = Some(CommandError::new(
+                    "device_revoked",
+                    "the hall revoked this device; its records were removed from it",
+                ));
             }
             Err(e) => {
                 tracing::warn!("sync failed: {e}");

@@ -44,7 +44,7 @@ fn hall_app(dir: &std::path::Path) -> (App, Arc<ManualClock>) {
 }
 
 fn store_of(dir: &std::path::Path) -> Store {
-    Store::open(dir.join("hall").join(gridwalk_app_api::STORE_FILE)).unwrap()
+    gridwalk_app_api::open_device_store(&dir.join("hall"), None).unwrap()
 }
 
 fn grid_of(app: &App) -> String {

@@ -105,7 +105,7 @@ fn two_staff_sign_in_one_after_the_other_and_each_acts_in_her_own_name() {
     app.call("sign_out", json!({})).unwrap();
     wait_for_staff(&app, "hall-2");
     // The PIN is kept only as a slow salted hash.
-    let store = Store::open(data.join(gridwalk_app_api::STORE_FILE)).unwrap();
+    let store = gridwalk_app_api::open_device_store(&data, None).unwrap();
     let hash: String = store
         .connection()
         .query_row("SELECT pin_hash FROM staff_pins WHERE person = 'hall-1'", [], |r| r.get(0))
@@ -456,7 +456,7 @@ fn the_relay_checks_a_sign_in_while_in_reach_and_the_pc_alone_when_not() {
     let admin = ActionContext::new("admin", "hall-pc", now());
     let link = hall.relay_link().unwrap().unwrap();
     client::change_staff(&link, &hall.staff_pin_request(&admin, "hall-1", "1111", "9630").unwrap()).unwrap();
-    let held = Store::open(dir.path().join("second").join(gridwalk_app_api::STORE_FILE)).unwrap();
+    let held = gridwalk_app_api::open_device_store(&dir.path().join("second"), None).unwrap();
     assert!(held.verify_staff_pin("hall-1", "2580").unwrap().is_some(), "the second PC still holds the old hash");
     drop(held);
     // The old PIN no longer opens the second PC, the new one does: the relay said so.

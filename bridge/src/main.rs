@@ -35,6 +35,9 @@ struct Cli {
     /// Seconds between looks at the relay by the background sync.
     #[arg(long, default_value_t = 3.0)]
     check_every_s: f64,
+    /// Seconds a walker's phone stays unlocked without her at the screen.
+    #[arg(long, default_value_t = 300.0)]
+    lock_after_s: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,8 +51,11 @@ fn main() -> anyhow::Result<()> {
         "no built UI at {} (run `npm run build` in ui/)",
         cli.ui.display()
     );
-    let settings =
-        SyncSettings { check_every: Duration::from_secs_f64(cli.check_every_s.max(0.2)), ..SyncSettings::default() };
+    let settings = SyncSettings {
+        check_every: Duration::from_secs_f64(cli.check_every_s.max(0.2)),
+        app_lock_idle: Duration::from_secs_f64(cli.lock_after_s.max(1.0)),
+        ..SyncSettings::default()
+    };
     let app = App::open(&cli.data_dir, Arc::new(SystemClock), settings).map_err(|e| anyhow::anyhow!(e.message))?;
     let app = Arc::new(app);
     let runtime = tokio::runtime::Runtime::new()?;

@@ -52,6 +52,14 @@ pub enum CoreError {
     NotJoined,
     #[error("sync was cancelled")]
     Cancelled,
+    #[error("the store at {path} is encrypted: unlock it with this device's PIN")]
+    Locked { path: String },
+    #[error("wrong PIN ({left} more tries before attempts are slowed down)")]
+    WrongPin { left: u32 },
+    #[error("too many wrong PINs: try again in {seconds} seconds")]
+    PinAttemptsSlowed { seconds: u64 },
+    #[error("the store's key cannot be read: {0}")]
+    StoreKey(String),
 }
 
 // The wrapped errors are written into the message and deliberately not exposed as `source()`:
@@ -131,6 +139,10 @@ impl CoreError {
             CoreError::Network(_) => "network",
             CoreError::NotJoined => "not_joined",
             CoreError::Cancelled => "cancelled",
+            CoreError::Locked { .. } => "store_locked",
+            CoreError::WrongPin { .. } => "wrong_pin",
+            CoreError::PinAttemptsSlowed { .. } => "pin_attempts_slowed",
+            CoreError::StoreKey(_) => "store_key",
         }
     }
 

@@ -412,6 +412,9 @@ fn migrations_run_from_an_empty_file_and_from_every_earlier_version() {
             let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
             assert_eq!(v as usize, version);
         }
+        // The same plain store of this version, encrypted on its first keyed open (issue 14).
+        let encrypted_path = dir.path().join(format!("v{version}-encrypted.db"));
+        std::fs::copy(&old_path, &encrypted_path).unwrap();
         let upgraded = Store::open(&old_path).unwrap();
         let v: i64 = upgraded.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v as usize, gridwalk_core::store::LATEST_VERSION, "from version {version}");
@@ -431,6 +434,19 @@ fn migrations_run_from_an_empty_file_and_from_every_earlier_version() {
         }
         assert!(upgraded.check().unwrap().index_matches_documents);
         assert_eq!(upgraded.outbox_len().unwrap(), 0);
+
+        let key = gridwalk_core::store::keys::StoreKey::generate();
+        let encrypted = Store::open_encrypted(&encrypted_path, key.clone()).unwrap();
+        assert!(encrypted.is_encrypted());
+        assert_eq!(encrypted.index_dump().unwrap(), expected, "encrypted from version {version}");
+        if version >= 4 {
+            assert_eq!(receipts(encrypted.connection()), expected_receipts, "encrypted from version {version}");
+        }
+        let report = encrypted.check().unwrap();
+        assert!(report.index_matches_documents && report.integrity == "ok", "encrypted from version {version}");
+        drop(encrypted);
+        assert!(matches!(Store::open(&encrypted_path), Err(CoreError::Locked { .. })), "from version {version}");
+        assert!(Store::open_encrypted(&encrypted_path, key).is_ok());
     }
 }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use gridwalk_app_api::{App, CommandError, SyncSettings};
+use gridwalk_core::store::keys::FileKeystore;
 use gridwalk_core::SystemClock;
 use serde_json::Value;
 use tauri::Manager;
@@ -30,12 +31,27 @@ pub fn run() {
     tauri::Builder::default()
         .setup(|tauri_app| {
             // GRIDWALK_DATA_DIR lets the run script and the tests give each device its own folder.
-            let data_dir = match std::env::var_os("GRIDWALK_DATA_DIR") {
-                Some(dir) => dir.into(),
-                None => tauri_app.path().app_data_dir()?,
+            // The store's key is sealed by the desktop keystore, a file in the user's
+            // configuration folder, apart from the data folder (see `FileKeystore`); a folder
+            // given by GRIDWALK_DATA_DIR keeps its keystore beside it.
+            let (data_dir, keystore): (std::path::PathBuf, _) = match std::env::var_os("GRIDWALK_DATA_DIR") {
+                Some(dir) => {
+                    let dir: std::path::PathBuf = dir.into();
+                    let keystore = gridwalk_app_api::default_keystore(&dir);
+                    (dir, keystore)
+                }
+                None => (
+                    tauri_app.path().app_data_dir()?,
+                    FileKeystore::new(tauri_app.path().app_config_dir()?.join("device-key")),
+                ),
             };
-            let app = App::open(&data_dir, Arc::new(SystemClock), SyncSettings::default())
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+            let app = App::open_with_keystore(
+                &data_dir,
+                Arc::new(SystemClock),
+                SyncSettings::default(),
+                Some(Arc::new(keystore)),
+            )
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
             tracing::info!(data_dir = %data_dir.display(), "gridwalk app started");
             tauri_app.manage(Arc::new(app));
             Ok(())

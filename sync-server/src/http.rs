@@ -373,6 +373,13 @@ async fn staff_change(
     pin_check(&state, token, actor, move |relay, device| relay.change_staff(device, &req)).await
 }
 
+/// `POST /v1/wiped`: a revoked device confirms it destroyed its key and its records.
+async fn confirm_wipe(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    blocking(&state, move |relay| relay.confirm_wipe(&token)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let token = bearer(&headers)?.to_string();
     state.metrics.bytes_in.fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -544,6 +551,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/enroll", post(enroll))
         .route("/v1/push", post(push))
+        .route("/v1/wiped", post(confirm_wipe))
         .route("/v1/staff/sign-in", post(staff_sign_in))
         .route("/v1/staff/change", post(staff_change))
         .route("/v1/pull", get(pull))

@@ -442,14 +442,15 @@ fn main() -> Result<()> {
                             .unwrap_or_else(|| "-".into())
                     };
                     println!(
-                        "no. {}\t{}\t{}\t{}\t{}\tlast contact {}{}",
+                        "no. {}\t{}\t{}\t{}\t{}\tlast contact {}{}{}",
                         d.number.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
                         d.id,
                         d.name,
                         d.role,
                         d.grids.join(","),
                         fmt(d.last_seen_at),
-                        if d.revoked_at.is_some() { "\tREVOKED" } else { "" }
+                        if d.revoked_at.is_some() { "\tREVOKED" } else { "" },
+                        d.wiped_at.map(|t| format!("\twiped at {}", fmt(Some(t)))).unwrap_or_default()
                     );
                 }
             }

@@ -79,6 +79,13 @@ impl RelayError {
     fn unauthorized() -> Self {
         Self::new(401, "unauthorized", "unknown or revoked device token; enrol this device again")
     }
+    fn revoked() -> Self {
+        Self::new(
+            401,
+            "device_revoked",
+            "the hall revoked this device: it must destroy its records and be enrolled again to work",
+        )
+    }
     fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, "forbidden", message)
     }
@@ -308,9 +315,36 @@ impl Relay {
             return Err(RelayError::unauthorized());
         }
         let store = self.store();
-        let device = store.device_by_token(&sha256(token.as_bytes()))?.ok_or_else(RelayError::unauthorized)?;
+        let token_hash = sha256(token.as_bytes());
+        let Some(device) = store.device_by_token(&token_hash)? else {
+            // A revoked device is told so, by its own token: it then destroys its key and its
+            // records (issue 14) and confirms with `confirm_wipe`. An unknown token is only
+            // "unauthorized": a device must never wipe itself because it met a relay (or an
+            // address) that does not know it.
+            if store.revoked_device_by_token(&token_hash)?.is_some() {
+                return Err(RelayError::revoked());
+            }
+            return Err(RelayError::unauthorized());
+        };
         store.touch_device(&device.id, self.now())?;
         Ok(device)
+    }
+
+    /// A revoked device confirms it destroyed its key and its records: the hall sees "wiped
+    /// at" in `gridwalk-relay devices`. Only a revoked device's own token is accepted here;
+    /// the first confirmation counts and a repeat is answered the same.
+    pub fn confirm_wipe(&self, token: &str) -> RelayResult<()> {
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RelayError::unauthorized());
+        }
+        let store = self.store();
+        let id = store
+            .revoked_device_by_token(&sha256(token.as_bytes()))?
+            .ok_or_else(|| RelayError::new(403, "not_revoked", "only a device the hall revoked confirms a wipe"))?;
+        if store.record_wipe(&id, self.now())? {
+            tracing::info!(device = %id, "a revoked device confirmed it wiped its records");
+        }
+        Ok(())
     }
 
     /// Validates every document of a push, then stores all of it in one durable transaction.

@@ -82,9 +82,17 @@ fn enrolment_and_devices(store: &dyn RelayStore) {
     assert_eq!(device.walker.as_deref(), Some("phone-person"));
     assert!(store.device_by_token(&[11; 32]).unwrap().is_none());
     store.touch_device("dev-1", 100_000).unwrap();
+    assert!(!store.record_wipe("dev-1", 150_000).unwrap(), "a device not revoked has nothing to confirm");
     assert!(store.revoke("dev-1", 200_000).unwrap());
     assert!(!store.revoke("dev-1", 200_001).unwrap(), "revoked once");
     assert!(store.device_by_token(&[10; 32]).unwrap().is_none(), "a revoked token finds nothing");
+    // ...but is known as revoked, so the device can be told to wipe itself, and confirm it once.
+    assert_eq!(store.revoked_device_by_token(&[10; 32]).unwrap().as_deref(), Some("dev-1"));
+    assert_eq!(store.revoked_device_by_token(&[77; 32]).unwrap(), None, "an unknown token is not a revoked one");
+    assert_eq!(store.devices().unwrap()[0].wiped_at, None);
+    assert!(store.record_wipe("dev-1", 210_000).unwrap());
+    assert!(!store.record_wipe("dev-1", 220_000).unwrap(), "the first confirmation counts");
+    assert_eq!(store.devices().unwrap()[0].wiped_at, Some(210_000));
     let listed = store.devices().unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].last_seen_at, listed[0].revoked_at), (Some(100_000), Some(200_000)));

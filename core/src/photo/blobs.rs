@@ -5,20 +5,42 @@
 //! phone that loses power mid-write is left with either the complete photo or a stray temporary
 //! file that the next garbage collection removes. Since a name is the hash of the content, a file
 //! that already exists never needs writing again.
+//!
+//! On a device whose store is encrypted, every file is sealed (XChaCha20-Poly1305 under a key
+//! derived from the store key, see `store::keys`): the file holds [`SEALED_MAGIC`], a nonce and
+//! the sealed bytes, and names nothing but the hash of the plain JPEG, so sync, dedup and the
+//! relay's checks see the same ids as before. A plain file (a store made before encryption, not
+//! yet migrated) is still read, and checked against its hash like any other.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
 use super::error::PhotoError;
 use super::ingest::content_hash;
+use crate::store::keys;
 
 /// Prefix of temporary files, so a listing can tell them from blobs.
 const TEMP_PREFIX: &str = ".tmp-";
 
-#[derive(Debug, Clone)]
+/// The first bytes of a sealed photo file. A JPEG starts with FF D8, so the two never mix.
+pub const SEALED_MAGIC: &[u8; 8] = b"GWPHOTO1";
+
+#[derive(Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    /// The key files are sealed with; `None` on a device whose store is not encrypted.
+    seal_key: Option<Arc<Zeroizing<[u8; 32]>>>,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobStore").field("root", &self.root).field("sealed", &self.seal_key.is_some()).finish()
+    }
 }
 
 /// Checks that `hash` is a SHA-256 in lowercase hex, so it can never name a path outside the
@@ -30,7 +52,59 @@ pub fn validate_hash(hash: &str) -> Result<(), PhotoError> {
 
 impl BlobStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        BlobStore { root: root.into() }
+        BlobStore { root: root.into(), seal_key: None }
+    }
+
+    /// A blob store whose files are sealed with `key` (the photo key of an encrypted store).
+    pub fn sealed(root: impl Into<PathBuf>, key: Zeroizing<[u8; 32]>) -> Self {
+        BlobStore { root: root.into(), seal_key: Some(Arc::new(key)) }
+    }
+
+    /// The bytes as they are written to the file: sealed when this store seals, with the hash
+    /// as the sealed data's context, so a file renamed to another photo's name is refused.
+    fn file_bytes(&self, hash: &str, bytes: &[u8]) -> Result<Vec<u8>, PhotoError> {
+        let Some(key) = &self.seal_key else { return Ok(bytes.to_vec()) };
+        let sealed = keys::seal(key, hash.as_bytes(), bytes).map_err(|e| PhotoError::Core(Box::new(e)))?;
+        let mut out = Vec::with_capacity(SEALED_MAGIC.len() + sealed.len());
+        out.extend_from_slice(SEALED_MAGIC);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Writes `bytes` (already as they go on disk) under `target`, whole or not at all.
+    fn write_file(target: &Path, bytes: &[u8]) -> Result<(), PhotoError> {
+        let dir = target.parent().ok_or_else(|| PhotoError::BadHash { hash: target.display().to_string() })?;
+        fs::create_dir_all(dir)?;
+        let mut temp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
+        temp.write_all(bytes)?;
+        temp.as_file().sync_all()?;
+        temp.persist(target).map_err(|e| e.error)?;
+        sync_dir(dir)?;
+        Ok(())
+    }
+
+    /// Seals every plain file in place (a store being encrypted). Returns how many were sealed.
+    /// A file already sealed is left alone, so a migration interrupted half-way simply runs again.
+    pub fn seal_plain_files(&self) -> Result<usize, PhotoError> {
+        if self.seal_key.is_none() {
+            return Ok(0);
+        }
+        let mut sealed = 0;
+        for hash in self.scan()?.0 {
+            let path = self.path(&hash)?;
+            let bytes = fs::read(&path)?;
+            if bytes.starts_with(SEALED_MAGIC) {
+                continue;
+            }
+            if content_hash(&bytes) != hash {
+                // A damaged plain file is kept as it is; `read` reports it, and garbage
+                // collection or a fresh download replaces it.
+                continue;
+            }
+            Self::write_file(&path, &self.file_bytes(&hash, &bytes)?)?;
+            sealed += 1;
+        }
+        Ok(sealed)
     }
 
     pub fn root(&self) -> &Path {
@@ -57,13 +131,7 @@ impl BlobStore {
         if target.is_file() {
             return Ok(false);
         }
-        let dir = target.parent().expect("a blob path has a parent");
-        fs::create_dir_all(dir)?;
-        let mut temp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
-        temp.write_all(bytes)?;
-        temp.as_file().sync_all()?;
-        temp.persist(&target).map_err(|e| e.error)?;
-        sync_dir(dir)?;
+        Self::write_file(&target, &self.file_bytes(hash, bytes)?)?;
         Ok(true)
     }
 
@@ -76,6 +144,14 @@ impl BlobStore {
                 return Err(PhotoError::BlobMissing { hash: hash.to_string() })
             }
             Err(e) => return Err(e.into()),
+        };
+        let bytes = match bytes.strip_prefix(SEALED_MAGIC.as_slice()) {
+            None => bytes,
+            Some(sealed) => {
+                let corrupt = || PhotoError::BlobCorrupt { hash: hash.to_string() };
+                let key = self.seal_key.as_ref().ok_or_else(corrupt)?;
+                keys::open(key, hash.as_bytes(), sealed).ok_or_else(corrupt)?.to_vec()
+            }
         };
         if content_hash(&bytes) != hash {
             return Err(PhotoError::BlobCorrupt { hash: hash.to_string() });

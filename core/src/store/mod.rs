@@ -9,6 +9,7 @@
 mod admin;
 mod drafts;
 mod index;
+pub mod keys;
 mod meetings;
 mod photo_queue;
 mod photos;
@@ -298,6 +299,28 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     identity: Identity,
+    /// The key the file and its photos are encrypted with; `None` for a plain store.
+    key: Option<keys::StoreKey>,
+}
+
+/// The first 16 bytes of every plain SQLite file. An encrypted file's first bytes are random.
+const PLAIN_SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Whether the file at `path` is a plain (unencrypted) SQLite database.
+fn is_plain_sqlite(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    let mut file = std::fs::File::open(path)?;
+    Ok(file.read_exact(&mut header).is_ok() && &header == PLAIN_SQLITE_HEADER)
+}
+
+/// Gives SQLCipher the key; it must be the first statement on a connection. The key is checked
+/// at once by reading the schema, so a wrong key is reported as such and not as a damaged file.
+fn apply_key(conn: &Connection, key: &keys::StoreKey, path: &Path) -> Result<()> {
+    conn.execute_batch(&format!("PRAGMA key = \"{}\";", key.sqlcipher_literal().as_str()))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        .map_err(|_| CoreError::StoreKey(format!("this key does not open the store at {}", path.display())))?;
+    Ok(())
 }
 
 fn configure(conn: &Connection) -> Result<()> {
@@ -314,9 +337,18 @@ fn configure(conn: &Connection) -> Result<()> {
 }
 
 impl Store {
-    /// Creates a new store file for this device and person. Refuses to overwrite one.
+    /// Creates a new plain store file for this device and person (tests, benchmarks and the
+    /// command line's scratch stores). Devices use [`Store::create_encrypted`].
     pub fn create(path: impl AsRef<Path>, identity: Identity) -> Result<Store> {
-        let path = path.as_ref();
+        Self::create_with(path.as_ref(), identity, None)
+    }
+
+    /// Creates a new store file encrypted with `key` (see `keys`). Refuses to overwrite one.
+    pub fn create_encrypted(path: impl AsRef<Path>, identity: Identity, key: keys::StoreKey) -> Result<Store> {
+        Self::create_with(path.as_ref(), identity, Some(key))
+    }
+
+    fn create_with(path: &Path, identity: Identity, key: Option<keys::StoreKey>) -> Result<Store> {
         if identity.device.trim().is_empty() || identity.walker.trim().is_empty() {
             return Err(CoreError::invalid("identity", "device and walker ids must not be empty"));
         }
@@ -334,6 +366,9 @@ impl Store {
         }
         {
             let mut conn = Connection::open(&staging)?;
+            if let Some(key) = &key {
+                apply_key(&conn, key, &staging)?;
+            }
             configure(&conn)?;
             schema::migrations().to_latest(&mut conn)?;
             let tx = conn.transaction()?;
@@ -344,18 +379,97 @@ impl Store {
             conn.close().map_err(|(_, e)| e)?;
         }
         std::fs::rename(&staging, path)?;
-        Store::open(path)
+        Self::open_with(path, key)
     }
 
-    /// Opens an existing store, bringing its schema up to date.
+    /// Opens an existing plain store, bringing its schema up to date. An encrypted one is
+    /// refused with `Locked`: it opens only with its key ([`Store::open_encrypted`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Self::open_with(path.as_ref(), None)
+    }
+
+    /// Opens the store at `path` with its key. A plain store (made before encryption) is first
+    /// encrypted in place with this key, photos included: see [`Store::encrypt_in_place`].
+    pub fn open_encrypted(path: impl AsRef<Path>, key: keys::StoreKey) -> Result<Store> {
         let path = path.as_ref();
+        if path.is_file() && is_plain_sqlite(path)? {
+            Self::encrypt_in_place(path, &key)?;
+        }
+        Self::open_with(path, Some(key))
+    }
+
+    /// Encrypts a plain store with `key`, once: its photo files are sealed first, then the
+    /// database is copied into an encrypted file by SQLCipher's `sqlcipher_export`, which is
+    /// flushed and renamed over the plain one. Every step can be interrupted: the key is already
+    /// in its key file, sealed photos are read like plain ones, and a plain database still in
+    /// place is simply encrypted again on the next open.
+    pub fn encrypt_in_place(path: &Path, key: &keys::StoreKey) -> Result<()> {
         let not_initialised = || CoreError::NotInitialised { path: path.display().to_string() };
         if !path.is_file() {
             return Err(not_initialised());
         }
+        if !is_plain_sqlite(path)? {
+            return Ok(());
+        }
+        let mut staging_name = path.file_name().unwrap_or_default().to_os_string();
+        staging_name.push(".encrypting");
+        let staging = path.with_file_name(staging_name);
+        let _ = std::fs::remove_file(&staging);
+        {
+            // CREATE: the attached encrypted copy is made through this connection.
+            let conn =
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if version == 0 {
+                return Err(not_initialised());
+            }
+            // Whatever the write-ahead log holds goes into the main file first, so the copy below
+            // and the rename that follows leave nothing behind in a plain `-wal` file.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            let photo_dir = Self::blob_dir_of(path);
+            crate::photo::blobs::BlobStore::sealed(photo_dir, key.photo_key())
+                .seal_plain_files()
+                .map_err(|e| CoreError::Export(format!("cannot seal the photo files: {e}")))?;
+            conn.execute(
+                "ATTACH DATABASE ?1 AS encrypted KEY ?2",
+                params![staging.to_string_lossy(), key.sqlcipher_literal().as_str()],
+            )?;
+            conn.query_row("SELECT sqlcipher_export('encrypted')", [], |_| Ok(()))?;
+            // The export copies tables and indexes, not the schema version.
+            conn.execute_batch(&format!("PRAGMA encrypted.user_version = {version}; DETACH DATABASE encrypted;"))?;
+            conn.close().map_err(|(_, e)| e)?;
+        }
+        std::fs::File::open(&staging)?.sync_all()?;
+        std::fs::rename(&staging, path)?;
+        // The plain file's log and shared-memory index: empty after the checkpoint, and of no
+        // use to the encrypted file.
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.file_name().unwrap_or_default().to_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(path.with_file_name(name));
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+
+    fn open_with(path: &Path, key: Option<keys::StoreKey>) -> Result<Store> {
+        let not_initialised = || CoreError::NotInitialised { path: path.display().to_string() };
+        if !path.is_file() {
+            return Err(not_initialised());
+        }
+        if key.is_none() && !is_plain_sqlite(path)? && std::fs::metadata(path)?.len() > 0 {
+            return Err(CoreError::Locked { path: path.display().to_string() });
+        }
         let mut conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        if let Some(key) = &key {
+            apply_key(&conn, key, path)?;
+        }
         configure(&conn)?;
         let migrations = schema::migrations();
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -376,7 +490,12 @@ impl Store {
                 .ok_or_else(not_initialised)
         };
         let identity = Identity { device: get("device")?, walker: get("walker")? };
-        Ok(Store { conn, path: path.to_path_buf(), identity })
+        Ok(Store { conn, path: path.to_path_buf(), identity, key })
+    }
+
+    /// Whether this store's file and photos are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.key.is_some()
     }
 
     pub fn identity(&self) -> &Identity {

@@ -24,6 +24,7 @@ use crate::photo::{
     ingest, Attachment, ExportedPhoto, GcReport, IngestOptions, IngestedPhoto, PhotoError, RequestExport, Role,
     StoredPhoto,
 };
+use crate::store::keys;
 use crate::time::Timestamp;
 use crate::ActionContext;
 
@@ -34,13 +35,22 @@ impl Store {
     /// (`town.gridwalk` → `town.gridwalk-blobs/`), like SQLite's own `-wal` file. Two stores in
     /// one folder therefore never share, or collect, each other's photos.
     pub fn blob_dir(&self) -> PathBuf {
-        let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "gridwalk".into());
-        name.push("-blobs");
-        self.path.with_file_name(name)
+        Self::blob_dir_of(&self.path)
     }
 
+    /// The photo folder of the store at `path`.
+    pub(crate) fn blob_dir_of(path: &Path) -> PathBuf {
+        let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "gridwalk".into());
+        name.push("-blobs");
+        path.with_file_name(name)
+    }
+
+    /// The store's photo files: sealed with the store's key when the store is encrypted.
     fn blobs(&self) -> BlobStore {
-        BlobStore::new(self.blob_dir())
+        match &self.key {
+            Some(key) => BlobStore::sealed(self.blob_dir(), key.photo_key()),
+            None => BlobStore::new(self.blob_dir()),
+        }
     }
 
     /// `atomically` for photo actions, whose steps can fail with photo errors (a file that could
@@ -259,6 +269,89 @@ impl Store {
         let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "gridwalk".into());
         name.push("-partial");
         self.path.with_file_name(name)
+    }
+
+    fn partial_path(&self, hash: &str) -> PhotoResult<PathBuf> {
+        validate_hash(hash)?;
+        Ok(self.partial_dir().join(hash))
+    }
+
+    /// How many bytes of a photo being downloaded are on disk (0 when none). In an encrypted
+    /// store the file is a run of sealed pieces (see [`Store::append_partial`]); a piece torn by
+    /// a crash while it was written is cut off here, so the download resumes from the last
+    /// whole one.
+    pub fn partial_len(&self, hash: &str) -> PhotoResult<u64> {
+        let path = self.partial_path(hash)?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        if self.key.is_none() {
+            return Ok(bytes.len() as u64);
+        }
+        let (plain, whole) = self.partial_pieces(hash, &bytes);
+        if whole < bytes.len() {
+            let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+            file.set_len(whole as u64)?;
+            file.sync_data()?;
+        }
+        Ok(plain.len() as u64)
+    }
+
+    /// Appends the next bytes of a photo being downloaded, flushed to the disk before it
+    /// returns (a resumed download trusts what is there). An encrypted store seals each piece
+    /// on its own, with the photo's id and the piece's offset as its context, so pieces can be
+    /// neither swapped nor moved.
+    pub fn append_partial(&self, hash: &str, offset: u64, bytes: &[u8]) -> PhotoResult<()> {
+        use std::io::Write;
+        let path = self.partial_path(hash)?;
+        std::fs::create_dir_all(self.partial_dir())?;
+        let record = match &self.key {
+            None => bytes.to_vec(),
+            Some(key) => {
+                let sealed = keys::seal(&key.photo_key(), &piece_context(hash, offset), bytes)?;
+                let mut record = (sealed.len() as u32).to_le_bytes().to_vec();
+                record.extend_from_slice(&sealed);
+                record
+            }
+        };
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        file.write_all(&record)?;
+        file.sync_data()?;
+        Ok(())
+    }
+
+    /// The bytes of a photo being downloaded, as far as they go.
+    pub fn read_partial(&self, hash: &str) -> PhotoResult<Vec<u8>> {
+        let bytes = std::fs::read(self.partial_path(hash)?)?;
+        if self.key.is_none() {
+            return Ok(bytes);
+        }
+        Ok(self.partial_pieces(hash, &bytes).0)
+    }
+
+    /// Deletes a photo's partial download, if any.
+    pub fn remove_partial(&self, hash: &str) -> PhotoResult<()> {
+        match std::fs::remove_file(self.partial_path(hash)?) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The plain bytes of the whole sealed pieces of a partial file, and where the last whole
+    /// piece ends. A piece that does not open (torn, or not this store's) ends the run.
+    fn partial_pieces(&self, hash: &str, file: &[u8]) -> (Vec<u8>, usize) {
+        let Some(key) = &self.key else { return (file.to_vec(), file.len()) };
+        let key = key.photo_key();
+        let (mut plain, mut at) = (Vec::new(), 0usize);
+        while let Some(len) = file.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) {
+            let Some(sealed) = file.get(at + 4..at + 4 + len) else { break };
+            let Some(piece) = keys::open(&key, &piece_context(hash, plain.len() as u64), sealed) else { break };
+            plain.extend_from_slice(&piece);
+            at += 4 + len;
+        }
+        (plain, at)
     }
 
     /// Photos that documents on this device name (live entries and `Resolved` evidence) and that
@@ -501,4 +594,9 @@ impl Store {
 
 fn not_found(id: &str) -> CoreError {
     CoreError::NotFound { kind: "visit or request", id: id.to_string() }
+}
+
+/// What a sealed piece of a partial download is bound to: its photo and its place in it.
+fn piece_context(hash: &str, offset: u64) -> Vec<u8> {
+    format!("gridwalk partial {hash} {offset}").into_bytes()
 }

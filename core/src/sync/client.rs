@@ -16,8 +16,6 @@
 //! [`Store::partial_dir`]) and asks the relay only for the bytes after its end.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -318,10 +316,6 @@ impl<'s> SyncSession<'s> {
         &self.progress
     }
 
-    fn partial_path(&self, hash: &str) -> PathBuf {
-        self.store.partial_dir().join(hash)
-    }
-
     fn problem(&mut self, hash: &str, direction: Direction, code: &str, message: impl Into<String>) {
         let message = message.into();
         tracing::warn!(photo = %hash, ?direction, code, %message, "photo not synced");
@@ -345,10 +339,9 @@ impl<'s> SyncSession<'s> {
     /// Stores a downloaded photo whose bytes are all in its partial file. Returns false (and
     /// deletes the file) when they are not the photo the id names.
     fn finish_download(&mut self, hash: &str, checked_at: i64) -> Result<bool> {
-        let path = self.partial_path(hash);
-        let bytes = std::fs::read(&path)?;
+        let bytes = self.store.read_partial(hash).map_err(core_error)?;
         if content_hash(&bytes) != hash {
-            std::fs::remove_file(&path)?;
+            self.store.remove_partial(hash).map_err(core_error)?;
             return Ok(false);
         }
         match self.store.store_received_photo(hash, &bytes, Timestamp::from_millis(checked_at)?) {
@@ -358,7 +351,7 @@ impl<'s> SyncSession<'s> {
             // an id a document names. Nothing is stored; the hall has to look at that record.
             Err(e) => self.problem(hash, Direction::Down, e.code(), e.to_string()),
         }
-        std::fs::remove_file(&path)?;
+        self.store.remove_partial(hash).map_err(core_error)?;
         Ok(true)
     }
 
@@ -593,10 +586,9 @@ impl<'s> SyncSession<'s> {
                     );
                     return Ok(());
                 }
-                let path = self.partial_path(&hash);
-                let mut have = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let mut have = self.store.partial_len(&hash).map_err(core_error)?;
                 if have > total {
-                    std::fs::remove_file(&path)?;
+                    self.store.remove_partial(&hash).map_err(core_error)?;
                     have = 0;
                 }
                 // A download that received every byte but stopped before storing them (the
@@ -608,7 +600,6 @@ impl<'s> SyncSession<'s> {
                 self.phase = Phase::DownloadFrom { hash, offset, total, checked_at: status.checked_at };
             }
             (Phase::AwaitDownload { hash, offset, total, checked_at }, Incoming::BlobBytes(part)) => {
-                let path = self.partial_path(&hash);
                 let len = part.bytes.len() as u64;
                 if part.start != offset || part.total != total || len == 0 || offset + len > total {
                     let message = format!(
@@ -616,16 +607,12 @@ impl<'s> SyncSession<'s> {
                         part.start, part.total
                     );
                     self.problem(&hash, Direction::Down, "relay_out_of_step", message);
-                    let _ = std::fs::remove_file(&path);
+                    let _ = self.store.remove_partial(&hash);
                     self.phase = Phase::Downloads;
                     return Ok(());
                 }
-                std::fs::create_dir_all(self.store.partial_dir())?;
-                let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-                file.write_all(&part.bytes)?;
-                // On disk before it counts: a resumed download trusts the file's length.
-                file.sync_data()?;
-                drop(file);
+                // On disk before it counts: a resumed download trusts what is there.
+                self.store.append_partial(&hash, offset, &part.bytes).map_err(core_error)?;
                 self.progress.photo_bytes_down += len;
                 if offset + len < total {
                     self.phase = Phase::DownloadFrom { hash, offset: offset + len, total, checked_at };
@@ -678,7 +665,7 @@ impl<'s> SyncSession<'s> {
                 } else if *status == 416 && self.blob_retries < BLOB_RETRIES {
                     // The partial file no longer fits the relay's blob: start it again.
                     self.blob_retries += 1;
-                    let _ = std::fs::remove_file(self.partial_path(&hash));
+                    let _ = self.store.remove_partial(&hash);
                     self.phase = Phase::DownloadStatus { hash };
                 } else {
                     self.problem(&hash, Direction::Down, code, message.clone());
@@ -1154,6 +1141,33 @@ pub fn change_staff(
     request: &gridwalk_protocol::StaffChangeRequest,
 ) -> Result<gridwalk_protocol::StaffChangeResponse> {
     post_to_relay(link, "/v1/staff/change", request)
+}
+
+/// Tells the relay that this device, which it revoked, destroyed its key and its records
+/// (`POST /v1/wiped` with the revoked device's own token).
+pub fn confirm_wipe(relay_url: &str, token: &str) -> Result<()> {
+    let url = format!("{}/v1/wiped", relay_url.trim_end_matches('/'));
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let client = reqwest::blocking::Client::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .timeout(Duration::from_secs(6))
+                    .build()
+                    .map_err(|e| CoreError::Network(e.to_string()))?;
+                let resp =
+                    client.post(&url).bearer_auth(token).send().map_err(|e| CoreError::Network(e.to_string()))?;
+                let status = resp.status().as_u16();
+                if resp.status().is_success() {
+                    return Ok(());
+                }
+                let body: Option<ErrorBody> = resp.json().ok();
+                let (code, message) = body.map(|b| (b.code, b.message)).unwrap_or_default();
+                Err(CoreError::Relay { status, code, message })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(CoreError::Network("the request to the relay stopped".into())))
+    })
 }
 
 /// How often an enrolment is tried when the network fails it.

@@ -15,6 +15,8 @@ pub struct DumpDevice {
     pub enrolled_at: i64,
     pub last_seen_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// When the revoked device confirmed it destroyed its key and records.
+    pub wiped_at: Option<i64>,
     pub walker: Option<String>,
     pub grids: Vec<String>,
 }
@@ -105,6 +107,7 @@ impl RelayDump {
             feed_opt_str(&mut h, &d.walker);
             feed(&mut h, d.grids.join(",").as_bytes());
             feed_opt_i64(&mut h, d.number);
+            feed_opt_i64(&mut h, d.wiped_at);
         }
         feed(&mut h, b"enrollments");
         for e in &self.enrollments {

@@ -43,6 +43,7 @@ struct StoredDevice {
     enrolled_at: i64,
     last_seen_at: Option<i64>,
     revoked_at: Option<i64>,
+    wiped_at: Option<i64>,
 }
 
 struct StoredChange {
@@ -123,6 +124,7 @@ impl RelayStore for MemoryRelayStore {
             enrolled_at: now,
             last_seen_at: None,
             revoked_at: None,
+            wiped_at: None,
         });
         Ok(Some(Redeemed { enrollment: e, device_id: device_id.to_string(), device_number }))
     }
@@ -149,6 +151,26 @@ impl RelayStore for MemoryRelayStore {
         Ok(())
     }
 
+    fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
+        let state = self.state();
+        Ok(state
+            .devices
+            .iter()
+            .find(|d| &d.token_hash == token_hash && d.revoked_at.is_some())
+            .map(|d| d.device.id.clone()))
+    }
+
+    fn record_wipe(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let mut state = self.state();
+        match state.devices.iter_mut().find(|d| d.device.id == id && d.revoked_at.is_some() && d.wiped_at.is_none()) {
+            Some(d) => {
+                d.wiped_at = Some(now);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     fn devices(&self) -> StoreResult<Vec<DeviceInfo>> {
         let state = self.state();
         let mut devices: Vec<DeviceInfo> = state
@@ -167,6 +189,7 @@ impl RelayStore for MemoryRelayStore {
                 enrolled_at: d.enrolled_at,
                 last_seen_at: d.last_seen_at,
                 revoked_at: d.revoked_at,
+                wiped_at: d.wiped_at,
             })
             .collect();
         devices.sort_by(|a, b| (a.enrolled_at, &a.id).cmp(&(b.enrolled_at, &b.id)));

@@ -102,6 +102,8 @@ pub struct DeviceInfo {
     pub enrolled_at: i64,
     pub last_seen_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// When the device, told it was revoked, confirmed it destroyed its key and its records.
+    pub wiped_at: Option<i64>,
 }
 
 /// A redeemed enrolment: what it was for, and the device it made (or made before, for a retry).
@@ -204,6 +206,11 @@ pub trait RelayStore: Send + Sync {
     fn touch_device(&self, id: &str, now: i64) -> StoreResult<()>;
     fn devices(&self) -> StoreResult<Vec<DeviceInfo>>;
     fn revoke(&self, id: &str, now: i64) -> StoreResult<bool>;
+    /// The id of the revoked device this token belonged to, if it belonged to one.
+    fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>>;
+    /// Records that a revoked device wiped itself; false when it is not revoked or already
+    /// recorded (the first confirmation counts).
+    fn record_wipe(&self, id: &str, now: i64) -> StoreResult<bool>;
     fn load_doc(&self, id: &str) -> StoreResult<Option<StoredDoc>>;
     /// Writes a push in one durable transaction; returns how many changes were new. Refuses
     /// the whole push with [`StoreError::Conflict`], writing nothing, when a document changed

@@ -137,6 +137,10 @@ CREATE TABLE blob_chunks (
     PRIMARY KEY (hash, start)
 );
 "#,
+    // When a revoked device confirmed it destroyed its key and records (issue 14).
+    r#"
+ALTER TABLE devices ADD COLUMN wiped_at BIGINT;
+"#,
 ];
 
 /// The most bytes one row of `blob_chunks` holds: a device's chunk is split into rows of this
@@ -581,10 +585,24 @@ impl RelayStore for PostgresRelayStore {
         Ok(())
     }
 
+    fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
+        Ok(self
+            .conn()?
+            .query_opt("SELECT id FROM devices WHERE token_hash = $1 AND revoked_at IS NOT NULL", &[&&token_hash[..]])?
+            .map(|r| r.get(0)))
+    }
+
+    fn record_wipe(&self, id: &str, now: i64) -> StoreResult<bool> {
+        Ok(self.conn()?.execute(
+            "UPDATE devices SET wiped_at = $2 WHERE id = $1 AND revoked_at IS NOT NULL AND wiped_at IS NULL",
+            &[&id, &now],
+        )? > 0)
+    }
+
     fn devices(&self) -> StoreResult<Vec<DeviceInfo>> {
         let mut client = self.conn()?;
         let rows = client.query(
-            "SELECT id, name, role, enrolled_at, last_seen_at, revoked_at, number FROM devices ORDER BY enrolled_at, id",
+            "SELECT id, name, role, enrolled_at, last_seen_at, revoked_at, number, wiped_at FROM devices ORDER BY enrolled_at, id",
             &[],
         )?;
         let mut devices = Vec::with_capacity(rows.len());
@@ -600,6 +618,7 @@ impl RelayStore for PostgresRelayStore {
                 enrolled_at: r.get(3),
                 last_seen_at: r.get(4),
                 revoked_at: r.get(5),
+                wiped_at: r.get(7),
             });
         }
         Ok(devices)
@@ -808,7 +827,7 @@ impl PostgresRelayStore {
         let mut tx = client.build_transaction().isolation_level(::postgres::IsolationLevel::RepeatableRead).start()?;
         let mut dump = RelayDump::default();
         for r in tx.query(
-            "SELECT id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker, number
+            "SELECT id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker, number, wiped_at
                FROM devices ORDER BY id",
             &[],
         )? {
@@ -827,6 +846,7 @@ impl PostgresRelayStore {
                 enrolled_at: r.get(4),
                 last_seen_at: r.get(5),
                 revoked_at: r.get(6),
+                wiped_at: r.get(9),
                 walker: r.get(7),
                 grids,
             });
@@ -910,8 +930,8 @@ impl PostgresRelayStore {
         }
         for d in &dump.devices {
             tx.execute(
-                "INSERT INTO devices (id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker, number)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO devices (id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker, number, wiped_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
                     &d.id,
                     &d.name,
@@ -922,6 +942,7 @@ impl PostgresRelayStore {
                     &d.revoked_at,
                     &d.walker,
                     &d.number,
+                    &d.wiped_at,
                 ],
             )?;
             for g in &d.grids {

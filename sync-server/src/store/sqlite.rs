@@ -116,6 +116,11 @@ UPDATE devices SET number = (SELECT COUNT(*) FROM devices d
 CREATE UNIQUE INDEX devices_by_number ON devices(number);
 "#;
 
+/// Version 8: when a revoked device confirmed it destroyed its key and records (issue 14).
+const SCHEMA_V8: &str = r#"
+ALTER TABLE devices ADD COLUMN wiped_at INTEGER;
+"#;
+
 fn fill_chain(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
     let rows: Vec<(i64, String, Vec<u8>, String, i64)> = tx
         .prepare("SELECT seq, doc_id, hash, device_id, received_at FROM changes ORDER BY seq")?
@@ -222,6 +227,7 @@ impl SqliteRelayStore {
             M::up(SCHEMA_V5),
             M::up_with_hook(SCHEMA_V6, fill_chain),
             M::up(SCHEMA_V7),
+            M::up(SCHEMA_V8),
         ])
         .to_latest(&mut conn)?;
         Ok(SqliteRelayStore { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) })
@@ -380,10 +386,25 @@ impl RelayStore for SqliteRelayStore {
         Ok(())
     }
 
+    fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT id FROM devices WHERE token_hash = ?1 AND revoked_at IS NOT NULL")?
+            .query_row([&token_hash[..]], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn record_wipe(&self, id: &str, now: i64) -> StoreResult<bool> {
+        Ok(self.conn()?.execute(
+            "UPDATE devices SET wiped_at = ?2 WHERE id = ?1 AND revoked_at IS NOT NULL AND wiped_at IS NULL",
+            params![id, now],
+        )? > 0)
+    }
+
     fn devices(&self) -> StoreResult<Vec<DeviceInfo>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
-            "SELECT id, name, role, enrolled_at, last_seen_at, revoked_at, number FROM devices ORDER BY enrolled_at, id",
+            "SELECT id, name, role, enrolled_at, last_seen_at, revoked_at, number, wiped_at FROM devices ORDER BY enrolled_at, id",
         )?;
         let mut devices: Vec<DeviceInfo> = stmt
             .query_map([], |r| {
@@ -396,6 +417,7 @@ impl RelayStore for SqliteRelayStore {
                     enrolled_at: r.get(3)?,
                     last_seen_at: r.get(4)?,
                     revoked_at: r.get(5)?,
+                    wiped_at: r.get(7)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -642,7 +664,7 @@ impl SqliteRelayStore {
         let tx = conn.transaction()?;
         let mut dump = RelayDump::default();
         let mut devices = tx.prepare(
-            "SELECT id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker, number
+            "SELECT id, name, role, token_hash, enrolled_at, last_seen_at, revoked_at, walker, number, wiped_at
              FROM devices ORDER BY id",
         )?;
         for row in devices.query_map([], |r| {
@@ -655,6 +677,7 @@ impl SqliteRelayStore {
                 enrolled_at: r.get(4)?,
                 last_seen_at: r.get(5)?,
                 revoked_at: r.get(6)?,
+                wiped_at: r.get(9)?,
                 walker: r.get(7)?,
                 grids: Vec::new(),
             })

@@ -1,0 +1,240 @@
+//! Residents' privacy on the device (issue 14), through the app's commands against a real
+//! relay: the PIN lock (on open, after the idle time, wrong PINs slowed down), the PIN a walker
+//! chooses after enrolment, and the wipe of a device the hall revoked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gridwalk_app_api::{App, SyncSettings};
+use gridwalk_core::SystemClock;
+use serde_json::{json, Value};
+
+mod common;
+
+use common::*;
+
+struct Town {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    relay: RelayServer,
+    grid: String,
+    walker: String,
+    household: String,
+    head_name: String,
+}
+
+fn town() -> Town {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    std::fs::create_dir_all(path.join("relay")).unwrap();
+    let relay = RelayServer::start(&path.join("relay"), None);
+    let hall = hall(&path, &relay);
+    let grid = hall.grids().unwrap().into_iter().find(|g| !g.enterprise_grid).unwrap().id;
+    let walker = hall.walkers().unwrap().into_iter().find(|w| w.grids.contains(&grid)).unwrap().id;
+    let household = hall.households(&grid).unwrap().into_iter().next().unwrap();
+    Town { _dir: dir, dir: path, relay, grid, walker, household: household.id, head_name: household.head_name }
+}
+
+impl Town {
+    fn code(&self, name: &str) -> String {
+        self.relay
+            .relay()
+            .create_enrollment_for(
+                name,
+                gridwalk_relay::store::Role::Walker,
+                std::slice::from_ref(&self.grid),
+                Some(&self.walker),
+            )
+            .unwrap()
+    }
+
+    fn phone(&self, name: &str, settings: SyncSettings, pin: Option<&str>) -> App {
+        let app = App::open(self.dir.join(name), Arc::new(SystemClock), settings).unwrap();
+        let mut args = json!({"relay_url": self.relay.url(), "code": self.code(name), "device_name": name});
+        if let Some(pin) = pin {
+            args["pin"] = json!(pin);
+        }
+        app.call("enroll", args).unwrap();
+        if settings.automatic {
+            wait_for(&app, "the first sync", |s| s["last_sync_at"].is_number());
+        }
+        app
+    }
+
+    fn visit(&self, app: &App, notes: &str) -> String {
+        let visit = app
+            .call(
+                "record_visit",
+                json!({"grid": self.grid, "target": {"kind": "household", "id": self.household}, "kind": "daily", "notes": notes}),
+            )
+            .unwrap();
+        visit["id"].as_str().unwrap().to_string()
+    }
+}
+
+fn code_of(result: Result<Value, gridwalk_app_api::CommandError>) -> String {
+    result.map(|v| format!("ok {v}")).unwrap_or_else(|e| e.code)
+}
+
+#[test]
+fn a_walkers_phone_opens_with_her_pin_only_and_slows_down_wrong_ones() {
+    let town = town();
+    let settings = settings();
+    let phone = town.phone("phone", settings, Some("2580"));
+    let status = phone.call("status", json!({})).unwrap();
+    assert_eq!((status["lock"]["lock"].as_str(), status["lock"]["pin_needed"].as_bool()), (Some("pin"), Some(false)));
+    let visit = town.visit(&phone, "老人身体尚可");
+    drop(phone);
+
+    // Opened again (the app was closed): locked, but still an enrolled device.
+    let phone = App::open(town.dir.join("phone"), Arc::new(SystemClock), settings).unwrap();
+    let status = phone.call("status", json!({})).unwrap();
+    assert_eq!((status["enrolled"].as_bool(), status["lock"]["locked"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(code_of(phone.call("visits", json!({"grid": town.grid}))), "app_locked");
+    assert_eq!(code_of(phone.call("still_here", json!({}))), "app_locked");
+    for left in (0..5).rev() {
+        let e = phone.call("unlock", json!({"pin": "1111"})).unwrap_err();
+        assert_eq!(e.code, "wrong_pin");
+        assert!(e.message.contains(&format!("{left} more")), "{}", e.message);
+    }
+    // The sixth waits, even the right PIN, and the status says how long.
+    assert_eq!(code_of(phone.call("unlock", json!({"pin": "2580"}))), "pin_attempts_slowed");
+    let wait = phone.call("status", json!({})).unwrap()["lock"]["wait_seconds"].as_u64().unwrap();
+    assert!((25..=30).contains(&wait), "{wait}");
+    // A restart gives no fresh tries: the count is in the key file.
+    drop(phone);
+    let phone = App::open(town.dir.join("phone"), Arc::new(SystemClock), settings).unwrap();
+    assert_eq!(code_of(phone.call("unlock", json!({"pin": "2580"}))), "pin_attempts_slowed");
+    drop(phone);
+
+    // After the wait, the right PIN opens everything as before.
+    let key_file = town.dir.join("phone").join("gridwalk.db.key");
+    let mut file: Value = serde_json::from_slice(&std::fs::read(&key_file).unwrap()).unwrap();
+    file["last_wrong_at"] = json!(0);
+    std::fs::write(&key_file, serde_json::to_vec(&file).unwrap()).unwrap();
+    let phone = App::open(town.dir.join("phone"), Arc::new(SystemClock), settings).unwrap();
+    let status = phone.call("unlock", json!({"pin": "2580"})).unwrap();
+    assert_eq!(status["lock"]["locked"], false);
+    let visits = phone.call("visits", json!({"grid": town.grid})).unwrap();
+    assert!(visits.to_string().contains(&visit), "{visits}");
+    // The lock button locks at once.
+    assert_eq!(phone.call("lock", json!({})).unwrap()["lock"]["locked"], true);
+    assert_eq!(code_of(phone.call("visits", json!({"grid": town.grid}))), "app_locked");
+    phone.call("unlock", json!({"pin": "2580"})).unwrap();
+    // Changing the PIN needs the current one.
+    assert_eq!(code_of(phone.call("set_device_pin", json!({"pin": "1357", "current_pin": "0000"}))), "wrong_pin");
+    phone.call("set_device_pin", json!({"pin": "1357", "current_pin": "2580"})).unwrap();
+    drop(phone);
+    let phone = App::open(town.dir.join("phone"), Arc::new(SystemClock), settings).unwrap();
+    assert_eq!(code_of(phone.call("unlock", json!({"pin": "2580"}))), "wrong_pin");
+    phone.call("unlock", json!({"pin": "1357"})).unwrap();
+}
+
+#[test]
+fn an_app_left_alone_locks_itself_and_keeps_syncing_what_was_saved() {
+    let town = town();
+    let settings = SyncSettings { app_lock_idle: Duration::from_millis(1500), ..settings() };
+    let phone = town.phone("phone", settings, Some("2580"));
+    // Tapping keeps it open past the idle time.
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(500));
+        phone.call("still_here", json!({})).unwrap();
+    }
+    let baseline = town.relay.relay().stats().unwrap().changes;
+    town.visit(&phone, "路灯坏了");
+    std::thread::sleep(Duration::from_millis(1700));
+    assert_eq!(phone.call("status", json!({})).unwrap()["lock"]["locked"], true);
+    assert_eq!(code_of(phone.call("visits", json!({"grid": town.grid}))), "app_locked");
+    // The visit saved before the lock still reaches the hall while it is locked.
+    let start = std::time::Instant::now();
+    while town.relay.relay().stats().unwrap().changes <= baseline {
+        assert!(start.elapsed() < Duration::from_secs(30), "the visit never reached the relay");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    phone.call("unlock", json!({"pin": "2580"})).unwrap();
+    assert!(phone.call("visits", json!({"grid": town.grid})).is_ok());
+}
+
+#[test]
+fn a_walker_enrolled_without_a_pin_is_asked_for_one_and_her_store_is_encrypted_meanwhile() {
+    let town = town();
+    let phone = town.phone("phone", settings(), None);
+    let status = phone.call("status", json!({})).unwrap();
+    assert_eq!(
+        (status["lock"]["lock"].as_str(), status["lock"]["pin_needed"].as_bool()),
+        (Some("keystore"), Some(true))
+    );
+    // The data directory alone opens nothing: its key is sealed by the keystore beside it.
+    let head = town.head_name.as_bytes();
+    for entry in std::fs::read_dir(town.dir.join("phone")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(!bytes.windows(head.len()).any(|w| w == head), "{} names a resident", path.display());
+        }
+    }
+    assert_eq!(code_of(phone.call("set_device_pin", json!({"pin": "12"}))), "invalid_input");
+    let status = phone.call("set_device_pin", json!({"pin": "2580"})).unwrap();
+    assert_eq!((status["lock"]["lock"].as_str(), status["lock"]["pin_needed"].as_bool()), (Some("pin"), Some(false)));
+}
+
+#[test]
+fn a_revoked_phone_wipes_itself_on_its_next_sync_and_the_relay_shows_the_wipe() {
+    let town = town();
+    let lost = town.phone("lost", settings(), Some("2580"));
+    let kept = town.phone("kept", settings(), Some("1357"));
+    town.visit(&lost, "独居老人，需要关注");
+    let kept_visit = town.visit(&kept, "一切正常");
+    wait_for(&lost, "the visit sent", |s| s["pending_documents"] == 0 && s["last_sync_at"].is_number());
+    let lost_id = town.relay.relay().devices().unwrap().into_iter().find(|d| d.name == "lost").unwrap().id;
+    let before = std::fs::read_dir(town.dir.join("lost")).unwrap().count();
+    assert!(before >= 2, "a store and its key");
+
+    // The hall revokes the lost phone; it has one more record waiting when it next syncs.
+    assert!(town.relay.relay().revoke(&lost_id).unwrap());
+    let changes_before = town.relay.relay().stats().unwrap().changes;
+    let _ = lost.call("record_visit", json!({"grid": town.grid, "target": {"kind": "household", "id": town.household}, "kind": "daily", "notes": "撤销后"}));
+    lost.call("sync_now", json!({})).unwrap();
+    let status = wait_for(&lost, "the wipe", |s| s["lock"]["wiped_at"].is_number());
+    assert_eq!(status["enrolled"], false);
+    assert_eq!(status["last_error"]["code"], "device_revoked");
+    // Nothing of the store is left: no database, log, key, photos or partial downloads.
+    let left: Vec<String> = std::fs::read_dir(town.dir.join("lost"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gridwalk.db"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    assert_eq!(code_of(lost.call("visits", json!({"grid": town.grid}))), "not_enrolled");
+    // It pushed nothing more, and the relay shows the wipe to the hall.
+    assert_eq!(town.relay.relay().stats().unwrap().changes, changes_before);
+    let device = town.relay.relay().devices().unwrap().into_iter().find(|d| d.id == lost_id).unwrap();
+    assert!(device.revoked_at.is_some() && device.wiped_at.is_some(), "{device:?}");
+    assert!(!town.dir.join("lost").join("wiped.json").exists(), "the relay heard of the wipe");
+
+    // The phone that was not revoked is untouched.
+    kept.call("sync_now", json!({})).unwrap();
+    let status = kept.call("status", json!({})).unwrap();
+    assert_eq!((status["enrolled"].as_bool(), status["lock"]["wiped_at"].is_null()), (Some(true), true));
+    assert!(kept.call("visits", json!({"grid": town.grid})).unwrap().to_string().contains(&kept_visit));
+    let kept_device = town.relay.relay().devices().unwrap().into_iter().find(|d| d.name == "kept").unwrap();
+    assert!(kept_device.revoked_at.is_none() && kept_device.wiped_at.is_none());
+}
+
+#[test]
+fn an_unknown_token_is_no_reason_to_wipe() {
+    // A relay that does not know the device (another relay at the same address, a restored
+    // backup) answers "unauthorized", never "revoked": the device keeps its records.
+    let town = town();
+    let phone = town.phone("phone", settings(), Some("2580"));
+    let visit = town.visit(&phone, "门口路灯坏了");
+    let mut relay = town.relay;
+    let addr = relay.addr;
+    relay.stop();
+    let other = tempfile::tempdir().unwrap();
+    let _stranger = RelayServer::start(other.path(), Some(addr));
+    phone.call("sync_now", json!({})).unwrap();
+    let status = wait_for(&phone, "the refusal", |s| s["last_error"]["code"] == "unauthorized");
+    assert_eq!(status["lock"]["wiped_at"], Value::Null);
+    assert!(phone.call("visits", json!({"grid": town.grid})).unwrap().to_string().contains(&visit));
+}
