@@ -31,6 +31,9 @@ command -v npm >/dev/null || { log "Node.js (npm) is required for the app's UI: 
 # builds against GTK and WebKitGTK (see ../shared/notes/BUILDING_HERE.md).
 apt_install build-essential pkg-config curl file libssl-dev libxdo-dev libgtk-3-dev libwebkit2gtk-4.1-dev \
   libsoup-3.0-dev librsvg2-dev libayatana-appindicator3-dev
+# The device's store is SQLCipher with its own OpenSSL built from source (an Android app has no
+# system libcrypto to link): OpenSSL's build is driven by perl, with modules perl-base lacks.
+apt_install perl make
 # The relay's PostgreSQL store is tested against a real server the tests start themselves
 # (initdb and pg_ctl on a temporary folder; no service is started here).
 apt_install postgresql

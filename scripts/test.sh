@@ -36,6 +36,8 @@ cargo run -q -p gridwalk-bench -- sync --smoke > target/bench-sync-smoke.json
 echo "benchmark smoke: sync ok"
 cargo run -q -p gridwalk-bench -- load --smoke > target/bench-load-smoke.json
 echo "benchmark smoke: load ok"
+cargo run -q -p gridwalk-bench -- encryption --smoke > target/bench-encryption-smoke.json
+echo "benchmark smoke: encryption ok"
 cargo run -q -p gridwalk-bench -- report --smoke > target/bench-report-smoke.json
 cargo run -q -p gridwalk-bench -- report --smoke --shape busy > target/bench-report-busy-smoke.json
 echo "benchmark smoke: report ok"

@@ -8,6 +8,7 @@ use gridwalk_core::docs::{GeoPoint, Reporter, Source, Urgency, VisitKind, VisitT
 use gridwalk_core::lifecycle::{self, Action, Assignment, Rating, Status, TriageDecision};
 use gridwalk_core::model::{Level, CATEGORIES};
 use gridwalk_core::photo::{attach, IngestOptions};
+use gridwalk_core::privacy::mask_phone;
 use gridwalk_core::search::place_matches;
 use gridwalk_core::store::{
     Identity, NewRequest, NewVisit, PhotoToQueue, RequestFilter, RequestSort, Store, VisitFilter,
@@ -35,6 +36,8 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
             out(status(app)?)
         }
         "set_device_pin" => out(set_device_pin(app, parse(args)?)?),
+        "reveal_phone" => out(reveal_phone(app, parse(args)?)?),
+        "access_log" => out(access_log(app, parse(args)?)?),
         "sync_now" => {
             app.sync.request();
             out(status(app)?)
@@ -180,6 +183,43 @@ pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
         signed_in: app.sessions.signed_in(),
         now,
     })
+}
+
+#[derive(serde::Deserialize)]
+struct RevealPhoneArgs {
+    /// `household`, `enterprise` or `request` (its resident reporter's number).
+    of: String,
+    id: String,
+}
+
+/// A resident's full phone number, shown on a tap: recorded in the access log with who and when.
+fn reveal_phone(app: &App, a: RevealPhoneArgs) -> CommandResult<Value> {
+    use gridwalk_core::store::access::PhoneOf;
+    let of = match a.of.as_str() {
+        "household" => PhoneOf::Household,
+        "enterprise" => PhoneOf::Enterprise,
+        "request" => PhoneOf::Request,
+        _ => return Err(invalid("of", "say whose number: household, enterprise or request")),
+    };
+    let store = app.store()?;
+    let ctx = context(app, &store)?;
+    Ok(json!({ "phone": store.reveal_phone(&ctx, of, a.id.trim())? }))
+}
+
+#[derive(serde::Deserialize)]
+struct AccessLogArgs {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The access log of this device (full numbers shown, data exported): for its admin only.
+fn access_log(app: &App, a: AccessLogArgs) -> CommandResult<Vec<gridwalk_core::store::access::AccessEntry>> {
+    let store = app.store()?;
+    let ctx = context(app, &store)?;
+    if store.acting_role(&ctx)?.0 != gridwalk_core::model::Role::Admin {
+        return Err(CommandError::new("forbidden", "only an admin reads the access log"));
+    }
+    Ok(store.access_log(a.limit.unwrap_or(200).min(1000))?)
 }
 
 #[derive(serde::Deserialize)]
@@ -355,7 +395,7 @@ fn places(app: &App, a: PlacesArgs) -> CommandResult<Vec<PlaceDto>> {
             address: p.address,
             micro_grid,
             tags,
-            phone,
+            phone: phone.as_deref().map(mask_phone),
             last_visited_at: p.last_visited_at,
             stale: p.overdue_for_visit,
         });
@@ -699,8 +739,9 @@ pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResul
     };
     let reporter = match &view.body.reporter {
         Reporter::Anonymous => json!({ "kind": "anonymous" }),
+        // Masked: the full number only through `reveal_phone`, which is logged.
         Reporter::Resident { name, phone, household } => {
-            json!({ "kind": "resident", "name": name, "phone": phone, "household": household })
+            json!({ "kind": "resident", "name": name, "phone": phone.as_deref().map(mask_phone), "household": household })
         }
         Reporter::Enterprise { id, contact } => json!({ "kind": "enterprise", "id": id, "contact": contact }),
     };

@@ -125,6 +125,7 @@ pub struct PlaceDto {
     pub address: String,
     pub micro_grid: Option<String>,
     pub tags: Vec<String>,
+    /// Masked (138****5678): the full number only through `reveal_phone`, which is logged.
     pub phone: Option<String>,
     pub last_visited_at: Option<i64>,
     pub stale: bool,

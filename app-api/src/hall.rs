@@ -332,13 +332,14 @@ fn export_monthly(app: &App, a: MonthlyArgs) -> CommandResult<ExportedFile> {
     let store = app.store()?;
     let month = Month::parse(&a.month)?;
     let list = report::monthly_list(&store, &a.scope, month, app.now())?;
-    drop(store);
+    let ctx = crate::commands::context(app, &store)?;
     let dir = app.data_dir().join("exports");
     std::fs::create_dir_all(&dir)
         .map_err(|e| CommandError::new("io", format!("cannot create {}: {e}", dir.display())))?;
     let file_name = format!("驻网办事清单_{}_{}.xlsx", safe_name(&list.scope_name), month.key());
     let path = dir.join(&file_name);
-    let written = report::write_monthly_xlsx(&list, &path)?;
+    let written = report::export_monthly_xlsx(&store, &ctx, &list, &path)?;
+    drop(store);
     let bytes =
         std::fs::read(&path).map_err(|e| CommandError::new("io", format!("cannot read {}: {e}", path.display())))?;
     Ok(ExportedFile {

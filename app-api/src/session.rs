@@ -85,6 +85,7 @@ pub(crate) fn is_activity(name: &str) -> bool {
             | "record_visit"
             | "record_meeting"
             | "set_pin"
+            | "reveal_phone"
             | "sync_now"
             | "admin_save_department"
             | "admin_assign_walker"

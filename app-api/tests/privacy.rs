@@ -238,3 +238,33 @@ fn an_unknown_token_is_no_reason_to_wipe() {
     assert_eq!(status["lock"]["wiped_at"], Value::Null);
     assert!(phone.call("visits", json!({"grid": town.grid})).unwrap().to_string().contains(&visit));
 }
+
+#[test]
+fn lists_mask_residents_phones_and_a_full_number_is_shown_on_a_tap_that_is_logged() {
+    let town = town();
+    let phone = town.phone("phone", settings(), Some("2580"));
+    let places = phone.call("places", json!({"grid": town.grid})).unwrap();
+    let with_phone: Vec<&Value> = places.as_array().unwrap().iter().filter(|p| p["phone"].is_string()).collect();
+    assert!(!with_phone.is_empty(), "the demo town's households have phones");
+    for p in &with_phone {
+        let shown = p["phone"].as_str().unwrap();
+        assert!(shown.contains("****"), "{shown} is not masked");
+    }
+    let place = with_phone[0];
+    let kind = place["kind"].as_str().unwrap();
+    let full = phone.call("reveal_phone", json!({"of": kind, "id": place["id"]})).unwrap();
+    let full = full["phone"].as_str().unwrap().to_string();
+    assert!(!full.contains('*') && full.len() >= 7, "{full}");
+    assert_eq!(gridwalk_core::privacy::mask_phone(&full), place["phone"].as_str().unwrap());
+    // Only an admin reads the log; the walker's own reveal is in it.
+    assert_eq!(code_of(phone.call("access_log", json!({}))), "forbidden");
+    let store_dir = town.dir.join("phone");
+    drop(phone);
+    let store = gridwalk_app_api::open_device_store(&store_dir, Some("2580")).unwrap();
+    let log = store.access_log(10).unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].kind.as_str(), log[0].subject.clone()),
+        ("reveal_phone", format!("{kind}:{}", place["id"].as_str().unwrap()))
+    );
+}

@@ -97,6 +97,10 @@ fn two_staff_sign_in_one_after_the_other_and_each_acts_in_her_own_name() {
 
     // The admin signs in and gives two staff their PINs; her own PIN is checked by the relay.
     app.call("sign_in", json!({"person": "admin", "pin": "9630"})).unwrap();
+    // The monthly list leaves the PC: its line in the access log names the admin (issue 14).
+    app.call("export_monthly_xlsx", json!({"month": "2026-10", "scope": {"kind": "all"}})).unwrap();
+    let log = app.call("access_log", json!({})).unwrap();
+    assert_eq!((log[0]["kind"].as_str(), log[0]["person"].as_str()), (Some("export_monthly"), Some("admin")), "{log}");
     assert_eq!(app.call("set_pin", pin("hall-1", "2580", "1111")).unwrap_err().code, "wrong_pin");
     app.call("set_pin", pin("hall-1", "2580", "9630")).unwrap();
     app.call("set_pin", pin("hall-2", "1357", "9630")).unwrap();

@@ -2,6 +2,7 @@
 //! the same run, against the anchor its issue names. They are commands, not timed tests: these
 //! machines are noisy, so figures are medians over many runs and read as ratios.
 
+mod encryption;
 mod load;
 mod p4;
 mod photo;
@@ -36,6 +37,9 @@ enum Command {
     /// P6 (issue 15): 500 phones' day against one relay on SQLite, one on PostgreSQL, three on
     /// one PostgreSQL, and samod.
     Load(load::Args),
+    /// Encryption at rest (issue 14): P2, P4, request creation and photo ingest on an encrypted
+    /// store against a plain one, side by side in one run.
+    Encryption(encryption::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Command::Report(args) => report::run(&args)?,
         Command::Tap(args) => tap::run(&args)?,
         Command::Load(args) => load::run(&args)?,
+        Command::Encryption(args) => encryption::run(&args)?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

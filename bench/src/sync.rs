@@ -1346,7 +1346,7 @@ impl RelayProcess {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
-    fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<RelayProcess> {
+    pub(crate) fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<RelayProcess> {
         Self::start_on(bin, data_dir, None)
     }
 
@@ -1382,7 +1382,7 @@ impl RelayProcess {
 
     /// Stops the relay the way an operator would (Ctrl-C), so SQLite closes cleanly and its
     /// file can be copied.
-    fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         let mut child = self.child.take().context("relay already stopped")?;
         // SAFETY: kill(2) on the id of our own child, which has not been reaped yet.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
@@ -1412,7 +1412,7 @@ impl Drop for RelayProcess {
 }
 
 /// A one-time enrolment code from the relay's own CLI.
-fn enroll(bin: &Path, data_dir: &Path, name: &str, role: &str, grids: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn enroll(bin: &Path, data_dir: &Path, name: &str, role: &str, grids: &[&str]) -> anyhow::Result<String> {
     let mut command = Command::new(bin);
     command.arg("--data-dir").arg(data_dir).args(["enroll", "--name", name, "--role", role]);
     if !grids.is_empty() {

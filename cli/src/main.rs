@@ -15,7 +15,7 @@ mod table;
 mod visits;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -35,9 +35,25 @@ pub struct Env {
 }
 
 impl Env {
-    /// Opens the existing store. Never creates one: only `init` does.
+    /// Opens the existing store. Never creates one: only `init` does. A device's encrypted
+    /// store (the app's `gridwalk.db` with its key file) opens with its keystore, kept beside
+    /// the app's data folder (`<data>-keystore/`), or with the walker's PIN from GRIDWALK_PIN.
     pub fn open(&self) -> Result<Store> {
-        Ok(Store::open(&self.store_path)?)
+        use gridwalk_core::store::keys::{self, FileKeystore, Lock};
+        if keys::lock_kind(&self.store_path)?.is_none() {
+            return Ok(Store::open(&self.store_path)?);
+        }
+        let data_dir = self.store_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut keystore_dir = data_dir.canonicalize()?.into_os_string();
+        keystore_dir.push("-keystore");
+        let keystore = FileKeystore::new(PathBuf::from(keystore_dir).join("device-key"));
+        let pin = std::env::var("GRIDWALK_PIN").ok();
+        let lock = match pin.as_deref() {
+            Some(pin) => Lock::Pin(pin),
+            None => Lock::Keystore,
+        };
+        let key = keys::unlock(&self.store_path, lock, Some(&keystore), self.now.millis())?;
+        Ok(Store::open_encrypted(&self.store_path, key)?)
     }
 
     /// The context of an action taken now by the acting person on this store's device.
@@ -107,7 +123,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(args::ExportCommand::Requests(export)) => requests::export(&env, export),
         Command::Export(args::ExportCommand::Reference { out, grids }) => {
             let store = env.open()?;
-            let report = gridwalk_core::export::export_reference(&store, &out, &grids)?;
+            let report = gridwalk_core::export::export_reference(&store, &env.context(&store), &out, &grids)?;
             env.emit(&report, || {
                 format!(
                     "wrote {}: {} areas, {} households, {} enterprises, {} departments, {} walkers",

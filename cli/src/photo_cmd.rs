@@ -205,7 +205,7 @@ fn remove(env: &Env, id: &str, hash: &str, role: Option<Role>) -> Result<()> {
 
 fn export(env: &Env, id: &str, out: PathBuf) -> Result<()> {
     let store = env.open()?;
-    let export = store.export_request_with_photos(id, &out).map_err(reported)?;
+    let export = store.export_request_with_photos(&env.context(&store), id, &out).map_err(reported)?;
     env.emit(&export, || {
         let mut text = format!(
             "wrote {} with {} photo(s) to {}",

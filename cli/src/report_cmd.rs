@@ -228,7 +228,7 @@ fn monthly(env: &Env, args: &MonthlyArgs) -> Result<()> {
     let store = env.open()?;
     let list = report::monthly_list(&store, &args.scope.scope(), month, env.now)?;
     let written = match &args.xlsx {
-        Some(path) => Some(report::write_monthly_xlsx(&list, path)?),
+        Some(path) => Some(report::export_monthly_xlsx(&store, &env.context(&store), &list, path)?),
         None => None,
     };
     let value = json!({ "list": &list, "xlsx": &written });

@@ -348,6 +348,6 @@ pub fn export(env: &Env, args: ExportRequestsArgs) -> Result<()> {
     let filter = filter_of(env, &args.filter, args.search.clone())?;
     let store = env.open()?;
     check_filter_references(&store, &filter)?;
-    let report = export_requests(&store, &filter, format, &args.out)?;
+    let report = export_requests(&store, &env.context(&store), &filter, format, &args.out)?;
     env.emit(&report, || format!("wrote {} requests to {}", report.requests, report.file))
 }

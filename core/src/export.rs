@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use crate::error::{CoreError, Result};
 use crate::model::category;
+use crate::store::access::AccessKind;
 use crate::store::{RequestFilter, RequestSummary, Store};
 use crate::time::Timestamp;
+use crate::ActionContext;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +81,7 @@ fn all_matching(store: &Store, filter: &RequestFilter) -> Result<Vec<RequestSumm
 /// renamed, so a failed export never leaves half a file.
 pub fn export_requests(
     store: &Store,
+    ctx: &ActionContext,
     filter: &RequestFilter,
     format: ExportFormat,
     path: &Path,
@@ -93,6 +96,13 @@ pub fn export_requests(
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(CoreError::Export(format!("cannot write {}: {e}", path.display())));
+    }
+    // No export without its line in the access log: a file whose line cannot be written goes.
+    let scope = if filter.grids.is_empty() { "all grids".to_string() } else { filter.grids.join(",") };
+    let detail = format!("{} requests as {format:?} to {}", rows.len(), path.display());
+    if let Err(e) = store.record_access(ctx, AccessKind::ExportRequests, &scope, &detail) {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
     }
     Ok(ExportReport { file: path.display().to_string(), format, requests: rows.len() })
 }
@@ -145,7 +155,18 @@ pub struct ReferenceExport {
 /// Writes the reference lists a device needs — areas, households, enterprises, departments,
 /// walkers — as CSV files in the same shape `gridwalk import` reads. With `grids`, only those
 /// grids (and the villages and town above them) are included: what a walker's phone should hold.
-pub fn export_reference(store: &Store, dir: &Path, grids: &[String]) -> Result<ReferenceExport> {
+pub fn export_reference(store: &Store, ctx: &ActionContext, dir: &Path, grids: &[String]) -> Result<ReferenceExport> {
+    let report = write_reference(store, dir, grids)?;
+    let scope = if grids.is_empty() { "all grids".to_string() } else { grids.join(",") };
+    let detail = format!(
+        "{} households, {} enterprises, {} walkers as CSV to {}",
+        report.households, report.enterprises, report.walkers, report.dir
+    );
+    store.record_access(ctx, AccessKind::ExportReference, &scope, &detail)?;
+    Ok(report)
+}
+
+fn write_reference(store: &Store, dir: &Path, grids: &[String]) -> Result<ReferenceExport> {
     use std::collections::BTreeSet;
     std::fs::create_dir_all(dir)?;
     let areas = store.areas()?;

@@ -17,7 +17,7 @@ pub mod sync;
 
 // The documents themselves live in `gridwalk-doc`, which the relay shares; they are re-exported
 // here under their old paths so the store, the app and the CLI name them as before.
-pub use gridwalk_doc::{doc_view, docs, lifecycle, meeting, model, numbers, pin, roster, time, ActionContext};
+pub use gridwalk_doc::{doc_view, docs, lifecycle, meeting, model, numbers, pin, privacy, roster, time, ActionContext};
 
 pub use error::{CoreError, Result};
 pub use store::Store;

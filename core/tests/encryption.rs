@@ -254,3 +254,78 @@ fn a_photo_half_downloaded_into_an_encrypted_store_is_sealed_piece_by_piece_and_
     store.remove_partial(&hash).unwrap();
     assert_eq!(store.partial_len(&hash).unwrap(), 0);
 }
+
+#[test]
+fn a_full_phone_number_shown_and_every_export_leave_a_line_in_the_access_log() {
+    use gridwalk_core::store::access::PhoneOf;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create_encrypted(dir.path().join("gridwalk.db"), identity(), StoreKey::generate()).unwrap();
+    let (request, _) = a_day_of_work(&store);
+    let ctx = store.context(t(10));
+    assert_eq!(store.reveal_phone(&ctx, PhoneOf::Household, "h1").unwrap().as_deref(), Some(PHONE));
+    assert_eq!(store.reveal_phone(&ctx, PhoneOf::Request, &request).unwrap().as_deref(), Some(PHONE));
+    assert!(matches!(store.reveal_phone(&ctx, PhoneOf::Household, "nobody"), Err(CoreError::NotFound { .. })));
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    gridwalk_core::export::export_requests(
+        &store,
+        &store.context(t(11)),
+        &Default::default(),
+        gridwalk_core::export::ExportFormat::Csv,
+        &out.join("requests.csv"),
+    )
+    .unwrap();
+    store.export_request_with_photos(&store.context(t(12)), &request, &out.join("evidence")).unwrap();
+    let log = store.access_log(10).unwrap();
+    let lines: Vec<(String, String, String)> =
+        log.iter().map(|e| (e.kind.clone(), e.subject.clone(), e.person.clone())).collect();
+    assert_eq!(
+        lines,
+        [
+            ("export_evidence".into(), format!("request:{request}"), "w1".into()),
+            ("export_requests".into(), "all grids".into(), "w1".into()),
+            ("reveal_phone".into(), format!("request:{request}"), "w1".into()),
+            ("reveal_phone".into(), "household:h1".into(), "w1".into()),
+        ]
+    );
+    assert!(log[1].detail.contains("1 requests"), "{}", log[1].detail);
+    assert_eq!(log[3].at, t(10).millis());
+}
+
+#[test]
+fn a_resident_of_a_known_household_who_gives_no_number_is_reached_on_the_households() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("gridwalk.db"), identity()).unwrap();
+    a_day_of_work(&store);
+    let raise = |phone: Option<&str>, at| {
+        let id = store
+            .raise_request(
+                &store.context(t(at)),
+                NewRequest {
+                    id: None,
+                    grid: "g1".into(),
+                    micro_grid: None,
+                    reporter: Reporter::Resident {
+                        name: RESIDENT.into(),
+                        phone: phone.map(Into::into),
+                        household: Some("h1".into()),
+                    },
+                    address: ADDRESS.into(),
+                    gps: None,
+                    category: "streetlight".into(),
+                    description: "路灯".into(),
+                    urgency: Urgency::Normal,
+                    source: Source::WalkIn,
+                    visit: None,
+                },
+            )
+            .unwrap();
+        match store.request(&id).unwrap().body.reporter {
+            Reporter::Resident { phone, .. } => phone,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(raise(None, 20).as_deref(), Some(PHONE));
+    assert_eq!(raise(Some(" "), 21).as_deref(), Some(PHONE));
+    assert_eq!(raise(Some("13900000000"), 22).as_deref(), Some("13900000000"), "a number she gives is kept");
+}

@@ -906,7 +906,7 @@ fn a_request_exports_with_its_photos() {
         )
         .unwrap();
     let out = f.dir.path().join("export");
-    let export = f.store.export_request_with_photos(&f.request, &out).unwrap();
+    let export = f.store.export_request_with_photos(&f.store.context(t(40)), &f.request, &out).unwrap();
     assert_eq!(export.missing, Vec::<String>::new());
     let files: Vec<String> = export.photos.iter().map(|p| p.file.clone().unwrap()).collect();
     assert_eq!(
@@ -925,7 +925,7 @@ fn a_request_exports_with_its_photos() {
     assert_eq!(attach::photos(&DocView::new(&doc)).unwrap().len(), 2);
 
     // A folder with something in it is not overwritten.
-    let err = f.store.export_request_with_photos(&f.request, &out).unwrap_err();
+    let err = f.store.export_request_with_photos(&f.store.context(t(41)), &f.request, &out).unwrap_err();
     assert_eq!(err.code(), "invalid_input");
 }
 

@@ -17,6 +17,7 @@ pub mod numbers;
 pub mod permissions;
 pub mod photos;
 pub mod pin;
+pub mod privacy;
 pub mod roster;
 pub mod time;
 

@@ -44,8 +44,8 @@
 mod monthly;
 
 pub use monthly::{
-    monthly_list, write_monthly_xlsx, Completion, GridSummary, Month, MonthlyList, MonthlyRow, XlsxReport,
-    GRID_HEADERS, SUMMARY_HEADERS, SUMMARY_SHEET,
+    export_monthly_xlsx, monthly_list, write_monthly_xlsx, Completion, GridSummary, Month, MonthlyList, MonthlyRow,
+    XlsxReport, GRID_HEADERS, SUMMARY_HEADERS, SUMMARY_SHEET,
 };
 
 use std::collections::BTreeMap;

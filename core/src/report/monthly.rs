@@ -487,6 +487,24 @@ fn xerr(e: rust_xlsxwriter::XlsxError) -> CoreError {
 /// sheet per grid with requests that month, named after the grid. Each sheet starts with a title
 /// row, then its headers. Written to a temporary name and renamed, so a failed export never
 /// leaves half a file.
+/// `write_monthly_xlsx`, recorded in the store's access log (who, when, which month and scope):
+/// what the hall console and the command line call.
+pub fn export_monthly_xlsx(
+    store: &crate::Store,
+    ctx: &crate::ActionContext,
+    list: &MonthlyList,
+    path: &Path,
+) -> Result<XlsxReport> {
+    let written = write_monthly_xlsx(list, path)?;
+    let detail = format!("{} requests in {} sheets to {}", written.requests, written.sheets.len(), path.display());
+    let subject = format!("{} {}", list.scope_name, list.month.key());
+    if let Err(e) = store.record_access(ctx, crate::store::access::AccessKind::ExportMonthly, &subject, &detail) {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(written)
+}
+
 pub fn write_monthly_xlsx(list: &MonthlyList, path: &Path) -> Result<XlsxReport> {
     let file_name =
         path.file_name().ok_or_else(|| CoreError::Export(format!("{} is not a file name", path.display())))?;

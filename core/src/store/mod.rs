@@ -6,6 +6,7 @@
 //! new document bytes, the index rows and the outbox entry commit together or not at all, so a
 //! phone that dies mid-action comes back with either the whole action or none of it.
 
+pub mod access;
 mod admin;
 mod drafts;
 mod index;
@@ -891,15 +892,25 @@ impl Store {
             if let Some(gps) = &request.gps {
                 gps.validate()?;
             }
-            match &request.reporter {
-                Reporter::Resident { household: Some(h), .. } => reference::require_household(conn, h)?,
+            let mut reporter = request.reporter.clone();
+            match &mut reporter {
+                // A resident of a known household who gives no number is reached on the
+                // household's: the walker need not read it off a list (where it is masked) and
+                // type it again.
+                Reporter::Resident { household: Some(h), phone, .. } => {
+                    let household_phone = reference::phone_of(conn, "households", h)?
+                        .ok_or_else(|| CoreError::NotFound { kind: "household", id: h.clone() })?;
+                    if phone.as_deref().is_none_or(|p| p.trim().is_empty()) {
+                        *phone = household_phone;
+                    }
+                }
                 Reporter::Enterprise { id, .. } => reference::require_enterprise(conn, id)?,
                 _ => {}
             }
             let id = request.id.clone().unwrap_or_else(|| ctx.new_id());
             let number = self.next_request_number(conn, ctx)?;
             let body = RequestBody {
-                reporter: request.reporter.clone(),
+                reporter,
                 place: Place { address: request.address.clone(), gps: request.gps },
                 micro_grid: request.micro_grid.clone(),
                 category: request.category.clone(),

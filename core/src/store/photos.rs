@@ -515,7 +515,24 @@ impl Store {
     /// `request.automerge` (the record as signed by its changes, for audits), and each photo it
     /// shows (live "before" and "after" photos, and photos named by `Resolved` events) as
     /// `NN-role-<id prefix>.jpg`. Photos not on this device are listed as missing, not fatal.
-    pub fn export_request_with_photos(&self, request_id: &str, dir: &Path) -> PhotoResult<RequestExport> {
+    pub fn export_request_with_photos(
+        &self,
+        ctx: &ActionContext,
+        request_id: &str,
+        dir: &Path,
+    ) -> PhotoResult<RequestExport> {
+        let export = self.write_request_with_photos(request_id, dir)?;
+        let detail = format!("the request and {} photos to {}", export.photos.len(), dir.display());
+        self.record_access(
+            ctx,
+            crate::store::access::AccessKind::ExportEvidence,
+            &format!("request:{request_id}"),
+            &detail,
+        )?;
+        Ok(export)
+    }
+
+    fn write_request_with_photos(&self, request_id: &str, dir: &Path) -> PhotoResult<RequestExport> {
         let view = self.request(request_id)?;
         let Some((_, _, mut am)) = Self::load_automerge(&self.conn, request_id)? else {
             return Err(not_found(request_id).into());

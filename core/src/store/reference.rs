@@ -36,10 +36,11 @@ fn grid_of(conn: &Connection, table: &str, id: &str) -> Result<Option<String>> {
     Ok(conn.prepare_cached(&sql)?.query_row([id], |r| r.get(0)).optional()?)
 }
 
-pub(crate) fn require_household(conn: &Connection, id: &str) -> Result<()> {
-    grid_of(conn, "households", id)?
-        .map(|_| ())
-        .ok_or_else(|| CoreError::NotFound { kind: "household", id: id.to_string() })
+/// The phone number on a household's or an enterprise's row: `None` when there is no such row,
+/// `Some(None)` when it has no number.
+pub(crate) fn phone_of(conn: &Connection, table: &str, id: &str) -> Result<Option<Option<String>>> {
+    let sql = format!("SELECT phone FROM {table} WHERE id = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row([id], |r| r.get(0)).optional()?)
 }
 
 pub(crate) fn require_enterprise(conn: &Connection, id: &str) -> Result<()> {

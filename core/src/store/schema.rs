@@ -931,6 +931,20 @@ CREATE TABLE staff_pins (
 /// Version 22: who last set each staff member's entry (her PIN, her office): the relay accepts
 /// an entry set by an admin, or a PIN set by its own person, and nothing else. Entries from
 /// before it name nobody.
+/// Version 23: the access log (issue 14): full phone numbers shown and data exported, by whom
+/// and when (`store::access`).
+const V23: &str = r#"
+CREATE TABLE access_log (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    person TEXT NOT NULL,
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"#;
+
 const V22: &str = r#"
 ALTER TABLE staff_pins ADD COLUMN set_by TEXT NOT NULL DEFAULT '';
 "#;
@@ -1083,8 +1097,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up_with_hook(V20, fill_request_numbers),
         M::up(V21),
         M::up(V22),
+        M::up(V23),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 22;
+pub const LATEST_VERSION: usize = 23;

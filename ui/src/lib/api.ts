@@ -32,8 +32,25 @@ export type Progress = {
 
 export type Role = 'walker' | 'hall' | 'admin';
 
+/** The app lock (see docs/app-commands.md). */
+export type LockStatus = {
+  /** Locked: show the PIN pad; every command but `status` and `unlock` answers `app_locked`. */
+  locked: boolean;
+  /** A walker's phone without a PIN yet (just enrolled): ask her to choose one. */
+  pin_needed: boolean;
+  /** What opens the store: the walker's PIN, the platform keystore (hall PCs), or nothing yet. */
+  lock: 'pin' | 'keystore' | 'none';
+  /** Seconds before the next PIN may be tried (after 5 wrong ones; grows). */
+  wait_seconds: number | null;
+  /** When this device destroyed its records because the hall revoked it (ms since the epoch). */
+  wiped_at: number | null;
+};
+
 export type AppStatus = {
+  /** True while locked from the app's start, with most other fields empty; false after a wipe. */
   enrolled: boolean;
+  /** The app lock (absent from cores before the lock: treated as unlocked, no PIN). */
+  lock?: LockStatus;
   device_name: string | null;
   walker: { id: string; name: string } | null;
   role: Role | null;
@@ -346,12 +363,23 @@ export function setTransport(t: Transport | null): void {
   transport = t ?? defaultTransport;
 }
 
+/**
+ * Told when a command fails with `app_locked` (the phone locked itself while a screen was open):
+ * the status module asks for the status again, and the app shows its PIN pad.
+ */
+let onAppLocked: (() => void) | null = null;
+export function setAppLockedHandler(h: (() => void) | null): void {
+  onAppLocked = h;
+}
+
 /** Call one command. Rejects with `{code, message}`. */
 export async function call<T = unknown>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
   try {
     return (await transport(cmd, args)) as T;
   } catch (e) {
-    throw toApiError(e);
+    const err = toApiError(e);
+    if (err.code === 'app_locked' && cmd !== 'status') onAppLocked?.();
+    throw err;
   }
 }
 
@@ -360,7 +388,12 @@ export async function call<T = unknown>(cmd: string, args: Record<string, unknow
 
 export const api = {
   status: () => call<AppStatus>('status', {}),
-  enroll: (args: { relay_url: string; code: string; device_name: string }) => call<AppStatus>('enroll', args),
+  enroll: (args: { relay_url: string; code: string; device_name: string; pin?: string }) => call<AppStatus>('enroll', args),
+  unlock: (pin: string) => call<AppStatus>('unlock', { pin }),
+  lock: () => call<AppStatus>('lock', {}),
+  /** Choose the phone's PIN, or change it (`currentPin` is needed once it has one). */
+  setDevicePin: (pin: string, currentPin?: string) =>
+    call<AppStatus>('set_device_pin', currentPin === undefined ? { pin } : { pin, current_pin: currentPin }),
   syncNow: () => call<AppStatus>('sync_now', {}),
 
   reference: () => call<Reference>('reference', {}),

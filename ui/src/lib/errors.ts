@@ -24,3 +24,29 @@ export function errorText(e: unknown): string {
 
 /** A message to show, kept as a function so it follows a change of language. */
 export type Msg = (() => string) | null;
+
+/**
+ * An error of the phone's own PIN (the PIN pad, choosing or changing it), in the walker's words:
+ * a wrong PIN with the tries left before she has to wait, or how long to wait. The staff sign-in's
+ * sentences for the same codes speak of names and of the administrator, which do not apply here.
+ */
+export function pinErrorText(e: unknown): string {
+  const err = toApiError(e);
+  if (err.code === 'wrong_pin') {
+    // The core says "wrong PIN (3 more tries before attempts are slowed down)".
+    const m = /(\d+) more tr/.exec(err.message || '');
+    if (!m) return t('pin.wrong');
+    const left = Number(m[1]);
+    return left > 0 ? t('pin.wrongLeft', { n: left }) : t('pin.wrongWait');
+  }
+  if (err.code === 'pin_attempts_slowed') return t('pin.slowed');
+  return errorText(err);
+}
+
+/** The seconds a `pin_attempts_slowed` error asks to wait ("try again in 30 seconds"), if it says. */
+export function pinWaitSeconds(e: unknown): number | null {
+  const err = toApiError(e);
+  if (err.code !== 'pin_attempts_slowed') return null;
+  const m = /(\d+)\s*seconds?/.exec(err.message || '');
+  return m ? Number(m[1]) : null;
+}

@@ -122,3 +122,10 @@ export function formatBytes(n: number | null | undefined): string {
 export function countOf(done: number, total: number): string {
   return `${Math.max(0, done)}/${Math.max(0, total)}`;
 }
+
+/** A wait before the next PIN may be tried: "45 秒", "2 分 05 秒". */
+export function waitText(seconds: number): string {
+  const s = Math.max(0, Math.ceil(seconds));
+  if (s < 60) return t('time.seconds', { n: s });
+  return t('time.minutesSeconds', { m: Math.floor(s / 60), s: pad(s % 60) });
+}

@@ -2,7 +2,7 @@
 // is out of reach (so a walker back in range sees it within a second), and every five seconds
 // otherwise. The browser's own "online" event asks at once.
 
-import { api, toApiError, type ApiError, type AppStatus } from './api';
+import { api, setAppLockedHandler, toApiError, type ApiError, type AppStatus } from './api';
 
 export const FAST_POLL_MS = 1000;
 export const SLOW_POLL_MS = 5000;
@@ -35,8 +35,17 @@ export async function refreshStatus(): Promise<AppStatus | null> {
   }
 }
 
+// A command answered `app_locked` (the phone locked itself after 5 idle minutes, say): read the
+// status now, once however many screens' calls failed together, so the PIN pad shows at once.
+let lockedRefresh: Promise<unknown> | null = null;
+setAppLockedHandler(() => {
+  lockedRefresh ??= refreshStatus().finally(() => (lockedRefresh = null));
+});
+
 export function nextPollDelay(s: AppStatus | null): number {
   if (s?.syncing) return FAST_POLL_MS;
+  // A locked phone reports nothing about its relay; the PIN pad asks again when a wait ends.
+  if (s?.lock?.locked) return SLOW_POLL_MS;
   if (s && s.enrolled && !s.online) return OFFLINE_POLL_MS;
   return SLOW_POLL_MS;
 }

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 // The real @tauri-apps/api `invoke` hands the call to window.__TAURI_INTERNALS__.invoke(cmd, args, options).
 const invoke = vi.fn();
 
-import { api, call, isTauri, toApiError } from '../lib/api';
+import { api, call, isTauri, setAppLockedHandler, setTransport, toApiError } from '../lib/api';
 
 function jsonResponse(status: number, body: unknown, statusText = ''): Response {
   return new Response(typeof body === 'string' ? body : JSON.stringify(body), {
@@ -114,5 +114,36 @@ describe('toApiError', () => {
     expect(toApiError({ code: 'x' })).toEqual({ code: 'x', message: 'x' });
     expect(toApiError(new Error('boom'))).toEqual({ code: 'unknown', message: 'boom' });
     expect(toApiError(42)).toEqual({ code: 'unknown', message: '42' });
+  });
+});
+
+describe('a locked app', () => {
+  afterEach(() => setAppLockedHandler(null));
+
+  it('tells the status module when a command answers app_locked, and sends the lock commands as documented', async () => {
+    const locked = vi.fn();
+    setAppLockedHandler(locked);
+    const sent: [string, unknown][] = [];
+    setTransport(async (cmd, args) => {
+      sent.push([cmd, args]);
+      if (cmd === 'grids' || cmd === 'status') throw { code: 'app_locked', message: 'the app is locked' };
+      return {};
+    });
+    await expect(api.grids()).rejects.toEqual({ code: 'app_locked', message: 'the app is locked' });
+    expect(locked).toHaveBeenCalledTimes(1);
+    // The status itself never asks for the status again.
+    await expect(api.status()).rejects.toMatchObject({ code: 'app_locked' });
+    expect(locked).toHaveBeenCalledTimes(1);
+
+    await api.unlock('2580');
+    await api.lock();
+    await api.setDevicePin('1357');
+    await api.setDevicePin('1357', '2580');
+    expect(sent.slice(2)).toEqual([
+      ['unlock', { pin: '2580' }],
+      ['lock', {}],
+      ['set_device_pin', { pin: '1357' }],
+      ['set_device_pin', { pin: '1357', current_pin: '2580' }],
+    ]);
   });
 });
