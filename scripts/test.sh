@@ -23,6 +23,7 @@ cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 # real Tauri window through tauri-driver under a virtual display. Screenshots: target/test-output/.
 node ui/e2e/walker.mjs
 node ui/e2e/hall.mjs
+node ui/e2e/lock.mjs
 node tests/e2e/window.mjs
 node tests/e2e/poison-js.mjs
 

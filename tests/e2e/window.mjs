@@ -142,6 +142,12 @@ async function main() {
     await wd.type('[data-testid=enroll-device]', '窗口测试手机');
     await wd.screenshot('window-enroll.png');
     await wd.click('[data-testid=enroll-submit]');
+    // A walker's phone asks for the PIN it will open with (issue 14), in the real window too.
+    await wd.find('[data-testid=setpin-screen]', 30000);
+    await wd.type('[data-testid=setpin-pin]', '2580');
+    await wd.type('[data-testid=setpin-again]', '2580');
+    await wd.screenshot('window-choose-pin.png');
+    await wd.click('[data-testid=setpin-submit]');
     await wd.find('[data-testid=app-shell]', 30000);
     // The roster arrives with the first sync: her grid is listed.
     await wd.waitFor('her grid', async () => (await wd.attr('[data-testid=grid-item]', 'data-grid-id')) === grid);

@@ -30,7 +30,7 @@ import { chromium } from 'playwright-core';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, STAFF, assert, assertCjkRenders, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
+  ADMIN, BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, STAFF, assert, assertCjkRenders, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
   png,
 } from '../../tests/e2e/lib.mjs';
 import { assertNoMachineIds } from './visible.mjs';
@@ -41,6 +41,9 @@ const tid = (id) => `[data-testid="${id}"]`;
 function device(dir, name) {
   return startListening(join(BIN, 'gridwalk-bridge'), [
     '--data-dir', join(dir, name), '--listen', '127.0.0.1:0', '--ui', join(ROOT, 'ui/dist'), '--check-every-s', '0.5',
+    // The phone is driven mostly through its commands here: it must not lock itself meanwhile
+    // (the lock has its own test, ui/e2e/lock.mjs).
+    '--lock-after-s', '3600',
   ]);
 }
 
@@ -192,7 +195,7 @@ async function main() {
 
     // 1. The walker's phone, enrolled for her grid; she raises a request and, a little later, a
     //    neighbour's report of the same streetlight.
-    await api(phone, 'enroll', { relay_url: relay.url, code: relayCli(relayDir, 'enroll', '--name', '王芳的手机', '--grids', GRID, '--walker', 'w001'), device_name: '王芳的手机' });
+    await api(phone, 'enroll', { relay_url: relay.url, code: relayCli(relayDir, 'enroll', '--name', '王芳的手机', '--grids', GRID, '--walker', 'w001'), device_name: '王芳的手机', pin: '2580' });
     await until('the phone\'s first sync', async () => (await api(phone, 'status')).last_sync_at);
     const stamp = Date.now() % 100000;
     const description = `马社村3组门口路灯不亮一周了 ${stamp}`;
@@ -560,6 +563,27 @@ async function main() {
       await pinError.waitFor({ state: 'detached' });
       await row(STAFF[1].id).locator(tid('admin-staff-my-pin')).waitFor({ state: 'detached' });
       console.log('staff PINs: no colleague\'s PIN offered, a wrong current PIN refused (PIN 不匹配), her own changed at the relay');
+    }
+    // The access log (issue 14): not shown to hall staff; the admin sees the monthly list's
+    // export by name, in words, with when.
+    {
+      assert((await page.locator(tid('access-log')).count()) === 0, 'hall staff do not see the access log');
+      await page.locator(tid('sign-out')).click();
+      await page.locator(tid('screen-sign-in')).waitFor();
+      await signIn(page, ADMIN);
+      await page.locator(tid('nav-admin')).click();
+      const exported = page.locator(`${tid('access-log-row')}[data-kind="export_monthly"]`).first();
+      await exported.waitFor({ timeout: 15000 });
+      const who = (await exported.locator(tid('access-log-person')).innerText()).trim();
+      const what = (await exported.locator(tid('access-log-kind')).innerText()).trim();
+      assert(who === STAFF[1].name && what.includes('驻网办事清单'), `the export is logged by name and in words: ${who} ${what}`);
+      await page.locator(tid('access-log')).screenshot({ path: join(OUT, 'hall-admin-access-log.png') });
+      await assertNoMachineIds(page, 'hall: admin, access log');
+      await page.locator(tid('sign-out')).click();
+      await page.locator(tid('screen-sign-in')).waitFor();
+      // 王 changed her PIN just above.
+      await signIn(page, { ...STAFF[1], pin: '2468' });
+      console.log(`access log: the monthly list's export shown to the admin as "${what}" by ${who}`);
     }
 
     // 10. A grid deliberation meeting (网格议事会).

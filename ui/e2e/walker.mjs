@@ -82,11 +82,25 @@ async function cameraJpeg(page, w, h) {
   return Buffer.from(b64, 'base64');
 }
 
+/** The walker's PIN for her phone, chosen right after enrolment (issue 14). */
+const PIN = '2580';
+
+/** Right after enrolment a walker's phone asks for the PIN it will open with; she chooses it. */
+async function choosePin(page, shotName) {
+  await page.locator(tid('setpin-screen')).waitFor({ timeout: 30000 });
+  if (shotName) await shot(page, shotName);
+  await assertNoMachineIds(page, 'choose a PIN');
+  await page.locator(tid('setpin-pin')).fill(PIN);
+  await page.locator(tid('setpin-again')).fill(PIN);
+  await page.locator(tid('setpin-submit')).click();
+}
+
 async function enrol(page, relayUrl, code, deviceName) {
   await page.locator(tid('enroll-relay')).fill(relayUrl);
   await page.locator(tid('enroll-code')).fill(code);
   await page.locator(tid('enroll-device')).fill(deviceName);
   await page.locator(tid('enroll-submit')).click();
+  await choosePin(page, '01b-choose-pin');
   await page.locator(tid('app-shell')).waitFor({ timeout: 30000 });
   await page.locator(`${tid('grid-item')}[data-grid-id="${GRID}"]`).waitFor({ timeout: 30000 });
 }
@@ -216,11 +230,14 @@ async function main() {
     await page.locator(tid('visit-raise-request')).click();
     await page.locator(tid('screen-request-new')).waitFor();
     await page.locator(tid('request-category')).selectOption('streetlight');
-    // Raised at a household: its head's name and phone are filled in, and can be changed.
+    // Raised at a household: its head's name is filled in and can be changed; the phone field
+    // stays empty and says the household's number (shown masked, issue 14) is used.
     await page.locator(tid('request-reporter-prefilled')).waitFor();
     const reporterName = await page.locator(tid('request-reporter-name')).inputValue();
     const reporterPhone = await page.locator(tid('request-reporter-phone')).inputValue();
-    assert(reporterName === household.name && reporterPhone === household.phone, `reporter filled from the household head: ${reporterName} ${reporterPhone}, household ${household.name} ${household.phone}`);
+    const phoneHint = await page.locator(tid('request-reporter-phone-hint')).innerText();
+    assert(household.phone.includes('****'), `a list shows a resident's phone masked: ${household.phone}`);
+    assert(reporterName === household.name && reporterPhone === '' && phoneHint.includes(household.phone), `reporter filled from the household head: ${reporterName} "${reporterPhone}" (${phoneHint}), household ${household.name} ${household.phone}`);
     assert(await page.locator(tid('request-reporter-name')).isEditable(), 'the reporter stays editable');
     const description = `门口路灯不亮 ${Date.now()}`;
     await page.locator(tid('request-description')).fill(description);
@@ -262,6 +279,13 @@ async function main() {
     const requestNumber = (await page.locator(tid('detail-number')).innerText()).trim();
     assert(/^\d{6}-\d{1,3}-\d{1,3}$/.test(requestNumber), `a number to read over the phone: ${requestNumber}`);
     assert((await page.locator(tid('screen-request')).innerText()).includes(household.name), 'the reporter is shown');
+    // Her number was taken from the household, and shows masked until a tap reveals it (logged).
+    const maskedReporter = (await page.locator(tid('reporter-phone-masked')).innerText()).trim();
+    assert(maskedReporter === household.phone, `the reporter's number is the household's, masked: ${maskedReporter} / ${household.phone}`);
+    await page.locator(tid('reporter-phone-reveal')).click();
+    const fullReporter = (await page.locator(tid('reporter-phone')).innerText()).trim();
+    assert(/^\d{7,}$/.test(fullReporter.replace(/\D/g, '')) && !fullReporter.includes('*'), `a tap shows the whole number: ${fullReporter}`);
+    await shot(page, '05b-reporter-phone-revealed');
 
     // Everything goes up by itself while the relay is there.
     await page.locator(tid('pending-count') + '[data-count="0"]').waitFor({ timeout: 60000 });
@@ -392,6 +416,7 @@ async function main() {
     cameraBrowser = scan.browser;
     const page2 = scan.page;
     await page2.locator(tid('enroll-submit')).click();
+    await choosePin(page2, null);
     await page2.locator(tid('app-shell')).waitFor({ timeout: 30000 });
     await page2.locator(`${tid('grid-item')}[data-grid-id="${GRID}"]`).waitFor({ timeout: 30000 });
     await page2.locator(tid('tab-requests')).click();

@@ -100,6 +100,7 @@ export type Place = {
   address: string;
   micro_grid: string | null;
   tags: string[];
+  /** Masked ("138****5678"): the full number only through `reveal_phone`, which is logged. */
   phone: string | null;
   last_visited_at: number | null;
   stale: boolean;
@@ -148,6 +149,15 @@ export const URGENCIES: Urgency[] = ['low', 'normal', 'high', 'urgent'];
 export type Reporter =
   | { kind: 'anonymous' }
   | { kind: 'resident'; name: string; phone?: string; household?: string };
+// In a `RequestDetail` a resident's `phone` comes masked ("138****5678"), as in `Place`.
+
+/** Whose full phone number `reveal_phone` shows: a place's, or a request's resident reporter's. */
+export type PhoneOf = PlaceKind | 'request';
+
+/** A masked phone number ("138****5678", "***"): never sent back as a number. */
+export function isMaskedPhone(phone: string | null | undefined): boolean {
+  return !!phone && phone.includes('*');
+}
 export type NewRequestArgs = {
   grid: string;
   category: string;
@@ -399,6 +409,8 @@ export const api = {
   reference: () => call<Reference>('reference', {}),
   grids: () => call<GridSummary[]>('grids', {}),
   places: (args: { grid: string; query?: string }) => call<Place[]>('places', args),
+  /** A resident's full phone number, shown on a tap; the core records who saw it in its access log. */
+  revealPhone: (of: PhoneOf, id: string) => call<{ phone: string | null }>('reveal_phone', { of, id }),
 
   recordVisit: (args: NewVisitArgs) => call<{ id: string }>('record_visit', args),
   visits: (args: { grid?: string; target?: string; limit?: number } = {}) => call<VisitSummary[]>('visits', args),

@@ -129,6 +129,23 @@ export type AdminLists = {
   damaged?: { doc_id: string; field: string; message: string }[];
 };
 
+/** One line of this device's access log: a full phone number shown, or residents' data exported. */
+export type AccessEntry = {
+  seq: number;
+  /** When (ms since the epoch). */
+  at: number;
+  /** Who: a person's id (a staff member, a walker). */
+  person: string;
+  device: string;
+  kind: AccessKind | string;
+  /** Whose data: `household:<id>`, `enterprise:<id>`, `request:<id>`, or an export's scope. */
+  subject: string;
+  /** What exactly, in English: the file written and how many records. */
+  detail: string;
+};
+export const ACCESS_KINDS = ['reveal_phone', 'export_requests', 'export_monthly', 'export_reference', 'export_evidence'] as const;
+export type AccessKind = (typeof ACCESS_KINDS)[number];
+
 /** What republishing the rosters did: each changed roster goes to its grid's phones. */
 export type PublishReport = { created: number; updated: number; unchanged: number };
 
@@ -167,6 +184,8 @@ export const hallApi = {
   recordMeeting: (args: NewMeetingArgs) => call<Meeting>('record_meeting', args as unknown as Record<string, unknown>),
   meetings: (args: { grid?: string; limit?: number } = {}) => call<Meeting[]>('meetings', args),
   meeting: (id: string) => call<Meeting>('meeting', { id }),
+  /** The access log, newest first; an admin's only (`forbidden` for anyone else). */
+  accessLog: (limit?: number) => call<AccessEntry[]>('access_log', limit === undefined ? {} : { limit }),
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -15,3 +15,21 @@ export async function findPlace(grid: string, id: string): Promise<Place | null>
   rememberPlaces(list);
   return list.find((p) => p.id === id) ?? null;
 }
+
+/**
+ * Households and enterprises known to a reader only by id (the access log's subjects): each one
+ * not in the cache yet is looked for in the grids' lists, read one grid after another until all
+ * are found. A grid that cannot be read is skipped.
+ */
+export async function findPlacesAnywhere(ids: string[], grids: string[]): Promise<void> {
+  let wanted = ids.filter((id) => !placeCache[id]);
+  for (const grid of grids) {
+    if (!wanted.length) return;
+    try {
+      rememberPlaces(await api.places({ grid }));
+    } catch {
+      /* another grid's list is still worth reading */
+    }
+    wanted = wanted.filter((id) => !placeCache[id]);
+  }
+}

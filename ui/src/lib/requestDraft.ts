@@ -1,6 +1,6 @@
 // The request form's state (as kept in its draft) and the `raise_request` arguments made from it.
 
-import type { Gps, NewRequestArgs, Urgency } from './api';
+import { isMaskedPhone, type Gps, type NewRequestArgs, type Urgency } from './api';
 import type { PickedPhoto } from './device';
 
 export const REQUEST_DRAFT_KEY = 'request:new';
@@ -23,9 +23,19 @@ export type RequestDraft = {
   photos: PickedPhoto[];
 };
 
+/**
+ * The reporter's phone as it may be sent: a masked number (138****5678, as lists show a
+ * household's) is no number at all, so it becomes empty; the core then reaches a resident of a
+ * known household on the household's own number.
+ */
+export function phoneToSend(phone: string | null | undefined): string {
+  const p = (phone ?? '').trim();
+  return isMaskedPhone(p) ? '' : p;
+}
+
 export function buildRequestArgs(f: RequestDraft): NewRequestArgs {
   const name = f.reporter_name.trim();
-  const phone = f.reporter_phone.trim();
+  const phone = phoneToSend(f.reporter_phone);
   const args: NewRequestArgs = {
     grid: f.grid,
     category: f.category,

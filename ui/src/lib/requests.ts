@@ -45,7 +45,7 @@ export function isStale(lastVisitedAt: number | null, now: number): boolean {
 }
 
 /** What names a request to a reader: its description (and where and how it stands). */
-export type RequestBrief = Pick<RequestRow, 'id' | 'description' | 'address' | 'status' | 'grid'>;
+export type RequestBrief = Pick<RequestRow, 'id' | 'description' | 'address' | 'status' | 'grid' | 'number'>;
 
 const briefs = new Map<string, Promise<RequestBrief | null>>();
 
@@ -58,7 +58,7 @@ export function requestBrief(id: string): Promise<RequestBrief | null> {
   if (known) return known;
   const p = api
     .request(id)
-    .then((r): RequestBrief => ({ id: r.id, description: r.description, address: r.address, status: r.status, grid: r.grid }))
+    .then((r): RequestBrief => ({ id: r.id, description: r.description, address: r.address, status: r.status, grid: r.grid, number: r.number ?? null }))
     .catch(() => {
       briefs.delete(id);
       return null;

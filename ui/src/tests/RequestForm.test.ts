@@ -125,3 +125,73 @@ describe('request form', () => {
     expect((await screen.findByTestId('request-error')).textContent).toContain('找不到这个网格');
   });
 });
+
+// Lists carry a resident's number masked (issue 14): it is never put in the phone field nor sent.
+const HOUSEHOLD = { id: 'h-3', kind: 'household', name: '王雪芬', address: '三组 3 号', micro_grid: null, tags: [], phone: '130****1231', last_visited_at: null, stale: false };
+
+describe('the request form never sends a masked number', () => {
+  beforeEach(() => {
+    refs.reference = REFERENCE;
+    refs.grids = GRIDS;
+    location.hash = '#/request/new';
+  });
+
+  const handlers = (draft: unknown = null) => ({
+    draft_get: () => ({ value: draft, updated_at: draft ? 1 : null }),
+    draft_put: () => ({}),
+    draft_delete: () => ({}),
+    places: () => [HOUSEHOLD],
+    grids: () => GRIDS,
+    raise_request: () => ({ id: 'r-9', waiting_photos: [] }),
+    status: () => ({}),
+  });
+
+  it('leaves the phone empty at a household, says the household’s number is used, and sends none', async () => {
+    const stub = stubTransport(handlers());
+    render(RequestForm, { props: { query: { grid: 'g1', address: '三组 3 号', place: 'h-3' } } });
+    const hint = await screen.findByTestId('request-reporter-phone-hint');
+    expect(hint.textContent).toBe('留空则使用户主电话 130****1231');
+    expect((screen.getByTestId('request-reporter-name') as HTMLInputElement).value).toBe('王雪芬');
+    const phone = screen.getByTestId('request-reporter-phone') as HTMLInputElement;
+    expect(phone.value).toBe('');
+
+    // A number typed hides the hint; the masked one typed back is no number: the hint returns.
+    await fireEvent.input(phone, { target: { value: '13900001111' } });
+    expect(screen.queryByTestId('request-reporter-phone-hint')).toBeNull();
+    await fireEvent.input(phone, { target: { value: '130****1231' } });
+    expect(screen.getByTestId('request-reporter-phone-hint')).toBeTruthy();
+
+    await fireEvent.change(screen.getByTestId('request-category'), { target: { value: 'streetlight' } });
+    await fireEvent.input(screen.getByTestId('request-description'), { target: { value: '路灯不亮' } });
+    await fireEvent.click(screen.getByTestId('request-submit'));
+    await waitFor(() => expect(stub.of('raise_request')).toHaveLength(1));
+    expect(stub.of('raise_request')[0].reporter).toEqual({ kind: 'resident', name: '王雪芬', household: 'h-3' });
+    expect(JSON.stringify(stub.calls.filter((c) => c.cmd !== 'draft_put'))).not.toContain('*');
+  });
+
+  it('drops a masked number kept in a draft', async () => {
+    const draft = {
+      grid: 'g1',
+      category: 'streetlight',
+      description: '路灯不亮',
+      urgency: 'normal',
+      address: '三组 3 号',
+      anonymous: false,
+      reporter_name: '王雪芬',
+      reporter_phone: '130****1231',
+      place: 'h-3',
+      place_kind: 'household',
+      visit: '',
+      gps: null,
+      photos: [],
+    };
+    const stub = stubTransport(handlers(draft));
+    render(RequestForm, { props: { query: { grid: 'g1', place: 'h-3' } } });
+    await screen.findByTestId('request-draft-restored');
+    expect((screen.getByTestId('request-reporter-phone') as HTMLInputElement).value).toBe('');
+    expect((await screen.findByTestId('request-reporter-phone-hint')).textContent).toContain('130****1231');
+    await fireEvent.click(screen.getByTestId('request-submit'));
+    await waitFor(() => expect(stub.of('raise_request')).toHaveLength(1));
+    expect(stub.of('raise_request')[0].reporter).toEqual({ kind: 'resident', name: '王雪芬', household: 'h-3' });
+  });
+});

@@ -119,6 +119,12 @@ describe('request arguments', () => {
     expect(args.visit).toBe('v-1');
     expect(args.gps).toEqual({ lat: 30.7, lon: 121 });
     expect(buildRequestArgs({ ...base, reporter_name: '张桂英', anonymous: true }).reporter).toEqual({ kind: 'anonymous' });
+    // A masked number (as lists show it) is never sent as a phone: the core uses the household's.
+    expect(buildRequestArgs({ ...base, reporter_name: '张桂英', reporter_phone: ' 138****5678 ', place: 'h-9', place_kind: 'household' }).reporter).toEqual({
+      kind: 'resident',
+      name: '张桂英',
+      household: 'h-9',
+    });
     expect(buildRequestArgs({ ...base, reporter_name: 'x', place: 'e-1', place_kind: 'enterprise' }).reporter).toEqual({ kind: 'resident', name: 'x' });
   });
 });

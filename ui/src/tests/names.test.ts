@@ -253,9 +253,10 @@ describe('GPS', () => {
 });
 
 describe('pick, don’t type', () => {
-  const household = { id: 'h-3', kind: 'household', name: '王雪芬', address: '三组 3 号', micro_grid: null, tags: [], phone: '13092331231', last_visited_at: null, stale: false };
+  // Lists carry a resident's number masked (issue 14).
+  const household = { id: 'h-3', kind: 'household', name: '王雪芬', address: '三组 3 号', micro_grid: null, tags: [], phone: '130****1231', last_visited_at: null, stale: false };
 
-  it('a request raised at a household has its head as reporter, still editable', async () => {
+  it('a request raised at a household has its head as reporter, still editable; her number is left to the core', async () => {
     const stub = stubTransport({
       draft_get: () => ({ value: null, updated_at: null }),
       draft_put: () => ({}),
@@ -269,14 +270,17 @@ describe('pick, don’t type', () => {
     await screen.findByTestId('request-reporter-prefilled');
     const name = screen.getByTestId('request-reporter-name') as HTMLInputElement;
     expect(name.value).toBe('王雪芬');
-    expect((screen.getByTestId('request-reporter-phone') as HTMLInputElement).value).toBe('13092331231');
+    // The masked number is never put in the field: the hint says the household's is used.
+    expect((screen.getByTestId('request-reporter-phone') as HTMLInputElement).value).toBe('');
+    expect(screen.getByTestId('request-reporter-phone-hint').textContent).toBe('留空则使用户主电话 130****1231');
     await fireEvent.input(name, { target: { value: '王雪芬的儿子' } });
     expect(screen.queryByTestId('request-reporter-prefilled')).toBeNull();
+    expect(screen.queryByTestId('request-reporter-phone-hint')).toBeNull();
     await fireEvent.change(screen.getByTestId('request-category'), { target: { value: 'streetlight' } });
     await fireEvent.input(screen.getByTestId('request-description'), { target: { value: '路灯不亮' } });
     await fireEvent.click(screen.getByTestId('request-submit'));
     await waitFor(() => expect(stub.of('raise_request')).toHaveLength(1));
-    expect(stub.of('raise_request')[0].reporter).toEqual({ kind: 'resident', name: '王雪芬的儿子', phone: '13092331231', household: 'h-3' });
+    expect(stub.of('raise_request')[0].reporter).toEqual({ kind: 'resident', name: '王雪芬的儿子', household: 'h-3' });
   });
 
   it('an enterprise or a place without a household leaves the reporter empty', async () => {
