@@ -231,15 +231,19 @@ struct UnlockArgs {
 /// the app started.
 fn unlock(app: &App, a: UnlockArgs) -> CommandResult<AppStatus> {
     let path = app.store_path();
-    let key = app.lock.unlock(&path, a.pin.trim(), app.now().millis())?;
-    {
-        let mut guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            *guard = Some(Store::open_encrypted(&path, key)?);
-            drop(guard);
-            app.sync.request();
-            app.photos.wake();
-        }
+    let key = app.lock.check_pin(&path, a.pin.trim(), app.now().millis())?;
+    let mut guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
+    let opened_now = guard.is_none();
+    if opened_now {
+        // Unlocked only once the store is open: a store that cannot be opened leaves the app
+        // locked (never looking unenrolled), and the workers get the key only after this open.
+        *guard = Some(Store::open_encrypted(&path, key.clone())?);
+    }
+    drop(guard);
+    app.lock.unlocked(key);
+    if opened_now {
+        app.sync.request();
+        app.photos.wake();
     }
     status(app)
 }
@@ -256,21 +260,37 @@ struct SetDevicePinArgs {
 /// on a platform without a keystore is encrypted here, in place.
 fn set_device_pin(app: &App, a: SetDevicePinArgs) -> CommandResult<AppStatus> {
     let path = app.store_path();
+    gridwalk_core::pin::check_pin_shape(a.pin.trim())
+        .map_err(|e| CommandError::new("invalid_input", format!("invalid pin: {e}")))?;
     let mut guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
     let Some(store) = guard.as_ref() else {
         return Err(CommandError::new("not_enrolled", "this device has not been enrolled with a relay yet"));
     };
+    // A phone belongs to its walker; a hall PC opens with its keystore and its staff sign in one
+    // by one, so nobody at its screen may lock the others out with a PIN only she knows.
+    if store.role()? != gridwalk_core::model::Role::Walker {
+        return Err(CommandError::new("forbidden", "only a walker's phone has a PIN of its own"));
+    }
     let was_plain = !store.is_encrypted();
     let current = a.current_pin.as_deref().map(str::trim);
     if was_plain {
         // The plain store's connection closes before the file is encrypted and renamed over.
         drop(guard.take());
     }
-    let key = app.lock.set_pin(&path, a.pin.trim(), current, app.now().millis())?;
+    let key = match app.lock.set_pin(&path, a.pin.trim(), current, app.now().millis()) {
+        Ok(key) => key,
+        Err(e) => {
+            if was_plain {
+                *guard = Some(Store::open(&path)?);
+            }
+            return Err(e);
+        }
+    };
     if was_plain {
-        *guard = Some(Store::open_encrypted(&path, key)?);
+        *guard = Some(Store::open_encrypted(&path, key.clone())?);
     }
     drop(guard);
+    app.lock.share_key(key);
     app.sync.request();
     status(app)
 }
@@ -294,6 +314,17 @@ fn enroll(app: &App, a: EnrollArgs) -> CommandResult<AppStatus> {
     }
     let pin = a.pin.as_deref().map(str::trim).filter(|p| !p.is_empty());
     let path = app.data_dir.join(STORE_FILE);
+    {
+        let guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() && path.exists() {
+            // A store file the app could not open (its key lost, or locked) is never replaced:
+            // its records stay on the device. Said before the enrolment code is used up.
+            return Err(CommandError::new(
+                "store_locked",
+                "this device already holds a store it cannot open; it is kept as it is",
+            ));
+        }
+    }
     if !path.exists() {
         app.lock.check_new_store_lock(pin)?;
     }
@@ -303,17 +334,26 @@ fn enroll(app: &App, a: EnrollArgs) -> CommandResult<AppStatus> {
     let store = match guard.take() {
         Some(store) => store,
         None => {
+            // Checked above; a store that appeared since is kept all the same.
+            if path.exists() {
+                return Err(CommandError::new(
+                    "store_locked",
+                    "this device already holds a store it cannot open; it is kept as it is",
+                ));
+            }
             // A key left by a store that was wiped or never finished belongs to nothing.
             gridwalk_core::store::keys::destroy(&path)?;
             let key = app.lock.key_for_new_store(&path, pin)?;
-            Store::create_encrypted(
+            let store = Store::create_encrypted(
                 &path,
                 Identity {
                     device: link.device_id.clone(),
                     walker: link.walker.clone().unwrap_or_else(|| device_name.to_string()),
                 },
-                key,
-            )?
+                key.clone(),
+            )?;
+            app.lock.share_key(key);
+            store
         }
     };
     app.lock.clear_wipe_notice();

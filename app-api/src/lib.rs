@@ -140,7 +140,13 @@ impl App {
         let path = data_dir.join(STORE_FILE);
         let lock = Arc::new(lock::DeviceLock::new(keystore, settings.app_lock_idle));
         lock.note_earlier_wipe(&data_dir);
-        lock::confirm_pending_wipe(&data_dir);
+        // Offline, telling the relay takes seconds: not while the app opens.
+        {
+            let data_dir = data_dir.clone();
+            let _ = std::thread::Builder::new()
+                .name("gridwalk-wipe-receipt".into())
+                .spawn(move || lock::confirm_pending_wipe(&data_dir));
+        }
         let store = Arc::new(Mutex::new(lock.open_at_start(&path)?));
         // What the sync worker does when the relay says this device is revoked: close the
         // app's own connection, then destroy the key and the files.

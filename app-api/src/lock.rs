@@ -44,6 +44,10 @@ const WIPE_RECEIPT: &str = "wiped.json";
 pub(crate) struct KeyCell {
     key: Mutex<Option<StoreKey>>,
     generation: AtomicU64,
+    /// Held (shared) by a worker while it uses its connection for one piece of work, and
+    /// (exclusively) by a wipe: the wipe waits for work under way, and no worker starts writing
+    /// into files being deleted.
+    pub(crate) gate: std::sync::RwLock<()>,
 }
 
 impl KeyCell {
@@ -95,6 +99,11 @@ impl WorkerStore {
 
     pub fn close(&mut self) {
         self.store = None;
+    }
+
+    /// The gate a worker holds (shared) while it works (see [`KeyCell::gate`]).
+    pub fn gate(&self) -> Arc<KeyCell> {
+        self.keys.clone()
     }
 }
 
@@ -155,9 +164,15 @@ impl DeviceLock {
         match keys::lock_kind(path)? {
             Some(LockKind::Keystore) => {
                 let key = keys::unlock(path, Lock::Keystore, self.keystore(), 0)?;
-                let store = Store::open_encrypted(path, key.clone())?;
-                self.keys.set(Some(key));
-                Ok(Some(store))
+                match Store::open_encrypted(path, key.clone()) {
+                    Ok(store) => {
+                        // Only now do the workers get the key: they never race the app's own
+                        // open (which may be encrypting or migrating the file).
+                        self.keys.set(Some(key));
+                        Ok(Some(store))
+                    }
+                    Err(e) => self.open_plain_after(path, e),
+                }
             }
             Some(LockKind::Pin) => {
                 self.state.lock().unwrap_or_else(|p| p.into_inner()).locked = true;
@@ -165,13 +180,31 @@ impl DeviceLock {
             }
             None if self.keystore.is_some() => {
                 let key = keys::set_up(path, Lock::Keystore, self.keystore())?;
-                let store = Store::open_encrypted(path, key.clone())?;
-                self.keys.set(Some(key));
-                Ok(Some(store))
+                match Store::open_encrypted(path, key.clone()) {
+                    Ok(store) => {
+                        self.keys.set(Some(key));
+                        Ok(Some(store))
+                    }
+                    Err(e) => self.open_plain_after(path, e),
+                }
             }
             // No keystore: the plain store stays as it is until its walker chooses a PIN, and
             // the workers wait until then.
             None => Ok(Some(Store::open(path)?)),
+        }
+    }
+
+    /// A store made before encryption that could not be encrypted now (no room for the
+    /// encrypted copy, the file in use): the walker still reaches her records, the workers wait
+    /// (they open only with a key), and the next start tries again. An encrypted store that
+    /// cannot be opened is an error as before.
+    fn open_plain_after(&self, path: &Path, error: gridwalk_core::CoreError) -> CommandResult<Option<Store>> {
+        match Store::open(path) {
+            Ok(store) => {
+                tracing::error!("the store could not be encrypted now, it stays plain until the next start: {error}");
+                Ok(Some(store))
+            }
+            Err(_) => Err(error.into()),
         }
     }
 
@@ -192,9 +225,14 @@ impl DeviceLock {
             Some(pin) => Lock::Pin(pin),
             None => Lock::Keystore,
         };
-        let key = keys::set_up(path, lock, self.keystore())?;
-        self.keys.set(Some(key.clone()));
-        Ok(key)
+        Ok(keys::set_up(path, lock, self.keystore())?)
+    }
+
+    /// The app has opened its store with `key`: the workers may open theirs now.
+    pub fn share_key(&self, key: StoreKey) {
+        if self.keys.get().is_none() {
+            self.keys.set(Some(key));
+        }
     }
 
     pub fn status(&self, path: &Path, store: Option<&Store>, now: i64) -> LockStatus {
@@ -244,17 +282,18 @@ impl DeviceLock {
         Ok(())
     }
 
-    /// Checks the PIN and unlocks. Returns the key, for opening the store when it was locked
-    /// from the start.
-    pub fn unlock(&self, path: &Path, pin: &str, now: i64) -> CommandResult<StoreKey> {
-        let key = keys::unlock(path, Lock::Pin(pin), self.keystore(), now)?;
-        if self.keys.get().is_none() {
-            self.keys.set(Some(key.clone()));
-        }
+    /// Checks the PIN. Returns the key; the app is unlocked by [`DeviceLock::unlocked`] once
+    /// the store is open.
+    pub fn check_pin(&self, path: &Path, pin: &str, now: i64) -> CommandResult<StoreKey> {
+        Ok(keys::unlock(path, Lock::Pin(pin), self.keystore(), now)?)
+    }
+
+    /// The PIN was right and the store is open: unlocked, and the workers may use the key.
+    pub fn unlocked(&self, key: StoreKey) {
+        self.share_key(key);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.locked = false;
         state.last_active = Instant::now();
-        Ok(key)
     }
 
     /// Wraps the key under a new PIN. With a PIN already set, `current` must be it.
@@ -267,39 +306,47 @@ impl DeviceLock {
                 keys::unlock(path, Lock::Pin(current), self.keystore(), now)?
             }
             Some(LockKind::Keystore) => keys::unlock(path, Lock::Keystore, self.keystore(), now)?,
-            None => {
-                let key = keys::set_up(path, Lock::Pin(pin), self.keystore())?;
-                self.keys.set(Some(key.clone()));
-                return Ok(key);
-            }
+            None => return Ok(keys::set_up(path, Lock::Pin(pin), self.keystore())?),
         };
         keys::rewrap(path, &key, Lock::Pin(pin), self.keystore())?;
-        if self.keys.get().is_none() {
-            self.keys.set(Some(key.clone()));
-        }
         Ok(key)
     }
 
     /// Destroys the key and every file of the store, after the relay said this device is
     /// revoked. `store` is the app's own connection, closed first.
     pub fn wipe(&self, data_dir: &Path, store_path: &Path, link: &RelayLink, now: i64) {
+        // Work under way (a photo being shrunk) finishes first; none starts until the files
+        // are gone, and then none finds a key to open them with.
+        let gate = self.keys.gate.write().unwrap_or_else(|p| p.into_inner());
         self.keys.set(None);
+        let mut whole = true;
         if let Err(e) = keys::destroy(store_path) {
             tracing::error!("cannot destroy the store's key: {e}");
+            whole = false;
         }
+        // The store's files and folders, and the exports made on this device (plain files the
+        // hall saved: the monthly lists).
         let prefix = store_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if let Ok(entries) = std::fs::read_dir(data_dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !name.starts_with(&prefix) {
+                if !name.starts_with(&prefix) && name != "exports" {
                     continue;
                 }
                 let path = entry.path();
                 let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
                 if let Err(e) = removed {
                     tracing::error!("cannot remove {} while wiping: {e}", path.display());
+                    whole = false;
                 }
             }
+        }
+        drop(gate);
+        if !whole {
+            // The hall is not told "wiped" about a device that is not.
+            tracing::error!("the wipe did not remove everything; the relay is not told it is done");
+            *self.wiped_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+            return;
         }
         *self.wiped_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
         self.state.lock().unwrap_or_else(|p| p.into_inner()).locked = false;

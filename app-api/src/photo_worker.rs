@@ -71,6 +71,8 @@ fn run(shared: Arc<Shared>, mut store: WorkerStore, attached: Box<dyn Fn() + Sen
             return;
         }
         let mut busy = false;
+        let gate = store.gate();
+        let work = gate.gate.read().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = store.get("photo worker") {
             match s.next_queued_photo() {
                 Ok(Some(id)) => {
@@ -98,6 +100,7 @@ fn run(shared: Arc<Shared>, mut store: WorkerStore, attached: Box<dyn Fn() + Sen
                 Err(e) => tracing::warn!("the photo worker cannot read the queue: {e}"),
             }
         }
+        drop(work);
         if busy {
             continue;
         }

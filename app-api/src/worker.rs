@@ -141,6 +141,9 @@ fn run(
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
+        // Held for this round: a wipe waits for it, and none starts during a wipe.
+        let gate = store.gate();
+        let _work = gate.gate.read().unwrap_or_else(|p| p.into_inner());
         let Some(s) = store.get("sync worker") else { continue };
         let link = match s.relay_link() {
             Ok(Some(link)) => link,
@@ -192,6 +195,7 @@ fn run(
                 // The hall revoked this device: it pushes nothing more and forgets everything.
                 drop(state);
                 store.close();
+                drop(_work);
                 on_revoked(&link);
                 let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
                 state.progress = None;

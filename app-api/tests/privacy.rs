@@ -268,3 +268,31 @@ fn lists_mask_residents_phones_and_a_full_number_is_shown_on_a_tap_that_is_logge
         ("reveal_phone", format!("{kind}:{}", place["id"].as_str().unwrap()))
     );
 }
+
+#[test]
+fn regression_a_hall_pc_takes_no_device_pin_and_an_enrolment_never_replaces_a_store_it_cannot_open() {
+    let town = town();
+    // A hall PC opens with its keystore; nobody at its screen may lock the staff out with a PIN.
+    let hall = App::open(town.dir.join("hall-pc"), Arc::new(SystemClock), settings()).unwrap();
+    let code = town.relay.relay().create_enrollment("hall-pc-2", gridwalk_relay::store::Role::Hall, &[]).unwrap();
+    let status =
+        hall.call("enroll", json!({"relay_url": town.relay.url(), "code": code, "device_name": "hall-pc-2"})).unwrap();
+    assert_eq!(
+        (status["lock"]["lock"].as_str(), status["lock"]["pin_needed"].as_bool()),
+        (Some("keystore"), Some(false))
+    );
+    assert_eq!(code_of(hall.call("set_device_pin", json!({"pin": "2580"}))), "forbidden");
+
+    // A store file this app cannot open (here: one that appeared after it started) is kept, and
+    // the enrolment code is not used up by trying.
+    let dir = town.dir.join("phone");
+    let app = App::open(&dir, Arc::new(SystemClock), settings()).unwrap();
+    let held = b"records this app cannot read".to_vec();
+    std::fs::write(dir.join(gridwalk_app_api::STORE_FILE), &held).unwrap();
+    let code = town.code("phone");
+    let args = json!({"relay_url": town.relay.url(), "code": code, "device_name": "phone", "pin": "2580"});
+    assert_eq!(code_of(app.call("enroll", args.clone())), "store_locked");
+    assert_eq!(std::fs::read(dir.join(gridwalk_app_api::STORE_FILE)).unwrap(), held);
+    let elsewhere = App::open(town.dir.join("other"), Arc::new(SystemClock), settings()).unwrap();
+    assert_eq!(elsewhere.call("enroll", args).unwrap()["enrolled"], true, "the code was not used up");
+}

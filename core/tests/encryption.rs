@@ -206,6 +206,12 @@ fn a_plain_store_is_encrypted_in_place_with_documents_index_outbox_drafts_and_ph
             store.photo_bytes(&photo).unwrap(),
         )
     };
+    // Plain leftovers a phone may hold: half a downloaded photo and a half-written photo file.
+    let partial = dir.path().join("gridwalk.db-partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join(gridwalk_core::photo::content_hash(b"x")), &jpeg[..jpeg.len() / 2]).unwrap();
+    let shard = std::fs::read_dir(dir.path().join("gridwalk.db-blobs")).unwrap().next().unwrap().unwrap().path();
+    std::fs::write(shard.join(".tmp-interrupted"), &jpeg).unwrap();
     // The control: before, a plain reader finds everything. The check below can fail.
     let before = leaks(dir.path());
     assert!(before.iter().any(|l| l.starts_with("name in gridwalk.db")), "{before:?}");

@@ -45,13 +45,13 @@ pub fn run() {
                     FileKeystore::new(tauri_app.path().app_config_dir()?.join("device-key")),
                 ),
             };
-            let app = App::open_with_keystore(
-                &data_dir,
-                Arc::new(SystemClock),
-                SyncSettings::default(),
-                Some(Arc::new(keystore)),
-            )
-            .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+            // On Android the configuration folder is in the same private storage as the data,
+            // so a file there would seal nothing a copy of that storage lacks: until the
+            // Android Keystore plugin fills the seam (README, Android), the PIN alone locks it.
+            let keystore: Option<Arc<dyn gridwalk_core::store::keys::Keystore>> =
+                if cfg!(mobile) { None } else { Some(Arc::new(keystore)) };
+            let app = App::open_with_keystore(&data_dir, Arc::new(SystemClock), SyncSettings::default(), keystore)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
             tracing::info!(data_dir = %data_dir.display(), "gridwalk app started");
             tauri_app.manage(Arc::new(app));
             Ok(())

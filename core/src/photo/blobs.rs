@@ -97,8 +97,9 @@ impl BlobStore {
                 continue;
             }
             if content_hash(&bytes) != hash {
-                // A damaged plain file is kept as it is; `read` reports it, and garbage
-                // collection or a fresh download replaces it.
+                // A damaged plain file is no photo anyone can use, and plain: it goes, and the
+                // photo downloads again if the relay has it.
+                fs::remove_file(&path)?;
                 continue;
             }
             Self::write_file(&path, &self.file_bytes(&hash, &bytes)?)?;

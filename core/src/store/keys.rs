@@ -170,6 +170,15 @@ struct KeyFile {
 }
 
 const KEY_FILE_VERSION: u32 = 1;
+
+/// Held while a key file is read, checked and written back: PINs tried at once (the app runs
+/// commands on several threads) take turns, so each is counted and none slips past a wait, and
+/// a PIN being changed is not written over by an attempt that read the file before.
+static KEY_FILE_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn key_file_turn() -> std::sync::MutexGuard<'static, ()> {
+    KEY_FILE_TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
 const PIN_CONTEXT: &[u8] = b"gridwalk store key v1";
 
 /// The key file of the store at `store_path`: `gridwalk.db` → `gridwalk.db.key`.
@@ -195,6 +204,7 @@ pub fn pin_wait(store_path: &Path, now: i64) -> Result<Option<std::time::Duratio
 /// Makes a new key for the store at `store_path` and writes it wrapped as `lock` says. Refuses
 /// when the store already has one: a second key would lose the first.
 pub fn set_up(store_path: &Path, lock: Lock<'_>, keystore: Option<&dyn Keystore>) -> Result<StoreKey> {
+    let _turn = key_file_turn();
     if read_key_file(store_path)?.is_some() {
         return Err(CoreError::AlreadyExists { id: format!("a key for {}", store_path.display()) });
     }
@@ -207,6 +217,7 @@ pub fn set_up(store_path: &Path, lock: Lock<'_>, keystore: Option<&dyn Keystore>
 /// [`pin::FREE_ATTEMPTS`] wrong ones each further attempt must wait (`PinAttemptsSlowed`),
 /// whether it would be right or not.
 pub fn unlock(store_path: &Path, lock: Lock<'_>, keystore: Option<&dyn Keystore>, now: i64) -> Result<StoreKey> {
+    let _turn = key_file_turn();
     let mut file = read_key_file(store_path)?
         .ok_or_else(|| CoreError::NotInitialised { path: key_file_path(store_path).display().to_string() })?;
     let sealed = B64.decode(&file.wrapped).map_err(|_| damaged(store_path))?;
@@ -228,22 +239,23 @@ pub fn unlock(store_path: &Path, lock: Lock<'_>, keystore: Option<&dyn Keystore>
             }
             let salt = file.salt.as_deref().and_then(|s| B64.decode(s).ok()).ok_or_else(|| damaged(store_path))?;
             let salt: [u8; 16] = salt.as_slice().try_into().map_err(|_| damaged(store_path))?;
+            pin::check_pin_shape(pin)
+                .map_err(|e| CoreError::InvalidInput { field: "pin".into(), message: e.to_string() })?;
+            // Counted as wrong before it is checked, and forgiven only once it proved right: a
+            // guess whose count could not be written is never checked, and one cut off half-way
+            // (the app killed during the derivation) stays counted.
+            file.wrong_pins = file.wrong_pins.saturating_add(1);
+            file.last_wrong_at = Some(now);
+            write_key_file(store_path, &file)?;
             let kek = pin_key(pin, &salt)?;
             match open(&kek, PIN_CONTEXT, &inner) {
                 Some(key) => {
-                    if file.wrong_pins > 0 {
-                        file.wrong_pins = 0;
-                        file.last_wrong_at = None;
-                        write_key_file(store_path, &file)?;
-                    }
+                    file.wrong_pins = 0;
+                    file.last_wrong_at = None;
+                    write_key_file(store_path, &file)?;
                     StoreKey::from_slice(&key)
                 }
-                None => {
-                    file.wrong_pins = file.wrong_pins.saturating_add(1);
-                    file.last_wrong_at = Some(now);
-                    write_key_file(store_path, &file)?;
-                    Err(CoreError::WrongPin { left: pin::FREE_ATTEMPTS.saturating_sub(file.wrong_pins) })
-                }
+                None => Err(CoreError::WrongPin { left: pin::FREE_ATTEMPTS.saturating_sub(file.wrong_pins) }),
             }
         }
     }
@@ -251,12 +263,14 @@ pub fn unlock(store_path: &Path, lock: Lock<'_>, keystore: Option<&dyn Keystore>
 
 /// Wraps the (unlocked) key anew under `lock`: a new PIN, or a PIN for a store that had none.
 pub fn rewrap(store_path: &Path, key: &StoreKey, lock: Lock<'_>, keystore: Option<&dyn Keystore>) -> Result<()> {
+    let _turn = key_file_turn();
     write_key_file(store_path, &wrap(key, lock, keystore)?)
 }
 
 /// Destroys the key file: overwritten, flushed and removed. Without it, whatever is left of the
 /// store and its photos (a flash cell the file system did not erase) can no longer be read.
 pub fn destroy(store_path: &Path) -> Result<()> {
+    let _turn = key_file_turn();
     let path = key_file_path(store_path);
     if let Ok(len) = fs::metadata(&path).map(|m| m.len()) {
         let mut f = fs::OpenOptions::new().write(true).open(&path)?;
@@ -404,6 +418,26 @@ mod tests {
         // The right PIN reset the count.
         assert!(matches!(unlock(&store, Lock::Pin("1111"), None, 41_000), Err(CoreError::WrongPin { left: 4 })));
         assert!(matches!(set_up(&store, Lock::Pin("2580"), None), Err(CoreError::AlreadyExists { .. })));
+    }
+
+    #[test]
+    fn regression_pins_tried_at_once_are_each_counted_and_none_slips_past_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("gridwalk.db");
+        set_up(&store, Lock::Pin("2580"), None).unwrap();
+        let answers: Vec<_> = std::thread::scope(|s| {
+            let store = &store;
+            let tries: Vec<_> =
+                (0..8).map(|i| s.spawn(move || unlock(store, Lock::Pin("1111"), None, 1000 + i))).collect();
+            tries.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let wrong = answers.iter().filter(|a| matches!(a, Err(CoreError::WrongPin { .. }))).count();
+        let slowed = answers.iter().filter(|a| matches!(a, Err(CoreError::PinAttemptsSlowed { .. }))).count();
+        assert_eq!((wrong, slowed), (5, 3), "five checked, the rest made to wait");
+        let file = read_key_file(&store).unwrap().unwrap();
+        assert_eq!(file.wrong_pins, 5);
+        // Even the right PIN waits now.
+        assert!(matches!(unlock(&store, Lock::Pin("2580"), None, 2000), Err(CoreError::PinAttemptsSlowed { .. })));
     }
 
     #[test]

@@ -414,10 +414,15 @@ impl Store {
     /// in its key file, sealed photos are read like plain ones, and a plain database still in
     /// place is simply encrypted again on the next open.
     pub fn encrypt_in_place(path: &Path, key: &keys::StoreKey) -> Result<()> {
+        // One at a time in this process: the app and its workers may all open a plain store at
+        // once, and two copies exported into one staging file would make a store of neither.
+        static ENCRYPTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ENCRYPTING.lock().unwrap_or_else(|p| p.into_inner());
         let not_initialised = || CoreError::NotInitialised { path: path.display().to_string() };
         if !path.is_file() {
             return Err(not_initialised());
         }
+        // Looked at again under the lock: another thread may have just encrypted it.
         if !is_plain_sqlite(path)? {
             return Ok(());
         }
@@ -436,11 +441,29 @@ impl Store {
             }
             // Whatever the write-ahead log holds goes into the main file first, so the copy below
             // and the rename that follows leave nothing behind in a plain `-wal` file.
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            // A checkpoint another connection holds up would leave changes behind in the log,
+            // which the copy would miss: then nothing is encrypted now, and the next open tries again.
+            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            if busy != 0 {
+                return Err(CoreError::StoreKey(format!(
+                    "{} is in use by another connection; it is encrypted when next opened alone",
+                    path.display()
+                )));
+            }
             let photo_dir = Self::blob_dir_of(path);
-            crate::photo::blobs::BlobStore::sealed(photo_dir, key.photo_key())
-                .seal_plain_files()
-                .map_err(|e| CoreError::Export(format!("cannot seal the photo files: {e}")))?;
+            let photos = crate::photo::blobs::BlobStore::sealed(photo_dir, key.photo_key());
+            photos.seal_plain_files().map_err(|e| CoreError::Export(format!("cannot seal the photo files: {e}")))?;
+            // Plain leftovers are not kept: half-written photo files, and half-downloaded photos
+            // (those download again, sealed).
+            for temp in photos.scan().map_err(|e| CoreError::Export(e.to_string()))?.1 {
+                std::fs::remove_file(temp)?;
+            }
+            let mut partial = path.file_name().unwrap_or_default().to_os_string();
+            partial.push("-partial");
+            match std::fs::remove_dir_all(path.with_file_name(partial)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
             conn.execute_batch(CIPHER_DEFAULTS)?;
             conn.execute(
                 "ATTACH DATABASE ?1 AS encrypted KEY ?2",
