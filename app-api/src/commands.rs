@@ -36,6 +36,7 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
             out(status(app)?)
         }
         "set_device_pin" => out(set_device_pin(app, parse(args)?)?),
+        "set_store_aside" => out(set_store_aside(app, parse(args)?)?),
         "reveal_phone" => out(reveal_phone(app, parse(args)?)?),
         "access_log" => out(access_log(app, parse(args)?)?),
         "sync_now" => {
@@ -245,6 +246,48 @@ fn unlock(app: &App, a: UnlockArgs) -> CommandResult<AppStatus> {
         app.sync.request();
         app.photos.wake();
     }
+    status(app)
+}
+
+#[derive(serde::Deserialize)]
+struct SetStoreAsideArgs {
+    /// The walker said yes to "enrol again; the records here stay locked".
+    confirm: bool,
+}
+
+/// A forgotten PIN: the locked store (its file, key file, photos) is moved, whole and still
+/// encrypted, into `held/<moment>/` in the data folder, and the phone can be enrolled again.
+/// Nothing is deleted: should the PIN come back to her, the hall can still open it. Only while
+/// the app is locked by a PIN: an unlocked phone has nothing to forget.
+fn set_store_aside(app: &App, a: SetStoreAsideArgs) -> CommandResult<AppStatus> {
+    if !a.confirm {
+        return Err(invalid("confirm", "say yes to enrolling again"));
+    }
+    let path = app.store_path();
+    if !app.lock.is_locked() {
+        return Err(CommandError::new("not_locked", "only a phone locked by a PIN nobody remembers is set aside"));
+    }
+    // As for a wipe: work under way finishes, the workers lose the key, the app's own
+    // connection closes, and only then do the files move.
+    let gate = app.lock.keys.gate.write().unwrap_or_else(|p| p.into_inner());
+    app.lock.forget_lock();
+    drop(app.store.lock().unwrap_or_else(|p| p.into_inner()).take());
+    let held = app.data_dir.join("held").join(app.now().millis().to_string());
+    std::fs::create_dir_all(&held)
+        .map_err(|e| CommandError::new("io", format!("cannot create {}: {e}", held.display())))?;
+    let prefix = STORE_FILE.to_string();
+    let entries = std::fs::read_dir(&app.data_dir)
+        .map_err(|e| CommandError::new("io", format!("cannot read {}: {e}", app.data_dir.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) {
+            std::fs::rename(entry.path(), held.join(&name))
+                .map_err(|e| CommandError::new("io", format!("cannot move {name} aside: {e}")))?;
+        }
+    }
+    drop(gate);
+    debug_assert!(!path.exists());
+    tracing::warn!(held = %held.display(), "a locked store was set aside for a new enrolment");
     status(app)
 }
 

@@ -178,7 +178,7 @@ impl App {
         // A locked app answers only its status and the PIN pad; the idle limit locks it here,
         // before anything else is answered.
         self.lock.lock_if_idle(&self.store_path());
-        if self.lock.is_locked() && !matches!(name, "status" | "unlock") {
+        if self.lock.is_locked() && !matches!(name, "status" | "unlock" | "set_store_aside") {
             return Err(CommandError::new("app_locked", "the app is locked: unlock it with this device's PIN"));
         }
         // What only someone at the screen does keeps her session going. The screens' own reloads

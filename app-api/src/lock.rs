@@ -273,6 +273,13 @@ impl DeviceLock {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).last_active = Instant::now();
     }
 
+    /// The store was set aside (a forgotten PIN): nothing is locked any more, and no key is
+    /// held; the phone waits to be enrolled again.
+    pub fn forget_lock(&self) {
+        self.keys.set(None);
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).locked = false;
+    }
+
     /// Locks now (the lock button), if the store has a PIN to unlock it with.
     pub fn lock_now(&self, path: &Path) -> CommandResult<()> {
         if keys::lock_kind(path)? != Some(LockKind::Pin) {

@@ -296,3 +296,102 @@ fn regression_a_hall_pc_takes_no_device_pin_and_an_enrolment_never_replaces_a_st
     let elsewhere = App::open(town.dir.join("other"), Arc::new(SystemClock), settings()).unwrap();
     assert_eq!(elsewhere.call("enroll", args).unwrap()["enrolled"], true, "the code was not used up");
 }
+
+#[test]
+fn a_walker_moved_off_a_grid_forgets_its_records_at_her_next_sync() {
+    let town = town();
+    let hall = town.relay.relay();
+    let other_grid = {
+        let store = gridwalk_core::Store::open(town.dir.join("hall.db")).unwrap();
+        store.grids().unwrap().into_iter().find(|g| !g.enterprise_grid && g.id != town.grid).unwrap().id
+    };
+    let both = [town.grid.clone(), other_grid.clone()];
+    let code =
+        hall.create_enrollment_for("moved", gridwalk_relay::store::Role::Walker, &both, Some(&town.walker)).unwrap();
+    let phone = App::open(town.dir.join("moved"), Arc::new(SystemClock), settings()).unwrap();
+    phone
+        .call("enroll", json!({"relay_url": town.relay.url(), "code": code, "device_name": "moved", "pin": "2580"}))
+        .unwrap();
+    wait_for(&phone, "the first sync", |s| s["last_sync_at"].is_number());
+    let visit = town.visit(&phone, "独居老人");
+    wait_for(&phone, "the visit sent", |s| s["pending_documents"] == 0);
+    let grids_of = |app: &App| -> Vec<String> {
+        let mut g: Vec<String> = app
+            .call("grids", json!({}))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["id"].as_str().unwrap().to_string())
+            .collect();
+        g.sort();
+        g
+    };
+    assert_eq!(grids_of(&phone).len(), 2);
+
+    // The hall moves her off the first grid.
+    let id = hall.devices().unwrap().into_iter().find(|d| d.name == "moved").unwrap().id;
+    assert!(hall.set_device_grids(&id, std::slice::from_ref(&other_grid)).unwrap());
+    phone.call("sync_now", json!({})).unwrap();
+    let start = std::time::Instant::now();
+    while grids_of(&phone) != [other_grid.clone()] {
+        assert!(start.elapsed() < Duration::from_secs(30), "the phone still serves {:?}", grids_of(&phone));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(phone.call("status", json!({})).unwrap()["grids"], json!([other_grid]));
+    drop(phone);
+    let store = gridwalk_app_api::open_device_store(&town.dir.join("moved"), Some("2580")).unwrap();
+    let left: i64 = store
+        .connection()
+        .query_row("SELECT COUNT(*) FROM documents WHERE grid = ?1", [&town.grid], |r| r.get(0))
+        .unwrap();
+    let households: i64 = store
+        .connection()
+        .query_row("SELECT COUNT(*) FROM households WHERE grid = ?1", [&town.grid], |r| r.get(0))
+        .unwrap();
+    assert_eq!((left, households), (0, 0), "nothing of the grid she left stays on her phone");
+    assert!(store.document_ids().unwrap().iter().all(|d| d != &visit));
+    let check = store.check().unwrap();
+    assert!(check.index_matches_documents, "{check:?}");
+    // The other grid's records are all there.
+    let kept: i64 = store
+        .connection()
+        .query_row("SELECT COUNT(*) FROM documents WHERE grid = ?1", [&other_grid], |r| r.get(0))
+        .unwrap();
+    assert!(kept > 0);
+    // And the relay gives her nothing of it any more.
+    assert!(hall.set_device_grids(&id, &[]).is_err(), "a phone always serves some grid");
+}
+
+#[test]
+fn a_forgotten_pin_sets_the_records_aside_still_encrypted_and_the_phone_enrols_again() {
+    let town = town();
+    let phone = town.phone("phone", settings(), Some("2580"));
+    town.visit(&phone, "独居老人，需要关注");
+    assert_eq!(code_of(phone.call("set_store_aside", json!({"confirm": true}))), "not_locked");
+    phone.call("lock", json!({})).unwrap();
+    assert_eq!(code_of(phone.call("set_store_aside", json!({"confirm": false}))), "invalid_input");
+    let status = phone.call("set_store_aside", json!({"confirm": true})).unwrap();
+    assert_eq!((status["enrolled"].as_bool(), status["lock"]["locked"].as_bool()), (Some(false), Some(false)));
+    // The records are kept, whole and encrypted, in held/<moment>/; nothing of them is left in
+    // the data folder itself.
+    let data = town.dir.join("phone");
+    assert!(!data.join(gridwalk_app_api::STORE_FILE).exists());
+    let held: Vec<_> = std::fs::read_dir(data.join("held")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(held.len(), 1);
+    assert!(held[0].join("gridwalk.db").exists() && held[0].join("gridwalk.db.key").exists());
+    let head = town.head_name.as_bytes();
+    let bytes = std::fs::read(held[0].join("gridwalk.db")).unwrap();
+    assert!(!bytes.windows(head.len()).any(|w| w == head), "the set-aside store is still encrypted");
+    // The phone enrols again and works.
+    let code = town.code("phone-again");
+    let again = phone
+        .call(
+            "enroll",
+            json!({"relay_url": town.relay.url(), "code": code, "device_name": "phone-again", "pin": "1357"}),
+        )
+        .unwrap();
+    assert_eq!(again["enrolled"], true);
+    wait_for(&phone, "the first sync of the new enrolment", |s| s["last_sync_at"].is_number());
+    assert!(phone.call("grids", json!({})).is_ok());
+}

@@ -142,6 +142,16 @@ pub struct StaffChangeResponse {
     pub person: Option<StaffSignInResponse>,
 }
 
+/// `GET /v1/device`: the device as the relay knows it now. A walker's phone compares the grids
+/// with those it was enrolled for and forgets the records of a grid the hall moved it off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub device_id: String,
+    pub role: String,
+    /// The grids it may see (empty for hall and admin devices: every grid).
+    pub grids: Vec<String>,
+}
+
 /// Who signed in, as the relay's staff roster names her.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StaffSignInResponse {

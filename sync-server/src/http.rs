@@ -373,6 +373,18 @@ async fn staff_change(
     pin_check(&state, token, actor, move |relay, device| relay.change_staff(device, &req)).await
 }
 
+/// `GET /v1/device`: the grids and role the relay gives this device now.
+async fn device_view(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let device = blocking(&state, move |relay| relay.authenticate(&token)).await?;
+    Ok(Json(gridwalk_protocol::DeviceView {
+        device_id: device.id,
+        role: device.role.as_str().to_string(),
+        grids: device.grids,
+    })
+    .into_response())
+}
+
 /// `POST /v1/wiped`: a revoked device confirms it destroyed its key and its records.
 async fn confirm_wipe(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     let token = bearer(&headers)?.to_string();
@@ -552,6 +564,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/enroll", post(enroll))
         .route("/v1/push", post(push))
         .route("/v1/wiped", post(confirm_wipe))
+        .route("/v1/device", get(device_view))
         .route("/v1/staff/sign-in", post(staff_sign_in))
         .route("/v1/staff/change", post(staff_change))
         .route("/v1/pull", get(pull))

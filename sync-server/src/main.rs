@@ -73,6 +73,13 @@ enum Command {
     },
     /// Revoke a device: its token is refused from the next request on.
     Revoke { device_id: String },
+    /// Give a walker's phone other grids (its walker moved): it sees only those from its next
+    /// request on, and forgets the records of the grids it left at its next sync.
+    SetGrids {
+        device_id: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        grids: Vec<String>,
+    },
     /// Write a consistent copy of the relay's database while it keeps serving, encrypted: to the
     /// recipient key of `backup-key` (kept off this machine), or to a passphrase read from a
     /// file. A plain copy only with --plaintext. Photos are files under
@@ -454,6 +461,12 @@ fn main() -> Result<()> {
                     );
                 }
             }
+        }
+        Command::SetGrids { device_id, grids } => {
+            if !relay.set_device_grids(&device_id, &grids).map_err(|e| anyhow::anyhow!(e.message))? {
+                bail!("no active device {device_id}");
+            }
+            println!("{device_id} now serves {}", grids.join(","));
         }
         Command::Revoke { device_id } => {
             if !relay.revoke(&device_id).map_err(|e| anyhow::anyhow!(e.message))? {

@@ -330,6 +330,23 @@ impl Relay {
         Ok(device)
     }
 
+    /// Moves a walker's phone to other grids (the hall gave its walker other grids): from its
+    /// next request on it sees only those, and at its next sync it forgets the records of a
+    /// grid it left (`GET /v1/device` tells it).
+    pub fn set_device_grids(&self, id: &str, grids: &[String]) -> RelayResult<bool> {
+        let grids: Vec<String> = grids.iter().map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect();
+        if grids.is_empty() {
+            return Err(RelayError::bad("no_grids", "give the grids the device serves from now on"));
+        }
+        let Some(device) = self.store().devices()?.into_iter().find(|d| d.id == id && d.revoked_at.is_none()) else {
+            return Ok(false);
+        };
+        if device.role != Role::Walker.as_str() {
+            return Err(RelayError::bad("not_a_walker", "hall and admin devices see every grid"));
+        }
+        Ok(self.store().set_device_grids(id, &grids)?)
+    }
+
     /// A revoked device confirms it destroyed its key and its records: the hall sees "wiped
     /// at" in `gridwalk-relay devices`. Only a revoked device's own token is accepted here;
     /// the first confirmation counts and a repeat is answered the same.
@@ -350,13 +367,24 @@ impl Relay {
     /// Validates every document of a push, then stores all of it in one durable transaction.
     /// Nothing is stored unless everything is valid.
     pub fn push(&self, device: &Device, req: &PushRequest) -> RelayResult<PushResponse> {
-        self.push_within(device, req, MAX_PUSH_ATTEMPTS)
+        self.push_within(device, req, MAX_PUSH_ATTEMPTS, None)
     }
 
     /// `push`, giving up with 409 `conflict` when another push changed one of its documents
     /// `attempts` times while it was prepared. The relay's own writes use one attempt: a change
     /// decided on one state must not be merged onto another.
-    pub(crate) fn push_within(&self, device: &Device, req: &PushRequest, attempts: u32) -> RelayResult<PushResponse> {
+    ///
+    /// `expected_base`: the version (last sequence number, `None` for a new document) the
+    /// writer decided its change on. A push whose documents stand elsewhere now is refused with
+    /// `conflict` before it is stored: the relay's own staff-list writes are decided on one
+    /// version and must never be merged onto another.
+    pub(crate) fn push_within(
+        &self,
+        device: &Device,
+        req: &PushRequest,
+        attempts: u32,
+        expected_base: Option<Option<i64>>,
+    ) -> RelayResult<PushResponse> {
         if req.version != PROTOCOL_VERSION {
             return Err(RelayError::bad(
                 "protocol_version",
@@ -399,6 +427,15 @@ impl Relay {
                 if let Some(w) = prepared.write {
                     newly_named.extend(prepared.newly_named_photos.into_iter().map(|h| (h, w.grid.clone())));
                     writes.push(w);
+                }
+            }
+            if let Some(expected) = expected_base {
+                if let Some(w) = writes.iter().find(|w| w.base_last_seq != expected) {
+                    return Err(RelayError::new(
+                        409,
+                        "conflict",
+                        format!("document {} changed meanwhile; try again", w.id),
+                    ));
                 }
             }
             let received_at = self.now();

@@ -61,11 +61,17 @@ impl Relay {
     /// The staff roster document as stored, and its body; `None` before the operator named an
     /// admin.
     fn staff_roster(&self) -> RelayResult<Option<(AutoCommit, RosterBody)>> {
+        Ok(self.staff_roster_at()?.map(|(doc, body, _)| (doc, body)))
+    }
+
+    /// The staff roster with the version it was read at (its last sequence number).
+    fn staff_roster_at(&self) -> RelayResult<Option<(AutoCommit, RosterBody, i64)>> {
         let Some(stored) = self.store().load_doc(&staff_roster_id())? else { return Ok(None) };
+        let last_seq = stored.last_seq;
         let doc = AutoCommit::load(&stored.snapshot)
             .map_err(|e| RelayError::new(500, "damaged_document", format!("the staff roster does not load: {e}")))?;
         match incoming::read_whole(&stored.id, &DocView::new(&doc)) {
-            Ok(incoming::Readable::Roster { body, .. }) => Ok(Some((doc, body))),
+            Ok(incoming::Readable::Roster { body, .. }) => Ok(Some((doc, body, last_seq))),
             _ => Err(RelayError::new(500, "damaged_document", "the staff roster does not read as one")),
         }
     }
@@ -282,11 +288,11 @@ impl Relay {
         let at = Timestamp::from_millis(self.now()).map_err(|e| RelayError::new(500, "internal", e.to_string()))?;
         let internal = |e: &dyn std::fmt::Display| RelayError::new(500, "internal", format!("staff list: {e}"));
         // A fresh actor for every write: several relays on one database may write at once.
-        let (mut doc, mut body, heads) = match self.staff_roster()? {
-            Some((doc, body)) => {
+        let (mut doc, mut body, heads, read_at) = match self.staff_roster_at()? {
+            Some((doc, body, last_seq)) => {
                 let mut doc = doc.with_actor(ActorId::random());
                 let heads = doc.get_heads();
-                (doc, body, heads)
+                (doc, body, heads, Some(last_seq))
             }
             None => {
                 let mut doc = AutoCommit::new().with_actor(ActorId::random());
@@ -304,7 +310,7 @@ impl Relay {
                     published_at: at,
                     published_by: by.to_string(),
                 };
-                (doc, body, Vec::new())
+                (doc, body, Vec::new(), None)
             }
         };
         // Only the staff list is the relay's to write: who published the roster's people, and
@@ -328,7 +334,8 @@ impl Relay {
         };
         let req =
             PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: staff_roster_id(), bytes }] };
-        self.push_within(&writer, &req, 1)?;
+        // Stored only onto the version it was decided on (see `write_staff_list`).
+        self.push_within(&writer, &req, 1, Some(read_at))?;
         Ok(())
     }
 }

@@ -83,9 +83,15 @@ fn enrolment_and_devices(store: &dyn RelayStore) {
     assert!(store.device_by_token(&[11; 32]).unwrap().is_none());
     store.touch_device("dev-1", 100_000).unwrap();
     assert!(!store.record_wipe("dev-1", 150_000).unwrap(), "a device not revoked has nothing to confirm");
+    // The hall moves its walker to other grids: the token finds the new ones.
+    assert!(store.set_device_grids("dev-1", &["g3".to_string()]).unwrap());
+    assert_eq!(store.device_by_token(&[10; 32]).unwrap().unwrap().grids, vec!["g3".to_string()]);
+    assert!(store.set_device_grids("dev-1", &["g1".to_string(), "g2".to_string()]).unwrap());
+    assert!(!store.set_device_grids("nobody", &["g1".to_string()]).unwrap());
     assert!(store.revoke("dev-1", 200_000).unwrap());
     assert!(!store.revoke("dev-1", 200_001).unwrap(), "revoked once");
     assert!(store.device_by_token(&[10; 32]).unwrap().is_none(), "a revoked token finds nothing");
+    assert!(!store.set_device_grids("dev-1", &["g1".to_string()]).unwrap(), "a revoked device is moved nowhere");
     // ...but is known as revoked, so the device can be told to wipe itself, and confirm it once.
     assert_eq!(store.revoked_device_by_token(&[10; 32]).unwrap().as_deref(), Some("dev-1"));
     assert_eq!(store.revoked_device_by_token(&[77; 32]).unwrap(), None, "an unknown token is not a revoked one");

@@ -634,13 +634,15 @@ fn a_sync_through_a_stalled_connection_completes_within_a_minute() {
     for minute in 0..8 {
         random_edit(&phone, &mut rng, "g1", minute);
     }
-    let proxy = StallingProxy::start(relay.port, 1);
+    // Two connections stall: a walker's phone first asks which grids it serves (a short
+    // request, given up after a few seconds and passed by), then the sync's own first request.
+    let proxy = StallingProxy::start(relay.port, 2);
     point_at(&phone, &format!("http://127.0.0.1:{}", proxy.port));
     let started = Instant::now();
     let progress = sync(&phone).expect("the sync gets through after the stall");
     let took = started.elapsed();
     assert!(progress.done);
-    assert_eq!(proxy.stalled.load(Ordering::SeqCst), 1, "one connection was stalled");
+    assert_eq!(proxy.stalled.load(Ordering::SeqCst), 2, "the grid question and the sync's first request stalled");
     assert!(took >= client::STALL_TIMEOUT, "the stalled request was waited on ({took:?})");
     assert!(took < Duration::from_secs(60), "the sync finished within a minute of the stall ({took:?})");
     assert_eq!(phone.outbox_len().unwrap(), 0);

@@ -8,6 +8,7 @@
 //
 // Run: node ui/e2e/lock.mjs   (scripts/test.sh does, after building the UI and the workspace)
 import { chromium } from 'playwright-core';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, OUT, ROOT, assert, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir } from '../../tests/e2e/lib.mjs';
 import { assertNoMachineIds } from './visible.mjs';
@@ -149,6 +150,19 @@ async function main() {
       await page2.locator(tid('lock-pin')).fill(PIN);
       await page2.locator(tid('lock-pin')).press('Enter');
       await page2.locator(tid('app-shell')).waitFor({ timeout: 15000 });
+      if (lang === 'zh') {
+        // A forgotten PIN: the records are set aside, still encrypted, and the phone enrols again.
+        await api(device, 'lock');
+        await page2.locator(tid('lock-screen')).waitFor({ timeout: 15000 });
+        await page2.locator(tid('lock-forgot-open')).click();
+        await page2.locator(tid('lock-forgot-panel')).waitFor();
+        await shot(page2, 'zh-forgot-pin');
+        await page2.locator(tid('lock-forgot-confirm')).click();
+        await page2.locator(tid('screen-enroll')).waitFor({ timeout: 15000 });
+        const held = readdirSync(join(dir, name, 'held'));
+        assert(held.length === 1 && readdirSync(join(dir, name, 'held', held[0])).includes('gridwalk.db'), `the records are kept aside: ${held}`);
+        console.log('lock e2e (zh): a forgotten PIN sets the records aside, encrypted, and the phone enrols again');
+      }
       await reopened.close();
       console.log(`lock e2e (${lang}): locked after ${after.toFixed(1)} s alone, wrong PINs said in ${lang}, ${lang === 'zh' ? 'the wait after five with the button off, ' : ''}PIN asked on open`);
     }

@@ -44,7 +44,7 @@ pub use photo_queue::{PhotoProcessed, PhotoQueueCounts, PhotoToQueue, QueuedPhot
 pub use query::{RequestFilter, RequestSort, RequestSummary, VisitFilter, VisitSummary};
 pub use roster::PublishReport;
 pub use schema::LATEST_VERSION;
-pub use sync_state::RelayLink;
+pub use sync_state::{GridMove, RelayLink};
 
 /// After this many incremental chunks a document is saved whole again (compaction).
 const COMPACT_AFTER_CHUNKS: i64 = 32;

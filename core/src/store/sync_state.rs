@@ -127,7 +127,71 @@ pub struct RelayLink {
     pub staff_sign_in: bool,
 }
 
+/// What moving a walker's phone to other grids did (`Store::move_to_grids`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct GridMove {
+    pub removed_grids: Vec<String>,
+    pub added_grids: Vec<String>,
+    /// Documents of the grids left, forgotten.
+    pub documents_forgotten: usize,
+    /// Of those, changes that had not reached the relay yet: the relay no longer takes them
+    /// from this device (kept, they would stop every later sync).
+    pub unsent_changes_dropped: usize,
+}
+
 impl Store {
+    /// The relay says this walker's phone now serves `grids` (the hall moved her). The records
+    /// of a grid she left are forgotten: its documents with their outbox entries and receipts,
+    /// its households and enterprises, and its index rows (the index is rebuilt); their photo
+    /// files go with the next garbage collection. A grid she now serves is pulled whole: the
+    /// pull cursor starts again, and what is already here is recognised by its hashes.
+    pub fn move_to_grids(&self, grids: &[String]) -> Result<GridMove> {
+        use std::collections::BTreeSet;
+        let Some(link) = self.relay_link()? else { return Err(CoreError::NotJoined) };
+        let old: BTreeSet<String> = link.grids.iter().cloned().collect();
+        let new: BTreeSet<String> = grids.iter().map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect();
+        if old == new || new.is_empty() {
+            return Ok(GridMove::default());
+        }
+        let removed: Vec<String> = old.difference(&new).cloned().collect();
+        let added: Vec<String> = new.difference(&old).cloned().collect();
+        let mut report = GridMove { removed_grids: removed.clone(), added_grids: added.clone(), ..GridMove::default() };
+        self.atomically(|conn| {
+            for grid in &removed {
+                let ids: Vec<String> = conn
+                    .prepare("SELECT id FROM documents WHERE grid = ?1")?
+                    .query_map([grid], |r| r.get(0))?
+                    .collect::<std::result::Result<_, _>>()?;
+                for id in &ids {
+                    report.unsent_changes_dropped += conn.execute("DELETE FROM outbox WHERE doc_id = ?1", [id])?;
+                    conn.execute("DELETE FROM doc_chunks WHERE doc_id = ?1", [id])?;
+                    conn.execute("DELETE FROM relay_receipts WHERE doc_id = ?1", [id])?;
+                    conn.execute("DELETE FROM damaged_documents WHERE doc_id = ?1", [id])?;
+                    conn.execute("DELETE FROM documents WHERE id = ?1", [id])?;
+                }
+                report.documents_forgotten += ids.len();
+                conn.execute("DELETE FROM households WHERE grid = ?1", [grid])?;
+                conn.execute("DELETE FROM enterprises WHERE grid = ?1", [grid])?;
+                conn.execute("DELETE FROM walker_grids WHERE grid = ?1", [grid])?;
+            }
+            self.set_meta("relay_grids", &new.iter().cloned().collect::<Vec<_>>().join(","))?;
+            if !added.is_empty() {
+                conn.execute("DELETE FROM meta WHERE key = 'relay_cursor'", [])?;
+            }
+            // In the same transaction: no index row ever names a forgotten document.
+            self.rebuild_index()?;
+            Ok(())
+        })?;
+        if report.unsent_changes_dropped > 0 {
+            tracing::warn!(
+                ?removed,
+                dropped = report.unsent_changes_dropped,
+                "changes of a grid this phone left were dropped"
+            );
+        }
+        Ok(report)
+    }
+
     pub(crate) fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .conn

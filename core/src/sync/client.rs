@@ -1173,9 +1173,65 @@ pub fn confirm_wipe(relay_url: &str, token: &str) -> Result<()> {
 /// How often an enrolment is tried when the network fails it.
 const ENROL_ATTEMPTS: u32 = 4;
 
+/// The device as its relay knows it now (`GET /v1/device`): its role and grids.
+pub fn fetch_device(link: &RelayLink) -> Result<gridwalk_protocol::DeviceView> {
+    let url = format!("{}/v1/device", link.url.trim_end_matches('/'));
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let client = reqwest::blocking::Client::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .timeout(Duration::from_secs(6))
+                    .build()
+                    .map_err(|e| CoreError::Network(e.to_string()))?;
+                let resp =
+                    client.get(&url).bearer_auth(&link.token).send().map_err(|e| CoreError::Network(e.to_string()))?;
+                let status = resp.status().as_u16();
+                if resp.status().is_success() {
+                    return resp.json().map_err(|e| CoreError::Network(e.to_string()));
+                }
+                let body: Option<ErrorBody> = resp.json().ok();
+                let (code, message) = body.map(|b| (b.code, b.message)).unwrap_or_default();
+                Err(CoreError::Relay { status, code, message })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(CoreError::Network("the request to the relay stopped".into())))
+    })
+}
+
+/// A walker's phone asks its relay which grids it serves now, before it syncs, and forgets the
+/// records of a grid the hall moved it off (`Store::move_to_grids`). A relay that cannot say
+/// (an older one) changes nothing; one that refuses the device ends the sync with its answer.
+fn follow_grid_move(store: &Store, link: &RelayLink) -> Result<()> {
+    if link.role != "walker" {
+        return Ok(());
+    }
+    let view = match fetch_device(link) {
+        Ok(view) => view,
+        Err(e @ CoreError::Relay { status: 401, .. }) => return Err(e),
+        Err(e) => {
+            tracing::warn!("cannot ask the relay for this device's grids: {e}");
+            return Ok(());
+        }
+    };
+    let mut now = view.grids;
+    now.sort();
+    let mut had = link.grids.clone();
+    had.sort();
+    if now != had && !now.is_empty() {
+        let moved = store.move_to_grids(&now)?;
+        tracing::info!(?moved, "the hall moved this phone to other grids");
+        if let Err(e) = store.collect_garbage() {
+            tracing::warn!("photo files of the grids left stay until the next collection: {e}");
+        }
+    }
+    Ok(())
+}
+
 /// Syncs with the joined relay over HTTP.
 pub fn sync_over_http(store: &Store, cancel: &AtomicBool, on_progress: &mut dyn FnMut(&Progress)) -> Result<Progress> {
     let link = store.relay_link()?.ok_or(CoreError::NotJoined)?;
+    follow_grid_move(store, &link)?;
     let mut transport = HttpTransport::new(&link)?;
     run(store, &mut transport, SessionLimits::default(), Retry::default(), cancel, on_progress)
 }

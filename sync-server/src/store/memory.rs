@@ -151,6 +151,20 @@ impl RelayStore for MemoryRelayStore {
         Ok(())
     }
 
+    fn set_device_grids(&self, id: &str, grids: &[String]) -> StoreResult<bool> {
+        let mut state = self.state();
+        match state.devices.iter_mut().find(|d| d.device.id == id && d.revoked_at.is_none()) {
+            Some(d) => {
+                let mut grids = grids.to_vec();
+                grids.sort();
+                grids.dedup();
+                d.device.grids = grids;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
         let state = self.state();
         Ok(state

@@ -206,6 +206,9 @@ pub trait RelayStore: Send + Sync {
     fn touch_device(&self, id: &str, now: i64) -> StoreResult<()>;
     fn devices(&self) -> StoreResult<Vec<DeviceInfo>>;
     fn revoke(&self, id: &str, now: i64) -> StoreResult<bool>;
+    /// Gives an active device these grids instead of its own (the hall moved its walker);
+    /// false when there is no such active device.
+    fn set_device_grids(&self, id: &str, grids: &[String]) -> StoreResult<bool>;
     /// The id of the revoked device this token belonged to, if it belonged to one.
     fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>>;
     /// Records that a revoked device wiped itself; false when it is not revoked or already

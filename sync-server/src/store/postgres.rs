@@ -585,6 +585,21 @@ impl RelayStore for PostgresRelayStore {
         Ok(())
     }
 
+    fn set_device_grids(&self, id: &str, grids: &[String]) -> StoreResult<bool> {
+        let mut client = self.conn()?;
+        let mut tx = client.transaction()?;
+        // The device's row is locked, so two moves at once end in one of them, whole.
+        if tx.query_opt("SELECT 1 FROM devices WHERE id = $1 AND revoked_at IS NULL FOR UPDATE", &[&id])?.is_none() {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM device_grids WHERE device_id = $1", &[&id])?;
+        for g in grids {
+            tx.execute("INSERT INTO device_grids (device_id, grid) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&id, g])?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
     fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
         Ok(self
             .conn()?

@@ -386,6 +386,24 @@ impl RelayStore for SqliteRelayStore {
         Ok(())
     }
 
+    fn set_device_grids(&self, id: &str, grids: &[String]) -> StoreResult<bool> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let active: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM devices WHERE id = ?1 AND revoked_at IS NULL)", [id], |r| {
+                r.get(0)
+            })?;
+        if !active {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM device_grids WHERE device_id = ?1", [id])?;
+        for g in grids {
+            tx.execute("INSERT OR IGNORE INTO device_grids (device_id, grid) VALUES (?1, ?2)", params![id, g])?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
     fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
         Ok(self
             .conn()?

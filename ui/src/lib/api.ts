@@ -401,6 +401,8 @@ export const api = {
   enroll: (args: { relay_url: string; code: string; device_name: string; pin?: string }) => call<AppStatus>('enroll', args),
   unlock: (pin: string) => call<AppStatus>('unlock', { pin }),
   lock: () => call<AppStatus>('lock', {}),
+  /** A forgotten PIN: the locked records are kept aside, still encrypted, and the phone enrols again. */
+  setStoreAside: () => call<AppStatus>('set_store_aside', { confirm: true }),
   /** Choose the phone's PIN, or change it (`currentPin` is needed once it has one). */
   setDevicePin: (pin: string, currentPin?: string) =>
     call<AppStatus>('set_device_pin', currentPin === undefined ? { pin } : { pin, current_pin: currentPin }),

@@ -67,7 +67,7 @@ describe('the lock screen', () => {
     });
     setStatus(now);
     render(Lock);
-    expect(screen.getByTestId('lock-screen').textContent).toContain('忘记 PIN？请带手机到服务中心重新登记。');
+    expect(screen.getByTestId('lock-screen').textContent).toContain('忘记 PIN？可以保留记录并重新登记，登记码向服务中心要。');
     expect(screen.getByTestId('lock-pin').getAttribute('inputmode')).toBe('numeric');
 
     // Too short: said here, not counted as a wrong PIN by the core.
@@ -93,6 +93,22 @@ describe('the lock screen', () => {
     await input('lock-pin', '2580');
     await fireEvent.submit(submit.form!);
     expect(stub.of('unlock')).toHaveLength(2);
+  });
+
+  it('sets the records aside and returns to enrolment only after she says yes to it', async () => {
+    const stub = stubTransport({
+      status: () => status(),
+      set_store_aside: () => status({ locked: false, lock: 'none' }, { enrolled: false }),
+    });
+    setStatus(status());
+    render(Lock);
+    expect(screen.queryByTestId('lock-forgot-panel')).toBeNull();
+    await fireEvent.click(screen.getByTestId('lock-forgot-open'));
+    expect(screen.getByTestId('lock-forgot-panel').textContent).toContain('加密保留');
+    expect(stub.of('set_store_aside')).toEqual([]);
+    await fireEvent.click(screen.getByTestId('lock-forgot-confirm'));
+    await waitFor(() => expect(stub.of('set_store_aside')).toEqual([{ confirm: true }]));
+    await waitFor(() => expect(app.status?.enrolled).toBe(false));
   });
 
   it('waits as the status says when it opens, asks again when the wait is over, and unlocks', async () => {
