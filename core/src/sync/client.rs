@@ -1089,6 +1089,19 @@ where
     Resp: serde::de::DeserializeOwned + Send,
 {
     let url = format!("{}{path}", link.url.trim_end_matches('/'));
+    short_request(
+        |client| client.post(&url).bearer_auth(&link.token).json(request),
+        |resp| resp.json().map_err(|e| CoreError::Network(e.to_string())),
+    )
+}
+
+/// One short request to the relay (a few seconds at most), on a thread of its own: reqwest's
+/// blocking client must not run on an async runtime's thread, which a caller may be on. `read`
+/// takes a successful answer; any other is the relay's `{code, message}` refusal.
+fn short_request<T: Send>(
+    build: impl FnOnce(&reqwest::blocking::Client) -> reqwest::blocking::RequestBuilder + Send,
+    read: impl FnOnce(reqwest::blocking::Response) -> Result<T> + Send,
+) -> Result<T> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -1097,15 +1110,10 @@ where
                     .timeout(Duration::from_secs(6))
                     .build()
                     .map_err(|e| CoreError::Network(e.to_string()))?;
-                let resp = client
-                    .post(&url)
-                    .bearer_auth(&link.token)
-                    .json(request)
-                    .send()
-                    .map_err(|e| CoreError::Network(e.to_string()))?;
+                let resp = build(&client).send().map_err(|e| CoreError::Network(e.to_string()))?;
                 let status = resp.status().as_u16();
                 if resp.status().is_success() {
-                    return resp.json().map_err(|e| CoreError::Network(e.to_string()));
+                    return read(resp);
                 }
                 let body: Option<ErrorBody> = resp.json().ok();
                 let (code, message) = body.map(|b| (b.code, b.message)).unwrap_or_default();
@@ -1147,27 +1155,7 @@ pub fn change_staff(
 /// (`POST /v1/wiped` with the revoked device's own token).
 pub fn confirm_wipe(relay_url: &str, token: &str) -> Result<()> {
     let url = format!("{}/v1/wiped", relay_url.trim_end_matches('/'));
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let client = reqwest::blocking::Client::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .timeout(Duration::from_secs(6))
-                    .build()
-                    .map_err(|e| CoreError::Network(e.to_string()))?;
-                let resp =
-                    client.post(&url).bearer_auth(token).send().map_err(|e| CoreError::Network(e.to_string()))?;
-                let status = resp.status().as_u16();
-                if resp.status().is_success() {
-                    return Ok(());
-                }
-                let body: Option<ErrorBody> = resp.json().ok();
-                let (code, message) = body.map(|b| (b.code, b.message)).unwrap_or_default();
-                Err(CoreError::Relay { status, code, message })
-            })
-            .join()
-            .unwrap_or_else(|_| Err(CoreError::Network("the request to the relay stopped".into())))
-    })
+    short_request(|client| client.post(&url).bearer_auth(token), |_| Ok(()))
 }
 
 /// How often an enrolment is tried when the network fails it.
@@ -1176,27 +1164,10 @@ const ENROL_ATTEMPTS: u32 = 4;
 /// The device as its relay knows it now (`GET /v1/device`): its role and grids.
 pub fn fetch_device(link: &RelayLink) -> Result<gridwalk_protocol::DeviceView> {
     let url = format!("{}/v1/device", link.url.trim_end_matches('/'));
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let client = reqwest::blocking::Client::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .timeout(Duration::from_secs(6))
-                    .build()
-                    .map_err(|e| CoreError::Network(e.to_string()))?;
-                let resp =
-                    client.get(&url).bearer_auth(&link.token).send().map_err(|e| CoreError::Network(e.to_string()))?;
-                let status = resp.status().as_u16();
-                if resp.status().is_success() {
-                    return resp.json().map_err(|e| CoreError::Network(e.to_string()));
-                }
-                let body: Option<ErrorBody> = resp.json().ok();
-                let (code, message) = body.map(|b| (b.code, b.message)).unwrap_or_default();
-                Err(CoreError::Relay { status, code, message })
-            })
-            .join()
-            .unwrap_or_else(|_| Err(CoreError::Network("the request to the relay stopped".into())))
-    })
+    short_request(
+        |client| client.get(&url).bearer_auth(&link.token),
+        |resp| resp.json().map_err(|e| CoreError::Network(e.to_string())),
+    )
 }
 
 /// A walker's phone asks its relay which grids it serves now, before it syncs, and forgets the
