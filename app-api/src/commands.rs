@@ -267,24 +267,49 @@ fn set_store_aside(app: &App, a: SetStoreAsideArgs) -> CommandResult<AppStatus> 
     if !app.lock.is_locked() {
         return Err(CommandError::new("not_locked", "only a phone locked by a PIN nobody remembers is set aside"));
     }
-    // As for a wipe: work under way finishes, the workers lose the key, the app's own
-    // connection closes, and only then do the files move.
-    let gate = app.lock.keys.gate.write().unwrap_or_else(|p| p.into_inner());
-    app.lock.forget_lock();
-    drop(app.store.lock().unwrap_or_else(|p| p.into_inner()).take());
-    let held = app.data_dir.join("held").join(app.now().millis().to_string());
-    std::fs::create_dir_all(&held)
-        .map_err(|e| CommandError::new("io", format!("cannot create {}: {e}", held.display())))?;
-    let prefix = STORE_FILE.to_string();
-    let entries = std::fs::read_dir(&app.data_dir)
-        .map_err(|e| CommandError::new("io", format!("cannot read {}: {e}", app.data_dir.display())))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&prefix) {
-            std::fs::rename(entry.path(), held.join(&name))
-                .map_err(|e| CommandError::new("io", format!("cannot move {name} aside: {e}")))?;
-        }
+    // As for a wipe: the workers lose the key and close their connections, work under way
+    // finishes, the app's own connection closes, and only then do the files move.
+    app.lock.keys.set(None);
+    app.sync.nudge();
+    app.photos.wake();
+    if !app.lock.keys.wait_for_workers(std::time::Duration::from_secs(10)) {
+        return Err(CommandError::new("busy", "the phone is still busy with its records; try again in a moment"));
     }
+    let gate = app.lock.keys.gate.write().unwrap_or_else(|p| p.into_inner());
+    drop(app.store.lock().unwrap_or_else(|p| p.into_inner()).take());
+    let io = |what: String| move |e: std::io::Error| CommandError::new("io", format!("{what}: {e}"));
+    let held_root = app.data_dir.join("held");
+    std::fs::create_dir_all(&held_root).map_err(io(format!("cannot create {}", held_root.display())))?;
+    // A folder of its own, never one made before (a clock set back must not mix two stores).
+    let mut n = 0;
+    let held = loop {
+        let candidate = held_root.join(format!("{}-{n}", app.now().millis()));
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => break candidate,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) => return Err(io(format!("cannot create {}", candidate.display()))(e)),
+        }
+    };
+    // The key file first; all or nothing, moved back on any failure, so a store is never left
+    // half here and half there for an enrolment to take for "no store".
+    let mut names: Vec<String> = std::fs::read_dir(&app.data_dir)
+        .map_err(io(format!("cannot read {}", app.data_dir.display())))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(STORE_FILE))
+        .collect();
+    names.sort_by_key(|n| !n.ends_with(".key"));
+    let mut moved: Vec<String> = Vec::new();
+    for name in &names {
+        if let Err(e) = std::fs::rename(app.data_dir.join(name), held.join(name)) {
+            for back in moved.iter().rev() {
+                let _ = std::fs::rename(held.join(back), app.data_dir.join(back));
+            }
+            return Err(io(format!("cannot move {name} aside"))(e));
+        }
+        moved.push(name.clone());
+    }
+    app.lock.forget_lock();
     drop(gate);
     debug_assert!(!path.exists());
     tracing::warn!(held = %held.display(), "a locked store was set aside for a new enrolment");

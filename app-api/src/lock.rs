@@ -48,6 +48,9 @@ pub(crate) struct KeyCell {
     /// (exclusively) by a wipe: the wipe waits for work under way, and no worker starts writing
     /// into files being deleted.
     pub(crate) gate: std::sync::RwLock<()>,
+    /// Worker connections open now: a store's files move or go only once none is left (SQLite
+    /// removes a closing connection's log by its path, which may by then be another store's).
+    open_connections: std::sync::atomic::AtomicUsize,
 }
 
 impl KeyCell {
@@ -59,7 +62,20 @@ impl KeyCell {
         self.generation.load(Ordering::SeqCst)
     }
 
-    fn set(&self, key: Option<StoreKey>) {
+    /// Waits (at most `limit`) until no worker holds a connection; workers drop theirs at their
+    /// next look once the key has changed. False when one still does.
+    pub(crate) fn wait_for_workers(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while self.open_connections.load(Ordering::SeqCst) > 0 {
+            if Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    pub(crate) fn set(&self, key: Option<StoreKey>) {
         *self.key.lock().unwrap_or_else(|p| p.into_inner()) = key;
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
@@ -85,12 +101,15 @@ impl WorkerStore {
     pub fn get(&mut self, who: &str) -> Option<&Store> {
         let generation = self.keys.generation();
         if self.store.as_ref().is_some_and(|(g, _)| *g != generation) {
-            self.store = None;
+            self.close();
         }
         if self.store.is_none() && self.path.exists() {
             let key = self.keys.get()?;
             match Store::open_encrypted(&self.path, key) {
-                Ok(s) => self.store = Some((generation, s)),
+                Ok(s) => {
+                    self.keys.open_connections.fetch_add(1, Ordering::SeqCst);
+                    self.store = Some((generation, s));
+                }
                 Err(e) => tracing::warn!("the {who} cannot open the store: {e}"),
             }
         }
@@ -98,12 +117,20 @@ impl WorkerStore {
     }
 
     pub fn close(&mut self) {
-        self.store = None;
+        if self.store.take().is_some() {
+            self.keys.open_connections.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// The gate a worker holds (shared) while it works (see [`KeyCell::gate`]).
     pub fn gate(&self) -> Arc<KeyCell> {
         self.keys.clone()
+    }
+}
+
+impl Drop for WorkerStore {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -337,8 +364,17 @@ impl DeviceLock {
         if let Ok(entries) = std::fs::read_dir(data_dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !name.starts_with(&prefix) && name != "exports" {
+                if !name.starts_with(&prefix) && name != "exports" && name != "held" {
                     continue;
+                }
+                if name == "held" {
+                    // Stores set aside after a forgotten PIN: their keys are destroyed too.
+                    for held in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+                        if let Err(e) = keys::destroy(&held.path().join(&prefix)) {
+                            tracing::error!("cannot destroy a held store's key: {e}");
+                            whole = false;
+                        }
+                    }
                 }
                 let path = entry.path();
                 let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };

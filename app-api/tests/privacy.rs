@@ -339,6 +339,18 @@ fn a_walker_moved_off_a_grid_forgets_its_records_at_her_next_sync() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(phone.call("status", json!({})).unwrap()["grids"], json!([other_grid]));
+    // Nothing more can be recorded in the grid she left (the relay would refuse it and stop
+    // every later sync), and her syncs go on.
+    let stale = phone.call(
+        "record_visit",
+        json!({"grid": town.grid, "target": {"kind": "household", "id": town.household}, "kind": "daily", "notes": "旧网格"}),
+    );
+    assert!(stale.is_err(), "a visit in the grid she left is refused: {stale:?}");
+    let before = phone.call("status", json!({})).unwrap()["last_sync_at"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    phone.call("sync_now", json!({})).unwrap();
+    let after = wait_for(&phone, "a later sync", |s| s["last_sync_at"].as_i64().is_some_and(|t| t > before));
+    assert!(after["last_error"].is_null(), "{after}");
     drop(phone);
     let store = gridwalk_app_api::open_device_store(&town.dir.join("moved"), Some("2580")).unwrap();
     let left: i64 = store
@@ -394,4 +406,10 @@ fn a_forgotten_pin_sets_the_records_aside_still_encrypted_and_the_phone_enrols_a
     assert_eq!(again["enrolled"], true);
     wait_for(&phone, "the first sync of the new enrolment", |s| s["last_sync_at"].is_number());
     assert!(phone.call("grids", json!({})).is_ok());
+    // Revoked later, the phone wipes what it set aside too.
+    let id = town.relay.relay().devices().unwrap().into_iter().find(|d| d.name == "phone-again").unwrap().id;
+    town.relay.relay().revoke(&id).unwrap();
+    phone.call("sync_now", json!({})).unwrap();
+    wait_for(&phone, "the wipe", |s| s["lock"]["wiped_at"].is_number());
+    assert!(!data.join("held").exists(), "the records set aside are wiped with the rest");
 }

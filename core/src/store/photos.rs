@@ -498,7 +498,7 @@ impl Store {
     /// The hashes every document on this device needs. Reads every document: collection is rare
     /// (after a sync), and a document is the only place that knows its photos, including those
     /// attached on other phones and merged in by sync.
-    fn referenced_photos(conn: &Connection) -> Result<BTreeSet<String>, CoreError> {
+    pub(super) fn referenced_photos(conn: &Connection) -> Result<BTreeSet<String>, CoreError> {
         let ids: Vec<String> =
             conn.prepare("SELECT id FROM documents")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         let mut needed = BTreeSet::new();

@@ -170,9 +170,45 @@ impl Store {
                     conn.execute("DELETE FROM documents WHERE id = ?1", [id])?;
                 }
                 report.documents_forgotten += ids.len();
+                for id in &ids {
+                    // Camera photos still waiting to be shrunk for those records.
+                    conn.execute("DELETE FROM photo_queue WHERE doc_id = ?1", [id])?;
+                }
+                // Half-filled forms about its households and enterprises.
+                conn.execute(
+                    "DELETE FROM drafts WHERE EXISTS (SELECT 1 FROM households h WHERE h.grid = ?1 AND drafts.key LIKE '%' || h.id)
+                        OR EXISTS (SELECT 1 FROM enterprises e WHERE e.grid = ?1 AND drafts.key LIKE '%' || e.id)",
+                    [grid],
+                )?;
                 conn.execute("DELETE FROM households WHERE grid = ?1", [grid])?;
                 conn.execute("DELETE FROM enterprises WHERE grid = ?1", [grid])?;
                 conn.execute("DELETE FROM walker_grids WHERE grid = ?1", [grid])?;
+                // The grid itself and its micro-grids: nothing can be recorded there any more
+                // (a form left open, a draft), which the relay would refuse and so stop every
+                // later sync.
+                conn.execute("DELETE FROM areas WHERE parent = ?1 AND kind = 'micro_grid'", [grid])?;
+                conn.execute("DELETE FROM areas WHERE id = ?1", [grid])?;
+            }
+            // Colleagues who walk none of the grids still here, and photos no record here names
+            // any more: those not yet sent would be refused (the relay no longer takes them from
+            // this phone), and asking again at every sync would never end. Their files go with
+            // the garbage collection that follows.
+            conn.execute(
+                "DELETE FROM walkers WHERE id NOT IN (SELECT walker FROM walker_grids) AND id != ?1",
+                [&self.identity.walker],
+            )?;
+            let needed = Self::referenced_photos(conn)?;
+            let hashes: Vec<String> =
+                conn.prepare("SELECT hash FROM photos")?.query_map([], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
+            for hash in hashes.iter().filter(|h| !needed.contains(*h)) {
+                conn.execute("DELETE FROM photos WHERE hash = ?1 AND acknowledged_at IS NULL", [hash])?;
+            }
+            let wanted: Vec<String> = conn
+                .prepare("SELECT hash FROM photo_wanted")?
+                .query_map([], |r| r.get(0))?
+                .collect::<std::result::Result<_, _>>()?;
+            for hash in wanted.iter().filter(|h| !needed.contains(*h)) {
+                conn.execute("DELETE FROM photo_wanted WHERE hash = ?1", [hash])?;
             }
             self.set_meta("relay_grids", &new.iter().cloned().collect::<Vec<_>>().join(","))?;
             if !added.is_empty() {
