@@ -163,6 +163,39 @@ async function main() {
         assert(held.length === 1 && readdirSync(join(dir, name, 'held', held[0])).includes('gridwalk.db'), `the records are kept aside: ${held}`);
         console.log('lock e2e (zh): a forgotten PIN sets the records aside, encrypted, and the phone enrols again');
       }
+      if (lang === 'en') {
+        // The phone's lock on the sync screen: lock now, and the change-PIN form, at 360 px.
+        await page2.locator(tid('tab-sync')).click();
+        await page2.locator(tid('lang-en')).click();
+        await page2.locator(tid('changepin-open')).click();
+        await page2.locator(tid('changepin-current')).waitFor();
+        // As she sees it (a whole-page picture draws the fixed bars mid-page): the save button
+        // scrolled into view, above the tab bar, reached by a tap on its middle.
+        await page2.evaluate(() => document.querySelector('[data-testid="changepin-submit"]').scrollIntoView({ block: 'center' }));
+        await sleep(200);
+        const reached = await page2.evaluate(() => {
+          const b = document.querySelector('[data-testid="changepin-submit"]').getBoundingClientRect();
+          const hit = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);
+          return !!hit && hit.closest('[data-testid="changepin-submit"]') !== null;
+        });
+        assert(reached, 'the change-PIN button is not hidden under the tab bar');
+        await page2.screenshot({ path: join(OUT, 'lock-en-sync-phone-lock-360.png') });
+        await assertNoMachineIds(page2, 'en sync screen, phone lock');
+        const wide = await page2.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+        assert(wide, 'the sync screen with its PIN form fits 360 px');
+        // Revoked by the hall: the phone wipes itself and the enrol screen says why.
+        const devices = JSON.parse(relayCli(relayDir, 'devices', '--json'));
+        const id = devices.find((d) => d.name === name).id;
+        relayCli(relayDir, 'revoke', id);
+        await api(device, 'sync_now');
+        await page2.locator(tid('wiped-notice')).waitFor({ timeout: 30000 });
+        const notice = await page2.locator(tid('wiped-notice')).innerText();
+        assert(/hall/i.test(notice) && !/[\u4e00-\u9fff]/.test(notice), `the wipe is said in English: ${notice}`);
+        await shot(page2, 'en-wiped-360');
+        await assertNoMachineIds(page2, 'en enrol screen after a wipe');
+        assert(readdirSync(join(dir, name)).every((f) => !f.startsWith('gridwalk.db')), 'nothing of the store is left');
+        console.log('lock e2e (en): a revoked phone wipes itself and its enrol screen says so');
+      }
       await reopened.close();
       console.log(`lock e2e (${lang}): locked after ${after.toFixed(1)} s alone, wrong PINs said in ${lang}, ${lang === 'zh' ? 'the wait after five with the button off, ' : ''}PIN asked on open`);
     }

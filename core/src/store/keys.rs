@@ -7,7 +7,7 @@
 //! *wrapped*:
 //!
 //! - **by the walker's PIN** (`Lock::Pin`): XChaCha20-Poly1305 under a key derived from the PIN
-//!   with Argon2id (`gridwalk_doc::pin::derive_key`, about 250 ms on a cheap phone). A wrong PIN
+//!   with Argon2id (`gridwalk_doc::pin::derive_key`; its cost is in `gridwalk-bench encryption`). A wrong PIN
 //!   fails the cipher's check, so the PIN itself is stored nowhere. Where the platform has a
 //!   keystore, the PIN-wrapped key is sealed by it too: a copy of the data directory taken off
 //!   the phone then cannot even be guessed at offline, because the keystore's key never leaves
