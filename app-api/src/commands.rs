@@ -64,6 +64,7 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
         }
         "reference" => out(reference(app)?),
         "grids" => out(grids(app)?),
+        "quick_phrases" => out(app.store()?.quick_phrases()?),
         "places" => out(places(app, parse(args)?)?),
         "record_visit" => out(record_visit(app, parse(args)?)?),
         "visits" => out(visits(app, parse(args)?)?),
@@ -717,7 +718,7 @@ fn requests(app: &App, a: RequestsArgs) -> CommandResult<RequestPage> {
     let text = a.text.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
     let limit = a.limit.unwrap_or(50).clamp(1, 500);
     let offset = a.offset.unwrap_or(0);
-    let base = RequestFilter { grids, statuses, text, ..RequestFilter::default() };
+    let base = RequestFilter { grids, statuses, text, owed_feedback: a.owed_feedback, ..RequestFilter::default() };
     // Overdue first (the longest overdue at the top), then the rest, most recently changed first.
     let overdue_filter =
         RequestFilter { overdue_at: Some(now), sort: RequestSort::DeadlineAsc, limit: offset + limit, ..base.clone() };
@@ -801,7 +802,10 @@ pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResul
     let mut allowed = Vec::new();
     for (name, action) in candidate_actions(now) {
         let Some(ctx) = &ctx else { break };
-        if lifecycle::check(state, &action).is_ok() && store.allows(ctx, state, &action)? {
+        if lifecycle::check(state, &action).is_ok()
+            && store.allows(ctx, state, &action)?
+            && store.check_linked_request_rule(id, state, &action).is_ok()
+        {
             allowed.push(name.to_string());
         }
     }
@@ -818,6 +822,7 @@ pub(crate) fn request_detail(app: &App, store: &Store, id: &str) -> CommandResul
             address: v.body.place.address.clone(),
             status: v.state.status.as_str().into(),
             reporter,
+            told: v.state.told_at.is_some(),
         }))
     };
     let merged_into = match &state.merged_into {

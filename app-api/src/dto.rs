@@ -279,6 +279,9 @@ pub struct RequestsArgs {
     pub text: Option<String>,
     #[serde(default)]
     pub overdue_only: bool,
+    /// Only those whose reporter is owed the outcome (待反馈), merged duplicates included.
+    #[serde(default)]
+    pub owed_feedback: bool,
     #[serde(default)]
     pub limit: Option<usize>,
     #[serde(default)]
@@ -368,6 +371,8 @@ pub struct LinkedRequestDto {
     pub status: String,
     /// The reporter's name, when a resident gave one.
     pub reporter: Option<String>,
+    /// Its reporter has been told the outcome (反馈).
+    pub told: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,12 +22,14 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
         "inbox" => out(inbox(app, parse(args)?)?),
         "duplicates" => out(duplicates(app, parse(args)?)?),
         "dashboard" => dashboard(app, parse(args)?),
+        "kpi_changes" => kpi_changes(app, parse(args)?),
         "drill" => drill(app, args),
         "monthly_list" => monthly(app, parse(args)?),
         "export_monthly_xlsx" => out(export_monthly(app, parse(args)?)?),
         "admin_lists" => out(admin_lists(app)?),
         "admin_save_department" => out(admin_save_department(app, parse(args)?)?),
         "admin_assign_walker" => out(admin_assign_walker(app, parse(args)?)?),
+        "admin_save_quick_phrases" => out(admin_save_quick_phrases(app, parse(args)?)?),
         other => crate::commands::unknown(other),
     }
 }
@@ -189,6 +191,15 @@ fn dashboard(app: &App, a: DashboardArgs) -> CommandResult<Value> {
     let store = app.store()?;
     let q = query(app, &a)?;
     out(report::dashboard(&store, &q)?)
+}
+
+/// The dashboard's headline figures a week and a month before now, for the change beside each
+/// KPI. Asked apart from the dashboard: it folds the requests that changed since then again, so
+/// the dashboard itself stays as quick as its running counts.
+fn kpi_changes(app: &App, a: DashboardArgs) -> CommandResult<Value> {
+    let store = app.store()?;
+    let q = query(app, &a)?;
+    out(report::kpi_changes(&store, &q)?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -450,6 +461,22 @@ fn admin_assign_walker(app: &App, a: AssignWalkerArgs) -> CommandResult<Value> {
     // The republished rosters are waiting to go up: the sync worker looks now.
     app.sync.nudge();
     Ok(json!({ "walker": a.walker, "published": published }))
+}
+
+#[derive(Debug, Deserialize)]
+struct QuickPhrasesArgs {
+    phrases: Vec<String>,
+}
+
+/// The hall's quick phrases for visit notes, sent to every grid's phones in its roster.
+fn admin_save_quick_phrases(app: &App, a: QuickPhrasesArgs) -> CommandResult<Value> {
+    let store = app.store()?;
+    require_hall(&store)?;
+    let ctx = crate::commands::context(app, &store)?;
+    let published = store.save_quick_phrases(&ctx, &a.phrases)?;
+    // The republished rosters are waiting to go up: the sync worker looks now.
+    app.sync.nudge();
+    Ok(json!({ "phrases": store.quick_phrases()?, "published": published }))
 }
 
 #[cfg(test)]

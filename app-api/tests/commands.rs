@@ -350,3 +350,68 @@ fn an_admins_new_office_and_a_walkers_new_grid_reach_phones_and_halls_through_th
     let there = first_hall.walkers().unwrap().into_iter().find(|w| w.id == moved.id).unwrap();
     assert_eq!(there.grids, vec![grid.clone()]);
 }
+
+/// Issue 16: quick phrases for visit notes are the hall's to edit. The admin's list reaches a
+/// walker's phone with its grid's roster; clearing it brings back the built-in phrases there.
+#[test]
+fn the_halls_quick_phrases_reach_a_walkers_phone_and_clearing_them_brings_back_the_built_in_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("relay")).unwrap();
+    let relay = RelayServer::start(&dir.path().join("relay"), None);
+    let first_hall = hall(dir.path(), &relay);
+    let grid = first_hall.grids().unwrap().into_iter().find(|g| !g.enterprise_grid).unwrap().id;
+    let her = first_hall.walkers().unwrap().into_iter().find(|w| w.grids.contains(&grid)).unwrap();
+
+    let code = relay.relay().create_enrollment("大厅二号机", gridwalk_relay::store::Role::Hall, &[]).unwrap();
+    let admin = App::open(dir.path().join("hall2"), Arc::new(SystemClock), settings()).unwrap();
+    admin.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "大厅二号机"})).unwrap();
+    wait_for(&admin, "the hall's first sync", |s| s["last_sync_at"].is_number());
+    let code = relay
+        .relay()
+        .create_enrollment_for(
+            "王芳的手机",
+            gridwalk_relay::store::Role::Walker,
+            std::slice::from_ref(&grid),
+            Some(&her.id),
+        )
+        .unwrap();
+    let phone = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
+    phone.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "王芳的手机"})).unwrap();
+    wait_for(&phone, "the phone's first sync", |s| s["last_sync_at"].is_number());
+    assert_eq!(phone.call("quick_phrases", json!({})).unwrap(), json!([]), "none set: the built-in ones");
+
+    let refused = phone.call("admin_save_quick_phrases", json!({"phrases": ["手机上改的"]})).unwrap_err();
+    assert_eq!(refused.code, "forbidden");
+    let long = "很".repeat(41);
+    let bad = admin.call("admin_save_quick_phrases", json!({"phrases": [long]})).unwrap_err();
+    assert_eq!(bad.code, "invalid_input");
+    let too_many: Vec<String> = (0..25).map(|i| format!("常用语{i}")).collect();
+    let bad = admin.call("admin_save_quick_phrases", json!({"phrases": too_many})).unwrap_err();
+    assert_eq!(bad.code, "invalid_input");
+
+    let saved = admin
+        .call("admin_save_quick_phrases", json!({"phrases": ["  已查看燃气灶 ", "", "已查看燃气灶", "子女每周来看望"]}))
+        .unwrap();
+    assert_eq!(saved["phrases"], json!(["已查看燃气灶", "子女每周来看望"]), "trimmed, blanks and repeats dropped");
+    assert!(saved["published"]["updated"].as_u64().unwrap() >= 1, "{saved}");
+
+    let phrases_on_phone = |want: serde_json::Value| {
+        wait_for(&admin, "the admin's change to go up", |s| s["pending_documents"] == 0 && s["syncing"] == false);
+        let start = Instant::now();
+        loop {
+            phone.call("sync_now", json!({})).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            let got = phone.call("quick_phrases", json!({})).unwrap();
+            if got == want {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "the phone has {got}, not {want}");
+        }
+    };
+    phrases_on_phone(json!(["已查看燃气灶", "子女每周来看望"]));
+    admin.call("admin_save_quick_phrases", json!({"phrases": []})).unwrap();
+    phrases_on_phone(json!([]));
+    // The first hall PC has the same (empty) list after its pull.
+    client::sync_over_http(&first_hall, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert!(first_hall.quick_phrases().unwrap().is_empty());
+}

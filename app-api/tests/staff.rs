@@ -305,6 +305,7 @@ fn the_relay_refuses_a_hall_devices_events_in_the_name_of_someone_not_on_the_sta
                 pin_hash: gridwalk_core::store::staff::hash_pin("1111").unwrap(),
                 set_by: "hall-1".into(),
             }],
+            quick_phrases: vec![],
             published_at: now(),
             published_by: "hall-1".into(),
         };

@@ -470,6 +470,10 @@ pub struct RequestFilterArgs {
     /// Only open requests whose deadline has passed.
     #[arg(long)]
     pub overdue: bool,
+    /// Only those whose reporter is owed the outcome (待反馈): resolved, or merged into a
+    /// resolved request and not yet told.
+    #[arg(long)]
+    pub owed_feedback: bool,
     /// Raised on or after this date or time.
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,

@@ -131,6 +131,7 @@ fn filter_of(env: &Env, args: &RequestFilterArgs, text: Option<String>) -> Resul
         category: args.category.clone(),
         department: args.department.clone(),
         overdue_at: args.overdue.then_some(env.now),
+        owed_feedback: args.owed_feedback,
         text,
         created_from: args.from.as_deref().map(|t| parse_time("from", t, false)).transpose()?,
         created_before: args.to.as_deref().map(|t| end_of(t, "to")).transpose()?,

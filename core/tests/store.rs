@@ -830,6 +830,57 @@ fn the_request_a_duplicate_was_merged_into_lists_its_duplicates() {
     assert!(store.check().unwrap().index_matches_documents);
 }
 
+/// Regression (issue 16): a merged duplicate's reporter never heard how her matter ended; the
+/// merged-into request listed her, but feedback could be given only on that request. Now she is
+/// owed it once that request is resolved: the duplicate is listed as owed feedback, takes one
+/// feedback step (and stays merged, out of every rate), and is then no longer owed.
+#[test]
+fn regression_the_reporters_of_merged_duplicates_are_told_the_outcome_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(&dir, "hall.db", "hall-pc");
+    let first = store.raise_request(&store.context(t(0)), streetlight("g1", None)).unwrap();
+    let duplicate = store.raise_request(&store.context(t(1)), streetlight("g1", None)).unwrap();
+    let merge = Action::Triaged { decision: TriageDecision::MergeInto { target: first.clone() } };
+    store.act(&store.context(t(2)), &duplicate, merge).unwrap();
+    let tell = || Action::FeedbackGiven { note: "已告知：路灯已修好".into() };
+    let owed = |store: &Store| -> Vec<String> {
+        let filter = RequestFilter { owed_feedback: true, limit: 100, ..RequestFilter::default() };
+        let mut ids: Vec<String> = store.list_requests(&filter).unwrap().into_iter().map(|r| r.id).collect();
+        ids.sort();
+        ids
+    };
+
+    // Nothing to tell before the request it went into is resolved.
+    let early = store.act(&store.context(t(3)), &duplicate, tell()).unwrap_err();
+    assert!(matches!(early, CoreError::InvalidTransition { .. }), "{early:?}");
+    assert!(owed(&store).is_empty());
+
+    store.act(&store.context(t(3)), &first, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
+    store.act(&store.context(t(4)), &first, Action::Resolved { note: "换了灯泡".into(), photos: vec![] }).unwrap();
+    let mut both = vec![first.clone(), duplicate.clone()];
+    both.sort();
+    assert_eq!(owed(&store), both, "both reporters are owed the outcome");
+
+    store.act(&store.context(t(5)), &duplicate, tell()).unwrap();
+    let view = store.request(&duplicate).unwrap();
+    assert_eq!(view.state.status, Status::Merged, "a duplicate stays merged when its reporter is told");
+    assert_eq!(view.state.told_at, Some(t(5)));
+    assert_eq!(owed(&store), vec![first.clone()]);
+    let again = store.act(&store.context(t(6)), &duplicate, tell()).unwrap_err();
+    assert!(matches!(again, CoreError::InvalidTransition { .. }), "told once: {again:?}");
+
+    // A rebuilt index says the same, and the duplicate counts in no rate.
+    store.rebuild_index().unwrap();
+    assert_eq!(owed(&store), vec![first]);
+    assert!(store.check().unwrap().index_matches_documents);
+    let d = gridwalk_core::report::dashboard(
+        &store,
+        &gridwalk_core::report::DashboardQuery::new(gridwalk_core::report::Scope::All, t(7)),
+    )
+    .unwrap();
+    assert_eq!((d.figures.total, d.figures.handled, d.figures.resolved), (2, 1, 1));
+}
+
 fn at_shanghai(day: u32, hour: u32, minute: u32) -> Timestamp {
     // Shanghai is UTC+8 all year.
     Timestamp(Utc.with_ymd_and_hms(2026, 12, day, hour, minute, 0).unwrap() - Duration::hours(8))

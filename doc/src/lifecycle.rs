@@ -216,6 +216,10 @@ pub struct RequestState {
     pub merged_into: Option<String>,
     pub rating: Option<Rating>,
     pub resolved_at: Option<Timestamp>,
+    /// When the reporter was last told the outcome (反馈), until the request is reopened. A
+    /// duplicate merged into another request keeps its status: its own reporter is owed the
+    /// outcome as much as the other's, and this says she has had it.
+    pub told_at: Option<Timestamp>,
     pub reopen_count: u32,
     /// Device time of the newest applied event.
     pub updated_at: Timestamp,
@@ -241,7 +245,9 @@ pub fn refusal(status: Status, action: &Action) -> Option<&'static str> {
         Action::Escalated { .. } => matches!(status, Accepted | Assigned | Reopened),
         Action::Progress { .. } => matches!(status, Accepted | Assigned | Reopened),
         Action::Resolved { .. } => matches!(status, Accepted | Assigned | Reopened),
-        Action::FeedbackGiven { .. } => status == Resolved,
+        // A merged duplicate's reporter is told the outcome of the request it went into; the
+        // duplicate stays merged (`content_refusal` lets her be told once).
+        Action::FeedbackGiven { .. } => matches!(status, Resolved | Merged),
         Action::Rated { .. } => matches!(status, Resolved | FeedbackGiven),
         Action::Reopened { .. } => matches!(status, Resolved | FeedbackGiven | Rated | Closed | Rejected),
         Action::Closed { .. } => matches!(status, Resolved | FeedbackGiven | Rated | Rejected | Merged),
@@ -260,7 +266,7 @@ pub fn refusal(status: Status, action: &Action) -> Option<&'static str> {
         Action::Escalated { .. } | Action::Progress { .. } | Action::Resolved { .. } => {
             "it must be accepted and not yet resolved"
         }
-        Action::FeedbackGiven { .. } => "feedback follows a resolution",
+        Action::FeedbackGiven { .. } => "feedback follows a resolution (or a merge into another request)",
         Action::Rated { .. } => "a rating needs a resolved request",
         Action::Reopened { .. } => "only a finished request can be reopened",
         Action::Closed { .. } => "only a resolved, rated, rejected or merged request can be closed",
@@ -273,6 +279,9 @@ fn content_refusal(state: &RequestState, action: &Action) -> Option<&'static str
     match action {
         Action::Escalated { level, .. } if state.level.is_some_and(|l| *level <= l) => {
             Some("an escalation must go to a higher tier than the current one")
+        }
+        Action::FeedbackGiven { .. } if state.status == Status::Merged && state.told_at.is_some() => {
+            Some("the reporter of this duplicate has already been told")
         }
         _ => None,
     }
@@ -320,13 +329,19 @@ fn step(state: &mut RequestState, event: &LifecycleEvent) -> bool {
             state.status = Status::Resolved;
             state.resolved_at = Some(event.at);
         }
-        Action::FeedbackGiven { .. } => state.status = Status::FeedbackGiven,
+        Action::FeedbackGiven { .. } => {
+            if state.status != Status::Merged {
+                state.status = Status::FeedbackGiven;
+            }
+            state.told_at = Some(event.at);
+        }
         Action::Rated { rating, .. } => {
             state.rating = Some(*rating);
             if *rating == Rating::NotSatisfied {
                 state.status = Status::Reopened;
                 state.reopen_count += 1;
                 state.resolved_at = None;
+                state.told_at = None;
             } else {
                 state.status = Status::Rated;
             }
@@ -335,6 +350,7 @@ fn step(state: &mut RequestState, event: &LifecycleEvent) -> bool {
             state.status = Status::Reopened;
             state.reopen_count += 1;
             state.resolved_at = None;
+            state.told_at = None;
         }
         Action::Closed { .. } => state.status = Status::Closed,
     }
@@ -367,6 +383,7 @@ pub fn fold(events: &[LifecycleEvent]) -> Option<RequestState> {
         merged_into: None,
         rating: None,
         resolved_at: None,
+        told_at: None,
         reopen_count: 0,
         updated_at: first.at,
         not_applied: Vec::new(),

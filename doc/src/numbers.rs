@@ -42,6 +42,36 @@ pub fn request_number(day: NaiveDate, device_code: &str, seq: u32) -> String {
     format!("{}{seq}", number_prefix(day, device_code))
 }
 
+/// Why `number` cannot be a number given to a request raised at `created_at` by the device
+/// whose code is one of `device_codes` (`None`: it can). The relay asks this of every new
+/// request, so that no device can hand out another device's numbers and make two requests
+/// answer to one number. `device_codes` empty: the device is not known (a request passed on by
+/// a hall PC), and only the form and the day are checked.
+pub fn number_refusal(number: &str, created_at: Timestamp, device_codes: &[String]) -> Option<String> {
+    let parts: Vec<&str> = number.split('-').collect();
+    let [day, code, seq] = parts[..] else {
+        return Some(format!("'{number}' is not a request number (day-device-count, e.g. 261205-7-3)"));
+    };
+    let raised = number_day(created_at).format("%y%m%d").to_string();
+    if day != raised {
+        return Some(format!("request number '{number}' names the day {day}, but the request was raised on {raised}"));
+    }
+    if code.is_empty() || !code.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
+        return Some(format!("request number '{number}' has no device part"));
+    }
+    if !device_codes.is_empty() && !device_codes.iter().any(|c| c == code) {
+        return Some(format!(
+            "request number '{number}' belongs to device {code}, not to the device that raised it ({})",
+            device_codes.join(" or ")
+        ));
+    }
+    let counted = seq.parse::<u32>().ok().filter(|n| *n >= 1 && n.to_string() == seq);
+    if counted.is_none() {
+        return Some(format!("request number '{number}' does not end in a count from 1"));
+    }
+    None
+}
+
 /// Whether text someone typed looks like a request number, or the start of one (`261205-7`),
 /// so that a search can look it up by number rather than in the descriptions.
 pub fn looks_like_number(text: &str) -> bool {
@@ -66,6 +96,20 @@ mod tests {
         assert_eq!(request_number(number_day(at), &device_code(Some(7), "dev-94f4ab"), 3), "261205-7-3");
         let next_day = Timestamp(chrono::Utc.with_ymd_and_hms(2026, 12, 5, 16, 30, 0).unwrap());
         assert_eq!(number_prefix(number_day(next_day), "7"), "261206-7-");
+    }
+
+    #[test]
+    fn a_number_is_refused_unless_it_is_the_raising_devices_on_the_day_raised() {
+        let at = Timestamp(chrono::Utc.with_ymd_and_hms(2026, 12, 5, 15, 30, 0).unwrap());
+        let own = ["7".to_string(), "B0B5".to_string()];
+        assert_eq!(number_refusal("261205-7-3", at, &own), None);
+        assert_eq!(number_refusal("261205-B0B5-12", at, &own), None);
+        assert_eq!(number_refusal("261205-9-3", at, &[]), None, "a device not known: form and day only");
+        for bad in
+            ["261205-8-3", "261206-7-3", "261205-7-0", "261205-7-03", "261205-7", "261205--3", "x", "261205-7-3-1"]
+        {
+            assert!(number_refusal(bad, at, &own).is_some(), "{bad}");
+        }
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub fn staff_roster_id() -> String {
     roster_id(STAFF_GRID)
 }
 
+/// At most this many quick phrases, each at most [`MAX_QUICK_PHRASE_CHARS`] characters: they are
+/// buttons above a note box on a phone, not a document.
+pub const MAX_QUICK_PHRASES: usize = 24;
+pub const MAX_QUICK_PHRASE_CHARS: usize = 40;
+
 /// A member of the hall's staff who may sign in, as the staff roster lists her.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Reconcile, Hydrate)]
 pub struct StaffMember {
@@ -73,6 +78,11 @@ pub struct RosterBody {
     #[serde(default)]
     #[autosurgeon(missing = "Default::default")]
     pub staff: Vec<StaffMember>,
+    /// The hall's quick phrases for visit notes (常用语), in the order the hall put them. Empty:
+    /// the app's built-in ones. Rosters published before them have none.
+    #[serde(default)]
+    #[autosurgeon(missing = "Default::default")]
+    pub quick_phrases: Vec<String>,
     /// When the hall last published a change to this roster.
     pub published_at: Timestamp,
     /// Who published that change (the person signed in, not the PC): the relay judges a change

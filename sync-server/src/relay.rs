@@ -906,6 +906,38 @@ fn check_permitted(
                 let state = if i == 0 { None } else { fold(&ordered[..i]) };
                 judge(&event.by, Step::of(&event.action), state.as_ref())?;
             }
+            // A request's number is its raising device's, given once (`gridwalk_doc::numbers`).
+            match (&old, &body.number) {
+                (Some((old_body, _)), _) if old_body.number != body.number => {
+                    return Err(RelayError::new(
+                        422,
+                        "request_number_changed",
+                        format!("document {doc_id}: a request's number cannot change; nothing of this push was stored"),
+                    ));
+                }
+                (None, Some(number)) => {
+                    // A request this device raised carries this device's code. One it passes on
+                    // (a hall PC's resend, a phone's after a relay was lost) names the device
+                    // that raised it, and only its form and day can be checked here.
+                    let codes = if header.device == device.id {
+                        let mut codes = vec![gridwalk_doc::numbers::device_code(None, &device.id)];
+                        if device.number.is_some() {
+                            codes.push(gridwalk_doc::numbers::device_code(device.number, &device.id));
+                        }
+                        codes
+                    } else {
+                        Vec::new()
+                    };
+                    if let Some(why) = gridwalk_doc::numbers::number_refusal(number, header.created_at, &codes) {
+                        return Err(RelayError::new(
+                            422,
+                            "bad_request_number",
+                            format!("document {doc_id}: {why}; nothing of this push was stored"),
+                        ));
+                    }
+                }
+                _ => {}
+            }
             if let Some((old_body, old_state)) = old {
                 if old_body != body {
                     let person = device.walker.as_deref().unwrap_or(&header.created_by);

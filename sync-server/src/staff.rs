@@ -307,6 +307,7 @@ impl Relay {
                     walkers: Vec::new(),
                     people: Vec::new(),
                     staff: Vec::new(),
+                    quick_phrases: Vec::new(),
                     published_at: at,
                     published_by: by.to_string(),
                 };
@@ -331,6 +332,7 @@ impl Relay {
             role: Role::Admin,
             grids: Vec::new(),
             walker: None,
+            number: None,
         };
         let req =
             PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: staff_roster_id(), bytes }] };

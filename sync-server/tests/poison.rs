@@ -506,3 +506,83 @@ fn regression_a_document_named_like_a_roster_that_is_no_roster_is_refused() {
     let empty = PushRequest { version: PROTOCOL_VERSION, docs: vec![] };
     town.relay.push(&other, &empty).unwrap();
 }
+
+/// Regression (issue 16 review): the relay took any request number a device wrote, so a phone
+/// could give out another device's numbers and two requests answered to one number. A request
+/// a device raised must carry that device's own code and the day it was raised, and a number
+/// never changes once stored. Crafted with the automerge crate, past the core's own rule.
+#[test]
+fn regression_a_device_cannot_give_out_another_devices_request_numbers_or_change_one() {
+    let town = town();
+    // A phone whose store is its relay identity, as an enrolled phone's is.
+    let dir = tempfile::tempdir().unwrap();
+    let me = &town.phone_device;
+    let number = me.number.expect("an enrolled device has a number");
+    let phone = device_store(dir.path(), &me.id, "w1");
+    phone
+        .set_relay_link(&gridwalk_core::store::RelayLink {
+            url: "http://relay.example".into(),
+            device_id: me.id.clone(),
+            token: "t".into(),
+            role: "walker".into(),
+            grids: vec!["g1".into()],
+            walker: Some("w1".into()),
+            device_number: Some(number),
+            staff_sign_in: false,
+        })
+        .unwrap();
+    let raise = |description: &str| {
+        phone
+            .raise_request(
+                &phone.context(t(3)),
+                NewRequest {
+                    id: None,
+                    grid: "g1".into(),
+                    micro_grid: None,
+                    reporter: Reporter::Anonymous,
+                    address: "g1 村道".into(),
+                    gps: None,
+                    category: "streetlight".into(),
+                    description: description.into(),
+                    urgency: Urgency::Normal,
+                    source: Source::Visit,
+                    visit: None,
+                },
+            )
+            .unwrap()
+    };
+    let set_number = |to: String| {
+        move |d: &mut AutoCommit| {
+            let b = map(d, &ROOT, "body");
+            d.put(&b, "number", to).unwrap();
+        }
+    };
+    let honest = raise("井盖松动");
+    let own = phone.request(&honest).unwrap().body.number.unwrap();
+    assert!(own.ends_with(&format!("-{number}-1")), "{own}");
+    let day = own.split('-').next().unwrap().to_string();
+
+    let forged = raise("路灯不亮");
+    let bytes = phone.document_bytes(&forged).unwrap();
+    let digest = fingerprint_relay(&town);
+    for (what, number) in [
+        ("another device's number", format!("{day}-{}-1", number + 1)),
+        ("another day", format!("261231-{number}-2")),
+        ("no count", format!("{day}-{number}-0")),
+        ("not a number at all", "第一号".to_string()),
+    ] {
+        let mut all = bytes.clone();
+        all.extend(crafted(&bytes, set_number(number.clone())));
+        let refused = town.push(&forged, all).unwrap_err();
+        assert_eq!((refused.status, refused.code), (422, "bad_request_number"), "{what}: {}", refused.message);
+        assert_eq!(fingerprint_relay(&town), digest, "{what}: nothing was stored");
+    }
+
+    // Its own numbers are taken; and once stored, a number stays.
+    assert!(town.push(&honest, phone.document_bytes(&honest).unwrap()).is_ok());
+    let honest_bytes = phone.document_bytes(&honest).unwrap();
+    let digest = fingerprint_relay(&town);
+    let refused = town.push(&honest, crafted(&honest_bytes, set_number(format!("{day}-{number}-9")))).unwrap_err();
+    assert_eq!((refused.status, refused.code), (422, "request_number_changed"), "{}", refused.message);
+    assert_eq!(fingerprint_relay(&town), digest, "nothing was stored");
+}

@@ -986,6 +986,119 @@ pub fn dashboard(store: &Store, q: &DashboardQuery) -> Result<Dashboard> {
     })
 }
 
+// ----- change since last week and last month ---------------------------------------------------
+
+/// How far back "since last week" and "since last month" look.
+pub const WEEK_MS: i64 = 7 * 86_400_000;
+pub const MONTH_MS: i64 = 30 * 86_400_000;
+
+/// The headline figures as they stood at an earlier moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FiguresAt {
+    /// The moment (milliseconds).
+    pub at: i64,
+    pub figures: Figures,
+}
+
+/// What each headline figure of a dashboard was a week and a month before its `now`, for the
+/// change beside each KPI (比上周, 比上月).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KpiChanges {
+    pub week_ago: FiguresAt,
+    pub month_ago: FiguresAt,
+}
+
+/// The headline figures of `q` a week and a month before `q.now`.
+pub fn kpi_changes(store: &Store, q: &DashboardQuery) -> Result<KpiChanges> {
+    let at = |back: i64| -> Result<FiguresAt> {
+        let at = Timestamp::from_millis(q.now.millis() - back)?;
+        Ok(FiguresAt { at: at.millis(), figures: figures_as_of(store, q, at)? })
+    };
+    Ok(KpiChanges { week_ago: at(WEEK_MS)?, month_ago: at(MONTH_MS)? })
+}
+
+/// The headline figures of `q`'s scope and period as they stood at `at`: every request raised
+/// by then, in the state its events up to then give, overdue judged at `at`.
+///
+/// The index holds only the present. A request nothing has happened to since `at` (its newest
+/// applied event is no later) stood then as it stands now, so those are counted from the index
+/// with `at` as now. The others, a week's or a month's worth, are folded again from their
+/// events up to `at`. Both go through the same predicates as the dashboard ([`Measure::sql`]),
+/// so the two cannot count differently. Events are placed by their device time, as the
+/// history shows them.
+pub fn figures_as_of(store: &Store, q: &DashboardQuery, at: Timestamp) -> Result<Figures> {
+    check_period(q)?;
+    let conn = store.connection();
+    let grids = scope_grids(store, &q.scope)?;
+    let sums = |sql: &mut Sql| -> String {
+        let now = sql.bind(at.millis());
+        ALL_MEASURES
+            .iter()
+            .map(|m| format!("COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0)", m.sql(&now)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let read_figures = |r: &rusqlite::Row| -> rusqlite::Result<Figures> {
+        let mut f = figures_from(r, 0)?;
+        f.overdue = r.get(11)?;
+        Ok(f)
+    };
+
+    // Unchanged since `at`.
+    let mut sql = Sql::default();
+    let sums_text = sums(&mut sql);
+    let mut clauses = set_clauses(&mut sql, &grids, q);
+    clauses.push(format!("created_at <= {}", sql.bind(at.millis())));
+    clauses.push(format!("updated_at <= {}", sql.bind(at.millis())));
+    let text = format!("SELECT {sums_text} FROM request_index {}", where_sql(&clauses));
+    let mut total =
+        conn.prepare_cached(&text)?.query_row(rusqlite::params_from_iter(sql.params.iter()), read_figures)?;
+
+    // Changed since: folded again from their events up to `at`.
+    let mut sql = Sql::default();
+    let mut clauses = set_clauses(&mut sql, &grids, q);
+    clauses.push(format!("created_at <= {}", sql.bind(at.millis())));
+    clauses.push(format!("updated_at > {}", sql.bind(at.millis())));
+    let text = format!("SELECT id FROM request_index {} ORDER BY id", where_sql(&clauses));
+    let changed = conn
+        .prepare_cached(&text)?
+        .query_map(rusqlite::params_from_iter(sql.params.iter()), |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let mut then = Vec::new();
+    for id in changed {
+        let events: Vec<_> = store.request_events(&id)?.into_iter().filter(|e| e.at <= at).collect();
+        // A request whose first event is dated after `at` (a device clock behind) was not there.
+        if let Some(state) = crate::lifecycle::fold(&events) {
+            then.push(state);
+        }
+    }
+    // Each chunk's rows go in as a VALUES list: four parameters a row, well within SQLite's
+    // limit on parameters.
+    for chunk in then.chunks(1000) {
+        let mut sql = Sql::default();
+        let sums_text = sums(&mut sql);
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|s| {
+                format!(
+                    "({}, {}, {}, {})",
+                    sql.bind(s.status.as_str().to_string()),
+                    sql.bind(s.deadline.map(|d| d.millis())),
+                    sql.bind(s.resolved_at.map(|d| d.millis())),
+                    sql.bind(s.rating.map(|r| r.as_str().to_string())),
+                )
+            })
+            .collect();
+        let text = format!(
+            "WITH request_then(status, deadline, resolved_at, rating) AS (VALUES {}) SELECT {sums_text} FROM request_then",
+            rows.join(", ")
+        );
+        let part = conn.prepare(&text)?.query_row(rusqlite::params_from_iter(sql.params.iter()), read_figures)?;
+        total.add(&part);
+    }
+    Ok(total.finish())
+}
+
 fn check_period(q: &DashboardQuery) -> Result<()> {
     if let (Some(from), Some(to)) = (q.from, q.to) {
         if from >= to {

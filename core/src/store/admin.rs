@@ -12,6 +12,46 @@ use crate::ActionContext;
 const MAX_NAME_CHARS: usize = 40;
 
 impl Store {
+    /// The hall's quick phrases for visit notes, in its order; empty when it set none (the app
+    /// then offers its built-in ones).
+    pub fn quick_phrases(&self) -> Result<Vec<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT text FROM quick_phrases ORDER BY position")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    /// Sets the hall's quick phrases (常用语) for visit notes, replacing the list, and
+    /// republishes every grid's roster so the phones get them. Blank lines are dropped and a
+    /// phrase given twice is kept once; an empty list brings back the app's built-in phrases.
+    pub fn save_quick_phrases(&self, ctx: &ActionContext, phrases: &[String]) -> Result<PublishReport> {
+        use gridwalk_doc::roster::{MAX_QUICK_PHRASES, MAX_QUICK_PHRASE_CHARS};
+        let mut clean: Vec<String> = Vec::new();
+        for p in phrases.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+            if p.chars().count() > MAX_QUICK_PHRASE_CHARS {
+                return Err(CoreError::invalid(
+                    "quick_phrases",
+                    format!("a quick phrase has at most {MAX_QUICK_PHRASE_CHARS} characters: {p}"),
+                ));
+            }
+            if !clean.iter().any(|c| c == p) {
+                clean.push(p.to_string());
+            }
+        }
+        if clean.len() > MAX_QUICK_PHRASES {
+            return Err(CoreError::invalid("quick_phrases", format!("at most {MAX_QUICK_PHRASES} quick phrases")));
+        }
+        self.atomically(|conn| {
+            conn.prepare_cached("DELETE FROM quick_phrases")?.execute([])?;
+            for (position, text) in clean.iter().enumerate() {
+                conn.prepare_cached("INSERT INTO quick_phrases (id, text, position) VALUES (?1, ?1, ?2)")?
+                    .execute(rusqlite::params![text, position as i64])?;
+            }
+            self.publish_rosters(ctx, &[])
+        })
+    }
+
     /// Adds an office, or renames it or changes its level. Every grid's roster lists every
     /// office, so each roster is republished (the unchanged ones write nothing).
     pub fn save_department(&self, ctx: &ActionContext, department: &Department) -> Result<PublishReport> {

@@ -29,9 +29,9 @@ pub(crate) fn index_request(
             "INSERT INTO request_index (id, grid, micro_grid, status, category, urgency,
                 source, department, owner, level, deadline, resolved_at, rating, reopen_count,
                 created_at, created_by, updated_at, address, description, household, visit,
-                event_count, merged_into, number)
+                event_count, merged_into, number, told_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                ?19, ?20, ?21, ?22, ?23, ?24)
+                ?19, ?20, ?21, ?22, ?23, ?24, ?25)
              ON CONFLICT (id) DO UPDATE SET grid = excluded.grid, micro_grid = excluded.micro_grid,
                 status = excluded.status, category = excluded.category, urgency = excluded.urgency,
                 source = excluded.source, department = excluded.department, owner = excluded.owner,
@@ -42,7 +42,7 @@ pub(crate) fn index_request(
                 address = excluded.address, description = excluded.description,
                 household = excluded.household, visit = excluded.visit,
                 event_count = excluded.event_count, merged_into = excluded.merged_into,
-                number = excluded.number
+                number = excluded.number, told_at = excluded.told_at
              RETURNING rowid",
         )?
         .query_row(
@@ -71,6 +71,7 @@ pub(crate) fn index_request(
                 event_count as i64,
                 state.merged_into,
                 body.number,
+                state.told_at.map(|t| t.millis()),
             ],
             |r| r.get(0),
         )?;

@@ -854,6 +854,37 @@ impl Store {
         }
     }
 
+    /// The rule an action meets that depends on another request, which only a device holding
+    /// that request can check (so it lives here, not in the fold every replica runs): a merged
+    /// duplicate's reporter is told the outcome only once the request it went into is resolved,
+    /// since before that there is no outcome to tell her. Everything else passes.
+    pub fn check_linked_request_rule(&self, request_id: &str, state: &RequestState, action: &Action) -> Result<()> {
+        Self::check_linked_request(&self.conn, request_id, state, action)
+    }
+
+    fn check_linked_request(conn: &Connection, request_id: &str, state: &RequestState, action: &Action) -> Result<()> {
+        let (Action::FeedbackGiven { .. }, Some(target)) = (action, &state.merged_into) else {
+            return Ok(());
+        };
+        if state.status != lifecycle::Status::Merged {
+            return Ok(());
+        }
+        let resolved: Option<Option<i64>> = conn
+            .prepare_cached("SELECT resolved_at FROM request_index WHERE id = ?1")?
+            .query_row([target], |r| r.get(0))
+            .optional()?;
+        match resolved {
+            Some(Some(_)) => Ok(()),
+            Some(None) => Err(CoreError::InvalidTransition {
+                request: request_id.to_string(),
+                action: action.verb(),
+                status: state.status.as_str(),
+                why: "the request it was merged into is not resolved yet: its reporter is told once it is",
+            }),
+            None => Err(CoreError::NotFound { kind: "request it was merged into", id: target.clone() }),
+        }
+    }
+
     // ----- user actions ------------------------------------------------------------------------
 
     /// 走访: records a visit. One transaction: document, index rows, last-visit dates, outbox.
@@ -1028,7 +1059,9 @@ impl Store {
             am.set_actor(docs::actor_for_device(&ctx.device));
             let before = am.get_heads();
             let mut doc = RequestDocument::from_automerge(am);
-            self.may(ctx, Step::of(&action), Some(&doc.state()?))?;
+            let state = doc.state()?;
+            self.may(ctx, Step::of(&action), Some(&state))?;
+            Self::check_linked_request(conn, request_id, &state, &action)?;
             let event = doc.apply(ctx, action)?;
             let message = event.action.verb();
             let am = doc.automerge();
@@ -1061,6 +1094,15 @@ impl Store {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(RequestView { header: doc.header()?, body: doc.body()?, state, history })
+    }
+
+    /// A request's lifecycle events, in no particular order: what a report needs to fold the
+    /// request as it stood at an earlier moment, without the rest of [`Self::request`].
+    pub fn request_events(&self, id: &str) -> Result<Vec<LifecycleEvent>> {
+        let Some((DocKind::Request, _, am)) = Self::load_automerge(&self.conn, id)? else {
+            return Err(CoreError::NotFound { kind: "request", id: id.to_string() });
+        };
+        Ok(RequestDocument::from_automerge(am).events()?)
     }
 
     pub fn visit(&self, id: &str) -> Result<VisitView> {

@@ -36,6 +36,9 @@ pub struct RequestFilter {
     pub text: Option<String>,
     pub created_from: Option<Timestamp>,
     pub created_before: Option<Timestamp>,
+    /// Only requests whose reporter is owed the outcome (待反馈): resolved and not yet told, or
+    /// a duplicate merged into a request that is resolved, its own reporter not yet told.
+    pub owed_feedback: bool,
     pub sort: RequestSort,
     pub limit: usize,
     pub offset: usize,
@@ -122,6 +125,10 @@ pub struct VisitedPlace {
     pub overdue_for_visit: bool,
 }
 
+/// A request whose reporter is owed the outcome (see [`RequestFilter::owed_feedback`]).
+const OWED_FEEDBACK: &str = "(status = 'resolved' OR (status = 'merged' AND told_at IS NULL AND merged_into IN \
+     (SELECT t.id FROM request_index t WHERE t.resolved_at IS NOT NULL)))";
+
 fn where_clause(filter: &RequestFilter, params: &mut Vec<Value>) -> Result<String> {
     let mut clauses: Vec<String> = Vec::new();
     let placeholders = |values: Vec<Value>, params: &mut Vec<Value>| {
@@ -150,6 +157,9 @@ fn where_clause(filter: &RequestFilter, params: &mut Vec<Value>) -> Result<Strin
         clauses.push(format!(
             "status IN ('new', 'accepted', 'assigned', 'reopened') AND deadline IS NOT NULL AND deadline < {p}"
         ));
+    }
+    if filter.owed_feedback {
+        clauses.push(OWED_FEEDBACK.to_string());
     }
     if let Some(t) = filter.created_from {
         let p = placeholders(vec![Value::Integer(t.millis())], params);

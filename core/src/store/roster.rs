@@ -68,6 +68,7 @@ impl Store {
                 .map(|w| Walker { grids: Vec::new(), work_group: None, phone: None, ..w })
                 .collect(),
             staff: Vec::new(),
+            quick_phrases: self.quick_phrases()?,
             published_at: at,
             published_by: String::new(),
         })
@@ -226,6 +227,12 @@ impl Store {
                 e.scale,
                 e.tags.join(",")
             ])?;
+        }
+        // Every grid's roster carries the hall's one list; the latest received stands.
+        conn.prepare_cached("DELETE FROM quick_phrases")?.execute([])?;
+        for (position, text) in body.quick_phrases.iter().enumerate() {
+            conn.prepare_cached("INSERT OR IGNORE INTO quick_phrases (id, text, position) VALUES (?1, ?1, ?2)")?
+                .execute(params![text, position as i64])?;
         }
         // The roster names everyone who walks this grid now: whoever it no longer names has
         // left the grid (an admin moved her), here as on the device that published it.

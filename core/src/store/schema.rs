@@ -949,6 +949,43 @@ const V22: &str = r#"
 ALTER TABLE staff_pins ADD COLUMN set_by TEXT NOT NULL DEFAULT '';
 "#;
 
+/// Version 24 (issue 16):
+/// - `request_index.told_at`: when the reporter was told the outcome. A merged duplicate keeps
+///   its status when its own reporter is told, so this is how lists find the duplicates whose
+///   reporters are still owed it. The hook fills it from the requests already here.
+/// - `quick_phrases`: the hall's quick phrases for visit notes (常用语), published to every
+///   grid's phones in its roster. None means the app's built-in ones.
+const V24: &str = r#"
+ALTER TABLE request_index ADD COLUMN told_at INTEGER;
+CREATE INDEX request_owed_feedback ON request_index(merged_into) WHERE status = 'merged' AND told_at IS NULL;
+CREATE TABLE quick_phrases (
+    id TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+fn fill_told_at(tx: &rusqlite::Transaction) -> HookResult {
+    let ids: Vec<String> = tx
+        .prepare("SELECT id FROM request_index WHERE status IN ('feedback_given', 'rated', 'closed', 'merged')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        // A document that does not load is reported by `check`; it must not stop the upgrade.
+        let Ok(Some((_, _, doc))) = super::Store::load_automerge(tx, &id) else {
+            continue;
+        };
+        let Ok(state) = crate::docs::RequestDocument::from_automerge(doc).state() else {
+            continue;
+        };
+        tx.execute(
+            "UPDATE request_index SET told_at = ?2 WHERE id = ?1",
+            rusqlite::params![id, state.told_at.map(|t| t.millis())],
+        )?;
+    }
+    Ok(())
+}
+
 fn fill_request_numbers(tx: &rusqlite::Transaction) -> HookResult {
     let ids: Vec<String> =
         tx.prepare("SELECT id FROM request_index")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -1098,8 +1135,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V21),
         M::up(V22),
         M::up(V23),
+        M::up_with_hook(V24, fill_told_at),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 23;
+pub const LATEST_VERSION: usize = 24;

@@ -119,6 +119,7 @@ impl RelayStore for MemoryRelayStore {
                 role: e.role,
                 grids: e.grids.clone(),
                 walker: e.walker.clone(),
+                number: u32::try_from(device_number).ok(),
             },
             token_hash: *token_hash,
             enrolled_at: now,

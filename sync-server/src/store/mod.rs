@@ -78,6 +78,9 @@ pub struct Device {
     /// The walker (person) a walker's phone is bound to at enrolment: every event it pushes
     /// must be hers.
     pub walker: Option<String>,
+    /// Its short number, given at enrolment: the middle of its request numbers
+    /// (`gridwalk_doc::numbers`). Devices from before numbers were given have one by migration.
+    pub number: Option<u32>,
 }
 
 impl Device {

@@ -567,14 +567,15 @@ impl RelayStore for PostgresRelayStore {
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
         let mut client = self.conn()?;
         let row = client.query_opt(
-            "SELECT id, name, role, walker FROM devices WHERE token_hash = $1 AND revoked_at IS NULL",
+            "SELECT id, name, role, walker, number FROM devices WHERE token_hash = $1 AND revoked_at IS NULL",
             &[&&token_hash[..]],
         )?;
         let Some(row) = row else { return Ok(None) };
-        let (id, name, role, walker): (String, String, String, Option<String>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (id, name, role, walker, number): (String, String, String, Option<String>, Option<i64>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
         let grids = Self::grids_of(&mut client, &id)?;
-        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker }))
+        let number = number.and_then(|n| u32::try_from(n).ok());
+        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker, number }))
     }
 
     fn touch_device(&self, id: &str, now: i64) -> StoreResult<()> {

@@ -366,15 +366,20 @@ impl RelayStore for SqliteRelayStore {
 
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
         let conn = self.conn()?;
-        let row: Option<(String, String, String, Option<String>)> = conn
-            .prepare_cached("SELECT id, name, role, walker FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL")?
-            .query_row([&token_hash[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        // id, name, role, walker, number.
+        type DeviceRow = (String, String, String, Option<String>, Option<i64>);
+        let row: Option<DeviceRow> = conn
+            .prepare_cached(
+                "SELECT id, name, role, walker, number FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL",
+            )?
+            .query_row([&token_hash[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
             .optional()?;
-        let Some((id, name, role, walker)) = row else {
+        let Some((id, name, role, walker, number)) = row else {
             return Ok(None);
         };
         let grids = Self::grids_of(&conn, &id)?;
-        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker }))
+        let number = number.and_then(|n| u32::try_from(n).ok());
+        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker, number }))
     }
 
     fn touch_device(&self, id: &str, now: i64) -> StoreResult<()> {

@@ -257,6 +257,8 @@ export type LinkedRequest = {
   address: string;
   status: string;
   reporter: string | null;
+  /** Its reporter has been told the outcome (反馈). */
+  told: boolean;
 };
 
 export type Rating = 'satisfied' | 'basically' | 'not_satisfied';
@@ -284,6 +286,8 @@ export type RequestsArgs = {
   statuses?: string[];
   text?: string;
   overdue_only?: boolean;
+  /** Only those whose reporter is owed the outcome (待反馈), merged duplicates included. */
+  owed_feedback?: boolean;
   limit?: number;
   offset?: number;
 };
@@ -410,6 +414,8 @@ export const api = {
 
   reference: () => call<Reference>('reference', {}),
   grids: () => call<GridSummary[]>('grids', {}),
+  /** The hall's quick phrases for visit notes; empty: use the built-in ones. */
+  quickPhrases: () => call<string[]>('quick_phrases', {}),
   places: (args: { grid: string; query?: string }) => call<Place[]>('places', args),
   /** A resident's full phone number, shown on a tap; the core records who saw it in its access log. */
   revealPhone: (of: PhoneOf, id: string) => call<{ phone: string | null }>('reveal_phone', { of, id }),

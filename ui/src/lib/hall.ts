@@ -27,6 +27,8 @@ export type Figures = {
   on_time_rate: number | null;
   satisfaction_rate: number | null;
 };
+/** The headline figures a week and a month before the dashboard's now (`kpi_changes`). */
+export type KpiChanges = { week_ago: { at: number; figures: Figures }; month_ago: { at: number; figures: Figures } };
 export type Measure = Exclude<keyof Figures, 'resolution_rate' | 'on_time_rate' | 'satisfaction_rate'>;
 export type Breakdown = Figures & { key: string | null; label: string };
 export type MonthPoint = Figures & { month: string; resolved_in_month: number };
@@ -172,6 +174,7 @@ export const hallApi = {
   inbox: (args: { grid?: string; limit?: number; offset?: number } = {}) => call<{ items: RequestRow[]; total: number }>('inbox', args),
   duplicates: (id: string, limit = 5) => call<Candidate[]>('duplicates', { id, limit }),
   dashboard: (args: { scope: Scope; from?: number; to?: number }) => call<Dashboard>('dashboard', args),
+  kpiChanges: (args: { scope: Scope; from?: number; to?: number }) => call<KpiChanges>('kpi_changes', args),
   drill: (args: { scope: Scope; from?: number; to?: number; limit?: number; offset?: number } & DrillWhat) =>
     call<DrillResult>('drill', args as unknown as Record<string, unknown>),
   monthlyList: (month: string, scope: Scope) => call<MonthlyList>('monthly_list', { month, scope }),
@@ -179,6 +182,8 @@ export const hallApi = {
   adminLists: () => call<AdminLists>('admin_lists', {}),
   adminSaveDepartment: (args: { id?: string; name: string; level: string }) =>
     call<{ id: string; published: PublishReport }>('admin_save_department', args),
+  adminSaveQuickPhrases: (phrases: string[]) =>
+    call<{ phrases: string[]; published: PublishReport }>('admin_save_quick_phrases', { phrases }),
   adminAssignWalker: (walker: string, grids: string[]) =>
     call<{ walker: string; published: PublishReport }>('admin_assign_walker', { walker, grids }),
   recordMeeting: (args: NewMeetingArgs) => call<Meeting>('record_meeting', args as unknown as Record<string, unknown>),
@@ -236,6 +241,20 @@ export function monthBounds(month: string): [number, number] {
 export function pct(rate: number | null | undefined): string {
   if (rate === null || rate === undefined || !Number.isFinite(rate)) return '—';
   return (Math.round(rate * 1000) / 10).toFixed(1).replace(/\.0$/, '') + '%';
+}
+
+/**
+ * The change of one KPI since an earlier moment, as a person reads it: rates in percentage
+ * points ("+1.2"), counts as counts ("+5"), "±0" when unchanged; null when either side has no
+ * value (a rate with nothing to divide by).
+ */
+export function changeText(now: number | null | undefined, then: number | null | undefined, rate: boolean): string | null {
+  if (now === null || now === undefined || then === null || then === undefined) return null;
+  if (!Number.isFinite(now) || !Number.isFinite(then)) return null;
+  const d = rate ? Math.round((now - then) * 1000) / 10 : now - then;
+  if (d === 0) return '±0';
+  const text = rate ? Math.abs(d).toFixed(1).replace(/\.0$/, '') : String(Math.abs(d));
+  return (d > 0 ? '+' : '−') + text;
 }
 
 /** How many bars a breakdown chart shows: the rest are in the list under it. */

@@ -6,6 +6,8 @@ import { OPEN_STATUSES } from './format';
 export const STATUS_GROUPS = {
   all: [] as string[],
   open: [...OPEN_STATUSES],
+  // 待反馈 is asked of the core as "owed feedback" (`listArgsFor`): resolved requests, and the
+  // duplicates merged into a resolved one whose own reporters are not yet told.
   resolved: ['resolved'],
   feedback: ['feedback_given'],
   done: ['rated', 'closed'],
@@ -14,6 +16,11 @@ export const STATUS_GROUPS = {
 export type StatusGroup = keyof typeof STATUS_GROUPS;
 export const STATUS_GROUP_NAMES = Object.keys(STATUS_GROUPS) as StatusGroup[];
 
+
+/** The list arguments for a group: its statuses, or the core's "owed feedback" for 待反馈. */
+export function listArgsFor(group: StatusGroup): { statuses?: string[]; owed_feedback?: boolean } {
+  return group === 'resolved' ? { owed_feedback: true } : { statuses: statusesFor(group) };
+}
 
 /** The `statuses` argument for a group (undefined = all). */
 export function statusesFor(group: StatusGroup): string[] | undefined {

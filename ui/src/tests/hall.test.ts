@@ -3,6 +3,7 @@ import {
   addMonths,
   base64ToBytes,
   byLateness,
+  changeText,
   checkDeadline,
   cleanMeeting,
   dateAfter,
@@ -55,6 +56,22 @@ describe('months (China Standard Time)', () => {
     expect(addMonths('2026-12', 1)).toBe('2027-01');
     expect(addMonths('2026-01', -1)).toBe('2025-12');
     expect(addMonths('2026-05', -11)).toBe('2025-06');
+  });
+});
+
+describe('change since last week and month', () => {
+  it('gives rates in percentage points and counts as counts, with a sign', () => {
+    expect(changeText(0.875, 0.863, true)).toBe('+1.2');
+    expect(changeText(0.8, 0.85, true)).toBe('−5');
+    expect(changeText(12, 15, false)).toBe('−3');
+    expect(changeText(15, 12, false)).toBe('+3');
+    expect(changeText(7, 7, false)).toBe('±0');
+    // One resolution more out of 1138 is still a visible change.
+    expect(changeText(994 / 1138, 993 / 1138, true)).toBe('+0.1');
+  });
+  it('says nothing where a rate has nothing to divide by', () => {
+    expect(changeText(null, 0.5, true)).toBeNull();
+    expect(changeText(0.5, null, true)).toBeNull();
   });
 });
 

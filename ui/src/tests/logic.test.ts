@@ -4,7 +4,7 @@ import { errorText } from '../lib/errors';
 import { describeDetails } from '../lib/history';
 import { setLang } from '../lib/i18n.svelte';
 import { buildRequestArgs, type RequestDraft } from '../lib/requestDraft';
-import { isOverdue, isStale, overdueFirst, statusesFor } from '../lib/requests';
+import { isOverdue, isStale, listArgsFor, overdueFirst, statusesFor } from '../lib/requests';
 import { refs } from '../lib/reference.svelte';
 import { nextPollDelay, pendingCount } from '../lib/status.svelte';
 import { visitWalkers, type AppStatus } from '../lib/api';
@@ -43,6 +43,10 @@ describe('overdue and ordering', () => {
     expect(statusesFor('all')).toBeUndefined();
     expect(statusesFor('open')).toEqual(['new', 'accepted', 'assigned', 'reopened']);
     expect(statusesFor('feedback')).toEqual(['feedback_given']);
+  });
+  it('待反馈 asks the core for requests owed feedback, merged duplicates included', () => {
+    expect(listArgsFor('resolved')).toEqual({ owed_feedback: true });
+    expect(listArgsFor('open')).toEqual({ statuses: ['new', 'accepted', 'assigned', 'reopened'] });
   });
   it('stale: never visited, or not within 14 days', () => {
     expect(isStale(null, now)).toBe(true);
