@@ -44,6 +44,7 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
             out(status(app)?)
         }
         "staff" => out(app.store()?.staff()?),
+        "issue_enrollment" => out(issue_enrollment(app, parse(args)?)?),
         "sign_in" => out(crate::session::sign_in(app, args)?),
         "sign_out" => out(crate::session::sign_out(app)?),
         // Someone tapped or typed: `App::call` has kept her session going.
@@ -435,6 +436,35 @@ fn enroll(app: &App, a: EnrollArgs) -> CommandResult<AppStatus> {
 }
 
 // ----- reference lists -------------------------------------------------------------------------
+
+/// A one-time enrolment code for a new phone or hall PC, issued at the relay by the admin signed
+/// in here, with what its QR code holds (the relay's address and the code).
+fn issue_enrollment(app: &App, a: IssueEnrollmentArgs) -> CommandResult<Value> {
+    let (request, link) = {
+        let store = app.store()?;
+        let link = store.relay_link()?.ok_or(gridwalk_core::CoreError::NotJoined)?;
+        if link.role == "walker" {
+            return Err(CommandError::new("forbidden", "a walker's phone does not enrol other devices"));
+        }
+        let ctx = context(app, &store)?;
+        let request = gridwalk_core::sync::protocol::IssueEnrollmentRequest {
+            actor: ctx.actor,
+            actor_pin: a.my_pin.trim().to_string(),
+            device_name: a.device_name.trim().to_string(),
+            role: a.role,
+            walker: a.walker,
+            grids: a.grids,
+        };
+        (request, link)
+    };
+    let issued = gridwalk_core::sync::client::issue_enrollment(&link, &request)?;
+    Ok(json!({
+        "code": issued.code,
+        "expires_at": issued.expires_at,
+        "relay_url": link.url,
+        "link": gridwalk_core::sync::protocol::enrolment_link(Some(&link.url), &issued.code),
+    }))
+}
 
 fn reference(app: &App) -> CommandResult<ReferenceDto> {
     let store = app.store()?;

@@ -447,3 +447,17 @@ pub struct DraftPutArgs {
     pub key: String,
     pub value: serde_json::Value,
 }
+
+/// `issue_enrollment`: a new device's enrolment code, asked for by the admin signed in.
+#[derive(Debug, Deserialize)]
+pub struct IssueEnrollmentArgs {
+    pub device_name: String,
+    /// `walker` or `hall`.
+    pub role: String,
+    #[serde(default)]
+    pub walker: Option<String>,
+    #[serde(default)]
+    pub grids: Vec<String>,
+    /// The PIN of whoever is signed in: the relay issues codes to an admin only.
+    pub my_pin: String,
+}

@@ -496,3 +496,91 @@ fn the_relay_checks_a_sign_in_while_in_reach_and_the_pc_alone_when_not() {
     let by_pc = second.call("sign_in", json!({"person": "hall-2", "pin": "1357"})).unwrap();
     assert_eq!(by_pc["signed_in"]["name"], "王丽华");
 }
+
+/// Issue 16: the hall console enrols a new phone by QR. An admin signed in on a hall PC asks
+/// the relay for a one-time code with her own PIN; the relay checks it (a hall clerk, a wrong
+/// PIN, a walker's phone and a bad role are refused), and the code the QR holds enrols the phone
+/// for its walker and grid.
+#[test]
+fn an_admin_at_a_hall_pc_issues_an_enrolment_code_that_enrols_a_phone_and_nobody_else_can() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("relay")).unwrap();
+    let relay = RelayServer::start(&dir.path().join("relay"), None);
+    let data = dir.path().join("hall");
+    std::fs::create_dir_all(&data).unwrap();
+    let hall = hall_at(&data.join(gridwalk_app_api::STORE_FILE), &relay);
+    staff_at_relay(&relay, &hall, &[("hall-1", "2580")]);
+    let grid = hall.grids().unwrap().into_iter().find(|g| !g.enterprise_grid).unwrap().id;
+    let her = hall.walkers().unwrap().into_iter().find(|w| w.grids.contains(&grid)).unwrap();
+    drop(hall);
+    let app = App::open(&data, Arc::new(SystemClock), settings()).unwrap();
+    wait_for_staff(&app, "hall-1");
+    let ask = |pin: &str, role: &str| {
+        app.call(
+            "issue_enrollment",
+            json!({"device_name": "王芳的新手机", "role": role, "walker": her.id, "grids": [grid], "my_pin": pin}),
+        )
+    };
+
+    // A hall clerk is no admin; the admin's own PIN is checked; a role the console does not give.
+    app.call("sign_in", json!({"person": "hall-1", "pin": "2580"})).unwrap();
+    assert_eq!(ask("2580", "walker").unwrap_err().code, "enrolment_forbidden");
+    app.call("sign_out", json!({})).unwrap();
+    app.call("sign_in", json!({"person": "admin", "pin": "9630"})).unwrap();
+    assert_eq!(ask("1111", "walker").unwrap_err().code, "wrong_pin");
+    assert_eq!(ask("9630", "admin").unwrap_err().code, "invalid_input");
+    let no_walker = app
+        .call("issue_enrollment", json!({"device_name": "手机", "role": "walker", "grids": [grid], "my_pin": "9630"}))
+        .unwrap_err();
+    assert_eq!(no_walker.code, "invalid_input");
+
+    let issued = ask("9630", "walker").unwrap();
+    let code = issued["code"].as_str().unwrap().to_string();
+    assert_eq!(
+        issued["link"],
+        json!(format!("gridwalk:enrol?relay={}&code={code}", relay.url().trim_end_matches('/')))
+    );
+    assert!(issued["expires_at"].as_i64().unwrap() > chrono::Utc::now().timestamp_millis());
+
+    // The code enrols the phone for her and her grid.
+    let phone = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
+    let status =
+        phone.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "王芳的新手机"})).unwrap();
+    assert_eq!(status["walker"]["id"], json!(her.id), "{status}");
+
+    // A walker's phone cannot issue codes: the relay refuses it whatever PIN it sends.
+    let code = relay
+        .relay()
+        .create_enrollment_for(
+            "另一部手机",
+            gridwalk_relay::store::Role::Walker,
+            std::slice::from_ref(&grid),
+            Some(&her.id),
+        )
+        .unwrap();
+    let token = relay
+        .relay()
+        .enroll(&gridwalk_core::sync::protocol::EnrollRequest {
+            code,
+            device_name: "另一部手机".into(),
+            device_key: None,
+        })
+        .unwrap()
+        .token;
+    let walker_phone = relay.relay().authenticate(&token).unwrap();
+    let refused = relay
+        .relay()
+        .issue_enrollment(
+            &walker_phone,
+            &gridwalk_core::sync::protocol::IssueEnrollmentRequest {
+                actor: "admin".into(),
+                actor_pin: "9630".into(),
+                device_name: "x".into(),
+                role: "walker".into(),
+                walker: Some(her.id.clone()),
+                grids: vec![grid.clone()],
+            },
+        )
+        .unwrap_err();
+    assert_eq!((refused.status, refused.code), (403, "enrolment_forbidden"), "{}", refused.message);
+}

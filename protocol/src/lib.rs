@@ -18,6 +18,10 @@
 //!   hall or admin device: the hall's staff list is changed by the relay itself, after it has
 //!   checked the PIN of the person asking (an admin changes anyone; anyone her own PIN). No
 //!   device writes the staff list, so no device's word about who is signed in can change it.
+//! * `POST /v1/enrollments` — JSON [`IssueEnrollmentRequest`] → [`IssueEnrollmentResponse`],
+//!   from a hall or admin device: a one-time enrolment code for a new phone or hall PC, issued
+//!   by an admin whose PIN the relay checks (the hall console shows it as a QR code). 403
+//!   `enrolment_forbidden` for anyone not an admin.
 //! * Errors: a 4xx/5xx status with JSON [`ErrorBody`] `{code, message}`.
 //!
 //! Photos and other blobs travel on their own, after the documents that name them, because a
@@ -140,6 +144,38 @@ pub struct StaffChangeRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StaffChangeResponse {
     pub person: Option<StaffSignInResponse>,
+}
+
+/// `POST /v1/enrollments`: an admin at a hall PC issues a one-time enrolment code, as the relay's
+/// operator does with `gridwalk-relay enroll`. `role` is `walker` (then `walker` and at least one
+/// grid are required) or `hall`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssueEnrollmentRequest {
+    pub actor: String,
+    pub actor_pin: String,
+    pub device_name: String,
+    pub role: String,
+    #[serde(default)]
+    pub walker: Option<String>,
+    #[serde(default)]
+    pub grids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssueEnrollmentResponse {
+    pub code: String,
+    /// When the code stops working (milliseconds).
+    pub expires_at: i64,
+}
+
+/// The text an enrolment QR code holds: `gridwalk:enrol?relay=<address>&code=<code>` (the
+/// address left out when not given), which the app reads whether scanned or pasted. Printed by
+/// `gridwalk-relay enroll --qr` and shown by the hall console.
+pub fn enrolment_link(relay_url: Option<&str>, code: &str) -> String {
+    match relay_url {
+        Some(url) => format!("gridwalk:enrol?relay={}&code={code}", url.trim_end_matches('/')),
+        None => format!("gridwalk:enrol?code={code}"),
+    }
 }
 
 /// `GET /v1/device`: the device as the relay knows it now. A walker's phone compares the grids

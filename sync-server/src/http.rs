@@ -373,6 +373,24 @@ async fn staff_change(
     pin_check(&state, token, actor, move |relay, device| relay.change_staff(device, &req)).await
 }
 
+/// `POST /v1/enrollments`: an enrolment code issued by an admin at a hall PC, with her own PIN.
+async fn issue_enrollment(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let req: gridwalk_protocol::IssueEnrollmentRequest = serde_json::from_slice(&body).map_err(|e| {
+        RelayError::new(
+            400,
+            "bad_body",
+            format!("expected JSON {{actor, actor_pin, device_name, role, walker?, grids}}: {e}"),
+        )
+    })?;
+    let actor: String = req.actor.chars().take(100).collect();
+    pin_check(&state, token, actor, move |relay, device| relay.issue_enrollment(device, &req)).await
+}
+
 /// `GET /v1/device`: the grids and role the relay gives this device now.
 async fn device_view(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     let token = bearer(&headers)?.to_string();
@@ -567,6 +585,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/device", get(device_view))
         .route("/v1/staff/sign-in", post(staff_sign_in))
         .route("/v1/staff/change", post(staff_change))
+        .route("/v1/enrollments", post(issue_enrollment))
         .route("/v1/pull", get(pull))
         .route("/v1/blobs/{hash}", put(upload_blob).get(download_blob))
         .route("/v1/blobs/{hash}/status", get(blob_status))

@@ -249,19 +249,11 @@ fn migrate_to_postgres(data_dir: &Path, url: &str) -> Result<()> {
     Ok(())
 }
 
-/// The text an enrolment QR code holds: `gridwalk:enrol?relay=<address>&code=<code>` (the
-/// address left out when not given), which the app reads whether scanned or pasted.
-fn enrolment_link(relay_url: Option<&str>, code: &str) -> String {
-    match relay_url {
-        Some(url) => format!("gridwalk:enrol?relay={}&code={code}", url.trim_end_matches('/')),
-        None => format!("gridwalk:enrol?code={code}"),
-    }
-}
-
 /// The QR code of the enrolment link as text blocks, two rows of modules a line, with a quiet
 /// zone: it scans from a terminal.
 fn enrolment_qr(relay_url: Option<&str>, code: &str) -> Result<String> {
-    let qr = qrcode::QrCode::new(enrolment_link(relay_url, code).as_bytes()).context("cannot make the QR code")?;
+    let qr = qrcode::QrCode::new(gridwalk_protocol::enrolment_link(relay_url, code).as_bytes())
+        .context("cannot make the QR code")?;
     Ok(qr
         .render::<qrcode::render::unicode::Dense1x2>()
         .dark_color(qrcode::render::unicode::Dense1x2::Light)

@@ -241,6 +241,17 @@ impl Relay {
         grids: &[String],
         walker: Option<&str>,
     ) -> RelayResult<String> {
+        Ok(self.create_enrollment_until(device_name, role, grids, walker)?.0)
+    }
+
+    /// [`Relay::create_enrollment_for`], with the moment the code stops working (milliseconds).
+    pub fn create_enrollment_until(
+        &self,
+        device_name: &str,
+        role: Role,
+        grids: &[String],
+        walker: Option<&str>,
+    ) -> RelayResult<(String, i64)> {
         if walker.is_some_and(|w| w.trim().is_empty() || w.contains(',')) {
             return Err(RelayError::bad("invalid_input", "a walker id must not be empty or contain a comma"));
         }
@@ -267,7 +278,7 @@ impl Relay {
             walker: walker.map(|w| w.trim().to_string()),
         };
         self.store().create_enrollment(&sha256(normalise_code(&code).as_bytes()), &e, now, expires)?;
-        Ok(code)
+        Ok((code, expires))
     }
 
     pub fn enroll(&self, req: &EnrollRequest) -> RelayResult<EnrollResponse> {

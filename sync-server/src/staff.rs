@@ -25,7 +25,8 @@ use gridwalk_doc::pin::{hash_pin, pin_matches};
 use gridwalk_doc::roster::{staff_roster_id, RosterBody, StaffMember, STAFF_GRID};
 use gridwalk_doc::time::Timestamp;
 use gridwalk_protocol::{
-    DocChanges, PushRequest, StaffChangeRequest, StaffChangeResponse, StaffSignInResponse, PROTOCOL_VERSION,
+    DocChanges, IssueEnrollmentRequest, IssueEnrollmentResponse, PushRequest, StaffChangeRequest, StaffChangeResponse,
+    StaffSignInResponse, PROTOCOL_VERSION,
 };
 
 use crate::relay::{Relay, RelayError, RelayResult};
@@ -111,6 +112,67 @@ impl Relay {
             return Err(RelayError::new(404, "no_staff_roster", "this hall has given nobody a PIN yet"));
         };
         Ok(staff_entry(&Self::checked_member(&body, person, pin)?))
+    }
+
+    /// An admin at a hall PC issues a one-time enrolment code (the hall console shows it as a QR
+    /// code), after the relay has checked her PIN against its staff list: the same power the
+    /// relay's operator has with `gridwalk-relay enroll`, so no less than an admin's.
+    pub fn issue_enrollment(
+        &self,
+        device: &Device,
+        req: &IssueEnrollmentRequest,
+    ) -> RelayResult<IssueEnrollmentResponse> {
+        if device.role == Role::Walker {
+            return Err(RelayError::new(403, "enrolment_forbidden", "a walker's phone does not enrol other devices"));
+        }
+        let name = req.device_name.trim();
+        if name.chars().count() > MAX_PERSON_ID {
+            return Err(RelayError::bad(
+                "invalid_input",
+                format!("a device name has at most {MAX_PERSON_ID} characters"),
+            ));
+        }
+        if req.grids.len() > 200 || req.grids.iter().any(|g| g.trim().is_empty() || g.len() > MAX_PERSON_ID) {
+            return Err(RelayError::bad("invalid_input", "grids are 1 to 100 characters each, at most 200 of them"));
+        }
+        let (role, walker) = match req.role.as_str() {
+            "walker" => match req.walker.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
+                Some(w) if w.len() <= MAX_PERSON_ID => (Role::Walker, Some(w)),
+                _ => {
+                    return Err(RelayError::bad(
+                        "invalid_input",
+                        "a walker's phone is enrolled for a walker, by her id",
+                    ))
+                }
+            },
+            "hall" => (Role::Hall, None),
+            other => {
+                return Err(RelayError::bad(
+                    "invalid_input",
+                    format!("'{other}' is not walker or hall; admin devices are enrolled at the relay itself"),
+                ))
+            }
+        };
+        let Some((_, body)) = self.staff_roster()? else {
+            return Err(RelayError::new(
+                404,
+                "no_staff_roster",
+                "this hall has no staff list yet: the relay's operator names the first admin \
+                 (gridwalk-relay staff add-admin)",
+            ));
+        };
+        let actor = Self::checked_member(&body, &req.actor, &req.actor_pin)?;
+        if actor.role != PersonRole::Admin {
+            return Err(RelayError::new(
+                403,
+                "enrolment_forbidden",
+                format!("{} is no admin: only an admin enrols new devices", req.actor),
+            ));
+        }
+        let grids = if role == Role::Walker { req.grids.clone() } else { Vec::new() };
+        let (code, expires_at) = self.create_enrollment_until(name, role, &grids, walker)?;
+        tracing::info!(by = %req.actor, device = %device.id, name, role = role.as_str(), "enrolment code issued at a hall PC");
+        Ok(IssueEnrollmentResponse { code, expires_at })
     }
 
     /// The relay's operator names an admin, with her PIN: the first of the staff list (which this

@@ -1151,6 +1151,15 @@ pub fn change_staff(
     post_to_relay(link, "/v1/staff/change", request)
 }
 
+/// Asks the relay for a one-time enrolment code for a new device, as an admin with her own PIN
+/// (`POST /v1/enrollments`): the relay checks both. Needs the relay in reach.
+pub fn issue_enrollment(
+    link: &RelayLink,
+    request: &gridwalk_protocol::IssueEnrollmentRequest,
+) -> Result<gridwalk_protocol::IssueEnrollmentResponse> {
+    post_to_relay(link, "/v1/enrollments", request)
+}
+
 /// Tells the relay that this device, which it revoked, destroyed its key and its records
 /// (`POST /v1/wiped` with the revoked device's own token).
 pub fn confirm_wipe(relay_url: &str, token: &str) -> Result<()> {

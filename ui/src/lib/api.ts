@@ -292,6 +292,9 @@ export type RequestsArgs = {
   offset?: number;
 };
 
+/** What an enrolment QR code shows: the relay's address and a one-time code, and until when. */
+export type IssuedEnrollment = { code: string; expires_at: number; relay_url: string; link: string };
+
 export type Draft<T = unknown> = { value: T | null; updated_at: number | null };
 
 // ---------------------------------------------------------------------------------------------
@@ -431,6 +434,9 @@ export const api = {
   signOut: () => call<AppStatus>('sign_out', {}),
   stillHere: () => call<AppStatus>('still_here', {}),
   setPin: (person: string, pin: string, myPin: string) => call<StaffEntry[]>('set_pin', { person, pin, my_pin: myPin }),
+  /** A one-time enrolment code for a new device, issued at the relay by the admin signed in. */
+  issueEnrollment: (args: { device_name: string; role: 'walker' | 'hall'; walker?: string; grids: string[]; my_pin: string }) =>
+    call<IssuedEnrollment>('issue_enrollment', args),
   retryPhoto: (id: number) => call<{ ok: boolean }>('retry_photo', { id }),
   discardPhoto: (id: number) => call<{ ok: boolean }>('discard_photo', { id }),
   requests: (args: RequestsArgs = {}) => call<{ items: RequestRow[]; total: number }>('requests', args),
