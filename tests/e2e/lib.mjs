@@ -226,3 +226,153 @@ export function assertCjkRenders(r, where) {
   assert(r.distinct === r.count, `${where}: no two Chinese characters look alike, as empty boxes do (${seen})`);
   assert(r.sameAsShipped === r.count, `${where}: Chinese is drawn with the shipped font, not a system one (${seen})`);
 }
+
+/**
+ * Runs in the page (Chromium and WebKitGTK alike): a photo-like `w` × `h` JPEG as a phone camera
+ * writes one (4000 × 3000 weighs several MB), drawn and encoded by the browser itself, returned
+ * as base64. Gradients and a few thousand shapes, plus sensor noise, so it compresses like a
+ * photo and not like a flat picture. Another `seed` draws another photo.
+ */
+export const CAMERA_JPEG = `async function cameraJpeg(w, h, seed = 7) {
+  const c = new OffscreenCanvas(w, h);
+  const g = c.getContext('2d');
+  const sky = g.createLinearGradient(0, 0, w, h);
+  sky.addColorStop(0, '#9bc4e2');
+  sky.addColorStop(1, '#4a3b2c');
+  g.fillStyle = sky;
+  g.fillRect(0, 0, w, h);
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  for (let i = 0; i < 6000; i++) {
+    g.fillStyle = 'hsl(' + rnd() * 360 + ', ' + (20 + rnd() * 40) + '%, ' + (25 + rnd() * 50) + '%)';
+    g.fillRect(rnd() * w, rnd() * h, 8 + rnd() * 160, 8 + rnd() * 160);
+  }
+  // Sensor noise, as a real camera file has: it is what makes a 12 MP JPEG weigh megabytes.
+  const img = g.getImageData(0, 0, w, h);
+  const px = img.data;
+  for (let i = 0; i < px.length; i += 4) {
+    const n = ((rnd() * 48) | 0) - 24;
+    px[i] += n;
+    px[i + 1] += n;
+    px[i + 2] += n;
+  }
+  g.putImageData(img, 0, 0);
+  const blob = await c.convertToBlob({ type: 'image/jpeg', quality: 0.92 });
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}`;
+
+/**
+ * Runs in the page: starts writing down, every 50 ms, what the sync screen's bar shows: its
+ * fraction, whether a sync runs, the online chip's words and the percentage drawn on the bar.
+ * SYNC_LOOKS_END stops it and returns the looks, for assertSyncHonest.
+ */
+export const SYNC_LOOKS_START = `function syncLooksStart() {
+  window.__syncSeen = [];
+  const look = () => {
+    const bar = document.querySelector('[data-testid="sync-progress"]');
+    const chip = document.querySelector('[data-testid="sync-online"]');
+    if (bar) window.__syncSeen.push([Number(bar.getAttribute('data-fraction')), bar.getAttribute('data-syncing'), chip?.textContent ?? '', bar.textContent.trim()]);
+  };
+  window.__syncLook = setInterval(look, 50);
+}`;
+export const SYNC_LOOKS_END = `function syncLooksEnd() {
+  clearInterval(window.__syncLook);
+  return window.__syncSeen;
+}`;
+
+/**
+ * What the sync screen showed while the relay came back was honest: the bar's fraction and the
+ * percentage written on it never went back and never passed 100 %, and it never said offline
+ * while a sync ran. Returns the fractions seen, first to last.
+ */
+export function assertSyncHonest(seen) {
+  assert(seen.length > 0, 'the sync screen was looked at');
+  const fractions = seen.map(([f]) => f);
+  assert(fractions.every((f, i) => f >= 0 && f <= 1 && (i === 0 || f >= fractions[i - 1])), `the bar went back or past 100%: ${fractions.join(' ')}`);
+  // Older looks (from before the percentage was written down) have no fourth value.
+  const shown = seen.filter((s) => s[3] !== undefined).map((s) => Number(/^(\d+)\s*%$/.exec(s[3])?.[1] ?? NaN));
+  assert(shown.every((p, i) => p >= 0 && p <= 100 && (i === 0 || p >= shown[i - 1])), `the percentage on the bar went back, past 100 % or was not a percentage: ${seen.map((s) => s[3]).join(' ')}`);
+  const offlineWhileSyncing = seen.filter(([, syncing, chip]) => syncing === 'true' && /离线|Offline/.test(chip));
+  assert(offlineWhileSyncing.length === 0, `offline shown during a sync: ${JSON.stringify(offlineWhileSyncing.slice(0, 3))}`);
+  return fractions;
+}
+
+/**
+ * Runs in the page: whether every dashboard chart has drawn, at its element's width. ECharts
+ * draws onto a canvas; Chart.svelte keeps the instance on its element (`__chart`) and sets
+ * `data-drawn` once a drawing has finished.
+ */
+export const CHARTS_DRAWN = `function chartsDrawn() {
+  const divs = [...document.querySelectorAll('[data-testid^="chart-"]')];
+  return divs.length > 0 && divs.every((d) => d.__chart && d.getAttribute('data-drawn') === 'true' && Math.abs(d.__chart.getWidth() - d.clientWidth) < 1);
+}`;
+
+/**
+ * Runs in the page: the texts each dashboard chart drew, as rectangles in the chart's canvas.
+ * ECharts draws onto a canvas, so there are no DOM boxes: the chart instance gives its zrender
+ * display list, whose text spans belong to zrender Text elements; a Text element's bounding
+ * rectangle through its transform is where its label is on screen.
+ */
+export const CHART_TEXTS = `function chartTexts() {
+  const charts = [];
+  for (const div of document.querySelectorAll('[data-testid^="chart-"]')) {
+    const id = div.getAttribute('data-testid');
+    const chart = div.__chart;
+    if (!chart) {
+      charts.push({ id, texts: [], missing: true });
+      continue;
+    }
+    const zr = chart.getZr();
+    const owners = new Set();
+    for (const d of zr.storage.getDisplayList(true)) {
+      const s = d.style && d.style.text;
+      if (s === undefined || s === null || !String(s).trim() || d.invisible) continue;
+      owners.add(d.parent && d.parent.type === 'text' ? d.parent : d);
+    }
+    const texts = [];
+    for (const el of owners) {
+      const s = String((el.style && el.style.text) ?? '');
+      if (!s.trim() || el.invisible || el.ignore || (el.style && el.style.opacity === 0)) continue;
+      const r = el.getBoundingRect().clone();
+      if (el.transform) r.applyTransform(el.transform);
+      texts.push({ text: s, x: r.x, y: r.y, w: r.width, h: r.height });
+    }
+    charts.push({ id, width: zr.getWidth(), height: zr.getHeight(), texts });
+  }
+  return charts;
+}`;
+
+/** Two rectangles share more than a hair (half a pixel each way). */
+export function intersects(a, b) {
+  const w = Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y);
+  return w > 0.5 && h > 0.5;
+}
+
+/**
+ * What is wrong with the charts CHART_TEXTS found, in words: a chart without its instance or
+ * with almost nothing drawn, a text cut off at the chart's edge, two texts on top of each other.
+ */
+export function chartLabelProblems(charts) {
+  const problems = [];
+  for (const c of charts) {
+    if (c.missing) {
+      problems.push(`${c.id}: no chart instance on the element`);
+      continue;
+    }
+    if (c.texts.length < 3) problems.push(`${c.id}: only ${c.texts.length} texts drawn`);
+    for (let i = 0; i < c.texts.length; i++) {
+      const a = c.texts[i];
+      if (a.x < -1 || a.y < -1 || a.x + a.w > c.width + 1 || a.y + a.h > c.height + 1) {
+        problems.push(`${c.id}: "${a.text}" is cut off at the edge (${Math.round(a.x)},${Math.round(a.y)} ${Math.round(a.w)}×${Math.round(a.h)} in ${c.width}×${c.height})`);
+      }
+      for (let j = i + 1; j < c.texts.length; j++) {
+        const b = c.texts[j];
+        if (intersects(a, b)) problems.push(`${c.id}: "${a.text}" overlaps "${b.text}"`);
+      }
+    }
+  }
+  return problems;
+}

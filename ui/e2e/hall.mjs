@@ -30,9 +30,10 @@ import { chromium } from 'playwright-core';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  ADMIN, BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, STAFF, assert, assertCjkRenders, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
-  png,
+  ADMIN, BIN, CHARTS_DRAWN, CHART_TEXTS, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, STAFF, assert, assertCjkRenders, chartLabelProblems, hallWithTown, relayCli, sleep,
+  startListening, startRelay, stop, tempDir, png,
 } from '../../tests/e2e/lib.mjs';
+import jsQR from 'jsqr';
 import { assertNoMachineIds } from './visible.mjs';
 
 const GRID = 'v01-g01';
@@ -95,48 +96,9 @@ function pct(rate) {
   return (Math.round(rate * 1000) / 10).toFixed(1).replace(/\.0$/, '') + '%';
 }
 
-/**
- * The texts each dashboard chart drew, as rectangles in the chart's canvas. ECharts draws onto a
- * canvas, so there are no DOM boxes: the chart instance (`__chart` on its element) gives its
- * zrender display list, whose text spans belong to zrender Text elements; a Text element's
- * bounding rectangle through its transform is where its label is on screen.
- */
+/** The texts each dashboard chart drew, as rectangles in the chart's canvas (see CHART_TEXTS). */
 async function chartTexts(page) {
-  return page.evaluate(() => {
-    const charts = [];
-    for (const div of document.querySelectorAll('[data-testid^="chart-"]')) {
-      const id = div.getAttribute('data-testid');
-      const chart = div.__chart;
-      if (!chart) {
-        charts.push({ id, texts: [], missing: true });
-        continue;
-      }
-      const zr = chart.getZr();
-      const owners = new Set();
-      for (const d of zr.storage.getDisplayList(true)) {
-        const s = d.style && d.style.text;
-        if (s === undefined || s === null || !String(s).trim() || d.invisible) continue;
-        owners.add(d.parent && d.parent.type === 'text' ? d.parent : d);
-      }
-      const texts = [];
-      for (const el of owners) {
-        const s = String((el.style && el.style.text) ?? '');
-        if (!s.trim() || el.invisible || el.ignore || (el.style && el.style.opacity === 0)) continue;
-        const r = el.getBoundingRect().clone();
-        if (el.transform) r.applyTransform(el.transform);
-        texts.push({ text: s, x: r.x, y: r.y, w: r.width, h: r.height });
-      }
-      charts.push({ id, width: zr.getWidth(), height: zr.getHeight(), texts });
-    }
-    return charts;
-  });
-}
-
-/** Two rectangles share more than a hair (half a pixel each way). */
-function intersects(a, b) {
-  const w = Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x);
-  const h = Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y);
-  return w > 0.5 && h > 0.5;
+  return page.evaluate(`(${CHART_TEXTS})()`);
 }
 
 /**
@@ -144,35 +106,14 @@ function intersects(a, b) {
  * overlaps another, and none is cut off at the chart's edge.
  */
 async function assertChartsReadable(page, what) {
-  const drawn = () => {
-    const divs = [...document.querySelectorAll('[data-testid^="chart-"]')];
-    return divs.length > 0 && divs.every((d) => d.__chart && d.getAttribute('data-drawn') === 'true' && Math.abs(d.__chart.getWidth() - d.clientWidth) < 1);
-  };
-  await page.waitForFunction(drawn, null, { timeout: 30000 }).catch(async (e) => {
+  await page.waitForFunction(`(${CHARTS_DRAWN})()`, null, { timeout: 30000 }).catch(async (e) => {
     const state = await page.evaluate(() => [...document.querySelectorAll('[data-testid^="chart-"]')].map((d) =>
       `${d.getAttribute('data-testid')}: instance ${!!d.__chart}, drawn ${d.getAttribute('data-drawn')}, width ${d.__chart?.getWidth()} in ${d.clientWidth}`));
     throw new Error(`the charts did not finish drawing at ${what}: ${state.join('; ')}`, { cause: e });
   });
   await sleep(300); // a resize's last frame
   const charts = await chartTexts(page);
-  const problems = [];
-  for (const c of charts) {
-    if (c.missing) {
-      problems.push(`${c.id}: no chart instance on the element`);
-      continue;
-    }
-    if (c.texts.length < 3) problems.push(`${c.id}: only ${c.texts.length} texts drawn`);
-    for (let i = 0; i < c.texts.length; i++) {
-      const a = c.texts[i];
-      if (a.x < -1 || a.y < -1 || a.x + a.w > c.width + 1 || a.y + a.h > c.height + 1) {
-        problems.push(`${c.id}: "${a.text}" is cut off at the edge (${Math.round(a.x)},${Math.round(a.y)} ${Math.round(a.w)}×${Math.round(a.h)} in ${c.width}×${c.height})`);
-      }
-      for (let j = i + 1; j < c.texts.length; j++) {
-        const b = c.texts[j];
-        if (intersects(a, b)) problems.push(`${c.id}: "${a.text}" overlaps "${b.text}"`);
-      }
-    }
-  }
+  const problems = chartLabelProblems(charts);
   const counted = charts.map((c) => `${c.id} ${c.texts.length}`).join(', ');
   assert(!problems.length, `chart labels at ${what} must not overlap:\n  ${problems.slice(0, 30).join('\n  ')}${problems.length > 30 ? `\n  … ${problems.length - 30} more` : ''}`);
   console.log(`charts at ${what}: no label overlaps (${counted} texts)`);
@@ -383,6 +324,28 @@ async function main() {
     const shown = await kpi.getAttribute('data-value');
     assert(shown === pct(expected.num / expected.den), `resolution rate ${shown}, expected ${pct(expected.num / expected.den)} (was ${pct(before.resolved / before.handled)})`);
     console.log(`resolution rate: ${before.resolved}/${before.handled} = ${pct(before.resolved / before.handled)} → ${expected.num}/${expected.den} = ${shown}`);
+    // Each KPI shows its change since last week and last month (issue 16), as the core counts
+    // the figures then: the requests raised today are in "now" and not in "a week ago".
+    {
+      const changes = await api(hall, 'kpi_changes', { scope: { kind: 'all' } });
+      const nowFigures = (await api(hall, 'dashboard', { scope: { kind: 'all' } })).figures;
+      const weekTotal = nowFigures.total - changes.week_ago.figures.total;
+      assert(weekTotal >= 2, `at least the two requests raised today are new since last week: ${weekTotal}`);
+      const weekShown = (await page.locator(tid('kpi-change-week-total')).innerText()).trim();
+      assert(weekShown === `比上周 +${weekTotal}`, `the total's change since last week: "${weekShown}", expected +${weekTotal}`);
+      const monthRate = (await page.locator(tid('kpi-change-month-resolution_rate')).innerText()).trim();
+      assert(/^比上月 ([+−]\d+(\.\d)?|±0)个百分点$/.test(monthRate), `the resolution rate's change since last month, in points: "${monthRate}"`);
+      // Each change is on one line inside its card, at 1366 × 768: nothing spills out.
+      const spilled = await page.locator('[data-testid^="kpi-change-"]').evaluateAll((els) =>
+        els.filter((e) => e.isConnected).filter((e) => {
+          const card = e.closest('button').getBoundingClientRect();
+          const r = e.getBoundingClientRect();
+          // Two lines are at least twice the font size high.
+          return r.right > card.right - 2 || r.height >= parseFloat(getComputedStyle(e).fontSize) * 2;
+        }).map((e) => e.textContent));
+      assert(spilled.length === 0, `KPI changes spilling out of their cards or wrapped: ${spilled}`);
+      console.log(`KPI changes: total ${weekShown}; resolution rate ${monthRate}`);
+    }
     // It drills down to the list behind it, which holds this request.
     await kpi.click();
     await page.locator(`${tid('drill-total')}[data-total="${expected.num}"]`).waitFor();
@@ -477,9 +440,48 @@ async function main() {
       await syncNow(hall, 'hall down');
       return (await api(hall, 'request', { id })).status === 'rated';
     });
+    // The duplicate's reporter is owed the outcome too (issue 16): now that the request it went
+    // into is resolved, the phone lists it under 待反馈, and it takes a feedback step of its own,
+    // staying merged (out of every rate).
+    {
+      await until('the phone to hold the merge', async () => {
+        await syncNow(phone, 'phone down');
+        return (await api(phone, 'request', { id: dupId })).status === 'merged';
+      });
+      await ppage.locator(tid('tab-requests')).click();
+      await ppage.locator(tid('request-filter-resolved')).click();
+      const owed = ppage.locator(`${tid('request-item')}[data-request-id="${dupId}"]`);
+      // The list of every request was on screen a moment ago: wait for 待反馈's own.
+      await until('待反馈 to list the duplicate and not the original, told and rated', async () =>
+        (await owed.count()) === 1 && (await ppage.locator(`${tid('request-item')}[data-request-id="${id}"]`).count()) === 0);
+      const owedStatuses = await ppage.locator(tid('request-item')).evaluateAll((els) => els.map((e) => e.dataset.status));
+      assert(owedStatuses.every((st) => st === 'resolved' || st === 'merged'), `待反馈 lists only resolved requests and merged duplicates: ${owedStatuses}`);
+      await ppage.screenshot({ path: join(OUT, 'hall-phone-owed-feedback.png'), fullPage: true });
+      await assertNoMachineIds(ppage, 'phone: requests owed feedback');
+      await owed.click();
+      await ppage.locator(`${tid('screen-request')}[data-request-id="${dupId}"]`).waitFor();
+      await ppage.locator(tid('duplicate-feedback-hint')).waitFor();
+      await ppage.locator(tid('feedback-note')).fill('已告知邻居：这盏路灯已经修好');
+      await ppage.locator(tid('feedback-submit')).click();
+      await ppage.locator(tid('doorstep-actions')).waitFor({ state: 'detached' });
+      assert((await ppage.locator(tid('detail-status')).getAttribute('data-status')) === 'merged', 'a told duplicate stays merged');
+      await ppage.locator(`${tid('timeline-event')}[data-type="feedback_given"]`).waitFor();
+      await ppage.screenshot({ path: join(OUT, 'hall-phone-duplicate-told.png'), fullPage: true });
+      await assertNoMachineIds(ppage, 'phone: a told duplicate');
+      await syncNow(phone, 'phone duplicate feedback up');
+      await until('the hall to see the duplicate told', async () => {
+        await syncNow(hall, 'hall down');
+        return (await api(hall, 'request', { id })).duplicates.every((d) => d.told);
+      });
+      await page.goto(`${hall.url}/#/hall/request/${id}`);
+      await page.locator(`${tid('detail-duplicate-told')}[data-told="yes"]`).waitFor({ timeout: 15000 });
+      await assertNoMachineIds(page, 'hall: the original with its duplicate told');
+      console.log('merged duplicate: owed feedback on the phone once its request was resolved, told there, shown as told at the hall');
+    }
     const after = (await api(hall, 'dashboard', { scope: { kind: 'all' } })).figures;
     assert(after.resolved === before.resolved + 1 && after.handled === before.handled + 1, 'still resolved after feedback and a satisfied rating');
     assert(after.rated === before.rated + 1 && after.satisfied === before.satisfied + 1, 'the rating counts towards satisfaction');
+    await page.locator(tid('nav-dashboard')).click();
     await page.locator(tid('dash-refresh')).click();
     await page.locator(`${tid('kpi-satisfaction_rate')}[data-num="${before.satisfied + 1}"][data-den="${before.rated + 1}"]`).waitFor();
 
@@ -579,6 +581,61 @@ async function main() {
       assert(who === STAFF[1].name && what.includes('驻网办事清单'), `the export is logged by name and in words: ${who} ${what}`);
       await page.locator(tid('access-log')).screenshot({ path: join(OUT, 'hall-admin-access-log.png') });
       await assertNoMachineIds(page, 'hall: admin, access log');
+
+      // Quick phrases for visit notes are the hall's (issue 16): the admin's list reaches the
+      // walker's phone with its grid's roster, and its visit form offers them.
+      await page.locator(tid('admin-phrases-text')).fill('已查看燃气灶\n\n子女每周来看望');
+      await page.locator(tid('admin-phrases-save')).click();
+      await until('the phrases saved', async () => (await page.locator(tid('admin-phrases-text')).inputValue()) === '已查看燃气灶\n子女每周来看望');
+      await until('the phone to receive the hall\'s phrases', async () => {
+        await syncNow(hall, 'hall phrases up');
+        await syncNow(phone, 'phone phrases down');
+        return JSON.stringify(await api(phone, 'quick_phrases')) === JSON.stringify(['已查看燃气灶', '子女每周来看望']);
+      });
+      const place = (await api(phone, 'places', { grid: GRID }))[0];
+      await ppage.goto(`${phone.url}/#/place/${GRID}/${place.id}`);
+      await ppage.locator(tid('visit-new')).click();
+      await ppage.locator(tid('visit-phrase')).first().waitFor();
+      const offeredPhrases = await ppage.locator(tid('visit-phrase')).allInnerTexts();
+      assert(JSON.stringify(offeredPhrases) === JSON.stringify(['已查看燃气灶', '子女每周来看望']), `the visit form offers the hall's phrases: ${offeredPhrases}`);
+      await ppage.locator(tid('visit-phrase')).nth(1).click();
+      assert((await ppage.locator(tid('visit-notes')).inputValue()) === '子女每周来看望', 'a tap puts the phrase in the notes');
+      await ppage.screenshot({ path: join(OUT, 'hall-phone-hall-phrases.png'), fullPage: true });
+      console.log(`quick phrases: set at the hall, offered on the phone: ${offeredPhrases.join(' / ')}`);
+
+      // Enrolment by QR from the hall console (issue 16): the admin issues a code for a walker's
+      // new phone with her PIN; the QR code on screen holds the relay's address and that code,
+      // and the code enrols a device at the relay.
+      const enrol = page.locator(tid('enrol-device'));
+      await enrol.locator(tid('enrol-device-walker')).selectOption('w001');
+      assert((await enrol.locator(tid('enrol-device-name')).inputValue()).endsWith('的手机'), 'the device is named after its walker');
+      await enrol.locator(tid('enrol-device-pin')).fill('0000');
+      await enrol.locator(tid('enrol-device-issue')).click();
+      await enrol.locator(tid('enrol-device-error')).waitFor();
+      await enrol.locator(tid('enrol-device-pin')).fill(ADMIN.pin);
+      await enrol.locator(tid('enrol-device-issue')).click();
+      const qrImage = enrol.locator(tid('enrol-device-qr'));
+      await qrImage.waitFor();
+      const shownCode = (await enrol.locator(tid('enrol-device-code')).innerText()).trim();
+      const pixels = await qrImage.evaluate((img) => {
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth;
+        c.height = img.naturalHeight;
+        const g = c.getContext('2d');
+        g.drawImage(img, 0, 0);
+        return { data: Array.from(g.getImageData(0, 0, c.width, c.height).data), width: c.width, height: c.height };
+      });
+      const read = jsQR(Uint8ClampedArray.from(pixels.data), pixels.width, pixels.height)?.data;
+      assert(read === `gridwalk:enrol?relay=${relay.url.replace(/\/$/, '')}&code=${shownCode}`, `the console's QR code holds the address and the code shown: ${read}`);
+      await enrol.screenshot({ path: join(OUT, 'hall-admin-enrol-qr.png') });
+      await assertNoMachineIds(page, 'hall: admin, enrolment QR');
+      const enrolled = await fetch(`${relay.url}/v1/enroll`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ code: shownCode, device_name: '王芳的新手机' }),
+      });
+      assert(enrolled.ok && (await enrolled.json()).walker === 'w001', `the console's code enrols a phone for 王芳: ${enrolled.status}`);
+      console.log('enrolment by QR from the hall console: a wrong PIN refused, the QR code read back, its code enrolled a phone for 王芳');
       await page.locator(tid('sign-out')).click();
       await page.locator(tid('screen-sign-in')).waitFor();
       // 王 changed her PIN just above.

@@ -19,14 +19,14 @@
 //
 // Run: node ui/e2e/walker.mjs   (scripts/test.sh does, after building the UI and the workspace)
 import { chromium } from 'playwright-core';
-import jsQR from 'jsqr';
 import QRCode from 'qrcode';
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BIN, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, assert, assertCjkRenders, png, hallWithTown, relayCli, sleep, startListening, startRelay, stop, tempDir,
+  BIN, CAMERA_JPEG, CJK_RENDER_CHECK, CJK_SAMPLE, OUT, ROOT, SHIPPED_FONT, SYNC_LOOKS_END, SYNC_LOOKS_START, assert, assertCjkRenders, assertSyncHonest, png, hallWithTown, relayCli, sleep,
+  startListening, startRelay, stop, tempDir,
 } from '../../tests/e2e/lib.mjs';
+import { enrolCodeWithQr, qrPng } from './qr.mjs';
 import { assertNoMachineIds, machineIdsIn } from './visible.mjs';
 
 const GRID = 'v01-g01';
@@ -44,42 +44,9 @@ async function shot(page, name) {
   await page.screenshot({ path: join(OUT, `walker-${name}.png`), fullPage: true });
 }
 
-/**
- * A photo-like 4000 × 3000 JPEG as a phone camera writes one (several MB), drawn and encoded by
- * the browser itself: gradients and a few thousand shapes, so it compresses like a photo.
- */
+/** A photo-like 4000 × 3000 JPEG as a phone camera writes one (see CAMERA_JPEG). */
 async function cameraJpeg(page, w, h) {
-  const b64 = await page.evaluate(async ([w, h]) => {
-    const c = new OffscreenCanvas(w, h);
-    const g = c.getContext('2d');
-    const sky = g.createLinearGradient(0, 0, w, h);
-    sky.addColorStop(0, '#9bc4e2');
-    sky.addColorStop(1, '#4a3b2c');
-    g.fillStyle = sky;
-    g.fillRect(0, 0, w, h);
-    let seed = 7;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
-    for (let i = 0; i < 6000; i++) {
-      g.fillStyle = `hsl(${rnd() * 360}, ${20 + rnd() * 40}%, ${25 + rnd() * 50}%)`;
-      g.fillRect(rnd() * w, rnd() * h, 8 + rnd() * 160, 8 + rnd() * 160);
-    }
-    // Sensor noise, as a real camera file has: it is what makes a 12 MP JPEG weigh megabytes.
-    const img = g.getImageData(0, 0, w, h);
-    const px = img.data;
-    for (let i = 0; i < px.length; i += 4) {
-      const n = ((rnd() * 48) | 0) - 24;
-      px[i] += n;
-      px[i + 1] += n;
-      px[i + 2] += n;
-    }
-    g.putImageData(img, 0, 0);
-    const blob = await c.convertToBlob({ type: 'image/jpeg', quality: 0.92 });
-    const bytes = new Uint8Array(await blob.arrayBuffer());
-    let s = '';
-    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-    return btoa(s);
-  }, [w, h]);
-  return Buffer.from(b64, 'base64');
+  return Buffer.from(await page.evaluate(`(${CAMERA_JPEG})(${w}, ${h})`), 'base64');
 }
 
 /** The walker's PIN for her phone, chosen right after enrolment (issue 14). */
@@ -359,29 +326,15 @@ async function main() {
     //    goes back and never passes 100 %; it never says offline while a sync runs.
     const waitingShown = await page.locator(tid('sync-progress')).getAttribute('data-fraction');
     assert(waitingShown === '0', `with records waiting offline the bar shows ${waitingShown}, not the last sync's`);
-    await page.evaluate(() => {
-      window.__syncSeen = [];
-      const look = () => {
-        const bar = document.querySelector('[data-testid="sync-progress"]');
-        const chip = document.querySelector('[data-testid="sync-online"]');
-        if (bar) window.__syncSeen.push([Number(bar.getAttribute('data-fraction')), bar.getAttribute('data-syncing'), chip?.textContent ?? '']);
-      };
-      window.__syncLook = setInterval(look, 50);
-    });
+    await page.evaluate(`(${SYNC_LOOKS_START})()`);
     const backAt = Date.now();
     relay = await startRelay(relayDir, port);
     await page.locator(tid('online-mark') + '[data-online="true"]').waitFor({ timeout: 30000 });
     const noticedIn = Date.now() - backAt;
     await page.locator(tid('sync-progress') + '[data-fraction="1"]').waitFor({ timeout: 60000 });
     await page.locator(tid('pending-count') + '[data-count="0"]').waitFor({ timeout: 60000 });
-    const seen = await page.evaluate(() => {
-      clearInterval(window.__syncLook);
-      return window.__syncSeen;
-    });
-    const fractions = seen.map(([f]) => f);
-    assert(fractions.every((f, i) => f <= 1 && (i === 0 || f >= fractions[i - 1])), `the bar went back or past 100%: ${fractions.join(' ')}`);
-    const offlineWhileSyncing = seen.filter(([, syncing, chip]) => syncing === 'true' && /离线|Offline/.test(chip));
-    assert(offlineWhileSyncing.length === 0, `offline shown during a sync: ${JSON.stringify(offlineWhileSyncing.slice(0, 3))}`);
+    const seen = await page.evaluate(`(${SYNC_LOOKS_END})()`);
+    const fractions = assertSyncHonest(seen);
     console.log(`sync screen: ${seen.length} looks, bar ${fractions[0]} → ${fractions[fractions.length - 1]} never back; reconnection noticed ${noticedIn} ms after the relay started`);
     await shot(page, '08-synced');
     await assertNoMachineIds(page, 'sync, done');
@@ -481,15 +434,8 @@ async function checkChineseRenders(browser, page, url) {
  * browser-wide switch), for the caller to close.
  */
 async function enrolByCameraScan(dir, relayDir, relayUrl, phoneUrl) {
-  const printed = spawnSync(
-    join(BIN, 'gridwalk-relay'),
-    ['--data-dir', relayDir, 'enroll', '--name', '李强的手机', '--grids', GRID, '--walker', 'w002', '--qr', '--relay-url', relayUrl],
-    { encoding: 'utf8' },
-  );
-  assert(printed.status === 0, `gridwalk-relay enroll --qr: ${printed.stderr}`);
-  const code = printed.stdout.trim();
-  const link = readTerminalQr(printed.stderr);
-  assert(link === `gridwalk:enrol?relay=${relayUrl}&code=${code}`, `the relay's QR code holds its address and the code: ${link}`);
+  // The relay prints the code and its QR code; the QR code read back holds both address and code.
+  const { code, link } = enrolCodeWithQr(relayDir, relayUrl, '--name', '李强的手机', '--grids', GRID, '--walker', 'w002');
   const poster = 'https://www.example.org/notice/2026-12';
 
   // 640 × 480 at 5 frames a second: 3 s of the other code, then 3 s of the hall's, looping.
@@ -512,7 +458,7 @@ async function enrolByCameraScan(dir, relayDir, relayUrl, phoneUrl) {
     await page.locator(tid('screen-enroll')).waitFor();
 
     // The fallback: a photo of a QR code that is not an enrolment link is refused, nothing filled.
-    await page.locator(tid('enroll-scan-file')).setInputFiles({ name: 'poster.png', mimeType: 'image/png', buffer: await QRCode.toBuffer(poster, { scale: 6 }) });
+    await page.locator(tid('enroll-scan-file')).setInputFiles({ name: 'poster.png', mimeType: 'image/png', buffer: await qrPng(poster) });
     const photoSays = await page.locator(tid('enroll-scan-message')).innerText();
     assert(photoSays.includes('不是登记码'), `a photo of another QR code is named as such: ${photoSays}`);
     assert((await page.locator(tid('enroll-code')).inputValue()) === '', 'a QR code that is not an enrolment link fills nothing');
@@ -564,29 +510,6 @@ async function enrolByCameraScan(dir, relayDir, relayUrl, phoneUrl) {
     await browser.close();
     throw e;
   }
-}
-
-/**
- * The text of the QR code the relay prints in a terminal. It is drawn with half blocks, two rows
- * of modules a line, light modules as ink (the terminal's text is light on dark); read back into
- * pixels, jsQR decodes it like any picture.
- */
-function readTerminalQr(printed) {
-  const lines = printed.split('\n').filter((l) => l.length > 0 && /^[█▀▄ ]+$/.test(l));
-  assert(lines.length > 10, `the relay printed a QR code: ${printed}`);
-  const rows = lines.flatMap((l) => [[...l].map((c) => c === '█' || c === '▀'), [...l].map((c) => c === '█' || c === '▄')]);
-  const scale = 4;
-  const width = rows[0].length * scale;
-  const height = rows.length * scale;
-  const data = new Uint8ClampedArray(width * height * 4);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const v = rows[Math.floor(y / scale)][Math.floor(x / scale)] ? 255 : 0;
-      data.fill(v, (y * width + x) * 4, (y * width + x) * 4 + 3);
-      data[(y * width + x) * 4 + 3] = 255;
-    }
-  }
-  return jsQR(data, width, height)?.data ?? null;
 }
 
 /**

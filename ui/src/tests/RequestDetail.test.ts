@@ -127,6 +127,26 @@ describe('request detail', () => {
     await waitFor(() => expect(stub.of('retry_photo')).toEqual([{ id: 8 }]));
   });
 
+  // Regression (found by the real-window walk): offline, a photo still processing at the first
+  // look stayed "处理中…" for good; only a sync (none offline) reloaded the screen.
+  it('regression: keeps looking while a photo is processing, not only once', async () => {
+    const processing = { id: 7, role: 'before' as const, file_name: 'IMG_1.jpg', bytes: 4_000_000, state: 'processing' as const, error: null };
+    let looks = 0;
+    stubTransport({
+      request: () => {
+        looks += 1;
+        return looks < 4
+          ? detail({ photos: [], waiting_photos: [processing] })
+          : detail({ photos: [{ hash: 'aaa', role: 'before', removed: false, here: true }], waiting_photos: [] });
+      },
+      photo: () => ({ mime: 'image/jpeg', data_base64: '/9j/' }),
+    });
+    render(RequestDetail, { props: { id: 'r-1' } });
+    await waitFor(() => expect(screen.getAllByTestId('photo-thumb')).toHaveLength(1), { timeout: 5000 });
+    expect(looks).toBeGreaterThanOrEqual(4);
+    expect(screen.queryByTestId('waiting-photo')).toBeNull();
+  });
+
   it('shows the number a person reads over the phone, or the start of the id for an old request', async () => {
     stubTransport({ request: () => detail({ number: '261205-7-3' }), photo: () => ({ mime: 'image/jpeg', data_base64: '/9j/' }) });
     const { unmount } = render(RequestDetail, { props: { id: 'r-1' } });
