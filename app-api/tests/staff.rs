@@ -224,7 +224,7 @@ fn push_step_bypassing_the_core(store: &Store, id: &str, person: &str, action: A
 fn push_bytes(store: &Store, id: &str, bytes: Vec<u8>) -> gridwalk_core::Result<()> {
     let mut transport = HttpTransport::new(&store.relay_link().unwrap().unwrap()).unwrap();
     let docs = vec![DocChanges { doc_id: id.into(), bytes }];
-    transport.send(&Outgoing::Push(PushRequest { version: PROTOCOL_VERSION, docs })).map(|_| ())
+    transport.send(&Outgoing::Push(PushRequest { version: PROTOCOL_VERSION, docs })).map(|_| ()).map_err(Into::into)
 }
 
 /// The staff roster as `store` holds it, changed by `edit` with the document API directly,

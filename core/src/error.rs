@@ -152,3 +152,30 @@ impl CoreError {
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+impl From<gridwalk_sync::SyncFailure> for CoreError {
+    fn from(f: gridwalk_sync::SyncFailure) -> Self {
+        use gridwalk_sync::SyncFailure as F;
+        match f {
+            F::Network(m) => CoreError::Network(m),
+            F::Relay { status, code, message } => CoreError::Relay { status, code, message },
+            F::Cancelled => CoreError::Cancelled,
+            F::OutOfStep(why) => CoreError::invalid("sync", why),
+            F::BadMessage(m) => CoreError::invalid("sync", m),
+        }
+    }
+}
+
+/// A transport's failure as the session sees it: the network, the relay's refusal, a stop; any
+/// other error of the core (a reply that does not decode) ends the sync as it is.
+impl From<CoreError> for gridwalk_sync::SyncFailure {
+    fn from(e: CoreError) -> Self {
+        use gridwalk_sync::SyncFailure as F;
+        match e {
+            CoreError::Network(m) => F::Network(m),
+            CoreError::Relay { status, code, message } => F::Relay { status, code, message },
+            CoreError::Cancelled => F::Cancelled,
+            other => F::BadMessage(other.to_string()),
+        }
+    }
+}

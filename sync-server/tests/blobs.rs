@@ -22,7 +22,8 @@ use gridwalk_core::lifecycle::{Action, TriageDecision};
 use gridwalk_core::photo::{content_hash, Role as PhotoRole};
 use gridwalk_core::store::{NewRequest, Store};
 use gridwalk_core::sync::client::{
-    self, Direction, HttpTransport, Incoming, Outgoing, Progress, Retry, SessionLimits, SyncSession, Transport,
+    self, Direction, HttpTransport, Incoming, Outgoing, Progress, Retry, SessionLimits, SyncFailure, SyncSession,
+    Transport,
 };
 use gridwalk_core::sync::protocol::{BlobStatus, DocChanges, EnrollRequest, PushRequest, PROTOCOL_VERSION};
 use gridwalk_core::{CoreError, ManualClock};
@@ -137,14 +138,14 @@ impl<T: Transport> Watch<T> {
 }
 
 impl<T: Transport> Transport for Watch<T> {
-    fn send(&mut self, message: &Outgoing) -> gridwalk_core::Result<Incoming> {
+    fn send(&mut self, message: &Outgoing) -> Result<Incoming, SyncFailure> {
         let is_blob = !matches!(message, Outgoing::Push(_) | Outgoing::Pull { .. });
         let fail = is_blob && self.fail_at == Some(self.blob_messages);
         if is_blob {
             self.blob_messages += 1;
         }
         if fail && !self.lose_reply {
-            return Err(CoreError::Network("connection dropped".into()));
+            return Err(SyncFailure::Network("connection dropped".into()));
         }
         if let Outgoing::BlobUpload { bytes, .. } = message {
             self.bytes_up += bytes.len() as u64;
@@ -157,7 +158,7 @@ impl<T: Transport> Transport for Watch<T> {
             self.bytes_down += b.bytes.len() as u64;
         }
         if fail {
-            return Err(CoreError::Network("reply lost".into()));
+            return Err(SyncFailure::Network("reply lost".into()));
         }
         Ok(reply)
     }

@@ -151,7 +151,7 @@ fn a_page_fetched_ahead_answers_only_the_pull_it_was_fetched_for() {
 
     let hall = device_store(dir.path(), "hall-pc", "hall-1");
     let link = client::join(&hall, &relay.url, &relay.enroll("hall-pc", "hall", ""), "hall-pc").unwrap();
-    let page = |reply: gridwalk_core::Result<Incoming>| match reply.unwrap() {
+    let page = |reply: Result<Incoming, client::SyncFailure>| match reply.unwrap() {
         Incoming::Pulled(page) => page,
         other => panic!("a pull answered with {other:?}"),
     };

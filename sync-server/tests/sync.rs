@@ -358,10 +358,10 @@ struct CutAfterPulls<'a> {
 }
 
 impl client::Transport for CutAfterPulls<'_> {
-    fn send(&mut self, message: &client::Outgoing) -> gridwalk_core::Result<client::Incoming> {
+    fn send(&mut self, message: &client::Outgoing) -> Result<client::Incoming, client::SyncFailure> {
         if matches!(message, client::Outgoing::Pull { .. }) {
             if self.pulls == 0 {
-                return Err(CoreError::Network("the hall's Wi-Fi dropped".into()));
+                return Err(client::SyncFailure::Network("the hall's Wi-Fi dropped".into()));
             }
             self.pulls -= 1;
         }

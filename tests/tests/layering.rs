@@ -21,6 +21,7 @@ struct Rule {
 /// The phone's leaves: photo codecs, spreadsheets, pinyin, the HTTP client, the device store.
 const DEVICE_ONLY: &[&str] = &[
     "gridwalk-core",
+    "gridwalk-sync",
     "gridwalk-app-api",
     "image",
     "zune-jpeg",
@@ -66,6 +67,24 @@ const RULES: &[Rule] = &[
             "gridwalk-relay",
         ],
         why: "the wire types are plain data both sides encode the same way",
+    },
+    Rule {
+        krate: "gridwalk-sync",
+        forbidden: &[
+            "rusqlite",
+            "libsqlite3-sys",
+            "reqwest",
+            "hyper",
+            "tokio",
+            "axum",
+            "image",
+            "calamine",
+            "rust_xlsxwriter",
+            "pinyin",
+            "gridwalk-core",
+            "gridwalk-relay",
+        ],
+        why: "the sync session is a state machine over a store trait: no SQLite, no network, no clock",
     },
     Rule {
         krate: "gridwalk-relay",
@@ -188,6 +207,18 @@ fn the_layering_check_names_a_forbidden_dependency_when_one_is_added() {
     assert!(
         broken.iter().any(|v| v.starts_with("gridwalk-relay may not depend on gridwalk-core")),
         "the added edge is reported: {broken:?}"
+    );
+    // The sync session given the device's store would be named too.
+    let mut graph = Graph::from_metadata(&workspace_metadata());
+    let sync = id_of(&graph, "gridwalk-sync");
+    let core = id_of(&graph, "gridwalk-core");
+    graph.normal.get_mut(&sync).unwrap().push(core);
+    let sync_broken = violations(&graph, RULES);
+    assert!(
+        sync_broken
+            .iter()
+            .any(|v| v.starts_with("gridwalk-sync may not depend on rusqlite") && v.contains("gridwalk-core")),
+        "the sync crate reaching SQLite through the core is reported: {sync_broken:?}"
     );
     // And a transitive one: reqwest reached through the core is named with its path.
     assert!(

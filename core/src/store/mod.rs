@@ -116,13 +116,9 @@ pub struct VisitView {
     pub body: VisitBody,
 }
 
-/// One change waiting for a relay's acknowledgement.
-#[derive(Debug, Clone)]
-pub struct OutboxEntry {
-    pub seq: i64,
-    pub doc_id: String,
-    pub bytes: Vec<u8>,
-}
+/// One change waiting for a relay's acknowledgement (the sync crate's type: the session reads
+/// the outbox through it).
+pub use gridwalk_sync::OutboxEntry;
 
 /// What `check` found.
 #[derive(Debug, Clone, Serialize)]

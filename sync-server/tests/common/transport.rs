@@ -32,6 +32,16 @@ impl gridwalk_core::sync::client::Transport for InMemoryTransport<'_> {
     fn send(
         &mut self,
         message: &gridwalk_core::sync::client::Outgoing,
+    ) -> Result<gridwalk_core::sync::client::Incoming, gridwalk_core::sync::client::SyncFailure> {
+        self.deliver(message).map_err(Into::into)
+    }
+}
+
+impl InMemoryTransport<'_> {
+    /// One message through the relay, its refusal as the core's error.
+    fn deliver(
+        &mut self,
+        message: &gridwalk_core::sync::client::Outgoing,
     ) -> gridwalk_core::Result<gridwalk_core::sync::client::Incoming> {
         use gridwalk_core::sync::client::{Incoming, Outgoing};
         let n = self.sent;
