@@ -13,8 +13,8 @@ use gridwalk_core::search::place_matches;
 use gridwalk_core::store::{
     Identity, NewRequest, NewVisit, PhotoToQueue, RequestFilter, RequestSort, Store, VisitFilter,
 };
-use gridwalk_core::sync::client;
 use gridwalk_core::time::Timestamp;
+use gridwalk_transport::client;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -59,7 +59,7 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
                     store.staff_pin_request(&context(app, &store)?, a.person.trim(), a.pin.trim(), a.my_pin.trim())?;
                 (request, store.relay_link()?.ok_or(gridwalk_core::CoreError::NotJoined)?)
             };
-            gridwalk_core::sync::client::change_staff(&link, &request)?;
+            gridwalk_transport::client::change_staff(&link, &request)?;
             app.sync.request();
             out(app.store()?.staff()?)
         }
@@ -457,7 +457,7 @@ fn issue_enrollment(app: &App, a: IssueEnrollmentArgs) -> CommandResult<Value> {
         };
         (request, link)
     };
-    let issued = gridwalk_core::sync::client::issue_enrollment(&link, &request)?;
+    let issued = gridwalk_transport::client::issue_enrollment(&link, &request)?;
     Ok(json!({
         "code": issued.code,
         "expires_at": issued.expires_at,

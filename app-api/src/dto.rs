@@ -1,7 +1,7 @@
 //! The shapes that cross the boundary (see `docs/app-commands.md`). Only these types are
 //! serialised to the UI; core types stay inside.
 
-use gridwalk_core::sync::client::Progress;
+use gridwalk_transport::client::Progress;
 use serde::{Deserialize, Serialize};
 
 use crate::CommandError;

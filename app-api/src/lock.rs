@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use gridwalk_core::store::keys::{self, Keystore, Lock, LockKind, StoreKey};
 use gridwalk_core::store::{RelayLink, Store};
-use gridwalk_core::sync::client;
+use gridwalk_transport::client;
 use serde::{Deserialize, Serialize};
 
 use crate::{CommandError, CommandResult};

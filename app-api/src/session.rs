@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use gridwalk_core::model::Role;
 use gridwalk_core::store::Store;
-use gridwalk_core::sync::client;
+use gridwalk_transport::client;
 use serde_json::Value;
 
 use crate::commands::{invalid, parse, status};

@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gridwalk_core::store::RelayLink;
-use gridwalk_core::sync::client::{self, Progress};
 use gridwalk_core::Clock;
+use gridwalk_transport::client::{self, Progress};
 
 use crate::lock::{KeyCell, WorkerStore};
 use crate::CommandError;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use gridwalk_app_api::{App, SyncSettings};
 use gridwalk_core::store::RequestFilter;
-use gridwalk_core::sync::client;
 use gridwalk_core::SystemClock;
+use gridwalk_transport::client;
 use serde_json::json;
 
 mod common;

@@ -15,9 +15,9 @@ use gridwalk_app_api::{App, SyncSettings};
 use gridwalk_core::docs::RequestDocument;
 use gridwalk_core::lifecycle::{Action, TriageDecision};
 use gridwalk_core::store::{Identity, RequestFilter, Store};
-use gridwalk_core::sync::client::{self, HttpTransport, Outgoing, Transport};
 use gridwalk_core::sync::protocol::{DocChanges, PushRequest, PROTOCOL_VERSION};
 use gridwalk_core::{ActionContext, SystemClock};
+use gridwalk_transport::client::{self, HttpTransport, Outgoing, Transport};
 use serde_json::json;
 
 fn new_request_of(app: &App) -> String {

@@ -23,8 +23,8 @@ use gridwalk_core::docs::{Reporter, Source, Urgency};
 use gridwalk_core::photo::{Attachment, IngestOptions, Role};
 use gridwalk_core::store::keys::{self, Lock, StoreKey};
 use gridwalk_core::store::{Identity, NewRequest, RequestFilter, RequestSort, Store};
-use gridwalk_core::sync::client;
 use gridwalk_core::Timestamp;
+use gridwalk_transport::client;
 use serde_json::{json, Value};
 
 use crate::photo::{median, photo_jpeg};

@@ -41,8 +41,8 @@ use gridwalk_core::docs::{self as core_docs, GeoPoint, Reporter, Source, Urgency
 use gridwalk_core::lifecycle::{self, Action, Assignment, Rating, TriageDecision};
 use gridwalk_core::model::{Area, AreaKind, Department, Household, Level};
 use gridwalk_core::store::{Identity, NewRequest, NewVisit, RequestFilter, LATEST_VERSION};
-use gridwalk_core::sync::client;
 use gridwalk_core::{Store, Timestamp};
+use gridwalk_transport::client;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -296,8 +296,8 @@ pub fn set_staff_office(env: &Env, person: &str, office: &str, my_pin: &str) -> 
 /// Asks the relay to change the staff list, then pulls the change into this store.
 fn change_staff_at_relay(store: &Store, request: &gridwalk_core::sync::protocol::StaffChangeRequest) -> Result<()> {
     let link = store.relay_link()?.ok_or(gridwalk_core::CoreError::NotJoined)?;
-    gridwalk_core::sync::client::change_staff(&link, request)?;
-    gridwalk_core::sync::client::sync_over_http(store, &std::sync::atomic::AtomicBool::new(false), &mut |_| {})?;
+    gridwalk_transport::client::change_staff(&link, request)?;
+    gridwalk_transport::client::sync_over_http(store, &std::sync::atomic::AtomicBool::new(false), &mut |_| {})?;
     Ok(())
 }
 

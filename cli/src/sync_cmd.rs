@@ -4,7 +4,7 @@ use std::io::Write;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
-use gridwalk_core::sync::client;
+use gridwalk_transport::client;
 
 use crate::table::time_text;
 use crate::Env;

@@ -146,7 +146,8 @@ impl CoreError {
         }
     }
 
-    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+    /// Input that cannot be taken, naming its field (`invalid_input` at the boundary).
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         CoreError::InvalidInput { field: field.into(), message: message.into() }
     }
 }

@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use chrono::TimeZone;
 use common::{device_store, random_edit, InMemoryTransport};
-use gridwalk_core::sync::client::{self, Retry, SessionLimits};
 use gridwalk_core::sync::protocol::EnrollRequest;
 use gridwalk_core::ManualClock;
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::{Role, SqliteRelayStore};
+use gridwalk_transport::client::{self, Retry, SessionLimits};
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 
 const RELAY: &str = env!("CARGO_BIN_EXE_gridwalk-relay");

@@ -21,15 +21,15 @@ use gridwalk_core::docs::{Reporter, Source, Urgency};
 use gridwalk_core::lifecycle::{Action, TriageDecision};
 use gridwalk_core::photo::{content_hash, Role as PhotoRole};
 use gridwalk_core::store::{NewRequest, Store};
-use gridwalk_core::sync::client::{
-    self, Direction, HttpTransport, Incoming, Outgoing, Progress, Retry, SessionLimits, SyncFailure, SyncSession,
-    Transport,
-};
 use gridwalk_core::sync::protocol::{BlobStatus, DocChanges, EnrollRequest, PushRequest, PROTOCOL_VERSION};
 use gridwalk_core::{CoreError, ManualClock};
 use gridwalk_relay::blobs::ByteRange;
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::{Device, PostgresRelayStore, Role, SqliteRelayStore};
+use gridwalk_transport::client::{
+    self, Direction, HttpTransport, Incoming, Outgoing, Progress, Retry, SessionLimits, SyncFailure, SyncSession,
+    Transport,
+};
 
 // ----- set-up ------------------------------------------------------------------------------------
 

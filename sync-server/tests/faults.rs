@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{add_photo, device_store, fingerprint, random_edit};
 use gridwalk_core::photo::Role as PhotoRole;
 use gridwalk_core::store::Store;
-use gridwalk_core::sync::client;
+use gridwalk_transport::client;
 use rand::Rng;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 

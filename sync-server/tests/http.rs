@@ -10,8 +10,8 @@ use std::sync::atomic::AtomicBool;
 
 use common::{device_store, fingerprint, random_edit};
 use gridwalk_core::store::{RequestFilter, Store};
-use gridwalk_core::sync::client;
 use gridwalk_core::CoreError;
+use gridwalk_transport::client;
 use rand::Rng;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 

@@ -16,11 +16,11 @@ use gridwalk_core::lifecycle::{Action, Assignment, Rating, Status, TriageDecisio
 use gridwalk_core::model::{Level, Role as PersonRole};
 use gridwalk_core::report::{dashboard, DashboardQuery, Scope};
 use gridwalk_core::store::{NewRequest, Store};
-use gridwalk_core::sync::client::{self, Retry, SessionLimits};
 use gridwalk_core::sync::protocol::{DocChanges, EnrollRequest, PushRequest, PROTOCOL_VERSION};
 use gridwalk_core::{ActionContext, CoreError, ManualClock};
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::{Device, Role, SqliteRelayStore};
+use gridwalk_transport::client::{self, Retry, SessionLimits};
 
 fn relay_in(dir: &std::path::Path) -> Relay {
     let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()));

@@ -13,11 +13,11 @@ use chrono::TimeZone;
 use common::{device_store, fingerprint, t, InMemoryTransport};
 use gridwalk_core::docs::{Reporter, Source, Urgency, VisitKind, VisitTarget};
 use gridwalk_core::store::{NewRequest, NewVisit, Store};
-use gridwalk_core::sync::client::{self, Retry, SessionLimits};
 use gridwalk_core::sync::protocol::{DocChanges, EnrollRequest, PushRequest, PROTOCOL_VERSION};
 use gridwalk_core::ManualClock;
 use gridwalk_relay::relay::{Relay, RelayError};
 use gridwalk_relay::store::{Device, Role, SqliteRelayStore};
+use gridwalk_transport::client::{self, Retry, SessionLimits};
 
 fn relay_in(dir: &std::path::Path) -> Relay {
     let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()));

@@ -11,11 +11,11 @@ use chrono::TimeZone;
 use gridwalk_app_api::{App, SyncSettings};
 use gridwalk_core::demo::{generate, DemoConfig};
 use gridwalk_core::store::{Identity, Store};
-use gridwalk_core::sync::client;
 use gridwalk_core::{SystemClock, Timestamp};
 use gridwalk_relay::http::{router, AppState};
 use gridwalk_relay::relay::Relay;
 use gridwalk_relay::store::SqliteRelayStore;
+use gridwalk_transport::client;
 use serde_json::{json, Value};
 
 pub struct RelayServer {

@@ -28,11 +28,11 @@ fn to_core(e: RelayError) -> gridwalk_core::CoreError {
     gridwalk_core::CoreError::Relay { status: e.status, code: e.code.to_string(), message: e.message }
 }
 
-impl gridwalk_core::sync::client::Transport for InMemoryTransport<'_> {
+impl gridwalk_transport::client::Transport for InMemoryTransport<'_> {
     fn send(
         &mut self,
-        message: &gridwalk_core::sync::client::Outgoing,
-    ) -> Result<gridwalk_core::sync::client::Incoming, gridwalk_core::sync::client::SyncFailure> {
+        message: &gridwalk_transport::client::Outgoing,
+    ) -> Result<gridwalk_transport::client::Incoming, gridwalk_transport::client::SyncFailure> {
         self.deliver(message).map_err(Into::into)
     }
 }
@@ -41,9 +41,9 @@ impl InMemoryTransport<'_> {
     /// One message through the relay, its refusal as the core's error.
     fn deliver(
         &mut self,
-        message: &gridwalk_core::sync::client::Outgoing,
-    ) -> gridwalk_core::Result<gridwalk_core::sync::client::Incoming> {
-        use gridwalk_core::sync::client::{Incoming, Outgoing};
+        message: &gridwalk_transport::client::Outgoing,
+    ) -> gridwalk_core::Result<gridwalk_transport::client::Incoming> {
+        use gridwalk_transport::client::{Incoming, Outgoing};
         let n = self.sent;
         self.sent += 1;
         if self.drop_requests.get(n).copied().unwrap_or(false) {

@@ -1,7 +1,6 @@
-//! The device's side of sync: the session itself is `gridwalk-sync` (a state machine that owns
-//! no I/O, over the `SyncStore` trait this crate's `Store` implements in `sync/store.rs`), here
-//! are the real transport ([`HttpTransport`], reqwest), enrolment and the short requests to the
-//! relay (sign-in, staff changes, the device's grids, a wipe's confirmation).
+//! Sync over HTTP: [`HttpTransport`], enrolment ([`join`]), one whole sync ([`sync_over_http`])
+//! and the short requests to the relay, with the session's types re-exported from
+//! `gridwalk-sync` so that one path names everything a caller of sync needs.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicBool;
@@ -12,10 +11,10 @@ pub use gridwalk_sync::{
     Retry, SessionLimits, Stage, SyncFailure, SyncSession, SyncStore, Transport, DEFAULT_BLOB_CHUNK,
 };
 
-use super::protocol::{self, BlobBytes, EnrollRequest, EnrollResponse, ErrorBody};
-use crate::error::{CoreError, Result};
-use crate::photo::blobs::validate_hash;
-use crate::store::{RelayLink, Store};
+use gridwalk_core::error::{CoreError, Result};
+use gridwalk_core::photo::blobs::validate_hash;
+use gridwalk_core::store::{RelayLink, Store};
+use gridwalk_core::sync::protocol::{self, BlobBytes, EnrollRequest, EnrollResponse, ErrorBody};
 /// The real transport: HTTP to the relay.
 ///
 /// While the session applies a pulled page that says more follow, the next page is already
