@@ -106,7 +106,7 @@ fn add(env: &Env, args: AddArgs) -> Result<()> {
         let bytes = std::fs::read(file)
             .map_err(|e| Failure { code: "io", message: format!("cannot read {}: {e}", file.display()) })?;
         let photo = gridwalk_core::photo::ingest(&bytes, &options)
-            .map_err(|e| reported(e).context(format!("{}", file.display())))?;
+            .map_err(|e| reported(e.into()).context(format!("{}", file.display())))?;
         ingested.push((file, photo));
     }
     let attachment = Attachment { role: args.role, caption: args.caption, gps };

@@ -16,7 +16,9 @@ use gridwalk_core::doc_view::DocView;
 use gridwalk_core::docs::{GeoPoint, Reporter, Source, Urgency, VisitKind, VisitTarget};
 use gridwalk_core::lifecycle::{Action, TriageDecision};
 use gridwalk_core::model::{Area, AreaKind};
-use gridwalk_core::photo::{attach, content_hash, ingest, Attachment, IngestOptions, PhotoError, Role, SourceFormat};
+use gridwalk_core::photo::{
+    attach, content_hash, ingest, Attachment, IngestError, IngestOptions, PhotoError, Role, SourceFormat,
+};
 use gridwalk_core::store::{
     Identity, NewRequest, NewVisit, PhotoProcessed, PhotoQueueCounts, PhotoToQueue, QueuedPhotoState, Store,
 };
@@ -643,7 +645,7 @@ fn a_decompression_bomb_is_refused_without_allocating_it() {
     let bomb = png_claiming(50_000, 50_000);
     assert!(bomb.len() < 2_000);
     let (result, peak) = peak_heap(|| ingest(&bomb, &IngestOptions::default()));
-    assert!(matches!(result, Err(PhotoError::TooLarge { width: 50_000, height: 50_000, .. })));
+    assert!(matches!(result, Err(IngestError::TooLarge { width: 50_000, height: 50_000, .. })));
     // Decoding it would take 10 GB; refusing it takes next to nothing.
     assert!(peak < 1 << 20, "refusing the bomb took {peak} bytes of heap");
 }
@@ -1062,7 +1064,7 @@ fn photos_that_would_need_more_memory_than_a_cheap_phone_has_are_refused_before_
         let png = png_claiming_depth(w, h, depth);
         let (result, peak) = peak_heap(|| ingest(&png, &IngestOptions::default()));
         match result {
-            Err(e @ PhotoError::TooLarge { .. }) => {
+            Err(e @ IngestError::TooLarge { .. }) => {
                 assert!(e.to_string().contains(&format!("{limit} megapixels")), "{w}×{h}×{depth}: {e}");
             }
             other => panic!("{w}×{h} at {depth} bits: {other:?}"),

@@ -21,6 +21,7 @@ struct Rule {
 /// The phone's leaves: photo codecs, spreadsheets, pinyin, the HTTP client, the device store.
 const DEVICE_ONLY: &[&str] = &[
     "gridwalk-core",
+    "gridwalk-photo",
     "gridwalk-sync",
     "gridwalk-transport",
     "gridwalk-app-api",
@@ -86,6 +87,24 @@ const RULES: &[Rule] = &[
             "gridwalk-relay",
         ],
         why: "the sync session is a state machine over a store trait: no SQLite, no network, no clock",
+    },
+    Rule {
+        krate: "gridwalk-photo",
+        forbidden: &[
+            "rusqlite",
+            "libsqlite3-sys",
+            "reqwest",
+            "hyper",
+            "tokio",
+            "axum",
+            "automerge",
+            "calamine",
+            "rust_xlsxwriter",
+            "gridwalk-doc",
+            "gridwalk-core",
+            "gridwalk-relay",
+        ],
+        why: "turning a camera file into a JPEG needs only the codecs: no store, no documents, no network",
     },
     Rule {
         krate: "gridwalk-relay",

@@ -110,3 +110,22 @@ impl From<gridwalk_doc::DocError> for PhotoError {
         CoreError::from(e).into()
     }
 }
+
+/// An ingest error keeps its variant, so its code and message are the same through the core.
+impl From<gridwalk_photo::IngestError> for PhotoError {
+    fn from(e: gridwalk_photo::IngestError) -> Self {
+        use gridwalk_photo::IngestError as I;
+        match e {
+            I::Empty => PhotoError::Empty,
+            I::NotAnImage { looks_like } => PhotoError::NotAnImage { looks_like },
+            I::UnsupportedFormat { format, advice } => PhotoError::UnsupportedFormat { format, advice },
+            I::TooLarge { format, width, height, limit_megapixels } => {
+                PhotoError::TooLarge { format, width, height, limit_megapixels }
+            }
+            I::Damaged { format, detail } => PhotoError::Damaged { format, detail },
+            I::OutOfMemory { width, height } => PhotoError::OutOfMemory { width, height },
+            I::Encode(m) => PhotoError::Encode(m),
+            I::InvalidOptions(m) => PhotoError::InvalidOptions(m),
+        }
+    }
+}

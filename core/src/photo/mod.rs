@@ -11,14 +11,15 @@
 pub use gridwalk_doc::photos as attach;
 pub mod blobs;
 mod error;
-pub mod ingest;
+/// The codecs are their own crate (`gridwalk-photo`): only the device links them.
+pub use gridwalk_photo as ingest;
 
 pub use attach::{PhotoRef, Role};
 pub use blobs::BlobStore;
 pub use error::PhotoError;
 pub use ingest::{
-    content_hash, ingest, precheck, thumbnail_of_received, EncodedJpeg, IngestOptions, IngestedPhoto, ReceivedPhoto,
-    SourceFormat,
+    content_hash, ingest, precheck, thumbnail_of_received, EncodedJpeg, IngestError, IngestOptions, IngestedPhoto,
+    ReceivedPhoto, SourceFormat,
 };
 
 use serde::Serialize;

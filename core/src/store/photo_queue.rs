@@ -224,7 +224,7 @@ impl Store {
             _ => None,
         };
         let ctx = ActionContext::new(actor, device, queued_at);
-        let photo = match ingest(&bytes, options) {
+        let photo = match ingest(&bytes, options).map_err(PhotoError::from) {
             Ok(photo) => photo,
             Err(e) => {
                 self.mark_queued_failed(id, &e)?;
@@ -299,7 +299,7 @@ impl Store {
 fn precheck_named(photo: &PhotoToQueue<'_>, options: &IngestOptions) -> PhotoResult<()> {
     precheck(photo.bytes, options)
         .map(|_| ())
-        .map_err(|e| PhotoError::Named { file_name: display_name(&photo.file_name), inner: Box::new(e) })
+        .map_err(|e| PhotoError::Named { file_name: display_name(&photo.file_name), inner: Box::new(e.into()) })
 }
 
 /// A file name fit to show: its last path part, at most 80 characters, or "photo" when empty.

@@ -1,4 +1,5 @@
-//! Turning whatever the camera or the gallery hands over into the two JPEGs we keep.
+//! Turning whatever the camera or the gallery hands over into the two JPEGs we keep: the photo
+//! codecs, apart from the store, so nothing else links them.
 //!
 //! The order of the steps is chosen for a cheap phone:
 //! 1. The format is recognised from the first bytes, so a HEIC photo or a renamed text file is
@@ -24,7 +25,60 @@ use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace as ZuneColorSpace;
 use zune_core::options::DecoderOptions;
 
-use super::error::PhotoError;
+/// What can go wrong turning a file into a photo. Messages are in English and say what the
+/// user can do; the app translates them by [`IngestError::code`], which never changes once
+/// released (the core's `PhotoError` carries each of these under the same code).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the file is empty (0 bytes): choose the photo again, or take it again")]
+    Empty,
+
+    #[error("this file is not an image (it contains {looks_like}): choose a photo in JPEG, PNG or WebP format")]
+    NotAnImage { looks_like: &'static str },
+
+    #[error("{format} images are not supported: {advice}")]
+    UnsupportedFormat {
+        /// The format's common name, e.g. "HEIC".
+        format: String,
+        advice: &'static str,
+    },
+
+    #[error(
+        "the {format} image is {width} × {height} pixels, more than the {limit_megapixels} megapixels \
+         a photo may have: take the photo at a lower resolution or shrink it first"
+    )]
+    TooLarge { format: &'static str, width: u64, height: u64, limit_megapixels: u64 },
+
+    #[error(
+        "the {format} file is damaged or incomplete ({detail}): copy it again from the camera, or take the photo again"
+    )]
+    Damaged { format: &'static str, detail: String },
+
+    #[error("not enough memory to open this {width} × {height} image: close other apps and try again")]
+    OutOfMemory { width: u32, height: u32 },
+
+    #[error("could not write the photo as JPEG: {0}")]
+    Encode(String),
+
+    #[error("invalid photo settings: {0}")]
+    InvalidOptions(String),
+}
+
+impl IngestError {
+    /// A short, stable code for the app and CLI boundary.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngestError::Empty => "photo_empty",
+            IngestError::NotAnImage { .. } => "photo_not_an_image",
+            IngestError::UnsupportedFormat { .. } => "photo_unsupported_format",
+            IngestError::TooLarge { .. } => "photo_too_large",
+            IngestError::Damaged { .. } => "photo_damaged",
+            IngestError::OutOfMemory { .. } => "photo_out_of_memory",
+            IngestError::Encode(_) => "photo_encode",
+            IngestError::InvalidOptions(_) => "invalid_input",
+        }
+    }
+}
 
 /// How photos are shrunk and encoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,8 +112,8 @@ impl Default for IngestOptions {
 }
 
 impl IngestOptions {
-    fn validate(&self) -> Result<(), PhotoError> {
-        let bad = |m: String| Err(PhotoError::InvalidOptions(m));
+    fn validate(&self) -> Result<(), IngestError> {
+        let bad = |m: String| Err(IngestError::InvalidOptions(m));
         if !(16..=8192).contains(&self.max_long_side) {
             return bad(format!("the long side must be 16 to 8192 pixels, not {}", self.max_long_side));
         }
@@ -127,8 +181,8 @@ pub fn content_hash(bytes: &[u8]) -> String {
 }
 
 /// Decodes, orients, shrinks and re-encodes one photo. Touches no disk and no store: the result
-/// is stored by [`crate::Store::add_photo`].
-pub fn ingest(bytes: &[u8], options: &IngestOptions) -> Result<IngestedPhoto, PhotoError> {
+/// is stored by the core's `Store::add_photo`.
+pub fn ingest(bytes: &[u8], options: &IngestOptions) -> Result<IngestedPhoto, IngestError> {
     options.validate()?;
     let format = sniff(bytes)?;
     let decoded = match format {
@@ -175,7 +229,7 @@ pub fn ingest(bytes: &[u8], options: &IngestOptions) -> Result<IngestedPhoto, Ph
 /// read, and is it small enough to decode? They take a millisecond, so a request is refused at
 /// the tap for a video or a HEIC file, while the slow decoding runs later in the background
 /// (and can still find a file damaged in its middle). Touches no disk.
-pub fn precheck(bytes: &[u8], options: &IngestOptions) -> Result<SourceFormat, PhotoError> {
+pub fn precheck(bytes: &[u8], options: &IngestOptions) -> Result<SourceFormat, IngestError> {
     options.validate()?;
     let format = sniff(bytes)?;
     match format {
@@ -213,11 +267,11 @@ pub struct ReceivedPhoto {
 /// its thumbnail, leaving the photo's own bytes untouched: they are its id. The same guards as
 /// [`ingest`] apply (only JPEG, the pixel limit checked before decoding), because the bytes come
 /// from another device and a hostile one could send a decompression bomb under a valid id.
-pub fn thumbnail_of_received(bytes: &[u8], options: &IngestOptions) -> Result<ReceivedPhoto, PhotoError> {
+pub fn thumbnail_of_received(bytes: &[u8], options: &IngestOptions) -> Result<ReceivedPhoto, IngestError> {
     options.validate()?;
     let format = sniff(bytes)?;
     if format != SourceFormat::Jpeg {
-        return Err(PhotoError::UnsupportedFormat {
+        return Err(IngestError::UnsupportedFormat {
             format: format!("a stored photo in {}", format.name()),
             advice: "stored photos are always JPEG; sync again to fetch this photo from the service hall",
         });
@@ -245,9 +299,9 @@ const HEIC_ADVICE: &str = "set the camera to save photos as JPEG (on an iPhone: 
 const CONVERT_ADVICE: &str = "save or export the photo as JPEG, then add it again";
 
 /// Recognises the format from the file's first bytes, never from its name.
-fn sniff(bytes: &[u8]) -> Result<SourceFormat, PhotoError> {
+fn sniff(bytes: &[u8]) -> Result<SourceFormat, IngestError> {
     if bytes.is_empty() {
-        return Err(PhotoError::Empty);
+        return Err(IngestError::Empty);
     }
     let starts = |magic: &[u8]| bytes.starts_with(magic);
     if starts(&[0xFF, 0xD8, 0xFF]) {
@@ -260,7 +314,7 @@ fn sniff(bytes: &[u8]) -> Result<SourceFormat, PhotoError> {
         return Ok(SourceFormat::WebP);
     }
     let unsupported =
-        |format: &str, advice: &'static str| Err(PhotoError::UnsupportedFormat { format: format.to_string(), advice });
+        |format: &str, advice: &'static str| Err(IngestError::UnsupportedFormat { format: format.to_string(), advice });
     // ISO base media files (HEIC, AVIF, MP4, MOV) say what they are in their `ftyp` box.
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
         return match &bytes[8..12] {
@@ -290,7 +344,7 @@ fn sniff(bytes: &[u8]) -> Result<SourceFormat, PhotoError> {
     if starts(&[0xFF, 0x0A]) || starts(b"\0\0\0\x0cJXL \r\n\x87\n") {
         return unsupported("JPEG XL", CONVERT_ADVICE);
     }
-    Err(PhotoError::NotAnImage { looks_like: if looks_like_text(bytes) { "text" } else { "data of an unknown kind" } })
+    Err(IngestError::NotAnImage { looks_like: if looks_like_text(bytes) { "text" } else { "data of an unknown kind" } })
 }
 
 fn looks_like_text(bytes: &[u8]) -> bool {
@@ -303,17 +357,17 @@ fn looks_like_text(bytes: &[u8]) -> bool {
     valid && !head.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C))
 }
 
-fn damaged(format: SourceFormat, e: impl std::fmt::Display) -> PhotoError {
-    PhotoError::Damaged { format: format.name(), detail: e.to_string() }
+fn damaged(format: SourceFormat, e: impl std::fmt::Display) -> IngestError {
+    IngestError::Damaged { format: format.name(), detail: e.to_string() }
 }
 
-fn check_size(format: SourceFormat, width: u32, height: u32, options: &IngestOptions) -> Result<(), PhotoError> {
+fn check_size(format: SourceFormat, width: u32, height: u32, options: &IngestOptions) -> Result<(), IngestError> {
     let pixels = u64::from(width) * u64::from(height);
     if width == 0 || height == 0 {
         return Err(damaged(format, format!("it claims a size of {width} × {height} pixels")));
     }
     if pixels > options.max_pixels {
-        return Err(PhotoError::TooLarge {
+        return Err(IngestError::TooLarge {
             format: format.name(),
             width: width.into(),
             height: height.into(),
@@ -324,9 +378,9 @@ fn check_size(format: SourceFormat, width: u32, height: u32, options: &IngestOpt
 }
 
 /// A zeroed buffer, or an error instead of an abort when the phone has no memory for it.
-fn alloc(len: usize, width: u32, height: u32) -> Result<Vec<u8>, PhotoError> {
+fn alloc(len: usize, width: u32, height: u32) -> Result<Vec<u8>, IngestError> {
     let mut buf = Vec::new();
-    buf.try_reserve_exact(len).map_err(|_| PhotoError::OutOfMemory { width, height })?;
+    buf.try_reserve_exact(len).map_err(|_| IngestError::OutOfMemory { width, height })?;
     buf.resize(len, 0);
     Ok(buf)
 }
@@ -345,7 +399,7 @@ struct Decoded {
 /// JPEG goes to zune-jpeg directly (the decoder `image` itself uses), so that the headers, the
 /// EXIF orientation and the pixels come from one pass over the bytes, without `image` copying the
 /// whole file first.
-fn decode_jpeg(bytes: &[u8], options: &IngestOptions) -> Result<Decoded, PhotoError> {
+fn decode_jpeg(bytes: &[u8], options: &IngestOptions) -> Result<Decoded, IngestError> {
     let format = SourceFormat::Jpeg;
     // Lenient mode: phones write JPEGs with small oddities that every viewer accepts. A file cut
     // short is the one defect we must not paper over (the decoder would fill the rest with grey),
@@ -430,11 +484,11 @@ fn check_image_header(
     decoder: &impl ImageDecoder,
     format: SourceFormat,
     options: &IngestOptions,
-) -> Result<(), PhotoError> {
+) -> Result<(), IngestError> {
     let (width, height) = decoder.dimensions();
     check_size(format, width, height, options)?;
     if decoder.total_bytes() > MAX_DECODED_BYTES {
-        return Err(PhotoError::TooLarge {
+        return Err(IngestError::TooLarge {
             format: format.name(),
             width: width.into(),
             height: height.into(),
@@ -448,12 +502,12 @@ fn decode_with_image(
     mut decoder: impl ImageDecoder,
     format: SourceFormat,
     options: &IngestOptions,
-) -> Result<Decoded, PhotoError> {
+) -> Result<Decoded, IngestError> {
     let (width, height) = decoder.dimensions();
     check_image_header(&decoder, format, options)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let color = decoder.color_type();
-    let len = usize::try_from(decoder.total_bytes()).map_err(|_| PhotoError::OutOfMemory { width, height })?;
+    let len = usize::try_from(decoder.total_bytes()).map_err(|_| IngestError::OutOfMemory { width, height })?;
     let mut pixels = alloc(len, width, height)?;
     decoder.read_image(&mut pixels).map_err(|e| damaged(format, e))?;
     let gray = match color {
@@ -486,7 +540,7 @@ fn decode_with_image(
             false
         }
         other => {
-            return Err(PhotoError::UnsupportedFormat {
+            return Err(IngestError::UnsupportedFormat {
                 format: format!("{} with {other:?} pixels", format.name()),
                 advice: CONVERT_ADVICE,
             })
@@ -542,15 +596,15 @@ fn fit(width: u32, height: u32, long: u32) -> (u32, u32) {
 
 /// Lanczos3 (the filter ImageMagick and libvips use for downsizing by default), SIMD where the
 /// CPU has it. `None` when the size does not change.
-fn resize(src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32, gray: bool) -> Result<Option<Vec<u8>>, PhotoError> {
+fn resize(src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32, gray: bool) -> Result<Option<Vec<u8>>, IngestError> {
     if (sw, sh) == (dw, dh) {
         return Ok(None);
     }
     let pixel = if gray { PixelType::U8 } else { PixelType::U8x3 };
-    let src = ImageRef::new(sw, sh, src, pixel).map_err(|e| PhotoError::Encode(e.to_string()))?;
+    let src = ImageRef::new(sw, sh, src, pixel).map_err(|e| IngestError::Encode(e.to_string()))?;
     let mut dst = ResizeImage::new(dw, dh, pixel);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
-    Resizer::new().resize(&src, &mut dst, &options).map_err(|e| PhotoError::Encode(e.to_string()))?;
+    Resizer::new().resize(&src, &mut dst, &options).map_err(|e| IngestError::Encode(e.to_string()))?;
     Ok(Some(dst.into_vec()))
 }
 
@@ -568,12 +622,12 @@ fn orient(pixels: Vec<u8>, w: u32, h: u32, gray: bool, orientation: Orientation)
 
 /// A baseline JPEG with 4:2:0 chroma and nothing but a JFIF header: no EXIF, XMP, ICC or
 /// comment segment is ever written.
-fn encode(pixels: &[u8], w: u32, h: u32, gray: bool, quality: u8) -> Result<EncodedJpeg, PhotoError> {
+fn encode(pixels: &[u8], w: u32, h: u32, gray: bool, quality: u8) -> Result<EncodedJpeg, IngestError> {
     let mut bytes = Vec::with_capacity(pixels.len() / 8);
     let encoder = jpeg_encoder::Encoder::new(&mut bytes, quality);
     let color = if gray { jpeg_encoder::ColorType::Luma } else { jpeg_encoder::ColorType::Rgb };
     // `fit` keeps both sides at most `max_long_side` (at most 8192), so they fit in a u16.
-    encoder.encode(pixels, w as u16, h as u16, color).map_err(|e| PhotoError::Encode(e.to_string()))?;
+    encoder.encode(pixels, w as u16, h as u16, color).map_err(|e| IngestError::Encode(e.to_string()))?;
     Ok(EncodedJpeg { hash: content_hash(&bytes), bytes, width: w, height: h })
 }
 
