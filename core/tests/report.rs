@@ -370,15 +370,26 @@ fn the_figures_a_week_and_a_month_ago_match_a_fold_of_the_events_up_to_then() {
         assert_eq!(report::figures_as_of(&store, &q, q.now).unwrap(), dashboard(&store, &q).unwrap().figures);
         let changes = report::kpi_changes(&store, &q).unwrap();
         let mid_year = Timestamp(Utc.with_ymd_and_hms(2026, 6, 12, 3, 0, 0).unwrap());
-        for (at, got) in [
-            (changes.week_ago.at, changes.week_ago.figures.clone()),
-            (changes.month_ago.at, changes.month_ago.figures.clone()),
-            (mid_year.millis(), report::figures_as_of(&store, &q, mid_year).unwrap()),
+        // A week and a month back, the period moves back with now.
+        let week_q = report::query_back(&q, report::WEEK_MS).unwrap();
+        let month_q = report::query_back(&q, report::MONTH_MS).unwrap();
+        assert_eq!((changes.week_ago.at, changes.month_ago.at), (week_q.now.millis(), month_q.now.millis()));
+        for (then_q, got) in [
+            (week_q, changes.week_ago.figures.clone()),
+            (month_q, changes.month_ago.figures.clone()),
+            (q.clone(), report::figures_as_of(&store, &q, mid_year).unwrap()),
         ] {
-            let at = Timestamp::from_millis(at).unwrap();
+            let at = if then_q.now == q.now { mid_year } else { then_q.now };
             let then = documents_as_of(&store, at);
-            let set = in_set(&store, &then, &q);
-            assert_eq!(got, expected_figures(&set, at), "{:?} from {:?} to {:?} at {at:?}", q.scope, q.from, q.to);
+            let set = in_set(&store, &then, &then_q);
+            assert_eq!(
+                got,
+                expected_figures(&set, at),
+                "{:?} from {:?} to {:?} at {at:?}",
+                then_q.scope,
+                then_q.from,
+                then_q.to
+            );
             checked += 1;
         }
     }

@@ -948,3 +948,32 @@ fn requests_get_short_numbers_by_local_day_and_device_that_a_search_finds() {
     assert!(phone.check().unwrap().index_matches_documents);
     assert_eq!(numbers_of(&phone, "261205").len(), 5);
 }
+
+/// Review finding (issue 16): a hall PC that pulled rosters carrying the hall's quick phrases
+/// before it could keep them, and was upgraded later, must take them from those rosters, or
+/// its next publication would send an empty list over them to every phone.
+#[test]
+fn regression_an_upgraded_hall_pc_keeps_the_quick_phrases_its_rosters_already_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hall.db");
+    let store = store_in(&dir, "hall.db", "hall-pc");
+    store.save_quick_phrases(&store.context(t(1)), &["已查看燃气灶".into(), "子女每周来看望".into()]).unwrap();
+    // As the older version left it: the rosters carry the phrases, no table holds them, and
+    // the schema is one version back.
+    store
+        .connection()
+        .execute_batch(
+            "DROP TABLE quick_phrases;
+             DROP INDEX request_owed_feedback;
+             ALTER TABLE request_index DROP COLUMN told_at;
+             PRAGMA user_version = 23;",
+        )
+        .unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.quick_phrases().unwrap(), vec!["已查看燃气灶".to_string(), "子女每周来看望".to_string()]);
+    assert!(store.check().unwrap().index_matches_documents);
+    // Publishing again changes no roster.
+    let report = store.publish_rosters(&store.context(t(2)), &[]).unwrap();
+    assert_eq!(report.updated, 0, "{report:?}");
+}

@@ -36,6 +36,39 @@ pub fn staff_roster_id() -> String {
 pub const MAX_QUICK_PHRASES: usize = 24;
 pub const MAX_QUICK_PHRASE_CHARS: usize = 40;
 
+/// The most a roster's quick phrases may hold at all, which the relay enforces: far above what
+/// the hall's form allows, so that two hall PCs' edits merged into one longer list never stick
+/// in an outbox, and far below what could weigh on a phone.
+pub const MAX_QUICK_PHRASES_HELD: usize = 200;
+pub const MAX_QUICK_PHRASE_HELD_CHARS: usize = 200;
+
+/// Why a roster's quick phrases cannot be taken (`None`: they can).
+pub fn quick_phrases_refusal(phrases: &[String]) -> Option<String> {
+    if phrases.len() > MAX_QUICK_PHRASES_HELD {
+        return Some(format!("{} quick phrases; a roster holds at most {MAX_QUICK_PHRASES_HELD}", phrases.len()));
+    }
+    phrases
+        .iter()
+        .find(|p| p.chars().count() > MAX_QUICK_PHRASE_HELD_CHARS)
+        .map(|_| format!("a quick phrase has at most {MAX_QUICK_PHRASE_HELD_CHARS} characters"))
+}
+
+/// What a phone offers of a roster's quick phrases: the first [`MAX_QUICK_PHRASES`], each cut at
+/// [`MAX_QUICK_PHRASE_CHARS`] characters, blank ones and repeats left out.
+pub fn offered_quick_phrases(phrases: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in phrases {
+        let p: String = p.trim().chars().take(MAX_QUICK_PHRASE_CHARS).collect();
+        if !p.is_empty() && !out.contains(&p) {
+            out.push(p);
+        }
+        if out.len() == MAX_QUICK_PHRASES {
+            break;
+        }
+    }
+    out
+}
+
 /// A member of the hall's staff who may sign in, as the staff roster lists her.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Reconcile, Hydrate)]
 pub struct StaffMember {

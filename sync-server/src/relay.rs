@@ -252,6 +252,18 @@ impl Relay {
         grids: &[String],
         walker: Option<&str>,
     ) -> RelayResult<(String, i64)> {
+        self.create_enrollment_within(device_name, role, grids, walker, self.limits.enrollment_ttl_hours * 3_600_000)
+    }
+
+    /// [`Relay::create_enrollment_until`] with a code that works for `ttl_ms` only.
+    pub fn create_enrollment_within(
+        &self,
+        device_name: &str,
+        role: Role,
+        grids: &[String],
+        walker: Option<&str>,
+        ttl_ms: i64,
+    ) -> RelayResult<(String, i64)> {
         if walker.is_some_and(|w| w.trim().is_empty() || w.contains(',')) {
             return Err(RelayError::bad("invalid_input", "a walker id must not be empty or contain a comma"));
         }
@@ -270,7 +282,7 @@ impl Relay {
         }
         let code = random_code();
         let now = self.now();
-        let expires = now + self.limits.enrollment_ttl_hours * 3_600_000;
+        let expires = now + ttl_ms;
         let e = Enrollment {
             device_name: device_name.to_string(),
             role,
@@ -927,13 +939,22 @@ fn check_permitted(
                     ));
                 }
                 (None, Some(number)) => {
-                    // A request this device raised carries this device's code. One it passes on
-                    // (a hall PC's resend, a phone's after a relay was lost) names the device
-                    // that raised it, and only its form and day can be checked here.
-                    let codes = if header.device == device.id {
+                    // A request a walker's phone pushes new carries this phone's code: its
+                    // relay number, or the end of its id. The header is the pusher's to write,
+                    // so a request whose header names another device may also carry that
+                    // device's id-end code, but never a code of digits only: those are relay
+                    // numbers, which only their own device gives out. A hall PC also passes on
+                    // requests other devices raised (a resend after a relay was lost), whose
+                    // numbers only their form and day can vouch for, unless its header names the
+                    // PC itself.
+                    let codes = if device.role == Role::Walker || header.device == device.id {
                         let mut codes = vec![gridwalk_doc::numbers::device_code(None, &device.id)];
                         if device.number.is_some() {
                             codes.push(gridwalk_doc::numbers::device_code(device.number, &device.id));
+                        }
+                        let theirs = gridwalk_doc::numbers::device_code(None, &header.device);
+                        if header.device != device.id && !theirs.bytes().all(|b| b.is_ascii_digit()) {
+                            codes.push(theirs);
                         }
                         codes
                     } else {
@@ -972,6 +993,13 @@ fn check_permitted(
             judge(&header.created_by, Step::Meeting, None)?
         }
         Readable::Roster { header, body } => {
+            if let Some(why) = gridwalk_doc::roster::quick_phrases_refusal(&body.quick_phrases) {
+                return Err(RelayError::new(
+                    422,
+                    "bad_roster",
+                    format!("document {doc_id}: {why}; nothing of this push was stored"),
+                ));
+            }
             // Who published this version, rather than who first created the roster.
             let publisher = if body.published_by.is_empty() { &header.created_by } else { &body.published_by };
             if header.grid == gridwalk_doc::roster::STAFF_GRID {

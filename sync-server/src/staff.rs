@@ -50,6 +50,9 @@ fn staff_entry(m: &StaffMember) -> StaffSignInResponse {
     StaffSignInResponse { person: m.id.clone(), name: m.name.clone(), role: m.role.as_str().to_string() }
 }
 
+/// How long an enrolment code issued at a hall PC works: 30 minutes.
+pub const CONSOLE_CODE_TTL_MS: i64 = 30 * 60_000;
+
 fn refused(why: impl Into<String>) -> RelayError {
     RelayError::new(403, "staff_change_forbidden", why)
 }
@@ -170,7 +173,9 @@ impl Relay {
             ));
         }
         let grids = if role == Role::Walker { req.grids.clone() } else { Vec::new() };
-        let (code, expires_at) = self.create_enrollment_until(name, role, &grids, walker)?;
+        // A code shown on a hall screen is scanned there and then: it stops working soon, so a
+        // screen left open does not hand a walker's grids to whoever passes by later.
+        let (code, expires_at) = self.create_enrollment_within(name, role, &grids, walker, CONSOLE_CODE_TTL_MS)?;
         tracing::info!(by = %req.actor, device = %device.id, name, role = role.as_str(), "enrolment code issued at a hall PC");
         Ok(IssueEnrollmentResponse { code, expires_at })
     }

@@ -565,14 +565,26 @@ fn regression_a_device_cannot_give_out_another_devices_request_numbers_or_change
     let forged = raise("路灯不亮");
     let bytes = phone.document_bytes(&forged).unwrap();
     let digest = fingerprint_relay(&town);
-    for (what, number) in [
-        ("another device's number", format!("{day}-{}-1", number + 1)),
-        ("another day", format!("261231-{number}-2")),
-        ("no count", format!("{day}-{number}-0")),
-        ("not a number at all", "第一号".to_string()),
+    // Review finding: the header is the pusher's to write, so naming another device in it must
+    // not free a phone to give out that device's numbers.
+    let other_device = |d: &mut AutoCommit| {
+        let h = map(d, &ROOT, "header");
+        d.put(&h, "device", "dev-someone-else").unwrap();
+    };
+    for (what, number, forge_header) in [
+        ("another device's number", format!("{day}-{}-1", number + 1), false),
+        ("another device's number, the header naming another device", format!("{day}-{}-1", number + 1), true),
+        ("another day", format!("261231-{number}-2"), false),
+        ("no count", format!("{day}-{number}-0"), false),
+        ("not a number at all", "第一号".to_string(), false),
     ] {
         let mut all = bytes.clone();
-        all.extend(crafted(&bytes, set_number(number.clone())));
+        all.extend(crafted(&bytes, |d| {
+            if forge_header {
+                other_device(d);
+            }
+            set_number(number.clone())(d);
+        }));
         let refused = town.push(&forged, all).unwrap_err();
         assert_eq!((refused.status, refused.code), (422, "bad_request_number"), "{what}: {}", refused.message);
         assert_eq!(fingerprint_relay(&town), digest, "{what}: nothing was stored");
@@ -585,4 +597,36 @@ fn regression_a_device_cannot_give_out_another_devices_request_numbers_or_change
     let refused = town.push(&honest, crafted(&honest_bytes, set_number(format!("{day}-{number}-9")))).unwrap_err();
     assert_eq!((refused.status, refused.code), (422, "request_number_changed"), "{}", refused.message);
     assert_eq!(fingerprint_relay(&town), digest, "nothing was stored");
+}
+
+/// The relay refuses a roster whose quick phrases could weigh on every phone of its grids (a
+/// hall token is enough to publish rosters), and phones offer at most the hall form's 24.
+#[test]
+fn regression_a_roster_with_quick_phrases_beyond_any_halls_list_is_refused() {
+    let town = town();
+    let hall_device = town.relay.authenticate(&town.hall_token).unwrap();
+    let ctx = town.hall.context(t(5));
+    town.hall.save_quick_phrases(&ctx, &["已查看燃气灶".to_string()]).unwrap();
+    sync(&town.hall, &town.relay, &town.hall_token).unwrap();
+    let roster = gridwalk_core::roster::roster_id("g1");
+    let bytes = town.hall.document_bytes(&roster).unwrap();
+    let digest = fingerprint_relay(&town);
+    let flood = crafted(&bytes, |d| {
+        let body = map(d, &ROOT, "body");
+        let list = d.put_object(&body, "quick_phrases", ObjType::List).unwrap();
+        for i in 0..201 {
+            d.insert(&list, i, format!("常用语{i}")).unwrap();
+        }
+    });
+    let push =
+        PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: roster.clone(), bytes: flood }] };
+    let refused = town.relay.push(&hall_device, &push).unwrap_err();
+    assert_eq!((refused.status, refused.code), (422, "bad_roster"), "{}", refused.message);
+    assert_eq!(fingerprint_relay(&town), digest, "nothing was stored");
+
+    // Within what the relay holds, a phone offers the first 24, each cut at 40 characters.
+    let long: Vec<String> = (0..30).map(|i| format!("{i}{}", "很".repeat(50))).collect();
+    let offered = gridwalk_core::roster::offered_quick_phrases(&long);
+    assert_eq!(offered.len(), 24);
+    assert!(offered.iter().all(|p| p.chars().count() == 40));
 }

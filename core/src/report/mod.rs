@@ -1001,21 +1001,42 @@ pub struct FiguresAt {
 }
 
 /// What each headline figure of a dashboard was a week and a month before its `now`, for the
-/// change beside each KPI (比上周, 比上月).
+/// change beside each KPI (比上周, 比上月). A bounded period moves back with it: "this month" a
+/// week ago is the month-long window that ended a week ago, so the change compares like with
+/// like rather than this month's requests with the few of them that existed then.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KpiChanges {
     pub week_ago: FiguresAt,
     pub month_ago: FiguresAt,
 }
 
-/// The headline figures of `q` a week and a month before `q.now`.
-pub fn kpi_changes(store: &Store, q: &DashboardQuery) -> Result<KpiChanges> {
-    let at = |back: i64| -> Result<FiguresAt> {
-        let at = Timestamp::from_millis(q.now.millis() - back)?;
-        Ok(FiguresAt { at: at.millis(), figures: figures_as_of(store, q, at)? })
-    };
-    Ok(KpiChanges { week_ago: at(WEEK_MS)?, month_ago: at(MONTH_MS)? })
+/// `q` as it was asked `back` milliseconds earlier: its period and its now moved back together.
+pub fn query_back(q: &DashboardQuery, back: i64) -> Result<DashboardQuery> {
+    let moved = |t: Timestamp| Timestamp::from_millis(t.millis() - back);
+    Ok(DashboardQuery {
+        scope: q.scope.clone(),
+        from: q.from.map(moved).transpose()?,
+        to: q.to.map(moved).transpose()?,
+        now: moved(q.now)?,
+    })
 }
+
+/// The headline figures of `q` a week and a month before `q.now` ([`query_back`]). Each request
+/// that changed within the month is folded from its events once, for both.
+pub fn kpi_changes(store: &Store, q: &DashboardQuery) -> Result<KpiChanges> {
+    let mut events = EventsRead::default();
+    let mut at = |back: i64| -> Result<FiguresAt> {
+        let then = query_back(q, back)?;
+        Ok(FiguresAt { at: then.now.millis(), figures: figures_as_of_with(store, &then, then.now, &mut events)? })
+    };
+    let month_ago = at(MONTH_MS)?;
+    let week_ago = at(WEEK_MS)?;
+    Ok(KpiChanges { week_ago, month_ago })
+}
+
+/// Requests' events read once for several moments.
+#[derive(Default)]
+struct EventsRead(std::collections::HashMap<String, Vec<crate::lifecycle::LifecycleEvent>>);
 
 /// The headline figures of `q`'s scope and period as they stood at `at`: every request raised
 /// by then, in the state its events up to then give, overdue judged at `at`.
@@ -1027,6 +1048,10 @@ pub fn kpi_changes(store: &Store, q: &DashboardQuery) -> Result<KpiChanges> {
 /// so the two cannot count differently. Events are placed by their device time, as the
 /// history shows them.
 pub fn figures_as_of(store: &Store, q: &DashboardQuery, at: Timestamp) -> Result<Figures> {
+    figures_as_of_with(store, q, at, &mut EventsRead::default())
+}
+
+fn figures_as_of_with(store: &Store, q: &DashboardQuery, at: Timestamp, read: &mut EventsRead) -> Result<Figures> {
     check_period(q)?;
     let conn = store.connection();
     let grids = scope_grids(store, &q.scope)?;
@@ -1066,7 +1091,11 @@ pub fn figures_as_of(store: &Store, q: &DashboardQuery, at: Timestamp) -> Result
         .collect::<rusqlite::Result<Vec<String>>>()?;
     let mut then = Vec::new();
     for id in changed {
-        let events: Vec<_> = store.request_events(&id)?.into_iter().filter(|e| e.at <= at).collect();
+        if !read.0.contains_key(&id) {
+            let events = store.request_events(&id)?;
+            read.0.insert(id.clone(), events);
+        }
+        let events: Vec<_> = read.0[&id].iter().filter(|e| e.at <= at).cloned().collect();
         // A request whose first event is dated after `at` (a device clock behind) was not there.
         if let Some(state) = crate::lifecycle::fold(&events) {
             then.push(state);

@@ -230,7 +230,7 @@ impl Store {
         }
         // Every grid's roster carries the hall's one list; the latest received stands.
         conn.prepare_cached("DELETE FROM quick_phrases")?.execute([])?;
-        for (position, text) in body.quick_phrases.iter().enumerate() {
+        for (position, text) in gridwalk_doc::roster::offered_quick_phrases(&body.quick_phrases).iter().enumerate() {
             conn.prepare_cached("INSERT OR IGNORE INTO quick_phrases (id, text, position) VALUES (?1, ?1, ?2)")?
                 .execute(params![text, position as i64])?;
         }

@@ -966,22 +966,47 @@ CREATE TABLE quick_phrases (
 "#;
 
 fn fill_told_at(tx: &rusqlite::Transaction) -> HookResult {
+    // The whole row again, not only the new column: a feedback step on a merged duplicate that
+    // the older rule left unapplied applies now, and moves the row's `updated_at` with it.
     let ids: Vec<String> = tx
         .prepare("SELECT id FROM request_index WHERE status IN ('feedback_given', 'rated', 'closed', 'merged')")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in ids {
         // A document that does not load is reported by `check`; it must not stop the upgrade.
+        let Ok(Some((kind, _, doc))) = super::Store::load_automerge(tx, &id) else {
+            continue;
+        };
+        if super::Store::reindex(tx, kind, &doc).is_err() {
+            continue;
+        }
+    }
+    // The hall's quick phrases as the newest grid roster here carries them: a hall PC that
+    // pulled them before it could keep them must not publish its empty list over them.
+    let rosters: Vec<String> = tx
+        .prepare("SELECT id FROM documents WHERE id LIKE 'roster-%' AND id != ?1")?
+        .query_map([crate::roster::staff_roster_id()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut newest: Option<(crate::time::Timestamp, Vec<String>)> = None;
+    for id in rosters {
         let Ok(Some((_, _, doc))) = super::Store::load_automerge(tx, &id) else {
             continue;
         };
-        let Ok(state) = crate::docs::RequestDocument::from_automerge(doc).state() else {
+        let Ok(body) = autosurgeon::hydrate_prop::<_, crate::roster::RosterBody, _, _>(&doc, automerge::ROOT, "body")
+        else {
             continue;
         };
-        tx.execute(
-            "UPDATE request_index SET told_at = ?2 WHERE id = ?1",
-            rusqlite::params![id, state.told_at.map(|t| t.millis())],
-        )?;
+        if newest.as_ref().is_none_or(|(at, _)| body.published_at > *at) {
+            newest = Some((body.published_at, body.quick_phrases));
+        }
+    }
+    if let Some((_, phrases)) = newest {
+        for (position, text) in crate::roster::offered_quick_phrases(&phrases).iter().enumerate() {
+            tx.execute(
+                "INSERT OR IGNORE INTO quick_phrases (id, text, position) VALUES (?1, ?1, ?2)",
+                rusqlite::params![text, position as i64],
+            )?;
+        }
     }
     Ok(())
 }
