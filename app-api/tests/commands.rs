@@ -266,6 +266,23 @@ fn on_the_doorstep_feedback_and_rating_work_offline_and_the_hall_sees_them() {
     relay.stop();
 }
 
+/// A second hall PC (a PC like any other, whose tables come from the rosters it pulls) and
+/// a walker's phone for `grid`, both enrolled at `relay` and through their first sync.
+fn second_hall_and_phone(dir: &std::path::Path, relay: &RelayServer, grid: &str, walker: &str) -> (App, App) {
+    let code = relay.relay().create_enrollment("大厅二号机", gridwalk_relay::store::Role::Hall, &[]).unwrap();
+    let admin = App::open(dir.join("hall2"), Arc::new(SystemClock), settings()).unwrap();
+    admin.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "大厅二号机"})).unwrap();
+    wait_for(&admin, "the hall's first sync", |s| s["last_sync_at"].is_number());
+    let code = relay
+        .relay()
+        .create_enrollment_for("王芳的手机", gridwalk_relay::store::Role::Walker, &[grid.to_string()], Some(walker))
+        .unwrap();
+    let phone = App::open(dir.join("phone"), Arc::new(SystemClock), settings()).unwrap();
+    phone.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "王芳的手机"})).unwrap();
+    wait_for(&phone, "the phone's first sync", |s| s["last_sync_at"].is_number());
+    (admin, phone)
+}
+
 #[test]
 fn an_admins_new_office_and_a_walkers_new_grid_reach_phones_and_halls_through_the_relay() {
     let dir = tempfile::tempdir().unwrap();
@@ -280,23 +297,7 @@ fn an_admins_new_office_and_a_walkers_new_grid_reach_phones_and_halls_through_th
     let moved =
         walkers.iter().find(|w| w.grids == vec![other_grid.clone()]).expect("a walker of only the other grid").clone();
 
-    // A second hall device: a PC like any other, whose tables come from the rosters it pulls.
-    let code = relay.relay().create_enrollment("大厅二号机", gridwalk_relay::store::Role::Hall, &[]).unwrap();
-    let admin = App::open(dir.path().join("hall2"), Arc::new(SystemClock), settings()).unwrap();
-    admin.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "大厅二号机"})).unwrap();
-    wait_for(&admin, "the hall's first sync", |s| s["last_sync_at"].is_number());
-    let code = relay
-        .relay()
-        .create_enrollment_for(
-            "王芳的手机",
-            gridwalk_relay::store::Role::Walker,
-            std::slice::from_ref(&grid),
-            Some(&her.id),
-        )
-        .unwrap();
-    let phone = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
-    phone.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "王芳的手机"})).unwrap();
-    wait_for(&phone, "the phone's first sync", |s| s["last_sync_at"].is_number());
+    let (admin, phone) = second_hall_and_phone(dir.path(), &relay, &grid, &her.id);
 
     // A phone is no admin: refused, and nothing is written.
     let refused = phone.call("admin_save_department", json!({"name": "不该有的科室", "level": "town"})).unwrap_err();
@@ -362,22 +363,7 @@ fn the_halls_quick_phrases_reach_a_walkers_phone_and_clearing_them_brings_back_t
     let grid = first_hall.grids().unwrap().into_iter().find(|g| !g.enterprise_grid).unwrap().id;
     let her = first_hall.walkers().unwrap().into_iter().find(|w| w.grids.contains(&grid)).unwrap();
 
-    let code = relay.relay().create_enrollment("大厅二号机", gridwalk_relay::store::Role::Hall, &[]).unwrap();
-    let admin = App::open(dir.path().join("hall2"), Arc::new(SystemClock), settings()).unwrap();
-    admin.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "大厅二号机"})).unwrap();
-    wait_for(&admin, "the hall's first sync", |s| s["last_sync_at"].is_number());
-    let code = relay
-        .relay()
-        .create_enrollment_for(
-            "王芳的手机",
-            gridwalk_relay::store::Role::Walker,
-            std::slice::from_ref(&grid),
-            Some(&her.id),
-        )
-        .unwrap();
-    let phone = App::open(dir.path().join("phone"), Arc::new(SystemClock), settings()).unwrap();
-    phone.call("enroll", json!({"relay_url": relay.url(), "code": code, "device_name": "王芳的手机"})).unwrap();
-    wait_for(&phone, "the phone's first sync", |s| s["last_sync_at"].is_number());
+    let (admin, phone) = second_hall_and_phone(dir.path(), &relay, &grid, &her.id);
     assert_eq!(phone.call("quick_phrases", json!({})).unwrap(), json!([]), "none set: the built-in ones");
 
     let refused = phone.call("admin_save_quick_phrases", json!({"phrases": ["手机上改的"]})).unwrap_err();

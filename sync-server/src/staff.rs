@@ -100,6 +100,21 @@ impl Relay {
         }
     }
 
+    /// The person asking for a change to the staff list (or for an enrolment code), as the list
+    /// holds her with her PIN: 404 `no_staff_roster` before the operator named an admin, 401
+    /// `wrong_pin` when the name and PIN do not match.
+    fn asker(&self, person: &str, pin: &str) -> RelayResult<StaffMember> {
+        let Some((_, body)) = self.staff_roster()? else {
+            return Err(RelayError::new(
+                404,
+                "no_staff_roster",
+                "this hall has no staff list yet: the relay's operator names the first admin \
+                 (gridwalk-relay staff add-admin)",
+            ));
+        };
+        Self::checked_member(&body, person, pin)
+    }
+
     /// Checks a staff member's PIN for a hall or admin device, against the newest staff list
     /// (see `gridwalk_protocol::StaffSignInRequest`). 401 `wrong_pin` when she is not on it or
     /// the PIN does not match, in the same words and time either way.
@@ -156,15 +171,7 @@ impl Relay {
                 ))
             }
         };
-        let Some((_, body)) = self.staff_roster()? else {
-            return Err(RelayError::new(
-                404,
-                "no_staff_roster",
-                "this hall has no staff list yet: the relay's operator names the first admin \
-                 (gridwalk-relay staff add-admin)",
-            ));
-        };
-        let actor = Self::checked_member(&body, &req.actor, &req.actor_pin)?;
+        let actor = self.asker(&req.actor, &req.actor_pin)?;
         if actor.role != PersonRole::Admin {
             return Err(RelayError::new(
                 403,
@@ -219,15 +226,7 @@ impl Relay {
                 format!("a name or office has at most {MAX_PERSON_ID} characters"),
             ));
         }
-        let Some((_, body)) = self.staff_roster()? else {
-            return Err(RelayError::new(
-                404,
-                "no_staff_roster",
-                "this hall has no staff list yet: the relay's operator names the first admin \
-                 (gridwalk-relay staff add-admin)",
-            ));
-        };
-        let actor = Self::checked_member(&body, &req.actor, &req.actor_pin)?;
+        let actor = self.asker(&req.actor, &req.actor_pin)?;
         let own_pin_only = req.actor == req.person
             && req.new_pin.is_some()
             && req.name.is_none()
