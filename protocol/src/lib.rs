@@ -20,7 +20,8 @@
 //!   device writes the staff list, so no device's word about who is signed in can change it.
 //! * `POST /v1/enrollments` — JSON [`IssueEnrollmentRequest`] → [`IssueEnrollmentResponse`],
 //!   from a hall or admin device: a one-time enrolment code for a new phone or hall PC, issued
-//!   by an admin whose PIN the relay checks (the hall console shows it as a QR code). 403
+//!   by an admin whose PIN the relay checks, valid for 30 minutes (the hall console shows it as a
+//!   QR code). 403
 //!   `enrolment_forbidden` for anyone not an admin.
 //! * Errors: a 4xx/5xx status with JSON [`ErrorBody`] `{code, message}`.
 //!
