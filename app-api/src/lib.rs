@@ -113,6 +113,8 @@ pub struct App {
     photos: photo_worker::PhotoWorker,
     sessions: session::Sessions,
     lock: Arc<lock::DeviceLock>,
+    /// The last KPI changes computed, by what was asked and the hour (see `hall::kpi_changes`).
+    kpi_changes: Mutex<Option<(String, serde_json::Value)>>,
 }
 
 impl App {
@@ -161,7 +163,16 @@ impl App {
         };
         let sync = worker::SyncHandle::start(path.clone(), lock.keys.clone(), clock.clone(), settings, on_revoked);
         let photos = photo_worker::PhotoWorker::start(path, lock.keys.clone(), sync.nudger());
-        Ok(App { data_dir, clock, store, sync, photos, sessions: session::Sessions::new(settings.sign_in_idle), lock })
+        Ok(App {
+            data_dir,
+            clock,
+            store,
+            sync,
+            photos,
+            sessions: session::Sessions::new(settings.sign_in_idle),
+            lock,
+            kpi_changes: Mutex::new(None),
+        })
     }
 
     pub(crate) fn store_path(&self) -> PathBuf {
