@@ -600,6 +600,7 @@ impl Relay {
         let after = incoming::read_whole(&d.doc_id, &view)
             .map_err(|u| RelayError::new(422, "document_unreadable", u.to_string()))?;
         check_permitted(device, staff, &d.doc_id, before.as_ref(), &after)?;
+        check_duplicate_told(store, &d.doc_id, before.as_ref(), &after)?;
         // The photos it names decide who may upload and read them, so a document whose photo
         // list or events cannot be read is refused rather than stored with no photos.
         let blob_refs = attach::blob_references(&view)
@@ -863,6 +864,47 @@ fn staff_on_roster(store: &dyn RelayStore) -> RelayResult<Option<KnownPeople>> {
         }
     }
     Ok((!known.is_empty()).then_some(known))
+}
+
+/// A merged duplicate's reporter is told the outcome only once the request it went into is
+/// resolved (the core asks the same of the device that records it, `check_linked_request_rule`).
+/// The rule needs a second document, which the relay holds whenever the merge came through it:
+/// a push that tells the reporter while that request is open is refused. A target this relay
+/// does not hold cannot be judged here, and is let through.
+fn check_duplicate_told(
+    store: &dyn RelayStore,
+    doc_id: &str,
+    before: Option<&incoming::Readable>,
+    after: &incoming::Readable,
+) -> RelayResult<()> {
+    use gridwalk_doc::lifecycle::Status;
+    use incoming::Readable;
+    let Readable::Request { state, .. } = after else { return Ok(()) };
+    let told_before = matches!(before, Some(Readable::Request { state: old, .. }) if old.told_at.is_some());
+    let (Status::Merged, Some(_), false, Some(target)) =
+        (state.status, state.told_at, told_before, state.merged_into.as_deref())
+    else {
+        return Ok(());
+    };
+    let Some(stored) = store.load_doc(target)? else { return Ok(()) };
+    let resolved = AutoCommit::load(&stored.snapshot)
+        .ok()
+        .and_then(|doc| match incoming::read_whole(target, &DocView::new(&doc)) {
+            Ok(Readable::Request { state, .. }) => Some(state.resolved_at.is_some()),
+            _ => None,
+        })
+        .unwrap_or(false);
+    if resolved {
+        return Ok(());
+    }
+    Err(RelayError::new(
+        422,
+        "duplicate_told_too_early",
+        format!(
+            "document {doc_id}: its reporter is told the outcome once the request it was merged into \
+             ({target}) is resolved, and it is not; nothing of this push was stored"
+        ),
+    ))
 }
 
 /// The permission table (`gridwalk_doc::permissions`, the one place it lives) applied to what a

@@ -59,6 +59,23 @@ fn map(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> automerge::ObjId 
     }
 }
 
+/// An anonymous streetlight request in g1, as a walker raises it on a visit.
+fn streetlight(description: &str) -> NewRequest {
+    NewRequest {
+        id: None,
+        grid: "g1".into(),
+        micro_grid: None,
+        reporter: Reporter::Anonymous,
+        address: "g1 村道".into(),
+        gps: None,
+        category: "streetlight".into(),
+        description: description.into(),
+        urgency: Urgency::Normal,
+        source: Source::Visit,
+        visit: None,
+    }
+}
+
 struct Town {
     _dir: tempfile::TempDir,
     relay: Relay,
@@ -80,24 +97,7 @@ fn town() -> Town {
     let phone = device_store(dir.path(), "phone", "w1");
     let token = enrol(&relay, "phone", Role::Walker, &["g1"]);
     let ctx = phone.context(t(1));
-    let request = phone
-        .raise_request(
-            &ctx,
-            NewRequest {
-                id: None,
-                grid: "g1".into(),
-                micro_grid: None,
-                reporter: Reporter::Anonymous,
-                address: "g1 村道".into(),
-                gps: None,
-                category: "streetlight".into(),
-                description: "路灯不亮".into(),
-                urgency: Urgency::Normal,
-                source: Source::Visit,
-                visit: None,
-            },
-        )
-        .unwrap();
+    let request = phone.raise_request(&ctx, streetlight("路灯不亮")).unwrap();
     let visit = phone
         .record_visit(
             &ctx,
@@ -531,26 +531,7 @@ fn regression_a_device_cannot_give_out_another_devices_request_numbers_or_change
             staff_sign_in: false,
         })
         .unwrap();
-    let raise = |description: &str| {
-        phone
-            .raise_request(
-                &phone.context(t(3)),
-                NewRequest {
-                    id: None,
-                    grid: "g1".into(),
-                    micro_grid: None,
-                    reporter: Reporter::Anonymous,
-                    address: "g1 村道".into(),
-                    gps: None,
-                    category: "streetlight".into(),
-                    description: description.into(),
-                    urgency: Urgency::Normal,
-                    source: Source::Visit,
-                    visit: None,
-                },
-            )
-            .unwrap()
-    };
+    let raise = |description: &str| phone.raise_request(&phone.context(t(3)), streetlight(description)).unwrap();
     let set_number = |to: String| {
         move |d: &mut AutoCommit| {
             let b = map(d, &ROOT, "body");
@@ -629,4 +610,43 @@ fn regression_a_roster_with_quick_phrases_beyond_any_halls_list_is_refused() {
     let offered = gridwalk_core::roster::offered_quick_phrases(&long);
     assert_eq!(offered.len(), 24);
     assert!(offered.iter().all(|p| p.chars().count() == 40));
+}
+
+/// Review finding (issue 16): telling a merged duplicate's reporter before the request it went
+/// into is resolved was refused only by the core. Crafted with the automerge crate and pushed
+/// straight to the relay, it is refused there too; once that request is resolved, the same
+/// push is stored.
+#[test]
+fn regression_a_duplicates_reporter_told_before_its_request_is_resolved_is_refused_by_the_relay() {
+    use gridwalk_core::lifecycle::{Action, TriageDecision};
+    let town = town();
+    let dup = town.phone.raise_request(&town.phone.context(t(2)), streetlight("路灯又坏了")).unwrap();
+    town.push(&dup, town.phone.document_bytes(&dup).unwrap()).unwrap();
+    sync(&town.hall, &town.relay, &town.hall_token).unwrap();
+    let merge = Action::Triaged { decision: TriageDecision::MergeInto { target: town.request.clone() } };
+    town.hall.act(&town.hall.context(t(3)), &dup, merge).unwrap();
+    sync(&town.hall, &town.relay, &town.hall_token).unwrap();
+
+    // The duplicate as the relay holds it, merged, with a feedback step the core would refuse.
+    let merged = town.hall.document_bytes(&dup).unwrap();
+    let told = with_events(&merged, |events| {
+        let mut feedback = events.last().unwrap().clone();
+        feedback.id = "told-too-early".into();
+        feedback.lamport += 1;
+        feedback.by = "w1".into();
+        feedback.at = t(4);
+        feedback.action = Action::FeedbackGiven { note: "已告知".into() };
+        events.push(feedback);
+    });
+    let digest = fingerprint_relay(&town);
+    let refused = town.push(&dup, told.clone()).unwrap_err();
+    assert_eq!((refused.status, refused.code), (422, "duplicate_told_too_early"), "{}", refused.message);
+    assert_eq!(fingerprint_relay(&town), digest, "nothing was stored");
+
+    // The hall resolves the request it went into; the same push is stored now.
+    let ctx = town.hall.context(t(5));
+    town.hall.act(&ctx, &town.request, Action::Triaged { decision: TriageDecision::Accept }).unwrap();
+    town.hall.act(&ctx, &town.request, Action::Resolved { note: "修好了".into(), photos: vec![] }).unwrap();
+    sync(&town.hall, &town.relay, &town.hall_token).unwrap();
+    assert_eq!(town.push(&dup, told).unwrap(), 1);
 }

@@ -475,6 +475,8 @@ async function main() {
       });
       await page.goto(`${hall.url}/#/hall/request/${id}`);
       await page.locator(`${tid('detail-duplicate-told')}[data-told="yes"]`).waitFor({ timeout: 15000 });
+      await page.locator(tid('detail-duplicates')).scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(OUT, 'hall-original-duplicate-told.png') });
       await assertNoMachineIds(page, 'hall: the original with its duplicate told');
       console.log('merged duplicate: owed feedback on the phone once its request was resolved, told there, shown as told at the hall');
     }
@@ -587,6 +589,7 @@ async function main() {
       await page.locator(tid('admin-phrases-text')).fill('已查看燃气灶\n\n子女每周来看望');
       await page.locator(tid('admin-phrases-save')).click();
       await until('the phrases saved', async () => (await page.locator(tid('admin-phrases-text')).inputValue()) === '已查看燃气灶\n子女每周来看望');
+      await page.locator(tid('admin-phrases')).screenshot({ path: join(OUT, 'hall-admin-phrases.png') });
       await until('the phone to receive the hall\'s phrases', async () => {
         await syncNow(hall, 'hall phrases up');
         await syncNow(phone, 'phone phrases down');
