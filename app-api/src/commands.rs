@@ -45,6 +45,8 @@ pub(crate) fn dispatch(app: &App, name: &str, args: Value) -> CommandResult<Valu
         }
         "staff" => out(app.store()?.staff()?),
         "issue_enrollment" => out(issue_enrollment(app, parse(args)?)?),
+        "handovers" => out(crate::handover::hall_handovers(app)?),
+        "confirm_handover" => out(crate::handover::confirm_handover(app, parse(args)?)?),
         "sign_in" => out(crate::session::sign_in(app, args)?),
         "sign_out" => out(crate::session::sign_out(app)?),
         // Someone tapped or typed: `App::call` has kept her session going.
@@ -153,6 +155,7 @@ pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
             failed_photos: 0,
             sign_in_required: false,
             signed_in: None,
+            held_stores: crate::handover::held_stores(&app.data_dir),
             now,
         });
     };
@@ -184,6 +187,7 @@ pub(crate) fn status(app: &App) -> CommandResult<AppStatus> {
         failed_photos: queue.failed,
         sign_in_required: crate::session::required(store)?,
         signed_in: app.sessions.signed_in(),
+        held_stores: crate::handover::held_stores(&app.data_dir),
         now,
     })
 }

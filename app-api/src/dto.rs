@@ -57,6 +57,8 @@ pub struct AppStatus {
     pub sign_in_required: bool,
     /// Who is signed in on this hall PC now.
     pub signed_in: Option<WalkerRef>,
+    /// Stores set aside on this phone after a forgotten PIN, and how their hand-over stands.
+    pub held_stores: Vec<crate::handover::HeldStoreDto>,
     pub now: i64,
 }
 

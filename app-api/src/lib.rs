@@ -11,6 +11,7 @@
 mod commands;
 mod dto;
 mod hall;
+mod handover;
 mod lock;
 mod meetings;
 mod photo_worker;

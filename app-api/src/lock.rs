@@ -122,6 +122,11 @@ impl WorkerStore {
         }
     }
 
+    /// The folder the store is in (where `held/` stores wait for their hand-over).
+    pub fn data_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// The gate a worker holds (shared) while it works (see [`KeyCell::gate`]).
     pub fn gate(&self) -> Arc<KeyCell> {
         self.keys.clone()

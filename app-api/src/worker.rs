@@ -144,6 +144,7 @@ fn run(
         // Held for this round: a wipe waits for it, and none starts during a wipe.
         let gate = store.gate();
         let _work = gate.gate.read().unwrap_or_else(|p| p.into_inner());
+        let data_dir = store.data_dir().to_path_buf();
         let Some(s) = store.get("sync worker") else { continue };
         let link = match s.relay_link() {
             Ok(Some(link)) => link,
@@ -161,6 +162,14 @@ fn run(
         }
         if !online {
             continue;
+        }
+        // A forgotten-PIN store set aside on this phone: its hand-over moves on a step, and
+        // what it hands over goes up with this round's push.
+        if link.role == "walker" {
+            if let Some(key) = gate.get() {
+                let now = gridwalk_core::time::Timestamp::from(clock.now());
+                crate::handover::advance(&data_dir, s, &key, &link, now);
+            }
         }
         let waiting = client::pending_documents(s).map(|d| !d.is_empty()).unwrap_or(false)
             || s.unacknowledged_photos().map(|p| !p.is_empty()).unwrap_or(false)

@@ -118,11 +118,6 @@ fn a_walker_app_enrols_receives_her_grid_works_offline_and_reaches_the_hall() {
     relay.stop();
 }
 
-fn base64_of(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 #[test]
 fn bad_commands_and_arguments_get_clear_errors_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -373,6 +373,12 @@ fn a_walker_moved_off_a_grid_forgets_its_records_at_her_next_sync() {
     assert!(kept > 0);
     // And the relay gives her nothing of it any more.
     assert!(hall.set_device_grids(&id, &[]).is_err(), "a phone always serves some grid");
+    // A grid id the hall has no roster for (a typo) is refused, naming it; nothing moves.
+    let typo = hall.set_device_grids(&id, &[format!("{other_grid}x")]).unwrap_err();
+    assert_eq!(typo.code, "unknown_grid");
+    assert!(typo.message.contains(&format!("{other_grid}x")), "{}", typo.message);
+    let device = hall.devices().unwrap().into_iter().find(|d| d.id == id).unwrap();
+    assert_eq!(device.grids, [other_grid.clone()]);
 }
 
 #[test]
@@ -412,4 +418,120 @@ fn a_forgotten_pin_sets_the_records_aside_still_encrypted_and_the_phone_enrols_a
     phone.call("sync_now", json!({})).unwrap();
     wait_for(&phone, "the wipe", |s| s["lock"]["wiped_at"].is_number());
     assert!(!data.join("held").exists(), "the records set aside are wiped with the rest");
+}
+
+/// What the relay holds of one document, if anything.
+fn relay_has(town: &Town, doc: &str) -> bool {
+    gridwalk_relay::store::SqliteRelayStore::open(&town.dir.join("relay").join("relay.db"))
+        .unwrap()
+        .dump()
+        .unwrap()
+        .docs
+        .iter()
+        .any(|d| d.id == doc)
+}
+
+#[test]
+fn a_forgotten_pins_unsent_work_reaches_the_relay_through_the_new_enrolment_once_the_hall_confirms() {
+    let mut town = town();
+    town.relay.relay().add_admin("admin", "系统管理员", "9630").unwrap();
+    let phone = town.phone("phone", settings(), Some("2580"));
+    let data = town.dir.join("phone");
+    // Its first sync escrowed the store key with the relay.
+    assert!(gridwalk_core::store::keys::escrowed(&data.join(gridwalk_app_api::STORE_FILE)).unwrap().is_some());
+    // Work done out of reach of the relay, then the PIN forgotten.
+    let addr = town.relay.addr;
+    town.relay.stop();
+    let visit = town.visit(&phone, "独居老人，需要关注");
+    let raised = phone
+        .call(
+            "raise_request",
+            json!({"grid": town.grid, "category": "streetlight", "description": "门口路灯不亮一周了", "urgency": "normal",
+                   "reporter": {"kind": "anonymous"},
+                   "photos": [{"file_name": "lamp.jpg", "data_base64": base64_of(&tiny_jpeg())}]}),
+        )
+        .unwrap();
+    let request = raised["id"].as_str().unwrap().to_string();
+    wait_for(&phone, "the photo processed", |s| s["processing_photos"] == 0);
+    phone.call("lock", json!({})).unwrap();
+    phone.call("set_store_aside", json!({"confirm": true})).unwrap();
+    town.relay = RelayServer::start(&town.dir.join("relay"), Some(addr));
+    let old_device = town.relay.relay().devices().unwrap().into_iter().find(|d| d.name == "phone").unwrap().id;
+
+    // Another walker's phone cannot claim the escrowed key: the relay refuses it.
+    let held_dir = std::fs::read_dir(data.join("held")).unwrap().next().unwrap().unwrap().path();
+    let escrowed = gridwalk_core::store::keys::escrowed(&held_dir.join("gridwalk.db")).unwrap().unwrap();
+    let other_walker = {
+        let store = gridwalk_core::store::Store::open(town.dir.join("hall.db")).unwrap();
+        store.walkers().unwrap().into_iter().find(|w| w.id != town.walker && !w.grids.is_empty()).unwrap()
+    };
+    let stranger_code = town
+        .relay
+        .relay()
+        .create_enrollment_for(
+            "stranger",
+            gridwalk_relay::store::Role::Walker,
+            &other_walker.grids,
+            Some(&other_walker.id),
+        )
+        .unwrap();
+    let stranger = gridwalk_transport::client::enroll(&town.relay.url(), &stranger_code, "stranger").unwrap();
+    let claim = gridwalk_core::sync::protocol::HandoverRequest {
+        escrowed: escrowed.clone(),
+        reply_recipient: gridwalk_core::store::keys::HandoverKey::generate().recipient(),
+    };
+    match gridwalk_transport::client::request_handover(&stranger, &claim) {
+        Err(gridwalk_core::CoreError::Relay { status: 403, code, .. }) => assert_eq!(code, "handover_forbidden"),
+        other => panic!("another walker's phone was not refused: {other:?}"),
+    }
+
+    // The walker enrols again; her phone asks for the hand-over, which waits for the hall.
+    let code = town.code("phone-again");
+    phone
+        .call(
+            "enroll",
+            json!({"relay_url": town.relay.url(), "code": code, "device_name": "phone-again", "pin": "1357"}),
+        )
+        .unwrap();
+    let status = wait_for(&phone, "the hand-over asked for", |s| s["held_stores"][0]["state"] == "pending");
+    assert_eq!(status["held_stores"].as_array().unwrap().len(), 1);
+    phone.call("sync_now", json!({})).unwrap();
+    wait_for(&phone, "a sync while pending", |s| s["last_sync_at"].is_number() && !s["syncing"].as_bool().unwrap());
+    assert!(!relay_has(&town, &visit) && !relay_has(&town, &request), "nothing goes up before the hall confirms");
+
+    // At the hall: a wrong PIN, a walker's phone and a non-admin are refused; the admin confirms.
+    let hall_link = gridwalk_core::store::Store::open(town.dir.join("hall.db")).unwrap().relay_link().unwrap().unwrap();
+    let confirm = |pin: &str| gridwalk_core::sync::protocol::ConfirmHandoverRequest {
+        actor: "admin".into(),
+        actor_pin: pin.into(),
+        from_device: old_device.clone(),
+    };
+    match gridwalk_transport::client::confirm_handover(&hall_link, &confirm("0000")) {
+        Err(gridwalk_core::CoreError::Relay { code, .. }) => assert_eq!(code, "wrong_pin"),
+        other => panic!("a wrong PIN confirmed a hand-over: {other:?}"),
+    }
+    match gridwalk_transport::client::confirm_handover(&stranger, &confirm("9630")) {
+        Err(gridwalk_core::CoreError::Relay { code, .. }) => assert_eq!(code, "handover_forbidden"),
+        other => panic!("a walker's phone confirmed a hand-over: {other:?}"),
+    }
+    let listed = gridwalk_transport::client::handovers(&hall_link).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].state.as_str(), listed[0].from_device_name.as_str()), ("pending", "phone"));
+    assert!(listed[0].released_key.is_none(), "a hall PC never sees a key");
+    let confirmed = gridwalk_transport::client::confirm_handover(&hall_link, &confirm("9630")).unwrap();
+    assert_eq!(confirmed.state, "released");
+    assert!(confirmed.released_key.is_none(), "the released key goes only to the new enrolment");
+
+    // The phone takes the work over, pushes it, and the old store is gone.
+    phone.call("sync_now", json!({})).unwrap();
+    let status = wait_for(&phone, "the hand-over done", |s| s["held_stores"][0]["state"] == "done");
+    assert_eq!(status["held_stores"][0]["taken_documents"], 2);
+    assert_eq!(status["held_stores"][0]["taken_photos"], 1);
+    wait_for(&phone, "the work pushed", |s| s["pending_documents"] == 0 && s["pending_photos"] == 0);
+    assert!(relay_has(&town, &visit) && relay_has(&town, &request), "the unsent visit and request reached the relay");
+    assert!(!held_dir.exists(), "the old store is destroyed once taken over");
+    let old = town.relay.relay().devices().unwrap().into_iter().find(|d| d.id == old_device).unwrap();
+    assert!(old.revoked_at.is_some() && old.wiped_at.is_some(), "the relay shows the old device revoked and wiped");
+    let detail = phone.call("request", json!({"id": request})).unwrap();
+    assert_eq!(detail["photos"].as_array().map(|p| p.len()), Some(1), "the request keeps its photo: {detail}");
 }

@@ -50,6 +50,9 @@ pub enum CoreError {
     Network(String),
     #[error("this device has not joined a relay: run `gridwalk join` with the hall's address and code")]
     NotJoined,
+    /// A photo of a forgotten-PIN store could not be taken over by the new enrolment.
+    #[error("a photo of the earlier store cannot be taken over: {0}")]
+    HandoverPhoto(String),
     #[error("sync was cancelled")]
     Cancelled,
     #[error("the store at {path} is encrypted: unlock it with this device's PIN")]
@@ -138,6 +141,7 @@ impl CoreError {
             CoreError::Relay { .. } => "relay_refused",
             CoreError::Network(_) => "network",
             CoreError::NotJoined => "not_joined",
+            CoreError::HandoverPhoto(_) => "handover_photo",
             CoreError::Cancelled => "cancelled",
             CoreError::Locked { .. } => "store_locked",
             CoreError::WrongPin { .. } => "wrong_pin",

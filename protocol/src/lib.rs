@@ -187,6 +187,76 @@ pub struct DeviceView {
     pub role: String,
     /// The grids it may see (empty for hall and admin devices: every grid).
     pub grids: Vec<String>,
+    /// The relay's escrow key (an age X25519 recipient), to walkers' phones: a phone wraps its
+    /// store key to it too, before its first sync, so that a forgotten PIN does not lose the
+    /// work it has not sent (see [`EscrowedStoreKey`]). Absent from relays older than it.
+    #[serde(default)]
+    pub escrow_recipient: Option<String>,
+}
+
+/// What a walker's phone escrows with the relay while it still knows its store key (at
+/// enrolment, and at the sync after a relay first offers an escrow key): this, as JSON,
+/// age-encrypted to the relay's escrow recipient. It stays on the phone, in its key file, until
+/// the walker forgets her PIN; then her new enrolment hands it to the relay
+/// ([`HandoverRequest`]), which opens it only once the hall confirmed it is the same walker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EscrowedStoreKey {
+    /// The device the store belongs to: the relay hands its work over only to the same walker.
+    pub device_id: String,
+    /// The store key, hex.
+    pub store_key: String,
+}
+
+/// `POST /v1/handovers`: a walker's new enrolment asks for the work left unsent in a store set
+/// aside after a forgotten PIN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoverRequest {
+    /// The old store's [`EscrowedStoreKey`], age-encrypted to the relay's escrow key, hex.
+    pub escrowed: String,
+    /// An age X25519 recipient (`age1…`) the new enrolment made for this hand-over: the relay
+    /// releases the key to it alone.
+    pub reply_recipient: String,
+}
+
+/// `POST /v1/handovers/confirm`: an admin at a hall PC confirms, with her own PIN, that the
+/// walker in front of her is the one whose old phone store is handed over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfirmHandoverRequest {
+    pub actor: String,
+    pub actor_pin: String,
+    pub from_device: String,
+}
+
+/// `POST /v1/handovers/done`: the new enrolment took the work over and destroyed the old store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoverDone {
+    pub from_device: String,
+    pub taken_documents: u32,
+    pub taken_photos: u32,
+}
+
+/// A hand-over as `GET /v1/handovers` shows it: to a hall PC every one, to a walker's phone its
+/// own (with the released key once the hall confirmed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoverView {
+    pub from_device: String,
+    pub from_device_name: String,
+    pub to_device: String,
+    pub to_device_name: String,
+    /// The walker's id (the hall's screens show her name from the roster).
+    pub walker: String,
+    /// `pending`, `released` or `done`.
+    pub state: String,
+    pub requested_at: i64,
+    pub confirmed_by: Option<String>,
+    pub confirmed_at: Option<i64>,
+    pub done_at: Option<i64>,
+    pub taken_documents: Option<u32>,
+    pub taken_photos: Option<u32>,
+    /// The old store's key age-encrypted to the reply recipient, hex: only to the new enrolment,
+    /// only once released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_key: Option<String>,
 }
 
 /// Who signed in, as the relay's staff roster names her.

@@ -394,13 +394,81 @@ async fn issue_enrollment(
 /// `GET /v1/device`: the grids and role the relay gives this device now.
 async fn device_view(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     let token = bearer(&headers)?.to_string();
-    let device = blocking(&state, move |relay| relay.authenticate(&token)).await?;
+    let (device, escrow_recipient) = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        // A walker's phone wraps its store key to this (see `crate::handover`).
+        let escrow = if device.role == crate::store::Role::Walker { Some(relay.escrow_recipient()?) } else { None };
+        Ok((device, escrow))
+    })
+    .await?;
     Ok(Json(gridwalk_protocol::DeviceView {
         device_id: device.id,
         role: device.role.as_str().to_string(),
         grids: device.grids,
+        escrow_recipient,
     })
     .into_response())
+}
+
+/// `POST /v1/handovers`: a walker's new enrolment asks for the work of her store set aside
+/// after a forgotten PIN (see `crate::handover`).
+async fn request_handover(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let req: gridwalk_protocol::HandoverRequest = serde_json::from_slice(&body)
+        .map_err(|e| RelayError::new(400, "bad_body", format!("expected JSON {{escrowed, reply_recipient}}: {e}")))?;
+    let view = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        relay.request_handover(&device, &req)
+    })
+    .await?;
+    Ok(Json(view).into_response())
+}
+
+/// `GET /v1/handovers`: every hand-over for a hall PC, a phone's own for a phone.
+async fn list_handovers(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let views = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        relay.handovers(&device)
+    })
+    .await?;
+    Ok(Json(views).into_response())
+}
+
+/// `POST /v1/handovers/confirm`: an admin at a hall PC confirms a hand-over with her own PIN.
+async fn confirm_handover(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let req: gridwalk_protocol::ConfirmHandoverRequest = serde_json::from_slice(&body).map_err(|e| {
+        RelayError::new(400, "bad_body", format!("expected JSON {{actor, actor_pin, from_device}}: {e}"))
+    })?;
+    let actor: String = req.actor.chars().take(100).collect();
+    pin_check(&state, token, actor, move |relay, device| relay.confirm_handover(device, &req)).await
+}
+
+/// `POST /v1/handovers/done`: the new enrolment took the work over and destroyed the old store.
+async fn finish_handover(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let req: gridwalk_protocol::HandoverDone = serde_json::from_slice(&body).map_err(|e| {
+        RelayError::new(400, "bad_body", format!("expected JSON {{from_device, taken_documents, taken_photos}}: {e}"))
+    })?;
+    let view = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        relay.finish_handover(&device, &req)
+    })
+    .await?;
+    Ok(Json(view).into_response())
 }
 
 /// `POST /v1/wiped`: a revoked device confirms it destroyed its key and its records.
@@ -586,6 +654,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/staff/sign-in", post(staff_sign_in))
         .route("/v1/staff/change", post(staff_change))
         .route("/v1/enrollments", post(issue_enrollment))
+        .route("/v1/handovers", get(list_handovers).post(request_handover))
+        .route("/v1/handovers/confirm", post(confirm_handover))
+        .route("/v1/handovers/done", post(finish_handover))
         .route("/v1/pull", get(pull))
         .route("/v1/blobs/{hash}", put(upload_blob).get(download_blob))
         .route("/v1/blobs/{hash}/status", get(blob_status))

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod blobs;
+pub mod handover;
 pub mod http;
 pub mod relay;
 pub mod staff;

@@ -80,6 +80,20 @@ enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         grids: Vec<String>,
     },
+    /// List the hand-overs of forgotten-PIN phone stores to their walkers' new enrolments.
+    Handovers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Confirm, having seen the walker, that a forgotten-PIN store's unsent work may go to her
+    /// new enrolment (a hall admin does this at the console with her own PIN).
+    ConfirmHandover {
+        /// The old device, as `handovers` lists it.
+        from_device: String,
+        /// Who confirms (recorded with the hand-over).
+        #[arg(long)]
+        by: String,
+    },
     /// Write a consistent copy of the relay's database while it keeps serving, encrypted: to the
     /// recipient key of `backup-key` (kept off this machine), or to a passphrase read from a
     /// file. A plain copy only with --plaintext. Photos are files under
@@ -459,6 +473,38 @@ fn main() -> Result<()> {
                 bail!("no active device {device_id}");
             }
             println!("{device_id} now serves {}", grids.join(","));
+        }
+        Command::Handovers { json } => {
+            let list = relay.all_handovers().map_err(|e| anyhow::anyhow!(e.message))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no hand-overs");
+            } else {
+                for h in list {
+                    println!(
+                        "{}  {} ({}) -> {} ({})  walker {}  {}{}",
+                        h.state,
+                        h.from_device_name,
+                        h.from_device,
+                        h.to_device_name,
+                        h.to_device,
+                        h.walker,
+                        h.confirmed_by.map(|b| format!("confirmed by {b}")).unwrap_or_default(),
+                        match (h.taken_documents, h.taken_photos) {
+                            (Some(d), Some(p)) => format!("; took over {d} documents, {p} photos"),
+                            _ => String::new(),
+                        }
+                    );
+                }
+            }
+        }
+        Command::ConfirmHandover { from_device, by } => {
+            if by.trim().is_empty() {
+                bail!("say who confirms: --by <your name>");
+            }
+            let view = relay.release_handover(&from_device, by.trim()).map_err(|e| anyhow::anyhow!(e.message))?;
+            println!("{}: {} -> {} is {}", from_device, view.from_device_name, view.to_device_name, view.state);
         }
         Command::Revoke { device_id } => {
             if !relay.revoke(&device_id).map_err(|e| anyhow::anyhow!(e.message))? {

@@ -149,6 +149,8 @@ pub struct Relay {
     /// The folder photos are kept in, when they are files (for backups and moves).
     blob_dir: Option<std::path::PathBuf>,
     pub limits: Limits,
+    /// The escrow key phones wrap their store keys to (see `crate::handover`).
+    pub(crate) escrow: crate::handover::EscrowKey,
 }
 
 /// A cursor says where a device's next pull begins.
@@ -191,7 +193,7 @@ impl Relay {
     pub fn new(store: Box<dyn RelayStore>, clock: Arc<dyn Clock>) -> Self {
         let blob_dir = store.blob_dir();
         let blobs = store.blob_store();
-        Relay { store, clock, blobs, blob_dir, limits: Limits::default() }
+        Relay { store, clock, blobs, blob_dir, limits: Limits::default(), escrow: crate::handover::EscrowKey::new() }
     }
 
     /// Keeps photo files under `dir` instead.
@@ -367,7 +369,35 @@ impl Relay {
         if device.role != Role::Walker.as_str() {
             return Err(RelayError::bad("not_a_walker", "hall and admin devices see every grid"));
         }
+        let unknown = self.unknown_grids(&grids)?;
+        if !unknown.is_empty() {
+            return Err(RelayError::bad(
+                "unknown_grid",
+                format!(
+                    "the hall has published no roster for grid {}: check the grid id (a phone given a grid the hall \
+                     does not serve would record what nobody receives)",
+                    unknown.join(", ")
+                ),
+            ));
+        }
         Ok(self.store().set_device_grids(id, &grids)?)
+    }
+
+    /// Those of `grids` the hall has published no roster for, once it has published any (a
+    /// relay whose hall has published none yet cannot tell, and takes every grid).
+    fn unknown_grids(&self, grids: &[String]) -> RelayResult<Vec<String>> {
+        let store = self.store();
+        let any_roster = store.docs_after("roster-", None, "", 1)?.first().is_some_and(|d| d.id.starts_with("roster-"));
+        if !any_roster {
+            return Ok(Vec::new());
+        }
+        let mut unknown = Vec::new();
+        for grid in grids {
+            if store.load_doc(&gridwalk_doc::roster::roster_id(grid))?.is_none() {
+                unknown.push(grid.clone());
+            }
+        }
+        Ok(unknown)
     }
 
     /// A revoked device confirms it destroyed its key and its records: the hall sees "wiped
@@ -599,7 +629,15 @@ impl Relay {
         let view = DocView::new(&doc);
         let after = incoming::read_whole(&d.doc_id, &view)
             .map_err(|u| RelayError::new(422, "document_unreadable", u.to_string()))?;
-        check_permitted(device, staff, &d.doc_id, before.as_ref(), &after)?;
+        // A request new to the relay whose header names another device: that device's numbers
+        // are accepted from this one when the hall confirmed a hand-over of its work.
+        let handed_over = match (&before, &after) {
+            (None, incoming::Readable::Request { header, .. }) if header.device != device.id => {
+                self.handed_over_number(device, &header.device)?
+            }
+            _ => None,
+        };
+        check_permitted(device, staff, &d.doc_id, before.as_ref(), &after, handed_over)?;
         check_duplicate_told(store, &d.doc_id, before.as_ref(), &after)?;
         // The photos it names decide who may upload and read them, so a document whose photo
         // list or events cannot be read is refused rather than stored with no photos.
@@ -920,6 +958,7 @@ fn check_permitted(
     doc_id: &str,
     before: Option<&incoming::Readable>,
     after: &incoming::Readable,
+    handed_over: Option<Option<u32>>,
 ) -> RelayResult<()> {
     use gridwalk_doc::lifecycle::{fold, fold_order};
     use gridwalk_doc::model::Role as PersonRole;
@@ -997,6 +1036,11 @@ fn check_permitted(
                         let theirs = gridwalk_doc::numbers::device_code(None, &header.device);
                         if header.device != device.id && !theirs.bytes().all(|b| b.is_ascii_digit()) {
                             codes.push(theirs);
+                        }
+                        // The walker's earlier phone store, handed over after a forgotten PIN
+                        // and confirmed by the hall: its relay number is hers too.
+                        if let Some(Some(number)) = handed_over {
+                            codes.push(gridwalk_doc::numbers::device_code(Some(number), &header.device));
                         }
                         codes
                     } else {

@@ -103,7 +103,7 @@ impl Relay {
     /// The person asking for a change to the staff list (or for an enrolment code), as the list
     /// holds her with her PIN: 404 `no_staff_roster` before the operator named an admin, 401
     /// `wrong_pin` when the name and PIN do not match.
-    fn asker(&self, person: &str, pin: &str) -> RelayResult<StaffMember> {
+    pub(crate) fn asker(&self, person: &str, pin: &str) -> RelayResult<StaffMember> {
         let Some((_, body)) = self.staff_roster()? else {
             return Err(RelayError::new(
                 404,

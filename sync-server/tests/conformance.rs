@@ -272,8 +272,73 @@ fn concurrent_enrolments(store: Arc<dyn RelayStore>) {
     assert_eq!(numbers, (1..=i64::from(DEVICES)).collect::<Vec<_>>());
 }
 
+/// Relay-wide settings keep the first value stored, and a hand-over is recorded once per old
+/// device and moved on only from the state its writer saw (two relays confirming at once: one
+/// wins).
+fn settings_and_handovers(store: Arc<dyn RelayStore>) {
+    use gridwalk_relay::store::{Handover, HandoverState};
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let tries: Vec<_> = (0..4)
+            .map(|i| {
+                let store = store.clone();
+                s.spawn(move || store.setting_or_insert("escrow_identity", &format!("key-{i}")).unwrap())
+            })
+            .collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| a == &answers[0]), "every caller gets the one stored first: {answers:?}");
+    assert_eq!(store.setting_or_insert("escrow_identity", "later").unwrap(), answers[0]);
+
+    store.create_enrollment(&hash(1), &enrollment("phone", Role::Walker, &["g1"]), 0, 1_000_000).unwrap();
+    store.redeem_enrollment(&hash(1), "dev-old", &hash(2), 10, None).unwrap().unwrap();
+    let mut e = enrollment("hall", Role::Hall, &[]);
+    e.walker = None;
+    store.create_enrollment(&hash(3), &e, 0, 1_000_000).unwrap();
+    store.redeem_enrollment(&hash(3), "dev-hall", &hash(4), 10, None).unwrap().unwrap();
+    assert_eq!(store.device_walker("dev-old").unwrap().as_deref(), Some("phone-person"));
+    assert_eq!(store.device_walker("dev-hall").unwrap(), None, "a hall PC is no walker's phone");
+    assert_eq!(store.device_walker("dev-none").unwrap(), None);
+
+    let asked = Handover {
+        from_device: "dev-old".into(),
+        to_device: "dev-new".into(),
+        walker: "walker-1".into(),
+        state: HandoverState::Pending,
+        requested_at: 100,
+        escrowed: "ab".into(),
+        reply_recipient: "age1x".into(),
+        confirmed_by: None,
+        confirmed_at: None,
+        released_key: None,
+        done_at: None,
+        taken_documents: None,
+        taken_photos: None,
+    };
+    assert_eq!(store.insert_handover(&asked).unwrap(), asked);
+    let other = Handover { to_device: "dev-other".into(), requested_at: 200, ..asked.clone() };
+    assert_eq!(store.insert_handover(&other).unwrap(), asked, "the first request for an old device stands");
+    let released = Handover {
+        state: HandoverState::Released,
+        confirmed_by: Some("admin".into()),
+        released_key: Some("cd".into()),
+        ..asked.clone()
+    };
+    let confirmations: Vec<bool> = std::thread::scope(|s| {
+        let tries: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, released) = (store.clone(), released.clone());
+                s.spawn(move || store.update_handover(HandoverState::Pending, &released).unwrap())
+            })
+            .collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(confirmations.iter().filter(|c| **c).count(), 1, "one confirmation wins: {confirmations:?}");
+    assert_eq!(store.handovers().unwrap(), vec![released]);
+}
+
 fn conformance(make: impl Fn() -> Arc<dyn RelayStore>) {
     enrolment_and_devices(&*make());
+    settings_and_handovers(make());
     pushes_and_pulls(&*make());
     concurrent_pushes_and_pulls(make());
     concurrent_enrolments(make());

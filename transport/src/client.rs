@@ -420,6 +420,41 @@ pub fn confirm_wipe(relay_url: &str, token: &str) -> Result<()> {
     short_request(|client| client.post(&url).bearer_auth(token), |_| Ok(()))
 }
 
+/// A walker's new enrolment asks the relay for the work of her store set aside after a
+/// forgotten PIN (`POST /v1/handovers`, see the relay's `handover` module).
+pub fn request_handover(
+    link: &RelayLink,
+    request: &gridwalk_protocol::HandoverRequest,
+) -> Result<gridwalk_protocol::HandoverView> {
+    post_to_relay(link, "/v1/handovers", request)
+}
+
+/// The hand-overs this device may see (`GET /v1/handovers`): all of them for a hall PC, its own
+/// (with the released key once the hall confirmed) for a walker's phone.
+pub fn handovers(link: &RelayLink) -> Result<Vec<gridwalk_protocol::HandoverView>> {
+    let url = format!("{}/v1/handovers", link.url.trim_end_matches('/'));
+    short_request(
+        |client| client.get(&url).bearer_auth(&link.token),
+        |resp| resp.json().map_err(|e| CoreError::Network(e.to_string())),
+    )
+}
+
+/// An admin at a hall PC confirms a hand-over with her own PIN (`POST /v1/handovers/confirm`).
+pub fn confirm_handover(
+    link: &RelayLink,
+    request: &gridwalk_protocol::ConfirmHandoverRequest,
+) -> Result<gridwalk_protocol::HandoverView> {
+    post_to_relay(link, "/v1/handovers/confirm", request)
+}
+
+/// The new enrolment took the work over and destroyed the old store (`POST /v1/handovers/done`).
+pub fn finish_handover(
+    link: &RelayLink,
+    request: &gridwalk_protocol::HandoverDone,
+) -> Result<gridwalk_protocol::HandoverView> {
+    post_to_relay(link, "/v1/handovers/done", request)
+}
+
 /// How often an enrolment is tried when the network fails it.
 const ENROL_ATTEMPTS: u32 = 4;
 
@@ -433,7 +468,8 @@ pub fn fetch_device(link: &RelayLink) -> Result<gridwalk_protocol::DeviceView> {
 }
 
 /// A walker's phone asks its relay which grids it serves now, before it syncs, and forgets the
-/// records of a grid the hall moved it off (`Store::move_to_grids`). A relay that cannot say
+/// records of a grid the hall moved it off (`Store::move_to_grids`). It also escrows its store
+/// key with the relay's escrow key, once per relay (`Store::escrow_key`). A relay that cannot say
 /// (an older one) changes nothing; one that refuses the device ends the sync with its answer.
 fn follow_grid_move(store: &Store, link: &RelayLink) -> Result<()> {
     if link.role != "walker" {
@@ -447,6 +483,12 @@ fn follow_grid_move(store: &Store, link: &RelayLink) -> Result<()> {
             return Ok(());
         }
     };
+    // Escrowed before anything else: a PIN forgotten after today's work then loses none of it.
+    if let Some(recipient) = &view.escrow_recipient {
+        if let Err(e) = store.escrow_key(recipient) {
+            tracing::warn!("cannot escrow this phone's store key with the relay: {e}");
+        }
+    }
     let mut now = view.grids;
     now.sort();
     let mut had = link.grids.clone();

@@ -102,6 +102,11 @@ pub fn wait_for(app: &App, what: &str, mut ok: impl FnMut(&Value) -> bool) -> Va
     }
 }
 
+pub fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 pub fn tiny_jpeg() -> Vec<u8> {
     let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]));
     let mut out = std::io::Cursor::new(Vec::new());

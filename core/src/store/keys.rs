@@ -18,6 +18,12 @@
 //!
 //! Wrong PINs are counted in the key file (the store cannot be read before the PIN is right),
 //! and slowed down by the one rule in `gridwalk_doc::pin::wrong_pin_wait`.
+//!
+//! A walker's phone also keeps its key **escrowed** in the key file: wrapped (with age) to the
+//! relay's escrow key, together with the device's id. Nothing on the phone opens it. When she
+//! forgets her PIN, her new enrolment hands it to the relay, which releases the key to that
+//! enrolment only after the hall confirmed it is the same walker (the relay's `handover`
+//! module), so the work she had not sent yet is not lost with the PIN.
 
 use std::fs;
 use std::io::Write;
@@ -62,7 +68,15 @@ impl StoreKey {
     /// The key as SQLCipher's raw-key literal (`x'…'`): a raw key skips SQLCipher's own
     /// passphrase derivation, which would otherwise cost every connection a second or more.
     pub(crate) fn sqlcipher_literal(&self) -> Zeroizing<String> {
-        Zeroizing::new(format!("x'{}'", hex::encode(self.0.as_ref())))
+        Zeroizing::new(format!("x'{}'", hex::encode(&self.0[..])))
+    }
+
+    /// The key a hand-over's secret half is sealed with while it waits (see [`HandoverKey`]).
+    fn handover_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut hasher = Sha256::new();
+        hasher.update(b"gridwalk hand-over v1");
+        hasher.update(&self.0[..]);
+        Zeroizing::new(hasher.finalize().into())
     }
 
     /// The key photo files are sealed with: derived from the store key so that one secret
@@ -70,7 +84,7 @@ impl StoreKey {
     pub(crate) fn photo_key(&self) -> Zeroizing<[u8; 32]> {
         let mut hasher = Sha256::new();
         hasher.update(b"gridwalk photo files v1");
-        hasher.update(self.0.as_ref());
+        hasher.update(&self.0[..]);
         Zeroizing::new(hasher.finalize().into())
     }
 }
@@ -134,7 +148,7 @@ impl FileKeystore {
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir).map_err(io)?;
         }
-        write_private(&self.path, key.0.as_ref()).map_err(io)?;
+        write_private(&self.path, &key.0[..]).map_err(io)?;
         Ok(Zeroizing::new(*key.0))
     }
 }
@@ -167,6 +181,19 @@ struct KeyFile {
     /// Wrong PINs in a row, and when the last was typed (milliseconds since the epoch).
     wrong_pins: u32,
     last_wrong_at: Option<i64>,
+    /// The key escrowed with the relay (see the module's comment). Absent from key files made
+    /// before escrow, and until the phone first hears the relay's escrow key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    escrow: Option<Escrow>,
+}
+
+/// The store key wrapped to a relay's escrow key.
+#[derive(Serialize, Deserialize, Clone)]
+struct Escrow {
+    /// The relay's escrow recipient (`age1…`) it is wrapped to.
+    recipient: String,
+    /// An age file holding `gridwalk_protocol::EscrowedStoreKey` as JSON, hex.
+    wrapped: String,
 }
 
 const KEY_FILE_VERSION: u32 = 1;
@@ -262,10 +289,90 @@ pub fn unlock(store_path: &Path, lock: Lock<'_>, keystore: Option<&dyn Keystore>
 }
 
 /// Wraps the (unlocked) key anew under `lock`: a new PIN, or a PIN for a store that had none.
+/// The escrowed key stays as it was.
 pub fn rewrap(store_path: &Path, key: &StoreKey, lock: Lock<'_>, keystore: Option<&dyn Keystore>) -> Result<()> {
     let _turn = key_file_turn();
-    write_key_file(store_path, &wrap(key, lock, keystore)?)
+    let escrow = read_key_file(store_path)?.and_then(|f| f.escrow);
+    write_key_file(store_path, &KeyFile { escrow, ..wrap(key, lock, keystore)? })
 }
+
+/// Escrows the (unlocked) key with the relay whose escrow recipient is `recipient`, for
+/// `device_id`: written into the key file beside the PIN-wrapped key. Nothing happens when it
+/// is escrowed to that recipient already; false then.
+pub fn escrow(store_path: &Path, key: &StoreKey, device_id: &str, recipient: &str) -> Result<bool> {
+    let to: age::x25519::Recipient = recipient.parse().map_err(|e| {
+        CoreError::StoreKey(format!("the relay's escrow key '{recipient}' is not an age recipient: {e}"))
+    })?;
+    let _turn = key_file_turn();
+    let mut file = read_key_file(store_path)?
+        .ok_or_else(|| CoreError::NotInitialised { path: key_file_path(store_path).display().to_string() })?;
+    if file.escrow.as_ref().is_some_and(|e| e.recipient == recipient) {
+        return Ok(false);
+    }
+    let plain = Zeroizing::new(
+        serde_json::to_vec(&gridwalk_protocol::EscrowedStoreKey {
+            device_id: device_id.to_string(),
+            store_key: hex::encode(&key.0[..]),
+        })
+        .map_err(|e| CoreError::StoreKey(e.to_string()))?,
+    );
+    let wrapped = age::encrypt(&to, &plain).map_err(|e| CoreError::StoreKey(format!("cannot escrow the key: {e}")))?;
+    file.escrow = Some(Escrow { recipient: recipient.to_string(), wrapped: hex::encode(wrapped) });
+    write_key_file(store_path, &file)?;
+    Ok(true)
+}
+
+/// The escrowed key of the store at `store_path` (hex of an age file), as the relay's
+/// hand-over takes it; `None` when the key was never escrowed.
+pub fn escrowed(store_path: &Path) -> Result<Option<String>> {
+    Ok(read_key_file(store_path)?.and_then(|f| f.escrow).map(|e| e.wrapped))
+}
+
+/// A one-time age key pair for one hand-over: the relay releases the old store's key to its
+/// public half; the secret half is kept sealed under the new store's key until the key arrives.
+pub struct HandoverKey(age::x25519::Identity);
+
+impl HandoverKey {
+    pub fn generate() -> HandoverKey {
+        HandoverKey(age::x25519::Identity::generate())
+    }
+
+    /// The recipient (`age1…`) the relay wraps the released key to.
+    pub fn recipient(&self) -> String {
+        self.0.to_public().to_string()
+    }
+
+    /// The secret half sealed under `key` (the new store's), hex: kept beside the old store.
+    pub fn seal_under(&self, key: &StoreKey) -> Result<String> {
+        use age::secrecy::ExposeSecret;
+        let secret = self.0.to_string();
+        Ok(hex::encode(seal(&key.handover_key(), HANDOVER_CONTEXT, secret.expose_secret().as_bytes())?))
+    }
+
+    /// Opens what [`HandoverKey::seal_under`] sealed with the same store key.
+    pub fn open_under(sealed: &str, key: &StoreKey) -> Result<HandoverKey> {
+        let bad = || CoreError::StoreKey("the hand-over key does not open with this store's key".into());
+        let bytes = hex::decode(sealed).map_err(|_| bad())?;
+        let plain = open(&key.handover_key(), HANDOVER_CONTEXT, &bytes).ok_or_else(bad)?;
+        let text = std::str::from_utf8(&plain).map_err(|_| bad())?;
+        Ok(HandoverKey(text.parse().map_err(|_| bad())?))
+    }
+
+    /// Opens the key the relay released (hex of an age file): the old device's id and its
+    /// store key.
+    pub fn open_released(&self, released: &str) -> Result<(String, StoreKey)> {
+        let bad = |why: &str| CoreError::StoreKey(format!("the released key {why}"));
+        let bytes = hex::decode(released).map_err(|_| bad("is not hex"))?;
+        let plain =
+            Zeroizing::new(age::decrypt(&self.0, &bytes).map_err(|_| bad("was not wrapped for this hand-over"))?);
+        let escrowed: gridwalk_protocol::EscrowedStoreKey =
+            serde_json::from_slice(&plain).map_err(|_| bad("does not read"))?;
+        let key = Zeroizing::new(hex::decode(&escrowed.store_key).map_err(|_| bad("holds no key"))?);
+        Ok((escrowed.device_id, StoreKey::from_slice(&key)?))
+    }
+}
+
+const HANDOVER_CONTEXT: &[u8] = b"gridwalk hand-over key v1";
 
 /// Destroys the key file: overwritten, flushed and removed. Without it, whatever is left of the
 /// store and its photos (a flash cell the file system did not erase) can no longer be read.
@@ -289,7 +396,7 @@ fn wrap(key: &StoreKey, lock: Lock<'_>, keystore: Option<&dyn Keystore>) -> Resu
             let mut salt = [0u8; 16];
             rand::rng().fill_bytes(&mut salt);
             let kek = pin_key(pin, &salt)?;
-            (LockKind::Pin, Some(B64.encode(salt)), seal(&kek, PIN_CONTEXT, key.0.as_ref())?)
+            (LockKind::Pin, Some(B64.encode(salt)), seal(&kek, PIN_CONTEXT, &key.0[..])?)
         }
         Lock::Keystore => {
             if keystore.is_none() {
@@ -310,6 +417,7 @@ fn wrap(key: &StoreKey, lock: Lock<'_>, keystore: Option<&dyn Keystore>) -> Resu
         wrapped: B64.encode(wrapped),
         wrong_pins: 0,
         last_wrong_at: None,
+        escrow: None,
     })
 }
 
@@ -401,7 +509,7 @@ mod tests {
         let store = dir.path().join("gridwalk.db");
         let key = set_up(&store, Lock::Pin("2580"), None).unwrap();
         let text = fs::read_to_string(key_file_path(&store)).unwrap();
-        assert!(!text.contains(&hex::encode(key.0.as_ref())), "the key is never written in plain text");
+        assert!(!text.contains(&hex::encode(&key.0[..])), "the key is never written in plain text");
         assert_eq!(unlock(&store, Lock::Pin("2580"), None, 0).unwrap().0, key.0);
         for n in 1..=5 {
             match unlock(&store, Lock::Pin("1111"), None, n * 1000) {

@@ -9,6 +9,7 @@
 pub mod access;
 mod admin;
 mod drafts;
+pub mod handover;
 mod index;
 pub mod keys;
 mod meetings;

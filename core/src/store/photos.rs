@@ -46,7 +46,7 @@ impl Store {
     }
 
     /// The store's photo files: sealed with the store's key when the store is encrypted.
-    fn blobs(&self) -> BlobStore {
+    pub(super) fn blobs(&self) -> BlobStore {
         match &self.key {
             Some(key) => BlobStore::sealed(self.blob_dir(), key.photo_key()),
             None => BlobStore::new(self.blob_dir()),

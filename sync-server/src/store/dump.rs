@@ -50,6 +50,14 @@ pub struct DumpChange {
     pub chain: Option<Vec<u8>>,
 }
 
+/// One hand-over, as the store keeps it: its old device, state and whole JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DumpHandover {
+    pub from_device: String,
+    pub state: String,
+    pub body: String,
+}
+
 /// Everything in a relay store, each list in its key's byte order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RelayDump {
@@ -63,6 +71,10 @@ pub struct RelayDump {
     pub blob_grants: Vec<(String, String)>,
     /// The last receipt the relay recorded, and its chain value.
     pub chain_head: Option<(i64, Vec<u8>)>,
+    /// Relay-wide settings (the escrow key phones wrap their store keys to): a relay moved
+    /// without it could no longer hand a forgotten-PIN phone's work over.
+    pub settings: Vec<(String, String)>,
+    pub handovers: Vec<DumpHandover>,
 }
 
 /// Feeds a value into the digest with its length, so that no two different dumps hash alike
@@ -160,6 +172,17 @@ impl RelayDump {
         for (hash, grid) in &self.blob_grants {
             feed(&mut h, hash.as_bytes());
             feed(&mut h, grid.as_bytes());
+        }
+        feed(&mut h, b"settings");
+        for (key, value) in &self.settings {
+            feed(&mut h, key.as_bytes());
+            feed(&mut h, value.as_bytes());
+        }
+        feed(&mut h, b"handovers");
+        for x in &self.handovers {
+            for s in [&x.from_device, &x.state, &x.body] {
+                feed(&mut h, s.as_bytes());
+            }
         }
         hex::encode(h.finalize())
     }

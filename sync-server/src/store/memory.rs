@@ -27,6 +27,9 @@ struct State {
     blob_grants: BTreeSet<(String, String)>,
     /// The receipt chain's value at the last change.
     chain: Option<[u8; 32]>,
+    settings: BTreeMap<String, String>,
+    /// By old device.
+    handovers: BTreeMap<String, Handover>,
 }
 
 struct PendingEnrollment {
@@ -128,6 +131,15 @@ impl RelayStore for MemoryRelayStore {
             wiped_at: None,
         });
         Ok(Some(Redeemed { enrollment: e, device_id: device_id.to_string(), device_number }))
+    }
+
+    fn device_walker(&self, id: &str) -> StoreResult<Option<String>> {
+        let state = self.state();
+        Ok(state
+            .devices
+            .iter()
+            .find(|d| d.device.id == id && d.device.role == Role::Walker)
+            .and_then(|d| d.device.walker.clone()))
     }
 
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
@@ -352,6 +364,31 @@ impl RelayStore for MemoryRelayStore {
 
     fn backup(&self, _to: &Path) -> StoreResult<()> {
         Err(StoreError::Unsupported("an in-memory relay store has nothing to back up"))
+    }
+
+    fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
+        Ok(self.state().settings.entry(key.to_string()).or_insert_with(|| value.to_string()).clone())
+    }
+
+    fn insert_handover(&self, handover: &Handover) -> StoreResult<Handover> {
+        Ok(self.state().handovers.entry(handover.from_device.clone()).or_insert_with(|| handover.clone()).clone())
+    }
+
+    fn handovers(&self) -> StoreResult<Vec<Handover>> {
+        let mut all: Vec<Handover> = self.state().handovers.values().cloned().collect();
+        all.sort_by(|a, b| (a.requested_at, &a.from_device).cmp(&(b.requested_at, &b.from_device)));
+        Ok(all)
+    }
+
+    fn update_handover(&self, expected: HandoverState, next: &Handover) -> StoreResult<bool> {
+        let mut state = self.state();
+        match state.handovers.get_mut(&next.from_device) {
+            Some(h) if h.state == expected => {
+                *h = next.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     fn stats(&self) -> StoreResult<Stats> {

@@ -21,7 +21,7 @@ mod postgres;
 mod sqlite;
 
 pub use self::postgres::PostgresRelayStore;
-pub use dump::{DumpChange, DumpDevice, DumpEnrollment, RelayDump};
+pub use dump::{DumpChange, DumpDevice, DumpEnrollment, DumpHandover, RelayDump};
 pub use memory::MemoryRelayStore;
 pub use sqlite::SqliteRelayStore;
 
@@ -38,6 +38,18 @@ pub enum StoreError {
     Unsupported(&'static str),
     #[error("relay storage (PostgreSQL): {0}")]
     Postgres(String),
+    /// A row the store wrote cannot be written or read back as its type.
+    #[error("relay storage: {0}")]
+    Encoding(String),
+}
+
+/// A hand-over as the stores keep it, in JSON.
+pub(crate) fn handover_json(h: &Handover) -> StoreResult<String> {
+    serde_json::to_string(h).map_err(|e| StoreError::Encoding(format!("cannot write a hand-over: {e}")))
+}
+
+pub(crate) fn handover_from_json(body: &str) -> StoreResult<Handover> {
+    serde_json::from_str(body).map_err(|e| StoreError::Encoding(format!("a stored hand-over does not read: {e}")))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -180,6 +192,56 @@ pub struct Stats {
     pub snapshot_bytes: i64,
 }
 
+/// Where a forgotten-PIN phone's hand-over stands (see `crate::handover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoverState {
+    /// The new enrolment asked; the hall has not confirmed it is the same walker.
+    Pending,
+    /// The hall confirmed: the old store's key waits, wrapped for the new enrolment only.
+    Released,
+    /// The new enrolment took the old store's unsent work over and destroyed the old store.
+    Done,
+}
+
+impl HandoverState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandoverState::Pending => "pending",
+            HandoverState::Released => "released",
+            HandoverState::Done => "done",
+        }
+    }
+}
+
+/// One hand-over of a set-aside store's unsent work from the device it was made on to the
+/// same walker's new enrolment. Kept whole as JSON by every store; only `from_device` (one
+/// hand-over per old device) and `state` (changed by compare-and-swap) are columns.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Handover {
+    /// The device the store was made on (its id inside the escrowed key, checked by the relay).
+    pub from_device: String,
+    /// The new enrolment that asked for it.
+    pub to_device: String,
+    /// The walker both devices belong to.
+    pub walker: String,
+    pub state: HandoverState,
+    pub requested_at: i64,
+    /// The old store's key as the old phone escrowed it: age-encrypted to the relay's escrow
+    /// key, base64. Opened by the relay only when the hall confirms.
+    pub escrowed: String,
+    /// The age recipient the new enrolment made for this hand-over: the key is released to it.
+    pub reply_recipient: String,
+    pub confirmed_by: Option<String>,
+    pub confirmed_at: Option<i64>,
+    /// The old store's key, age-encrypted to `reply_recipient`, base64 (once released).
+    pub released_key: Option<String>,
+    pub done_at: Option<i64>,
+    /// What the new enrolment took over, as it reported when done.
+    pub taken_documents: Option<u32>,
+    pub taken_photos: Option<u32>,
+}
+
 /// How stale a device's last contact time may get before a request writes it again.
 pub const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
 
@@ -205,6 +267,9 @@ pub trait RelayStore: Send + Sync {
         device_key_hash: Option<&[u8; 32]>,
     ) -> StoreResult<Option<Redeemed>>;
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>>;
+    /// The walker a device (revoked or not) was enrolled for; `None` for a device that is not a
+    /// walker's phone, or that this relay never enrolled.
+    fn device_walker(&self, id: &str) -> StoreResult<Option<String>>;
     /// Records the device's last contact, to within [`LAST_SEEN_RESOLUTION_MS`].
     fn touch_device(&self, id: &str, now: i64) -> StoreResult<()>;
     fn devices(&self) -> StoreResult<Vec<DeviceInfo>>;
@@ -256,6 +321,18 @@ pub trait RelayStore: Send + Sync {
     /// Whether the photo may be read in some grid of `scope` (`None`: in any grid).
     fn blob_granted(&self, hash: &str, scope: Option<&[String]>) -> StoreResult<bool>;
     fn backup(&self, to: &Path) -> StoreResult<()>;
+    /// A relay-wide setting every relay on one database shares (the escrow key): the stored
+    /// value, or `value` stored now when there is none. Two relays asking at once both get the
+    /// one that was stored first.
+    fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String>;
+    /// Records a new hand-over; when the old device already has one, that one is returned
+    /// unchanged (a retry, or another enrolment asking for the same store).
+    fn insert_handover(&self, handover: &Handover) -> StoreResult<Handover>;
+    /// Every hand-over, oldest first.
+    fn handovers(&self) -> StoreResult<Vec<Handover>>;
+    /// Replaces the old device's hand-over with `next` only if it still stands in state
+    /// `expected`: false when it does not (another relay moved it first).
+    fn update_handover(&self, expected: HandoverState, next: &Handover) -> StoreResult<bool>;
     fn stats(&self) -> StoreResult<Stats>;
     /// Where this store keeps blob (photo) files by default. A store that lives in a file keeps
     /// them beside it, so a relay opened on a data directory finds its photos there; a store on

@@ -141,6 +141,16 @@ CREATE TABLE blob_chunks (
     r#"
 ALTER TABLE devices ADD COLUMN wiped_at BIGINT;
 "#,
+    // Relay-wide settings (the escrow key) and forgotten-PIN hand-overs (issue 14).
+    r#"
+CREATE TABLE settings (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE handovers (
+    from_device TEXT COLLATE "C" PRIMARY KEY,
+    state TEXT NOT NULL,
+    requested_at BIGINT NOT NULL,
+    body TEXT NOT NULL
+);
+"#,
 ];
 
 /// The most bytes one row of `blob_chunks` holds: a device's chunk is split into rows of this
@@ -564,6 +574,13 @@ impl RelayStore for PostgresRelayStore {
         Ok(Some(Redeemed { enrollment, device_id: device_id.to_string(), device_number }))
     }
 
+    fn device_walker(&self, id: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .conn()?
+            .query_opt("SELECT walker FROM devices WHERE id = $1 AND role = 'walker'", &[&id])?
+            .and_then(|r| r.get::<_, Option<String>>(0)))
+    }
+
     fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Device>> {
         let mut client = self.conn()?;
         let row = client.query_opt(
@@ -814,6 +831,39 @@ impl RelayStore for PostgresRelayStore {
         Err(StoreError::Unsupported("back up a PostgreSQL relay with pg_dump or the database's own backups"))
     }
 
+    fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
+        let mut client = self.conn()?;
+        client.execute(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[&key, &value],
+        )?;
+        Ok(client.query_one("SELECT value FROM settings WHERE key = $1", &[&key])?.get(0))
+    }
+
+    fn insert_handover(&self, handover: &Handover) -> StoreResult<Handover> {
+        let mut client = self.conn()?;
+        client.execute(
+            "INSERT INTO handovers (from_device, state, requested_at, body) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (from_device) DO NOTHING",
+            &[&handover.from_device, &handover.state.as_str(), &handover.requested_at, &handover_json(handover)?],
+        )?;
+        let body: String =
+            client.query_one("SELECT body FROM handovers WHERE from_device = $1", &[&handover.from_device])?.get(0);
+        handover_from_json(&body)
+    }
+
+    fn handovers(&self) -> StoreResult<Vec<Handover>> {
+        let rows = self.conn()?.query("SELECT body FROM handovers ORDER BY requested_at, from_device", &[])?;
+        rows.iter().map(|r| handover_from_json(&r.get::<_, String>(0))).collect()
+    }
+
+    fn update_handover(&self, expected: HandoverState, next: &Handover) -> StoreResult<bool> {
+        Ok(self.conn()?.execute(
+            "UPDATE handovers SET state = $3, body = $4 WHERE from_device = $1 AND state = $2",
+            &[&next.from_device, &expected.as_str(), &next.state.as_str(), &handover_json(next)?],
+        )? > 0)
+    }
+
     fn stats(&self) -> StoreResult<Stats> {
         let row = self.conn()?.query_one(
             "SELECT (SELECT COUNT(*) FROM devices WHERE revoked_at IS NULL),
@@ -922,6 +972,16 @@ impl PostgresRelayStore {
             .into_iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
+        dump.settings = tx
+            .query("SELECT key, value FROM settings ORDER BY key", &[])?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        dump.handovers = tx
+            .query("SELECT from_device, state, body FROM handovers ORDER BY from_device", &[])?
+            .into_iter()
+            .map(|r| DumpHandover { from_device: r.get(0), state: r.get(1), body: r.get(2) })
+            .collect();
         tx.commit()?;
         Ok(dump)
     }
@@ -1008,6 +1068,21 @@ impl PostgresRelayStore {
         }
         for (hash, grid) in &dump.blob_grants {
             tx.execute("INSERT INTO blob_grants (hash, grid) VALUES ($1, $2)", &[hash, grid])?;
+        }
+        // The hall's escrow key wins over one a relay on this database may have made meanwhile:
+        // the hall's phones wrapped their keys to it.
+        for (key, value) in &dump.settings {
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[key, value],
+            )?;
+        }
+        for x in &dump.handovers {
+            let requested_at = handover_from_json(&x.body)?.requested_at;
+            tx.execute(
+                "INSERT INTO handovers (from_device, state, requested_at, body) VALUES ($1, $2, $3, $4)",
+                &[&x.from_device, &x.state, &requested_at, &x.body],
+            )?;
         }
         let top = dump.changes.iter().map(|c| c.seq).max().unwrap_or(0);
         tx.execute("UPDATE change_counter SET seq = $1 WHERE id = 1", &[&top])?;

@@ -121,6 +121,17 @@ const SCHEMA_V8: &str = r#"
 ALTER TABLE devices ADD COLUMN wiped_at INTEGER;
 "#;
 
+/// Version 9: relay-wide settings (the escrow key) and forgotten-PIN hand-overs (issue 14).
+const SCHEMA_V9: &str = r#"
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE handovers (
+    from_device TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+"#;
+
 fn fill_chain(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
     let rows: Vec<(i64, String, Vec<u8>, String, i64)> = tx
         .prepare("SELECT seq, doc_id, hash, device_id, received_at FROM changes ORDER BY seq")?
@@ -228,6 +239,7 @@ impl SqliteRelayStore {
             M::up_with_hook(SCHEMA_V6, fill_chain),
             M::up(SCHEMA_V7),
             M::up(SCHEMA_V8),
+            M::up(SCHEMA_V9),
         ])
         .to_latest(&mut conn)?;
         Ok(SqliteRelayStore { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) })
@@ -380,6 +392,14 @@ impl RelayStore for SqliteRelayStore {
         let grids = Self::grids_of(&conn, &id)?;
         let number = number.and_then(|n| u32::try_from(n).ok());
         Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker, number }))
+    }
+
+    fn device_walker(&self, id: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .conn()?
+            .query_row("SELECT walker FROM devices WHERE id = ?1 AND role = 'walker'", [id], |r| r.get(0))
+            .optional()?
+            .flatten())
     }
 
     fn touch_device(&self, id: &str, now: i64) -> StoreResult<()> {
@@ -665,6 +685,37 @@ impl RelayStore for SqliteRelayStore {
         Ok(())
     }
 
+    fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
+        let conn = self.conn()?;
+        conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?1, ?2)", params![key, value])?;
+        Ok(conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))?)
+    }
+
+    fn insert_handover(&self, handover: &Handover) -> StoreResult<Handover> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT OR IGNORE INTO handovers (from_device, state, requested_at, body) VALUES (?1, ?2, ?3, ?4)",
+            params![handover.from_device, handover.state.as_str(), handover.requested_at, handover_json(handover)?],
+        )?;
+        let body: String =
+            conn.query_row("SELECT body FROM handovers WHERE from_device = ?1", [&handover.from_device], |r| r.get(0))?;
+        handover_from_json(&body)
+    }
+
+    fn handovers(&self) -> StoreResult<Vec<Handover>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT body FROM handovers ORDER BY requested_at, from_device")?;
+        let bodies: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        bodies.iter().map(|b| handover_from_json(b)).collect()
+    }
+
+    fn update_handover(&self, expected: HandoverState, next: &Handover) -> StoreResult<bool> {
+        Ok(self.conn()?.execute(
+            "UPDATE handovers SET state = ?3, body = ?4 WHERE from_device = ?1 AND state = ?2",
+            params![next.from_device, expected.as_str(), next.state.as_str(), handover_json(next)?],
+        )? > 0)
+    }
+
     fn stats(&self) -> StoreResult<Stats> {
         let conn = self.conn()?;
         let one = |sql: &str| -> StoreResult<i64> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
@@ -760,6 +811,14 @@ impl SqliteRelayStore {
         dump.blob_grants = tx
             .prepare("SELECT hash, grid FROM blob_grants ORDER BY hash, grid")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        dump.settings = tx
+            .prepare("SELECT key, value FROM settings ORDER BY key")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        dump.handovers = tx
+            .prepare("SELECT from_device, state, body FROM handovers ORDER BY from_device")?
+            .query_map([], |r| Ok(DumpHandover { from_device: r.get(0)?, state: r.get(1)?, body: r.get(2)? }))?
             .collect::<Result<_, _>>()?;
         Ok(dump)
     }
