@@ -602,9 +602,10 @@ fn a_relay_with_photos_from_before_the_blob_index_indexes_them_when_it_opens() {
     let db = dir.path().join("relay.db");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        // Back to the layout of version 1: no blob index, no walker columns, no device numbers, no wipe times.
+        // Back to the layout of version 1: no blob index, no walker columns, no device numbers, no wipe times,
+        // no settings or hand-overs.
         conn.execute_batch(
-            "ALTER TABLE devices DROP COLUMN wiped_at; DROP INDEX devices_by_number; ALTER TABLE devices DROP COLUMN number; DROP TABLE chain_head; ALTER TABLE changes DROP COLUMN chain;
+            "DROP TABLE settings; DROP TABLE handovers; ALTER TABLE devices DROP COLUMN wiped_at; DROP INDEX devices_by_number; ALTER TABLE devices DROP COLUMN number; DROP TABLE chain_head; ALTER TABLE changes DROP COLUMN chain;
              ALTER TABLE enrollments DROP COLUMN device_key_hash; DROP TABLE blob_grants; DROP TABLE blob_refs;
              ALTER TABLE enrollments DROP COLUMN walker; ALTER TABLE devices DROP COLUMN walker; PRAGMA user_version = 1;",
         )

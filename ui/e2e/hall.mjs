@@ -583,6 +583,10 @@ async function main() {
       assert(who === STAFF[1].name && what.includes('驻网办事清单'), `the export is logged by name and in words: ${who} ${what}`);
       await page.locator(tid('access-log')).screenshot({ path: join(OUT, 'hall-admin-access-log.png') });
       await assertNoMachineIds(page, 'hall: admin, access log');
+      // Forgotten-PIN hand-overs (issue 14): the admin's card is there, and says when there
+      // are none (the lock e2e walks a whole hand-over).
+      await page.locator(tid('handover-empty')).waitFor({ timeout: 15000 });
+      await page.locator(tid('handovers')).screenshot({ path: join(OUT, 'hall-admin-handovers.png') });
 
       // Quick phrases for visit notes are the hall's (issue 16): the admin's list reaches the
       // walker's phone with its grid's roster, and its visit form offers them.

@@ -162,6 +162,29 @@ async function main() {
         const held = readdirSync(join(dir, name, 'held'));
         assert(held.length === 1 && readdirSync(join(dir, name, 'held', held[0])).includes('gridwalk.db'), `the records are kept aside: ${held}`);
         console.log('lock e2e (zh): a forgotten PIN sets the records aside, encrypted, and the phone enrols again');
+        // Enrolled again, the phone asks for the hand-over of what it set aside: the sync screen
+        // says it waits for the hall. Once the hall confirms (here its operator, at the relay's
+        // command line; the console's card is in the hall e2e), the set-aside records come over
+        // and the old copy is destroyed.
+        const again = relayCli(relayDir, 'enroll', '--name', `${name}-again`, '--grids', GRID, '--walker', walker);
+        const reenrolled = await api(device, 'enroll', { relay_url: relay.url, code: again, device_name: `${name}-again`, pin: PIN });
+        assert(reenrolled.ok, `enrolled again: ${JSON.stringify(reenrolled.body)}`);
+        await page2.locator(tid('app-shell')).waitFor({ timeout: 30000 });
+        await page2.locator(tid('tab-sync')).click();
+        await page2.locator(`${tid('held-store')}[data-state="pending"]`).waitFor({ timeout: 30000 });
+        const waiting = await page2.locator(tid('held-store')).innerText();
+        assert(/服务中心/.test(waiting) && /本人/.test(waiting), `the phone says the hall must confirm her: ${waiting}`);
+        await shot(page2, 'zh-handover-waiting-360');
+        await assertNoMachineIds(page2, 'zh sync screen, hand-over waiting');
+        const old = JSON.parse(relayCli(relayDir, 'devices', '--json')).find((d) => d.name === name).id;
+        relayCli(relayDir, 'confirm-handover', old, '--by', '系统管理员');
+        await api(device, 'sync_now');
+        await page2.locator(`${tid('held-store')}[data-state="done"]`).waitFor({ timeout: 30000 });
+        await shot(page2, 'zh-handover-done-360');
+        assert(!readdirSync(join(dir, name, 'held')).includes(held[0]), 'the old store is gone once handed over');
+        const oldDevice = JSON.parse(relayCli(relayDir, 'devices', '--json')).find((d) => d.id === old);
+        assert(oldDevice.revoked_at && oldDevice.wiped_at, `the relay shows the old device revoked and wiped: ${JSON.stringify(oldDevice)}`);
+        console.log('lock e2e (zh): the new enrolment takes the set-aside records over once the hall confirms');
       }
       if (lang === 'en') {
         // The phone's lock on the sync screen: lock now, and the change-PIN form, at 360 px.

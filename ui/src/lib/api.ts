@@ -71,7 +71,50 @@ export type AppStatus = {
   sign_in_required?: boolean;
   /** Who is signed in on this hall PC now. */
   signed_in?: { id: string; name: string } | null;
+  /**
+   * Stores this phone set aside after a forgotten PIN, oldest first, and how handing their unsent
+   * work to this enrolment stands (absent from cores before the hand-over: none).
+   */
+  held_stores?: HeldStore[];
   now: number;
+};
+
+/**
+ * A store set aside after a forgotten PIN, as the walker's phone reports it. The core moves it on
+ * by itself at each sync; the screen only says where it stands.
+ */
+export type HeldStore = {
+  /** When it was set aside (ms since the epoch). */
+  set_aside_at: number;
+  /**
+   * `no_escrow`: set aside by an app from before the hand-over, only its old PIN opens it;
+   * `asked`, `pending`: waiting for the hall to confirm it is her; `released`, `taken`: its work
+   * is coming over now; `done`: it came over and the old copy was destroyed.
+   */
+  state: 'no_escrow' | 'asked' | 'pending' | 'released' | 'taken' | 'done';
+  /** What came over (meaningful once `taken` or `done`). */
+  taken_documents: number;
+  taken_photos: number;
+};
+
+/**
+ * A forgotten-PIN hand-over as the hall console lists it (`handovers`), by names. `from_device`
+ * is the old device's id: it says which hand-over `confirm_handover` confirms and is never shown.
+ */
+export type Handover = {
+  from_device: string;
+  from_device_name: string;
+  to_device_name: string;
+  walker: string;
+  walker_name: string;
+  /** `pending` until an admin confirms; `released` until the new phone took the work; `done`. */
+  state: 'pending' | 'released' | 'done';
+  requested_at: number;
+  confirmed_by_name: string | null;
+  confirmed_at: number | null;
+  done_at: number | null;
+  taken_documents: number | null;
+  taken_photos: number | null;
 };
 
 /** A person who may work at the hall, as the sign-in screen lists her. */
@@ -408,7 +451,10 @@ export const api = {
   enroll: (args: { relay_url: string; code: string; device_name: string; pin?: string }) => call<AppStatus>('enroll', args),
   unlock: (pin: string) => call<AppStatus>('unlock', { pin }),
   lock: () => call<AppStatus>('lock', {}),
-  /** A forgotten PIN: the locked records are kept aside, still encrypted, and the phone enrols again. */
+  /**
+   * A forgotten PIN: the locked records are kept aside, still encrypted, and the phone enrols
+   * again; their unsent work comes over once the hall confirms it is her (`held_stores`).
+   */
   setStoreAside: () => call<AppStatus>('set_store_aside', { confirm: true }),
   /** Choose the phone's PIN, or change it (`currentPin` is needed once it has one). */
   setDevicePin: (pin: string, currentPin?: string) =>
@@ -437,6 +483,14 @@ export const api = {
   /** A one-time enrolment code for a new device, issued at the relay by the admin signed in. */
   issueEnrollment: (args: { device_name: string; role: 'walker' | 'hall'; walker?: string; grids: string[]; my_pin: string }) =>
     call<IssuedEnrollment>('issue_enrollment', args),
+  /** The forgotten-PIN hand-overs the relay holds, newest first (a hall PC only). */
+  handovers: () => call<Handover[]>('handovers', {}),
+  /**
+   * The admin signed in on this hall PC confirms, with her own PIN, that the walker is who the
+   * hand-over says; the relay checks the PIN and that she is an admin.
+   */
+  confirmHandover: (fromDevice: string, myPin: string) =>
+    call<Handover>('confirm_handover', { from_device: fromDevice, my_pin: myPin }),
   retryPhoto: (id: number) => call<{ ok: boolean }>('retry_photo', { id }),
   discardPhoto: (id: number) => call<{ ok: boolean }>('discard_photo', { id }),
   requests: (args: RequestsArgs = {}) => call<{ items: RequestRow[]; total: number }>('requests', args),

@@ -17,6 +17,13 @@ export function errorText(e: unknown): string {
     const m = /\(([a-z_]+)\)\s*$/.exec(err.message || '');
     if (m && has('error.' + m[1])) return t('error.' + m[1]);
   }
+  if (err.code === 'too_many_attempts' && /\bPINs?\b/.test(err.message || '')) {
+    // The relay says the same code for wrong enrolment codes and for an admin's wrong PINs (set
+    // a PIN, issue an enrolment code, confirm a hand-over); the general sentence speaks of codes.
+    // Its message ends "wait N minute(s)".
+    const m = /wait (\d+) minute/.exec(err.message || '');
+    return m ? t('error.too_many_pins_wait', { n: Number(m[1]) }) : t('error.too_many_pins');
+  }
   if (has('error.' + err.code)) return t('error.' + err.code);
   if (/^photo_/.test(err.code)) return t('error.photo_other');
   return t('error.other', { code: err.code || 'unknown' });
