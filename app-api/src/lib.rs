@@ -8,6 +8,7 @@
 //! seconds and syncs by itself when the relay is reachable; and the background photo worker
 //! ([`photo_worker`]), which shrinks and attaches the photos a record was saved with.
 
+mod access;
 mod commands;
 mod dto;
 mod hall;

@@ -173,7 +173,8 @@ fn run(
         }
         let waiting = client::pending_documents(s).map(|d| !d.is_empty()).unwrap_or(false)
             || s.unacknowledged_photos().map(|p| !p.is_empty()).unwrap_or(false)
-            || s.wanted_photos().map(|p| !p.is_empty()).unwrap_or(false);
+            || s.wanted_photos().map(|p| !p.is_empty()).unwrap_or(false)
+            || s.unsent_access(1).map(|l| !l.is_empty()).unwrap_or(false);
         let stale = last_success.is_none_or(|t| t.elapsed() >= settings.refresh_every);
         if !(requested || waiting || stale) {
             continue;
@@ -198,7 +199,20 @@ fn run(
                 if let Err(e) = s.set_last_sync(gridwalk_core::time::Timestamp::from(clock.now()).millis()) {
                     tracing::warn!("cannot record the sync time: {e}");
                 }
+                // Who saw a full number or exported residents' data, for the admin's page.
+                crate::access::send_lines(s, &link, gridwalk_core::time::Timestamp::from(clock.now()).millis());
                 last_success = Some(Instant::now());
+            }
+            Err(gridwalk_core::CoreError::Relay { status: 401, code, .. })
+                if code == "device_revoked" && !revocation_proven(&link) =>
+            {
+                // Said by someone who cannot prove it (anyone may answer in the relay's place on
+                // an open network): nothing is destroyed, and the walker is told.
+                tracing::error!("a device_revoked answer came without the relay's signature; nothing was wiped");
+                state.last_error = Some(CommandError::new(
+                    "revocation_unverified",
+                    "something answering as the relay said this device is revoked, but could not prove it; nothing was removed",
+                ));
             }
             Err(gridwalk_core::CoreError::Relay { status: 401, code, .. }) if code == "device_revoked" => {
                 // The hall revoked this device: it pushes nothing more and forgets everything.
@@ -218,6 +232,19 @@ fn run(
                 state.online = !matches!(e, gridwalk_core::CoreError::Network(_));
                 state.last_error = Some(e.into());
             }
+        }
+    }
+}
+
+/// Whether a `device_revoked` answer is the relay's own signed word (see
+/// `client::revocation_is_genuine`). Not proven when the proof cannot be had now: the next
+/// round asks again, and a device is never wiped on doubt.
+fn revocation_proven(link: &gridwalk_core::store::RelayLink) -> bool {
+    match client::revocation_is_genuine(link) {
+        Ok(genuine) => genuine,
+        Err(e) => {
+            tracing::warn!("cannot check the relay's revocation now: {e}");
+            false
         }
     }
 }

@@ -378,7 +378,7 @@ fn a_walker_moved_off_a_grid_forgets_its_records_at_her_next_sync() {
     assert_eq!(typo.code, "unknown_grid");
     assert!(typo.message.contains(&format!("{other_grid}x")), "{}", typo.message);
     let device = hall.devices().unwrap().into_iter().find(|d| d.id == id).unwrap();
-    assert_eq!(device.grids, [other_grid.clone()]);
+    assert_eq!(device.grids, [other_grid]);
 }
 
 #[test]
@@ -534,4 +534,181 @@ fn a_forgotten_pins_unsent_work_reaches_the_relay_through_the_new_enrolment_once
     assert!(old.revoked_at.is_some() && old.wiped_at.is_some(), "the relay shows the old device revoked and wiped");
     let detail = phone.call("request", json!({"id": request})).unwrap();
     assert_eq!(detail["photos"].as_array().map(|p| p.len()), Some(1), "the request keeps its photo: {detail}");
+}
+
+#[test]
+fn regression_a_visit_recorded_in_a_grid_the_hall_just_moved_her_off_still_reaches_the_relay() {
+    let mut town = town();
+    let hall = town.relay.relay();
+    let other_grid = {
+        let store = gridwalk_core::Store::open(town.dir.join("hall.db")).unwrap();
+        store.grids().unwrap().into_iter().find(|g| !g.enterprise_grid && g.id != town.grid).unwrap().id
+    };
+    let both = [town.grid.clone(), other_grid.clone()];
+    let code =
+        hall.create_enrollment_for("moved", gridwalk_relay::store::Role::Walker, &both, Some(&town.walker)).unwrap();
+    let phone = App::open(town.dir.join("moved"), Arc::new(SystemClock), settings()).unwrap();
+    phone
+        .call("enroll", json!({"relay_url": town.relay.url(), "code": code, "device_name": "moved", "pin": "2580"}))
+        .unwrap();
+    wait_for(&phone, "the first sync", |s| s["last_sync_at"].is_number());
+    // Out of reach, she records a visit in her first grid; meanwhile the hall moves her off it.
+    let addr = town.relay.addr;
+    town.relay.stop();
+    let visit = town.visit(&phone, "独居老人，移交前最后一次走访");
+    let id = hall.devices().unwrap().into_iter().find(|d| d.name == "moved").unwrap().id;
+    assert!(hall.set_device_grids(&id, std::slice::from_ref(&other_grid)).unwrap());
+    assert_eq!(hall.devices().unwrap().into_iter().find(|d| d.id == id).unwrap().leaving_grids, [town.grid.clone()]);
+    town.relay = RelayServer::start(&town.dir.join("relay"), Some(addr));
+    phone.call("sync_now", json!({})).unwrap();
+    wait_for(&phone, "the move followed", |s| s["grids"] == json!([other_grid]) && s["pending_documents"] == 0);
+    // The visit went up before the phone forgot the grid, and the relay heard it forgot.
+    let relay_store = gridwalk_relay::store::SqliteRelayStore::open(&town.dir.join("relay").join("relay.db")).unwrap();
+    let sent = relay_store.dump().unwrap().docs.into_iter().find(|d| d.id == visit);
+    assert!(sent.is_some(), "the visit recorded before the move reached the relay");
+    let device = town.relay.relay().devices().unwrap().into_iter().find(|d| d.id == id).unwrap();
+    assert!(device.leaving_grids.is_empty(), "the grid left takes nothing more: {device:?}");
+    // And a push to it from her phone is refused now.
+    drop(phone);
+    let token = gridwalk_app_api::open_device_store(&town.dir.join("moved"), Some("2580"))
+        .unwrap()
+        .relay_link()
+        .unwrap()
+        .unwrap()
+        .token;
+    let relay = town.relay.relay();
+    let me = relay.authenticate(&token).unwrap();
+    let again = gridwalk_core::sync::protocol::PushRequest {
+        version: gridwalk_core::sync::protocol::PROTOCOL_VERSION,
+        docs: vec![gridwalk_core::sync::protocol::DocChanges { doc_id: visit.clone(), bytes: sent.unwrap().snapshot }],
+    };
+    let refused = relay.push(&me, &again).unwrap_err();
+    assert_eq!(refused.status, 403, "{refused:?}");
+}
+
+#[test]
+fn regression_a_walkers_reveal_on_her_phone_reaches_the_admins_access_log_at_the_hall() {
+    let town = town();
+    town.relay.relay().add_admin("admin", "系统管理员", "9630").unwrap();
+    let phone = town.phone("张桂英的手机", settings(), Some("2580"));
+    let places = phone.call("places", json!({"grid": town.grid})).unwrap();
+    let place = places.as_array().unwrap().iter().find(|p| p["phone"].is_string()).unwrap().clone();
+    phone.call("reveal_phone", json!({"of": place["kind"], "id": place["id"]})).unwrap();
+    phone.call("sync_now", json!({})).unwrap();
+    let hall_link = gridwalk_core::store::Store::open(town.dir.join("hall.db")).unwrap().relay_link().unwrap().unwrap();
+    let start = std::time::Instant::now();
+    let line = loop {
+        let log = gridwalk_transport::client::fetch_access_log(&hall_link, 50).unwrap();
+        if let Some(l) = log.into_iter().find(|l| l.line.kind == "reveal_phone") {
+            break l;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the reveal never reached the relay");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!((line.device_name.as_str(), line.line.person.as_str()), ("张桂英的手机", town.walker.as_str()));
+    assert_eq!(line.line.subject, format!("{}:{}", place["kind"].as_str().unwrap(), place["id"].as_str().unwrap()));
+
+    // The admin signed in on a hall PC reads it there, with her PC's own export.
+    let code =
+        town.relay.relay().create_enrollment_for("前台电脑", gridwalk_relay::store::Role::Hall, &[], None).unwrap();
+    let hall = App::open(town.dir.join("hall-app"), Arc::new(SystemClock), settings()).unwrap();
+    hall.call("enroll", json!({"relay_url": town.relay.url(), "code": code, "device_name": "前台电脑"})).unwrap();
+    wait_for(&hall, "the hall's first sync", |s| s["last_sync_at"].is_number());
+    hall.call("sign_in", json!({"person": "admin", "pin": "9630"})).unwrap();
+    let rows = hall.call("access_log", json!({})).unwrap();
+    let rows = rows.as_array().unwrap();
+    let reveal = rows.iter().find(|r| r["kind"] == "reveal_phone").expect("the walker's reveal is in the admin's log");
+    assert_eq!(
+        (reveal["device_name"].as_str(), reveal["person"].as_str()),
+        (Some("张桂英的手机"), Some(town.walker.as_str()))
+    );
+
+    // Straight to the relay: a walker's phone speaks for its walker alone, a kind nobody knows is
+    // refused, and a line sent twice is kept once.
+    let stranger_code = town
+        .relay
+        .relay()
+        .create_enrollment_for(
+            "手机2",
+            gridwalk_relay::store::Role::Walker,
+            std::slice::from_ref(&town.grid),
+            Some(&town.walker),
+        )
+        .unwrap();
+    let link = gridwalk_transport::client::enroll(&town.relay.url(), &stranger_code, "手机2").unwrap();
+    let line = |seq: i64, person: &str, kind: &str| gridwalk_core::sync::protocol::AccessLine {
+        seq,
+        at: 1,
+        person: person.into(),
+        kind: kind.into(),
+        subject: "household:h1".into(),
+        detail: String::new(),
+    };
+    match gridwalk_transport::client::push_access_log(&link, vec![line(1, "admin", "reveal_phone")]) {
+        Err(gridwalk_core::CoreError::Relay { status: 403, code, .. }) => assert_eq!(code, "forbidden_action"),
+        other => panic!("a phone wrote a line in someone else's name: {other:?}"),
+    }
+    match gridwalk_transport::client::push_access_log(&link, vec![line(1, &town.walker, "peeked")]) {
+        Err(gridwalk_core::CoreError::Relay { status: 400, code, .. }) => assert_eq!(code, "bad_access_line"),
+        other => panic!("an unknown kind was kept: {other:?}"),
+    }
+    let before = gridwalk_transport::client::fetch_access_log(&hall_link, 100).unwrap().len();
+    for _ in 0..2 {
+        gridwalk_transport::client::push_access_log(&link, vec![line(1, &town.walker, "reveal_phone")]).unwrap();
+    }
+    assert_eq!(gridwalk_transport::client::fetch_access_log(&hall_link, 100).unwrap().len(), before + 1);
+    match gridwalk_transport::client::fetch_access_log(&link, 10) {
+        Err(gridwalk_core::CoreError::Relay { status: 403, .. }) => {}
+        other => panic!("a walker's phone read the access log: {other:?}"),
+    }
+}
+
+#[test]
+fn regression_a_revocation_the_relay_did_not_sign_wipes_nothing() {
+    // Someone answering in the relay's place (a plain-HTTP hall network) says every device is
+    // revoked, and even offers a "proof" signed by a key of its own: the phone keeps its
+    // records and says what happened.
+    use axum::routing::get;
+    let town = town();
+    let phone = town.phone("phone", settings(), Some("2580"));
+    let visit = town.visit(&phone, "门口路灯坏了");
+    wait_for(&phone, "the visit sent", |s| s["pending_documents"] == 0);
+    let mut relay = town.relay;
+    let addr = relay.addr;
+    relay.stop();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let revoked = || async {
+        (
+            axum::http::StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"code": "device_revoked", "message": "the hall revoked this device"})),
+        )
+    };
+    let forged = |device: String| {
+        use ed25519_dalek::Signer;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let signature = key.sign(&gridwalk_core::sync::protocol::revocation_message(&device));
+        json!({"device_id": device, "signature": hex::encode(signature.to_bytes())})
+    };
+    let device_id = gridwalk_relay::store::SqliteRelayStore::open(&town.dir.join("relay").join("relay.db"))
+        .unwrap()
+        .dump()
+        .unwrap()
+        .devices
+        .into_iter()
+        .find(|d| d.name == "phone")
+        .unwrap()
+        .id;
+    let proof = forged(device_id);
+    let impostor = axum::Router::new()
+        .route("/health", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route("/v1/revocation", get(move || async move { axum::Json(proof) }))
+        .fallback(revoked);
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
+    runtime.spawn(async move { axum::serve(listener, impostor).await.unwrap() });
+    phone.call("sync_now", json!({})).unwrap();
+    let status = wait_for(&phone, "the unproven revocation", |s| s["last_error"]["code"] == "revocation_unverified");
+    assert_eq!(status["lock"]["wiped_at"], Value::Null, "nothing was wiped");
+    assert!(phone.call("visits", json!({"grid": town.grid})).unwrap().to_string().contains(&visit));
+    assert!(town.dir.join("phone").join(gridwalk_app_api::STORE_FILE).exists());
+    runtime.shutdown_background();
 }

@@ -110,6 +110,10 @@ pub struct EnrollResponse {
     /// the roster. Absent from relays older than it.
     #[serde(default)]
     pub staff_sign_in: bool,
+    /// The relay's public signing key (Ed25519, hex): a revocation signed by it is the only
+    /// word a device wipes itself on ([`RevocationProof`]). Absent from relays older than it.
+    #[serde(default)]
+    pub relay_key: Option<String>,
 }
 
 /// A staff member signing in on a hall PC, checked by the relay while it is in reach: it holds
@@ -187,6 +191,11 @@ pub struct DeviceView {
     pub role: String,
     /// The grids it may see (empty for hall and admin devices: every grid).
     pub grids: Vec<String>,
+    /// Grids the hall moved it off that still take its pushes until it says it forgot them
+    /// (`POST /v1/device/left`): what it recorded there before it heard of the move goes up
+    /// first. Absent from relays older than it.
+    #[serde(default)]
+    pub leaving_grids: Vec<String>,
     /// The relay's escrow key (an age X25519 recipient), to walkers' phones: a phone wraps its
     /// store key to it too, before its first sync, so that a forgotten PIN does not lose the
     /// work it has not sent (see [`EscrowedStoreKey`]). Absent from relays older than it.
@@ -257,6 +266,59 @@ pub struct HandoverView {
     /// only once released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub released_key: Option<String>,
+}
+
+/// One line of a device's access log (a full phone number shown, residents' data exported):
+/// `POST /v1/access-log` carries a device's unsent lines, numbered by the device (`seq`), so a
+/// line sent twice is kept once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessLine {
+    pub seq: i64,
+    /// When, by the device's clock (milliseconds).
+    pub at: i64,
+    /// Who: the walker, or the staff member signed in on a hall PC.
+    pub person: String,
+    /// `reveal_phone`, `export_requests`, `export_monthly`, `export_reference`, `export_evidence`.
+    pub kind: String,
+    /// Whose data (`household:<id>`, `request:<id>`, an export's scope).
+    pub subject: String,
+    /// What exactly (the file written, how many records).
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessLogPush {
+    pub lines: Vec<AccessLine>,
+}
+
+/// A line of the access log as the relay keeps it: which device sent it, and when it arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessLogEntry {
+    pub device_id: String,
+    pub device_name: String,
+    #[serde(flatten)]
+    pub line: AccessLine,
+    pub received_at: i64,
+}
+
+/// The kinds of access line a relay takes.
+pub const ACCESS_KINDS: &[&str] =
+    &["reveal_phone", "export_requests", "export_monthly", "export_reference", "export_evidence"];
+
+/// `GET /v1/revocation`, with a revoked device's own token: the relay's signature (Ed25519, by
+/// the key it gave the device at enrolment, [`EnrollResponse::relay_key`]) over
+/// [`revocation_message`]. A device wipes itself only on this: anyone able to answer in the
+/// relay's place on the hall's network can say `device_revoked`, nobody else can sign it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevocationProof {
+    pub device_id: String,
+    /// The signature, hex.
+    pub signature: String,
+}
+
+/// What the relay signs to say a device is revoked.
+pub fn revocation_message(device_id: &str) -> Vec<u8> {
+    format!("gridwalk revocation v1\n{device_id}").into_bytes()
 }
 
 /// Who signed in, as the relay's staff roster names her.

@@ -405,9 +405,59 @@ async fn device_view(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
         device_id: device.id,
         role: device.role.as_str().to_string(),
         grids: device.grids,
+        leaving_grids: device.leaving,
         escrow_recipient,
     })
     .into_response())
+}
+
+/// `POST /v1/access-log`: a device's access-log lines (see `crate::access`).
+async fn send_access_log(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let push: gridwalk_protocol::AccessLogPush = serde_json::from_slice(&body)
+        .map_err(|e| RelayError::new(400, "bad_body", format!("expected JSON {{lines: [...]}}: {e}")))?;
+    let stored = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        relay.store_access(&device, &push)
+    })
+    .await?;
+    Ok(Json(serde_json::json!({ "stored": stored })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct AccessLogQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/access-log?limit=`: every device's lines, newest first, for a hall PC.
+async fn read_access_log(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<AccessLogQuery>,
+) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let lines = blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        relay.access_log(&device, q.limit.unwrap_or(200))
+    })
+    .await?;
+    Ok(Json(lines).into_response())
+}
+
+/// `POST /v1/device/left`: a phone moved to other grids sent its work there and forgot them.
+async fn device_left(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    blocking(&state, move |relay| {
+        let device = relay.authenticate(&token)?;
+        relay.finish_leaving(&device)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /v1/handovers`: a walker's new enrolment asks for the work of her store set aside
@@ -469,6 +519,13 @@ async fn finish_handover(
     })
     .await?;
     Ok(Json(view).into_response())
+}
+
+/// `GET /v1/revocation`: the relay's signed word that the asking (revoked) device is revoked.
+async fn revocation(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let token = bearer(&headers)?.to_string();
+    let proof = blocking(&state, move |relay| relay.revocation_proof(&token)).await?;
+    Ok(Json(proof).into_response())
 }
 
 /// `POST /v1/wiped`: a revoked device confirms it destroyed its key and its records.
@@ -650,7 +707,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/enroll", post(enroll))
         .route("/v1/push", post(push))
         .route("/v1/wiped", post(confirm_wipe))
+        .route("/v1/revocation", get(revocation))
         .route("/v1/device", get(device_view))
+        .route("/v1/device/left", post(device_left))
+        .route("/v1/access-log", get(read_access_log).post(send_access_log))
         .route("/v1/staff/sign-in", post(staff_sign_in))
         .route("/v1/staff/change", post(staff_change))
         .route("/v1/enrollments", post(issue_enrollment))

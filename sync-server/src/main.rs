@@ -455,12 +455,17 @@ fn main() -> Result<()> {
                             .unwrap_or_else(|| "-".into())
                     };
                     println!(
-                        "no. {}\t{}\t{}\t{}\t{}\tlast contact {}{}{}",
+                        "no. {}\t{}\t{}\t{}\t{}{}\tlast contact {}{}{}",
                         d.number.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
                         d.id,
                         d.name,
                         d.role,
                         d.grids.join(","),
+                        if d.leaving_grids.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (leaving {}: its unsent work there still comes up)", d.leaving_grids.join(","))
+                        },
                         fmt(d.last_seen_at),
                         if d.revoked_at.is_some() { "\tREVOKED" } else { "" },
                         d.wiped_at.map(|t| format!("\twiped at {}", fmt(Some(t)))).unwrap_or_default()

@@ -76,7 +76,7 @@ impl RelayError {
     pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(400, code, message)
     }
-    fn unauthorized() -> Self {
+    pub(crate) fn unauthorized() -> Self {
         Self::new(401, "unauthorized", "unknown or revoked device token; enrol this device again")
     }
     fn revoked() -> Self {
@@ -151,6 +151,8 @@ pub struct Relay {
     pub limits: Limits,
     /// The escrow key phones wrap their store keys to (see `crate::handover`).
     pub(crate) escrow: crate::handover::EscrowKey,
+    /// The key revocations are signed with (see `crate::signing`).
+    pub(crate) signing: crate::signing::RelaySigningKey,
 }
 
 /// A cursor says where a device's next pull begins.
@@ -193,7 +195,15 @@ impl Relay {
     pub fn new(store: Box<dyn RelayStore>, clock: Arc<dyn Clock>) -> Self {
         let blob_dir = store.blob_dir();
         let blobs = store.blob_store();
-        Relay { store, clock, blobs, blob_dir, limits: Limits::default(), escrow: crate::handover::EscrowKey::new() }
+        Relay {
+            store,
+            clock,
+            blobs,
+            blob_dir,
+            limits: Limits::default(),
+            escrow: crate::handover::EscrowKey::new(),
+            signing: crate::signing::RelaySigningKey::new(),
+        }
     }
 
     /// Keeps photo files under `dir` instead.
@@ -325,6 +335,7 @@ impl Relay {
                     walker: e.walker,
                     device_number: u32::try_from(device_number).ok(),
                     staff_sign_in: e.role != Role::Walker && staff_on_roster(self.store())?.is_some(),
+                    relay_key: Some(self.relay_key()?),
                 })
             }
             None => Err(RelayError::new(
@@ -381,6 +392,15 @@ impl Relay {
             ));
         }
         Ok(self.store().set_device_grids(id, &grids)?)
+    }
+
+    /// A walker's phone moved to other grids has sent what it recorded in the grids it left and
+    /// forgotten them: they take nothing more from it.
+    pub fn finish_leaving(&self, device: &Device) -> RelayResult<()> {
+        if self.store().finish_leaving(&device.id)? {
+            tracing::info!(device = %device.id, left = ?device.leaving, "a moved phone forgot the grids it left");
+        }
+        Ok(())
     }
 
     /// Those of `grids` the hall has published no roster for, once it has published any (a
@@ -550,7 +570,9 @@ impl Relay {
         let existing = store.load_doc(&d.doc_id)?;
         let (mut doc, old_header) = match &existing {
             Some(stored) => {
-                if !device.may_see(&stored.grid) {
+                // A grid the hall just moved the walker off still takes what she recorded there
+                // before her phone heard of the move (see `Device::leaving`).
+                if !device.may_push(&stored.grid) {
                     return Err(RelayError::forbidden(format!(
                         "document {} is in grid {}, outside this device's grids",
                         d.doc_id, stored.grid
@@ -607,7 +629,7 @@ impl Relay {
                 return Err(doc_err("header_changed", "a document's header cannot change".into()));
             }
         }
-        if !device.may_see(&header.grid) {
+        if !device.may_push(&header.grid) {
             return Err(RelayError::forbidden(format!(
                 "document {} is in grid {}, outside this device's grids",
                 d.doc_id, header.grid
@@ -793,13 +815,17 @@ impl Relay {
         }
     }
 
-    fn blob_access(&self, device: &Device, hash: &str) -> RelayResult<&dyn BlobStore> {
+    fn blob_access(&self, device: &Device, hash: &str, writing: bool) -> RelayResult<&dyn BlobStore> {
         validate_hash(hash).map_err(|_| RelayError::from(BlobError::BadId(hash.chars().take(80).collect())))?;
         let blobs = self
             .blobs
             .as_deref()
             .ok_or_else(|| RelayError::new(503, "no_blob_storage", "this relay has no place for photos configured"))?;
-        if !self.store().blob_referenced(hash, device.scope())? {
+        // Uploads also for the grids it is leaving (its photos there go up with their records);
+        // reads only where it sees.
+        let push_scope = device.push_scope();
+        let scope = if writing { push_scope.as_deref() } else { device.scope() };
+        if !self.store().blob_referenced(hash, scope)? {
             return Err(RelayError::forbidden(format!(
                 "no document in this device's grids names blob {hash}; push the document that names a photo before the photo"
             )));
@@ -813,7 +839,7 @@ impl Relay {
 
     /// What the relay holds of a blob.
     pub fn blob_status(&self, device: &Device, hash: &str) -> RelayResult<BlobStatus> {
-        let blobs = self.blob_access(device, hash)?;
+        let blobs = self.blob_access(device, hash, true)?;
         Ok(self.blob_status_of(blobs.status(hash)?))
     }
 
@@ -827,13 +853,14 @@ impl Relay {
         total: u64,
         bytes: &[u8],
     ) -> RelayResult<BlobStatus> {
-        let blobs = self.blob_access(device, hash)?;
+        let blobs = self.blob_access(device, hash, true)?;
         let was_complete = blobs.status(hash)?.complete;
         let held = blobs.append(hash, offset, total, bytes, self.limits.max_blob_bytes)?;
         if held.complete && !was_complete {
             // Finished by this device, which sent every byte: the photo may be read in its
             // grids that name it. Answering "already complete" to anyone grants nothing.
-            let grids: Vec<String> = self.store().blob_grids(hash)?.into_iter().filter(|g| device.may_see(g)).collect();
+            let grids: Vec<String> =
+                self.store().blob_grids(hash)?.into_iter().filter(|g| device.may_push(g)).collect();
             self.store().grant_blob(hash, &grids)?;
             tracing::info!(device = %device.id, blob = %hash, bytes = total, "blob stored");
         }
@@ -842,7 +869,7 @@ impl Relay {
 
     /// Part (or all) of a complete blob.
     pub fn read_blob(&self, device: &Device, hash: &str, range: Option<ByteRange>) -> RelayResult<BlobSlice> {
-        let blobs = self.blob_access(device, hash)?;
+        let blobs = self.blob_access(device, hash, false)?;
         // An unfinished photo is answered 404 below, whoever asks; a finished one only where granted.
         if blobs.status(hash)?.complete && !self.store().blob_granted(hash, device.scope())? {
             return Err(RelayError::forbidden(format!(

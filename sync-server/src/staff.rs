@@ -399,6 +399,7 @@ impl Relay {
             grids: Vec::new(),
             walker: None,
             number: None,
+            leaving: Vec::new(),
         };
         let req =
             PushRequest { version: PROTOCOL_VERSION, docs: vec![DocChanges { doc_id: staff_roster_id(), bytes }] };

@@ -603,9 +603,9 @@ fn a_relay_with_photos_from_before_the_blob_index_indexes_them_when_it_opens() {
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         // Back to the layout of version 1: no blob index, no walker columns, no device numbers, no wipe times,
-        // no settings or hand-overs.
+        // no settings, hand-overs, leaving grids or access log.
         conn.execute_batch(
-            "DROP TABLE settings; DROP TABLE handovers; ALTER TABLE devices DROP COLUMN wiped_at; DROP INDEX devices_by_number; ALTER TABLE devices DROP COLUMN number; DROP TABLE chain_head; ALTER TABLE changes DROP COLUMN chain;
+            "DROP TABLE access_log; DROP TABLE device_leaving_grids; DROP TABLE settings; DROP TABLE handovers; ALTER TABLE devices DROP COLUMN wiped_at; DROP INDEX devices_by_number; ALTER TABLE devices DROP COLUMN number; DROP TABLE chain_head; ALTER TABLE changes DROP COLUMN chain;
              ALTER TABLE enrollments DROP COLUMN device_key_hash; DROP TABLE blob_grants; DROP TABLE blob_refs;
              ALTER TABLE enrollments DROP COLUMN walker; ALTER TABLE devices DROP COLUMN walker; PRAGMA user_version = 1;",
         )

@@ -336,8 +336,32 @@ fn settings_and_handovers(store: Arc<dyn RelayStore>) {
     assert_eq!(store.handovers().unwrap(), vec![released]);
 }
 
+/// A walker moved off a grid keeps pushing there until her phone says it forgot it; a grid
+/// given back is hers again, not leaving.
+fn leaving_grids(store: &dyn RelayStore) {
+    store.create_enrollment(&hash(1), &enrollment("phone", Role::Walker, &["g1", "g2"]), 0, 1_000_000).unwrap();
+    store.redeem_enrollment(&hash(1), "dev-1", &hash(2), 10, None).unwrap().unwrap();
+    let device = || store.device_by_token(&hash(2)).unwrap().unwrap();
+    assert!(device().leaving.is_empty());
+    assert!(store.set_device_grids("dev-1", &["g2".to_string(), "g3".to_string()]).unwrap());
+    let moved = device();
+    assert_eq!(
+        (moved.grids.clone(), moved.leaving.clone()),
+        (vec!["g2".to_string(), "g3".to_string()], vec!["g1".to_string()])
+    );
+    assert!(moved.may_push("g1") && !moved.may_see("g1"), "the grid left takes pushes, gives nothing");
+    assert_eq!(store.devices().unwrap()[0].leaving_grids, ["g1"]);
+    assert!(store.set_device_grids("dev-1", &["g1".to_string()]).unwrap());
+    assert_eq!(device().leaving, ["g2", "g3"], "g1 is hers again; g2 and g3 are left");
+    assert!(store.finish_leaving("dev-1").unwrap());
+    assert!(!store.finish_leaving("dev-1").unwrap(), "nothing left to forget");
+    let done = device();
+    assert!(done.leaving.is_empty() && !done.may_push("g2"));
+}
+
 fn conformance(make: impl Fn() -> Arc<dyn RelayStore>) {
     enrolment_and_devices(&*make());
+    leaving_grids(&*make());
     settings_and_handovers(make());
     pushes_and_pulls(&*make());
     concurrent_pushes_and_pulls(make());

@@ -529,6 +529,7 @@ fn regression_a_device_cannot_give_out_another_devices_request_numbers_or_change
             walker: Some("w1".into()),
             device_number: Some(number),
             staff_sign_in: false,
+            relay_key: None,
         })
         .unwrap();
     let raise = |description: &str| phone.raise_request(&phone.context(t(3)), streetlight(description)).unwrap();

@@ -329,6 +329,7 @@ pub fn enroll(relay_url: &str, code: &str, device_name: &str) -> Result<RelayLin
         walker: body.walker,
         device_number: body.device_number,
         staff_sign_in: body.staff_sign_in,
+        relay_key: body.relay_key,
     })
 }
 
@@ -455,6 +456,51 @@ pub fn finish_handover(
     post_to_relay(link, "/v1/handovers/done", request)
 }
 
+/// Sends this device's access-log lines to the relay (`POST /v1/access-log`); each is kept
+/// once however often it is sent.
+pub fn push_access_log(link: &RelayLink, lines: Vec<gridwalk_protocol::AccessLine>) -> Result<()> {
+    let _: serde_json::Value = post_to_relay(link, "/v1/access-log", &gridwalk_protocol::AccessLogPush { lines })?;
+    Ok(())
+}
+
+/// Every device's access-log lines the relay holds, newest first (`GET /v1/access-log`; a hall
+/// PC only).
+pub fn fetch_access_log(link: &RelayLink, limit: usize) -> Result<Vec<gridwalk_protocol::AccessLogEntry>> {
+    let url = format!("{}/v1/access-log?limit={limit}", link.url.trim_end_matches('/'));
+    short_request(
+        |client| client.get(&url).bearer_auth(&link.token),
+        |resp| resp.json().map_err(|e| CoreError::Network(e.to_string())),
+    )
+}
+
+/// Whether the relay's `device_revoked` is its own word: the signed proof (`GET
+/// /v1/revocation`) checked against the key the relay gave this device at enrolment. A device
+/// enrolled with a relay older than signing has no key and takes the word as it comes. `Err`
+/// when the proof cannot be had now (the next sync asks again).
+pub fn revocation_is_genuine(link: &RelayLink) -> Result<bool> {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let Some(key) = &link.relay_key else { return Ok(true) };
+    let Some(key) = hex::decode(key).ok().and_then(|k| <[u8; 32]>::try_from(k).ok()) else { return Ok(false) };
+    let Ok(key) = VerifyingKey::from_bytes(&key) else { return Ok(false) };
+    let url = format!("{}/v1/revocation", link.url.trim_end_matches('/'));
+    let proof: gridwalk_protocol::RevocationProof = match short_request(
+        |client| client.get(&url).bearer_auth(&link.token),
+        |resp| resp.json().map_err(|e| CoreError::Network(e.to_string())),
+    ) {
+        Ok(proof) => proof,
+        // Whoever answered could not prove a revocation.
+        Err(CoreError::Relay { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let Some(signature) = hex::decode(&proof.signature).ok().and_then(|s| <[u8; 64]>::try_from(s).ok()) else {
+        return Ok(false);
+    };
+    Ok(proof.device_id == link.device_id
+        && key
+            .verify_strict(&gridwalk_protocol::revocation_message(&link.device_id), &Signature::from_bytes(&signature))
+            .is_ok())
+}
+
 /// How often an enrolment is tried when the network fails it.
 const ENROL_ATTEMPTS: u32 = 4;
 
@@ -471,7 +517,12 @@ pub fn fetch_device(link: &RelayLink) -> Result<gridwalk_protocol::DeviceView> {
 /// records of a grid the hall moved it off (`Store::move_to_grids`). It also escrows its store
 /// key with the relay's escrow key, once per relay (`Store::escrow_key`). A relay that cannot say
 /// (an older one) changes nothing; one that refuses the device ends the sync with its answer.
-fn follow_grid_move(store: &Store, link: &RelayLink) -> Result<()> {
+fn follow_grid_move(
+    store: &Store,
+    link: &RelayLink,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<()> {
     if link.role != "walker" {
         return Ok(());
     }
@@ -494,19 +545,49 @@ fn follow_grid_move(store: &Store, link: &RelayLink) -> Result<()> {
     let mut had = link.grids.clone();
     had.sort();
     if now != had && !now.is_empty() {
+        // What she recorded before the phone heard of the move goes up first: the relay keeps
+        // taking her pushes to the grids she left until the phone says it forgot them. A cut
+        // connection ends this sync (the next one tries again, nothing dropped); a refusal is
+        // the relay's last word, and what it refused is dropped with the grid, counted.
+        let waiting = store.outbox_len()? > 0 || !store.unacknowledged_photos().map(|p| p.is_empty()).unwrap_or(true);
+        if waiting && !view.leaving_grids.is_empty() {
+            let mut transport = HttpTransport::new(link)?;
+            match run(store, &mut transport, SessionLimits::default(), Retry::default(), cancel, on_progress) {
+                Ok(_) => {}
+                Err(e @ (CoreError::Network(_) | CoreError::Cancelled)) => return Err(e),
+                Err(e) => tracing::warn!("not everything recorded in the grids left could be sent first: {e}"),
+            }
+        }
         let moved = store.move_to_grids(&now)?;
         tracing::info!(?moved, "the hall moved this phone to other grids");
         if let Err(e) = store.collect_garbage() {
             tracing::warn!("photo files of the grids left stay until the next collection: {e}");
         }
     }
+    // Forgotten here: the grids left take nothing more from this phone. Asked again at the next
+    // sync if the relay does not hear it now.
+    if !view.leaving_grids.is_empty() && !now.is_empty() {
+        let mut holds = store.relay_link()?.map(|l| l.grids).unwrap_or_default();
+        holds.sort();
+        if holds == now {
+            if let Err(e) = finish_leaving(link) {
+                tracing::warn!("the relay has not heard that this phone forgot the grids it left: {e}");
+            }
+        }
+    }
     Ok(())
+}
+
+/// Tells the relay this phone forgot the grids it was moved off (`POST /v1/device/left`).
+fn finish_leaving(link: &RelayLink) -> Result<()> {
+    let url = format!("{}/v1/device/left", link.url.trim_end_matches('/'));
+    short_request(|client| client.post(&url).bearer_auth(&link.token), |_| Ok(()))
 }
 
 /// Syncs with the joined relay over HTTP.
 pub fn sync_over_http(store: &Store, cancel: &AtomicBool, on_progress: &mut dyn FnMut(&Progress)) -> Result<Progress> {
     let link = store.relay_link()?.ok_or(CoreError::NotJoined)?;
-    follow_grid_move(store, &link)?;
+    follow_grid_move(store, &link, cancel, on_progress)?;
     let mut transport = HttpTransport::new(&link)?;
     run(store, &mut transport, SessionLimits::default(), Retry::default(), cancel, on_progress)
 }

@@ -1,8 +1,10 @@
 //! The access log (issue 14): who saw a resident's full phone number, and who took residents'
 //! data off the device (an XLSX, CSV or JSON export, the reference lists, a request's evidence
 //! folder), with when and what. Written in the same store, so it is encrypted like everything
-//! else; shown to the admin (`access_log`). Local to the device that did it: the hall's exports
-//! are made on the hall's PCs, and each PC's admin page shows its own.
+//! else. Each line also goes to the relay (`unsent_access`, `mark_access_sent`, sent by the
+//! app's sync worker), so the admin reads every device's lines, the walkers' reveals and every
+//! hall PC's exports, not only her own PC's (`access_log` shows the local lines when the relay is
+//! out of reach).
 
 use rusqlite::params;
 use serde::Serialize;
@@ -96,6 +98,36 @@ impl Store {
         Ok(rows)
     }
 
+    /// Lines the relay has not taken yet, oldest first, at most `limit`.
+    pub fn unsent_access(&self, limit: usize) -> Result<Vec<AccessEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, person, device, kind, subject, detail FROM access_log
+              WHERE sent_at IS NULL ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map([limit.min(i64::MAX as usize) as i64], |r| {
+                Ok(AccessEntry {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    person: r.get(2)?,
+                    device: r.get(3)?,
+                    kind: r.get(4)?,
+                    subject: r.get(5)?,
+                    detail: r.get(6)?,
+                })
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The relay took the lines up to `seq` (durably): they are not sent again.
+    pub fn mark_access_sent(&self, up_to_seq: i64, at: i64) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE access_log SET sent_at = ?2 WHERE seq <= ?1 AND sent_at IS NULL",
+            params![up_to_seq, at],
+        )?)
+    }
+
     /// A resident's full phone number, shown because someone tapped to see it: recorded in the
     /// access log in the same transaction, so no number is shown without its line.
     pub fn reveal_phone(&self, ctx: &ActionContext, of: PhoneOf, id: &str) -> Result<Option<String>> {
@@ -121,5 +153,23 @@ impl Store {
             self.record_access(ctx, AccessKind::RevealPhone, &subject, "")?;
         }
         Ok(phone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessKind;
+
+    #[test]
+    fn every_kind_of_access_is_one_the_relay_takes() {
+        let ours = [
+            AccessKind::RevealPhone,
+            AccessKind::ExportRequests,
+            AccessKind::ExportMonthly,
+            AccessKind::ExportReference,
+            AccessKind::ExportEvidence,
+        ];
+        let names: Vec<&str> = ours.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, gridwalk_protocol::ACCESS_KINDS, "the device's kinds and the relay's are one list");
     }
 }

@@ -965,6 +965,13 @@ CREATE TABLE quick_phrases (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 25 (issue 14): `access_log.sent_at`, when the relay took the line. Every device's
+/// reveals and exports reach the relay, where the admin reads them all, not only her own PC's.
+const V25: &str = r#"
+ALTER TABLE access_log ADD COLUMN sent_at INTEGER;
+CREATE INDEX access_log_unsent ON access_log(seq) WHERE sent_at IS NULL;
+"#;
+
 fn fill_told_at(tx: &rusqlite::Transaction) -> HookResult {
     // The whole row again, not only the new column: a feedback step on a merged duplicate that
     // the older rule left unapplied applies now, and moves the row's `updated_at` with it.
@@ -1161,8 +1168,9 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V22),
         M::up(V23),
         M::up_with_hook(V24, fill_told_at),
+        M::up(V25),
     ])
 }
 
 /// The schema version a fresh store is created at.
-pub const LATEST_VERSION: usize = 24;
+pub const LATEST_VERSION: usize = 25;

@@ -125,6 +125,10 @@ pub struct RelayLink {
     /// The relay said at enrolment that its hall's staff sign in (see `sign_in_required`).
     #[serde(skip)]
     pub staff_sign_in: bool,
+    /// The relay's public signing key from the enrolment (hex): a revocation must carry its
+    /// signature before this device wipes itself. `None` for an enrolment with an older relay.
+    #[serde(skip)]
+    pub relay_key: Option<String>,
 }
 
 /// What moving a walker's phone to other grids did (`Store::move_to_grids`).
@@ -263,6 +267,12 @@ impl Store {
             if link.staff_sign_in {
                 self.set_sign_in_required_by_relay()?;
             }
+            match &link.relay_key {
+                Some(key) => self.set_meta("relay_key", key)?,
+                None => {
+                    self.conn.execute("DELETE FROM meta WHERE key = 'relay_key'", [])?;
+                }
+            }
             // A new relay means a new history of cursors.
             self.conn.execute("DELETE FROM meta WHERE key = 'relay_cursor'", [])?;
             Ok(())
@@ -290,6 +300,7 @@ impl Store {
             walker: self.meta("relay_walker")?.filter(|w| !w.is_empty()),
             device_number: self.meta("relay_device_number")?.and_then(|n| n.parse().ok()),
             staff_sign_in: self.sign_in_required()?,
+            relay_key: self.meta("relay_key")?,
         }))
     }
 

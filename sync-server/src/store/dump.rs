@@ -19,6 +19,8 @@ pub struct DumpDevice {
     pub wiped_at: Option<i64>,
     pub walker: Option<String>,
     pub grids: Vec<String>,
+    /// Grids it was moved off that still take its pushes.
+    pub leaving: Vec<String>,
 }
 
 /// One enrolment code, used or not (only its SHA-256 is kept).
@@ -75,6 +77,8 @@ pub struct RelayDump {
     /// without it could no longer hand a forgotten-PIN phone's work over.
     pub settings: Vec<(String, String)>,
     pub handovers: Vec<DumpHandover>,
+    /// Every device's access-log lines, by device and its numbering.
+    pub access: Vec<super::StoredAccess>,
 }
 
 /// Feeds a value into the digest with its length, so that no two different dumps hash alike
@@ -120,6 +124,7 @@ impl RelayDump {
             feed(&mut h, d.grids.join(",").as_bytes());
             feed_opt_i64(&mut h, d.number);
             feed_opt_i64(&mut h, d.wiped_at);
+            feed(&mut h, d.leaving.join(",").as_bytes());
         }
         feed(&mut h, b"enrollments");
         for e in &self.enrollments {
@@ -183,6 +188,16 @@ impl RelayDump {
             for s in [&x.from_device, &x.state, &x.body] {
                 feed(&mut h, s.as_bytes());
             }
+        }
+        feed(&mut h, b"access");
+        for a in &self.access {
+            feed(&mut h, a.device_id.as_bytes());
+            feed(&mut h, &a.line.seq.to_be_bytes());
+            feed(&mut h, &a.line.at.to_be_bytes());
+            for s in [&a.line.person, &a.line.kind, &a.line.subject, &a.line.detail] {
+                feed(&mut h, s.as_bytes());
+            }
+            feed(&mut h, &a.received_at.to_be_bytes());
         }
         hex::encode(h.finalize())
     }

@@ -30,6 +30,8 @@ struct State {
     settings: BTreeMap<String, String>,
     /// By old device.
     handovers: BTreeMap<String, Handover>,
+    /// By (device, its numbering).
+    access: BTreeMap<(String, i64), StoredAccess>,
 }
 
 struct PendingEnrollment {
@@ -123,6 +125,7 @@ impl RelayStore for MemoryRelayStore {
                 grids: e.grids.clone(),
                 walker: e.walker.clone(),
                 number: u32::try_from(device_number).ok(),
+                leaving: Vec::new(),
             },
             token_hash: *token_hash,
             enrolled_at: now,
@@ -171,10 +174,26 @@ impl RelayStore for MemoryRelayStore {
                 let mut grids = grids.to_vec();
                 grids.sort();
                 grids.dedup();
+                let left: Vec<String> = d.device.grids.iter().filter(|g| !grids.contains(g)).cloned().collect();
+                d.device.leaving.extend(left);
+                d.device.leaving.retain(|g| !grids.contains(g));
+                d.device.leaving.sort();
+                d.device.leaving.dedup();
                 d.device.grids = grids;
                 Ok(true)
             }
             None => Ok(false),
+        }
+    }
+
+    fn finish_leaving(&self, id: &str) -> StoreResult<bool> {
+        let mut state = self.state();
+        match state.devices.iter_mut().find(|d| d.device.id == id) {
+            Some(d) if !d.device.leaving.is_empty() => {
+                d.device.leaving.clear();
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -217,6 +236,7 @@ impl RelayStore for MemoryRelayStore {
                 last_seen_at: d.last_seen_at,
                 revoked_at: d.revoked_at,
                 wiped_at: d.wiped_at,
+                leaving_grids: d.device.leaving.clone(),
             })
             .collect();
         devices.sort_by(|a, b| (a.enrolled_at, &a.id).cmp(&(b.enrolled_at, &b.id)));
@@ -389,6 +409,34 @@ impl RelayStore for MemoryRelayStore {
             }
             _ => Ok(false),
         }
+    }
+
+    fn store_access(
+        &self,
+        device: &str,
+        lines: &[gridwalk_protocol::AccessLine],
+        received_at: i64,
+    ) -> StoreResult<u32> {
+        let mut state = self.state();
+        let mut new = 0;
+        for l in lines {
+            if let std::collections::btree_map::Entry::Vacant(slot) = state.access.entry((device.to_string(), l.seq)) {
+                slot.insert(StoredAccess { device_id: device.to_string(), line: l.clone(), received_at });
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
+
+    fn access_log(&self, limit: usize) -> StoreResult<Vec<StoredAccess>> {
+        let mut all: Vec<StoredAccess> = self.state().access.values().cloned().collect();
+        all.sort_by(|a, b| {
+            (b.line.at, b.received_at)
+                .cmp(&(a.line.at, a.received_at))
+                .then((&a.device_id, b.line.seq).cmp(&(&b.device_id, a.line.seq)))
+        });
+        all.truncate(limit);
+        Ok(all)
     }
 
     fn stats(&self) -> StoreResult<Stats> {

@@ -93,6 +93,10 @@ pub struct Device {
     /// Its short number, given at enrolment: the middle of its request numbers
     /// (`gridwalk_doc::numbers`). Devices from before numbers were given have one by migration.
     pub number: Option<u32>,
+    /// Grids the hall moved a walker's phone off that still take its pushes (never its pulls)
+    /// until the phone says it has forgotten them: what it recorded there before it heard of
+    /// the move is sent, not lost.
+    pub leaving: Vec<String>,
 }
 
 impl Device {
@@ -102,6 +106,14 @@ impl Device {
     /// `None` means every grid.
     pub fn scope(&self) -> Option<&[String]> {
         (self.role == Role::Walker).then_some(self.grids.as_slice())
+    }
+    /// Whether the device may push to `grid`: a grid it sees, or one it is leaving.
+    pub fn may_push(&self, grid: &str) -> bool {
+        self.may_see(grid) || self.leaving.iter().any(|g| g == grid)
+    }
+    /// The grids it may push to (`None`: every grid).
+    pub fn push_scope(&self) -> Option<Vec<String>> {
+        (self.role == Role::Walker).then(|| self.grids.iter().chain(&self.leaving).cloned().collect())
     }
 }
 
@@ -119,6 +131,8 @@ pub struct DeviceInfo {
     pub revoked_at: Option<i64>,
     /// When the device, told it was revoked, confirmed it destroyed its key and its records.
     pub wiped_at: Option<i64>,
+    /// Grids it was moved off whose unsent work it has not yet said it sent and forgot.
+    pub leaving_grids: Vec<String>,
 }
 
 /// A redeemed enrolment: what it was for, and the device it made (or made before, for a retry).
@@ -242,6 +256,14 @@ pub struct Handover {
     pub taken_photos: Option<u32>,
 }
 
+/// One access-log line as the relay keeps it (see `gridwalk_protocol::AccessLine`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAccess {
+    pub device_id: String,
+    pub line: gridwalk_protocol::AccessLine,
+    pub received_at: i64,
+}
+
 /// How stale a device's last contact time may get before a request writes it again.
 pub const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
 
@@ -275,8 +297,12 @@ pub trait RelayStore: Send + Sync {
     fn devices(&self) -> StoreResult<Vec<DeviceInfo>>;
     fn revoke(&self, id: &str, now: i64) -> StoreResult<bool>;
     /// Gives an active device these grids instead of its own (the hall moved its walker);
-    /// false when there is no such active device.
+    /// false when there is no such active device. The grids it had and no longer has become
+    /// its leaving grids (see [`Device::leaving`]); a grid given back is no longer leaving.
     fn set_device_grids(&self, id: &str, grids: &[String]) -> StoreResult<bool>;
+    /// The device has forgotten the grids it left: they take nothing more from it. False when
+    /// it had none.
+    fn finish_leaving(&self, id: &str) -> StoreResult<bool>;
     /// The id of the revoked device this token belonged to, if it belonged to one.
     fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>>;
     /// Records that a revoked device wiped itself; false when it is not revoked or already
@@ -333,6 +359,12 @@ pub trait RelayStore: Send + Sync {
     /// Replaces the old device's hand-over with `next` only if it still stands in state
     /// `expected`: false when it does not (another relay moved it first).
     fn update_handover(&self, expected: HandoverState, next: &Handover) -> StoreResult<bool>;
+    /// Keeps a device's access-log lines, each once (a line sent again after a lost reply is
+    /// not kept twice); returns how many were new. Durable before it returns.
+    fn store_access(&self, device: &str, lines: &[gridwalk_protocol::AccessLine], received_at: i64)
+        -> StoreResult<u32>;
+    /// The newest `limit` lines of every device, newest first (by the device's time).
+    fn access_log(&self, limit: usize) -> StoreResult<Vec<StoredAccess>>;
     fn stats(&self) -> StoreResult<Stats>;
     /// Where this store keeps blob (photo) files by default. A store that lives in a file keeps
     /// them beside it, so a relay opened on a data directory finds its photos there; a store on

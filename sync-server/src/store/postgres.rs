@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use ::postgres::{Client, NoTls};
+use ::postgres::NoTls;
 
 use super::*;
 use crate::blobs::{BlobError, BlobSlice, ByteRange, HeldBlob};
@@ -151,7 +151,45 @@ CREATE TABLE handovers (
     body TEXT NOT NULL
 );
 "#,
+    // Grids a walker's phone was moved off, open to its pushes until it forgot them.
+    r#"
+CREATE TABLE device_leaving_grids (
+    device_id TEXT COLLATE "C" NOT NULL REFERENCES devices(id),
+    grid TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (device_id, grid)
+);
+"#,
+    // Every device's access-log lines, for the admin.
+    r#"
+CREATE TABLE access_log (
+    device_id TEXT COLLATE "C" NOT NULL,
+    seq BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    person TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    PRIMARY KEY (device_id, seq)
+);
+CREATE INDEX access_log_by_time ON access_log(at);
+"#,
 ];
+
+fn access_row(r: &::postgres::Row) -> StoredAccess {
+    StoredAccess {
+        device_id: r.get(0),
+        line: gridwalk_protocol::AccessLine {
+            seq: r.get(1),
+            at: r.get(2),
+            person: r.get(3),
+            kind: r.get(4),
+            subject: r.get(5),
+            detail: r.get(6),
+        },
+        received_at: r.get(7),
+    }
+}
 
 /// The most bytes one row of `blob_chunks` holds: a device's chunk is split into rows of this
 /// size, so that no row is large enough to strain the server's memory when read.
@@ -277,9 +315,17 @@ impl PostgresRelayStore {
         PostgresBlobs { pool: self.pool.clone() }
     }
 
-    fn grids_of(client: &mut Client, device_id: &str) -> StoreResult<Vec<String>> {
+    fn grids_of(client: &mut impl ::postgres::GenericClient, device_id: &str) -> StoreResult<Vec<String>> {
         Ok(client
             .query("SELECT grid FROM device_grids WHERE device_id = $1 ORDER BY grid", &[&device_id])?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn leaving_of(client: &mut impl ::postgres::GenericClient, device_id: &str) -> StoreResult<Vec<String>> {
+        Ok(client
+            .query("SELECT grid FROM device_leaving_grids WHERE device_id = $1 ORDER BY grid", &[&device_id])?
             .into_iter()
             .map(|r| r.get(0))
             .collect())
@@ -288,8 +334,8 @@ impl PostgresRelayStore {
     /// Empties every table (for tests that share one server): the schema stays.
     pub fn clear_for_tests(&self) -> StoreResult<()> {
         self.conn()?.batch_execute(
-            "TRUNCATE devices, device_grids, enrollments, docs, changes, blob_refs, blob_grants, chain_head,
-                      blobs, blob_chunks;
+            "TRUNCATE devices, device_grids, device_leaving_grids, enrollments, docs, changes, blob_refs, blob_grants,
+                      chain_head, blobs, blob_chunks, settings, handovers, access_log;
              UPDATE change_counter SET seq = 0;",
         )?;
         Ok(())
@@ -590,9 +636,10 @@ impl RelayStore for PostgresRelayStore {
         let Some(row) = row else { return Ok(None) };
         let (id, name, role, walker, number): (String, String, String, Option<String>, Option<i64>) =
             (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-        let grids = Self::grids_of(&mut client, &id)?;
+        let grids = Self::grids_of(&mut *client, &id)?;
+        let leaving = Self::leaving_of(&mut *client, &id)?;
         let number = number.and_then(|n| u32::try_from(n).ok());
-        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker, number }))
+        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker, number, leaving }))
     }
 
     fn touch_device(&self, id: &str, now: i64) -> StoreResult<()> {
@@ -610,12 +657,24 @@ impl RelayStore for PostgresRelayStore {
         if tx.query_opt("SELECT 1 FROM devices WHERE id = $1 AND revoked_at IS NULL FOR UPDATE", &[&id])?.is_none() {
             return Ok(false);
         }
+        let had = Self::grids_of(&mut tx, id)?;
+        for g in had.iter().filter(|g| !grids.contains(g)) {
+            tx.execute(
+                "INSERT INTO device_leaving_grids (device_id, grid) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&id, g],
+            )?;
+        }
         tx.execute("DELETE FROM device_grids WHERE device_id = $1", &[&id])?;
         for g in grids {
             tx.execute("INSERT INTO device_grids (device_id, grid) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&id, g])?;
+            tx.execute("DELETE FROM device_leaving_grids WHERE device_id = $1 AND grid = $2", &[&id, g])?;
         }
         tx.commit()?;
         Ok(true)
+    }
+
+    fn finish_leaving(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.conn()?.execute("DELETE FROM device_leaving_grids WHERE device_id = $1", &[&id])? > 0)
     }
 
     fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
@@ -641,7 +700,8 @@ impl RelayStore for PostgresRelayStore {
         let mut devices = Vec::with_capacity(rows.len());
         for r in rows {
             let id: String = r.get(0);
-            let grids = Self::grids_of(&mut client, &id)?;
+            let grids = Self::grids_of(&mut *client, &id)?;
+            let leaving_grids = Self::leaving_of(&mut *client, &id)?;
             devices.push(DeviceInfo {
                 id,
                 number: r.get(6),
@@ -652,6 +712,7 @@ impl RelayStore for PostgresRelayStore {
                 last_seen_at: r.get(4),
                 revoked_at: r.get(5),
                 wiped_at: r.get(7),
+                leaving_grids,
             });
         }
         Ok(devices)
@@ -864,6 +925,42 @@ impl RelayStore for PostgresRelayStore {
         )? > 0)
     }
 
+    fn store_access(
+        &self,
+        device: &str,
+        lines: &[gridwalk_protocol::AccessLine],
+        received_at: i64,
+    ) -> StoreResult<u32> {
+        let mut client = self.conn()?;
+        let mut tx = client.transaction()?;
+        let insert = tx.prepare(
+            "INSERT INTO access_log (device_id, seq, at, person, kind, subject, detail, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )?;
+        let mut new = 0;
+        for l in lines {
+            new += tx
+                .execute(&insert, &[&device, &l.seq, &l.at, &l.person, &l.kind, &l.subject, &l.detail, &received_at])?
+                as u32;
+        }
+        tx.commit()?;
+        Ok(new)
+    }
+
+    fn access_log(&self, limit: usize) -> StoreResult<Vec<StoredAccess>> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        Ok(self
+            .conn()?
+            .query(
+                "SELECT device_id, seq, at, person, kind, subject, detail, received_at FROM access_log
+                  ORDER BY at DESC, received_at DESC, device_id, seq DESC LIMIT $1",
+                &[&limit],
+            )?
+            .iter()
+            .map(access_row)
+            .collect())
+    }
+
     fn stats(&self) -> StoreResult<Stats> {
         let row = self.conn()?.query_one(
             "SELECT (SELECT COUNT(*) FROM devices WHERE revoked_at IS NULL),
@@ -898,11 +995,8 @@ impl PostgresRelayStore {
             &[],
         )? {
             let id: String = r.get(0);
-            let grids: Vec<String> = tx
-                .query("SELECT grid FROM device_grids WHERE device_id = $1 ORDER BY grid", &[&id])?
-                .into_iter()
-                .map(|g| g.get(0))
-                .collect();
+            let grids = Self::grids_of(&mut tx, &id)?;
+            let leaving = Self::leaving_of(&mut tx, &id)?;
             dump.devices.push(DumpDevice {
                 id,
                 number: r.get(8),
@@ -915,6 +1009,7 @@ impl PostgresRelayStore {
                 wiped_at: r.get(9),
                 walker: r.get(7),
                 grids,
+                leaving,
             });
         }
         dump.enrollments = tx
@@ -982,6 +1077,15 @@ impl PostgresRelayStore {
             .into_iter()
             .map(|r| DumpHandover { from_device: r.get(0), state: r.get(1), body: r.get(2) })
             .collect();
+        dump.access = tx
+            .query(
+                "SELECT device_id, seq, at, person, kind, subject, detail, received_at FROM access_log
+                  ORDER BY device_id, seq",
+                &[],
+            )?
+            .iter()
+            .map(access_row)
+            .collect();
         tx.commit()?;
         Ok(dump)
     }
@@ -1023,6 +1127,9 @@ impl PostgresRelayStore {
             )?;
             for g in &d.grids {
                 tx.execute("INSERT INTO device_grids (device_id, grid) VALUES ($1, $2)", &[&d.id, g])?;
+            }
+            for g in &d.leaving {
+                tx.execute("INSERT INTO device_leaving_grids (device_id, grid) VALUES ($1, $2)", &[&d.id, g])?;
             }
         }
         for e in &dump.enrollments {
@@ -1082,6 +1189,14 @@ impl PostgresRelayStore {
             tx.execute(
                 "INSERT INTO handovers (from_device, state, requested_at, body) VALUES ($1, $2, $3, $4)",
                 &[&x.from_device, &x.state, &requested_at, &x.body],
+            )?;
+        }
+        for a in &dump.access {
+            let l = &a.line;
+            tx.execute(
+                "INSERT INTO access_log (device_id, seq, at, person, kind, subject, detail, received_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&a.device_id, &l.seq, &l.at, &l.person, &l.kind, &l.subject, &l.detail, &a.received_at],
             )?;
         }
         let top = dump.changes.iter().map(|c| c.seq).max().unwrap_or(0);

@@ -132,6 +132,47 @@ CREATE TABLE handovers (
 );
 "#;
 
+/// Version 10: grids a walker's phone was moved off, open to its pushes until it forgot them.
+const SCHEMA_V10: &str = r#"
+CREATE TABLE device_leaving_grids (
+    device_id TEXT NOT NULL REFERENCES devices(id),
+    grid TEXT NOT NULL,
+    PRIMARY KEY (device_id, grid)
+) WITHOUT ROWID;
+"#;
+
+/// Version 11: every device's access-log lines (who saw a full phone number, who exported
+/// residents' data), for the admin.
+const SCHEMA_V11: &str = r#"
+CREATE TABLE access_log (
+    device_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    person TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX access_log_by_time ON access_log(at);
+"#;
+
+fn access_row(r: &rusqlite::Row) -> rusqlite::Result<StoredAccess> {
+    Ok(StoredAccess {
+        device_id: r.get(0)?,
+        line: gridwalk_protocol::AccessLine {
+            seq: r.get(1)?,
+            at: r.get(2)?,
+            person: r.get(3)?,
+            kind: r.get(4)?,
+            subject: r.get(5)?,
+            detail: r.get(6)?,
+        },
+        received_at: r.get(7)?,
+    })
+}
+
 fn fill_chain(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
     let rows: Vec<(i64, String, Vec<u8>, String, i64)> = tx
         .prepare("SELECT seq, doc_id, hash, device_id, received_at FROM changes ORDER BY seq")?
@@ -240,6 +281,8 @@ impl SqliteRelayStore {
             M::up(SCHEMA_V7),
             M::up(SCHEMA_V8),
             M::up(SCHEMA_V9),
+            M::up(SCHEMA_V10),
+            M::up(SCHEMA_V11),
         ])
         .to_latest(&mut conn)?;
         Ok(SqliteRelayStore { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) })
@@ -256,6 +299,13 @@ impl SqliteRelayStore {
 
     fn grids_of(conn: &Connection, device_id: &str) -> StoreResult<Vec<String>> {
         let mut stmt = conn.prepare_cached("SELECT grid FROM device_grids WHERE device_id = ?1 ORDER BY grid")?;
+        let grids = stmt.query_map([device_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(grids)
+    }
+
+    fn leaving_of(conn: &Connection, device_id: &str) -> StoreResult<Vec<String>> {
+        let mut stmt =
+            conn.prepare_cached("SELECT grid FROM device_leaving_grids WHERE device_id = ?1 ORDER BY grid")?;
         let grids = stmt.query_map([device_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(grids)
     }
@@ -390,8 +440,9 @@ impl RelayStore for SqliteRelayStore {
             return Ok(None);
         };
         let grids = Self::grids_of(&conn, &id)?;
+        let leaving = Self::leaving_of(&conn, &id)?;
         let number = number.and_then(|n| u32::try_from(n).ok());
-        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker, number }))
+        Ok(Some(Device { id, name, role: Role::parse(&role).unwrap_or(Role::Walker), grids, walker, number, leaving }))
     }
 
     fn device_walker(&self, id: &str) -> StoreResult<Option<String>> {
@@ -421,12 +472,21 @@ impl RelayStore for SqliteRelayStore {
         if !active {
             return Ok(false);
         }
+        let had = Self::grids_of(&tx, id)?;
+        for g in had.iter().filter(|g| !grids.contains(g)) {
+            tx.execute("INSERT OR IGNORE INTO device_leaving_grids (device_id, grid) VALUES (?1, ?2)", params![id, g])?;
+        }
         tx.execute("DELETE FROM device_grids WHERE device_id = ?1", [id])?;
         for g in grids {
             tx.execute("INSERT OR IGNORE INTO device_grids (device_id, grid) VALUES (?1, ?2)", params![id, g])?;
+            tx.execute("DELETE FROM device_leaving_grids WHERE device_id = ?1 AND grid = ?2", params![id, g])?;
         }
         tx.commit()?;
         Ok(true)
+    }
+
+    fn finish_leaving(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.conn()?.execute("DELETE FROM device_leaving_grids WHERE device_id = ?1", [id])? > 0)
     }
 
     fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
@@ -461,11 +521,13 @@ impl RelayStore for SqliteRelayStore {
                     last_seen_at: r.get(4)?,
                     revoked_at: r.get(5)?,
                     wiped_at: r.get(7)?,
+                    leaving_grids: Vec::new(),
                 })
             })?
             .collect::<Result<_, _>>()?;
         for d in &mut devices {
             d.grids = Self::grids_of(&conn, &d.id)?;
+            d.leaving_grids = Self::leaving_of(&conn, &d.id)?;
         }
         Ok(devices)
     }
@@ -716,6 +778,40 @@ impl RelayStore for SqliteRelayStore {
         )? > 0)
     }
 
+    fn store_access(
+        &self,
+        device: &str,
+        lines: &[gridwalk_protocol::AccessLine],
+        received_at: i64,
+    ) -> StoreResult<u32> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut new = 0;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO access_log (device_id, seq, at, person, kind, subject, detail, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for l in lines {
+                new +=
+                    insert.execute(params![device, l.seq, l.at, l.person, l.kind, l.subject, l.detail, received_at])?
+                        as u32;
+            }
+        }
+        tx.commit()?;
+        Ok(new)
+    }
+
+    fn access_log(&self, limit: usize) -> StoreResult<Vec<StoredAccess>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT device_id, seq, at, person, kind, subject, detail, received_at FROM access_log
+              ORDER BY at DESC, received_at DESC, device_id, seq DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit.min(i64::MAX as usize) as i64], access_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
     fn stats(&self) -> StoreResult<Stats> {
         let conn = self.conn()?;
         let one = |sql: &str| -> StoreResult<i64> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
@@ -754,10 +850,12 @@ impl SqliteRelayStore {
                 wiped_at: r.get(9)?,
                 walker: r.get(7)?,
                 grids: Vec::new(),
+                leaving: Vec::new(),
             })
         })? {
             let mut d = row?;
             d.grids = Self::grids_of(&tx, &d.id)?;
+            d.leaving = Self::leaving_of(&tx, &d.id)?;
             dump.devices.push(d);
         }
         drop(devices);
@@ -819,6 +917,13 @@ impl SqliteRelayStore {
         dump.handovers = tx
             .prepare("SELECT from_device, state, body FROM handovers ORDER BY from_device")?
             .query_map([], |r| Ok(DumpHandover { from_device: r.get(0)?, state: r.get(1)?, body: r.get(2)? }))?
+            .collect::<Result<_, _>>()?;
+        dump.access = tx
+            .prepare(
+                "SELECT device_id, seq, at, person, kind, subject, detail, received_at FROM access_log
+                  ORDER BY device_id, seq",
+            )?
+            .query_map([], access_row)?
             .collect::<Result<_, _>>()?;
         Ok(dump)
     }

@@ -138,7 +138,9 @@ export type AccessEntry = {
   at: number;
   /** Who: a person's id (a staff member, a walker). */
   person: string;
+  /** The device it happened on (its id: never shown) and its name as the hall enrolled it. */
   device: string;
+  device_name: string;
   kind: AccessKind | string;
   /** Whose data: `household:<id>`, `enterprise:<id>`, `request:<id>`, or an export's scope. */
   subject: string;

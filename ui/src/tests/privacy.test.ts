@@ -141,11 +141,13 @@ describe('the admin’s access log', () => {
     walkers: [{ id: 'w1', name: '张桂英', phone: null, role: 'walker', work_group: null, grids: ['g1'] }],
   };
   const LOG = [
-    { seq: 1, at: T0, person: 'w1', device: 'dev-00aa11', kind: 'reveal_phone', subject: 'household:h-3', detail: '' },
-    { seq: 4, at: T0 + 3_600_000, person: 'hall-2', device: 'hall-pc', kind: 'export_monthly', subject: '马厍镇 2026-11', detail: '12 requests in 2 sheets to /data/exports/x.xlsx' },
-    { seq: 3, at: T0 + 1_800_000, person: 'hall-1', device: 'hall-pc', kind: 'reveal_phone', subject: 'request:r-1', detail: '' },
-    { seq: 2, at: T0 + 900_000, person: 'stranger-9', device: 'hall-pc', kind: 'export_requests', subject: 'all grids', detail: '30 requests as Csv to /tmp/r.csv' },
-    { seq: 5, at: T0 + 7_200_000, person: 'hall-1', device: 'hall-pc', kind: 'export_reference', subject: 'g1', detail: '10 households, 1 enterprises, 3 walkers as CSV to /tmp/ref' },
+    // Lines of two devices, each numbered by its own device: the walker's phone's line 3 and the
+    // hall PC's line 3 are two lines.
+    { seq: 3, at: T0, person: 'w1', device: 'dev-00aa11', device_name: '张桂英的手机', kind: 'reveal_phone', subject: 'household:h-3', detail: '' },
+    { seq: 4, at: T0 + 3_600_000, person: 'hall-2', device: 'hall-pc', device_name: '服务中心前台电脑', kind: 'export_monthly', subject: '马厍镇 2026-11', detail: '12 requests in 2 sheets to /data/exports/x.xlsx' },
+    { seq: 3, at: T0 + 1_800_000, person: 'hall-1', device: 'hall-pc', device_name: '服务中心前台电脑', kind: 'reveal_phone', subject: 'request:r-1', detail: '' },
+    { seq: 2, at: T0 + 900_000, person: 'stranger-9', device: 'hall-pc', device_name: '服务中心前台电脑', kind: 'export_requests', subject: 'all grids', detail: '30 requests as Csv to /tmp/r.csv' },
+    { seq: 5, at: T0 + 7_200_000, person: 'hall-1', device: 'hall-pc', device_name: '服务中心前台电脑', kind: 'export_reference', subject: 'g1', detail: '10 households, 1 enterprises, 3 walkers as CSV to /tmp/ref' },
   ];
   const handlers = (log: () => unknown) => ({
     staff: () => [
@@ -167,9 +169,11 @@ describe('the admin’s access log', () => {
     expect(section.querySelector('h3')?.textContent).toBe('查看与导出记录');
     await waitFor(() => expect(screen.getAllByTestId('access-log-row')).toHaveLength(5));
     const rows = screen.getAllByTestId('access-log-row');
-    expect(rows.map((r) => r.dataset.seq)).toEqual(['5', '4', '3', '2', '1']);
+    expect(rows.map((r) => r.dataset.seq)).toEqual(['5', '4', '3', '2', '3']);
     const cells = (id: string) => screen.getAllByTestId(id).map((c) => c.textContent?.trim());
     expect(cells('access-log-person')).toEqual(['陈国平', '王丽华', '陈国平', 'stranger-9', '张桂英']);
+    // On which device, by its name: the walker's reveal on her phone too.
+    expect(cells('access-log-device')).toEqual(['服务中心前台电脑', '服务中心前台电脑', '服务中心前台电脑', '服务中心前台电脑', '张桂英的手机']);
     // A person nobody lists is shown as the id, in grey.
     expect(screen.getAllByTestId('access-log-person')[3].querySelector('[data-unlisted="true"]')).toBeTruthy();
     expect(cells('access-log-kind')).toEqual(['导出基础名单', '导出驻网办事清单', '查看完整号码', '导出诉求', '查看完整号码']);
@@ -180,7 +184,7 @@ describe('the admin’s access log', () => {
     expect(stub.of('access_log')).toEqual([{ limit: 200 }]);
     expect(stub.of('request')).toEqual([{ id: 'r-1' }]);
     // No raw id where a name is known.
-    expect(section.textContent).not.toMatch(/\bh-3\b|\bhall-1\b|\bw1\b|\br-1\b/);
+    expect(section.textContent).not.toMatch(/\bh-3\b|\bhall-1\b|\bw1\b|\br-1\b|dev-00aa11|hall-pc/);
   });
 
   it('names the actions in English too', async () => {
