@@ -109,8 +109,15 @@ pub(crate) fn access_log(app: &App, limit: usize) -> CommandResult<Vec<AccessRow
             detail: r.line.detail,
         })
         .collect();
-    // This PC's lines the relay does not have yet are shown too, under this PC.
-    out.extend(unsent.into_iter().map(|l| AccessRow { device: device_id.clone(), ..own(l) }));
+    // This PC's lines the relay does not have yet are shown too, under this PC (once: a line
+    // sent a moment ago may be on the relay before it is marked sent here).
+    let on_relay: std::collections::HashSet<(String, i64)> = out.iter().map(|r| (r.device.clone(), r.seq)).collect();
+    out.extend(
+        unsent
+            .into_iter()
+            .filter(|l| !on_relay.contains(&(device_id.clone(), l.seq)))
+            .map(|l| AccessRow { device: device_id.clone(), ..own(l) }),
+    );
     out.sort_by(|a, b| b.at.cmp(&a.at).then(b.seq.cmp(&a.seq)));
     out.truncate(limit);
     Ok(out)

@@ -41,6 +41,9 @@ struct HandoverFile {
     taken_documents: u32,
     #[serde(default)]
     taken_photos: u32,
+    /// Unsent documents of grids the new enrolment does not serve, left behind.
+    #[serde(default)]
+    left_behind: u32,
 }
 
 const HANDOVER_FILE: &str = "handover.json";
@@ -55,6 +58,9 @@ pub struct HeldStoreDto {
     pub state: String,
     pub taken_documents: u32,
     pub taken_photos: u32,
+    /// Unsent records of grids her new enrolment does not serve (the hall moved her meanwhile):
+    /// the relay would refuse them from it, so they stayed behind and went with the old store.
+    pub left_behind: u32,
 }
 
 fn held_root(data_dir: &Path) -> PathBuf {
@@ -92,6 +98,7 @@ pub(crate) fn held_stores(data_dir: &Path) -> Vec<HeldStoreDto> {
                     state: "done".into(),
                     taken_documents: done.taken_documents,
                     taken_photos: done.taken_photos,
+                    left_behind: done.left_behind,
                 });
             }
             continue;
@@ -111,6 +118,7 @@ pub(crate) fn held_stores(data_dir: &Path) -> Vec<HeldStoreDto> {
             },
             taken_documents: file.as_ref().map_or(0, |f| f.taken_documents),
             taken_photos: file.as_ref().map_or(0, |f| f.taken_photos),
+            left_behind: file.as_ref().map_or(0, |f| f.left_behind),
         });
     }
     out.sort_by_key(|h| h.set_aside_at);
@@ -198,6 +206,7 @@ fn advance_one(
                 file.state = "taken".into();
                 file.taken_documents = taken.documents;
                 file.taken_photos = taken.photos;
+                file.left_behind = taken.outside_grids;
                 write_file(dir, &file).map_err(|e| e.to_string())?;
                 taken_now = true;
             }
@@ -238,6 +247,7 @@ fn fresh_file(dir: &Path, key: &StoreKey) -> Result<(HandoverFile, HandoverKey),
         from_device: None,
         taken_documents: 0,
         taken_photos: 0,
+        left_behind: 0,
     };
     write_file(dir, &file).map_err(|e| e.to_string())?;
     Ok((file, handover_key))

@@ -163,21 +163,21 @@ fn run(
         if !online {
             continue;
         }
-        // A forgotten-PIN store set aside on this phone: its hand-over moves on a step, and
-        // what it hands over goes up with this round's push.
+        let waiting = client::pending_documents(s).map(|d| !d.is_empty()).unwrap_or(false)
+            || s.unacknowledged_photos().map(|p| !p.is_empty()).unwrap_or(false)
+            || s.wanted_photos().map(|p| !p.is_empty()).unwrap_or(false);
+        let stale = last_success.is_none_or(|t| t.elapsed() >= settings.refresh_every);
+        if !(requested || waiting || stale) {
+            continue;
+        }
+        // A forgotten-PIN store set aside on this phone: its hand-over moves on a step, on the
+        // rounds that sync (not on every look at the relay), and what it hands over goes up
+        // with this round's push.
         if link.role == "walker" {
             if let Some(key) = gate.get() {
                 let now = gridwalk_core::time::Timestamp::from(clock.now());
                 crate::handover::advance(&data_dir, s, &key, &link, now);
             }
-        }
-        let waiting = client::pending_documents(s).map(|d| !d.is_empty()).unwrap_or(false)
-            || s.unacknowledged_photos().map(|p| !p.is_empty()).unwrap_or(false)
-            || s.wanted_photos().map(|p| !p.is_empty()).unwrap_or(false)
-            || s.unsent_access(1).map(|l| !l.is_empty()).unwrap_or(false);
-        let stale = last_success.is_none_or(|t| t.elapsed() >= settings.refresh_every);
-        if !(requested || waiting || stale) {
-            continue;
         }
         {
             let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -189,6 +189,9 @@ fn run(
         let result = client::sync_over_http(s, &shared.cancel, &mut |p: &Progress| {
             progress_state.state.lock().unwrap_or_else(|p| p.into_inner()).progress = Some(p.clone());
         });
+        // Asked of the relay before the state is locked: the app's status must not wait on it.
+        let revoked = matches!(&result, Err(gridwalk_core::CoreError::Relay { status: 401, code, .. }) if code == "device_revoked");
+        let proven = revoked && revocation_proven(&link);
         let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
         state.syncing = false;
         match result {
@@ -203,9 +206,7 @@ fn run(
                 crate::access::send_lines(s, &link, gridwalk_core::time::Timestamp::from(clock.now()).millis());
                 last_success = Some(Instant::now());
             }
-            Err(gridwalk_core::CoreError::Relay { status: 401, code, .. })
-                if code == "device_revoked" && !revocation_proven(&link) =>
-            {
+            Err(gridwalk_core::CoreError::Relay { status: 401, code, .. }) if code == "device_revoked" && !proven => {
                 // Said by someone who cannot prove it (anyone may answer in the relay's place on
                 // an open network): nothing is destroyed, and the walker is told.
                 tracing::error!("a device_revoked answer came without the relay's signature; nothing was wiped");

@@ -452,6 +452,10 @@ fn a_forgotten_pins_unsent_work_reaches_the_relay_through_the_new_enrolment_once
         )
         .unwrap();
     let request = raised["id"].as_str().unwrap().to_string();
+    // A full number shown on the old store, out of reach: its access-log line must not be lost.
+    let places = phone.call("places", json!({"grid": town.grid})).unwrap();
+    let place = places.as_array().unwrap().iter().find(|p| p["phone"].is_string()).unwrap().clone();
+    phone.call("reveal_phone", json!({"of": place["kind"], "id": place["id"]})).unwrap();
     wait_for(&phone, "the photo processed", |s| s["processing_photos"] == 0);
     phone.call("lock", json!({})).unwrap();
     phone.call("set_store_aside", json!({"confirm": true})).unwrap();
@@ -534,6 +538,18 @@ fn a_forgotten_pins_unsent_work_reaches_the_relay_through_the_new_enrolment_once
     assert!(old.revoked_at.is_some() && old.wiped_at.is_some(), "the relay shows the old device revoked and wiped");
     let detail = phone.call("request", json!({"id": request})).unwrap();
     assert_eq!(detail["photos"].as_array().map(|p| p.len()), Some(1), "the request keeps its photo: {detail}");
+    // The reveal made on the old store reaches the admin's log too.
+    let subject = format!("{}:{}", place["kind"].as_str().unwrap(), place["id"].as_str().unwrap());
+    let start = std::time::Instant::now();
+    while !gridwalk_transport::client::fetch_access_log(&hall_link, 50)
+        .unwrap()
+        .iter()
+        .any(|l| l.line.kind == "reveal_phone" && l.line.subject == subject)
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "the old store's reveal never reached the relay");
+        phone.call("sync_now", json!({})).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -558,7 +574,8 @@ fn regression_a_visit_recorded_in_a_grid_the_hall_just_moved_her_off_still_reach
     let visit = town.visit(&phone, "独居老人，移交前最后一次走访");
     let id = hall.devices().unwrap().into_iter().find(|d| d.name == "moved").unwrap().id;
     assert!(hall.set_device_grids(&id, std::slice::from_ref(&other_grid)).unwrap());
-    assert_eq!(hall.devices().unwrap().into_iter().find(|d| d.id == id).unwrap().leaving_grids, [town.grid.clone()]);
+    let leaving = hall.devices().unwrap().into_iter().find(|d| d.id == id).unwrap().leaving_grids;
+    assert_eq!(leaving.iter().map(|l| l.grid.as_str()).collect::<Vec<_>>(), [town.grid.as_str()]);
     town.relay = RelayServer::start(&town.dir.join("relay"), Some(addr));
     phone.call("sync_now", json!({})).unwrap();
     wait_for(&phone, "the move followed", |s| s["grids"] == json!([other_grid]) && s["pending_documents"] == 0);

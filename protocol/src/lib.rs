@@ -201,6 +201,15 @@ pub struct DeviceView {
     /// work it has not sent (see [`EscrowedStoreKey`]). Absent from relays older than it.
     #[serde(default)]
     pub escrow_recipient: Option<String>,
+    /// The relay's signature over [`escrow_recipient_message`], hex: a phone escrows its key
+    /// only to a recipient its own relay signed (anyone answering in the relay's place could
+    /// otherwise hand it a key of their own).
+    #[serde(default)]
+    pub escrow_signature: Option<String>,
+    /// The relay's public signing key (as [`EnrollResponse::relay_key`]), for a device enrolled
+    /// before relays signed: it keeps the first it is given.
+    #[serde(default)]
+    pub relay_key: Option<String>,
 }
 
 /// What a walker's phone escrows with the relay while it still knows its store key (at
@@ -316,9 +325,21 @@ pub struct RevocationProof {
     pub signature: String,
 }
 
+/// What the relay signs to vouch for its escrow recipient.
+pub fn escrow_recipient_message(recipient: &str) -> Vec<u8> {
+    format!("gridwalk escrow recipient v1\n{recipient}").into_bytes()
+}
+
 /// What the relay signs to say a device is revoked.
 pub fn revocation_message(device_id: &str) -> Vec<u8> {
     format!("gridwalk revocation v1\n{device_id}").into_bytes()
+}
+
+/// `POST /v1/device/left`: a walker's phone sent what it recorded in the grids it was moved off
+/// and forgot them; `holds` is what it serves now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceLeft {
+    pub holds: Vec<String>,
 }
 
 /// Who signed in, as the relay's staff roster names her.

@@ -14,16 +14,25 @@ use crate::store::{Device, Role};
 /// The most lines one request carries; a device with more sends them in turns.
 pub const MAX_ACCESS_LINES: usize = 500;
 
+/// How far ahead of the relay's clock a line may be dated.
+const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3_600_000;
+
 impl Relay {
     /// Keeps a device's access-log lines (each once); returns how many were new.
     pub fn store_access(&self, device: &Device, push: &AccessLogPush) -> RelayResult<u32> {
         let bad = |why: String| RelayError::bad("bad_access_line", why);
+        let now = self.now();
         if push.lines.len() > MAX_ACCESS_LINES {
             return Err(bad(format!("at most {MAX_ACCESS_LINES} lines at a time")));
         }
         for l in &push.lines {
             if l.seq <= 0 {
                 return Err(bad(format!("line {}: a line's number is positive", l.seq)));
+            }
+            // A device's clock may be off by a little, never by a day: lines dated ahead would
+            // otherwise sit at the top of the admin's list over everyone else's.
+            if l.at > now + MAX_CLOCK_AHEAD_MS {
+                return Err(bad(format!("line {}: it is dated more than a day ahead of the relay's clock", l.seq)));
             }
             if !ACCESS_KINDS.contains(&l.kind.as_str()) {
                 return Err(bad(format!(
@@ -52,7 +61,9 @@ impl Relay {
     }
 
     /// The newest `limit` lines of every device, newest first, for a hall PC (whose console
-    /// shows them to its admin). A walker's phone reads none.
+    /// shows them to its admin). A walker's phone reads none. The relay cannot see who sits at
+    /// a hall PC, so any hall PC's token reads the list; it names people, devices and record
+    /// ids, never a phone number, and a hall PC holds every resident's record anyway.
     pub fn access_log(&self, device: &Device, limit: usize) -> RelayResult<Vec<AccessLogEntry>> {
         if device.role == Role::Walker {
             return Err(RelayError::new(403, "forbidden", "the access log is read at a hall PC, by its admin"));

@@ -146,12 +146,25 @@ impl Relay {
             taken_documents: None,
             taken_photos: None,
         };
-        let stored = self.store().insert_handover(&handover)?;
+        let mut stored = self.store().insert_handover(&handover)?;
         if stored.to_device != device.id {
-            return Err(handover_refused(format!(
-                "the work of device {} was already asked for by another enrolment",
-                stored.from_device
-            )));
+            // Asked for by an earlier enrolment of hers that has since gone (revoked, or itself
+            // set aside and handed over): the work goes to this one instead, once the hall
+            // confirms again. Never while that enrolment is in use.
+            let earlier_gone = self.devices()?.iter().any(|d| d.id == stored.to_device && d.revoked_at.is_some());
+            if !earlier_gone || stored.state == HandoverState::Done || stored.walker != handover.walker {
+                return Err(handover_refused(format!(
+                    "the work of device {} was already asked for by another enrolment",
+                    stored.from_device
+                )));
+            }
+            let expected = stored.state;
+            let rebound = Handover { requested_at: stored.requested_at, ..handover.clone() };
+            if !self.store().update_handover(expected, &rebound)? {
+                return Err(RelayError::new(409, "conflict", "the hand-over changed meanwhile; ask again"));
+            }
+            tracing::info!(from = %rebound.from_device, to = %device.id, "a hand-over moved to the walker's newer enrolment");
+            stored = rebound;
         }
         if stored.requested_at == handover.requested_at && stored.state == HandoverState::Pending {
             tracing::info!(from = %stored.from_device, to = %device.id, "a hand-over after a forgotten PIN waits for the hall");
@@ -234,7 +247,13 @@ impl Relay {
             return Err(handover_refused("only the enrolment that asked for a hand-over finishes it"));
         }
         match current.state {
-            HandoverState::Done => return self.view(&current, Some(&device.id)),
+            HandoverState::Done => {
+                // A retry after the relay failed between recording it done and revoking the old
+                // device: both are idempotent, so they run again.
+                store.revoke(&current.from_device, current.done_at.unwrap_or_else(|| self.now()))?;
+                store.record_wipe(&current.from_device, current.done_at.unwrap_or_else(|| self.now()))?;
+                return self.view(&current, Some(&device.id));
+            }
             HandoverState::Pending => {
                 return Err(RelayError::new(
                     409,

@@ -394,19 +394,23 @@ async fn issue_enrollment(
 /// `GET /v1/device`: the grids and role the relay gives this device now.
 async fn device_view(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     let token = bearer(&headers)?.to_string();
-    let (device, escrow_recipient) = blocking(&state, move |relay| {
+    let (device, escrow, relay_key) = blocking(&state, move |relay| {
         let device = relay.authenticate(&token)?;
-        // A walker's phone wraps its store key to this (see `crate::handover`).
-        let escrow = if device.role == crate::store::Role::Walker { Some(relay.escrow_recipient()?) } else { None };
-        Ok((device, escrow))
+        // A walker's phone wraps its store key to this (see `crate::handover`), signed.
+        let escrow =
+            if device.role == crate::store::Role::Walker { Some(relay.signed_escrow_recipient()?) } else { None };
+        Ok((device, escrow, relay.relay_key()?))
     })
     .await?;
+    let (escrow_recipient, escrow_signature) = escrow.unzip();
     Ok(Json(gridwalk_protocol::DeviceView {
         device_id: device.id,
         role: device.role.as_str().to_string(),
         grids: device.grids,
-        leaving_grids: device.leaving,
+        leaving_grids: device.leaving.into_iter().map(|l| l.grid).collect(),
         escrow_recipient,
+        escrow_signature,
+        relay_key: Some(relay_key),
     })
     .into_response())
 }
@@ -450,11 +454,17 @@ async fn read_access_log(
 }
 
 /// `POST /v1/device/left`: a phone moved to other grids sent its work there and forgot them.
-async fn device_left(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn device_left(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let token = bearer(&headers)?.to_string();
+    let req: gridwalk_protocol::DeviceLeft = serde_json::from_slice(&body)
+        .map_err(|e| RelayError::new(400, "bad_body", format!("expected JSON {{holds: [grid, …]}}: {e}")))?;
     blocking(&state, move |relay| {
         let device = relay.authenticate(&token)?;
-        relay.finish_leaving(&device)
+        relay.finish_leaving(&device, &req.holds)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -464,7 +464,10 @@ fn main() -> Result<()> {
                         if d.leaving_grids.is_empty() {
                             String::new()
                         } else {
-                            format!(" (leaving {}: its unsent work there still comes up)", d.leaving_grids.join(","))
+                            format!(
+                                " (leaving {}: its unsent work there still comes up)",
+                                d.leaving_grids.iter().map(|l| l.grid.as_str()).collect::<Vec<_>>().join(",")
+                            )
                         },
                         fmt(d.last_seen_at),
                         if d.revoked_at.is_some() { "\tREVOKED" } else { "" },

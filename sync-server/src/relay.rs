@@ -362,7 +362,11 @@ impl Relay {
             }
             return Err(RelayError::unauthorized());
         };
-        store.touch_device(&device.id, self.now())?;
+        let now = self.now();
+        store.touch_device(&device.id, now)?;
+        // A grid left long ago takes nothing more, whether or not the phone ever said it forgot it.
+        let mut device = device;
+        device.leaving.retain(|l| now - l.since < crate::store::LEAVING_GRID_DAYS * 86_400_000);
         Ok(device)
     }
 
@@ -380,6 +384,9 @@ impl Relay {
         if device.role != Role::Walker.as_str() {
             return Err(RelayError::bad("not_a_walker", "hall and admin devices see every grid"));
         }
+        if grids.iter().any(|g| g == gridwalk_doc::roster::STAFF_GRID) {
+            return Err(RelayError::bad("unknown_grid", "the staff list is no grid a phone serves"));
+        }
         let unknown = self.unknown_grids(&grids)?;
         if !unknown.is_empty() {
             return Err(RelayError::bad(
@@ -391,14 +398,29 @@ impl Relay {
                 ),
             ));
         }
-        Ok(self.store().set_device_grids(id, &grids)?)
+        Ok(self.store().set_device_grids(id, &grids, self.now())?)
     }
 
     /// A walker's phone moved to other grids has sent what it recorded in the grids it left and
     /// forgotten them: they take nothing more from it.
-    pub fn finish_leaving(&self, device: &Device) -> RelayResult<()> {
-        if self.store().finish_leaving(&device.id)? {
+    /// `holds` is what the phone serves now: a phone that forgot its grids before a second move
+    /// does not close the grids of that move (409 `grids_changed`; it is asked again).
+    pub fn finish_leaving(&self, device: &Device, holds: &[String]) -> RelayResult<()> {
+        if self.store().finish_leaving(&device.id, holds)? {
             tracing::info!(device = %device.id, left = ?device.leaving, "a moved phone forgot the grids it left");
+            return Ok(());
+        }
+        let mut serves = device.grids.clone();
+        let mut holds = holds.to_vec();
+        serves.sort();
+        holds.sort();
+        holds.dedup();
+        if serves != holds {
+            return Err(RelayError::new(
+                409,
+                "grids_changed",
+                "the hall moved this phone again; follow the move before saying the grids left are forgotten",
+            ));
         }
         Ok(())
     }
@@ -407,7 +429,10 @@ impl Relay {
     /// relay whose hall has published none yet cannot tell, and takes every grid).
     fn unknown_grids(&self, grids: &[String]) -> RelayResult<Vec<String>> {
         let store = self.store();
-        let any_roster = store.docs_after("roster-", None, "", 1)?.first().is_some_and(|d| d.id.starts_with("roster-"));
+        // The staff roster is no grid's: it sorts first among rosters, so two are read.
+        let staff = gridwalk_doc::roster::staff_roster_id();
+        let any_roster =
+            store.docs_after("roster-", None, "", 2)?.iter().any(|d| d.id.starts_with("roster-") && d.id != staff);
         if !any_roster {
             return Ok(Vec::new());
         }
@@ -629,7 +654,13 @@ impl Relay {
                 return Err(doc_err("header_changed", "a document's header cannot change".into()));
             }
         }
-        if !device.may_push(&header.grid) {
+        // In a grid she is leaving, only what she recorded before the move: a new document
+        // there made after it is refused like any other outside her grids.
+        let recorded_before_move = match (device.may_see(&header.grid), device.leaving_since(&header.grid)) {
+            (false, Some(since)) => existing.is_some() || header.created_at.millis() <= since,
+            _ => true,
+        };
+        if !device.may_push(&header.grid) || !recorded_before_move {
             return Err(RelayError::forbidden(format!(
                 "document {} is in grid {}, outside this device's grids",
                 d.doc_id, header.grid

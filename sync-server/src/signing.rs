@@ -49,6 +49,14 @@ impl Relay {
         Ok(hex::encode(self.signing_key()?.verifying_key().as_bytes()))
     }
 
+    /// The relay's signature over its escrow recipient (see
+    /// `gridwalk_protocol::escrow_recipient_message`), hex.
+    pub fn signed_escrow_recipient(&self) -> RelayResult<(String, String)> {
+        let recipient = self.escrow_recipient()?;
+        let signature = self.signing_key()?.sign(&gridwalk_protocol::escrow_recipient_message(&recipient));
+        Ok((recipient, hex::encode(signature.to_bytes())))
+    }
+
     /// The signed word that the device holding `token` is revoked; 403 `not_revoked` for a
     /// token of no revoked device.
     pub fn revocation_proof(&self, token: &str) -> RelayResult<RevocationProof> {

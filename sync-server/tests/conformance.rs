@@ -84,14 +84,14 @@ fn enrolment_and_devices(store: &dyn RelayStore) {
     store.touch_device("dev-1", 100_000).unwrap();
     assert!(!store.record_wipe("dev-1", 150_000).unwrap(), "a device not revoked has nothing to confirm");
     // The hall moves its walker to other grids: the token finds the new ones.
-    assert!(store.set_device_grids("dev-1", &["g3".to_string()]).unwrap());
+    assert!(store.set_device_grids("dev-1", &["g3".to_string()], 100).unwrap());
     assert_eq!(store.device_by_token(&[10; 32]).unwrap().unwrap().grids, vec!["g3".to_string()]);
-    assert!(store.set_device_grids("dev-1", &["g1".to_string(), "g2".to_string()]).unwrap());
-    assert!(!store.set_device_grids("nobody", &["g1".to_string()]).unwrap());
+    assert!(store.set_device_grids("dev-1", &["g1".to_string(), "g2".to_string()], 100).unwrap());
+    assert!(!store.set_device_grids("nobody", &["g1".to_string()], 100).unwrap());
     assert!(store.revoke("dev-1", 200_000).unwrap());
     assert!(!store.revoke("dev-1", 200_001).unwrap(), "revoked once");
     assert!(store.device_by_token(&[10; 32]).unwrap().is_none(), "a revoked token finds nothing");
-    assert!(!store.set_device_grids("dev-1", &["g1".to_string()]).unwrap(), "a revoked device is moved nowhere");
+    assert!(!store.set_device_grids("dev-1", &["g1".to_string()], 100).unwrap(), "a revoked device is moved nowhere");
     // ...but is known as revoked, so the device can be told to wipe itself, and confirm it once.
     assert_eq!(store.revoked_device_by_token(&[10; 32]).unwrap().as_deref(), Some("dev-1"));
     assert_eq!(store.revoked_device_by_token(&[77; 32]).unwrap(), None, "an unknown token is not a revoked one");
@@ -339,22 +339,25 @@ fn settings_and_handovers(store: Arc<dyn RelayStore>) {
 /// A walker moved off a grid keeps pushing there until her phone says it forgot it; a grid
 /// given back is hers again, not leaving.
 fn leaving_grids(store: &dyn RelayStore) {
+    use gridwalk_relay::store::LeavingGrid;
+    let left = |grid: &str, since: i64| LeavingGrid { grid: grid.into(), since };
     store.create_enrollment(&hash(1), &enrollment("phone", Role::Walker, &["g1", "g2"]), 0, 1_000_000).unwrap();
     store.redeem_enrollment(&hash(1), "dev-1", &hash(2), 10, None).unwrap().unwrap();
     let device = || store.device_by_token(&hash(2)).unwrap().unwrap();
     assert!(device().leaving.is_empty());
-    assert!(store.set_device_grids("dev-1", &["g2".to_string(), "g3".to_string()]).unwrap());
+    assert!(store.set_device_grids("dev-1", &["g2".to_string(), "g3".to_string()], 500).unwrap());
     let moved = device();
-    assert_eq!(
-        (moved.grids.clone(), moved.leaving.clone()),
-        (vec!["g2".to_string(), "g3".to_string()], vec!["g1".to_string()])
-    );
+    assert_eq!(moved.grids, ["g2", "g3"]);
+    assert_eq!(moved.leaving, [left("g1", 500)]);
     assert!(moved.may_push("g1") && !moved.may_see("g1"), "the grid left takes pushes, gives nothing");
-    assert_eq!(store.devices().unwrap()[0].leaving_grids, ["g1"]);
-    assert!(store.set_device_grids("dev-1", &["g1".to_string()]).unwrap());
-    assert_eq!(device().leaving, ["g2", "g3"], "g1 is hers again; g2 and g3 are left");
-    assert!(store.finish_leaving("dev-1").unwrap());
-    assert!(!store.finish_leaving("dev-1").unwrap(), "nothing left to forget");
+    assert_eq!(store.devices().unwrap()[0].leaving_grids, [left("g1", 500)]);
+    assert!(store.set_device_grids("dev-1", &["g1".to_string()], 900).unwrap());
+    assert_eq!(device().leaving, [left("g2", 900), left("g3", 900)], "g1 is hers again; g2 and g3 are left");
+    // Said by a phone that still serves what it served before the last move: nothing closes.
+    assert!(!store.finish_leaving("dev-1", &["g2".to_string(), "g3".to_string()]).unwrap());
+    assert_eq!(device().leaving.len(), 2);
+    assert!(store.finish_leaving("dev-1", &["g1".to_string()]).unwrap());
+    assert!(!store.finish_leaving("dev-1", &["g1".to_string()]).unwrap(), "nothing left to forget");
     let done = device();
     assert!(done.leaving.is_empty() && !done.may_push("g2"));
 }

@@ -478,10 +478,7 @@ pub fn fetch_access_log(link: &RelayLink, limit: usize) -> Result<Vec<gridwalk_p
 /// enrolled with a relay older than signing has no key and takes the word as it comes. `Err`
 /// when the proof cannot be had now (the next sync asks again).
 pub fn revocation_is_genuine(link: &RelayLink) -> Result<bool> {
-    use ed25519_dalek::{Signature, VerifyingKey};
     let Some(key) = &link.relay_key else { return Ok(true) };
-    let Some(key) = hex::decode(key).ok().and_then(|k| <[u8; 32]>::try_from(k).ok()) else { return Ok(false) };
-    let Ok(key) = VerifyingKey::from_bytes(&key) else { return Ok(false) };
     let url = format!("{}/v1/revocation", link.url.trim_end_matches('/'));
     let proof: gridwalk_protocol::RevocationProof = match short_request(
         |client| client.get(&url).bearer_auth(&link.token),
@@ -492,13 +489,18 @@ pub fn revocation_is_genuine(link: &RelayLink) -> Result<bool> {
         Err(CoreError::Relay { .. }) => return Ok(false),
         Err(e) => return Err(e),
     };
-    let Some(signature) = hex::decode(&proof.signature).ok().and_then(|s| <[u8; 64]>::try_from(s).ok()) else {
-        return Ok(false);
-    };
     Ok(proof.device_id == link.device_id
-        && key
-            .verify_strict(&gridwalk_protocol::revocation_message(&link.device_id), &Signature::from_bytes(&signature))
-            .is_ok())
+        && verify_signed(key, &gridwalk_protocol::revocation_message(&link.device_id), &proof.signature))
+}
+
+/// Whether `signature` (hex) is the relay's (its public key `key`, hex) over `message`.
+fn verify_signed(key: &str, message: &[u8], signature: &str) -> bool {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let key = hex::decode(key).ok().and_then(|k| <[u8; 32]>::try_from(k).ok());
+    let signature = hex::decode(signature).ok().and_then(|s| <[u8; 64]>::try_from(s).ok());
+    let (Some(key), Some(signature)) = (key, signature) else { return false };
+    let Ok(key) = VerifyingKey::from_bytes(&key) else { return false };
+    key.verify_strict(message, &Signature::from_bytes(&signature)).is_ok()
 }
 
 /// How often an enrolment is tried when the network fails it.
@@ -534,10 +536,27 @@ fn follow_grid_move(
             return Ok(());
         }
     };
-    // Escrowed before anything else: a PIN forgotten after today's work then loses none of it.
-    if let Some(recipient) = &view.escrow_recipient {
-        if let Err(e) = store.escrow_key(recipient) {
-            tracing::warn!("cannot escrow this phone's store key with the relay: {e}");
+    // The relay's key, kept from the enrolment. A phone enrolled before relays signed takes the
+    // first it is offered (trust on first use: whoever answered then was believed).
+    let relay_key = match (&link.relay_key, &view.relay_key) {
+        (Some(key), _) => Some(key.clone()),
+        (None, Some(offered)) => {
+            store.set_relay_key(offered)?;
+            Some(offered.clone())
+        }
+        (None, None) => None,
+    };
+    // Escrowed before anything else, and only to a recipient the relay signed: a PIN forgotten
+    // after today's work then loses none of it, and nobody answering in the relay's place can
+    // have the key wrapped to a key of their own.
+    if let (Some(recipient), Some(signature), Some(key)) = (&view.escrow_recipient, &view.escrow_signature, &relay_key)
+    {
+        if verify_signed(key, &gridwalk_protocol::escrow_recipient_message(recipient), signature) {
+            if let Err(e) = store.escrow_key(recipient) {
+                tracing::warn!("cannot escrow this phone's store key with the relay: {e}");
+            }
+        } else {
+            tracing::error!("an escrow key the relay did not sign was offered; the store key is not escrowed to it");
         }
     }
     let mut now = view.grids;
@@ -546,16 +565,20 @@ fn follow_grid_move(
     had.sort();
     if now != had && !now.is_empty() {
         // What she recorded before the phone heard of the move goes up first: the relay keeps
-        // taking her pushes to the grids she left until the phone says it forgot them. A cut
-        // connection ends this sync (the next one tries again, nothing dropped); a refusal is
-        // the relay's last word, and what it refused is dropped with the grid, counted.
+        // taking her pushes to the grids she left until the phone says it forgot them. Anything
+        // but a refusal of a document (a cut connection, a relay restarting, too many requests)
+        // ends this sync with nothing forgotten, and the next one tries again. A document the
+        // relay refuses (403, 422) is its last word: that document, and whatever of the grids
+        // left had not gone up before it, is dropped with the grid, counted and logged.
         let waiting = store.outbox_len()? > 0 || !store.unacknowledged_photos().map(|p| p.is_empty()).unwrap_or(true);
         if waiting && !view.leaving_grids.is_empty() {
             let mut transport = HttpTransport::new(link)?;
             match run(store, &mut transport, SessionLimits::default(), Retry::default(), cancel, on_progress) {
                 Ok(_) => {}
-                Err(e @ (CoreError::Network(_) | CoreError::Cancelled)) => return Err(e),
-                Err(e) => tracing::warn!("not everything recorded in the grids left could be sent first: {e}"),
+                Err(CoreError::Relay { status: 403 | 422, code, message }) => {
+                    tracing::error!(code, message, "a document of the grids left was refused; it is dropped with them");
+                }
+                Err(e) => return Err(e),
             }
         }
         let moved = store.move_to_grids(&now)?;
@@ -570,7 +593,7 @@ fn follow_grid_move(
         let mut holds = store.relay_link()?.map(|l| l.grids).unwrap_or_default();
         holds.sort();
         if holds == now {
-            if let Err(e) = finish_leaving(link) {
+            if let Err(e) = finish_leaving(link, &holds) {
                 tracing::warn!("the relay has not heard that this phone forgot the grids it left: {e}");
             }
         }
@@ -579,9 +602,10 @@ fn follow_grid_move(
 }
 
 /// Tells the relay this phone forgot the grids it was moved off (`POST /v1/device/left`).
-fn finish_leaving(link: &RelayLink) -> Result<()> {
+fn finish_leaving(link: &RelayLink, holds: &[String]) -> Result<()> {
     let url = format!("{}/v1/device/left", link.url.trim_end_matches('/'));
-    short_request(|client| client.post(&url).bearer_auth(&link.token), |_| Ok(()))
+    let body = gridwalk_protocol::DeviceLeft { holds: holds.to_vec() };
+    short_request(|client| client.post(&url).bearer_auth(&link.token).json(&body), |_| Ok(()))
 }
 
 /// Syncs with the joined relay over HTTP.

@@ -24,6 +24,9 @@ pub struct TakenOver {
     /// Unsent documents of grids this enrolment does not hold (the hall moved the walker in
     /// between): the relay would refuse them from this device, so they are left behind, counted.
     pub outside_grids: u32,
+    /// Lines of the old store's access log the relay had not received (who saw a full number,
+    /// who exported): kept here, so the admin's record has no gap.
+    pub access_lines: u32,
 }
 
 impl Store {
@@ -74,6 +77,14 @@ impl Store {
             })
             .map_err(photo_error)?;
             taken.photos += 1;
+        }
+        // The access log first of all: what was shown or exported on the old store stays on record.
+        for line in old.unsent_access(usize::MAX >> 1)? {
+            self.connection().execute(
+                "INSERT INTO access_log (at, person, device, kind, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![line.at, line.person, line.device, line.kind, line.subject, line.detail],
+            )?;
+            taken.access_lines += 1;
         }
         let ids: Vec<String> = old
             .connection()

@@ -304,6 +304,15 @@ impl Store {
         }))
     }
 
+    /// Keeps the relay's public signing key, for a device enrolled before relays signed (see
+    /// `RelayLink::relay_key`); the first one kept stays.
+    pub fn set_relay_key(&self, key: &str) -> Result<()> {
+        if self.meta("relay_key")?.is_none() {
+            self.set_meta("relay_key", key)?;
+        }
+        Ok(())
+    }
+
     /// The name this device was enrolled under (what the hall sees), when it was given one.
     pub fn device_name(&self) -> Result<Option<String>> {
         self.meta("device_name")

@@ -19,8 +19,8 @@ pub struct DumpDevice {
     pub wiped_at: Option<i64>,
     pub walker: Option<String>,
     pub grids: Vec<String>,
-    /// Grids it was moved off that still take its pushes.
-    pub leaving: Vec<String>,
+    /// Grids it was moved off that still take its pushes, and since when.
+    pub leaving: Vec<super::LeavingGrid>,
 }
 
 /// One enrolment code, used or not (only its SHA-256 is kept).
@@ -124,7 +124,10 @@ impl RelayDump {
             feed(&mut h, d.grids.join(",").as_bytes());
             feed_opt_i64(&mut h, d.number);
             feed_opt_i64(&mut h, d.wiped_at);
-            feed(&mut h, d.leaving.join(",").as_bytes());
+            for l in &d.leaving {
+                feed(&mut h, l.grid.as_bytes());
+                feed(&mut h, &l.since.to_be_bytes());
+            }
         }
         feed(&mut h, b"enrollments");
         for e in &self.enrollments {

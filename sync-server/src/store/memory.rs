@@ -167,18 +167,20 @@ impl RelayStore for MemoryRelayStore {
         Ok(())
     }
 
-    fn set_device_grids(&self, id: &str, grids: &[String]) -> StoreResult<bool> {
+    fn set_device_grids(&self, id: &str, grids: &[String], now: i64) -> StoreResult<bool> {
         let mut state = self.state();
         match state.devices.iter_mut().find(|d| d.device.id == id && d.revoked_at.is_none()) {
             Some(d) => {
                 let mut grids = grids.to_vec();
                 grids.sort();
                 grids.dedup();
-                let left: Vec<String> = d.device.grids.iter().filter(|g| !grids.contains(g)).cloned().collect();
-                d.device.leaving.extend(left);
-                d.device.leaving.retain(|g| !grids.contains(g));
-                d.device.leaving.sort();
-                d.device.leaving.dedup();
+                for g in d.device.grids.iter().filter(|g| !grids.contains(g)) {
+                    if !d.device.leaving.iter().any(|l| &l.grid == g) {
+                        d.device.leaving.push(LeavingGrid { grid: g.clone(), since: now });
+                    }
+                }
+                d.device.leaving.retain(|l| !grids.contains(&l.grid));
+                d.device.leaving.sort_by(|a, b| a.grid.cmp(&b.grid));
                 d.device.grids = grids;
                 Ok(true)
             }
@@ -186,10 +188,19 @@ impl RelayStore for MemoryRelayStore {
         }
     }
 
-    fn finish_leaving(&self, id: &str) -> StoreResult<bool> {
+    fn finish_leaving(&self, id: &str, holds: &[String]) -> StoreResult<bool> {
+        let mut holds = holds.to_vec();
+        holds.sort();
+        holds.dedup();
         let mut state = self.state();
         match state.devices.iter_mut().find(|d| d.device.id == id) {
-            Some(d) if !d.device.leaving.is_empty() => {
+            Some(d)
+                if !d.device.leaving.is_empty() && {
+                    let mut serves = d.device.grids.clone();
+                    serves.sort();
+                    serves == holds
+                } =>
+            {
                 d.device.leaving.clear();
                 Ok(true)
             }
@@ -431,8 +442,8 @@ impl RelayStore for MemoryRelayStore {
     fn access_log(&self, limit: usize) -> StoreResult<Vec<StoredAccess>> {
         let mut all: Vec<StoredAccess> = self.state().access.values().cloned().collect();
         all.sort_by(|a, b| {
-            (b.line.at, b.received_at)
-                .cmp(&(a.line.at, a.received_at))
+            (b.received_at, b.line.at)
+                .cmp(&(a.received_at, a.line.at))
                 .then((&a.device_id, b.line.seq).cmp(&(&b.device_id, a.line.seq)))
         });
         all.truncate(limit);

@@ -96,8 +96,20 @@ pub struct Device {
     /// Grids the hall moved a walker's phone off that still take its pushes (never its pulls)
     /// until the phone says it has forgotten them: what it recorded there before it heard of
     /// the move is sent, not lost.
-    pub leaving: Vec<String>,
+    pub leaving: Vec<LeavingGrid>,
 }
+
+/// A grid a walker's phone was moved off (see [`Device::leaving`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeavingGrid {
+    pub grid: String,
+    /// When the hall moved it off (the relay's clock): only what was recorded before may come.
+    pub since: i64,
+}
+
+/// How long a grid left stays open to what a phone recorded there before the move: a phone
+/// that does not sync for this long has its last work there refused.
+pub const LEAVING_GRID_DAYS: i64 = 30;
 
 impl Device {
     pub fn may_see(&self, grid: &str) -> bool {
@@ -109,11 +121,16 @@ impl Device {
     }
     /// Whether the device may push to `grid`: a grid it sees, or one it is leaving.
     pub fn may_push(&self, grid: &str) -> bool {
-        self.may_see(grid) || self.leaving.iter().any(|g| g == grid)
+        self.may_see(grid) || self.leaving_since(grid).is_some()
+    }
+    /// When the device was moved off `grid`, if it is leaving it.
+    pub fn leaving_since(&self, grid: &str) -> Option<i64> {
+        self.leaving.iter().find(|l| l.grid == grid).map(|l| l.since)
     }
     /// The grids it may push to (`None`: every grid).
     pub fn push_scope(&self) -> Option<Vec<String>> {
-        (self.role == Role::Walker).then(|| self.grids.iter().chain(&self.leaving).cloned().collect())
+        (self.role == Role::Walker)
+            .then(|| self.grids.iter().cloned().chain(self.leaving.iter().map(|l| l.grid.clone())).collect())
     }
 }
 
@@ -132,7 +149,7 @@ pub struct DeviceInfo {
     /// When the device, told it was revoked, confirmed it destroyed its key and its records.
     pub wiped_at: Option<i64>,
     /// Grids it was moved off whose unsent work it has not yet said it sent and forgot.
-    pub leaving_grids: Vec<String>,
+    pub leaving_grids: Vec<LeavingGrid>,
 }
 
 /// A redeemed enrolment: what it was for, and the device it made (or made before, for a retry).
@@ -242,13 +259,13 @@ pub struct Handover {
     pub state: HandoverState,
     pub requested_at: i64,
     /// The old store's key as the old phone escrowed it: age-encrypted to the relay's escrow
-    /// key, base64. Opened by the relay only when the hall confirms.
+    /// key, hex. Opened by the relay only when the hall confirms.
     pub escrowed: String,
     /// The age recipient the new enrolment made for this hand-over: the key is released to it.
     pub reply_recipient: String,
     pub confirmed_by: Option<String>,
     pub confirmed_at: Option<i64>,
-    /// The old store's key, age-encrypted to `reply_recipient`, base64 (once released).
+    /// The old store's key, age-encrypted to `reply_recipient`, hex (once released).
     pub released_key: Option<String>,
     pub done_at: Option<i64>,
     /// What the new enrolment took over, as it reported when done.
@@ -299,10 +316,11 @@ pub trait RelayStore: Send + Sync {
     /// Gives an active device these grids instead of its own (the hall moved its walker);
     /// false when there is no such active device. The grids it had and no longer has become
     /// its leaving grids (see [`Device::leaving`]); a grid given back is no longer leaving.
-    fn set_device_grids(&self, id: &str, grids: &[String]) -> StoreResult<bool>;
-    /// The device has forgotten the grids it left: they take nothing more from it. False when
-    /// it had none.
-    fn finish_leaving(&self, id: &str) -> StoreResult<bool>;
+    fn set_device_grids(&self, id: &str, grids: &[String], now: i64) -> StoreResult<bool>;
+    /// The device has forgotten the grids it left: they take nothing more from it. Only while
+    /// it serves exactly `holds` (what the phone holds now): a phone that forgot its grids
+    /// before a second move does not close the grids of that move. False when nothing changed.
+    fn finish_leaving(&self, id: &str, holds: &[String]) -> StoreResult<bool>;
     /// The id of the revoked device this token belonged to, if it belonged to one.
     fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>>;
     /// Records that a revoked device wiped itself; false when it is not revoked or already
@@ -363,7 +381,8 @@ pub trait RelayStore: Send + Sync {
     /// not kept twice); returns how many were new. Durable before it returns.
     fn store_access(&self, device: &str, lines: &[gridwalk_protocol::AccessLine], received_at: i64)
         -> StoreResult<u32>;
-    /// The newest `limit` lines of every device, newest first (by the device's time).
+    /// The newest `limit` lines of every device, newest first (by when the relay received them,
+    /// then the device's time: a device's clock cannot push others' lines out of view).
     fn access_log(&self, limit: usize) -> StoreResult<Vec<StoredAccess>>;
     fn stats(&self) -> StoreResult<Stats>;
     /// Where this store keeps blob (photo) files by default. A store that lives in a file keeps

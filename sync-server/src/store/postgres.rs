@@ -156,6 +156,7 @@ CREATE TABLE handovers (
 CREATE TABLE device_leaving_grids (
     device_id TEXT COLLATE "C" NOT NULL REFERENCES devices(id),
     grid TEXT COLLATE "C" NOT NULL,
+    since BIGINT NOT NULL,
     PRIMARY KEY (device_id, grid)
 );
 "#,
@@ -323,11 +324,11 @@ impl PostgresRelayStore {
             .collect())
     }
 
-    fn leaving_of(client: &mut impl ::postgres::GenericClient, device_id: &str) -> StoreResult<Vec<String>> {
+    fn leaving_of(client: &mut impl ::postgres::GenericClient, device_id: &str) -> StoreResult<Vec<LeavingGrid>> {
         Ok(client
-            .query("SELECT grid FROM device_leaving_grids WHERE device_id = $1 ORDER BY grid", &[&device_id])?
+            .query("SELECT grid, since FROM device_leaving_grids WHERE device_id = $1 ORDER BY grid", &[&device_id])?
             .into_iter()
-            .map(|r| r.get(0))
+            .map(|r| LeavingGrid { grid: r.get(0), since: r.get(1) })
             .collect())
     }
 
@@ -650,7 +651,7 @@ impl RelayStore for PostgresRelayStore {
         Ok(())
     }
 
-    fn set_device_grids(&self, id: &str, grids: &[String]) -> StoreResult<bool> {
+    fn set_device_grids(&self, id: &str, grids: &[String], now: i64) -> StoreResult<bool> {
         let mut client = self.conn()?;
         let mut tx = client.transaction()?;
         // The device's row is locked, so two moves at once end in one of them, whole.
@@ -660,8 +661,8 @@ impl RelayStore for PostgresRelayStore {
         let had = Self::grids_of(&mut tx, id)?;
         for g in had.iter().filter(|g| !grids.contains(g)) {
             tx.execute(
-                "INSERT INTO device_leaving_grids (device_id, grid) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&id, g],
+                "INSERT INTO device_leaving_grids (device_id, grid, since) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&id, g, &now],
             )?;
         }
         tx.execute("DELETE FROM device_grids WHERE device_id = $1", &[&id])?;
@@ -673,8 +674,24 @@ impl RelayStore for PostgresRelayStore {
         Ok(true)
     }
 
-    fn finish_leaving(&self, id: &str) -> StoreResult<bool> {
-        Ok(self.conn()?.execute("DELETE FROM device_leaving_grids WHERE device_id = $1", &[&id])? > 0)
+    fn finish_leaving(&self, id: &str, holds: &[String]) -> StoreResult<bool> {
+        let mut client = self.conn()?;
+        let mut tx = client.transaction()?;
+        // The device's row is locked, so a move at the same moment comes before or after, whole.
+        if tx.query_opt("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE", &[&id])?.is_none() {
+            return Ok(false);
+        }
+        let mut serves = Self::grids_of(&mut tx, id)?;
+        let mut holds = holds.to_vec();
+        serves.sort();
+        holds.sort();
+        holds.dedup();
+        if serves != holds {
+            return Ok(false);
+        }
+        let changed = tx.execute("DELETE FROM device_leaving_grids WHERE device_id = $1", &[&id])? > 0;
+        tx.commit()?;
+        Ok(changed)
     }
 
     fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
@@ -953,7 +970,7 @@ impl RelayStore for PostgresRelayStore {
             .conn()?
             .query(
                 "SELECT device_id, seq, at, person, kind, subject, detail, received_at FROM access_log
-                  ORDER BY at DESC, received_at DESC, device_id, seq DESC LIMIT $1",
+                  ORDER BY received_at DESC, at DESC, device_id, seq DESC LIMIT $1",
                 &[&limit],
             )?
             .iter()
@@ -1128,8 +1145,11 @@ impl PostgresRelayStore {
             for g in &d.grids {
                 tx.execute("INSERT INTO device_grids (device_id, grid) VALUES ($1, $2)", &[&d.id, g])?;
             }
-            for g in &d.leaving {
-                tx.execute("INSERT INTO device_leaving_grids (device_id, grid) VALUES ($1, $2)", &[&d.id, g])?;
+            for l in &d.leaving {
+                tx.execute(
+                    "INSERT INTO device_leaving_grids (device_id, grid, since) VALUES ($1, $2, $3)",
+                    &[&d.id, &l.grid, &l.since],
+                )?;
             }
         }
         for e in &dump.enrollments {

@@ -137,6 +137,7 @@ const SCHEMA_V10: &str = r#"
 CREATE TABLE device_leaving_grids (
     device_id TEXT NOT NULL REFERENCES devices(id),
     grid TEXT NOT NULL,
+    since INTEGER NOT NULL,
     PRIMARY KEY (device_id, grid)
 ) WITHOUT ROWID;
 "#;
@@ -303,10 +304,12 @@ impl SqliteRelayStore {
         Ok(grids)
     }
 
-    fn leaving_of(conn: &Connection, device_id: &str) -> StoreResult<Vec<String>> {
+    fn leaving_of(conn: &Connection, device_id: &str) -> StoreResult<Vec<LeavingGrid>> {
         let mut stmt =
-            conn.prepare_cached("SELECT grid FROM device_leaving_grids WHERE device_id = ?1 ORDER BY grid")?;
-        let grids = stmt.query_map([device_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            conn.prepare_cached("SELECT grid, since FROM device_leaving_grids WHERE device_id = ?1 ORDER BY grid")?;
+        let grids = stmt
+            .query_map([device_id], |r| Ok(LeavingGrid { grid: r.get(0)?, since: r.get(1)? }))?
+            .collect::<Result<_, _>>()?;
         Ok(grids)
     }
 }
@@ -462,7 +465,7 @@ impl RelayStore for SqliteRelayStore {
         Ok(())
     }
 
-    fn set_device_grids(&self, id: &str, grids: &[String]) -> StoreResult<bool> {
+    fn set_device_grids(&self, id: &str, grids: &[String], now: i64) -> StoreResult<bool> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let active: bool =
@@ -474,7 +477,10 @@ impl RelayStore for SqliteRelayStore {
         }
         let had = Self::grids_of(&tx, id)?;
         for g in had.iter().filter(|g| !grids.contains(g)) {
-            tx.execute("INSERT OR IGNORE INTO device_leaving_grids (device_id, grid) VALUES (?1, ?2)", params![id, g])?;
+            tx.execute(
+                "INSERT OR IGNORE INTO device_leaving_grids (device_id, grid, since) VALUES (?1, ?2, ?3)",
+                params![id, g, now],
+            )?;
         }
         tx.execute("DELETE FROM device_grids WHERE device_id = ?1", [id])?;
         for g in grids {
@@ -485,8 +491,20 @@ impl RelayStore for SqliteRelayStore {
         Ok(true)
     }
 
-    fn finish_leaving(&self, id: &str) -> StoreResult<bool> {
-        Ok(self.conn()?.execute("DELETE FROM device_leaving_grids WHERE device_id = ?1", [id])? > 0)
+    fn finish_leaving(&self, id: &str, holds: &[String]) -> StoreResult<bool> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut serves = Self::grids_of(&tx, id)?;
+        let mut holds = holds.to_vec();
+        serves.sort();
+        holds.sort();
+        holds.dedup();
+        if serves != holds {
+            return Ok(false);
+        }
+        let changed = tx.execute("DELETE FROM device_leaving_grids WHERE device_id = ?1", [id])? > 0;
+        tx.commit()?;
+        Ok(changed)
     }
 
     fn revoked_device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<String>> {
@@ -806,7 +824,7 @@ impl RelayStore for SqliteRelayStore {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
             "SELECT device_id, seq, at, person, kind, subject, detail, received_at FROM access_log
-              ORDER BY at DESC, received_at DESC, device_id, seq DESC LIMIT ?1",
+              ORDER BY received_at DESC, at DESC, device_id, seq DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit.min(i64::MAX as usize) as i64], access_row)?.collect::<Result<_, _>>()?;
         Ok(rows)

@@ -95,6 +95,8 @@ export type HeldStore = {
   /** What came over (meaningful once `taken` or `done`). */
   taken_documents: number;
   taken_photos: number;
+  /** Unsent records of grids she no longer serves, left behind with the old store. */
+  left_behind?: number;
 };
 
 /**

@@ -94,11 +94,20 @@ describe('the held records on the walker’s sync screen', () => {
     stubTransport({});
     setStatus(
       status({
-        held_stores: [held('asked'), held('pending'), held('released'), held('taken', 4, 1), held('done', 5, 2), held('done'), held('no_escrow')],
+        held_stores: [
+          held('asked'),
+          held('pending'),
+          held('released'),
+          held('taken', 4, 1),
+          held('done', 5, 2),
+          held('done'),
+          held('no_escrow'),
+          { ...held('done', 1, 0), left_behind: 2 },
+        ],
       }),
     );
     render(Sync);
-    expect(screen.getAllByTestId('held-store').map((p) => p.dataset.state)).toEqual(['asked', 'pending', 'released', 'taken', 'done', 'done', 'no_escrow']);
+    expect(screen.getAllByTestId('held-store').map((p) => p.dataset.state)).toEqual(['asked', 'pending', 'released', 'taken', 'done', 'done', 'no_escrow', 'done']);
     expect(heldLines()).toEqual([
       '旧记录（2026-11-22保留）中还没上传的内容：等服务中心确认是您本人后自动转入。',
       '旧记录（2026-11-22保留）中还没上传的内容：等服务中心确认是您本人后自动转入。',
@@ -107,6 +116,8 @@ describe('the held records on the walker’s sync screen', () => {
       '已从旧记录转入 5 条记录、2 张照片。',
       '旧记录已处理完：里面没有还没上传的内容。',
       '旧记录（2026-11-22保留）已加密，只能用原来的 PIN 打开。',
+      // Records of a grid she was moved off meanwhile did not come over, and she is told.
+      '已从旧记录转入 1 条记录、0 张照片。另有 2 条记录属于您已不再负责的网格，没有转入。',
     ]);
   });
 
