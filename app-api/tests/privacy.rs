@@ -61,6 +61,27 @@ impl Town {
         app
     }
 
+    /// A phone enrolled (PIN 2580) for the town's walker in her grid and another, synced once;
+    /// and that other grid.
+    fn phone_in_two_grids(&self, name: &str) -> (App, String) {
+        let other_grid = {
+            let store = gridwalk_core::Store::open(self.dir.join("hall.db")).unwrap();
+            store.grids().unwrap().into_iter().find(|g| !g.enterprise_grid && g.id != self.grid).unwrap().id
+        };
+        let both = [self.grid.clone(), other_grid.clone()];
+        let code = self
+            .relay
+            .relay()
+            .create_enrollment_for(name, gridwalk_relay::store::Role::Walker, &both, Some(&self.walker))
+            .unwrap();
+        let phone = App::open(self.dir.join(name), Arc::new(SystemClock), settings()).unwrap();
+        phone
+            .call("enroll", json!({"relay_url": self.relay.url(), "code": code, "device_name": name, "pin": "2580"}))
+            .unwrap();
+        wait_for(&phone, "the first sync", |s| s["last_sync_at"].is_number());
+        (phone, other_grid)
+    }
+
     fn visit(&self, app: &App, notes: &str) -> String {
         let visit = app
             .call(
@@ -301,18 +322,7 @@ fn regression_a_hall_pc_takes_no_device_pin_and_an_enrolment_never_replaces_a_st
 fn a_walker_moved_off_a_grid_forgets_its_records_at_her_next_sync() {
     let town = town();
     let hall = town.relay.relay();
-    let other_grid = {
-        let store = gridwalk_core::Store::open(town.dir.join("hall.db")).unwrap();
-        store.grids().unwrap().into_iter().find(|g| !g.enterprise_grid && g.id != town.grid).unwrap().id
-    };
-    let both = [town.grid.clone(), other_grid.clone()];
-    let code =
-        hall.create_enrollment_for("moved", gridwalk_relay::store::Role::Walker, &both, Some(&town.walker)).unwrap();
-    let phone = App::open(town.dir.join("moved"), Arc::new(SystemClock), settings()).unwrap();
-    phone
-        .call("enroll", json!({"relay_url": town.relay.url(), "code": code, "device_name": "moved", "pin": "2580"}))
-        .unwrap();
-    wait_for(&phone, "the first sync", |s| s["last_sync_at"].is_number());
+    let (phone, other_grid) = town.phone_in_two_grids("moved");
     let visit = town.visit(&phone, "独居老人");
     wait_for(&phone, "the visit sent", |s| s["pending_documents"] == 0);
     let grids_of = |app: &App| -> Vec<String> {
@@ -556,18 +566,7 @@ fn a_forgotten_pins_unsent_work_reaches_the_relay_through_the_new_enrolment_once
 fn regression_a_visit_recorded_in_a_grid_the_hall_just_moved_her_off_still_reaches_the_relay() {
     let mut town = town();
     let hall = town.relay.relay();
-    let other_grid = {
-        let store = gridwalk_core::Store::open(town.dir.join("hall.db")).unwrap();
-        store.grids().unwrap().into_iter().find(|g| !g.enterprise_grid && g.id != town.grid).unwrap().id
-    };
-    let both = [town.grid.clone(), other_grid.clone()];
-    let code =
-        hall.create_enrollment_for("moved", gridwalk_relay::store::Role::Walker, &both, Some(&town.walker)).unwrap();
-    let phone = App::open(town.dir.join("moved"), Arc::new(SystemClock), settings()).unwrap();
-    phone
-        .call("enroll", json!({"relay_url": town.relay.url(), "code": code, "device_name": "moved", "pin": "2580"}))
-        .unwrap();
-    wait_for(&phone, "the first sync", |s| s["last_sync_at"].is_number());
+    let (phone, other_grid) = town.phone_in_two_grids("moved");
     // Out of reach, she records a visit in her first grid; meanwhile the hall moves her off it.
     let addr = town.relay.addr;
     town.relay.stop();

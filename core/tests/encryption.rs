@@ -120,23 +120,31 @@ fn files_of(dir: &Path) -> Vec<PathBuf> {
 /// What a plain reader finds in the files: which of the resident's name, phone, address and a
 /// JPEG's start marker appear anywhere in any of them.
 fn leaks(dir: &Path) -> Vec<String> {
-    let needles: [(&str, &[u8]); 4] = [
-        ("name", RESIDENT.as_bytes()),
-        ("phone", PHONE.as_bytes()),
-        ("address", ADDRESS.as_bytes()),
-        ("JPEG marker", &[0xFF, 0xD8, 0xFF]),
-    ];
+    let needles: [(&str, &[u8]); 3] =
+        [("name", RESIDENT.as_bytes()), ("phone", PHONE.as_bytes()), ("address", ADDRESS.as_bytes())];
     let mut found = Vec::new();
     for file in files_of(dir) {
         let bytes = std::fs::read(&file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
         for (what, needle) in needles {
             if bytes.windows(needle.len()).any(|w| w == needle) {
-                found.push(format!("{what} in {}", file.file_name().unwrap().to_string_lossy()));
+                found.push(format!("{what} in {name}"));
             }
+        }
+        if bytes.windows(10).any(jpeg_start) {
+            found.push(format!("JPEG marker in {name}"));
         }
     }
     found.sort();
     found
+}
+
+/// A JPEG's start as a plain photo file begins: the start-of-image marker, then its first
+/// segment (JFIF or Exif) with its name. The three marker bytes alone turn up by chance in an
+/// encrypted file of a megabyte about once in sixteen runs (regression: a fresh-clone run failed
+/// so); these ten never do, and every photo this app keeps starts with them.
+fn jpeg_start(w: &[u8]) -> bool {
+    w[..3] == [0xFF, 0xD8, 0xFF] && (&w[6..10] == b"JFIF" || &w[6..10] == b"Exif")
 }
 
 fn identity() -> Identity {

@@ -158,8 +158,8 @@ async function main() {
     await page.locator(tid('enroll-relay')).waitFor();
     await assertNoMachineIds(page, 'hall: enrol screen');
     await page.locator(tid('enroll-relay')).fill(relay.url);
-    await page.locator(tid('enroll-code')).fill(relayCli(relayDir, 'enroll', '--name', 'hall-pc', '--role', 'hall'));
-    await page.locator(tid('enroll-device')).fill('hall-pc');
+    await page.locator(tid('enroll-code')).fill(relayCli(relayDir, 'enroll', '--name', '前台电脑', '--role', 'hall'));
+    await page.locator(tid('enroll-device')).fill('前台电脑');
     await page.locator(tid('enroll-submit')).click();
     // The first sync brings the staff roster: this PC is shared, so its staff sign in.
     await page.locator(tid('screen-sign-in')).waitFor({ timeout: 30000 });
@@ -581,11 +581,18 @@ async function main() {
       const who = (await exported.locator(tid('access-log-person')).innerText()).trim();
       const what = (await exported.locator(tid('access-log-kind')).innerText()).trim();
       assert(who === STAFF[1].name && what.includes('驻网办事清单'), `the export is logged by name and in words: ${who} ${what}`);
+      // Read from the relay, which holds every device's lines: on which device, by its name.
+      const on = (await exported.locator(tid('access-log-device')).innerText()).trim();
+      assert(on === '前台电脑', `the export names the PC it was made on: ${on}`);
       await page.locator(tid('access-log')).screenshot({ path: join(OUT, 'hall-admin-access-log.png') });
       await assertNoMachineIds(page, 'hall: admin, access log');
       // Forgotten-PIN hand-overs (issue 14): the admin's card is there, and says when there
       // are none (the lock e2e walks a whole hand-over).
       await page.locator(tid('handover-empty')).waitFor({ timeout: 15000 });
+      // As she sees it: the card in the middle of the screen, no message over it.
+      if (await page.locator(tid('toast')).count()) await page.locator(`${tid('toast')} button`).click();
+      await page.evaluate(() => document.querySelector('[data-testid="handovers"]').scrollIntoView({ block: 'center' }));
+      await sleep(200);
       await page.locator(tid('handovers')).screenshot({ path: join(OUT, 'hall-admin-handovers.png') });
 
       // Quick phrases for visit notes are the hall's (issue 16): the admin's list reaches the

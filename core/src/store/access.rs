@@ -79,31 +79,19 @@ impl Store {
 
     /// The newest `limit` entries, newest first.
     pub fn access_log(&self, limit: usize) -> Result<Vec<AccessEntry>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, at, person, device, kind, subject, detail FROM access_log ORDER BY seq DESC LIMIT ?1",
-        )?;
-        let rows = stmt
-            .query_map([limit.min(i64::MAX as usize) as i64], |r| {
-                Ok(AccessEntry {
-                    seq: r.get(0)?,
-                    at: r.get(1)?,
-                    person: r.get(2)?,
-                    device: r.get(3)?,
-                    kind: r.get(4)?,
-                    subject: r.get(5)?,
-                    detail: r.get(6)?,
-                })
-            })?
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(rows)
+        self.access_lines("ORDER BY seq DESC", limit)
     }
 
     /// Lines the relay has not taken yet, oldest first, at most `limit`.
     pub fn unsent_access(&self, limit: usize) -> Result<Vec<AccessEntry>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, at, person, device, kind, subject, detail FROM access_log
-              WHERE sent_at IS NULL ORDER BY seq LIMIT ?1",
-        )?;
+        self.access_lines("WHERE sent_at IS NULL ORDER BY seq", limit)
+    }
+
+    /// At most `limit` lines, chosen and ordered by `tail` (a fixed clause, never user input).
+    fn access_lines(&self, tail: &'static str, limit: usize) -> Result<Vec<AccessEntry>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT seq, at, person, device, kind, subject, detail FROM access_log {tail} LIMIT ?1"
+        ))?;
         let rows = stmt
             .query_map([limit.min(i64::MAX as usize) as i64], |r| {
                 Ok(AccessEntry {
