@@ -49,8 +49,9 @@ pub fn pin_matches(pin: &str, hash: &str) -> bool {
 /// A 256-bit key derived from `pin` and `salt` by the same Argon2id setting: what unlocks a
 /// device's store (the key that encrypts it is wrapped by this one). On a cheap phone (a
 /// Cortex-A53 at 1.4 GHz is about five times slower than a PC) it is estimated at five times
-/// this machine's measured figure, `unlock_with_pin_ms` of `gridwalk-bench encryption` (13 ms in
-/// release on the 2-core build machine): well inside the 300 ms an unlock may take.
+/// this machine's measured figure, `unlock_with_pin_ms` of `gridwalk-bench encryption` (13 to
+/// 15 ms in release on the 2-core build machine, `bench/results/encryption-release-2026-12-06*.json`):
+/// well inside the 300 ms an unlock may take.
 pub fn derive_key(pin: &str, salt: &[u8; 16]) -> Result<[u8; 32], BadPin> {
     check_pin_shape(pin)?;
     let mut key = [0u8; 32];
