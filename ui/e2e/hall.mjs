@@ -595,6 +595,46 @@ async function main() {
       await sleep(200);
       await page.locator(tid('handovers')).screenshot({ path: join(OUT, 'hall-admin-handovers.png') });
 
+      // A walker forgot her phone's PIN (issue 14): her new enrolment asks for what her old
+      // records held, and it waits until the admin, having seen her, confirms at this console
+      // with her own PIN (a wrong one first).
+      const forgetful = await device(dir, 'phone-forgot');
+      devices.push(forgetful);
+      const walkerName = (await api(hall, 'reference')).walkers.find((w) => w.id === 'w001').name;
+      const enrolAs = (name) => ({ relay_url: relay.url, code: relayCli(relayDir, 'enroll', '--name', name, '--grids', GRID, '--walker', 'w001'), device_name: name, pin: '1357' });
+      await api(forgetful, 'enroll', enrolAs(`${walkerName}的备用手机`));
+      await until('the spare phone\'s first sync (its key escrowed)', async () => (await api(forgetful, 'status')).last_sync_at);
+      await api(forgetful, 'lock');
+      await api(forgetful, 'set_store_aside', { confirm: true });
+      await api(forgetful, 'enroll', enrolAs(`${walkerName}的备用手机（重新登记）`));
+      await until('the hand-over asked for', async () => (await api(forgetful, 'status')).held_stores?.[0]?.state === 'pending');
+      await page.locator(tid('handover-refresh')).click();
+      const pending = page.locator(`${tid('handover-row')}[data-state="pending"]`);
+      await pending.waitFor({ timeout: 15000 });
+      const walkerShown = (await pending.locator(tid('handover-walker')).innerText()).trim();
+      const devicesShown = (await pending.locator(tid('handover-devices')).innerText()).trim();
+      assert(walkerShown === walkerName && devicesShown === `${walkerName}的备用手机 → ${walkerName}的备用手机（重新登记）`, `the hand-over by names: ${walkerShown}, ${devicesShown}`);
+      await pending.locator(tid('handover-confirm-open')).click();
+      await page.locator(tid('handover-pin')).fill('0000');
+      await page.locator(tid('handover-confirm')).click();
+      await page.locator(tid('handover-confirm-error')).waitFor();
+      await page.locator(tid('handover-pin')).fill(ADMIN.pin);
+      await page.evaluate(() => document.querySelector('[data-testid="handovers"]').scrollIntoView({ block: 'center' }));
+      await page.locator(tid('handovers')).screenshot({ path: join(OUT, 'hall-admin-handover-confirm.png') });
+      await page.locator(tid('handover-confirm')).click();
+      await page.locator(`${tid('handover-row')}[data-state="released"]`).waitFor({ timeout: 15000 });
+      await assertNoMachineIds(page, 'hall: admin, a hand-over confirmed');
+      await until('the new enrolment to take the old records over', async () => {
+        await api(forgetful, 'sync_now');
+        return (await api(forgetful, 'status')).held_stores?.[0]?.state === 'done';
+      });
+      await page.locator(tid('handover-refresh')).click();
+      await page.locator(`${tid('handover-row')}[data-state="done"]`).waitFor({ timeout: 15000 });
+      if (await page.locator(tid('toast')).count()) await page.locator(`${tid('toast')} button`).click();
+      await page.evaluate(() => document.querySelector('[data-testid="handovers"]').scrollIntoView({ block: 'center' }));
+      await page.locator(tid('handovers')).screenshot({ path: join(OUT, 'hall-admin-handover-done.png') });
+      console.log('forgotten PIN: the hand-over listed by names, a wrong admin PIN refused, confirmed at the console, taken over by the new enrolment');
+
       // Quick phrases for visit notes are the hall's (issue 16): the admin's list reaches the
       // walker's phone with its grid's roster, and its visit form offers them.
       await page.locator(tid('admin-phrases-text')).fill('已查看燃气灶\n\n子女每周来看望');
