@@ -728,3 +728,26 @@ fn regression_a_revocation_the_relay_did_not_sign_wipes_nothing() {
     assert!(town.dir.join("phone").join(gridwalk_app_api::STORE_FILE).exists());
     runtime.shutdown_background();
 }
+
+#[test]
+fn devices_enrolled_before_relays_signed_learn_the_relays_key_at_their_next_sync() {
+    // As an enrolment with an older relay left them: no relay key kept. A hall PC and a phone
+    // each learn it at their next sync, and keep the first one.
+    let town = town();
+    let phone = town.phone("phone", settings(), Some("2580"));
+    drop(phone);
+    let forget_key = |store: &gridwalk_core::store::Store| {
+        store.connection().execute("DELETE FROM meta WHERE key = 'relay_key'", []).unwrap();
+        assert!(store.relay_link().unwrap().unwrap().relay_key.is_none());
+    };
+    let relay_key = town.relay.relay().relay_key().unwrap();
+    let hall = gridwalk_core::store::Store::open(town.dir.join("hall.db")).unwrap();
+    forget_key(&hall);
+    gridwalk_transport::client::sync_over_http(&hall, &std::sync::atomic::AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(hall.relay_link().unwrap().unwrap().relay_key.as_deref(), Some(relay_key.as_str()), "the hall PC");
+    let store = gridwalk_app_api::open_device_store(&town.dir.join("phone"), Some("2580")).unwrap();
+    forget_key(&store);
+    gridwalk_transport::client::sync_over_http(&store, &std::sync::atomic::AtomicBool::new(false), &mut |_| {})
+        .unwrap();
+    assert_eq!(store.relay_link().unwrap().unwrap().relay_key.as_deref(), Some(relay_key.as_str()), "the phone");
+}

@@ -343,3 +343,55 @@ fn a_resident_of_a_known_household_who_gives_no_number_is_reached_on_the_househo
     assert_eq!(raise(Some(" "), 21).as_deref(), Some(PHONE));
     assert_eq!(raise(Some("13900000000"), 22).as_deref(), Some("13900000000"), "a number she gives is kept");
 }
+
+#[test]
+fn a_new_enrolment_takes_over_the_old_stores_unsent_records_photos_queued_photos_drafts_and_access_lines() {
+    use gridwalk_core::store::access::PhoneOf;
+    use gridwalk_core::store::PhotoToQueue;
+    let dir = tempfile::tempdir().unwrap();
+    // The old store, set aside after a forgotten PIN: a day's work never sent, a reveal, and a
+    // camera photo still waiting to be shrunk.
+    let old = Store::create_encrypted(dir.path().join("old.db"), identity(), StoreKey::generate()).unwrap();
+    let (request, photo) = a_day_of_work(&old);
+    old.reveal_phone(&old.context(t(4)), PhoneOf::Household, "h1").unwrap();
+    let camera = a_photo();
+    let waiting = PhotoToQueue { file_name: "IMG_2031.jpg".into(), role: Role::After, bytes: &camera, gps: None };
+    old.queue_photo(&old.context(t(5)), &request, &waiting, &IngestOptions::default()).unwrap();
+    // Her new enrolment, in the same grid.
+    let new = Store::create_encrypted(
+        dir.path().join("new.db"),
+        Identity { device: "phone-2".into(), walker: "w1".into() },
+        StoreKey::generate(),
+    )
+    .unwrap();
+    new.set_relay_link(&gridwalk_core::store::RelayLink {
+        url: "http://relay.example".into(),
+        device_id: "dev-new".into(),
+        token: "t".into(),
+        role: "walker".into(),
+        grids: vec!["g1".into()],
+        walker: Some("w1".into()),
+        device_number: Some(2),
+        staff_sign_in: false,
+        relay_key: None,
+    })
+    .unwrap();
+    let taken = new.take_over_unsent(&old, t(6)).unwrap();
+    assert_eq!((taken.documents, taken.photos, taken.drafts, taken.access_lines, taken.outside_grids), (2, 2, 1, 1, 0));
+    let outbox: std::collections::BTreeSet<String> = new.outbox(100).unwrap().into_iter().map(|e| e.doc_id).collect();
+    assert_eq!(outbox.len(), 2, "the visit and the request wait to go up from the new enrolment");
+    assert!(outbox.contains(&request));
+    assert_eq!(new.request(&request).unwrap().body.place.address, ADDRESS);
+    assert_eq!(new.unacknowledged_photos().unwrap(), std::slice::from_ref(&photo));
+    assert_eq!(new.photo_bytes(&photo).unwrap(), old.photo_bytes(&photo).unwrap());
+    assert_eq!(new.queued_photos(&request).unwrap().len(), 1, "the camera photo waits here now");
+    assert!(new.draft("request-form").unwrap().unwrap().0.contains(RESIDENT));
+    let lines = new.unsent_access(10).unwrap();
+    assert_eq!((lines.len(), lines[0].kind.as_str()), (1, "reveal_phone"));
+    // Run again (the phone stopped before it noted the take-over done): nothing is doubled.
+    let again = new.take_over_unsent(&old, t(7)).unwrap();
+    assert_eq!((again.drafts, again.access_lines), (0, 0));
+    assert_eq!(new.queued_photos(&request).unwrap().len(), 1);
+    assert_eq!(new.unsent_access(10).unwrap().len(), 1);
+    assert!(new.check().unwrap().index_matches_documents);
+}

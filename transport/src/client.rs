@@ -526,6 +526,13 @@ fn follow_grid_move(
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<()> {
     if link.role != "walker" {
+        // A hall PC enrolled before relays signed learns the relay's key too, once (trusted on
+        // first use), so that from then on it wipes itself only on a signed revocation.
+        if link.relay_key.is_none() {
+            if let Some(key) = fetch_device(link).ok().and_then(|v| v.relay_key) {
+                store.set_relay_key(&key)?;
+            }
+        }
         return Ok(());
     }
     let view = match fetch_device(link) {

@@ -3,8 +3,9 @@
 //! Once the hall confirmed the hand-over and the relay released the old store's key (see
 //! `keys::HandoverKey` and the relay's `handover` module), the walker's new enrolment opens the
 //! old store and takes into its own what never reached the relay: every document with changes
-//! in the old outbox, whole, and every photo the relay never acknowledged. What the relay holds
-//! already comes back with the new enrolment's pull.
+//! in the old outbox, whole, every photo the relay never acknowledged, the camera photos still
+//! waiting to be shrunk, the half-filled forms (drafts) and the access-log lines not yet sent.
+//! What the relay holds already comes back with the new enrolment's pull.
 
 use rusqlite::params;
 
@@ -27,6 +28,8 @@ pub struct TakenOver {
     /// Lines of the old store's access log the relay had not received (who saw a full number,
     /// who exported): kept here, so the admin's record has no gap.
     pub access_lines: u32,
+    /// Half-filled forms, where this store has none of its own under the same name.
+    pub drafts: u32,
 }
 
 impl Store {
@@ -79,12 +82,14 @@ impl Store {
             taken.photos += 1;
         }
         // The access log first of all: what was shown or exported on the old store stays on record.
+        // A take-over run again (the phone stopped before it noted it done) adds no line twice.
         for line in old.unsent_access(usize::MAX >> 1)? {
-            self.connection().execute(
-                "INSERT INTO access_log (at, person, device, kind, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            taken.access_lines += self.connection().execute(
+                "INSERT INTO access_log (at, person, device, kind, subject, detail)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM access_log
+                    WHERE at = ?1 AND person = ?2 AND device = ?3 AND kind = ?4 AND subject = ?5 AND detail = ?6)",
                 params![line.at, line.person, line.device, line.kind, line.subject, line.detail],
-            )?;
-            taken.access_lines += 1;
+            )? as u32;
         }
         let ids: Vec<String> = old
             .connection()
@@ -110,8 +115,81 @@ impl Store {
             })?;
             taken.documents += 1;
         }
+        // Camera photos still waiting to be shrunk, for the records now here: this store's photo
+        // worker processes them like its own (counted with the photos).
+        let queued: Vec<QueuedRow> = old
+            .connection()
+            .prepare(
+                "SELECT doc_id, role, file_name, bytes, lat, lon, accuracy_m, actor, device, queued_at
+                   FROM photo_queue ORDER BY id",
+            )?
+            .query_map([], |r| {
+                Ok(QueuedRow {
+                    doc_id: r.get(0)?,
+                    role: r.get(1)?,
+                    file_name: r.get(2)?,
+                    bytes: r.get(3)?,
+                    lat: r.get(4)?,
+                    lon: r.get(5)?,
+                    accuracy_m: r.get(6)?,
+                    actor: r.get(7)?,
+                    device: r.get(8)?,
+                    queued_at: r.get(9)?,
+                })
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        for q in queued {
+            let here =
+                self.connection().prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?.exists([&q.doc_id])?;
+            if !here {
+                continue;
+            }
+            taken.photos += self.connection().execute(
+                "INSERT INTO photo_queue (doc_id, role, file_name, bytes, lat, lon, accuracy_m, actor, device, queued_at)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE NOT EXISTS (SELECT 1 FROM photo_queue
+                    WHERE doc_id = ?1 AND file_name = ?3 AND device = ?9 AND queued_at = ?10)",
+                params![
+                    q.doc_id,
+                    q.role,
+                    q.file_name,
+                    q.bytes,
+                    q.lat,
+                    q.lon,
+                    q.accuracy_m,
+                    q.actor,
+                    q.device,
+                    q.queued_at
+                ],
+            )? as u32;
+        }
+        // Half-filled forms: one she started here since keeps its place.
+        let drafts: Vec<(String, String, i64)> = old
+            .connection()
+            .prepare("SELECT key, value, updated_at FROM drafts ORDER BY key")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<std::result::Result<_, _>>()?;
+        for (key, value, updated_at) in drafts {
+            taken.drafts += self.connection().execute(
+                "INSERT OR IGNORE INTO drafts (key, value, updated_at) VALUES (?1, ?2, ?3)",
+                params![key, value, updated_at],
+            )? as u32;
+        }
         Ok(taken)
     }
+}
+
+/// A camera photo waiting in the old store's queue.
+struct QueuedRow {
+    doc_id: String,
+    role: String,
+    file_name: String,
+    bytes: Vec<u8>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    accuracy_m: Option<f64>,
+    actor: String,
+    device: String,
+    queued_at: i64,
 }
 
 fn photo_error(e: PhotoError) -> CoreError {
