@@ -10,7 +10,7 @@ import Admin from '../screens/hall/Admin.svelte';
 import Handovers from '../screens/hall/Handovers.svelte';
 import Lock from '../screens/Lock.svelte';
 import Sync from '../screens/Sync.svelte';
-import { stubTransport } from './stub';
+import { baseStatus, stubTransport } from './stub';
 
 /** 2026-11-22 14:05 in Shanghai. */
 const SET_ASIDE = Date.UTC(2026, 10, 22, 6, 5);
@@ -18,26 +18,16 @@ const ASKED = Date.UTC(2026, 10, 23, 1, 30); // 09:30 in Shanghai
 const OLD_DEVICE = 'dev-a2fd1b1ccddd6e59';
 
 function status(more: Partial<AppStatus> = {}): AppStatus {
-  return {
-    enrolled: true,
+  return baseStatus({
     device_name: '张桂英的手机',
     walker: { id: 'w-1', name: '张桂英' },
     role: 'walker',
     relay_url: 'http://hall',
-    grids: [],
     online: true,
-    syncing: false,
-    progress: null,
-    last_sync_at: null,
-    last_error: null,
-    pending_documents: 0,
-    pending_photos: 0,
-    processing_photos: 0,
-    failed_photos: 0,
     now: ASKED,
     lock: { locked: false, pin_needed: false, lock: 'pin', wait_seconds: null, wiped_at: null },
     ...more,
-  };
+  });
 }
 
 function held(state: HeldStore['state'], documents = 0, photos = 0): HeldStore {

@@ -7,30 +7,14 @@ import Enroll from '../screens/Enroll.svelte';
 import Lock from '../screens/Lock.svelte';
 import SetPin from '../screens/SetPin.svelte';
 import Sync from '../screens/Sync.svelte';
-import { stubTransport } from './stub';
+import { baseStatus, stubTransport } from './stub';
 
 /** A walker's phone: locked by her PIN unless `lock` says otherwise. */
 function status(lock: Partial<LockStatus> = {}, more: Partial<AppStatus> = {}): AppStatus {
-  return {
-    enrolled: true,
-    device_name: null,
-    walker: null,
-    role: null,
-    relay_url: null,
-    grids: [],
-    online: false,
-    syncing: false,
-    progress: null,
-    last_sync_at: null,
-    last_error: null,
-    pending_documents: 0,
-    pending_photos: 0,
-    processing_photos: 0,
-    failed_photos: 0,
-    now: Date.now(),
+  return baseStatus({
     lock: { locked: true, pin_needed: false, lock: 'pin', wait_seconds: null, wiped_at: null, ...lock },
     ...more,
-  };
+  });
 }
 
 /** The same phone unlocked, with its store open. */

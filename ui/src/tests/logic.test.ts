@@ -59,6 +59,8 @@ describe('error sentences', () => {
   it('maps known codes in both languages, each with its next step, and never shows raw text', () => {
     expect(errorText({ code: 'network', message: 'cannot reach the relay: refused' })).toBe('连不上服务中心，请到有信号的地方再试。');
     expect(errorText({ code: 'photo_not_here_yet', message: '' })).toBe('照片还没同步到本机。');
+    // A revocation nobody could prove (issue 14): said in her words, and that nothing was erased.
+    expect(errorText({ code: 'revocation_unverified', message: 'something answering as the relay said…' })).toContain('没有删除');
     expect(errorText({ code: 'photo_something_new', message: 'x' })).toBe('照片处理出错：请重新拍一张再试；还不行请联系服务中心。');
     // Regression: raw library text ("Hit the end of buffer, expected more data") reached the
     // screen. An unknown code now gets a sentence in the user's language that names the code.
